@@ -1,0 +1,67 @@
+// `mailbag COMMAND …`: finds the command in the table below and hands it the rest
+// of the command line. Each command module is loaded only when it runs, so the
+// front doors an MTA calls once per message start as fast as node allows.
+//
+// A command module exports `main(argv, io): Promise<number>` and parses its own
+// arguments (accepting `--config FILE` like every other command).
+
+import type { CliIo } from './io.js';
+import { MailbagError } from '../errors.js';
+
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<{ main: (argv: string[], io: CliIo) => Promise<number> }>;
+}
+
+// One line per command; keep them in the order `mailbag --help` should show.
+export const COMMANDS: Record<string, CommandEntry> = {
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length), 8);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'Usage: mailbag [--config FILE] COMMAND [options] [args]',
+    '',
+    'Store-and-forward mail over SSH: rmail and BSMTP jobs in a crash-safe spool.',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `mailbag COMMAND --help` for a command\'s options. Manual pages: docs/.',
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const args = [...argv];
+  // `mailbag --config FILE COMMAND …` is the same as `mailbag COMMAND --config FILE …`
+  const global: string[] = [];
+  while (args[0] === '--config' || args[0]?.startsWith('--config=')) {
+    const a = args.shift()!;
+    if (a === '--config') {
+      const file = args.shift();
+      if (file === undefined) throw new MailbagError('usage', '--config needs a FILE');
+      global.push('--config', file);
+    } else {
+      global.push(a);
+    }
+  }
+  const name = args.shift();
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(usage());
+    return name === undefined ? 64 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    const { readFile } = await import('node:fs/promises');
+    const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    io.stdout.write(`mailbag ${pkg.version}\n`);
+    return 0;
+  }
+  const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!entry) {
+    throw new MailbagError('usage', `unknown command '${name}' (see mailbag --help)`);
+  }
+  const mod = await entry.load();
+  return mod.main([...global, ...args], io);
+}

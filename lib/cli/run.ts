@@ -1,0 +1,37 @@
+// The only place that touches process.exitCode and prints a failure: one stderr
+// line that starts with an enhanced status code (`4.3.0 spool not writable: …`),
+// then the sysexits code from lib/exit.ts. Anything unforeseen exits 75, so a bug
+// of ours makes the MTA retry instead of bouncing mail.
+
+import { asMailbagError } from '../errors.js';
+import { processIo, type CliIo } from './io.js';
+
+export type Main = (argv: string[], io: CliIo) => Promise<number>;
+
+/** Format an error as the one line an MTA or admin reads. */
+export function failureLine(err: unknown, prefix?: string): string {
+  const e = asMailbagError(err);
+  const message = e.message.replace(/[\r\n]+/g, ' ').trim();
+  return `${e.status} ${prefix ? `${prefix}: ` : ''}${message}`;
+}
+
+/** Run a main function as this process: exit code and stderr from its outcome. */
+export async function runAsProcess(main: Main, prefix: string): Promise<void> {
+  const io = processIo();
+  // A last line of defence: an error escaping everything still exits 75, never 1.
+  const onFatal = (err: unknown): void => {
+    process.stderr.write(`4.3.0 ${prefix}: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(75);
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+  let code: number;
+  try {
+    code = await main(process.argv.slice(2), io);
+  } catch (err) {
+    io.stderr.write(`${failureLine(err, prefix)}\n`);
+    code = asMailbagError(err).exitCode;
+    if (io.env.MAILBAG_DEBUG && err instanceof Error) io.stderr.write(`${err.stack}\n`);
+  }
+  process.exitCode = code;
+}
