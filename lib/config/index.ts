@@ -1,0 +1,404 @@
+// Loads and validates mailbag.toml. Search order: `--config FILE`, $MAILBAG_CONFIG,
+// /etc/mailbag/mailbag.toml, else built-in defaults (the checkout's spool/). Every key
+// is checked: an unknown key or a wrong type is a ConfigError naming the file, the key
+// and what is wrong. Synchronous and lazy (the TOML parser is loaded only when there is
+// a file), because the enqueue front doors load it once per message.
+
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import { parseDuration, parseSize } from './units.js';
+import type {
+  Codec, Config, DeliveryConfig, DeliveryMethod, Endpoint, HostPort, LimitsConfig, LmtpConfig,
+  MtaFlavour, PeerConfig, PeerTransport,
+} from './types.js';
+
+export type * from './types.js';
+export { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+
+/** The system-wide configuration file, used when neither --config nor $MAILBAG_CONFIG is given. */
+export const SYSTEM_CONFIG = '/etc/mailbag/mailbag.toml';
+
+/** A site or peer name: lower case letters, digits, dots and dashes. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9.-]*$/;
+/** A job command or action name. */
+const COMMAND_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
+const BUILTIN_COMMANDS = ['rmail', 'rsmtp'];
+
+export interface LoadConfigOptions {
+  /** `--config FILE` from the command line (relative to cwd) */
+  path?: string | undefined;
+  /** the environment ($MAILBAG_CONFIG); default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** directory a relative --config or $MAILBAG_CONFIG is resolved against; default process.cwd() */
+  cwd?: string;
+  /** the system file to try third; default /etc/mailbag/mailbag.toml (tests point it elsewhere) */
+  systemFile?: string;
+}
+
+/** Find, read and validate the configuration (see the search order above). */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.path ?? (env.MAILBAG_CONFIG || undefined);
+  if (explicit !== undefined) {
+    const file = resolve(cwd, explicit);
+    return parseConfig(readConfigFile(file, true)!, file);
+  }
+  const system = options.systemFile ?? SYSTEM_CONFIG;
+  const text = readConfigFile(system, false);
+  if (text === undefined) return defaultConfig();
+  return parseConfig(text, system);
+}
+
+/** The configuration used when there is no file: the checkout's spool, the host's name. */
+export function defaultConfig(): Config {
+  return validate({}, undefined, packageRoot());
+}
+
+function readConfigFile(file: string, required: boolean): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!required && code === 'ENOENT') return undefined;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    throw new ConfigError(`cannot read the configuration file: ${why}`, { file, cause: err });
+  }
+}
+
+interface TomlModule {
+  parse: (text: string) => Record<string, unknown>;
+}
+let toml: TomlModule | undefined;
+
+/** Parse and validate the text of a configuration file; `file` names it in errors and anchors relative paths. */
+export function parseConfig(text: string, file: string): Config {
+  // The CommonJS build of smol-toml is one file: a synchronous require of it is the
+  // cheapest way to load a parser only when a file exists.
+  toml ??= createRequire(import.meta.url)('smol-toml') as TomlModule;
+  let raw: Record<string, unknown>;
+  try {
+    raw = toml.parse(text);
+  } catch (err) {
+    const e = err as { line?: number; column?: number; message: string };
+    const first = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    const where = e.line !== undefined ? `line ${e.line}, column ${e.column}: ` : '';
+    throw new ConfigError(`not valid TOML: ${where}${first}`, { file, cause: err });
+  }
+  return validate(raw, file, dirname(file));
+}
+
+/** Where this package lives: lib/config/ in a checkout, dist/lib/config/ when built. */
+export function packageRoot(): string {
+  let root = fileURLToPath(new URL('../..', import.meta.url));
+  if (basename(root) === 'dist') root = dirname(root);
+  return root.replace(/\/+$/, '') || '/';
+}
+
+// ---------------------------------------------------------------------------------
+// Validation. A Table reads keys off one TOML table, remembers which it read, and at
+// the end refuses the ones nobody asked for.
+
+type Raw = Record<string, unknown>;
+
+function typeName(v: unknown): string {
+  if (typeof v === 'string') return 'a string';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : 'a float';
+  if (typeof v === 'bigint') return 'an integer';
+  if (typeof v === 'boolean') return 'a boolean';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  return 'a table';
+}
+
+function isTable(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+class Table {
+  private readonly used = new Set<string>();
+
+  constructor(readonly file: string | undefined, readonly prefix: string, readonly raw: Raw) {}
+
+  key(k: string): string {
+    return this.prefix ? `${this.prefix}.${k}` : k;
+  }
+
+  fail(k: string, message: string): never {
+    throw new ConfigError(message, { file: this.file ?? '(built-in defaults)', key: this.key(k) });
+  }
+
+  get(k: string): unknown {
+    this.used.add(k);
+    return Object.hasOwn(this.raw, k) ? this.raw[k] : undefined;
+  }
+
+  private typed<T>(k: string, want: string, ok: (v: unknown) => boolean): T | undefined {
+    const v = this.get(k);
+    if (v === undefined) return undefined;
+    if (!ok(v)) this.fail(k, `must be ${want}, not ${typeName(v)}`);
+    return v as T;
+  }
+
+  string(k: string): string | undefined {
+    const v = this.typed<string>(k, 'a string', (x) => typeof x === 'string');
+    if (v !== undefined && v.includes('\0')) this.fail(k, 'must not contain a NUL byte');
+    return v;
+  }
+
+  oneOf<T extends string>(k: string, choices: readonly T[], def: T): T {
+    const v = this.string(k);
+    if (v === undefined) return def;
+    if (!(choices as readonly string[]).includes(v)) {
+      this.fail(k, `must be one of ${choices.map((c) => `"${c}"`).join(', ')}, not "${v}"`);
+    }
+    return v as T;
+  }
+
+  boolean(k: string, def: boolean): boolean {
+    return this.typed<boolean>(k, 'true or false', (x) => typeof x === 'boolean') ?? def;
+  }
+
+  integer(k: string, def: number, min: number, max: number): number {
+    const v = this.typed<number | bigint>(k, 'an integer', (x) => typeof x === 'bigint' || (typeof x === 'number' && Number.isInteger(x)));
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (n < min || n > max) this.fail(k, `must be between ${min} and ${max}, not ${n}`);
+    return n;
+  }
+
+  duration(k: string, def: string): number {
+    const v = this.get(k) ?? def;
+    if (typeof v !== 'string') this.fail(k, `must be a duration string like "30s", "15m" or "5d", not ${typeName(v)}`);
+    const ms = parseDuration(v);
+    if (typeof ms === 'string') this.fail(k, ms);
+    if (ms <= 0) this.fail(k, 'must be longer than zero');
+    return ms;
+  }
+
+  size(k: string, def: string, max: number): number {
+    const v = this.get(k) ?? def;
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'bigint') {
+      this.fail(k, `must be a size like "64M" or a number of bytes, not ${typeName(v)}`);
+    }
+    const n = parseSize(v);
+    if (typeof n === 'string') this.fail(k, n);
+    if (n <= 0) this.fail(k, 'must be larger than zero');
+    if (n > max) this.fail(k, `must be at most ${max} bytes`);
+    return n;
+  }
+
+  stringArray(k: string): string[] | undefined {
+    const v = this.get(k);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) this.fail(k, `must be an array of strings, not ${typeName(v)}`);
+    v.forEach((item, i) => {
+      if (typeof item !== 'string') this.fail(k, `must be an array of strings, but item ${i + 1} is ${typeName(item)}`);
+      if (item.includes('\0')) this.fail(k, `item ${i + 1} contains a NUL byte`);
+    });
+    return v as string[];
+  }
+
+  table(k: string): Table {
+    const v = this.get(k);
+    if (v === undefined) return new Table(this.file, this.key(k), {});
+    if (!isTable(v)) this.fail(k, `must be a table ([${this.key(k)}]), not ${typeName(v)}`);
+    return new Table(this.file, this.key(k), v);
+  }
+
+  /** Refuse every key no reader asked for. */
+  finish(): void {
+    for (const k of Object.keys(this.raw)) {
+      if (!this.used.has(k)) {
+        const known = [...this.used].sort().join(', ');
+        this.fail(k, `unknown key${known ? ` (known here: ${known})` : ''}`);
+      }
+    }
+  }
+}
+
+function path(t: Table, k: string, base: string, def?: string): string | undefined {
+  const v = t.string(k) ?? def;
+  if (v === undefined) return undefined;
+  if (v === '') t.fail(k, 'must not be empty');
+  return isAbsolute(v) ? v : resolve(base, v);
+}
+
+function hostPort(t: Table, k: string, text: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535) t.fail(k, `"${text}" is not host:port (like "127.0.0.1:25" or "[::1]:25")`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function name(t: Table, k: string, value: string, what: string): string {
+  if (!NAME_PATTERN.test(value) || value.length > LIMITS.maxNameLength) {
+    t.fail(k, `"${value}" is not a valid ${what} name: use lower-case letters, digits, dots and dashes (at most ${LIMITS.maxNameLength}), starting with a letter or digit`);
+  }
+  return value;
+}
+
+/** This host's name, first label, made into a valid site name. */
+function hostSiteName(): string {
+  // node:os is loaded only here: a configured site needs no host name.
+  const req = createRequire(import.meta.url);
+  const { hostname } = req('node:os') as typeof import('node:os');
+  const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, LIMITS.maxNameLength);
+  return label || 'localhost';
+}
+
+function validate(raw: Raw, file: string | undefined, base: string): Config {
+  const top = new Table(file, '', raw);
+  const siteText = top.string('site');
+  const site = siteText === undefined ? hostSiteName() : name(top, 'site', siteText, 'site');
+  const spool = path(top, 'spool', base) ?? join(packageRoot(), 'spool');
+  const queueLifetimeMs = top.duration('queue_lifetime', '5d');
+  const ledgerRetentionMs = top.duration('ledger_retention', '14d');
+  const limits = validateLimits(top.table('limits'));
+  const delivery = validateDelivery(top.table('delivery'), base);
+  const peersTable = top.table('peers');
+  const peers: Record<string, PeerConfig> = Object.create(null) as Record<string, PeerConfig>;
+  for (const peerName of Object.keys(peersTable.raw)) {
+    name(peersTable, peerName, peerName, 'peer');
+    const t = peersTable.table(peerName);
+    peers[peerName] = validatePeer(t, peerName, site, base);
+  }
+  peersTable.finish();
+  const lmtp = validateLmtp(top.table('lmtp'), spool, peers);
+  top.finish();
+  return { file, site, spool, queueLifetimeMs, ledgerRetentionMs, limits, delivery, lmtp, peers };
+}
+
+function validateLimits(t: Table): LimitsConfig {
+  const ceiling = LIMITS.maxJobSizeCeiling;
+  const limits: LimitsConfig = {
+    maxMessageSize: t.size('max_message_size', '64M', ceiling),
+    maxRecipients: t.integer('max_recipients', LIMITS.maxRecipients, 1, 100_000),
+    maxBagSize: t.size('max_bag_size', '256M', 64 * ceiling),
+    maxBagExpanded: t.size('max_bag_expanded', '1G', 64 * ceiling),
+    maxJobsPerBag: t.integer('max_jobs_per_bag', 10_000, 1, 1_000_000),
+  };
+  t.finish();
+  return limits;
+}
+
+function validateDelivery(t: Table, base: string): DeliveryConfig {
+  const method = t.oneOf<DeliveryMethod>('method', ['sendmail', 'smtp', 'lmtp'], 'sendmail');
+  const sendmail = path(t, 'sendmail', base, '/usr/sbin/sendmail')!;
+  const mta = t.oneOf<MtaFlavour>('mta', ['auto', 'postfix', 'exim', 'sendmail'], 'auto');
+  const smtp = hostPort(t, 'smtp', t.string('smtp') ?? '127.0.0.1:25');
+  const lmtpText = t.string('lmtp');
+  let lmtp: Endpoint | undefined;
+  if (lmtpText !== undefined) {
+    if (lmtpText === '') t.fail('lmtp', 'must not be empty');
+    lmtp = /^(\[[^\]]*\]|[^\s:/[\]]+):\d+$/.test(lmtpText)
+      ? hostPort(t, 'lmtp', lmtpText)
+      : { path: path(t, 'lmtp', base)! };
+  }
+  if (method === 'lmtp' && lmtp === undefined) {
+    t.fail('lmtp', 'is required when method = "lmtp": a socket path or host:port');
+  }
+  const concurrency = t.integer('concurrency', 4, 1, 256);
+  t.finish();
+  return { method, sendmail, mta, smtp, lmtp, concurrency };
+}
+
+function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>): LmtpConfig {
+  const socket = path(t, 'socket', spool, 'lmtp.sock')!;
+  const modeRaw = t.get('socket_mode');
+  let socketMode = 0o660;
+  if (modeRaw !== undefined) {
+    if (typeof modeRaw === 'string' && /^0?[0-7]{3}$/.test(modeRaw)) socketMode = parseInt(modeRaw, 8);
+    else if (typeof modeRaw === 'number' && Number.isInteger(modeRaw) && modeRaw >= 0 && modeRaw <= 0o777) socketMode = modeRaw;
+    else t.fail('socket_mode', `must be an octal mode like "0660", not ${typeof modeRaw === 'string' ? `"${modeRaw}"` : typeName(modeRaw)}`);
+  }
+  const listenText = t.string('listen');
+  const listen = listenText === undefined ? undefined : hostPort(t, 'listen', listenText);
+  const maxRecipients = t.integer('max_recipients', 100, 1, 100_000);
+  const maxConnections = t.integer('max_connections', 20, 1, 10_000);
+  const defaultPeer = t.string('default_peer');
+  if (defaultPeer !== undefined && !Object.hasOwn(peers, defaultPeer)) {
+    t.fail('default_peer', `names "${defaultPeer}", but there is no [peers.${defaultPeer}]`);
+  }
+  t.finish();
+  return { socket, socketMode, listen, maxRecipients, maxConnections, defaultPeer };
+}
+
+function validatePeer(t: Table, peerName: string, site: string, base: string): PeerConfig {
+  const command = t.stringArray('command');
+  if (command !== undefined && (command.length === 0 || command[0] === '')) t.fail('command', 'must name a program to run');
+  const transport = t.oneOf<PeerTransport>('transport', ['ssh', 'command'], command ? 'command' : 'ssh');
+  if (transport === 'command' && command === undefined) t.fail('command', 'is required when transport = "command": the argv to run, like ["ssh", "hub", "mailbag", "serve"]');
+  if (transport === 'ssh' && command !== undefined) t.fail('command', 'is used only with transport = "command" (this peer has transport = "ssh")');
+  const host = t.string('host');
+  if (host === '') t.fail('host', 'must not be empty');
+  if (host !== undefined && /[\s/]/.test(host)) t.fail('host', `"${host}" is not a host name`);
+  const port = t.integer('port', 22, 1, 65535);
+  const user = t.string('user') ?? 'mailbag';
+  if (user === '' || /\s/.test(user)) t.fail('user', `"${user}" is not a user name`);
+  const identity = path(t, 'identity', base);
+  const agent = t.boolean('agent', false);
+  const knownHosts = path(t, 'known_hosts', base) ?? defaultKnownHosts();
+  const remoteCommand = t.string('remote_command') ?? `mailbag serve --peer ${site}`;
+  if (remoteCommand.trim() === '') t.fail('remote_command', 'must not be empty');
+  const connectTimeoutMs = t.duration('connect_timeout', '30s');
+  const keepaliveMs = t.duration('keepalive', '15s');
+  const pollMs = t.duration('poll', '15m');
+  const codec = t.oneOf<Codec>('codec', ['br', 'gzip', 'none'], 'br');
+
+  const actionsTable = t.table('actions');
+  const actions: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (const action of Object.keys(actionsTable.raw)) {
+    if (!COMMAND_PATTERN.test(action) || action.length > LIMITS.maxNameLength) {
+      actionsTable.fail(action, `"${action}" is not a valid command name: use lower-case letters, digits, dots, dashes and underscores`);
+    }
+    const argv = actionsTable.stringArray(action)!;
+    if (argv.length === 0 || argv[0] === '') actionsTable.fail(action, 'must be a non-empty argv like ["/usr/bin/rnews"]');
+    actions[action] = argv;
+  }
+  actionsTable.finish();
+
+  const acceptRaw = t.stringArray('accept');
+  const accept = acceptRaw ?? [...BUILTIN_COMMANDS, ...Object.keys(actions)];
+  for (const c of accept) {
+    if (!BUILTIN_COMMANDS.includes(c) && !Object.hasOwn(actions, c)) {
+      t.fail('accept', `names "${c}", which is neither rmail, rsmtp nor defined in [${t.key('actions')}]`);
+    }
+  }
+  const domains = (t.stringArray('domains') ?? []).map((d) => {
+    if (!/^[^\s@]+$/.test(d)) t.fail('domains', `"${d}" is not a domain`);
+    return d.toLowerCase().replace(/\.$/, '');
+  });
+  const addresses = (t.stringArray('addresses') ?? []).map((a) => {
+    const at = a.lastIndexOf('@');
+    if (at <= 0 || at === a.length - 1 || /\s/.test(a)) t.fail('addresses', `"${a}" is not an address like user@example.org`);
+    return `${a.slice(0, at)}@${a.slice(at + 1).toLowerCase()}`;
+  });
+  t.finish();
+  return {
+    name: peerName, transport, host, port, user, identity, agent, knownHosts, remoteCommand, command,
+    connectTimeoutMs, keepaliveMs, pollMs, codec, accept: [...accept], domains, addresses, actions,
+  };
+}
+
+function defaultKnownHosts(): string {
+  return join(process.env.HOME || '/root', '.ssh', 'known_hosts');
+}
+
+/** The peer named on a command line, or an 'unknown-peer' error that says how to add it. */
+export function requirePeer(config: Config, peerName: string): PeerConfig {
+  const peer = Object.hasOwn(config.peers, peerName) ? config.peers[peerName] : undefined;
+  if (peer) return peer;
+  const where = config.file
+    ? `add a [peers.${peerName}] section to ${config.file}`
+    : `no configuration file was found (--config, $MAILBAG_CONFIG, ${SYSTEM_CONFIG}); create one with a [peers.${peerName}] section`;
+  const known = Object.keys(config.peers);
+  throw new ConfigError(
+    `unknown peer "${peerName}": ${where}${known.length ? ` (configured peers: ${known.join(', ')})` : ''}`,
+    { code: 'unknown-peer' },
+  );
+}
