@@ -1,0 +1,156 @@
+// The shared machinery behind every Link: `done` settles exactly once (never rejects),
+// close() half-closes and waits a bounded time before tearing down, abort() tears down
+// at once, and the far side's stderr is kept as a bounded tail for error messages.
+
+import { Writable, type Readable } from 'node:stream';
+import { SessionError } from '../errors.js';
+import type { Link, LinkEnd } from './types.js';
+
+/** how long close() waits for the far side to finish before it tears the link down */
+export const CLOSE_GRACE_MS = 10_000;
+/** bytes of the far side's stderr kept for error messages */
+const STDERR_TAIL = 4096;
+
+/** Keeps the last few KiB written to it; a Writable so stderr streams can be piped in. */
+export class StderrTail extends Writable {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    this.bytes += chunk.length;
+    while (this.bytes - (this.chunks[0]?.length ?? 0) >= STDERR_TAIL && this.chunks.length > 1) {
+      this.bytes -= this.chunks.shift()!.length;
+    }
+    cb();
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - STDERR_TAIL)).toString('utf8').trim();
+  }
+}
+
+export interface LinkParts {
+  input: Readable;
+  output: Writable;
+  describe: string;
+  /** destroy the underlying connection or process; called once, by abort() or a timed-out close() */
+  teardown: (error: Error | undefined) => void;
+  closeGraceMs?: number;
+}
+
+/** A Link over given streams; the transport calls settle() when it knows how the link ended. */
+export class BaseLink implements Link {
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly done: Promise<LinkEnd>;
+  readonly stderrTail = new StderrTail();
+  private resolveDone!: (end: LinkEnd) => void;
+  private settled = false;
+  private tornDown = false;
+  private abortError: Error | undefined;
+  private readonly parts: LinkParts;
+
+  constructor(parts: LinkParts) {
+    this.parts = parts;
+    this.input = parts.input;
+    this.output = parts.output;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    // a write after the far side vanished must not crash the process: the session
+    // learns of it from `done` and from its own reads
+    this.output.on('error', () => {});
+  }
+
+  describe(): string {
+    return this.parts.describe;
+  }
+
+  /** record how the link ended (first call wins) */
+  settle(end: Partial<LinkEnd>): void {
+    if (this.settled) return;
+    this.settled = true;
+    let error = end.error;
+    if (!error && this.abortError) {
+      error =
+        this.abortError instanceof SessionError
+          ? this.abortError
+          : new SessionError('link', `link aborted: ${this.abortError.message}`, { cause: this.abortError });
+    }
+    const ok = end.ok ?? (error === undefined && (end.exitCode ?? 0) === 0 && !end.signal);
+    this.resolveDone({
+      ok: ok && error === undefined,
+      exitCode: end.exitCode ?? null,
+      signal: end.signal ?? null,
+      stderr: end.stderr ?? this.stderrTail.text(),
+      error,
+    });
+  }
+
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
+  abort(error?: Error): void {
+    this.abortError ??= error ?? new Error('aborted by the session');
+    this.teardownOnce(this.abortError);
+  }
+
+  protected teardownOnce(error: Error | undefined): void {
+    if (this.tornDown) return;
+    this.tornDown = true;
+    try {
+      this.parts.teardown(error);
+    } catch {
+      // the connection is already gone
+    }
+  }
+
+  async close(): Promise<LinkEnd> {
+    if (!this.output.writableEnded && !this.output.destroyed) this.output.end();
+    const grace = this.parts.closeGraceMs ?? CLOSE_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      this.done.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), grace);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.teardownOnce(undefined);
+      // the transport settles on teardown; if it somehow does not, settle here
+      this.settle({ ok: false, error: new SessionError('timeout', `${this.describe()}: the far side did not close within ${grace} ms`) });
+    }
+    return this.done;
+  }
+}
+
+/**
+ * A Link over two existing streams — the far end of a session run as a forced command
+ * (`mailbag serve` on its stdin/stdout). Done when the input has ended and the output
+ * has finished.
+ */
+export function streamLink(input: Readable, output: Writable, describe = 'stdio'): Link {
+  const link: BaseLink = new BaseLink({
+    input,
+    output,
+    describe,
+    teardown: (error) => {
+      const err = new SessionError('link', `${describe} aborted${error ? `: ${error.message}` : ''}`, { cause: error });
+      link.settle({ ok: false, error: err });
+      input.destroy();
+      output.destroy();
+    },
+  });
+  let parts = 0;
+  const onePart = (): void => {
+    if (++parts === 2) link.settle({ ok: true });
+  };
+  input.once('end', onePart);
+  output.once('finish', onePart);
+  input.once('error', (e) => link.settle({ ok: false, error: new SessionError('link', `${describe}: ${e.message}`, { cause: e }) }));
+  output.once('error', (e) => link.settle({ ok: false, error: new SessionError('link', `${describe}: ${e.message}`, { cause: e }) }));
+  return link;
+}
