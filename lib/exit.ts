@@ -41,6 +41,7 @@ export const MEANINGS = {
   'too-big': { exitCode: EX_DATAERR, status: '5.3.4', temporary: false },
   'forbidden-command': { exitCode: EX_NOPERM, status: '5.7.1', temporary: false },
   'bad-job': { exitCode: EX_DATAERR, status: '5.6.0', temporary: false },
+  'bad-bag': { exitCode: EX_DATAERR, status: '5.6.0', temporary: false },  // a bag that is not plain job entries under the caps (lib/bag)
   // configuration: the admin must act, but the MTA keeps the mail meanwhile
   'usage': { exitCode: EX_TEMPFAIL, status: '4.3.5', temporary: true },
   'config': { exitCode: EX_TEMPFAIL, status: '4.3.5', temporary: true },

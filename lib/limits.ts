@@ -10,6 +10,8 @@ export const LIMITS = {
   maxMessageSize: 64 * MiB,
   /** hard ceiling for a job payload whatever the configuration says: a bag entry larger than this is hostile */
   maxJobSizeCeiling: 4 * GiB,
+  /** a bag's job entry name (the ustar name field holds 100 bytes; longer would need pax or GNU headers, which bags refuse) */
+  maxBagEntryName: 100,
   /** a job header (command, arguments, envelope) fits in this: it is JSON on one line */
   maxJobHeader: 1 * MiB,
   /** recipients (arguments) in one job: sendmail and Postfix handle far fewer per message comfortably */
