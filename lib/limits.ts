@@ -12,6 +12,10 @@ export const LIMITS = {
   maxJobSizeCeiling: 4 * GiB,
   /** a bag's job entry name (the ustar name field holds 100 bytes; longer would need pax or GNU headers, which bags refuse) */
   maxBagEntryName: 100,
+  /** default cap on a bag's decompressed bytes (tar headers included) when the caller passes none; configurable (limits.max_bag_expanded) */
+  maxBagExpanded: 1 * GiB,
+  /** default cap on entries in one bag when the caller passes none; configurable (limits.max_jobs_per_bag) */
+  maxJobsPerBag: 10000,
   /** a job header (command, arguments, envelope) fits in this: it is JSON on one line */
   maxJobHeader: 1 * MiB,
   /** recipients (arguments) in one job: sendmail and Postfix handle far fewer per message comfortably */
