@@ -1,0 +1,195 @@
+// THE commit function, used for every file that enters the spool: create a tmp file
+// (name carries our pid) with O_EXCL, write, fsync, rename (or link, when an existing
+// file must never be replaced) into place, fsync the directory. A reader therefore
+// sees either no file or the whole file, and once commitFile returns the file survives
+// a crash or power cut. On any failure the tmp file is removed before the error leaves.
+
+import { constants, type Stats } from 'node:fs';
+import { chmod, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { InputError, MailbagError, SpoolError } from '../errors.js';
+import { faultPoint } from './fault.js';
+
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+export type Content = Uint8Array | AsyncIterable<Uint8Array>;
+
+export interface CommitOptions {
+  /** the directory for the tmp file: the spool's tmp/, on the same file system as dest */
+  tmpDir: string;
+  /** refuse (SpoolError with cause EEXIST) instead of replacing an existing dest */
+  noReplace?: boolean;
+  /** more bytes than this: nothing is left behind and InputError 'too-big' is thrown */
+  maxSize?: number;
+  /** a word in the tmp name that says what is being written (`job`, `bag`, …) */
+  label?: string;
+}
+
+export interface CommitResult {
+  path: string;
+  size: number;
+}
+
+let tmpSeq = 0;
+
+/** A fresh tmp file name for this process: `<pid>.<seq>.<random>.<label>`. */
+export function tmpName(label = 'tmp'): string {
+  tmpSeq++;
+  const rnd = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
+  return `${process.pid}.${tmpSeq.toString(36)}.${rnd}.${label.replace(/[^a-z0-9-]/g, '') || 'tmp'}`;
+}
+
+/** Marks an error that came from the content source (stdin, a socket), not from the disk. */
+class SourceError extends Error {
+  constructor(readonly original: unknown) {
+    super('source failed');
+  }
+}
+
+const TEMPORARY_FS = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'EMFILE', 'ENFILE', 'ENOENT', 'ENOTDIR', 'EEXIST', 'EXDEV', 'EBUSY']);
+
+/**
+ * A SpoolError for a failed file-system call: full disk (ENOSPC, EDQUOT) is 'spool-full'
+ * (4.3.1), anything else 'spool' (4.3.0); both are temporary (exit 75).
+ */
+export function spoolErrorFrom(err: unknown, doing: string): MailbagError {
+  if (err instanceof MailbagError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const code = e?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new SpoolError(`spool full: ${doing}: ${e.message}`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new SpoolError(`spool not writable: ${doing}: ${e.message}`, { cause: err });
+  }
+  if (code && TEMPORARY_FS.has(code)) return new SpoolError(`spool: ${doing}: ${e.message}`, { cause: err });
+  return new SpoolError(`spool: ${doing}: ${e instanceof Error ? e.message : String(err)}`, { cause: err });
+}
+
+/** fsync a directory, so the names created, renamed or removed in it survive a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Make a directory (mode 0700 whatever the umask) if it is missing, and fsync its
+ * parent when it was made, so a file committed into it later cannot vanish with it.
+ * Returns true when it made the directory.
+ */
+export async function ensureDir(dir: string): Promise<boolean> {
+  try {
+    await mkdir(dir, { mode: DIR_MODE });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      const st = await lstat(dir);
+      if (!st.isDirectory()) throw new SpoolError(`spool: ${dir} exists and is not a directory`);
+      return false;
+    }
+    throw err;
+  }
+  await chmod(dir, DIR_MODE);
+  await fsyncDir(dirname(dir));
+  return true;
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, off, data.byteLength - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Write `content` to `dest` crash-safely (see the module comment). Throws SpoolError
+ * (temporary) for file-system failures, InputError 'too-big' past maxSize, and the
+ * source's own error (wrapped as MailbagError 'input' unless it is one) when reading
+ * the content fails. Never leaves the tmp file behind; never leaves a partial dest.
+ */
+export async function commitFile(dest: string, content: Content, opts: CommitOptions): Promise<CommitResult> {
+  const tmp = join(opts.tmpDir, tmpName(opts.label));
+  const max = opts.maxSize ?? Number.POSITIVE_INFINITY;
+  let fh: FileHandle | undefined;
+  let size = 0;
+  let placed = false;
+  try {
+    fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+    // the umask may have taken bits away; 0600 exactly, whatever it was
+    await fh.chmod(FILE_MODE);
+    if (content instanceof Uint8Array) {
+      if (content.byteLength > max) throw new InputError('too-big', `more than ${max} bytes`);
+      await writeAll(fh, content);
+      size = content.byteLength;
+    } else {
+      const it = content[Symbol.asyncIterator]();
+      for (;;) {
+        let next: IteratorResult<Uint8Array>;
+        try {
+          next = await it.next();
+        } catch (err) {
+          throw new SourceError(err);
+        }
+        if (next.done) break;
+        const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+        size += chunk.byteLength;
+        if (size > max) {
+          await it.return?.();
+          throw new InputError('too-big', `more than ${max} bytes`);
+        }
+        await writeAll(fh, chunk);
+      }
+    }
+    faultPoint('after-write');
+    // the data must be on disk before the name is: otherwise a crash after the rename
+    // could leave a whole-looking name over missing data
+    await fh.sync();
+    faultPoint('after-fsync');
+    await fh.close();
+    fh = undefined;
+    if (opts.noReplace) {
+      // link fails with EEXIST instead of replacing; the tmp name goes right after
+      await link(tmp, dest);
+      placed = true;
+      faultPoint('after-rename');
+      await unlink(tmp).catch(() => undefined);
+    } else {
+      await rename(tmp, dest);
+      placed = true;
+      faultPoint('after-rename');
+    }
+    // the rename is durable only once the directory holding the new name is
+    await fsyncDir(dirname(dest));
+    faultPoint('after-dir-fsync');
+    return { path: dest, size };
+  } catch (err) {
+    if (fh) await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    // placed but not made durable (the directory fsync failed): take the name back, so
+    // a failure reported to the caller never leaves a job that might survive anyway
+    if (placed) await unlink(dest).catch(() => undefined);
+    if (err instanceof SourceError) {
+      const o = err.original;
+      if (o instanceof MailbagError) throw o;
+      throw new MailbagError('input', `reading the input failed: ${o instanceof Error ? o.message : String(o)}`, { cause: o });
+    }
+    if (err instanceof MailbagError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' && opts.noReplace && !placed) {
+      throw new SpoolError(`spool: ${basename(dest)} already exists in ${dirname(dest)}`, { cause: err });
+    }
+    throw spoolErrorFrom(err, `writing ${dest}`);
+  }
+}
+
+/** lstat that answers undefined for a missing path. */
+export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,14 @@
+// Fault injection for the fault tests: when MAILBAG_FAULT names a point, the process
+// kills itself with SIGKILL there, exactly as a crash or power cut would stop it (no
+// exit handlers, no flushing). The variable is read once at load, so an unset variable
+// costs one string comparison per point.
+
+const armed = process.env.MAILBAG_FAULT;
+
+/** Named points, in the order the commit function passes them. */
+export const FAULT_POINTS = ['after-write', 'after-fsync', 'after-rename', 'after-dir-fsync'] as const;
+
+/** Kill this process with SIGKILL when MAILBAG_FAULT equals `name`; otherwise nothing. */
+export function faultPoint(name: string): void {
+  if (armed !== undefined && armed === name) process.kill(process.pid, 'SIGKILL');
+}

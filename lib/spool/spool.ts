@@ -1,0 +1,384 @@
+// The spool: one directory tree per site, all on one file system. Spool.open makes or
+// checks the layout (marker file `mailbag-spool 1`, dirs 0700, files 0600, every
+// directory on the root's device) and removes the tmp leftovers of dead writers. Jobs
+// live in queues `out/PEER/ID` (to send), `in/PEER/ID` (received, for the runner) and
+// `failed/PEER/ID`; every file enters through commitFile. Layout and crash states:
+// docs/spool.md.
+
+import { constants, createReadStream } from 'node:fs';
+import { chmod, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { InputError, MailbagError, SpoolError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import { decodeJobHeader, encodeJobHeader, isJobId, isName, MAX_JOB_PREFIX, type JobHeader } from '../job/header.js';
+import { cleanupTmp, type CleanupReport } from './cleanup.js';
+import { commitFile, DIR_MODE, ensureDir, fsyncDir, lstatOrUndefined, spoolErrorFrom, type CommitResult, type Content } from './commit.js';
+import { acquireLock, type Lock, type LockOptions } from './lock.js';
+
+export const SPOOL_MAGIC = 'mailbag-spool';
+export const SPOOL_VERSION = 1;
+export const SPOOL_MARKER = 'mailbag-spool';
+const SPOOL_MARKER_CONTENT = `${SPOOL_MAGIC} ${SPOOL_VERSION}\n`;
+
+export const QUEUES = ['out', 'in', 'failed'] as const;
+export type Queue = (typeof QUEUES)[number];
+
+/** the directories every spool has, relative to its root */
+export const SPOOL_DIRS = ['tmp', 'out', 'in', 'failed', 'locks'] as const;
+
+export interface JobRef {
+  queue: Queue;
+  peer: string;
+  id: string;
+  /** absolute path of the job file */
+  path: string;
+}
+
+export interface OpenJob {
+  ref: JobRef;
+  header: JobHeader;
+  /** bytes of the whole file */
+  size: number;
+  /** where the payload starts in the file */
+  payloadOffset: number;
+  /** payload bytes */
+  payloadSize: number;
+  /** a fresh stream of the payload (may be called more than once) */
+  payload(): Readable;
+}
+
+export interface QueueStats {
+  jobs: number;
+  bytes: number;
+  /** age in ms of the oldest job (by file time), or null for an empty queue */
+  oldestAgeMs: number | null;
+}
+
+export type PeerStats = Record<Queue, QueueStats>;
+
+export interface OpenOptions {
+  /** make the spool (and its marker) when it is not there yet */
+  create?: boolean;
+  /** remove dead writers' tmp leftovers (default true) */
+  cleanup?: boolean;
+}
+
+export interface WriteJobOptions {
+  /** payload bytes allowed (default LIMITS.maxMessageSize; never above LIMITS.maxJobSizeCeiling) */
+  maxSize?: number;
+}
+
+function checkQueue(queue: string): asserts queue is Queue {
+  if (!(QUEUES as readonly string[]).includes(queue)) throw new MailbagError('internal', `no such queue ${JSON.stringify(queue)}`);
+}
+
+function checkPeer(peer: string): void {
+  if (!isName(peer)) {
+    throw new MailbagError('unknown-peer', `bad peer name ${JSON.stringify(String(peer).slice(0, 80))}: names are [a-z0-9][a-z0-9.-]*, at most ${LIMITS.maxNameLength} characters`);
+  }
+}
+
+export class Spool {
+  /** absolute path of the spool's root */
+  readonly root: string;
+  /** the device every spool directory must be on */
+  readonly dev: number;
+  /** what the start-up cleanup removed and kept */
+  readonly cleanup: CleanupReport;
+
+  private constructor(root: string, dev: number, cleanup: CleanupReport) {
+    this.root = root;
+    this.dev = dev;
+    this.cleanup = cleanup;
+  }
+
+  /**
+   * Open the spool at `root`: make it (with `create`) or check its marker, make missing
+   * standard directories, check they are all on one file system, and clean up dead
+   * writers' tmp files. Throws SpoolError (temporary) for anything wrong.
+   */
+  static async open(root: string, opts: OpenOptions = {}): Promise<Spool> {
+    const abs = join(root); // normalise; callers pass absolute paths
+    try {
+      let rootSt = await lstatOrUndefined(abs);
+      if (!rootSt) {
+        if (!opts.create) throw new SpoolError(`spool ${abs} does not exist`);
+        await ensureDir(abs);
+        rootSt = await stat(abs);
+      }
+      if (!rootSt.isDirectory() && !(rootSt.isSymbolicLink() && (await stat(abs)).isDirectory())) {
+        throw new SpoolError(`spool ${abs} is not a directory`);
+      }
+      const dev = (await stat(abs)).dev;
+      await Spool.checkMarker(abs, opts.create === true);
+      for (const d of SPOOL_DIRS) await Spool.checkDir(join(abs, d), dev, true);
+      for (const q of QUEUES) {
+        for (const p of await readdir(join(abs, q))) {
+          if (isName(p)) await Spool.checkDir(join(abs, q, p), dev, false);
+        }
+      }
+      const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
+      return new Spool(abs, dev, report);
+    } catch (err) {
+      throw spoolErrorFrom(err, `opening spool ${abs}`);
+    }
+  }
+
+  private static async checkMarker(root: string, create: boolean): Promise<void> {
+    const path = join(root, SPOOL_MARKER);
+    let text: string | undefined;
+    try {
+      text = await readFile(path, 'latin1');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text === undefined) {
+      if (!create) throw new SpoolError(`${root} is not a mailbag spool (no ${SPOOL_MARKER} file)`);
+      await chmod(root, DIR_MODE);
+      await ensureDir(join(root, 'tmp'));
+      await commitFile(path, Buffer.from(SPOOL_MARKER_CONTENT), { tmpDir: join(root, 'tmp'), label: 'marker' });
+      return;
+    }
+    const m = /^mailbag-spool (\d{1,9})\n$/.exec(text);
+    if (!m) throw new SpoolError(`${path} is not a mailbag spool marker (it must read "${SPOOL_MARKER_CONTENT.trim()}")`);
+    if (Number(m[1]) !== SPOOL_VERSION) {
+      throw new SpoolError(`spool format version ${m[1]} is not supported; this mailbag reads version ${SPOOL_VERSION} (${path})`);
+    }
+  }
+
+  private static async checkDir(dir: string, dev: number, make: boolean): Promise<void> {
+    if (make) await ensureDir(dir);
+    const st = await lstatOrUndefined(dir);
+    if (!st) return;
+    if (!st.isDirectory()) throw new SpoolError(`spool: ${dir} is not a directory${st.isSymbolicLink() ? ' (symbolic links are not allowed in the spool)' : ''}`);
+    if (st.dev !== dev) {
+      throw new SpoolError(`spool: ${dir} is on another file system than the spool root; every spool directory must be on one file system (rename is atomic only within one)`);
+    }
+  }
+
+  /** absolute path of a spool-relative path */
+  path(...parts: string[]): string {
+    return join(this.root, ...parts);
+  }
+
+  /** the spool's tmp/ directory (tmp files of commitFile and locks live here) */
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+
+  /**
+   * Make a spool directory (relative path, one level at a time from an existing one)
+   * with mode 0700, fsync its parent, and check it is on the spool's file system.
+   */
+  async ensureDir(...parts: string[]): Promise<string> {
+    const dir = this.path(...parts);
+    try {
+      await ensureDir(dir);
+      await Spool.checkDir(dir, this.dev, false);
+    } catch (err) {
+      throw spoolErrorFrom(err, `making ${dir}`);
+    }
+    return dir;
+  }
+
+  /** fsync a spool directory (after removing or renaming names in it) */
+  async fsyncDir(...parts: string[]): Promise<void> {
+    try {
+      await fsyncDir(this.path(...parts));
+    } catch (err) {
+      throw spoolErrorFrom(err, `syncing ${this.path(...parts)}`);
+    }
+  }
+
+  /**
+   * THE commit: write `content` to the spool-relative `dest` through tmp/ (O_EXCL,
+   * write, fsync, rename or link, directory fsync). See lib/spool/commit.ts.
+   */
+  async commitFile(dest: string, content: Content, opts: { noReplace?: boolean; maxSize?: number; label?: string } = {}): Promise<CommitResult> {
+    return commitFile(this.path(dest), content, { ...opts, tmpDir: this.tmpDir });
+  }
+
+  /** Take an exclusive lock (see lib/spool/lock.ts). */
+  async lock(name: string, opts: LockOptions = {}): Promise<Lock> {
+    return acquireLock(this.path('locks'), this.tmpDir, name, opts);
+  }
+
+  /** The job's ref (path) for a queue, peer and id; validates all three. */
+  ref(queue: Queue, peer: string, id: string): JobRef {
+    checkQueue(queue);
+    checkPeer(peer);
+    if (!isJobId(id)) throw new MailbagError('internal', `bad job id ${JSON.stringify(String(id).slice(0, 80))}`);
+    return { queue, peer, id, path: this.path(queue, peer, id) };
+  }
+
+  /**
+   * Write a job durably into `queue/peer/ID` (ID = header.id). The payload streams
+   * through; past maxSize InputError 'too-big' is thrown and nothing is left behind.
+   * File-system failures are SpoolError (temporary: 75). An existing job with the same
+   * id is never replaced (SpoolError whose cause has code EEXIST).
+   */
+  async writeJob(queue: Queue, peer: string, header: JobHeader, payload: Content, opts: WriteJobOptions = {}): Promise<JobRef & { size: number }> {
+    const ref = this.ref(queue, peer, header.id);
+    const head = encodeJobHeader(header);
+    const max = Math.min(opts.maxSize ?? LIMITS.maxMessageSize, LIMITS.maxJobSizeCeiling);
+    await this.ensureDir(queue, peer);
+    const body: Content =
+      payload instanceof Uint8Array
+        ? Buffer.concat([head, payload])
+        : (async function* () {
+            yield head;
+            yield* payload;
+          })();
+    try {
+      const r = await commitFile(ref.path, body, { tmpDir: this.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
+      return { ...ref, size: r.size };
+    } catch (err) {
+      if (err instanceof InputError && err.code === 'too-big') {
+        throw new InputError('too-big', `message is larger than the limit of ${max} bytes`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Jobs of one peer's queue, oldest id first. A missing queue is empty. */
+  async listJobs(queue: Queue, peer: string): Promise<JobRef[]> {
+    checkQueue(queue);
+    checkPeer(peer);
+    let names: string[];
+    try {
+      names = await readdir(this.path(queue, peer));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw spoolErrorFrom(err, `listing ${this.path(queue, peer)}`);
+    }
+    return names
+      .filter(isJobId)
+      .sort()
+      .map((id) => ({ queue, peer, id, path: this.path(queue, peer, id) }));
+  }
+
+  /** Peers that have a directory in `queue`, sorted. */
+  async peers(queue: Queue): Promise<string[]> {
+    checkQueue(queue);
+    try {
+      return (await readdir(this.path(queue))).filter(isName).sort();
+    } catch (err) {
+      throw spoolErrorFrom(err, `listing ${this.path(queue)}`);
+    }
+  }
+
+  /**
+   * Open a job: its header is read and checked (InputError 'bad-job' naming the file
+   * when it is refused); the payload is streamed on demand with bounded memory.
+   */
+  async readJob(ref: JobRef): Promise<OpenJob> {
+    return readJobFile(ref.path, ref);
+  }
+
+  /** Remove a job durably (unlink, then fsync its directory). A missing job is fine. */
+  async removeJob(ref: JobRef): Promise<void> {
+    const r = this.ref(ref.queue, ref.peer, ref.id);
+    try {
+      await unlink(r.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw spoolErrorFrom(err, `removing ${r.path}`);
+    }
+    await this.fsyncDir(r.queue, r.peer);
+  }
+
+  /**
+   * Move a job to another queue of the same peer (for example in → failed). The new
+   * name is made durable before the old one goes away, so a crash leaves the job in at
+   * least one queue.
+   */
+  async moveJob(ref: JobRef, queue: Queue): Promise<JobRef> {
+    const from = this.ref(ref.queue, ref.peer, ref.id);
+    const to = this.ref(queue, ref.peer, ref.id);
+    await this.ensureDir(queue, ref.peer);
+    try {
+      await rename(from.path, to.path);
+    } catch (err) {
+      throw spoolErrorFrom(err, `moving ${from.path} to ${to.path}`);
+    }
+    await this.fsyncDir(queue, ref.peer);
+    await this.fsyncDir(from.queue, from.peer);
+    return to;
+  }
+
+  /** Per peer, per queue: jobs, bytes (whole files) and the oldest job's age. */
+  async stats(peer?: string, now: number = Date.now()): Promise<Record<string, PeerStats>> {
+    if (peer !== undefined) checkPeer(peer);
+    const out: Record<string, PeerStats> = {};
+    const names = new Set<string>();
+    if (peer !== undefined) names.add(peer);
+    else for (const q of QUEUES) for (const p of await this.peers(q)) names.add(p);
+    for (const p of [...names].sort()) {
+      const entry = {} as PeerStats;
+      for (const q of QUEUES) {
+        const s: QueueStats = { jobs: 0, bytes: 0, oldestAgeMs: null };
+        for (const ref of await this.listJobs(q, p)) {
+          const st = await lstatOrUndefined(ref.path).catch(() => undefined);
+          if (!st || !st.isFile()) continue;
+          s.jobs++;
+          s.bytes += st.size;
+          const age = Math.max(0, now - st.mtimeMs);
+          if (s.oldestAgeMs === null || age > s.oldestAgeMs) s.oldestAgeMs = Math.round(age);
+        }
+        entry[q] = s;
+      }
+      out[p] = entry;
+    }
+    return out;
+  }
+}
+
+/**
+ * Open a job file anywhere (bounded: reads at most the header's cap before deciding).
+ * InputError 'bad-job' naming the file for a header that is refused.
+ */
+export async function readJobFile(path: string, ref?: JobRef): Promise<OpenJob> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY);
+  } catch (err) {
+    throw spoolErrorFrom(err, `reading ${path}`);
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const want = Math.min(size, MAX_JOB_PREFIX);
+    // most headers are small: read 64 KiB first, more only when the header needs it
+    let buf = Buffer.alloc(Math.min(want, 64 * 1024));
+    let have = (await fh.read(buf, 0, buf.length, 0)).bytesRead;
+    let r = decodeJobHeader(buf.subarray(0, have));
+    if (!r.ok && r.issue.code === 'truncated' && have < want) {
+      buf = Buffer.alloc(want);
+      have = (await fh.read(buf, 0, want, 0)).bytesRead;
+      r = decodeJobHeader(buf.subarray(0, have));
+    }
+    if (!r.ok) throw new InputError('bad-job', `${path}: ${r.issue.message}`);
+    const payloadOffset = r.value.length;
+    const theRef: JobRef = ref ?? refFromPath(path);
+    return {
+      ref: theRef,
+      header: r.value.header,
+      size,
+      payloadOffset,
+      payloadSize: size - payloadOffset,
+      payload: () => createReadStream(path, { start: payloadOffset }),
+    };
+  } catch (err) {
+    if (err instanceof MailbagError) throw err;
+    throw spoolErrorFrom(err, `reading ${path}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+function refFromPath(path: string): JobRef {
+  const parts = path.split('/');
+  const id = parts.at(-1) ?? '';
+  const peer = parts.at(-2) ?? '';
+  const queue = (parts.at(-3) ?? 'in') as Queue;
+  return { queue, peer, id, path };
+}
