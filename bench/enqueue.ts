@@ -1,0 +1,251 @@
+// Per-message cost of the enqueue front doors as whole processes, the way an MTA's
+// pipe transport runs them (exec the bin, message on stdin, wait for the exit status),
+// side by side in one run with a bare `node -e 0` and Taylor UUCP's `uux -r` spooling
+// to a private config. Commands are interleaved round-robin so machine noise hits all
+// alike; every run must exit 0 and every mailbag run must leave one job in the spool.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+// built to dist/bench/: the repository is two levels up
+const repoRoot = resolve(here, '../..');
+const TAYLOR_UUX = '/usr/bin/uux';
+
+interface Options {
+  runs: number;
+  warmup: number;
+  messages: number;
+  json?: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { runs: 150, warmup: 10, messages: 40 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    const num = () => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${a} needs a positive integer`);
+      i++;
+      return n;
+    };
+    if (a === '--runs') o.runs = num();
+    else if (a === '--warmup') o.warmup = num();
+    else if (a === '--messages') o.messages = num();
+    else if (a === '--json' && v !== undefined) {
+      o.json = v;
+      i++;
+    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE)`);
+  }
+  return o;
+}
+
+/** Real messages: an evenly spaced sample of the corpus's bulk part (unpacked once per machine). */
+function sampleMessages(count: number): string[] {
+  const src = process.env.MAILBAG_CORPUS ?? resolve(repoRoot, '../shared/corpus');
+  const dest = join(tmpdir(), 'mailbag-corpus-bulk');
+  if (!existsSync(join(dest, 'cur'))) {
+    if (!existsSync(join(src, 'unpack.sh'))) throw new Error(`the corpus is missing at ${src} (set MAILBAG_CORPUS)`);
+    const work = `${dest}.tmp-${process.pid}`;
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    execFileSync('bash', [join(src, 'unpack.sh'), work, 'bulk'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    renameSync(work, dest);
+  }
+  const all = readdirSync(join(dest, 'cur')).sort();
+  const step = Math.max(1, Math.floor(all.length / count));
+  return all.filter((_, i) => i % step === 0).slice(0, count).map((n) => join(dest, 'cur', n));
+}
+
+interface Command {
+  name: string;
+  argv: string[];
+  env?: NodeJS.ProcessEnv;
+  /** where this command leaves one file per run (checked at the end) */
+  countJobs?: () => number;
+}
+
+function countFiles(dir: string, match: (path: string) => boolean): number {
+  if (!existsSync(dir)) return 0;
+  let n = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) n += countFiles(p, match);
+    else if (match(p)) n++;
+  }
+  return n;
+}
+
+/** a committed job file starts with the job magic */
+function isJob(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(12);
+    const got = readSync(fd, b, 0, b.length, 0);
+    return b.subarray(0, got).toString('latin1') === 'mailbag-job ';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One run: exec, stdin from the message file, wall time until the exit status. */
+function once(cmd: Command, message: string): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const fd = openSync(message, 'r');
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { stdio: [fd, 'ignore', 'pipe'], env: cmd.env ?? process.env });
+    let err = '';
+    child.stderr?.on('data', (b: Buffer) => (err += b.toString('utf8')));
+    child.on('error', (e) => {
+      closeSync(fd);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      closeSync(fd);
+      if (code !== 0) reject(new Error(`${cmd.name} exited ${code ?? signal} on ${message}: ${err.trim()}`));
+      else resolvePromise(ms);
+    });
+  });
+}
+
+interface Stats {
+  name: string;
+  runs: number;
+  mean: number;
+  sd: number;
+  median: number;
+  min: number;
+  p90: number;
+  max: number;
+}
+
+function stats(name: string, xs: number[]): Stats {
+  const s = [...xs].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / s.length;
+  const sd = Math.sqrt(s.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, s.length - 1));
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+  return { name, runs: s.length, mean, sd, median: at(0.5), min: s[0]!, p90: at(0.9), max: s[s.length - 1]! };
+}
+
+/** A private Taylor UUCP config with one dummy system that is never called: uux only queues. */
+function taylorConfig(dir: string): string {
+  const spool = join(dir, 'uucp-spool');
+  for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) mkdirSync(d, { recursive: true });
+  const uucp = (() => {
+    try {
+      return {
+        uid: Number(execFileSync('id', ['-u', 'uucp'], { encoding: 'utf8' }).trim()),
+        gid: Number(execFileSync('id', ['-g', 'uucp'], { encoding: 'utf8' }).trim()),
+      };
+    } catch {
+      return undefined;
+    }
+  })();
+  // uux is set-uid uucp: it writes the spool as uucp
+  if (uucp) for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) chownSync(d, uucp.uid, uucp.gid);
+  const cfg = join(dir, 'uucp-config');
+  writeFileSync(
+    cfg,
+    [
+      'nodename benchsite',
+      `spool ${spool}`,
+      `pubdir ${join(dir, 'uucp-pub')}`,
+      `logfile ${join(dir, 'uucp-log/Log')}`,
+      `statfile ${join(dir, 'uucp-log/Stats')}`,
+      `debugfile ${join(dir, 'uucp-log/Debug')}`,
+      `sysfile ${join(dir, 'uucp-sys')}`,
+      `portfile ${join(dir, 'uucp-port')}`,
+      `dialfile ${join(dir, 'uucp-dial')}`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(dir, 'uucp-sys'), 'system hub\ntime never\ncommands rmail rsmtp\n');
+  writeFileSync(join(dir, 'uucp-port'), '');
+  writeFileSync(join(dir, 'uucp-dial'), '');
+  return cfg;
+}
+
+function fmt(n: number): string {
+  return n.toFixed(1);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const o = parseArgs(argv);
+  const mailbag = join(repoRoot, 'dist/bin/mailbag.js');
+  const mailbagUux = join(repoRoot, 'dist/bin/mailbag-uux.js');
+  for (const f of [mailbag, mailbagUux]) if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build`);
+  const messages = sampleMessages(o.messages);
+  const sizes = messages.map((m) => statSync(m).size).sort((a, b) => a - b);
+
+  const dir = mkdtempSync(join(tmpdir(), 'mailbag-bench-'));
+  try {
+    const spool = join(dir, 'spool');
+    const config = join(dir, 'mailbag.toml');
+    writeFileSync(config, `site = "benchsite"\nspool = "${spool}"\n\n[peers.hub]\nhost = "hub.invalid"\n`);
+    const env = { ...process.env, MAILBAG_CONFIG: config };
+    const sender = 'sender@bench.test';
+    const rcpt = 'rcpt@hub.test';
+    const commands: Command[] = [
+      { name: 'node -e 0', argv: [process.execPath, '-e', '0'] },
+      { name: 'mailbag enqueue', argv: [mailbag, 'enqueue', 'hub', '-f', sender, '--', rcpt], env },
+      { name: 'mailbag-uux', argv: [mailbagUux, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`], env },
+    ];
+    if (existsSync(TAYLOR_UUX)) {
+      const cfg = taylorConfig(dir);
+      commands.push({
+        name: 'Taylor uux -r',
+        argv: [TAYLOR_UUX, '-I', cfg, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`],
+        countJobs: () => countFiles(join(dir, 'uucp-spool'), (p) => /\/C\.[^/]+$/.test(p)),
+      });
+    } else {
+      process.stderr.write(`SKIP Taylor uux: ${TAYLOR_UUX} missing (apt-get install uucp)\n`);
+    }
+
+    const times = new Map<string, number[]>(commands.map((c) => [c.name, []]));
+    const total = o.warmup + o.runs;
+    process.stderr.write(`bench enqueue: ${commands.length} commands × ${o.runs} runs (+${o.warmup} warm-up), ${messages.length} corpus messages\n`);
+    for (let i = 0; i < total; i++) {
+      const message = messages[i % messages.length]!;
+      for (const cmd of commands) {
+        const ms = await once(cmd, message);
+        if (i >= o.warmup) times.get(cmd.name)!.push(ms);
+      }
+    }
+
+    // every mailbag run must have left a job, every uux run a C. file: the bench measured real work
+    const jobs = countFiles(spool, isJob);
+    const wantJobs = 2 * total;
+    if (jobs !== wantJobs) throw new Error(`expected ${wantJobs} jobs in ${spool}, found ${jobs}`);
+    for (const c of commands) {
+      if (c.countJobs && c.countJobs() !== total) throw new Error(`${c.name}: expected ${total} queued jobs, found ${c.countJobs()}`);
+    }
+
+    const all = commands.map((c) => stats(c.name, times.get(c.name)!));
+    const base = all[0]!;
+    const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}`;
+    const lines = [
+      `${date} — ${machine}`,
+      `messages: ${messages.length} from corpus bulk, ${sizes[0]}–${sizes[sizes.length - 1]} bytes (median ${sizes[Math.floor(sizes.length / 2)]}); ${o.runs} runs each`,
+      '',
+      '| command | mean ms | ± sd | median ms | min | p90 | mean / node | median / node |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      ...all.map(
+        (s) =>
+          `| ${s.name} | ${fmt(s.mean)} | ${fmt(s.sd)} | ${fmt(s.median)} | ${fmt(s.min)} | ${fmt(s.p90)} | ${(s.mean / base.mean).toFixed(2)} | ${(s.median / base.median).toFixed(2)} |`,
+      ),
+      '',
+      `target: mailbag enqueue and mailbag-uux at most 1.25 × node -e 0`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, runs: o.runs, messages: messages.length, results: all }, null, 2) + '\n');
+    return 0;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,25 @@
+// `npm run bench -- NAME [options]`: builds, then runs one benchmark from the table
+// below (built to dist/bench/). Benchmarks print their figures and never run in the
+// test suite. Add a benchmark as ONE line here and a section in bench/README.md.
+
+interface BenchEntry {
+  summary: string;
+  load: () => Promise<{ main: (argv: string[]) => Promise<number> }>;
+}
+
+const BENCHES: Record<string, BenchEntry> = {
+  enqueue: { summary: 'per-message cost of mailbag enqueue / mailbag-uux vs node -e 0 and Taylor uux', load: () => import('./enqueue.js') },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const entry = name === undefined ? undefined : BENCHES[name];
+  if (!entry) {
+    const lines = Object.entries(BENCHES).map(([n, b]) => `  ${n.padEnd(10)} ${b.summary}`);
+    process.stderr.write(`usage: npm run bench -- NAME [options]\n\nbenchmarks:\n${lines.join('\n')}\n`);
+    return name === undefined || name === '--help' ? 0 : 64;
+  }
+  return (await entry.load()).main(rest);
+}
+
+process.exitCode = await main(process.argv.slice(2));
