@@ -1,0 +1,405 @@
+// The LMTP listener: smtp-server in LMTP mode on a unix socket and/or 127.0.0.1:PORT.
+// Each recipient is routed to a peer at RCPT (no peer: 550). After DATA the message
+// becomes one BSMTP job per peer, streamed into the spool as it arrives (bounded
+// memory); the per-recipient replies are sent only once that peer's job is durable
+// (promise 1). A spool error answers 451 for that peer's recipients only, so the MTA
+// keeps exactly the mail that is not safe here. A transaction the MTA sends again after
+// losing our reply is recognised by its payload digest (DedupLedger) and not stored twice.
+
+import { createHash, type Hash } from 'node:crypto';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { connect, type Server } from 'node:net';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import { BsmtpBodyEncoder } from './body.js';
+import { envelopeLines, type ParsedAddress } from './envelope.js';
+import type { Router } from './route.js';
+import type { DedupLedger, JobDraft, JobStore } from './store.js';
+
+export interface LmtpServerOptions {
+  router: Router;
+  store: JobStore;
+  /** dedup of retried transactions; without it a lost reply means a second job */
+  ledger?: DedupLedger | undefined;
+  /** the name in the greeting and LHLO reply */
+  hostname: string;
+  /** largest message (DATA bytes as received), advertised with SIZE */
+  maxMessageSize: number;
+  /** recipients per transaction (more: 452 4.5.3) */
+  maxRecipients: number;
+  /** connections at once over all listeners (more: 421) */
+  maxConnections: number;
+  /** idle time before a connection is closed (default 5 minutes, RFC 5321 §4.5.3.2) */
+  idleTimeoutMs?: number;
+  /** called at named points of a transaction; the fault tests kill the process there */
+  faultPoint?: (name: string) => void;
+  /** one line per event worth a log entry (accepted jobs, spool errors) */
+  log?: (line: string) => void;
+}
+
+/** An error with the reply code smtp-server sends for it. */
+class ReplyError extends Error {
+  constructor(readonly responseCode: number, message: string) {
+    super(message);
+  }
+}
+
+interface PeerShare {
+  peer: string;
+  /** positions in envelope.rcptTo, in order */
+  indexes: number[];
+  prefix: Buffer;
+  sender: string;
+  recipients: string[];
+  draft?: JobDraft;
+  hash: Hash;
+  failure?: MailbagError;
+  jobId?: string;
+  duplicate?: boolean;
+}
+
+/** One listener set (unix socket, TCP) sharing the routing, the store and the limits. */
+export class LmtpServer {
+  private readonly servers: { server: SMTPServer; path?: string }[] = [];
+  private readonly sessions = new Set<string>();
+  private transactions = 0;
+  private closing = false;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly opts: LmtpServerOptions) {
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  /** transactions between the end of DATA and the replies */
+  get busy(): number {
+    return this.transactions;
+  }
+
+  private makeServer(): SMTPServer {
+    const o = this.opts;
+    const server = new SMTPServer({
+      lmtp: true,
+      name: o.hostname,
+      banner: 'mailbag lmtpd ready',
+      size: o.maxMessageSize,
+      maxRecipients: o.maxRecipients,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      hideSTARTTLS: true,
+      // both are off by default in smtp-server; we carry DSN parameters to the peer
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: false,
+      authOptional: true,
+      disableReverseLookup: true,
+      // MTAs deliver what they accepted; refusing an odd but harmless local part here
+      // would bounce it. Control characters are still refused by smtp-server.
+      lenientAddressParsing: true,
+      socketTimeout: o.idleTimeoutMs ?? 5 * 60_000,
+      closeTimeout: 30_000,
+      logger: false,
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onClose: (session) => {
+        this.sessions.delete(session.id);
+      },
+      onMailFrom: (address, _session, cb) => this.onMailFrom(address, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => {
+        this.onData(stream, session).then(
+          (replies) => cb(null, replies as unknown as string),
+          (err: unknown) => cb(err instanceof ReplyError ? err : new ReplyError(451, asMailbagError(err).message)),
+        );
+      },
+    });
+    server.on('error', (err) => this.log(`lmtpd: listener error: ${err.message}`));
+    return server;
+  }
+
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (this.closing) return cb(new ReplyError(421, 'mailbag lmtpd is shutting down, try again later'));
+    if (this.sessions.size >= this.opts.maxConnections) {
+      return cb(new ReplyError(421, `too many connections (lmtp.max_connections = ${this.opts.maxConnections}), try again later`));
+    }
+    this.sessions.add(session.id);
+    cb();
+  }
+
+  private onMailFrom(address: SMTPServerAddress, cb: (err?: Error | null) => void): void {
+    if ((address.address ?? '').length > LIMITS.maxAddressLength) {
+      return cb(new ReplyError(501, `sender address longer than ${LIMITS.maxAddressLength} bytes`));
+    }
+    cb();
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const rcpt = address.address;
+    if (rcpt.length > LIMITS.maxAddressLength) {
+      return cb(new ReplyError(501, `recipient address longer than ${LIMITS.maxAddressLength} bytes`));
+    }
+    // smtp-server keeps one entry per address: a second RCPT for it would get a 250 now
+    // but no reply of its own after DATA, and the LMTP client would lose count
+    const key = rcpt.toLowerCase();
+    if (session.envelope.rcptTo.some((r) => r.address.toLowerCase() === key)) {
+      return cb(new ReplyError(452, `${rcpt} is already a recipient of this transaction`));
+    }
+    const route = this.opts.router.route(rcpt);
+    if (!route.ok) return cb(new ReplyError(550, `${rcpt}: ${route.reason}`));
+    cb();
+  }
+
+  /** Stream the message into one job per peer; the replies, in RCPT order, once durable. */
+  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<(string | Error)[]> {
+    this.transactions++;
+    try {
+      return await this.receive(stream, session);
+    } finally {
+      this.transactions--;
+    }
+  }
+
+  private async receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<(string | Error)[]> {
+    const env = session.envelope;
+    const mailFrom = env.mailFrom as unknown as ParsedAddress;
+    const rcptTo = env.rcptTo as unknown as ParsedAddress[];
+    const smtpUtf8 = Boolean((env as { smtpUtf8?: boolean }).smtpUtf8);
+
+    // group the recipients by peer, keeping their order
+    const shares = new Map<string, PeerShare>();
+    rcptTo.forEach((r, i) => {
+      const route = this.opts.router.route(r.address);
+      // routed at RCPT already; the configuration cannot change under a running listener
+      const peer = route.ok ? route.peer : '';
+      let share = shares.get(peer);
+      if (!share) {
+        share = { peer, indexes: [], prefix: Buffer.alloc(0), sender: '', recipients: [], hash: createHash('sha256') };
+        shares.set(peer, share);
+      }
+      share.indexes.push(i);
+    });
+    const maxPayload = (prefixLength: number): number => prefixLength + 2 * this.opts.maxMessageSize + 3;
+    for (const share of shares.values()) {
+      const lines = envelopeLines(mailFrom, share.indexes.map((i) => rcptTo[i]!), smtpUtf8);
+      share.prefix = Buffer.from(lines.prefix, 'utf8');
+      share.sender = lines.sender;
+      share.recipients = lines.recipients;
+      share.hash.update(share.prefix);
+    }
+
+    const live = (): PeerShare[] => [...shares.values()].filter((s) => !s.failure && s.draft);
+    const fail = (share: PeerShare, err: unknown): void => {
+      if (!share.failure) {
+        share.failure = asMailbagError(err);
+        this.log(`lmtpd: job for ${share.peer} failed: ${share.failure.message}`);
+      }
+    };
+    const writeAll = async (chunk: Buffer): Promise<void> => {
+      if (chunk.length === 0) return;
+      await Promise.all(live().map(async (s) => {
+        s.hash.update(chunk);
+        try {
+          await s.draft!.write(chunk);
+        } catch (err) {
+          fail(s, err);
+        }
+      }));
+    };
+
+    await Promise.all([...shares.values()].map(async (s) => {
+      try {
+        s.draft = await this.opts.store.begin(
+          { to: s.peer, command: 'rsmtp', args: [], sender: s.sender, recipients: s.recipients },
+          { maxSize: maxPayload(s.prefix.length) },
+        );
+      } catch (err) {
+        fail(s, err);
+      }
+    }));
+    for (const s of live()) {
+      try {
+        await s.draft!.write(s.prefix);
+      } catch (err) {
+        fail(s, err);
+      }
+    }
+
+    const encoder = new BsmtpBodyEncoder();
+    let oversize = false;
+    let broken: unknown;
+    let first = true;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (oversize) continue; // drain: smtp-server answers only once the stream has ended
+        if (stream.sizeExceeded) {
+          oversize = true;
+          continue;
+        }
+        await writeAll(encoder.push(chunk));
+        if (first) {
+          first = false;
+          this.opts.faultPoint?.('lmtp-mid-data');
+        }
+      }
+    } catch (err) {
+      // the client went away mid-message: nothing to reply to, nothing may stay
+      broken = err;
+    }
+    if (stream.sizeExceeded) oversize = true;
+
+    if (oversize || broken !== undefined) {
+      await Promise.all([...shares.values()].map((s) => s.draft?.abort().catch(() => undefined)));
+      if (broken !== undefined) throw new ReplyError(451, 'connection lost in the middle of the message');
+      const r = new ReplyError(552, `message larger than the limit of ${this.opts.maxMessageSize} bytes (limits.max_message_size)`);
+      return rcptTo.map(() => r);
+    }
+
+    await writeAll(encoder.end());
+    await Promise.all([...shares.values()].map((s) => this.finish(s)));
+    this.opts.faultPoint?.('lmtp-before-reply');
+
+    const replies: (string | Error)[] = new Array<string | Error>(rcptTo.length);
+    for (const s of shares.values()) {
+      const reply: string | Error = s.failure
+        ? new ReplyError(451, `not queued for ${s.peer}: ${s.failure.message}`)
+        : s.duplicate
+          ? `already queued for ${s.peer} as job ${s.jobId} (retried transaction)`
+          : `queued for ${s.peer} as job ${s.jobId}`;
+      for (const i of s.indexes) replies[i] = reply;
+    }
+    return replies;
+  }
+
+  /** Commit one peer's job (or drop it as a retry of one already committed). */
+  private async finish(s: PeerShare): Promise<void> {
+    if (!s.draft) return;
+    if (s.failure) {
+      await s.draft.abort().catch(() => undefined);
+      return;
+    }
+    const digest = s.hash.digest('hex');
+    const ledger = this.opts.ledger;
+    try {
+      const earlier = ledger ? await ledger.find(s.peer, digest) : undefined;
+      if (earlier !== undefined) {
+        await s.draft.abort();
+        s.jobId = earlier;
+        s.duplicate = true;
+        this.log(`lmtpd: retried transaction for ${s.peer} is job ${earlier} already; not stored again`);
+        return;
+      }
+      s.jobId = await s.draft.commit();
+    } catch (err) {
+      s.failure = asMailbagError(err);
+      this.log(`lmtpd: job for ${s.peer} failed: ${s.failure.message}`);
+      await s.draft.abort().catch(() => undefined);
+      return;
+    }
+    this.opts.faultPoint?.('lmtp-after-commit');
+    this.log(`lmtpd: job ${s.jobId} for ${s.peer}: <${s.sender}> -> ${s.recipients.length} recipient(s)`);
+    if (ledger) {
+      // the job is durable: a ledger failure only reopens the duplicate window, it must
+      // not turn into a 451 (the MTA would send the message again)
+      try {
+        await ledger.record(s.peer, digest, s.jobId);
+      } catch (err) {
+        this.log(`lmtpd: could not record job ${s.jobId} in the LMTP ledger: ${asMailbagError(err).message}`);
+      }
+    }
+  }
+
+  /** Listen on a unix socket: a stale socket of a dead listener is replaced, a live one refused. */
+  async listenUnix(path: string, mode: number): Promise<void> {
+    await removeStaleSocket(path);
+    const server = this.makeServer();
+    const old = process.umask(0o177);
+    try {
+      await listen(server, (s) => s.listen(path));
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(path, mode);
+    this.servers.push({ server, path });
+  }
+
+  /** Listen on host:port (port 0: any); resolves with the port. */
+  async listenTcp(host: string, port: number): Promise<number> {
+    const server = this.makeServer();
+    await listen(server, (s) => s.listen(port, host));
+    this.servers.push({ server });
+    const addr = (server as unknown as { server: Server }).server.address();
+    return typeof addr === 'object' && addr ? addr.port : port;
+  }
+
+  /**
+   * Stop: refuse new connections, let transactions in progress finish (bounded by
+   * graceMs, after which clients get 421), remove the socket file.
+   */
+  async close(graceMs = 30_000): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.servers.map(({ server, path }) => new Promise<void>((resolve) => {
+      (server as unknown as { options: { closeTimeout: number } }).options.closeTimeout = graceMs;
+      server.close(() => {
+        if (path) {
+          try {
+            unlinkSync(path);
+          } catch {
+            // already gone
+          }
+        }
+        resolve();
+      });
+    })));
+    this.servers.length = 0;
+  }
+}
+
+function listen(server: SMTPServer, start: (s: SMTPServer) => void): Promise<void> {
+  const net = (server as unknown as { server: Server }).server;
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      net.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      net.off('error', onError);
+      resolve();
+    };
+    net.once('error', onError);
+    net.once('listening', onListening);
+    start(server);
+  });
+}
+
+/**
+ * A socket file left by a listener that died (SIGKILL, power loss) is removed; a socket
+ * someone still answers on, or a path that is not a socket, is an error.
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new ConfigError(`${path} exists and is not a socket; refusing to replace it`, { key: 'lmtp.socket' });
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const sock = connect(path);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(true); // it accepted but is slow: treat as alive rather than steal it
+    }, 2000);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (alive) {
+    throw new MailbagError('locked', `another listener is answering on ${path}; stop it first`);
+  }
+  unlinkSync(path);
+}
