@@ -1,0 +1,6 @@
+// Bags: many job files in one compressed tar stream, named by the SHA-256 of its bytes.
+export { BAG_CODECS, DEFAULT_BROTLI_QUALITY, DEFAULT_GZIP_LEVEL, createCompressor, createDecompressor, isBagCodec, sniffCodec, type BagCodec } from './codec.js';
+export { BagError, type BagIssue } from './errors.js';
+export { isValidEntryName } from './names.js';
+export { bagStream, expandedSizeOf, writeBag, type BagJob, type BagSummary, type WriteBagOptions } from './writer.js';
+export { classifyBagError, readBag, type BagEntry, type ReadBagOptions } from './reader.js';

@@ -1,0 +1,293 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { BagError, bagStream, type BagSummary, expandedSizeOf, readBag, writeBag, type BagCodec, type BagJob, type ReadBagOptions } from '../../../lib/bag/index.js';
+import { paxRecord, tarOf, type RawEntry } from './craft.js';
+
+function job(name: string, data: Buffer, chunk = 4096): BagJob {
+  return {
+    name,
+    size: data.length,
+    open: () => {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < data.length; i += chunk) parts.push(data.subarray(i, i + chunk));
+      return Readable.from(parts);
+    },
+  };
+}
+
+async function build(jobs: BagJob[], codec: BagCodec = 'br'): Promise<{ bytes: Buffer; sha256: string; expanded: number; entries: number }> {
+  const { stream, summary } = bagStream(jobs, { codec });
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  const s = await summary;
+  return { bytes: Buffer.concat(chunks), sha256: s.sha256, expanded: s.expanded, entries: s.entries };
+}
+
+/** feed `bytes` in the given chunk sizes (cycled) */
+async function* chunked(bytes: Buffer, sizes: number[] = [65536]): AsyncGenerator<Buffer> {
+  let i = 0;
+  let k = 0;
+  while (i < bytes.length) {
+    const n = Math.max(1, sizes[k++ % sizes.length]!);
+    yield bytes.subarray(i, i + n);
+    i += n;
+  }
+}
+
+async function readAll(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<{ entries: [string, Buffer][]; summary: BagSummary }> {
+  const entries: [string, Buffer][] = [];
+  const gen = readBag(source, options);
+  for (;;) {
+    const r = await gen.next();
+    if (r.done) return { entries, summary: r.value };
+    const parts: Buffer[] = [];
+    for await (const c of r.value.stream) parts.push(c as Buffer);
+    entries.push([r.value.name, Buffer.concat(parts)]);
+  }
+}
+
+async function refusal(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<BagError> {
+  try {
+    await readAll(source, options);
+  } catch (err) {
+    expect(err).toBeInstanceOf(BagError);
+    return err as BagError;
+  }
+  throw new Error('the bag was accepted');
+}
+
+const CODECS: BagCodec[] = ['br', 'gzip', 'none'];
+
+describe('bag round trip', () => {
+  it.each(CODECS)('keeps names, order and bytes (%s) and names the bag by its hash', async (codec) => {
+    const jobs = [job('0190aa000001000aaaaaaaaa', Buffer.from('From a@b\nSubject: x\n\nhello\n')), job('empty', Buffer.alloc(0)), job('b.job', Buffer.alloc(70_000, 0x41))];
+    const bag = await build(jobs, codec);
+    expect(bag.sha256).toBe(createHash('sha256').update(bag.bytes).digest('hex'));
+    expect(bag.entries).toBe(3);
+    expect(bag.expanded).toBe(expandedSizeOf([28, 0, 70_000]));
+    const { entries, summary } = await readAll(chunked(bag.bytes, [1, 7, 512, 3000]), { codec, expectSha256: bag.sha256 });
+    expect(entries.map(([n]) => n)).toEqual(['0190aa000001000aaaaaaaaa', 'empty', 'b.job']);
+    expect(entries[2]![1].equals(Buffer.alloc(70_000, 0x41))).toBe(true);
+    expect(summary).toMatchObject({ sha256: bag.sha256, size: bag.bytes.length, entries: 3, codec });
+  });
+
+  it('is deterministic: the same jobs give the same bytes and name', async () => {
+    const mk = (): BagJob[] => [job('x1', Buffer.from('one')), job('x2', Buffer.from('two'))];
+    expect((await build(mk())).sha256).toBe((await build(mk())).sha256);
+  });
+
+  it('detects gzip and plain tar when the codec is not given', async () => {
+    for (const codec of ['gzip', 'none'] as const) {
+      const bag = await build([job('a', Buffer.from('x'))], codec);
+      const { summary } = await readAll(chunked(bag.bytes));
+      expect(summary.codec).toBe(codec);
+    }
+  });
+
+  it('round-trips any set of jobs in any chunking (property)', async () => {
+    const nameArb = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,30}$/).filter((n) => !n.includes('..'));
+    const jobsArb = fc.uniqueArray(fc.record({ name: nameArb, data: fc.uint8Array({ maxLength: 3000 }), chunk: fc.integer({ min: 1, max: 1024 }) }), { selector: (j) => j.name, maxLength: 12 });
+    await fc.assert(
+      fc.asyncProperty(jobsArb, fc.constantFrom(...CODECS), fc.array(fc.integer({ min: 1, max: 2000 }), { minLength: 1, maxLength: 5 }), async (js, codec, sizes) => {
+        const bag = await build(js.map((j) => job(j.name, Buffer.from(j.data), j.chunk)), codec);
+        const { entries } = await readAll(chunked(bag.bytes, sizes), { codec, expectSha256: bag.sha256 });
+        expect(entries.map(([n, b]) => [n, b.toString('hex')])).toEqual(js.map((j) => [j.name, Buffer.from(j.data).toString('hex')]));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('lets the caller skip an entry without reading it', async () => {
+    const bag = await build([job('a', Buffer.alloc(100_000, 1)), job('b', Buffer.from('bee'))]);
+    const seen: string[] = [];
+    for await (const e of readBag(chunked(bag.bytes), { codec: 'br' })) {
+      if (e.name === 'b') seen.push(String(await Readable.from(e.stream).toArray().then((a) => Buffer.concat(a as Buffer[]))));
+      else seen.push('skipped');
+    }
+    expect(seen).toEqual(['skipped', 'bee']);
+  });
+});
+
+describe('bag writer refuses', () => {
+  it.each(['../etc/passwd', '/abs', 'a/b', '.hidden', 'x..y', '', 'a'.repeat(101), 'sp ace', 'nul\0'])('the name %j', async (name) => {
+    const { summary } = bagStream([job(name, Buffer.from('x'))]);
+    await expect(summary).rejects.toMatchObject({ issue: 'bad-name' });
+  });
+
+  it('a job that gives more or fewer bytes than it declared', async () => {
+    const more = bagStream([{ name: 'a', size: 2, open: () => Readable.from([Buffer.from('abc')]) }]);
+    more.stream.resume();
+    await expect(more.summary).rejects.toMatchObject({ issue: 'size-mismatch' });
+    const fewer = bagStream([{ name: 'a', size: 5, open: () => Readable.from([Buffer.from('abc')]) }]);
+    fewer.stream.resume();
+    await expect(fewer.summary).rejects.toMatchObject({ issue: 'size-mismatch' });
+  });
+
+  it('writeBag rejects with the reason, not a broken pipe', async () => {
+    const sink = new (await import('node:stream')).PassThrough();
+    sink.resume();
+    await expect(writeBag([job('ok', Buffer.from('1')), job('../x', Buffer.from('2'))], sink)).rejects.toMatchObject({ issue: 'bad-name' });
+  });
+});
+
+describe('hostile bags', () => {
+  const gz = (entries: RawEntry[], end = true): Buffer => gzipSync(tarOf(entries, end));
+  const br = (entries: RawEntry[], end = true): Buffer => brotliCompressSync(tarOf(entries, end));
+  const data = Buffer.from('payload');
+
+  it.each([
+    ['a ../ path', { name: '../../etc/cron.d/x', data }, 'bad-name'],
+    ['an absolute path', { name: '/etc/passwd', data }, 'bad-name'],
+    ['a path with a directory', { name: 'in/peer/job', data }, 'bad-name'],
+    ['a dot-dot name', { name: '..', data }, 'bad-name'],
+    ['a symlink', { name: 'job1', type: '2', linkname: '/etc/passwd' }, 'bad-entry'],
+    ['a hard link', { name: 'job1', type: '1', linkname: 'other' }, 'bad-entry'],
+    ['a directory', { name: 'dir', type: '5' }, 'bad-entry'],
+    ['a character device', { name: 'tty', type: '3' }, 'bad-entry'],
+    ['a fifo', { name: 'fifo', type: '6' }, 'bad-entry'],
+    ['a contiguous file', { name: 'c', type: '7', data }, 'bad-entry'],
+  ] as [string, RawEntry, string][])('refuses %s', async (_what, entry, issue) => {
+    const honest: RawEntry = { name: 'honest1', data: Buffer.from('ok') };
+    const err = await refusal(chunked(gz([honest, entry])), { codec: 'gzip' });
+    expect(err.issue).toBe(issue);
+    expect(err.code).toBe('bad-bag');
+    expect(err.message).toMatch(/entry/);
+  });
+
+  it('refuses a pax header that renames an entry to a path', async () => {
+    const pax = Buffer.from(paxRecord('path', '../../evil'));
+    const err = await refusal(chunked(br([{ name: 'PaxHeader', type: 'x', data: pax }, { name: 'job1', data }])), { codec: 'br' });
+    expect(err.issue).toMatch(/bad-entry|bad-name/);
+  });
+
+  it('refuses a pax header even when the name it gives is harmless', async () => {
+    const pax = Buffer.from(paxRecord('size', '3'));
+    const err = await refusal(chunked(br([{ name: 'PaxHeader', type: 'x', data: pax }, { name: 'job1', data }])));
+    expect(err.issue).toBe('bad-entry');
+  });
+
+  it('refuses a GNU long name that hides a path', async () => {
+    const long = Buffer.from('../../../tmp/evil\0');
+    const err = await refusal(chunked(gz([{ name: '././@LongLink', type: 'L', data: long }, { name: 'job1', data }])));
+    expect(err.issue).toBe('bad-name');
+  });
+
+  it('refuses a ustar prefix that makes a path', async () => {
+    const err = await refusal(chunked(gz([{ name: 'job1', prefix: '../..', data }])));
+    expect(err.issue).toBe('bad-name');
+  });
+
+  it('refuses the same name twice', async () => {
+    const err = await refusal(chunked(gz([{ name: 'a', data }, { name: 'a', data }])));
+    expect(err.issue).toBe('duplicate');
+  });
+
+  it('refuses an oversized entry at its header, before inflating its bytes', async () => {
+    // the header claims 5 GiB; no data follows: the reader must stop at the header
+    const err = await refusal(chunked(gz([{ name: 'huge', size: 5 * 1024 ** 3, withData: false }], false)));
+    expect(err.issue).toBe('entry-too-big');
+    expect(err.code).toBe('too-big');
+    const capped = await refusal(chunked(gz([{ name: 'big', data: Buffer.alloc(2000) }])), { maxEntrySize: 1000 });
+    expect(capped.issue).toBe('entry-too-big');
+  });
+
+  it('refuses more entries than the cap', async () => {
+    const entries = Array.from({ length: 11 }, (_, i) => ({ name: `j${i}`, data }));
+    expect((await refusal(chunked(gz(entries)), { maxEntries: 10 })).issue).toBe('too-many');
+    const { entries: ten } = await readAll(chunked(gz(entries.slice(0, 10))), { maxEntries: 10 });
+    expect(ten).toHaveLength(10);
+  });
+
+  it('stops a decompression bomb early, without inflating the rest', async () => {
+    // 256 MiB of zeros in one entry compresses to a few hundred KiB
+    const size = 256 * 1024 * 1024;
+    const bomb = bagStream([{ name: 'bomb', size, open: () => Readable.from((function* () { for (let i = 0; i < size / 65536; i++) yield Buffer.alloc(65536); })()) }], { codec: 'gzip', level: 9 });
+    const parts: Buffer[] = [];
+    for await (const c of bomb.stream) parts.push(c as Buffer);
+    const bytes = Buffer.concat(parts);
+    expect(bytes.length).toBeLessThan(size / 500);
+    let fed = 0;
+    async function* counted(): AsyncGenerator<Buffer> {
+      for await (const c of chunked(bytes, [4096])) {
+        fed += c.length;
+        yield c;
+      }
+    }
+    const cap = 8 * 1024 * 1024;
+    const err = await refusal(counted(), { maxExpanded: cap });
+    expect(err.issue).toBe('too-expanded');
+    expect(err.code).toBe('too-big');
+    // it stopped near the cap: about cap/size of the compressed input was read, not all of it
+    expect(fed).toBeLessThan(bytes.length / 4);
+  });
+
+  it('refuses a truncated bag, whatever the codec', async () => {
+    const bag = await build([job('a', Buffer.from('x'.repeat(50_000))), job('b', Buffer.from('y'))], 'br');
+    for (const cut of [10, Math.floor(bag.bytes.length / 2), bag.bytes.length - 1]) {
+      expect((await refusal(chunked(bag.bytes.subarray(0, cut)), { codec: 'br' })).issue).toBe('truncated');
+    }
+    const g = await build([job('a', Buffer.from('x'.repeat(50_000)))], 'gzip');
+    expect((await refusal(chunked(g.bytes.subarray(0, g.bytes.length - 5)), { codec: 'gzip' })).issue).toBe('truncated');
+    const t = await build([job('a', Buffer.from('x'.repeat(5000)))], 'none');
+    expect((await refusal(chunked(t.bytes.subarray(0, 2048)), { codec: 'none' })).issue).toBe('truncated');
+    expect((await refusal(chunked(Buffer.alloc(0)))).issue).toBe('truncated');
+  });
+
+  it('refuses corrupted bytes', async () => {
+    const bag = await build([job('a', Buffer.from('hello world '.repeat(2000)))], 'gzip');
+    const bad = Buffer.from(bag.bytes);
+    bad[Math.floor(bad.length / 2)]! ^= 0xff;
+    expect(['corrupt', 'truncated']).toContain((await refusal(chunked(bad), { codec: 'gzip' })).issue);
+    const b = await build([job('a', Buffer.from('hello world '.repeat(2000)))], 'br');
+    const badBr = Buffer.from(b.bytes);
+    badBr[5]! ^= 0x55;
+    badBr[6]! ^= 0x55;
+    expect(['corrupt', 'truncated', 'bad-name', 'bad-entry']).toContain((await refusal(chunked(badBr), { codec: 'br' })).issue);
+    // a tar header whose checksum is wrong
+    const tarBytes = tarOf([{ name: 'a', data: Buffer.from('x') }]);
+    tarBytes[0] = 0x62;
+    expect((await refusal(chunked(gzipSync(tarBytes)))).issue).toBe('corrupt');
+  });
+
+  it('refuses a bag in another codec than it was offered in', async () => {
+    const g = await build([job('a', Buffer.from('x'))], 'gzip');
+    expect((await refusal(chunked(g.bytes), { codec: 'br' })).issue).toBe('codec');
+    const b = await build([job('a', Buffer.from('x'))], 'br');
+    expect((await refusal(chunked(b.bytes), { codec: 'gzip' })).issue).toBe('codec');
+    expect((await refusal(chunked(b.bytes), { codec: 'none' })).issue).toBe('codec');
+    const t = await build([job('a', Buffer.from('x'))], 'none');
+    expect((await refusal(chunked(t.bytes), { codec: 'br' })).issue).toBe('codec');
+  });
+
+  it('refuses a bag whose hash is not the one offered', async () => {
+    const b = await build([job('a', Buffer.from('x'))]);
+    const err = await refusal(chunked(b.bytes), { expectSha256: '0'.repeat(64) });
+    expect(err.issue).toBe('bad-hash');
+  });
+
+  it('refuses a compressed bag over its cap', async () => {
+    const b = await build([job('a', Buffer.from(createHash('sha512').update('x').digest('hex').repeat(100)))], 'none');
+    expect((await refusal(chunked(b.bytes), { maxCompressed: 1000 })).issue).toBe('too-big');
+  });
+
+  it('keeps reading honest entries before a hostile one, then refuses the bag', async () => {
+    const got: string[] = [];
+    await expect(
+      (async () => {
+        for await (const e of readBag(chunked(gz([{ name: 'good1', data }, { name: '../bad', data }])))) {
+          e.stream.resume();
+          got.push(e.name);
+        }
+      })(),
+    ).rejects.toMatchObject({ issue: 'bad-name' });
+    expect(got).toEqual(['good1']);
+  });
+
+  it('applies a stricter name rule given by the caller', async () => {
+    const err = await refusal(chunked(gz([{ name: 'notajobid', data }])), { isValidName: (n) => /^[0-9a-f]{24}$/.test(n) });
+    expect(err.issue).toBe('bad-name');
+  });
+});
