@@ -15,6 +15,8 @@ interface CommandEntry {
 
 // One line per command; keep them in the order `mailbag --help` should show.
 export const COMMANDS: Record<string, CommandEntry> = {
+  enqueue: { summary: 'queue a message (or a BSMTP stream) from stdin for a peer', load: () => import('./enqueue.js') },
+  lmtpd: { summary: 'accept mail over LMTP from the local MTA into the spool', load: () => import('./lmtpd.js') },
 };
 
 function usage(): string {

@@ -334,6 +334,25 @@ export class LmtpServer {
    */
   async close(graceMs = 30_000): Promise<void> {
     this.closing = true;
+    // connections between transactions (an MTA's cached connection) go now; the others
+    // as soon as their transaction is over
+    const deadline = Date.now() + graceMs;
+    const sweep = (): void => {
+      for (const { server } of this.servers) {
+        for (const conn of (server as unknown as { connections: Set<IdleCheck> }).connections) {
+          const inTransaction = Boolean(conn.session?.envelope?.mailFrom) || Boolean(conn._dataStream);
+          if (!inTransaction && !conn._closing && !conn._closed) {
+            conn.send(421, 'mailbag lmtpd shutting down, try again later');
+            conn.close();
+          }
+        }
+      }
+    };
+    sweep();
+    const sweeper = setInterval(() => {
+      if (Date.now() < deadline) sweep();
+    }, 50);
+    sweeper.unref();
     await Promise.all(this.servers.map(({ server, path }) => new Promise<void>((resolve) => {
       (server as unknown as { options: { closeTimeout: number } }).options.closeTimeout = graceMs;
       server.close(() => {
@@ -347,8 +366,19 @@ export class LmtpServer {
         resolve();
       });
     })));
+    clearInterval(sweeper);
     this.servers.length = 0;
   }
+}
+
+/** the parts of smtp-server's SMTPConnection the shutdown sweep looks at */
+interface IdleCheck {
+  session?: { envelope?: { mailFrom?: unknown } };
+  _dataStream?: unknown;
+  _closing?: boolean;
+  _closed?: boolean;
+  send(code: number, text: string): void;
+  close(): void;
 }
 
 function listen(server: SMTPServer, start: (s: SMTPServer) => void): Promise<void> {
