@@ -1,0 +1,97 @@
+// The envelope of one BSMTP transaction and its ESMTP parameters, shared by the
+// writer and the reader, with the checks both apply so that what one writes the
+// other reads back unchanged.
+
+import type { Result } from '../errors.js';
+import { checkRecipient, checkSender } from '../envelope/address.js';
+
+/** One ESMTP parameter: `NAME` upper-cased, the value as written (`null` for a bare keyword like `SMTPUTF8`). */
+export interface EsmtpParam {
+  name: string;
+  value: string | null;
+}
+
+export interface BsmtpRecipient {
+  address: string;
+  params: EsmtpParam[];
+}
+
+/** One transaction's envelope. `sender` `''` is the null sender (`MAIL FROM:<>`). */
+export interface BsmtpEnvelope {
+  sender: string;
+  mailParams: EsmtpParam[];
+  recipients: BsmtpRecipient[];
+}
+
+/** MAIL parameters our jobs carry (Exim -bS refuses them all: strip before feeding it). */
+export const MAIL_PARAMS = ['RET', 'ENVID', 'SIZE', 'BODY', 'SMTPUTF8'] as const;
+/** RCPT parameters our jobs carry. */
+export const RCPT_PARAMS = ['NOTIFY', 'ORCPT'] as const;
+
+/** only the parameters named in `names` (MAIL_PARAMS or RCPT_PARAMS), order kept */
+export function keepParams(params: readonly EsmtpParam[], names: readonly string[]): EsmtpParam[] {
+  return params.filter((p) => names.includes(p.name));
+}
+
+/** A parameter map as smtp-server gives it (`{ RET: 'HDRS', SMTPUTF8: true }`) as EsmtpParam[]. */
+export function paramsFromObject(args: Record<string, string | boolean | undefined> | false | undefined): EsmtpParam[] {
+  if (!args) return [];
+  const out: EsmtpParam[] = [];
+  for (const [name, value] of Object.entries(args)) {
+    if (value === undefined || value === false) continue;
+    out.push({ name: name.toUpperCase(), value: value === true ? null : value });
+  }
+  return out;
+}
+
+const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
+// eslint-disable-next-line no-control-regex
+const PARAM_VALUE_BAD = /[\u0000-\u0020\u007f]/;
+
+/** `NAME[=value]` → EsmtpParam, or why not */
+export function parseParam(word: string): EsmtpParam | string {
+  const eq = word.indexOf('=');
+  const name = eq === -1 ? word : word.slice(0, eq);
+  if (!PARAM_NAME.test(name)) return `bad ESMTP parameter name in ${JSON.stringify(word)}`;
+  if (eq === -1) return { name: name.toUpperCase(), value: null };
+  const value = word.slice(eq + 1);
+  if (value === '' || PARAM_VALUE_BAD.test(value)) return `bad ESMTP parameter value in ${JSON.stringify(word)}`;
+  return { name: name.toUpperCase(), value };
+}
+
+export function checkParam(p: EsmtpParam): string | null {
+  if (!PARAM_NAME.test(p.name) || p.name !== p.name.toUpperCase()) return `bad ESMTP parameter name ${JSON.stringify(p.name)}`;
+  if (p.value !== null && (p.value === '' || PARAM_VALUE_BAD.test(p.value))) {
+    return `bad value for ESMTP parameter ${p.name}: ${JSON.stringify(p.value)}`;
+  }
+  return null;
+}
+
+/** ` NAME=value NAME2` (with the leading space), or `''` for none */
+export function formatParams(params: readonly EsmtpParam[]): string {
+  let out = '';
+  for (const p of params) out += p.value === null ? ` ${p.name}` : ` ${p.name}=${p.value}`;
+  return out;
+}
+
+export type EnvelopeIssueCode = 'bad-sender' | 'bad-recipient' | 'no-recipients' | 'bad-bsmtp';
+
+/** The checks applied to an envelope before it is written (the reader applies the same). */
+export function checkBsmtpEnvelope(env: BsmtpEnvelope): Result<BsmtpEnvelope, EnvelopeIssueCode> {
+  const s = checkSender(env.sender, 'bsmtp');
+  if (!s.ok) return s;
+  for (const p of env.mailParams) {
+    const why = checkParam(p);
+    if (why) return { ok: false, issue: { code: 'bad-bsmtp', message: why } };
+  }
+  if (env.recipients.length === 0) return { ok: false, issue: { code: 'no-recipients', message: 'no recipients' } };
+  for (const r of env.recipients) {
+    const c = checkRecipient(r.address, 'bsmtp');
+    if (!c.ok) return c;
+    for (const p of r.params) {
+      const why = checkParam(p);
+      if (why) return { ok: false, issue: { code: 'bad-bsmtp', message: why } };
+    }
+  }
+  return { ok: true, value: env };
+}
