@@ -1,0 +1,559 @@
+// The session driver: runs the protocol of docs/protocol.md on a Link with a
+// SessionStore. Both roles run this same code — the dialer and the server differ only
+// in where `peer` (the identity the other side must have) comes from. Sending and
+// receiving run at once (full duplex); offers and data are pipelined, so a session
+// costs a fixed number of round trips. Jobs leave our queue only on ACK or `have`.
+
+import { SessionError, asMailbagError } from '../errors.js';
+import type { ErrorCode } from '../exit.js';
+import { faultPoint } from '../spool/fault.js';
+import type { Link } from '../transport/types.js';
+import { FRAME, FrameDecoder, MAX_DATA_CHUNK, encodeDataHead, encodeFrame, frameName } from './frame.js';
+import {
+  chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
+  type BagCodec, type Hello, type Offer, type Refuse,
+} from './messages.js';
+import { SessionState, type Incoming } from './state.js';
+import { BagRefusal, planBags, type PartialWriter, type PendingBag, type ReceiveCaps, type SessionStore } from './store.js';
+
+export interface SessionOptions {
+  link: Link;
+  store: SessionStore;
+  /** this site's name */
+  site: string;
+  /** the name the other side must have (dialer: the peer dialled; server: --peer) */
+  peer: string;
+  /** codecs we build bags with, best first (the peer's `codec` setting first) */
+  codecs: BagCodec[];
+  /** what we accept from the peer */
+  caps: ReceiveCaps;
+  /** send PING after this long without sending (default 15 s) */
+  keepaliveMs?: number;
+  /** give up after this long without receiving anything (default max(4 × keepalive, 30 s)) */
+  idleTimeoutMs?: number;
+  software?: string;
+  onProgress?: (p: SessionProgress) => void;
+  /** called with one line per frame sent and received (debugging) */
+  trace?: (line: string) => void;
+}
+
+export interface SessionProgress {
+  sentBytes: number;
+  sendTotal: number;
+  receivedBytes: number;
+  receiveTotal: number;
+  sentJobs: number;
+  receivedJobs: number;
+}
+
+export interface SessionResult {
+  peerHello: Hello;
+  sent: {
+    /** bags acknowledged (or answered `have`) */
+    bags: number;
+    /** jobs removed from our queue on acknowledgement */
+    jobs: number;
+    /** bag bytes sent in DATA frames */
+    bytes: number;
+    /** bag bytes not sent because the peer already held them (resumed transfers) */
+    skipped: number;
+    /** bags the peer already had (a lost acknowledgement) */
+    have: number;
+  };
+  received: {
+    bags: number;
+    jobs: number;
+    duplicates: number;
+    /** bag bytes received in DATA frames */
+    bytes: number;
+    /** job bytes committed */
+    mailBytes: number;
+  };
+  refusedByPeer: Refuse[];
+  refusedByUs: Refuse[];
+  /** jobs too large for the peer's caps, left queued */
+  held: string[];
+  wire: { in: number; out: number };
+  /** everything offered both ways was acknowledged, nothing refused or held */
+  drained: boolean;
+}
+
+const PEER_CODES: Record<string, ErrorCode> = {
+  'protocol': 'protocol',
+  'peer-refused': 'peer-refused',
+  'locked': 'locked',
+  'timeout': 'timeout',
+  'spool': 'peer-refused',
+  'spool-full': 'peer-refused',
+};
+
+interface InBag {
+  offer: Offer;
+  writer: PartialWriter | undefined;
+}
+
+class Session {
+  private readonly o: SessionOptions;
+  private readonly state = new SessionState();
+  private readonly decoder = new FrameDecoder();
+  private readonly link: Link;
+  private bytesOut = 0;
+  private lastSent = Date.now();
+  private lastRecv = Date.now();
+  private settled = false;
+  private resolve!: (r: SessionResult) => void;
+  private reject!: (e: Error) => void;
+  readonly result: Promise<SessionResult>;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly ours = new Map<string, PendingBag>();
+  private readonly dataQueue: { bag: string; from: number }[] = [];
+  private pumping = false;
+  private readonly incoming = new Map<string, InBag>();
+  private commitChain: Promise<void> = Promise.resolve();
+  private ackChain: Promise<void> = Promise.resolve();
+  private busy = 0;
+  private byeSent = false;
+  private senderStarted = false;
+  private readonly res: SessionResult;
+  private sendTotal = 0;
+  private receiveTotal = 0;
+
+  constructor(o: SessionOptions) {
+    this.o = o;
+    this.link = o.link;
+    this.result = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    this.result.catch(() => {});
+    this.res = {
+      peerHello: undefined as unknown as Hello,
+      sent: { bags: 0, jobs: 0, bytes: 0, skipped: 0, have: 0 },
+      received: { bags: 0, jobs: 0, duplicates: 0, bytes: 0, mailBytes: 0 },
+      refusedByPeer: [],
+      refusedByUs: [],
+      held: [],
+      wire: { in: 0, out: 0 },
+      drained: false,
+    };
+  }
+
+  private get keepalive(): number {
+    return this.o.keepaliveMs ?? 15_000;
+  }
+
+  start(): void {
+    this.send(
+      encodeHello({
+        site: this.o.site,
+        peer: this.o.peer,
+        codecs: ['br', 'gzip', 'none'],
+        maxBag: this.o.caps.maxBag,
+        maxExpanded: this.o.caps.maxExpanded,
+        maxJobs: this.o.caps.maxJobs,
+        maxJob: this.o.caps.maxJob,
+        keepalive: this.keepalive,
+        software: this.o.software ?? 'mailbag',
+      }),
+    );
+    const idle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      if (now - this.lastRecv > idle) {
+        this.fail(new SessionError('timeout', `nothing received from ${this.o.peer} for ${Math.round((now - this.lastRecv) / 1000)} s: the link is dead`), true);
+        return;
+      }
+      if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
+    }, Math.max(10, Math.min(1000, Math.floor(this.keepalive / 2))));
+    void this.readLoop();
+    void this.link.done.then((end) => {
+      if (!this.settled && !(this.byeSent && this.state.byeReceived)) {
+        const why = end.error?.message ?? 'the link closed';
+        this.fail(new SessionError(end.error?.code === 'host-key' || end.error?.code === 'auth' ? end.error.code : 'link', `session with ${this.o.peer} broke: ${why}${end.stderr ? ` (${end.stderr.split('\n').slice(-3).join(' | ')})` : ''}`), false);
+      }
+    });
+  }
+
+  private send(buf: Buffer, raw = false): boolean {
+    if (this.o.trace && !raw && buf.length >= 5 && buf[0] !== FRAME.DATA) this.o.trace(`${this.o.site} > ${frameName(buf[0]!)} ${buf.subarray(5, 120).toString('latin1')}`);
+    if (this.settled && !this.closing) return false;
+    this.bytesOut += buf.length;
+    this.lastSent = Date.now();
+    const out = this.link.output;
+    if (out.destroyed || out.writableEnded) return false;
+    return out.write(buf);
+  }
+
+  private closing = false;
+  /** both BYEs passed: the session succeeded */
+  private ended = false;
+
+  private async drain(): Promise<void> {
+    const out = this.link.output;
+    if (!out.writableNeedDrain || out.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        out.off('drain', done);
+        out.off('close', done);
+        out.off('error', done);
+        resolve();
+      };
+      out.on('drain', done);
+      out.on('close', done);
+      out.on('error', done);
+    });
+  }
+
+  /** resolves when what was written so far has been handed to the transport */
+  private flushed(): Promise<void> {
+    return new Promise((resolve) => {
+      const out = this.link.output;
+      if (out.destroyed || out.writableEnded) return resolve();
+      out.write(Buffer.alloc(0), () => resolve());
+    });
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const chunk of this.link.input) {
+        // after both BYEs, read on to the far side's EOF so the link can close cleanly
+        if (this.ended) continue;
+        if (this.settled) break;
+        this.lastRecv = Date.now();
+        const frames = this.decoder.push(chunk as Buffer);
+        if (!frames.ok) {
+          this.fail(new SessionError('protocol', `${this.o.peer}: ${frames.issue.message}`), true);
+          return;
+        }
+        for (const f of frames.value) {
+          if (this.o.trace && f.type !== FRAME.DATA) this.o.trace(`${this.o.site} < ${frameName(f.type)} ${f.payload.subarray(0, 115).toString('latin1')}`);
+          const m = this.state.receive(f);
+          if (!m.ok) {
+            this.fail(new SessionError('protocol', `${this.o.peer}: ${m.issue.message}`), true);
+            return;
+          }
+          await this.handle(m.value);
+          if (this.settled && !this.ended) return;
+        }
+      }
+    } catch (err) {
+      this.fail(err, true);
+      return;
+    }
+    if (!this.settled && !(this.byeSent && this.state.byeReceived)) {
+      // the link's `done` says why, with the far side's stderr; wait for it briefly
+      const end = await Promise.race([this.link.done, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000).unref())]);
+      if (!this.settled) {
+        const tail = end?.stderr ? ` (${end.stderr.split('\n').slice(-3).join(' | ')})` : '';
+        this.fail(new SessionError('link', `session with ${this.o.peer} broke: the link closed before the session ended${tail}`), false);
+      }
+    }
+  }
+
+  private async handle(m: Incoming): Promise<void> {
+    switch (m.kind) {
+      case 'hello':
+        return this.onHello(m.hello);
+      case 'error': {
+        const code = PEER_CODES[m.error.code] ?? 'peer-refused';
+        this.fail(new SessionError(code, `${this.o.peer} refused: ${m.error.message} (${m.error.code})`), false);
+        return;
+      }
+      case 'ping':
+        return;
+      case 'bye':
+        this.checkFinish();
+        return;
+      case 'offer':
+        return this.onOffer(m.offer);
+      case 'data':
+        return this.onData(m.bag, m.offset, m.chunk, m.complete);
+      case 'done':
+        this.checkFinish();
+        return;
+      case 'answer':
+        if ('have' in m.answer) {
+          this.res.sent.have++;
+          this.res.sent.skipped += this.ours.get(m.answer.bag)?.size ?? 0;
+          this.onAcked(m.answer.bag);
+        } else {
+          this.res.sent.skipped += m.answer.from;
+          this.dataQueue.push({ bag: m.answer.bag, from: m.answer.from });
+          void this.pump();
+        }
+        return;
+      case 'ack':
+        this.onAcked(m.ack.bag);
+        return;
+      case 'refuse':
+        this.res.refusedByPeer.push(m.refuse);
+        if (m.refuse.code === 'bad-hash') {
+          this.track(this.o.store.discardBag(m.refuse.bag));
+        }
+        this.checkFinish();
+        return;
+    }
+  }
+
+  private onHello(h: Hello): void {
+    this.res.peerHello = h;
+    if (h.site !== this.o.peer) {
+      this.fail(new SessionError('peer-refused', `this link is for peer ${this.o.peer}, not ${h.site}`), true, 'peer-refused');
+      return;
+    }
+    if (h.peer !== this.o.site) {
+      this.fail(new SessionError('peer-refused', `${h.site} expected to talk to ${h.peer}, but this site is ${this.o.site}`), true, 'peer-refused');
+      return;
+    }
+    if (!this.senderStarted) {
+      this.senderStarted = true;
+      this.sender().catch((err: unknown) => this.fail(err, true));
+    }
+  }
+
+  // ----- sending our queue -----
+
+  private async sender(): Promise<void> {
+    const theirs = this.res.peerHello;
+    const codec = chooseCodec(this.o.codecs, theirs.codecs);
+    const caps = { maxBag: theirs.maxBag, maxExpanded: theirs.maxExpanded, maxJobs: theirs.maxJobs, maxJob: theirs.maxJob };
+    const pending = await this.o.store.pendingBags();
+    const inBags = new Set<string>();
+    for (const p of pending) {
+      if (this.settled) return;
+      if (!theirs.codecs.includes(p.codec) || p.size > caps.maxBag || p.jobs.length > caps.maxJobs) {
+        await this.o.store.discardBag(p.bag);
+        continue;
+      }
+      for (const j of p.jobs) inBags.add(j);
+      this.offer(p);
+    }
+    if (codec) {
+      const queued = await this.o.store.queuedJobs(inBags);
+      const plan = planBags(queued, caps);
+      this.res.held = plan.held.map((j) => j.id);
+      for (const group of plan.bags) {
+        if (this.settled) return;
+        const bag = await this.o.store.buildBag(group, codec);
+        if (this.settled) return;
+        if (!this.state.canOffer(bag.bag)) continue;
+        this.offer(bag);
+      }
+    }
+    this.state.doneSent = true;
+    this.send(encodeFrame(FRAME.DONE));
+    this.checkFinish();
+  }
+
+  private offer(p: PendingBag): void {
+    this.ours.set(p.bag, p);
+    const offer: Offer = { bag: p.bag, size: p.size, codec: p.codec, jobs: p.jobs.length };
+    this.state.offered(offer);
+    this.sendTotal += p.size;
+    this.send(encodeOffer(offer));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.dataQueue.length > 0 && !this.settled) {
+        const { bag, from } = this.dataQueue.shift()!;
+        const p = this.ours.get(bag)!;
+        let offset = from;
+        const half = Math.floor(p.size / 2);
+        if (offset < p.size) {
+          for await (const chunk of this.o.store.openBag(bag, from) as AsyncIterable<Buffer>) {
+            for (let i = 0; i < chunk.length; i += MAX_DATA_CHUNK) {
+              if (this.settled) return;
+              const piece = chunk.subarray(i, i + MAX_DATA_CHUNK);
+              this.send(encodeDataHead(bag, offset, piece.length));
+              const ok = this.send(piece, true);
+              const before = offset;
+              offset += piece.length;
+              this.res.sent.bytes += piece.length;
+              this.progress();
+              if (before < half && offset >= half) {
+                await this.flushed();
+                faultPoint('session-sender-mid-bag');
+              }
+              if (!ok) await this.drain();
+            }
+          }
+        }
+        this.state.sentAll(bag);
+      }
+    } catch (err) {
+      this.fail(err, true);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private onAcked(bag: string): void {
+    const p = this.ours.get(bag);
+    this.ackChain = this.ackChain.then(async () => {
+      const removed = await this.o.store.acked(bag);
+      this.res.sent.bags++;
+      this.res.sent.jobs += removed;
+      faultPoint('session-sender-after-remove');
+      void p;
+      this.progress();
+    });
+    this.track(this.ackChain);
+  }
+
+  /** count an async step, so the session does not end before it has finished */
+  private track(p: Promise<unknown>): void {
+    this.busy++;
+    p.then(
+      () => {
+        this.busy--;
+        this.checkFinish();
+      },
+      (err: unknown) => {
+        this.busy--;
+        this.fail(err, true);
+      },
+    );
+  }
+
+  // ----- receiving theirs -----
+
+  private async onOffer(offer: Offer): Promise<void> {
+    const refuse = (code: string, message: string): void => {
+      const r = { bag: offer.bag, code, message };
+      this.res.refusedByUs.push(r);
+      this.send(encodeRefuse(r));
+      this.state.resolvedIncoming(offer.bag);
+    };
+    if (!(['br', 'gzip', 'none'] as string[]).includes(offer.codec)) return refuse('protocol', `unknown codec ${offer.codec}`);
+    if (offer.size > this.o.caps.maxBag) return refuse('too-big', `bag of ${offer.size} bytes is over the cap of ${this.o.caps.maxBag}`);
+    if (offer.jobs > this.o.caps.maxJobs) return refuse('too-big', `bag of ${offer.jobs} jobs is over the cap of ${this.o.caps.maxJobs}`);
+    if (this.o.store.hasBag(offer.bag)) {
+      this.send(encodeAnswer({ bag: offer.bag, have: true }));
+      this.state.resolvedIncoming(offer.bag);
+      this.checkFinish();
+      return;
+    }
+    const from = await this.o.store.partialLength(offer.bag, offer.size);
+    this.incoming.set(offer.bag, { offer, writer: undefined });
+    this.receiveTotal += offer.size - from;
+    this.send(encodeAnswer({ bag: offer.bag, from }));
+    this.state.answeredFrom(offer.bag, from);
+    if (from === offer.size) this.scheduleCommit(offer);
+  }
+
+  private async onData(bag: string, offset: number, chunk: Buffer, complete: boolean): Promise<void> {
+    const b = this.incoming.get(bag)!;
+    b.writer ??= await this.o.store.openPartial(bag, offset);
+    await b.writer.write(chunk);
+    this.res.received.bytes += chunk.length;
+    this.progress();
+    const half = Math.floor(b.offer.size / 2);
+    if (offset < half && offset + chunk.length >= half) faultPoint('session-mid-bag');
+    if (complete) {
+      // the bytes must be on disk before the hash is checked and anything committed
+      await b.writer.close(true);
+      b.writer = undefined;
+      this.scheduleCommit(b.offer);
+    }
+  }
+
+  private scheduleCommit(offer: Offer): void {
+    this.commitChain = this.commitChain.then(async () => {
+      if (this.settled) return;
+      try {
+        const r = await this.o.store.commitBag(offer.bag, offer.codec, this.o.caps);
+        this.res.received.bags++;
+        this.res.received.jobs += r.committed.length;
+        this.res.received.duplicates += r.duplicates;
+        this.res.received.mailBytes += r.bytes;
+        faultPoint('session-before-ack');
+        this.send(encodeAck({ bag: offer.bag, jobs: r.committed.length, duplicates: r.duplicates }));
+        await this.flushed();
+        faultPoint('session-after-ack');
+      } catch (err) {
+        if (!(err instanceof BagRefusal)) throw err;
+        const r = { bag: offer.bag, code: err.code, message: err.message };
+        this.res.refusedByUs.push(r);
+        this.send(encodeRefuse(r));
+      }
+      this.state.resolvedIncoming(offer.bag);
+      this.progress();
+    });
+    this.track(this.commitChain);
+  }
+
+  // ----- the end -----
+
+  private checkFinish(): void {
+    if (this.settled) return;
+    if (!this.byeSent && this.busy === 0 && this.state.finished) {
+      this.byeSent = true;
+      this.send(encodeFrame(FRAME.BYE));
+    }
+    if (this.byeSent && this.state.byeReceived) void this.finish();
+  }
+
+  private async finish(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    this.ended = true;
+    this.closing = true;
+    clearInterval(this.timer);
+    this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
+    const r = this.res;
+    r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0;
+    await this.link.close();
+    this.resolve(r);
+  }
+
+  private progress(): void {
+    this.o.onProgress?.({
+      sentBytes: this.res.sent.bytes,
+      sendTotal: this.sendTotal,
+      receivedBytes: this.res.received.bytes,
+      receiveTotal: this.receiveTotal,
+      sentJobs: this.res.sent.jobs,
+      receivedJobs: this.res.received.jobs,
+    });
+  }
+
+  private fail(err: unknown, tellPeer: boolean, peerCode?: string): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.closing = true;
+    clearInterval(this.timer);
+    const e = asMailbagError(err);
+    for (const b of this.incoming.values()) void b.writer?.close(false).catch(() => undefined);
+    if (tellPeer) {
+      const out = this.link.output;
+      if (!out.destroyed && !out.writableEnded) {
+        out.write(encodeError({ code: peerCode ?? (e.code === 'protocol' || e.code === 'timeout' ? e.code : e.code === 'locked' ? 'locked' : e.code === 'spool-full' ? 'spool-full' : e.code === 'spool' ? 'spool' : 'internal'), message: e.message }));
+        out.end();
+      }
+      // let the ERROR frame reach the far side, then tear down
+      const t = setTimeout(() => this.link.abort(e), 2000);
+      t.unref();
+      void this.link.done.then(() => clearTimeout(t));
+    } else {
+      this.link.abort(e);
+    }
+    this.reject(e);
+  }
+}
+
+/** Run one session on `link` until both sides are done; rejects with SessionError when it breaks. */
+export async function runSession(options: SessionOptions): Promise<SessionResult> {
+  const s = new Session(options);
+  s.start();
+  return s.result;
+}
+
+/** Tell a client why no session can run (locked, unknown peer) and close. */
+export async function refuseSession(link: Link, code: string, message: string): Promise<void> {
+  const out = link.output;
+  out.write(encodeError({ code, message }));
+  await link.close();
+}

@@ -1,0 +1,464 @@
+// What a session does to the spool, for one peer (docs/protocol.md §5–§6): the sender's
+// pending bags (built, offered, removed with their jobs only on acknowledgement) and the
+// receiver's partial bags, staging and ledger. Every file enters through the spool's
+// commit function or a rename on the same file system; every step that matters for a
+// crash is followed by an fsync, in the order the crash story in docs/protocol.md gives.
+
+import { createHash } from 'node:crypto';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { readBag } from '../bag/reader.js';
+import { writeBag, expandedSizeOf } from '../bag/writer.js';
+import type { BagCodec } from '../bag/codec.js';
+import { BagError } from '../bag/errors.js';
+import { MailbagError, SpoolError } from '../errors.js';
+import { encodeJobHeader } from '../job/header.js';
+import { readJobStream } from '../job/reader.js';
+import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
+import { faultPoint } from '../spool/fault.js';
+import { Ledger } from './ledger.js';
+
+export const BAG_LIST_MAGIC = 'mailbag-bag 1';
+/** a job this large or larger travels alone in its own bag, after the small ones */
+export const LARGE_JOB = 1024 * 1024;
+/** job bytes packed into one bag of small jobs */
+export const BAG_TARGET = 8 * 1024 * 1024;
+
+export interface SpoolPaths {
+  /** the spool root */
+  root: string;
+  /** the spool's tmp/ (same file system): where the commit function writes */
+  tmp: string;
+  /** out/PEER/: jobs queued for the peer */
+  out: string;
+  /** in/PEER/: jobs received from the peer, for the runner */
+  in: string;
+}
+
+export interface PendingBag {
+  bag: string;
+  size: number;
+  codec: BagCodec;
+  jobs: string[];
+}
+
+export interface QueuedJob {
+  id: string;
+  size: number;
+}
+
+export interface ReceiveCaps {
+  maxBag: number;
+  maxExpanded: number;
+  maxJobs: number;
+  maxJob: number;
+}
+
+export interface CommitOutcome {
+  committed: string[];
+  duplicates: number;
+  /** job payload bytes committed */
+  bytes: number;
+}
+
+/** Refusal of one incoming bag: sent to the peer as REFUSE with this code. */
+export class BagRefusal extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+const JOB_ID_RE = /^[0-9a-f]{12}[0-9a-z]{4,52}$/;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function rmQuiet(path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+}
+
+export interface StoreOptions {
+  paths: SpoolPaths;
+  site: string;
+  peer: string;
+  ledgerRetentionMs: number;
+  /** job commands this peer's jobs may run here; undefined = not checked */
+  accept?: string[] | undefined;
+  /** brotli quality / gzip level for bags we build */
+  level?: number;
+}
+
+export class SessionStore {
+  readonly paths: SpoolPaths;
+  readonly site: string;
+  readonly peer: string;
+  private readonly bagsOut: string;
+  private readonly bagsIn: string;
+  private ledger: Ledger | undefined;
+  private readonly options: StoreOptions;
+
+  constructor(options: StoreOptions) {
+    this.options = options;
+    this.paths = options.paths;
+    this.site = options.site;
+    this.peer = options.peer;
+    this.bagsOut = join(options.paths.root, 'bags', 'out', options.peer);
+    this.bagsIn = join(options.paths.root, 'bags', 'in', options.peer);
+  }
+
+  /** Make the directories and run both recoveries (docs/protocol.md crash stories). */
+  async open(): Promise<void> {
+    const root = this.paths.root;
+    for (const d of [join(root, 'bags'), join(root, 'bags', 'out'), join(root, 'bags', 'in'), this.bagsOut, this.bagsIn, join(root, 'ledger'), join(root, 'out'), join(root, 'in'), this.paths.out, this.paths.in]) {
+      await ensureDir(d);
+    }
+    this.ledger = await Ledger.open(join(root, 'ledger', this.peer), this.paths.tmp, this.options.ledgerRetentionMs);
+    await this.recoverOutgoing();
+    await this.recoverIncoming();
+  }
+
+  private get book(): Ledger {
+    if (!this.ledger) throw new MailbagError('internal', 'session store used before open()');
+    return this.ledger;
+  }
+
+  // ----- sender -----
+
+  private async readList(path: string): Promise<{ codec: BagCodec; jobs: string[] } | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const lines = text.split('\n');
+    if (lines[0] !== BAG_LIST_MAGIC) return undefined;
+    const m = /^codec (br|gzip|none)$/.exec(lines[1] ?? '');
+    if (!m) return undefined;
+    return { codec: m[1] as BagCodec, jobs: lines.slice(2).filter((l) => JOB_ID_RE.test(l)) };
+  }
+
+  private async recoverOutgoing(): Promise<void> {
+    const names = await readdir(this.bagsOut);
+    for (const name of names) {
+      const m = /^([0-9a-f]{64})\.acked$/.exec(name);
+      if (m) await this.finishAck(m[1]!);
+    }
+    for (const name of await readdir(this.bagsOut)) {
+      const m = /^([0-9a-f]{64})\.(jobs|bag)$/.exec(name);
+      if (!m) {
+        await rmQuiet(join(this.bagsOut, name));
+        continue;
+      }
+      const hash = m[1]!;
+      const list = join(this.bagsOut, `${hash}.jobs`);
+      const bag = join(this.bagsOut, `${hash}.bag`);
+      if (m[2] === 'jobs' && !(await exists(bag))) await rmQuiet(list);
+      if (m[2] === 'bag' && !(await exists(list))) await rmQuiet(bag);
+    }
+  }
+
+  /** Bags built earlier and not yet acknowledged, every job still queued; smallest first. */
+  async pendingBags(): Promise<PendingBag[]> {
+    const out: PendingBag[] = [];
+    for (const name of await readdir(this.bagsOut)) {
+      const m = /^([0-9a-f]{64})\.bag$/.exec(name);
+      if (!m) continue;
+      const hash = m[1]!;
+      const list = await this.readList(join(this.bagsOut, `${hash}.jobs`));
+      const size = await sizeOf(join(this.bagsOut, name));
+      let whole = list !== undefined && size !== undefined && list.jobs.length > 0;
+      if (whole) for (const id of list!.jobs) if (!(await exists(join(this.paths.out, id)))) whole = false;
+      if (!whole) {
+        // a job was removed meanwhile (an admin, or a list we cannot read): re-bag the rest
+        await this.discardBag(hash);
+        continue;
+      }
+      out.push({ bag: hash, size: size!, codec: list!.codec, jobs: list!.jobs });
+    }
+    return out.sort((a, b) => a.size - b.size);
+  }
+
+  /** Jobs in out/PEER/ not in `exclude`, oldest first. */
+  async queuedJobs(exclude: ReadonlySet<string>): Promise<QueuedJob[]> {
+    const jobs: QueuedJob[] = [];
+    for (const name of (await readdir(this.paths.out)).sort()) {
+      if (!JOB_ID_RE.test(name) || exclude.has(name)) continue;
+      const size = await sizeOf(join(this.paths.out, name));
+      if (size !== undefined) jobs.push({ id: name, size });
+    }
+    return jobs;
+  }
+
+  /** Write a bag of these jobs into the spool, named by its hash (crash-safe, see §6). */
+  async buildBag(jobs: QueuedJob[], codec: BagCodec): Promise<PendingBag> {
+    const tmp = join(this.paths.tmp, tmpName('bag'));
+    let summary;
+    try {
+      summary = await writeBag(
+        jobs.map((j) => ({ name: j.id, size: j.size, open: () => createReadStream(join(this.paths.out, j.id)) })),
+        createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
+        { codec, ...(this.options.level === undefined ? {} : { level: this.options.level }) },
+      );
+      // the bag's bytes must be on disk before its name is
+      const fh = await open(tmp, constants.O_RDONLY);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    const hash = summary.sha256;
+    const list = `${BAG_LIST_MAGIC}\ncodec ${codec}\n${jobs.map((j) => `${j.id}\n`).join('')}`;
+    await commitFile(join(this.bagsOut, `${hash}.jobs`), Buffer.from(list), { tmpDir: this.paths.tmp, label: 'baglist' });
+    await rename(tmp, join(this.bagsOut, `${hash}.bag`));
+    await fsyncDir(this.bagsOut);
+    return { bag: hash, size: summary.size, codec, jobs: jobs.map((j) => j.id) };
+  }
+
+  /** The bag's bytes from `from` to the end. */
+  openBag(bag: string, from: number): Readable {
+    return createReadStream(join(this.bagsOut, `${bag}.bag`), { start: from, highWaterMark: 256 * 1024 });
+  }
+
+  /** The peer has the bag: remove its jobs from out/PEER/, then the bag (order in §6). */
+  async acked(bag: string): Promise<number> {
+    const list = join(this.bagsOut, `${bag}.jobs`);
+    if (!(await exists(list))) return 0;
+    await rename(list, join(this.bagsOut, `${bag}.acked`));
+    await fsyncDir(this.bagsOut);
+    faultPoint('session-sender-after-ack');
+    return this.finishAck(bag);
+  }
+
+  private async finishAck(bag: string): Promise<number> {
+    const marker = join(this.bagsOut, `${bag}.acked`);
+    const list = await this.readList(marker);
+    let removed = 0;
+    for (const id of list?.jobs ?? []) {
+      try {
+        await unlink(join(this.paths.out, id));
+        removed++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SpoolError(`removing job ${id}`, { cause: err });
+      }
+    }
+    await fsyncDir(this.paths.out);
+    await rmQuiet(join(this.bagsOut, `${bag}.bag`));
+    await rmQuiet(marker);
+    await fsyncDir(this.bagsOut);
+    return removed;
+  }
+
+  /** Forget a bag (its jobs stay queued and go in a new bag next time). */
+  async discardBag(bag: string): Promise<void> {
+    await rmQuiet(join(this.bagsOut, `${bag}.bag`));
+    await rmQuiet(join(this.bagsOut, `${bag}.jobs`));
+    await fsyncDir(this.bagsOut);
+  }
+
+  // ----- receiver -----
+
+  private async recoverIncoming(): Promise<void> {
+    for (const name of await readdir(this.bagsIn)) {
+      const d = /^([0-9a-f]{64})\.d$/.exec(name);
+      if (d) {
+        const hash = d[1]!;
+        if (this.book.hasBag(hash)) await this.moveStaged(hash);
+        else await rmQuiet(join(this.bagsIn, name));
+        continue;
+      }
+      const p = /^([0-9a-f]{64})\.part$/.exec(name);
+      if (p && this.book.hasBag(p[1]!)) await rmQuiet(join(this.bagsIn, name));
+      if (!d && !p) await rmQuiet(join(this.bagsIn, name));
+    }
+  }
+
+  hasBag(bag: string): boolean {
+    return this.book.hasBag(bag);
+  }
+
+  private partPath(bag: string): string {
+    return join(this.bagsIn, `${bag}.part`);
+  }
+
+  /** How many bytes of this bag we hold (a partial longer than the bag is deleted: 0). */
+  async partialLength(bag: string, size: number): Promise<number> {
+    const n = await sizeOf(this.partPath(bag));
+    if (n === undefined) return 0;
+    if (n > size) {
+      await rmQuiet(this.partPath(bag));
+      return 0;
+    }
+    return n;
+  }
+
+  /** Open the partial file for appending bytes from `from` on. */
+  async openPartial(bag: string, from: number): Promise<PartialWriter> {
+    const fh = await open(this.partPath(bag), constants.O_WRONLY | constants.O_CREAT, 0o600);
+    if (from === 0) await fh.truncate(0);
+    return new PartialWriter(fh, from);
+  }
+
+  /**
+   * Check, validate and commit a complete bag (§5 steps 1–5). Throws BagRefusal when the
+   * bag is refused (nothing of it committed); other errors are local failures.
+   */
+  async commitBag(bag: string, codec: BagCodec, caps: ReceiveCaps): Promise<CommitOutcome> {
+    const part = this.partPath(bag);
+    // 1. the hash of what we hold
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(part), hash);
+    if (hash.digest('hex') !== bag) {
+      await rmQuiet(part);
+      throw new BagRefusal('bad-hash', `bag ${bag.slice(0, 12)}: SHA-256 of the received bytes does not match its name`);
+    }
+    // 2. read, validate and stage every job not already committed
+    const staging = join(this.bagsIn, `${bag}.d`);
+    await rmQuiet(staging);
+    await mkdir(staging, { mode: 0o700 });
+    const committed: string[] = [];
+    let duplicates = 0;
+    let bytes = 0;
+    try {
+      for await (const entry of readBag(createReadStream(part), {
+        codec,
+        maxCompressed: caps.maxBag,
+        expectSha256: bag,
+        maxExpanded: caps.maxExpanded,
+        maxEntries: caps.maxJobs,
+        maxEntrySize: caps.maxJob + 1024 * 1024,
+      })) {
+        const { header, payload } = await readJobStream(entry.stream, `bag ${bag.slice(0, 12)} entry ${entry.name}`);
+        if (header.id !== entry.name) throw new BagRefusal('bad-job', `entry ${entry.name}: its header says id ${header.id}`);
+        if (header.from !== this.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${this.peer}`);
+        if (header.to !== this.site) throw new BagRefusal('bad-job', `job ${header.id} is for ${header.to}, not ${this.site}`);
+        if (this.options.accept && !this.options.accept.includes(header.command)) {
+          throw new BagRefusal('forbidden-command', `job ${header.id}: command ${header.command} is not accepted from ${this.peer}`);
+        }
+        if (this.book.hasJob(header.id)) {
+          duplicates++;
+          for await (const chunk of payload) void chunk;
+          continue;
+        }
+        // the job file again: the header in its one canonical encoding, then the payload
+        await commitFile(join(staging, header.id), rejoin(encodeJobHeader(header), payload), { tmpDir: this.paths.tmp, label: 'job', maxSize: caps.maxJob + 1024 * 1024 });
+        committed.push(header.id);
+        bytes += entry.size;
+      }
+    } catch (err) {
+      await rmQuiet(staging);
+      if (err instanceof BagRefusal) throw err;
+      if (err instanceof BagError) throw new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message);
+      if (err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big')) throw new BagRefusal(err.code, err.message);
+      throw err;
+    }
+    await fsyncDir(staging);
+    faultPoint('session-after-stage');
+    // 3. the commit point
+    await this.book.record(bag, committed);
+    faultPoint('session-after-commit');
+    // 4–5. into in/PEER/, then clean up
+    await this.moveStaged(bag);
+    return { committed, duplicates, bytes };
+  }
+
+  private async moveStaged(bag: string): Promise<void> {
+    const staging = join(this.bagsIn, `${bag}.d`);
+    const names = await readdir(staging).catch(() => [] as string[]);
+    for (const name of names) {
+      if (JOB_ID_RE.test(name)) await rename(join(staging, name), join(this.paths.in, name));
+      else await rmQuiet(join(staging, name));
+    }
+    await fsyncDir(this.paths.in);
+    await rmQuiet(staging);
+    await rmQuiet(this.partPath(bag));
+    await fsyncDir(this.bagsIn);
+  }
+
+  /** Jobs waiting in out/PEER/. */
+  async queuedCount(): Promise<number> {
+    return (await readdir(this.paths.out)).filter((n) => JOB_ID_RE.test(n)).length;
+  }
+}
+
+async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  if (prefix.length) yield prefix;
+  yield* rest;
+}
+
+/** Appends a partial bag's bytes; data is made durable by sync() (before the hash check). */
+export class PartialWriter {
+  constructor(private readonly fh: FileHandle, public length: number) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.length + off);
+      off += bytesWritten;
+    }
+    this.length += chunk.length;
+  }
+
+  async close(sync: boolean): Promise<void> {
+    if (sync) await this.fh.sync();
+    await this.fh.close();
+  }
+}
+
+/** Split queued jobs into bags: small ones together (oldest first), each large one alone, after. */
+export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded: number; maxJobs: number; maxJob: number }): { bags: QueuedJob[][]; held: QueuedJob[] } {
+  const bags: QueuedJob[][] = [];
+  const large: QueuedJob[][] = [];
+  const held: QueuedJob[] = [];
+  const target = Math.max(1, Math.min(BAG_TARGET, caps.maxBag, caps.maxExpanded));
+  let cur: QueuedJob[] = [];
+  let curBytes = 0;
+  let curExpanded = expandedSizeOf([]);
+  for (const j of jobs) {
+    // a job file holds the header too; the receiver's cap is on the payload, so allow a header's worth
+    if (j.size > caps.maxJob + 1024 * 1024 || expandedSizeOf([j.size]) > caps.maxExpanded) {
+      held.push(j);
+      continue;
+    }
+    if (j.size >= LARGE_JOB) {
+      large.push([j]);
+      continue;
+    }
+    const grows = expandedSizeOf([j.size]) - expandedSizeOf([]);
+    if (cur.length > 0 && (curBytes + j.size > target || cur.length + 1 > caps.maxJobs || curExpanded + grows > caps.maxExpanded)) {
+      bags.push(cur);
+      cur = [];
+      curBytes = 0;
+      curExpanded = expandedSizeOf([]);
+    }
+    cur.push(j);
+    curBytes += j.size;
+    curExpanded += grows;
+  }
+  if (cur.length) bags.push(cur);
+  large.sort((a, b) => a[0]!.size - b[0]!.size);
+  return { bags: [...bags, ...large], held };
+}
+
