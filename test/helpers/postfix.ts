@@ -87,6 +87,8 @@ export interface PostfixInstance {
   waitLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** ask Postfix to retry deferred mail now */
   flush(): Promise<void>;
+  /** delete every queued message (postsuper -d ALL) */
+  deleteQueued(): Promise<void>;
   /** stop Postfix (postfix stop, then the master's PID) and remove the temp dir */
   stop(opts?: { keep?: boolean }): Promise<void>;
 }
@@ -228,6 +230,9 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
     },
     async flush() {
       await run(POSTFIX_BIN, ['-c', configDir, 'flush'], { timeoutMs: 30_000 });
+    },
+    async deleteQueued() {
+      await run('/usr/sbin/postsuper', ['-c', configDir, '-d', 'ALL'], { timeoutMs: 30_000 });
     },
     async stop(stopOpts = {}) {
       const pidFile = join(queueDir, 'pid/master.pid');
