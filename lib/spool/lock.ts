@@ -139,32 +139,37 @@ async function createExclusive(path: string, info: LockInfo, tmpDir: string): Pr
 
 /**
  * Remove the stale lock at `path` carrying `nonce`, if this process wins the right to.
- * Returns when the lock is gone, was taken over by a live process, or another breaker
- * is at work; the caller then simply tries to acquire again.
+ * Returns true when the caller should simply try to acquire again (the stale lock is
+ * gone or was replaced), false when another live breaker is at work (wait for it).
  */
-async function breakStale(locksDir: string, tmpDir: string, file: string, nonce: string): Promise<void> {
+async function breakStale(locksDir: string, tmpDir: string, file: string, nonce: string): Promise<boolean> {
   const path = join(locksDir, file);
   const prefix = `${file}.break.${nonce}.`;
   for (let k = 1; k <= MAX_BREAK_TOKENS; k++) {
     const token = join(locksDir, `${prefix}${k}`);
     if (await createExclusive(token, myInfo(), tmpDir)) {
+      if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
       const cur = await readLockFile(path);
       if (cur !== undefined && cur !== 'bad' && cur.nonce === nonce) await unlink(path).catch(() => undefined);
       // tokens for nonce N mean nothing once the lock with nonce N is gone
       for (const n of await readdir(locksDir)) {
         if (n.startsWith(prefix)) await unlink(join(locksDir, n)).catch(() => undefined);
       }
-      return;
+      return true;
     }
     const t = await readLockFile(token);
-    if (t === undefined) return; // cleaned up: the stale lock was removed meanwhile
-    if (t !== 'bad' && alive(t)) return; // another breaker is at work
+    if (t === undefined) return true; // cleaned up: the stale lock was removed meanwhile
+    if (t !== 'bad' && alive(t)) return false; // another breaker is at work: wait
     // that breaker died holding its token: try the next one
   }
   throw new SpoolError(`spool: cannot break stale lock ${path}: ${MAX_BREAK_TOKENS} dead breakers; remove ${path}.break.* by hand`);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// For the contention tests only: a random pause of up to this many ms between judging a
+// holder dead and acting on it, where a naive recovery would let two processes in.
+const raceDelayMs = Number(process.env.MAILBAG_LOCK_RACE_DELAY_MS) || 0;
 
 /**
  * Take the exclusive lock NAME (a peer name or a word like `runner`). Throws SpoolError
@@ -192,8 +197,8 @@ export async function acquireLock(locksDir: string, tmpDir: string, name: string
         throw new SpoolError(`spool: ${path} is not a mailbag lock file; remove it if no mailbag is running`, { code: 'locked' });
       }
       if (holder !== undefined && !alive(holder)) {
-        await breakStale(locksDir, tmpDir, file, holder.nonce);
-        continue;
+        if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
+        if (await breakStale(locksDir, tmpDir, file, holder.nonce)) continue;
       }
     } catch (err) {
       throw spoolErrorFrom(err, `taking lock ${name}`);
