@@ -264,3 +264,28 @@ export function formatFromLine(fields: FromLineFields): string {
   }
   return line;
 }
+
+/**
+ * How many bytes of From_-like lines (`From `, `>From `, `>>From `…) begin `message`,
+ * as Postfix's sendmail drops them (`skip_from_`); null when `message` ends inside
+ * such a line and more bytes may follow (`atEnd` false). A message that begins with
+ * one must lose it before it follows our From_ line, because an rmail receiver would
+ * read it as part of the envelope. A line longer than LIMITS.maxFromLine ends the scan.
+ */
+export function leadingFromLines(message: Uint8Array, atEnd: boolean): number | null {
+  let pos = 0;
+  for (;;) {
+    let p = pos;
+    while (p < message.length && message[p] === 0x3e) p++;
+    const m = startsWith(message, p, FROM);
+    if (m === 'no') return pos;
+    if (m === 'maybe') return atEnd ? pos : null;
+    const lf = message.indexOf(LF, p);
+    if (lf === -1) {
+      if (message.length - pos >= LIMITS.maxFromLine) return pos;
+      return atEnd ? message.length : null;
+    }
+    if (lf - pos + 1 > LIMITS.maxFromLine) return pos;
+    pos = lf + 1;
+  }
+}

@@ -5,6 +5,7 @@ export {
   UucpEnvelopeReader,
   parseUucpEnvelope,
   formatFromLine,
+  leadingFromLines,
   type UucpEnvelope,
   type UucpEnvelopeOutcome,
   type UucpEnvelopeOptions,

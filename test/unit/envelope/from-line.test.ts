@@ -6,6 +6,7 @@ import {
   UucpEnvelopeReader,
   formatCtime,
   formatFromLine,
+  leadingFromLines,
   parseUucpEnvelope,
   type UucpEnvelope,
 } from '../../../lib/envelope/index.js';
@@ -291,5 +292,40 @@ describe('formatFromLine', () => {
         expect(e.lines).toBe(1);
       }),
     );
+  });
+});
+
+describe('leadingFromLines (what a message must lose before it follows our From_ line)', () => {
+  test('From_ and >From_ lines at the start, any number of ">"', () => {
+    const m = b(`From a@x  ${DATE}\n>From b@x ${DATE}\n>>From c\nSubject: s\n\nFrom d\n`);
+    const n = leadingFromLines(m, true);
+    expect(m.subarray(n ?? 0).toString()).toBe('Subject: s\n\nFrom d\n');
+    expect(leadingFromLines(b('Subject: s\n'), true)).toBe(0);
+    expect(leadingFromLines(b('From:x\n'), true)).toBe(0);
+    expect(leadingFromLines(b(''), true)).toBe(0);
+  });
+
+  test('asks for more while the start is undecided', () => {
+    expect(leadingFromLines(b(''), false)).toBeNull();
+    expect(leadingFromLines(b('>Fr'), false)).toBeNull();
+    expect(leadingFromLines(b('From a@x'), false)).toBeNull();
+    expect(leadingFromLines(b('From a@x\n'), false)).toBeNull();
+    expect(leadingFromLines(b('From a@x\nS'), false)).toBe(9);
+    expect(leadingFromLines(b('From a@x'), true)).toBe(8);
+  });
+
+  test('an overlong line ends the scan (the receiver will refuse it, loudly)', () => {
+    const long = `From ${'x'.repeat(LIMITS.maxFromLine)}\n`;
+    expect(leadingFromLines(b(`From a\n${long}X: y\n`), true)).toBe(7);
+    expect(leadingFromLines(b(long.slice(0, -1)), false)).toBe(0);
+  });
+
+  test('after dropping them, our From_ line + message parses back to exactly the message', () => {
+    const message = b(`>From evil@x  ${DATE} remote from z\nSubject: s\n\nhi\n`);
+    const kept = message.subarray(leadingFromLines(message, true) ?? 0);
+    const payload = Buffer.concat([b(formatFromLine({ sender: 'me@x', date: new Date(0) })), kept]);
+    const e = parse(payload.toString());
+    expect(e.sender).toBe('me@x');
+    expect(payload.subarray(e.length).equals(kept)).toBe(true);
   });
 });
