@@ -1,0 +1,85 @@
+// The command transport: spawn any argv (`ssh -C hub mailbag serve --peer home`, for
+// people who want their own ssh_config) with no shell, talk over its stdin/stdout, keep
+// its stderr for error messages, and map its exit status: ssh's own 255 is a link
+// failure (or, by its message, a host key or authentication problem to fix).
+
+import { spawn } from 'node:child_process';
+import { basename } from 'node:path';
+import { SessionError } from '../errors.js';
+import { BaseLink } from './link.js';
+import type { ConnectOptions, Link, Transport } from './types.js';
+
+export interface CommandOptions {
+  /** program and arguments; argv[0] is looked up in PATH, never run through a shell */
+  argv: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** after close() or abort(), how long the child gets after SIGTERM before SIGKILL (default 2 s) */
+  killGraceMs?: number;
+}
+
+/** What an exit status of the transport command means, for the session's error. */
+export function classifyCommandExit(argv0: string, code: number | null, signal: string | null, stderr: string): SessionError | undefined {
+  const what = `${basename(argv0)} ${code !== null ? `exited with status ${code}` : `was killed by ${signal ?? 'a signal'}`}${stderr ? `: ${stderr}` : ''}`;
+  if (code === 0) return undefined;
+  if (code === 255 && basename(argv0) === 'ssh') {
+    if (/host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key .* not known|No .* host key is known/i.test(stderr)) {
+      return new SessionError('host-key', `${what} — fix the host key in ssh's known_hosts (ssh-keygen -R HOST, then verify and add the new key)`);
+    }
+    if (/permission denied|too many authentication failures/i.test(stderr)) return new SessionError('auth', `${what} — check the key ssh offers and the authorized_keys entry on the far side`);
+    if (/timed out/i.test(stderr)) return new SessionError('timeout', what);
+    return new SessionError('unreachable', what);
+  }
+  return new SessionError(code === null ? 'link' : 'peer-refused', what);
+}
+
+export function commandTransport(o: CommandOptions): Transport {
+  if (o.argv.length === 0 || !o.argv[0]) throw new SessionError('config', 'the transport command is empty');
+  const describe = o.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+  return {
+    describe: () => describe,
+    connect: (options?: ConnectOptions) => connectCommand(o, describe, options),
+  };
+}
+
+async function connectCommand(o: CommandOptions, describe: string, options?: ConnectOptions): Promise<Link> {
+  if (options?.signal?.aborted) throw new SessionError('link', `${describe}: connect aborted`);
+  const [file, ...args] = o.argv as [string, ...string[]];
+  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env, cwd: o.cwd, shell: false });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => {
+      child.off('error', reject);
+      resolve();
+    });
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      reject(new SessionError('config', `cannot run the transport command ${describe}: ${err.code === 'ENOENT' ? `${file} not found` : err.message}`, { cause: err }));
+    });
+  });
+  const grace = o.killGraceMs ?? 2000;
+  let linkError: SessionError | undefined;
+  const link: BaseLink = new BaseLink({
+    input: child.stdout,
+    output: child.stdin,
+    describe,
+    teardown: (error) => {
+      linkError ??= new SessionError('link', `${describe}: ${error ? `aborted: ${error.message}` : 'did not finish in time'}`, { cause: error });
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }, grace).unref();
+      }
+    },
+  });
+  child.stderr.pipe(link.stderrTail);
+  child.on('error', () => {});
+  const onAbort = (): void => link.abort(new SessionError('link', `${describe}: aborted`));
+  options?.signal?.addEventListener('abort', onAbort, { once: true });
+  child.once('close', (code, signal) => {
+    options?.signal?.removeEventListener('abort', onAbort);
+    const stderr = link.stderrTail.text();
+    link.settle({ exitCode: code, signal, stderr, error: linkError ?? classifyCommandExit(file, code, signal, stderr) });
+  });
+  return link;
+}

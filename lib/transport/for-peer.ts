@@ -1,0 +1,28 @@
+// The transport a peer's configuration asks for: ssh (ssh2) to host:port, or a command.
+
+import { SessionError } from '../errors.js';
+import type { PeerConfig } from '../config/types.js';
+import { commandTransport } from './command.js';
+import { sshTransport } from './ssh.js';
+import type { Transport } from './types.js';
+
+export function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env): Transport {
+  if (peer.transport === 'command') {
+    if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
+    return commandTransport({ argv: peer.command, env });
+  }
+  if (!peer.host) throw new SessionError('config', `peers.${peer.name}.host is not set: this site cannot dial ${peer.name}`);
+  return sshTransport({
+    host: peer.host,
+    port: peer.port,
+    user: peer.user,
+    identity: peer.identity,
+    agent: peer.agent,
+    knownHosts: peer.knownHosts,
+    remoteCommand: peer.remoteCommand,
+    connectTimeoutMs: peer.connectTimeoutMs,
+    keepaliveMs: peer.keepaliveMs,
+    env,
+    peer: peer.name,
+  });
+}

@@ -1,0 +1,255 @@
+// The SSH transport: an ssh2 client that checks the server's host key against an
+// OpenSSH known_hosts file, authenticates with an OpenSSH private key and/or ssh-agent,
+// runs the peer's remote command (normally forced by authorized_keys anyway) and hands
+// its exec channel over as a Link. Failures are classified from ssh2's err.level:
+// socket, DNS and timeout are temporary; authentication and host keys are errors the
+// admin must fix, and the message says how.
+
+import { readFile } from 'node:fs/promises';
+import { Client, utils, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { SessionError } from '../errors.js';
+import { checkHostKey, fingerprintOf, keyTypeOf, knownHostKeyAlgorithms, knownHostsName, type HostKeyVerdict } from './known-hosts.js';
+import { BaseLink } from './link.js';
+import type { ConnectOptions, Link, Transport } from './types.js';
+
+export interface SshOptions {
+  host: string;
+  port: number;
+  user: string;
+  /** OpenSSH private key file (ed25519, ecdsa, rsa; no passphrase) */
+  identity?: string | undefined;
+  /** key material instead of a file (tests, the demo) */
+  privateKey?: Buffer | string | undefined;
+  /** true: use $SSH_AUTH_SOCK; a string: that agent socket */
+  agent?: boolean | string | undefined;
+  /** OpenSSH known_hosts file the server's host key must be in */
+  knownHosts: string;
+  /** command run on the far side (an authorized_keys forced command overrides it there) */
+  remoteCommand: string;
+  /** TCP connect + SSH handshake + authentication must finish within this (default 30 s) */
+  connectTimeoutMs?: number;
+  /** SSH keepalive interval (default 15 s); 0 = none */
+  keepaliveMs?: number;
+  /** keepalives unanswered before the link counts as dead (default 3) */
+  keepaliveCountMax?: number;
+  /** the environment SSH_AUTH_SOCK is taken from (default process.env) */
+  env?: NodeJS.ProcessEnv;
+  /** for messages: the peer's name and the config file, so errors say what to edit */
+  peer?: string | undefined;
+}
+
+/** host key algorithms ssh2 speaks, in its own order of preference */
+const HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SessionError('host-key', `cannot read known_hosts file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function hostKeyMessage(v: HostKeyVerdict, o: SshOptions, offered: Buffer, fileMissing: boolean): string {
+  const name = knownHostsName(o.host, o.port);
+  const type = keyTypeOf(offered);
+  const fp = fingerprintOf(offered);
+  const scan = `ssh-keyscan ${o.port === 22 ? '' : `-p ${o.port} `}-t ${type.replace(/^ssh-/, '').replace(/^ecdsa-sha2-.*/, 'ecdsa')} ${o.host} >> ${o.knownHosts}`;
+  switch (v.verdict) {
+    case 'unknown':
+      return (
+        `host key of ${name} is not known: ${o.knownHosts} ${fileMissing ? 'does not exist' : `has no key for ${name}`}. ` +
+        `The server offered ${type} ${fp}. If that is the right key (compare it with \`ssh-keygen -lf /etc/ssh/ssh_host_${type.replace(/^ssh-/, '').replace(/-sha2-.*/, '')}_key.pub\` on the server), add it: ${scan}`
+      );
+    case 'changed':
+      return (
+        `HOST KEY CHANGED for ${name}: the server offered ${type} ${fp}, but ${o.knownHosts} has ` +
+        v.known.map((k) => `${k.type} ${k.fingerprint} (line ${k.line})`).join(', ') +
+        `. Someone may be intercepting the connection, or the server's key was replaced. Refusing to connect. ` +
+        `If you have verified the new key out of band, remove the old one with \`ssh-keygen -R '${name}' -f ${o.knownHosts}\` and add the new: ${scan}`
+      );
+    case 'revoked':
+      return `host key of ${name} (${type} ${fp}) is marked @revoked in ${o.knownHosts} line ${v.line}: refusing to connect. The server must get a new host key.`;
+    case 'ok':
+      return 'ok';
+  }
+}
+
+/** Classify an ssh2 error by its level into a SessionError with a message that says what to do. */
+export function classifySshError(err: Error & { level?: string; code?: string }, o: SshOptions, ready: boolean, authHow: string): SessionError {
+  const where = `${o.user}@${knownHostsName(o.host, o.port)}`;
+  switch (err.level) {
+    case 'client-authentication':
+      return new SessionError(
+        'auth',
+        `${where} refused authentication (${authHow}). Check that the public key is in ~${o.user}/.ssh/authorized_keys on ${o.host}, ` +
+          `as command="mailbag serve --peer SITE",restrict ssh-…, and that the user and identity in the peer's configuration are right`,
+        { cause: err },
+      );
+    case 'client-timeout':
+      return new SessionError('timeout', ready ? `${where}: the link went silent (keepalive timeout)` : `${where}: no SSH handshake within ${o.connectTimeoutMs ?? 30_000} ms`, { cause: err });
+    case 'client-dns':
+      return new SessionError('unreachable', `${where}: cannot resolve ${o.host}: ${err.message}`, { cause: err });
+    case 'client-socket':
+      return ready
+        ? new SessionError('link', `${where}: connection lost: ${err.message}`, { cause: err })
+        : new SessionError('unreachable', `${where}: cannot connect: ${err.message}`, { cause: err });
+    case 'agent':
+      return new SessionError('auth', `${where}: ssh-agent failed: ${err.message}`, { cause: err });
+    default:
+      return new SessionError(ready ? 'link' : 'protocol', `${where}: SSH ${err.level ? `${err.level} ` : ''}error: ${err.message}`, { cause: err });
+  }
+}
+
+async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
+  let material: Buffer | string | undefined = o.privateKey;
+  if (material === undefined && o.identity !== undefined) {
+    try {
+      material = await readFile(o.identity);
+    } catch (err) {
+      throw new SessionError('auth', `cannot read the identity file ${o.identity}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (material === undefined) return undefined;
+  const parsed = utils.parseKey(material);
+  const what = o.identity ?? 'the private key given';
+  if (parsed instanceof Error) {
+    const encrypted = /encrypted|passphrase/i.test(parsed.message);
+    throw new SessionError(
+      'auth',
+      encrypted
+        ? `${what} is protected by a passphrase: use a key without one for mailbag (ssh-keygen -t ed25519 -N '' -f FILE), or load it into ssh-agent and set agent = true`
+        : `${what} is not a private key ssh2 can read (${parsed.message}); OpenSSH ed25519, ecdsa and rsa keys work`,
+      { cause: parsed },
+    );
+  }
+  return material;
+}
+
+export function sshTransport(o: SshOptions): Transport {
+  const describe = `ssh ${o.user}@${knownHostsName(o.host, o.port)} ${JSON.stringify(o.remoteCommand)}`;
+  return {
+    describe: () => describe,
+    connect: (options?: ConnectOptions) => connectSsh(o, describe, options),
+  };
+}
+
+async function connectSsh(o: SshOptions, describe: string, options?: ConnectOptions): Promise<Link> {
+  const env = o.env ?? process.env;
+  const privateKey = await loadKey(o);
+  let agent: string | undefined;
+  if (typeof o.agent === 'string') agent = o.agent;
+  else if (o.agent === true) {
+    agent = env.SSH_AUTH_SOCK;
+    if (!agent) throw new SessionError('auth', `agent = true${o.peer ? ` for peer ${o.peer}` : ''} but SSH_AUTH_SOCK is not set: start ssh-agent and add the key, or set identity`);
+  }
+  if (privateKey === undefined && agent === undefined) {
+    throw new SessionError('auth', `no way to authenticate to ${o.host}${o.peer ? ` (peer ${o.peer})` : ''}: set identity to a private key file, or agent = true`);
+  }
+  const authHow = [privateKey !== undefined ? `key ${o.identity ?? '(given)'}` : '', agent ? `ssh-agent ${agent}` : ''].filter(Boolean).join(', ');
+  const knownText = await readOptional(o.knownHosts);
+  const known = knownText ?? '';
+  const preferred = knownHostKeyAlgorithms(known, o.host, o.port).filter((a) => HOST_KEY_ALGORITHMS.includes(a));
+  const serverHostKey = [...preferred, ...HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a))];
+  const connectTimeout = o.connectTimeoutMs ?? 30_000;
+
+  let hostKeyError: SessionError | undefined;
+  const client = new Client();
+  const config: ConnectConfig = {
+    host: o.host,
+    port: o.port,
+    username: o.user,
+    readyTimeout: connectTimeout,
+    keepaliveInterval: o.keepaliveMs ?? 15_000,
+    keepaliveCountMax: o.keepaliveCountMax ?? 3,
+    algorithms: { serverHostKey: serverHostKey as never },
+    hostVerifier: (key: Buffer) => {
+      const v = checkHostKey(known, o.host, o.port, key);
+      if (v.verdict === 'ok') return true;
+      hostKeyError = new SessionError('host-key', hostKeyMessage(v, o, key, knownText === undefined));
+      return false;
+    },
+  };
+  if (privateKey !== undefined) config.privateKey = privateKey;
+  if (agent !== undefined) config.agent = agent;
+
+  const channel = await new Promise<ClientChannel>((resolve, reject) => {
+    let ready = false;
+    let finished = false;
+    const fail = (err: SessionError): void => {
+      if (finished) return;
+      finished = true;
+      cleanup();
+      // ssh2 may still report the teardown itself; it is no news any more
+      client.on('error', () => {});
+      client.destroy();
+      reject(err);
+    };
+    const onAbort = (): void => fail(new SessionError('link', `${describe}: connect aborted`));
+    const onError = (err: Error & { level?: string }): void => fail(hostKeyError ?? classifySshError(err, o, ready, authHow));
+    const onClose = (): void => fail(hostKeyError ?? new SessionError(ready ? 'link' : 'unreachable', `${describe}: connection closed before the remote command started`));
+    // exec must answer within the connect timeout too
+    const execTimer = setTimeout(() => fail(new SessionError('timeout', `${describe}: no answer within ${connectTimeout} ms`)), connectTimeout + 1000);
+    execTimer.unref();
+    const cleanup = (): void => {
+      clearTimeout(execTimer);
+      options?.signal?.removeEventListener('abort', onAbort);
+      client.off('error', onError);
+      client.off('close', onClose);
+    };
+    if (options?.signal?.aborted) return onAbort();
+    options?.signal?.addEventListener('abort', onAbort);
+    client.on('error', onError);
+    client.on('close', onClose);
+    client.once('ready', () => {
+      ready = true;
+      client.exec(o.remoteCommand, (err, ch) => {
+        if (err) return fail(new SessionError('peer-refused', `${describe}: the server refused to run the command: ${err.message}`, { cause: err }));
+        if (finished) {
+          ch.close();
+          return;
+        }
+        finished = true;
+        cleanup();
+        resolve(ch);
+      });
+    });
+    client.connect(config);
+  });
+
+  let exitCode: number | null = null;
+  let signal: string | null = null;
+  let linkError: SessionError | undefined;
+  const link: BaseLink = new BaseLink({
+    input: channel,
+    output: channel,
+    describe,
+    teardown: (error) => {
+      linkError ??= error
+        ? error instanceof SessionError
+          ? error
+          : new SessionError('link', `${describe}: aborted: ${error.message}`, { cause: error })
+        : new SessionError('timeout', `${describe}: torn down before the far side closed`);
+      client.destroy();
+    },
+  });
+  channel.stderr.pipe(link.stderrTail);
+  channel.on('exit', (code: number | null, sig?: string) => {
+    exitCode = code;
+    signal = sig ?? null;
+  });
+  channel.on('close', () => client.end());
+  client.on('error', (err: Error & { level?: string }) => {
+    linkError ??= classifySshError(err, o, true, authHow);
+    client.destroy();
+  });
+  client.on('close', () => {
+    const stderr = link.stderrTail.text();
+    let error = linkError;
+    if (!error && exitCode === null && signal === null) error = new SessionError('link', `${describe}: connection closed without an exit status${stderr ? `: ${stderr}` : ''}`);
+    if (!error && signal !== null) error = new SessionError('link', `${describe}: remote command killed by ${signal}${stderr ? `: ${stderr}` : ''}`);
+    if (!error && exitCode !== 0) error = new SessionError('peer-refused', `${describe}: remote command exited with status ${exitCode}${stderr ? `: ${stderr}` : ''}`);
+    link.settle({ exitCode, signal, stderr, error });
+  });
+  return link;
+}

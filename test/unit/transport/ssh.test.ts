@@ -1,0 +1,256 @@
+// The ssh2 transport against ssh2's embedded server: host keys (plain, hashed, port
+// form, unknown, changed, revoked), client key types, agent, error classification.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { utils } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SessionError } from '../../../lib/errors.js';
+import { generateKeyPair, sshTransport, startSshServer, type ExecRequest, type Link, type SshOptions, type SshServerHandle } from '../../../lib/transport/index.js';
+import { need } from '../../helpers/need.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mailbag-ssh-'));
+const client = generateKeyPair('home');
+const rsa = utils.generateKeyPairSync('rsa', { bits: 2048, comment: 'rsa' });
+const ecdsa = utils.generateKeyPairSync('ecdsa', { bits: 256, comment: 'ecdsa' });
+const stranger = generateKeyPair('stranger');
+let server: SshServerHandle;
+const execs: Omit<ExecRequest, 'link'>[] = [];
+let exitWith = 0;
+
+async function echo(req: ExecRequest): Promise<number> {
+  execs.push({ peer: req.peer, user: req.user, command: req.command });
+  req.link.input.pipe(req.link.output);
+  await new Promise((r) => req.link.input.once('end', r));
+  return exitWith;
+}
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text, { mode: 0o600 });
+  return p;
+}
+
+function opts(over: Partial<SshOptions> = {}): SshOptions {
+  return {
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'mailbag',
+    privateKey: client.privateKey,
+    knownHosts: file('known_hosts', `${server.knownHostsLine}\n`),
+    remoteCommand: 'mailbag serve --peer home',
+    connectTimeoutMs: 5000,
+    keepaliveMs: 1000,
+    ...over,
+  };
+}
+
+async function roundTrip(link: Link, data: Buffer): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const reading = (async () => {
+    for await (const c of link.input) chunks.push(c as Buffer);
+  })();
+  link.output.end(data);
+  await reading;
+  return Buffer.concat(chunks);
+}
+
+async function refused(o: SshOptions): Promise<SessionError> {
+  try {
+    const link = await sshTransport(o).connect();
+    await link.close();
+  } catch (err) {
+    expect(err).toBeInstanceOf(SessionError);
+    return err as SessionError;
+  }
+  throw new Error('connected');
+}
+
+beforeAll(async () => {
+  server = await startSshServer({
+    authorizedKeys: [
+      { key: client.publicKey, peer: 'home' },
+      { key: rsa.public, peer: 'rsa-peer' },
+      { key: ecdsa.public, peer: 'ecdsa-peer' },
+    ],
+    onExec: echo,
+  });
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('ssh transport over the embedded server', () => {
+  it('runs the remote command and carries bytes both ways, with flow control', async () => {
+    const link = await sshTransport(opts()).connect();
+    expect(link.describe()).toContain(`mailbag@[127.0.0.1]:${server.port}`);
+    const data = randomBytes(8 * 1024 * 1024);
+    const back = await roundTrip(link, data);
+    expect(back.equals(data)).toBe(true);
+    const end = await link.done;
+    expect(end).toMatchObject({ ok: true, exitCode: 0 });
+    expect(execs.at(-1)).toEqual({ peer: 'home', user: 'mailbag', command: 'mailbag serve --peer home' });
+  });
+
+  it.each([
+    ['rsa', rsa.private, 'rsa-peer'],
+    ['ecdsa', ecdsa.private, 'ecdsa-peer'],
+  ])('authenticates with an %s key', async (_t, key, peer) => {
+    const link = await sshTransport(opts({ privateKey: key })).connect();
+    expect((await roundTrip(link, Buffer.from('hi'))).toString()).toBe('hi');
+    expect((await link.done).ok).toBe(true);
+    expect(execs.at(-1)?.peer).toBe(peer);
+  });
+
+  it('reads the key from an identity file', async () => {
+    const link = await sshTransport(opts({ privateKey: undefined, identity: file('id_ed25519', client.privateKey) })).connect();
+    expect((await roundTrip(link, Buffer.from('x'))).toString()).toBe('x');
+  });
+
+  it('reports the remote exit status and stderr', async () => {
+    exitWith = 75;
+    try {
+      const link = await sshTransport(opts()).connect();
+      await roundTrip(link, Buffer.from('x'));
+      const end = await link.done;
+      expect(end.ok).toBe(false);
+      expect(end.exitCode).toBe(75);
+      expect(end.error?.code).toBe('peer-refused');
+      expect(end.error?.message).toContain('status 75');
+    } finally {
+      exitWith = 0;
+    }
+  });
+
+  it('accepts a hashed known_hosts entry', async () => {
+    const salt = randomBytes(20);
+    const name = `[127.0.0.1]:${server.port}`;
+    const hash = createHmac('sha1', salt).update(name).digest('base64');
+    const known = file('known_hashed', `|1|${salt.toString('base64')}|${hash} ${server.hostPublicKey}\n`);
+    const link = await sshTransport(opts({ knownHosts: known })).connect();
+    expect((await roundTrip(link, Buffer.from('h'))).toString()).toBe('h');
+  });
+
+  it('accepts an entry made by ssh-keygen -H (OpenSSH hashing)', async () => {
+    if (!need('ssh-keygen', ['/usr/bin/ssh-keygen'], 'apt-get install openssh-client')) return;
+    const known = file('known_keygen', `${server.knownHostsLine}\n`);
+    execFileSync('ssh-keygen', ['-H', '-f', known], { stdio: 'ignore' });
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(known, 'utf8')).toMatch(/^\|1\|/);
+    const link = await sshTransport(opts({ knownHosts: known })).connect();
+    expect((await roundTrip(link, Buffer.from('k'))).toString()).toBe('k');
+  });
+
+  it('accepts a wildcard port-form entry among others', async () => {
+    const other = generateKeyPair('other').publicKey.split(' ').slice(0, 2).join(' ');
+    const known = file('known_wild', `# comment\nexample.org ${other}\n[127.0.0.*]:${server.port},!10.0.0.1 ${server.hostPublicKey}\n`);
+    const link = await sshTransport(opts({ knownHosts: known })).connect();
+    expect((await roundTrip(link, Buffer.from('w'))).toString()).toBe('w');
+  });
+
+  it('refuses an unknown host and says how to add it', async () => {
+    // the plain-host form is for port 22 only: it does not vouch for another port
+    const err = await refused(opts({ knownHosts: file('known_plain', `127.0.0.1 ${server.hostPublicKey}\n`) }));
+    expect(err.code).toBe('host-key');
+    expect(err.message).toContain('not known');
+    expect(err.message).toContain(`ssh-keyscan -p ${server.port}`);
+    expect(err.message).toMatch(/SHA256:[A-Za-z0-9+/]{43}/);
+  });
+
+  it('refuses when the known_hosts file does not exist', async () => {
+    const err = await refused(opts({ knownHosts: join(dir, 'missing') }));
+    expect(err.code).toBe('host-key');
+    expect(err.message).toContain('does not exist');
+  });
+
+  it('refuses a changed host key and names the old line', async () => {
+    const other = generateKeyPair('other').publicKey.split(' ').slice(0, 2).join(' ');
+    const err = await refused(opts({ knownHosts: file('known_changed', `\n[127.0.0.1]:${server.port} ${other}\n`) }));
+    expect(err.code).toBe('host-key');
+    expect(err.message).toContain('HOST KEY CHANGED');
+    expect(err.message).toContain('line 2');
+    expect(err.message).toContain('ssh-keygen -R');
+    expect(err.exitCode).toBe(78);
+    expect(err.temporary).toBe(false);
+  });
+
+  it('refuses a revoked host key even when it is also listed as good', async () => {
+    const err = await refused(opts({ knownHosts: file('known_revoked', `${server.knownHostsLine}\n@revoked * ${server.hostPublicKey}\n`) }));
+    expect(err.code).toBe('host-key');
+    expect(err.message).toContain('@revoked');
+  });
+
+  it('refuses a key the server does not know: auth', async () => {
+    const err = await refused(opts({ privateKey: stranger.privateKey }));
+    expect(err.code).toBe('auth');
+    expect(err.message).toContain('authorized_keys');
+  });
+
+  it('refuses a passphrase-protected key with a clear message', async () => {
+    const locked = utils.generateKeyPairSync('ed25519', { passphrase: 'secret', cipher: 'aes256-ctr', rounds: 2 });
+    const err = await refused(opts({ privateKey: undefined, identity: file('id_locked', locked.private) }));
+    expect(err.code).toBe('auth');
+    expect(err.message).toContain('passphrase');
+  });
+
+  it('needs a key or an agent', async () => {
+    expect((await refused(opts({ privateKey: undefined }))).code).toBe('auth');
+    const e = await refused(opts({ privateKey: undefined, agent: true, env: {} }));
+    expect(e.message).toContain('SSH_AUTH_SOCK');
+  });
+
+  it('classifies a refused connection as unreachable (temporary)', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const err = await refused(opts({ port }));
+    expect(err.code).toBe('unreachable');
+    expect(err.temporary).toBe(true);
+  });
+
+  it('classifies a silent server as a timeout', async () => {
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const err = await refused(opts({ port: (silent.address() as { port: number }).port, connectTimeoutMs: 400 }));
+      expect(err.code).toBe('timeout');
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('uses ssh-agent when agent = true', async () => {
+    if (!need('ssh-agent', ['/usr/bin/ssh-agent', '/usr/bin/ssh-add'], 'apt-get install openssh-client')) return;
+    const sock = join(dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+      execFileSync('ssh-add', [file('id_agent', client.privateKey)], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const link = await sshTransport(opts({ privateKey: undefined, agent: true, env: { SSH_AUTH_SOCK: sock } })).connect();
+      expect((await roundTrip(link, Buffer.from('agent'))).toString()).toBe('agent');
+      expect(execs.at(-1)?.peer).toBe('home');
+    } finally {
+      agent.kill();
+    }
+  });
+
+  it('abort() tears the link down and done reports it', async () => {
+    const link = await sshTransport(opts()).connect();
+    link.abort(new Error('protocol violation'));
+    const end = await link.done;
+    expect(end.ok).toBe(false);
+    expect(end.error?.message).toContain('protocol violation');
+  });
+
+  it('connect() honours an aborted signal', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(sshTransport(opts()).connect({ signal: ac.signal })).rejects.toMatchObject({ code: 'link' });
+  });
+});
