@@ -111,9 +111,9 @@ export interface EximInstance {
   submitBsmtp(stream: Buffer | string): Promise<RunResult>;
   /** run an SMTP dialogue on stdin through `-bs` (replies on stdout; sync checks are off), then a queue run */
   smtp(script: Buffer | string): Promise<RunResult>;
-  /** ids of queued messages (`-bpi`) */
+  /** ids of queued messages (from `-bp`), sorted */
   queue(): Promise<string[]>;
-  /** one forced queue run (`-qff`): retries deferred and frozen mail */
+  /** forced queue runs (`-qff`, retrying deferred and frozen mail) until the queue stops changing (at most 6) */
   runQueue(): Promise<RunResult>;
   mainlog(): string;
   paniclog(): string;
@@ -153,6 +153,10 @@ export async function startExim(opts: EximOptions = {}): Promise<EximInstance> {
     'keep_environment =',
     'daemon_smtp_ports = 0',
     'message_size_limit = 100M',
+    // Only root keeps its privilege with -C: every delivery happens in a root queue
+    // run, and messages Exim makes itself (bounces, made by a child running as the
+    // exim user) wait in the queue for the next one instead of failing to deliver.
+    'queue_only',
     ...(opts.main ?? []),
     '',
     'begin acl',
@@ -216,10 +220,21 @@ export async function startExim(opts: EximOptions = {}): Promise<EximInstance> {
       return r;
     },
     async queue() {
-      const r = await exim(['-bpi']);
-      return r.stdout.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+      const r = await exim(['-bp']);
+      const ids = r.stdout.toString('utf8').match(/\b[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}\b/g);
+      return [...new Set(ids ?? [])].sort();
     },
-    runQueue: () => exim(['-qff']),
+    async runQueue() {
+      // a run can queue new messages (bounces): run again until the queue stops changing
+      let r = await exim(['-qff']);
+      for (let i = 0, before = ''; i < 5; i++) {
+        const now = (await ex.queue()).join(' ');
+        if (now === '' || now === before) break;
+        before = now;
+        r = await exim(['-qff']);
+      }
+      return r;
+    },
     mainlog: () => read(logPath('main')),
     paniclog: () => read(logPath('panic')),
     async waitLog(pattern, timeoutMs = 30_000) {

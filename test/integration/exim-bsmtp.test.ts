@@ -1,0 +1,241 @@
+// A real Exim 4 (Debian's exim4-daemon-light binary, unpacked, private -C config) hands
+// mail to mailbag through the transport Debian's README recommends for UUCP: a pipe
+// with use_bsmtp (batch_max > 1) feeding `mailbag enqueue PEER --bsmtp`. The jobs must
+// hold exactly the envelope Exim wrote (several recipients in one batch, the null
+// sender of a bounce) and the message bytes; an unknown peer defers (75, 4.3.5) and an
+// oversize message fails back to its sender (5.3.4), so no mail is lost on our account.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
+import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
+import { parseMessage, waitMaildir } from '../helpers/maildir.js';
+import { ensureTestUser, mailbagBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { need } from '../helpers/need.js';
+import { makeUserSpool, readJobs, splitBsmtp, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
+
+const ready = haveExim() && haveCorpus() && need('the built front door', [mailbagBin], 'run npm run build (npm test does it first)');
+
+/** Header fields as raw text (continuation lines included), in order. */
+function rawFields(message: Buffer): string[] {
+  const text = message.toString('latin1');
+  const end = text.indexOf('\n\n');
+  const head = end < 0 ? text : text.slice(0, end + 1);
+  const fields: string[] = [];
+  for (const line of head.split(/(?<=\n)/)) {
+    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
+    else if (line !== '') fields.push(line);
+  }
+  return fields;
+}
+
+/** Fields Exim removes on receipt (return_path_remove, envelope_to_remove, delivery_date_remove). */
+const REMOVED = new Set(['return-path', 'envelope-to', 'delivery-date']);
+
+/** Exim puts one Received field in front and removes the fields above; every other byte stays. */
+function expectThroughExim(delivered: Buffer, original: Buffer): void {
+  const got = rawFields(delivered);
+  expect(got[0]).toMatch(/^Received: from root by exim\.mailbag\.test with local \(Exim 4\.\d+\)\n/);
+  const want = rawFields(original).filter((f) => !REMOVED.has(f.slice(0, f.indexOf(':')).toLowerCase()));
+  expect(got.slice(1)).toEqual(want);
+  expect(parseMessage(delivered).body.equals(parseMessage(original).body)).toBe(true);
+}
+
+/** Corpus messages Exim passes unchanged apart from the fields above (see postfix-enqueue). */
+function plainCorpusMessages(count: number, skip = 0): Buffer[] {
+  const files = corpusFiles('bulk');
+  const out: Buffer[] = [];
+  const step = Math.floor(files.length / ((count + skip) * 4)) + 1;
+  for (let i = 7; i < files.length && out.length < count + skip; i += step) {
+    const m = readFileSync(files[i]!);
+    const text = m.toString('latin1');
+    const head = text.slice(0, text.indexOf('\n\n') + 1).toLowerCase();
+    if (m.includes(0x0d) || m.includes(0) || !text.endsWith('\n')) continue;
+    if (text.split('\n').some((l) => l.length > 990)) continue;
+    if (!/^message-id:/m.test(head) || !/^date:/m.test(head) || !/^from:/m.test(head) || /^(resent-|sender:)/m.test(head)) continue;
+    out.push(m);
+  }
+  return out.slice(skip);
+}
+
+describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)', () => {
+  let ex: EximInstance;
+  let dir: string;
+  let spool: string;
+  let user: TestUser;
+
+  async function jobIds(peer: string): Promise<Set<string>> {
+    return new Set((await readJobs(spool, peer)).map((j) => j.id));
+  }
+  async function newJobs(peer: string, before: Set<string>): Promise<ReadJob[]> {
+    return (await readJobs(spool, peer)).filter((j) => !before.has(j.id));
+  }
+
+  beforeAll(async () => {
+    user = ensureTestUser();
+    dir = makeSharedTempDir('exim-int');
+    spool = join(dir, 'spool');
+    await makeUserSpool(spool, user);
+    const config = join(dir, 'mailbag.toml');
+    const small = join(dir, 'small.toml');
+    writeMailbagConfig(config, { spool, peers: ['hub'] });
+    writeMailbagConfig(small, { spool, peers: ['hub'], limits: { max_message_size: '4K' } });
+    const pipe = (name: string, command: string) =>
+      [
+        `${name}:`,
+        '  driver = pipe',
+        `  command = ${command}`,
+        '  use_bsmtp',
+        '  batch_max = 100',
+        `  user = ${user.name}`,
+        `  group = ${user.name}`,
+        `  environment = MAILBAG_CONFIG=${config}`,
+        '  temp_errors = 75',
+        '  return_fail_output',
+        '  log_fail_output',
+        '  log_defer_output',
+        '',
+      ].join('\n');
+    ex = await startExim({
+      routers: [
+        'to_mailbag:',
+        '  driver = manualroute',
+        '  domains = uucp.test : uucp2.test : unknown.test',
+        '  route_data = ${if eq{$domain}{unknown.test}{nosuchpeer}{hub}}',
+        '  transport = mailbag_bsmtp',
+        'to_small:',
+        '  driver = manualroute',
+        '  domains = small.test',
+        '  route_data = hub',
+        '  transport = mailbag_small',
+        '',
+      ].join('\n'),
+      transports:
+        pipe('mailbag_bsmtp', `${mailbagBin} enqueue $host --bsmtp`) +
+        pipe('mailbag_small', `${mailbagBin} enqueue --config ${small} $host --bsmtp`),
+      mailboxes: ['user'],
+    });
+  });
+
+  afterAll(() => {
+    ex?.stop();
+    if (dir) removeTempDir(dir);
+  });
+
+  test('several recipients in one batch: one job with exactly that envelope and the message bytes', async () => {
+    const messages = plainCorpusMessages(3);
+    expect(messages.length).toBe(3);
+    for (const [n, message] of messages.entries()) {
+      const before = await jobIds('hub');
+      const rcpts = [`one${n}@uucp.test`, `Two.Mixed${n}@uucp.test`, `three+x${n}@uucp2.test`];
+      const r = await ex.submit(`list-owner${n}@example.org`, rcpts, message);
+      expect(r.code, r.stderr).toBe(0);
+      await ex.waitLog(new RegExp(`[-=]> .*three\\+x${n}@uucp2\\.test.* T=mailbag_bsmtp`));
+      const jobs = await newJobs('hub', before);
+      expect(jobs).toHaveLength(1);
+      const job = jobs[0]!;
+      expect(job.header).toMatchObject({ to: 'hub', command: 'rsmtp', args: [], sender: `list-owner${n}@example.org` });
+      expect([...job.header.recipients].sort()).toEqual([...rcpts].sort());
+      const tx = splitBsmtp(job.payload);
+      expect(tx).toHaveLength(1);
+      expect(tx[0]!.mailFrom).toBe(`list-owner${n}@example.org`);
+      expect(tx[0]!.mailParams).toBe('');
+      expect([...tx[0]!.rcptTo].sort()).toEqual([...rcpts].sort());
+      expectThroughExim(tx[0]!.message, message);
+    }
+    expect(await ex.queue()).toEqual([]);
+  });
+
+  test('a <> sender (submitted with -f <>) becomes a job with MAIL FROM:<>', async () => {
+    const [message] = plainCorpusMessages(1, 3);
+    const before = await jobIds('hub');
+    const r = await ex.submit('<>', ['a@uucp.test', 'b@uucp.test'], message!);
+    expect(r.code, r.stderr).toBe(0);
+    await ex.waitLog(/[-=]> b@uucp\.test .*P=<> .*T=mailbag_bsmtp/);
+    const jobs = await newJobs('hub', before);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: '' });
+    expect([...jobs[0]!.header.recipients].sort()).toEqual(['a@uucp.test', 'b@uucp.test']);
+    expect(jobs[0]!.payload.subarray(0, 13).toString()).toBe('MAIL FROM:<>\n');
+    const tx = splitBsmtp(jobs[0]!.payload);
+    expect(tx.map((t) => [t.mailFrom, [...t.rcptTo].sort()])).toEqual([['', ['a@uucp.test', 'b@uucp.test']]]);
+    expectThroughExim(tx[0]!.message, message!);
+  });
+
+  test('a real Exim bounce (sender <>) reaches the peer as a BSMTP job', async () => {
+    const before = await jobIds('hub');
+    const r = await ex.submit('heidi@uucp.test', ['nobody@maildir.test'], 'From: heidi@uucp.test\nSubject: to nobody\n\nhello\n');
+    expect(r.code, r.stderr).toBe(0);
+    await ex.waitLog(/[-=]> heidi@uucp\.test .*P=<> .*T=mailbag_bsmtp/);
+    const jobs = await newJobs('hub', before);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: '', recipients: ['heidi@uucp.test'] });
+    const tx = splitBsmtp(jobs[0]!.payload);
+    expect(tx.map((t) => [t.mailFrom, t.rcptTo])).toEqual([['', ['heidi@uucp.test']]]);
+    expect(tx[0]!.message.toString('latin1')).toMatch(/nobody@maildir\.test/);
+    expect(tx[0]!.message.toString('latin1')).toMatch(/^X-Failed-Recipients: nobody@maildir\.test$/m);
+  });
+
+  test('a BSMTP batch fed to Exim -bS comes out as one job per transaction with its envelope', async () => {
+    const before = await jobIds('hub');
+    const stream = [
+      'MAIL FROM:<>',
+      'RCPT TO:<ivan@uucp.test>',
+      'RCPT TO:<judy@uucp.test>',
+      'DATA',
+      'From: MAILER-DAEMON@elsewhere.example',
+      'Subject: a batch bounce',
+      '',
+      '..a line that began with a dot',
+      '.',
+      'MAIL FROM:<k@example.org>',
+      'RCPT TO:<mallory@uucp2.test>',
+      'DATA',
+      'Subject: second',
+      '',
+      'x',
+      '.',
+      '',
+    ].join('\n');
+    const r = await ex.submitBsmtp(stream);
+    expect(r.code, `${r.stdout.toString()}${r.stderr}`).toBe(0);
+    await ex.waitLog(/[-=]> mallory@uucp2\.test .*T=mailbag_bsmtp/);
+    const jobs = await newJobs('hub', before);
+    expect(jobs).toHaveLength(2);
+    const envelopes = jobs.map((j) => [j.header.sender, [...j.header.recipients].sort()]).sort();
+    expect(envelopes).toEqual([
+      ['', ['ivan@uucp.test', 'judy@uucp.test']],
+      ['k@example.org', ['mallory@uucp2.test']],
+    ]);
+    const bounce = jobs.find((j) => j.header.sender === '')!;
+    const [tx] = splitBsmtp(bounce.payload);
+    expect(parseMessage(tx!.message).body.toString()).toBe('.a line that began with a dot\n');
+  });
+
+  test('an unknown peer defers (75, 4.3.5): the message stays in Exim\'s queue, no job', async () => {
+    const r = await ex.submit('grace@example.org', ['someone@unknown.test'], 'Subject: to a peer nobody configured\n\nbody\n');
+    expect(r.code, r.stderr).toBe(0);
+    const line = await ex.waitLog(/== someone@unknown\.test .*T=mailbag_bsmtp defer/);
+    expect(line).toMatch(/returned 75/);
+    expect(ex.mainlog()).toMatch(/<someone@unknown\.test>: mailbag_bsmtp transport output: 4\.3\.5 .*nosuchpeer/);
+    expect(await ex.queue()).toHaveLength(1);
+    expect(await readJobs(spool, 'nosuchpeer')).toEqual([]);
+    await ex.exim(['-Mrm', ...(await ex.queue())]);
+  });
+
+  test('an oversize message fails (5.3.4) and bounces to its sender; no job', async () => {
+    const before = await jobIds('hub');
+    const big = `From: user@maildir.test\nSubject: too big for this peer\n\n${'0123456789abcdef'.repeat(64).concat('\n').repeat(12)}`;
+    const r = await ex.submit('user@maildir.test', ['big@small.test'], big);
+    expect(r.code, r.stderr).toBe(0);
+    const line = await ex.waitLog(/\*\* big@small\.test .*T=mailbag_small/);
+    expect(line).toMatch(/returned 65/);
+    expect(ex.mainlog()).toMatch(/<big@small\.test>: mailbag_small transport output: 5\.3\.4 /);
+    await ex.runQueue();
+    const [bounce] = await waitMaildir(ex.maildir('user'), 1);
+    expect(bounce!.returnPath).toBe('');
+    expect(bounce!.raw.toString('latin1')).toMatch(/5\.3\.4/);
+    expect(await newJobs('hub', before)).toEqual([]);
+  });
+});
