@@ -17,6 +17,13 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   enqueue: { summary: 'queue a message (or a BSMTP stream) from stdin for a peer', load: () => import('./enqueue.js') },
   lmtpd: { summary: 'accept mail over LMTP from the local MTA into the spool', load: () => import('./lmtpd.js') },
+  serve: { summary: 'the far end of a session on stdin/stdout (authorized_keys forced command)', load: () => import('./serve.js') },
+  sync: { summary: 'one session with a peer: send what is queued for it, receive what it has', load: () => import('./sync.js') },
+  dispatch: { summary: 'a session with every peer that has work queued or is due to be polled', load: () => import('./dispatch.js') },
+  demo: { summary: 'two sites, an embedded SSH server, mail both ways: what npm start runs', load: () => import('./demo.js') },
+  run: { summary: 'deliver the jobs received from peers to the local MTA', load: () => import('./run-jobs.js') },
+  failed: { summary: 'list jobs that failed for good, with reasons', load: () => import('./failed.js') },
+  retry: { summary: 'put a failed job back for delivery', load: () => import('./retry.js') },
 };
 
 function usage(): string {

@@ -1,0 +1,96 @@
+// `rmail [-D DOMAIN] [--config FILE] [--] RCPT…`: a UUCP rmail for uuxqt, NNCP, our
+// runner's admin actions or a shell. Reads the From_ envelope lines (bang paths as
+// sendmail's rmail reads them), then hands the rest of stdin to
+// `sendmail -oi -f SENDER -- RCPT…` (never -oee). Exits 0 when the MTA took the
+// message, 75 for anything temporary or unexpected, 64/65 for bad arguments or a bad
+// envelope, and the MTA's permanent sysexits code (65, 67, 68, 69, 77 or 78; else 69).
+
+import { Readable } from 'node:stream';
+import { loadConfig } from '../config/index.js';
+import { InputError, MailbagError } from '../errors.js';
+import { UucpEnvelopeReader, type UucpEnvelope } from '../envelope/index.js';
+import { detectMta } from '../deliver/mta.js';
+import { DeliveryError, permanentExit } from '../deliver/result.js';
+import { checkRmailRecipients } from '../deliver/rmail.js';
+import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
+import type { CliIo } from './io.js';
+
+export const RMAIL_USAGE = `Usage: rmail [-D DOMAIN] [--config FILE] [--] RECIPIENT...
+
+Deliver a UUCP mail (From_ envelope line, then the message) from stdin to the local
+MTA with sendmail -oi -f SENDER -- RECIPIENT...
+`;
+
+export interface RmailArgs {
+  configPath: string | undefined;
+  recipients: string[];
+  help: boolean;
+}
+
+/** Options as sendmail's rmail takes them (-D domain, -T); everything after them or `--` is a recipient. */
+export function parseRmailArgs(argv: string[]): RmailArgs {
+  let configPath: string | undefined;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (a === '--help' || a === '-h') return { configPath, recipients: [], help: true };
+    if (a === '--config') {
+      configPath = argv[++i];
+      if (configPath === undefined) throw new MailbagError('usage', '--config needs a FILE');
+    } else if (a.startsWith('--config=')) configPath = a.slice(9);
+    else if (a === '-D') {
+      if (argv[++i] === undefined) throw new InputError('bad-recipient', 'rmail: -D needs a domain');
+    } else if (a.startsWith('-D') || a === '-T') {
+      // -Ddomain only changes sendmail's -p protocol word, which we do not pass; -T is rmail's debug flag
+    } else if (a.startsWith('-')) {
+      throw new InputError('bad-recipient', `rmail: unknown option or recipient beginning with "-": ${JSON.stringify(a.slice(0, 80))}`);
+    } else break;
+  }
+  return { configPath, recipients: argv.slice(i), help: false };
+}
+
+/** Read the envelope from a stream; returns it and a stream of the message that follows. */
+export async function splitEnvelope(input: Readable): Promise<{ envelope: UucpEnvelope; message: Readable }> {
+  const reader = new UucpEnvelopeReader();
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (;;) {
+    const next = await it.next();
+    const out = next.done ? reader.end() : reader.push(next.value);
+    if (!out) continue;
+    if (!out.ok) throw new InputError('bad-envelope', `rmail: ${out.issue.message}`);
+    const rest = Buffer.from(out.value.rest);
+    const ended = next.done === true;
+    async function* gen(): AsyncGenerator<Buffer> {
+      if (rest.length > 0) yield rest;
+      if (ended) return;
+      for (;;) {
+        const n = await it.next();
+        if (n.done) return;
+        yield n.value;
+      }
+    }
+    return { envelope: out.value.envelope, message: Readable.from(gen()) };
+  }
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const args = parseRmailArgs(argv);
+  if (args.help) {
+    io.stdout.write(RMAIL_USAGE);
+    return 0;
+  }
+  checkRmailRecipients(args.recipients);
+  const config = loadConfig({ path: args.configPath, env: io.env, cwd: io.cwd });
+  const { envelope, message } = await splitEnvelope(io.stdin);
+  const program = config.delivery.sendmail;
+  const mta = await detectMta(program, config.delivery.mta, io.env);
+  const out = await runChild(program, sendmailArgv({ sender: envelope.sender, recipients: args.recipients }, mta), message, io.env);
+  const c = classifyExit(out, program);
+  if (c.kind === 'accepted') return 0;
+  if (c.kind === 'temporary') throw new DeliveryError(c, 75);
+  throw new DeliveryError(c, permanentExit(out.code));
+}

@@ -1,0 +1,145 @@
+// `rsmtp [--config FILE]`: a batched-SMTP stream on stdin (Exim's use_bsmtp shape, with
+// or without HELO/QUIT and ESMTP parameters) to the local MTA, transaction by
+// transaction: through Postfix `sendmail -bs` driven as an SMTP client, Exim `-bS`
+// (parameters stripped, only the transactions after a failure offered again), the
+// smtp/lmtp method, or one sendmail per transaction. One result line per transaction
+// on stdout; a recipient refused for good gets its sender an RFC 3464 notice.
+// Exit 0 when every transaction is settled, 75 when some must be retried (progress is
+// kept in the spool's run/rsmtp-stdin/ keyed by the input's hash, so a retry of the
+// same input skips recipients already accepted), 65 for a batch that is malformed.
+
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { loadConfig } from '../config/index.js';
+import { InputError, MailbagError } from '../errors.js';
+import { indexBsmtp } from '../deliver/bsmtp-index.js';
+import { Deliverer } from '../deliver/index.js';
+import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
+import { DeliveryError, type RecipientResult } from '../deliver/result.js';
+import { sendNotice } from '../runner/notify.js';
+import { emptyState, readState, removeState, writeState, type RunState } from '../runner/state.js';
+import { Spool } from '../spool/index.js';
+import type { CliIo } from './io.js';
+
+export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
+
+Deliver a batched-SMTP stream from stdin to the local MTA, one result line per
+transaction on stdout.
+`;
+
+const STATE_PEER = 'rsmtp-stdin';
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let configPath: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config') {
+      configPath = argv[++i];
+      if (configPath === undefined) throw new MailbagError('usage', '--config needs a FILE');
+    } else if (a.startsWith('--config=')) configPath = a.slice(9);
+    else if (a === '--help' || a === '-h') {
+      io.stdout.write(RSMTP_USAGE);
+      return 0;
+    } else if (a === '-bS' || a === '-i' || a === '-oi') {
+      // what callers used to giving a sendmail-style rsmtp may pass; harmless
+    } else throw new MailbagError('usage', `rsmtp: unexpected argument ${JSON.stringify(a)}`);
+  }
+  const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  const dir = await mkdtemp(join(tmpdir(), 'mailbag-rsmtp-'));
+  try {
+    const file = join(dir, 'input');
+    const hash = createHash('sha256');
+    let size = 0;
+    const max = config.limits.maxBagExpanded;
+    await pipeline(
+      io.stdin,
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          size += chunk.length;
+          if (size > max) {
+            cb(new InputError('too-big', `rsmtp: input larger than ${max} bytes`));
+            return;
+          }
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      }),
+      createWriteStream(file, { mode: 0o600 }),
+    );
+    const key = hash.digest('hex');
+    const idx = await indexBsmtp(file, 0);
+    let spool: Spool | undefined;
+    try {
+      spool = await Spool.open(config.spool);
+    } catch {
+      spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
+    }
+    const state: RunState = (spool ? await readState(spool, STATE_PEER, key).catch(() => undefined) : undefined) ?? emptyState();
+    const save = async (): Promise<void> => {
+      if (spool) await writeState(spool, STATE_PEER, key, state);
+    };
+    const site = config.site || hostname();
+    const d = new Deliverer({ delivery: config.delivery, env: io.env, site });
+    const settled = (tx: Transaction): Set<string> => {
+      const p = state.tx[String(tx.index)];
+      return new Set(p ? [...p.accepted, ...p.failed.map((f) => f.address)] : []);
+    };
+    let temporary = false;
+    let acceptedNow = 0;
+    const record = async (tx: Transaction, results: RecipientResult[]): Promise<void> => {
+      const p = (state.tx[String(tx.index)] ??= { accepted: [], failed: [], noticed: false });
+      for (const r of results) {
+        if (r.kind === 'accepted') {
+          p.accepted.push(r.address);
+          acceptedNow++;
+        } else if (r.kind === 'permanent') {
+          p.failed.push({ address: r.address, status: r.status, diagnostic: r.diagnostic });
+          p.noticed = false;
+        } else {
+          temporary = true;
+          state.lastError = `<${r.address}> ${r.diagnostic}`;
+        }
+      }
+      await save();
+      io.stdout.write(`transaction ${tx.index + 1} (line ${tx.line}) from <${tx.sender}>: ${results.map((r) => `<${r.address}> ${r.kind} ${r.diagnostic}`).join('; ')}\n`);
+    };
+    try {
+      await d.deliverBatch(idx.transactions, (i) => settled(idx.transactions[i]!), record);
+      for (const tx of idx.transactions) {
+        const p = state.tx[String(tx.index)];
+        if (!p || p.noticed || p.failed.length === 0) continue;
+        const sent = await sendNotice(d, { site, now: new Date(), log: (l) => io.stderr.write(`${l}\n`) }, {
+          sender: tx.sender,
+          recipients: p.failed.map((f) => {
+            const r = tx.recipients.find((x) => x.address === f.address);
+            const orcpt = r ? paramValue(r.params, 'ORCPT') : undefined;
+            return { recipient: f.address, status: f.status, diagnostic: f.diagnostic, originalRecipient: orcpt ? xtextDecode(orcpt) : undefined };
+          }),
+          reason: 'the mail system refused a recipient permanently',
+          jobId: `rsmtp-${key.slice(0, 16)}`,
+          created: new Date().toISOString(),
+          tx,
+        });
+        if (sent) p.noticed = true;
+        else temporary = true;
+        await save();
+      }
+    } finally {
+      await d.close();
+    }
+    if (temporary) {
+      if (!spool && acceptedNow > 0) io.stderr.write('rsmtp: no spool to remember progress in: a retry may repeat transactions already accepted\n');
+      throw new DeliveryError({ kind: 'temporary', status: '4.0.0', diagnostic: `x-mailbag; some transactions must be retried: ${state.lastError ?? 'temporary failure'}` }, 75);
+    }
+    if (spool) await removeState(spool, STATE_PEER, key);
+    if (idx.problem) throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
+    return 0;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,51 @@
+// `mailbag run [--peer NAME]… [--now]`: run the received jobs of every peer (or the
+// named ones) once, through the whitelist and the configured delivery method. Prints
+// one line per job outcome and a summary; exits 0 when the run itself worked (jobs
+// that wait for a retry or failed are in the summary and in `mailbag failed`).
+
+import { loadConfig } from '../config/index.js';
+import { MailbagError } from '../errors.js';
+import { runJobs } from '../runner/runner.js';
+import type { CliIo } from './io.js';
+
+export const RUN_USAGE = `Usage: mailbag run [--config FILE] [--peer NAME]... [--now] [--quiet]
+
+Deliver the jobs received from peers (spool in/PEER) to the local MTA.
+  --peer NAME   only this peer (repeatable)
+  --now         ignore the retry backoff: try every waiting job now
+  --quiet       print only the summary
+`;
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let configPath: string | undefined;
+  const peers: string[] = [];
+  let force = false;
+  let quiet = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new MailbagError('usage', `${a} needs a value`);
+      return v;
+    };
+    if (a === '--config') configPath = value();
+    else if (a.startsWith('--config=')) configPath = a.slice(9);
+    else if (a === '--peer') peers.push(value());
+    else if (a === '--now') force = true;
+    else if (a === '--quiet' || a === '-q') quiet = true;
+    else if (a === '--help' || a === '-h') {
+      io.stdout.write(RUN_USAGE);
+      return 0;
+    } else throw new MailbagError('usage', `mailbag run: unknown argument ${JSON.stringify(a)} (see mailbag run --help)`);
+  }
+  const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  const summary = await runJobs({
+    config,
+    peers: peers.length > 0 ? peers : undefined,
+    force,
+    env: io.env,
+    log: quiet ? undefined : (line) => io.stdout.write(`${line}\n`),
+  });
+  io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped\n`);
+  return 0;
+}

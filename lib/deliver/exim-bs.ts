@@ -1,0 +1,110 @@
+// BSMTP into Exim with `exim -bS` (formats.md §2.2, checklist 9–10): every ESMTP
+// parameter is removed first (Exim answers 501 and abandons the batch otherwise), only
+// MAIL/RCPT/DATA are written (no unknown command ever), and after an error only the
+// transactions after the failing one are offered again. Exim exits 0 (all taken),
+// 1 (some taken before the error) or 2 (none); its stdout names the failing line.
+
+import { Readable } from 'node:stream';
+import { openRaw, type Transaction } from './message.js';
+import { resultOfReply, type RecipientResult } from './result.js';
+import { runChild } from './sendmail.js';
+
+export interface EximBatchOptions {
+  program: string;
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+interface Planned {
+  tx: Transaction;
+  recipients: string[];
+  /** 1-based line of its MAIL command in the stream we write */
+  line: number;
+}
+
+/** The stream we write and where each transaction starts in it. */
+function plan(txs: Transaction[], skip: (i: number) => ReadonlySet<string>): { planned: Planned[]; stream: () => Readable } {
+  const planned: Planned[] = [];
+  for (const tx of txs) {
+    const recipients = tx.recipients.map((r) => r.address).filter((a) => !skip(tx.index).has(a));
+    if (recipients.length > 0) planned.push({ tx, recipients, line: 0 });
+  }
+  // Line numbers need the body line counts, known only while streaming: count them as
+  // we write, and fill in `line` before the child can report an error about it (Exim
+  // reports after reading the line, so every earlier transaction's start is known).
+  let lineNo = 0;
+  async function* gen(): AsyncGenerator<Buffer> {
+    for (const p of planned) {
+      p.line = lineNo + 1;
+      const head = [`MAIL FROM:<${p.tx.sender}>`, ...p.recipients.map((r) => `RCPT TO:<${r}>`), 'DATA'].join('\n') + '\n';
+      lineNo += p.recipients.length + 2;
+      yield Buffer.from(head);
+      let last = 10;
+      for await (const chunk of openRaw(p.tx.body) as AsyncIterable<Buffer>) {
+        for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lineNo++;
+        if (chunk.length > 0) last = chunk[chunk.length - 1]!;
+        yield chunk;
+      }
+      if (last !== 10) {
+        lineNo++;
+        yield Buffer.from('\n');
+      }
+      lineNo++;
+      yield Buffer.from('.\n');
+    }
+  }
+  return { planned, stream: () => Readable.from(gen()) };
+}
+
+/** Read Exim's -bS error report: the reply and the line the failing transaction started in. */
+export function parseEximBatchError(output: string): { code: number; text: string; startLine: number | undefined; errorLine: number | undefined } | undefined {
+  const reply = /^([45]\d\d)[ -](.*)$/m.exec(output);
+  if (!reply) return undefined;
+  const started = /Transaction started in line (\d+)/.exec(output);
+  const detected = /Error detected in line (\d+)/.exec(output);
+  return {
+    code: Number(reply[1]),
+    text: reply[2]!.trim(),
+    startLine: started ? Number(started[1]) : undefined,
+    errorLine: detected ? Number(detected[1]) : undefined,
+  };
+}
+
+/**
+ * Offer the transactions to `exim -bS`, re-offering after a partial acceptance. Calls
+ * `record` with each transaction's results as soon as they are known.
+ */
+export async function deliverWithEximBatch(
+  txs: Transaction[],
+  skip: (i: number) => ReadonlySet<string>,
+  record: (tx: Transaction, results: RecipientResult[]) => Promise<void>,
+  o: EximBatchOptions,
+): Promise<void> {
+  let remaining = txs;
+  for (let round = 0; remaining.length > 0 && round <= txs.length; round++) {
+    const { planned, stream } = plan(remaining, skip);
+    if (planned.length === 0) return;
+    const out = await runChild(o.program, ['-bS'], stream(), o.env, o.timeoutMs);
+    if (out.code === 0) {
+      for (const p of planned) await record(p.tx, p.recipients.map((address) => ({ address, kind: 'accepted', status: '2.0.0', diagnostic: 'x-unix; exim -bS accepted' })));
+      return;
+    }
+    const err = out.code === 1 || out.code === 2 ? parseEximBatchError(out.output) : undefined;
+    const where = err?.startLine ?? err?.errorLine;
+    const failing = where === undefined ? -1 : planned.findIndex((p, i) => p.line <= where && (i + 1 >= planned.length || planned[i + 1]!.line > where));
+    if (!err || failing < 0 || (out.code === 2 && failing !== 0)) {
+      // an outcome we cannot place: nothing is known to be taken beyond exit 1's "some";
+      // with exit 2 nothing was taken. Keep everything for a later attempt.
+      const why = out.spawnError ? `cannot run exim: ${out.spawnError.message}` : `exim -bS exited ${out.signal ?? out.code}: ${out.output.replace(/\s+/g, ' ').slice(0, 300)}`;
+      for (const p of planned) await record(p.tx, p.recipients.map((address) => ({ address, kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; ${why}` })));
+      return;
+    }
+    for (let i = 0; i < failing; i++) {
+      const p = planned[i]!;
+      await record(p.tx, p.recipients.map((address) => ({ address, kind: 'accepted', status: '2.0.0', diagnostic: 'x-unix; exim -bS accepted' })));
+    }
+    const bad = planned[failing]!;
+    await record(bad.tx, bad.recipients.map((address) => resultOfReply(address, err.code, err.text)));
+    remaining = planned.slice(failing + 1).map((p) => p.tx);
+  }
+}

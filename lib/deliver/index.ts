@@ -1,0 +1,135 @@
+// One object that hands transactions to the local MTA by the configured method and
+// answers per recipient: sendmail (a process per message), smtp or lmtp (one kept
+// connection, pipelined), and for BSMTP jobs under the sendmail method the MTA's own
+// batch input (Postfix `sendmail -bs` driven as an SMTP client, Exim `-bS`). The
+// runner makes one Deliverer per worker and closes it when the run ends.
+
+import { spawn } from 'node:child_process';
+import type { DeliveryConfig } from '../config/types.js';
+import { detectMta, type MtaKind } from './mta.js';
+import type { Transaction } from './message.js';
+import type { RecipientResult } from './result.js';
+import { deliverWithSendmail } from './sendmail.js';
+import { SmtpLinkError, SmtpSession } from './smtp-client.js';
+import { deliverWithEximBatch } from './exim-bs.js';
+
+export type { RecipientResult } from './result.js';
+export type { Transaction, Recipient, BodySource } from './message.js';
+export type { MtaKind } from './mta.js';
+
+export interface DelivererOptions {
+  delivery: DeliveryConfig;
+  /** environment for sendmail (MAIL_CONFIG for a private Postfix, PATH) */
+  env: NodeJS.ProcessEnv;
+  /** our name in EHLO/LHLO */
+  site: string;
+}
+
+export type Record = (tx: Transaction, results: RecipientResult[]) => Promise<void>;
+
+function allTemporary(tx: Transaction, skip: ReadonlySet<string>, why: string): RecipientResult[] {
+  return tx.recipients.filter((r) => !skip.has(r.address)).map((r) => ({ address: r.address, kind: 'temporary', status: '4.4.1', diagnostic: `x-mailbag; ${why}` }));
+}
+
+export class Deliverer {
+  private session: SmtpSession | undefined;
+  private mta: MtaKind | undefined;
+
+  constructor(private readonly o: DelivererOptions) {}
+
+  async mtaKind(): Promise<MtaKind> {
+    this.mta ??= await detectMta(this.o.delivery.sendmail, this.o.delivery.mta, this.o.env);
+    return this.mta;
+  }
+
+  private async smtp(): Promise<SmtpSession> {
+    if (this.session) return this.session;
+    const d = this.o.delivery;
+    const lmtp = d.method === 'lmtp';
+    const endpoint = lmtp ? d.lmtp : d.smtp;
+    if (!endpoint) throw new SmtpLinkError('delivery.lmtp is not configured');
+    this.session = await SmtpSession.connect(endpoint, { lmtp, heloName: this.o.site });
+    return this.session;
+  }
+
+  /** One message (an rmail job, one BSMTP transaction) to the recipients not in `skip`. */
+  async deliver(tx: Transaction, skip: ReadonlySet<string>): Promise<RecipientResult[]> {
+    const d = this.o.delivery;
+    if (d.method === 'sendmail') {
+      return deliverWithSendmail(tx, skip, { program: d.sendmail, mta: await this.mtaKind(), env: this.o.env });
+    }
+    // a kept connection may have been closed by the server meanwhile: one fresh try,
+    // but only when the failure came before the message was handed over
+    for (let attempt = 0; ; attempt++) {
+      const reused = this.session !== undefined;
+      let s: SmtpSession;
+      try {
+        s = await this.smtp();
+      } catch (e) {
+        return allTemporary(tx, skip, (e as Error).message);
+      }
+      try {
+        return await s.send(tx, skip);
+      } catch (e) {
+        this.session = undefined;
+        s.close();
+        if (!(e instanceof SmtpLinkError)) throw e;
+        if (reused && attempt === 0 && !e.afterData) continue;
+        return allTemporary(tx, skip, e.message);
+      }
+    }
+  }
+
+  /** Every transaction of a BSMTP job; `record` is called (and awaited) after each. */
+  async deliverBatch(txs: Transaction[], skip: (i: number) => ReadonlySet<string>, record: Record): Promise<void> {
+    const d = this.o.delivery;
+    if (d.method === 'sendmail') {
+      const mta = await this.mtaKind();
+      if (mta === 'exim') {
+        return deliverWithEximBatch(txs, skip, record, { program: d.sendmail, env: this.o.env });
+      }
+      if (mta === 'postfix') return this.deliverPostfixBs(txs, skip, record);
+    }
+    for (const tx of txs) await record(tx, await this.deliver(tx, skip(tx.index)));
+  }
+
+  /** Postfix `sendmail -bs`: its smtpd on our pipes, driven like any SMTP server. */
+  private async deliverPostfixBs(txs: Transaction[], skip: (i: number) => ReadonlySet<string>, record: Record): Promise<void> {
+    const child = spawn(this.o.delivery.sendmail, ['-bs'], { env: this.o.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 2000) stderr += b.toString('utf8');
+    });
+    const spawned = new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => resolve(undefined));
+      child.once('error', (e) => resolve(e));
+    });
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    let i = 0;
+    try {
+      const spawnError = await spawned;
+      if (spawnError) throw new SmtpLinkError(`cannot run ${this.o.delivery.sendmail} -bs: ${spawnError.message}`);
+      child.stdin.on('error', () => undefined);
+      const s = await SmtpSession.start(child.stdout, child.stdin, { lmtp: false, heloName: this.o.site, close: () => child.stdin.end() });
+      for (; i < txs.length; i++) {
+        const tx = txs[i]!;
+        await record(tx, await s.send(tx, skip(tx.index)));
+      }
+      await s.quit();
+    } catch (e) {
+      if (!(e instanceof SmtpLinkError)) throw e;
+      const why = `${e.message}${stderr ? ` (${stderr.trim().slice(0, 200)})` : ''}`;
+      for (; i < txs.length; i++) await record(txs[i]!, allTemporary(txs[i]!, skip(txs[i]!.index), why));
+    } finally {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    if (s) await s.quit().catch(() => undefined);
+  }
+}

@@ -1,0 +1,143 @@
+// What a delivery method delivers: transactions (sender, ESMTP parameters, recipients)
+// whose message text is a byte range of a job file, opened fresh for every attempt so
+// memory never grows with message size. Line transforms (dot-stuffing both ways, LF to
+// CRLF) are streaming Transforms that carry their line state across chunk borders.
+
+import { createReadStream } from 'node:fs';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+
+export interface Recipient {
+  address: string;
+  /** ESMTP RCPT parameters as written (`NOTIFY=SUCCESS,FAILURE`, `ORCPT=rfc822;a@b`) */
+  params: string[];
+}
+
+/** Where the message text of a transaction is. */
+export interface BodySource {
+  path: string;
+  /** first byte (inclusive) */
+  start: number;
+  /** end (exclusive); undefined = to end of file */
+  end: number | undefined;
+  /** true when the bytes are dot-stuffed BSMTP DATA (a leading `.` doubled) */
+  stuffed: boolean;
+  /** the bytes themselves instead of a file range (notices we compose) */
+  buffer?: Buffer;
+}
+
+export interface Transaction {
+  /** position in its job, 0-based: per-transaction progress is keyed by it */
+  index: number;
+  /** '' = the null sender */
+  sender: string;
+  /** ESMTP MAIL parameters as written (`RET=HDRS`, `ENVID=x`, `BODY=8BITMIME`, `SIZE=…`) */
+  mailParams: string[];
+  recipients: Recipient[];
+  body: BodySource;
+  /** 1-based line of the MAIL command in its BSMTP job (0 for rmail jobs) */
+  line: number;
+}
+
+/** Open the message bytes as they are stored. */
+export function openRaw(body: BodySource): Readable {
+  if (body.buffer) return Readable.from([body.buffer]);
+  if (body.end !== undefined && body.end <= body.start) {
+    return Readable.from([]);
+  }
+  return createReadStream(body.path, { start: body.start, ...(body.end !== undefined ? { end: body.end - 1 } : {}) });
+}
+
+/** A transform applied line by line; `line` gets each complete line without its LF. */
+abstract class LineTransform extends Transform {
+  private rest: Buffer = Buffer.alloc(0);
+  protected abstract line(line: Buffer, hasLf: boolean): Buffer;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const data = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
+    let start = 0;
+    const out: Buffer[] = [];
+    for (let i = data.indexOf(10, start); i >= 0; i = data.indexOf(10, start)) {
+      out.push(this.line(data.subarray(start, i), true));
+      start = i + 1;
+    }
+    this.rest = Buffer.from(data.subarray(start));
+    if (out.length > 0) this.push(Buffer.concat(out));
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.rest.length > 0) this.push(this.line(this.rest, false));
+    cb();
+  }
+}
+
+const DOT = 0x2e;
+
+/** Stuffed → plain: remove one leading `.` from lines that start with one. */
+export class DotUnstuff extends LineTransform {
+  protected line(line: Buffer, hasLf: boolean): Buffer {
+    const body = line.length > 0 && line[0] === DOT ? line.subarray(1) : line;
+    return hasLf ? Buffer.concat([body, Buffer.from('\n')]) : body;
+  }
+}
+
+/**
+ * To SMTP DATA: CRLF line ends (a CR already before LF is kept, no bare CR or LF
+ * goes out), a leading `.` doubled unless the input is already stuffed, and a final
+ * line end added when the text lacks one. The caller writes the `.` line itself.
+ */
+export class ToSmtpData extends LineTransform {
+  constructor(private readonly alreadyStuffed: boolean) {
+    super();
+  }
+
+  protected line(line: Buffer, _hasLf: boolean): Buffer {
+    let l = line.length > 0 && line[line.length - 1] === 13 ? line.subarray(0, -1) : line;
+    // a bare CR inside a line would be read as a line end by some servers
+    if (l.includes(13)) l = Buffer.from(l.toString('latin1').replace(/\r/g, ''), 'latin1');
+    const stuff = !this.alreadyStuffed && l.length > 0 && l[0] === DOT;
+    return Buffer.concat([stuff ? Buffer.from('.') : Buffer.alloc(0), l, Buffer.from('\r\n')]);
+  }
+}
+
+/** Plain message text (LF) as a stream, whatever the job stored. */
+export function openPlain(body: BodySource): Readable {
+  const raw = openRaw(body);
+  return body.stuffed ? raw.pipe(new DotUnstuff()) : raw;
+}
+
+/** Message text as SMTP DATA (CRLF, stuffed, ending in CRLF; no final `.`). */
+export function openSmtpData(body: BodySource): Readable {
+  return openRaw(body).pipe(new ToSmtpData(body.stuffed));
+}
+
+/** Read the first `max` bytes of the plain message (for notices); `complete` says if that was all. */
+export async function readPlainPrefix(body: BodySource, max: number): Promise<{ bytes: Buffer; complete: boolean }> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  const s = openPlain(body);
+  try {
+    for await (const c of s as AsyncIterable<Buffer>) {
+      chunks.push(c);
+      n += c.length;
+      if (n > max) {
+        return { bytes: Buffer.concat(chunks).subarray(0, max), complete: false };
+      }
+    }
+  } finally {
+    s.destroy();
+  }
+  return { bytes: Buffer.concat(chunks), complete: true };
+}
+
+/** Decode RFC 3461 xtext (`+2B` → `+`). */
+export function xtextDecode(s: string): string {
+  return s.replace(/\+([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
+/** The value of an ESMTP parameter (`RET=HDRS` → `HDRS`), case-insensitive keyword. */
+export function paramValue(params: string[], keyword: string): string | undefined {
+  const k = keyword.toUpperCase() + '=';
+  const p = params.find((x) => x.toUpperCase().startsWith(k));
+  return p === undefined ? undefined : p.slice(k.length);
+}

@@ -1,0 +1,148 @@
+// The sendmail delivery method: one `sendmail -oi -f SENDER [DSN flags] -- RCPT…`
+// process per message (never -oee: rejections must show in the exit status), DSN flags
+// (-N/-R/-V) only for an MTA that understands them (Postfix, sendmail 8; never Exim,
+// whose -N turns the rest of the line into recipients: formats.md checklist 12).
+// The exit status is read as sendmail itself reads a mailer's: 71/74/75 and signals
+// are temporary, anything else permanent.
+
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { openPlain, paramValue, xtextDecode, type Transaction } from './message.js';
+import type { RecipientResult } from './result.js';
+import type { MtaKind } from './mta.js';
+
+export interface SendmailArgs {
+  /** '' = null sender */
+  sender: string;
+  recipients: string[];
+  /** RET=FULL|HDRS */
+  ret?: string | undefined;
+  /** ENVID, decoded */
+  envid?: string | undefined;
+  /** NOTIFY=… (one value for all these recipients) */
+  notify?: string | undefined;
+}
+
+/** Whether this MTA's sendmail takes -N/-R/-V as DSN options. */
+export function mtaTakesDsnFlags(mta: MtaKind): boolean {
+  return mta === 'postfix' || mta === 'sendmail';
+}
+
+/** The argv after the program name. No shell is ever involved: each element is one argument. */
+export function sendmailArgv(a: SendmailArgs, mta: MtaKind): string[] {
+  const argv = ['-oi', '-f', a.sender === '' ? '<>' : a.sender];
+  if (mtaTakesDsnFlags(mta)) {
+    if (a.notify) argv.push('-N', a.notify.toLowerCase());
+    if (a.ret) argv.push('-R', a.ret.toLowerCase());
+    // an ENVID with spaces or controls would not survive; Postfix also refuses non-printables
+    if (a.envid && /^[\x21-\x7e]{1,100}$/.test(a.envid)) argv.push('-V', a.envid);
+  }
+  argv.push('--', ...a.recipients);
+  return argv;
+}
+
+export interface ChildOutcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** the first bytes of stderr and stdout */
+  output: string;
+  /** spawn failed (ENOENT, EACCES…) */
+  spawnError?: Error;
+}
+
+/** Run a program with `input` as stdin; bounded wait; output kept to its first 4 KiB. */
+export function runChild(program: string, argv: string[], input: Readable | Buffer | undefined, env: NodeJS.ProcessEnv, timeoutMs = 600_000): Promise<ChildOutcome> {
+  return new Promise((resolve) => {
+    let output = '';
+    const keep = (b: Buffer): void => {
+      if (output.length < 4096) output += b.toString('utf8').slice(0, 4096 - output.length);
+    };
+    let child;
+    try {
+      child = spawn(program, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (err) {
+      resolve({ code: null, signal: null, output: '', spawnError: err as Error });
+      return;
+    }
+    let settled = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (input && !Buffer.isBuffer(input)) input.destroy();
+      resolve({ code: null, signal: null, output, spawnError: err });
+    });
+    child.on('close', (code, signal) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (input && !Buffer.isBuffer(input)) input.destroy();
+      resolve({ code, signal, output });
+    });
+    // the child may exit before reading everything: its exit status tells what happened
+    child.stdin.on('error', () => undefined);
+    if (input === undefined) child.stdin.end();
+    else if (Buffer.isBuffer(input)) child.stdin.end(input);
+    else {
+      input.on('error', (err) => {
+        // our own read failed: make sure the MTA does not take a truncated message
+        child.kill('SIGKILL');
+        output += ` (reading the message failed: ${err.message})`;
+      });
+      input.pipe(child.stdin);
+    }
+  });
+}
+
+const STATUS_OF_EXIT: Record<number, string> = { 65: '5.6.0', 67: '5.1.1', 68: '5.1.2', 77: '5.7.0', 78: '5.3.5' };
+
+/** How a sendmail (or any mail command) exit reads, as sendmail reads a mailer's (deliver.c markfailure). */
+export function classifyExit(o: ChildOutcome, what: string): { kind: RecipientResult['kind']; status: string; diagnostic: string } {
+  const text = o.output.replace(/\s+/g, ' ').trim().slice(0, 400);
+  const enhanced = /^([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(text);
+  if (o.spawnError) {
+    return { kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; cannot run ${what}: ${o.spawnError.message}` };
+  }
+  if (o.signal) return { kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; ${what} killed by ${o.signal}` };
+  if (o.code === 0) return { kind: 'accepted', status: '2.0.0', diagnostic: `x-unix; ${what} exited 0` };
+  const diag = `x-unix; ${what} exited ${o.code}${text ? `: ${text}` : ''}`;
+  if (o.code === 75 || o.code === 74 || o.code === 71) {
+    return { kind: 'temporary', status: enhanced?.[1] === '4' ? enhanced[0] : '4.3.0', diagnostic: diag };
+  }
+  return { kind: 'permanent', status: enhanced?.[1] === '5' ? enhanced[0] : (STATUS_OF_EXIT[o.code ?? -1] ?? '5.3.0'), diagnostic: diag };
+}
+
+export interface SendmailOptions {
+  program: string;
+  mta: MtaKind;
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/**
+ * Deliver one transaction with sendmail, skipping recipients in `skip`. Recipients with
+ * different NOTIFY values go in separate calls (the command line has one -N); each
+ * call's outcome is its recipients' result.
+ */
+export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<string>, o: SendmailOptions): Promise<RecipientResult[]> {
+  const todo = tx.recipients.filter((r) => !skip.has(r.address));
+  const dsn = mtaTakesDsnFlags(o.mta);
+  const groups = new Map<string, string[]>();
+  for (const r of todo) {
+    const key = dsn ? (paramValue(r.params, 'NOTIFY') ?? '') : '';
+    groups.set(key, [...(groups.get(key) ?? []), r.address]);
+  }
+  const ret = paramValue(tx.mailParams, 'RET');
+  const envidRaw = paramValue(tx.mailParams, 'ENVID');
+  const results: RecipientResult[] = [];
+  for (const [notify, recipients] of groups) {
+    const argv = sendmailArgv({ sender: tx.sender, recipients, ret, envid: envidRaw === undefined ? undefined : xtextDecode(envidRaw), notify: notify || undefined }, o.mta);
+    const out = await runChild(o.program, argv, openPlain(tx.body), o.env, o.timeoutMs);
+    const c = classifyExit(out, 'sendmail');
+    for (const address of recipients) results.push({ address, ...c });
+  }
+  return results;
+}

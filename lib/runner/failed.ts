@@ -1,0 +1,85 @@
+// The failed queue as the admin sees it: `mailbag failed` lists jobs with the reason
+// the runner recorded; `mailbag retry` puts one back into in/PEER with its failure
+// cleared but its progress kept, so recipients already accepted are not sent the
+// message again, and its queue lifetime starts over.
+
+import { MailbagError } from '../errors.js';
+import { isJobId, isName } from '../job/header.js';
+import type { JobRef, Spool } from '../spool/index.js';
+import { readState, writeState, emptyState } from './state.js';
+
+export interface FailedJob {
+  peer: string;
+  id: string;
+  created: string;
+  command: string;
+  sender: string;
+  recipients: string[];
+  reason: string;
+  failedAt: string | undefined;
+  noticeSent: boolean | undefined;
+}
+
+/** Failed jobs of one peer or all, oldest first within a peer. */
+export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob[]> {
+  const peers = peer !== undefined ? [peer] : await spool.peers('failed');
+  const out: FailedJob[] = [];
+  for (const p of peers) {
+    for (const ref of await spool.listJobs('failed', p)) {
+      const state = await readState(spool, p, ref.id).catch(() => undefined);
+      let header;
+      try {
+        header = (await spool.readJob(ref)).header;
+      } catch (err) {
+        out.push({ peer: p, id: ref.id, created: '', command: '?', sender: '', recipients: [], reason: state?.failed?.reason ?? (err as Error).message, failedAt: state?.failed?.at, noticeSent: state?.failed?.noticeSent });
+        continue;
+      }
+      out.push({
+        peer: p,
+        id: ref.id,
+        created: header.created,
+        command: header.command,
+        sender: header.sender,
+        recipients: header.recipients.length > 0 ? header.recipients : header.args,
+        reason: state?.failed?.reason ?? 'no reason recorded',
+        failedAt: state?.failed?.at,
+        noticeSent: state?.failed?.noticeSent,
+      });
+    }
+  }
+  return out;
+}
+
+/** Find a failed job by `ID` or `PEER/ID`. */
+export async function findFailed(spool: Spool, name: string): Promise<JobRef> {
+  const slash = name.indexOf('/');
+  const peer = slash >= 0 ? name.slice(0, slash) : undefined;
+  const id = slash >= 0 ? name.slice(slash + 1) : name;
+  if (!isJobId(id) || (peer !== undefined && !isName(peer))) throw new MailbagError('usage', `${JSON.stringify(name)} is not a job id (or PEER/ID)`);
+  const peers = peer !== undefined ? [peer] : await spool.peers('failed');
+  for (const p of peers) {
+    const ref = (await spool.listJobs('failed', p)).find((r) => r.id === id);
+    if (ref) return ref;
+  }
+  throw new MailbagError('usage', `no failed job ${name} (see mailbag failed)`);
+}
+
+/**
+ * Put a failed job back for the runner: clear the failure and the recipients that
+ * failed (they are tried again), keep those accepted, restart the lifetime. The state
+ * is written before the move, so a crash between leaves a failed job that simply
+ * fails again or is retried again.
+ */
+export async function retryFailed(spool: Spool, ref: JobRef, now = new Date()): Promise<JobRef> {
+  const state = (await readState(spool, ref.peer, ref.id)) ?? emptyState();
+  state.failed = undefined;
+  state.nextAttempt = undefined;
+  state.startedAt = undefined;
+  state.retriedAt = now.toISOString();
+  for (const p of Object.values(state.tx)) {
+    p.failed = [];
+    p.noticed = false;
+  }
+  await writeState(spool, ref.peer, ref.id, state);
+  return spool.moveJob(ref, 'in');
+}

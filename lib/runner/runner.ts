@@ -1,0 +1,447 @@
+// The runner: what uuxqt is to UUCP. It takes the jobs of each peer's inbound queue
+// (in/PEER), checks the command against that peer's whitelist, and runs it: `rmail`
+// and `rsmtp` in-process through the configured delivery method, admin actions as
+// argv with no shell. Before a job is handed over its record says "started"; after,
+// the outcome per recipient. Exit 0 / accepted is done; 75 / temporary is retried with
+// backoff; anything else, a forbidden command or a job older than queue_lifetime fails
+// for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
+// with the null sender, never to <>. The crash windows are listed in docs/spool.md.
+
+import { hostname } from 'node:os';
+import type { Config, PeerConfig } from '../config/types.js';
+import { asMailbagError } from '../errors.js';
+import type { JobHeader } from '../job/header.js';
+import { indexBsmtp } from '../deliver/bsmtp-index.js';
+import { Deliverer } from '../deliver/index.js';
+import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
+import type { RecipientResult } from '../deliver/result.js';
+import { rmailTransaction } from '../deliver/rmail.js';
+import { classifyExit, runChild } from '../deliver/sendmail.js';
+import type { NoticeRecipient } from '../notice/dsn.js';
+import { sendNotice, type NoticeRequest } from './notify.js';
+import { faultPoint } from '../spool/fault.js';
+import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
+import { emptyState, readState, removeState, writeState, type RunState, type TxProgress } from './state.js';
+
+export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
+
+/** Retry delays: 5 min, doubling, at most 4 h (uuxqt retries on its next run; we pace it). */
+export function backoffMs(attempts: number): number {
+  return Math.min(5 * 60_000 * 2 ** Math.max(0, attempts - 1), 4 * 3_600_000);
+}
+
+export interface RunOptions {
+  config: Config;
+  /** an open spool (default: Spool.open(config.spool)) */
+  spool?: Spool;
+  /** only these peers (default: every peer with an inbound queue) */
+  peers?: string[];
+  /** ignore the backoff: try every job now */
+  force?: boolean;
+  /** environment of the MTA commands (default process.env) */
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+  /** one line per job outcome */
+  log?: (line: string) => void;
+}
+
+export interface RunSummary {
+  done: number;
+  retry: number;
+  failed: number;
+  /** not due yet, locked, or of an unknown peer */
+  skipped: number;
+}
+
+/** What the whitelist says about a command for a peer: a built-in, an argv, or no. */
+export function resolveAction(peer: PeerConfig | undefined, command: string): { kind: 'builtin'; name: 'rmail' | 'rsmtp' } | { kind: 'argv'; argv: string[] } | { kind: 'forbidden' } {
+  // the whitelist is `accept`; an admin action of the same name replaces a built-in
+  if (!peer || !peer.accept.includes(command)) return { kind: 'forbidden' };
+  if (Object.hasOwn(peer.actions, command) && peer.actions[command]!.length > 0) return { kind: 'argv', argv: peer.actions[command]! };
+  if ((BUILTIN_COMMANDS as readonly string[]).includes(command)) return { kind: 'builtin', name: command as 'rmail' | 'rsmtp' };
+  return { kind: 'forbidden' };
+}
+
+/** argv of an admin action: the configured words, then `--` and the job's arguments. */
+export function actionArgv(argv: string[], args: string[]): string[] {
+  return args.length > 0 ? [...argv.slice(1), '--', ...args] : argv.slice(1);
+}
+
+function fmt(d: Date): string {
+  return d.toISOString();
+}
+
+class JobRun {
+  constructor(
+    private readonly r: Runner,
+    private readonly job: OpenJob,
+    private state: RunState,
+    private readonly deliverer: Deliverer,
+  ) {}
+
+  private get peer(): string {
+    return this.job.ref.peer;
+  }
+
+  private get header(): JobHeader {
+    return this.job.header;
+  }
+
+  async save(): Promise<void> {
+    await writeState(this.r.spool, this.peer, this.header.id, this.state);
+  }
+
+  private progress(i: number): TxProgress {
+    return (this.state.tx[String(i)] ??= { accepted: [], failed: [], noticed: false });
+  }
+
+  /** Recipients of `tx` already settled (accepted or failed): never offered again. */
+  settled(tx: Transaction): Set<string> {
+    const p = this.state.tx[String(tx.index)];
+    return new Set(p ? [...p.accepted, ...p.failed.map((f) => f.address)] : []);
+  }
+
+  /** Record results durably, then send the notice for new permanent failures. */
+  async record(tx: Transaction, results: RecipientResult[]): Promise<void> {
+    faultPoint('runner-after-handover');
+    const p = this.progress(tx.index);
+    let newFailures = false;
+    for (const res of results) {
+      if (res.kind === 'accepted' && !p.accepted.includes(res.address)) p.accepted.push(res.address);
+      if (res.kind === 'permanent' && !p.failed.some((f) => f.address === res.address)) {
+        p.failed.push({ address: res.address, status: res.status, diagnostic: res.diagnostic });
+        newFailures = true;
+      }
+      if (res.kind === 'temporary') this.state.lastError = `${res.address}: ${res.diagnostic}`;
+    }
+    if (newFailures) p.noticed = false;
+    await this.save();
+    faultPoint('runner-after-progress');
+    if (newFailures) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
+  }
+
+  /** Send (once) the notice for a transaction's failed recipients. */
+  async noticeFor(tx: Transaction, reason: string): Promise<void> {
+    const p = this.progress(tx.index);
+    if (p.noticed || p.failed.length === 0) return;
+    const rcpts: NoticeRecipient[] = p.failed.map((f) => {
+      const r = tx.recipients.find((x) => x.address === f.address);
+      const orcpt = r ? paramValue(r.params, 'ORCPT') : undefined;
+      return { recipient: f.address, status: f.status, diagnostic: f.diagnostic, originalRecipient: orcpt ? xtextDecode(orcpt) : undefined };
+    });
+    const sent = await this.r.sendNotice(this.deliverer, {
+      sender: tx.sender,
+      recipients: rcpts,
+      reason,
+      jobId: this.header.id,
+      created: this.header.created,
+      tx,
+    });
+    if (sent) {
+      p.noticed = true;
+      await this.save();
+    }
+  }
+
+  /** Everything the job had to do is settled (each recipient accepted or failed and noticed). */
+  private allSettled(txs: Transaction[]): boolean {
+    return txs.every((tx) => {
+      const s = this.settled(tx);
+      const p = this.state.tx[String(tx.index)];
+      return tx.recipients.every((r) => s.has(r.address)) && (!p || p.failed.length === 0 || p.noticed);
+    });
+  }
+
+  private async transactions(name: 'rmail' | 'rsmtp'): Promise<{ txs: Transaction[]; problem?: string | undefined }> {
+    const { path } = this.job.ref;
+    if (name === 'rmail') {
+      const { tx } = await rmailTransaction(path, this.job.payloadOffset, this.header.args);
+      return { txs: [tx] };
+    }
+    const idx = await indexBsmtp(path, this.job.payloadOffset);
+    return { txs: idx.transactions, problem: idx.problem };
+  }
+
+  /** Run the job once. */
+  async run(): Promise<'done' | 'retry' | 'failed' | 'skipped'> {
+    const now = this.r.now();
+    const peerConfig = this.r.config.peers[this.peer];
+    const age = now.getTime() - Math.max(Date.parse(this.header.created), this.state.retriedAt ? Date.parse(this.state.retriedAt) : 0);
+    const expired = age > this.r.config.queueLifetimeMs;
+    const action = resolveAction(peerConfig, this.header.command);
+
+    if (action.kind === 'forbidden') {
+      return this.fail(`command "${this.header.command}" is not allowed for peer ${this.peer}`, '5.7.1', undefined);
+    }
+    let txs: Transaction[] | undefined;
+    let problem: string | undefined;
+    if (action.kind === 'builtin') {
+      try {
+        ({ txs, problem } = await this.transactions(action.name));
+      } catch (err) {
+        const e = asMailbagError(err);
+        if (e.temporary) throw e;
+        return this.fail(e.message, e.status, undefined);
+      }
+      // a notice may be owed from an attempt that crashed before sending it
+      for (const tx of txs) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
+    }
+    if (expired) {
+      return this.fail(`not delivered within the queue lifetime (${Math.round(this.r.config.queueLifetimeMs / 3_600_000)} h)`, '4.4.7', txs, 'expired');
+    }
+    if (!this.r.force && this.state.nextAttempt && Date.parse(this.state.nextAttempt) > now.getTime()) return 'skipped';
+
+    this.state.attempts++;
+    this.state.startedAt = fmt(now);
+    await this.save();
+    faultPoint('runner-after-started');
+
+    if (action.kind === 'argv') {
+      const out = await runChild(action.argv[0]!, actionArgv(action.argv, this.header.args), this.job.payload(), this.r.env);
+      faultPoint('runner-after-handover');
+      const c = classifyExit(out, action.argv[0]!);
+      if (c.kind === 'accepted') return this.done();
+      if (out.code === 75 || out.signal || out.spawnError) return this.retry(c.diagnostic);
+      return this.fail(c.diagnostic, c.status, undefined);
+    }
+
+    const list = txs!;
+    if (action.name === 'rmail') {
+      await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)));
+    } else {
+      await this.deliverer.deliverBatch(list, (i) => this.settled(list[i]!), (tx, res) => this.record(tx, res));
+    }
+    if (this.allSettled(list)) {
+      if (problem) return this.fail(`the BSMTP job ends badly after its complete transactions: ${problem}`, '5.5.2', list);
+      // a recipient refused for good: the job goes to failed/ with the MTA's words as its
+      // reason (its notices are out already; accepted recipients stay recorded)
+      const refused = list.flatMap((tx) => this.state.tx[String(tx.index)]?.failed ?? []);
+      if (refused.length > 0) {
+        const r = refused[0]!;
+        return this.fail(`<${r.address}>: ${r.diagnostic}${refused.length > 1 ? ` (and ${refused.length - 1} more)` : ''}`, r.status, list);
+      }
+      return this.done();
+    }
+    return this.retry(this.state.lastError ?? 'temporary failure');
+  }
+
+  private async done(): Promise<'done'> {
+    await this.r.spool.removeJob(this.job.ref);
+    faultPoint('runner-after-remove');
+    await removeState(this.r.spool, this.peer, this.header.id);
+    this.r.log(`${this.peer}/${this.header.id}: done`);
+    return 'done';
+  }
+
+  private async retry(why: string): Promise<'retry'> {
+    const now = this.r.now();
+    this.state.startedAt = undefined;
+    this.state.lastError = why;
+    this.state.nextAttempt = fmt(new Date(now.getTime() + backoffMs(this.state.attempts)));
+    await this.save();
+    this.r.log(`${this.peer}/${this.header.id}: retry after ${this.state.nextAttempt}: ${why}`);
+    return 'retry';
+  }
+
+  /**
+   * Fail for good: record why, move the job to failed/, then notify the senders of
+   * what was not delivered. The record comes first, so a crash anywhere after it
+   * finishes the same way on the next run.
+   */
+  async fail(reason: string, status: string, txs: Transaction[] | undefined, kind = 'failed'): Promise<'failed'> {
+    const now = this.r.now();
+    this.state.startedAt = undefined;
+    this.state.failed ??= { reason, at: fmt(now), status, noticeSent: false };
+    if (txs) {
+      // the recipients not yet settled fail now, with this reason
+      for (const tx of txs) {
+        const settled = this.settled(tx);
+        const p = this.progress(tx.index);
+        for (const r of tx.recipients) {
+          if (!settled.has(r.address)) {
+            p.failed.push({ address: r.address, status, diagnostic: `x-mailbag; ${reason}` });
+            p.noticed = false;
+          }
+        }
+      }
+    }
+    await this.save();
+    faultPoint('runner-after-fail-record');
+    if (this.job.ref.queue === 'in') await this.r.spool.moveJob(this.job.ref, 'failed');
+    faultPoint('runner-after-fail-move');
+    await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
+    this.r.log(`${this.peer}/${this.header.id}: ${kind}: ${reason}`);
+    return 'failed';
+  }
+}
+
+export class Runner {
+  readonly force: boolean;
+  readonly env: NodeJS.ProcessEnv;
+  readonly now: () => Date;
+  readonly log: (line: string) => void;
+
+  constructor(readonly config: Config, readonly spool: Spool, o: Omit<RunOptions, 'config' | 'spool' | 'peers'> = {}) {
+    this.force = o.force ?? false;
+    this.env = o.env ?? process.env;
+    this.now = o.now ?? (() => new Date());
+    this.log = o.log ?? (() => undefined);
+  }
+
+  newDeliverer(): Deliverer {
+    return new Deliverer({ delivery: this.config.delivery, env: this.env, site: this.config.site || hostname() });
+  }
+
+  async sendNotice(d: Deliverer, n: NoticeRequest): Promise<boolean> {
+    return sendNotice(d, { site: this.config.site || hostname(), now: this.now(), log: this.log }, n);
+  }
+
+  /** Send what a failed job still owes: per-transaction notices, or one for the whole job. */
+  async finishFailedNotices(d: Deliverer, job: OpenJob, state: RunState, txs: Transaction[] | undefined): Promise<void> {
+    if (!state.failed || state.failed.noticeSent) return;
+    const peer = job.ref.peer;
+    const id = job.header.id;
+    let all = true;
+    if (txs) {
+      for (const tx of txs) {
+        const p = state.tx[String(tx.index)];
+        if (!p || p.noticed || p.failed.length === 0) continue;
+        const ok = await this.sendNotice(d, {
+          sender: tx.sender,
+          recipients: p.failed.map((f) => ({ recipient: f.address, status: f.status, diagnostic: f.diagnostic })),
+          reason: state.failed.reason,
+          jobId: id,
+          created: job.header.created,
+          tx,
+        });
+        if (ok) p.noticed = true;
+        else all = false;
+      }
+    } else {
+      const already = new Set(Object.values(state.tx).flatMap((p) => p.accepted));
+      const rcpts = job.header.recipients.length > 0 ? job.header.recipients : job.header.args;
+      all = await this.sendNotice(d, {
+        sender: job.header.sender,
+        recipients: rcpts.filter((r) => !already.has(r)).map((r) => ({ recipient: r, status: state.failed!.status, diagnostic: `x-mailbag; ${state.failed!.reason}` })),
+        reason: state.failed.reason,
+        jobId: id,
+        created: job.header.created,
+        tx: undefined,
+      });
+    }
+    if (all) state.failed.noticeSent = true;
+    await writeState(this.spool, peer, id, state);
+  }
+
+  /** Failed jobs whose notice has not gone out yet (a crash or a temporary refusal). */
+  private async pendingNotices(d: Deliverer, peer: string): Promise<void> {
+    for (const ref of await this.spool.listJobs('failed', peer)) {
+      const state = await readState(this.spool, peer, ref.id).catch(() => undefined);
+      if (!state?.failed || state.failed.noticeSent) continue;
+      const job = await this.spool.readJob(ref);
+      await this.finishFailedNotices(d, job, state, await this.transactionsOf(job));
+    }
+  }
+
+  /** The transactions of a built-in job, when it can be read; undefined otherwise. */
+  async transactionsOf(job: OpenJob): Promise<Transaction[] | undefined> {
+    try {
+      const a = resolveAction(this.config.peers[job.ref.peer], job.header.command);
+      if (a.kind !== 'builtin') return undefined;
+      return a.name === 'rmail'
+        ? [(await rmailTransaction(job.ref.path, job.payloadOffset, job.header.args)).tx]
+        : (await indexBsmtp(job.ref.path, job.payloadOffset)).transactions;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async runOne(ref: JobRef, d: Deliverer): Promise<'done' | 'retry' | 'failed' | 'skipped'> {
+    let job: OpenJob;
+    try {
+      job = await this.spool.readJob(ref);
+    } catch (err) {
+      const e = asMailbagError(err);
+      if (e.temporary) throw e;
+      // a job file we cannot read at all: out of the way, with its reason; nobody to notify
+      const state = (await readState(this.spool, ref.peer, ref.id).catch(() => undefined)) ?? emptyState();
+      state.failed = { reason: e.message, at: fmt(this.now()), status: e.status, noticeSent: true };
+      await writeState(this.spool, ref.peer, ref.id, state);
+      await this.spool.moveJob(ref, 'failed');
+      this.log(`${ref.peer}/${ref.id}: failed: ${e.message}`);
+      return 'failed';
+    }
+    const state = (await readState(this.spool, ref.peer, ref.id)) ?? emptyState();
+    const run = new JobRun(this, job, state, d);
+    if (state.failed) {
+      // a crash after the failure was recorded: finish moving it and the notices
+      return run.fail(state.failed.reason, state.failed.status, await this.transactionsOf(job));
+    }
+    return run.run();
+  }
+
+  /** Run every due job of one peer with bounded concurrency. */
+  async runPeer(peer: string, summary: RunSummary): Promise<void> {
+    let lock;
+    try {
+      lock = await this.spool.lock(`runner.${peer}`);
+    } catch (err) {
+      const e = asMailbagError(err);
+      if (e.code !== 'locked') throw e;
+      this.log(`${peer}: another runner is at work; skipped`);
+      summary.skipped++;
+      return;
+    }
+    try {
+      const refs = await this.spool.listJobs('in', peer);
+      const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
+      let next = 0;
+      const first = this.newDeliverer();
+      try {
+        await this.pendingNotices(first, peer);
+      } finally {
+        await first.close();
+      }
+      const worker = async (): Promise<void> => {
+        const d = this.newDeliverer();
+        try {
+          while (next < refs.length) {
+            const ref = refs[next++]!;
+            let outcome: 'done' | 'retry' | 'failed' | 'skipped';
+            try {
+              outcome = await this.runOne(ref, d);
+            } catch (err) {
+              // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
+              this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
+              outcome = 'retry';
+            }
+            summary[outcome]++;
+          }
+        } finally {
+          await d.close();
+        }
+      };
+      await Promise.all(Array.from({ length: width }, worker));
+    } finally {
+      await lock.release();
+    }
+  }
+}
+
+/** Run the received jobs of every peer (or the given ones). */
+export async function runJobs(o: RunOptions): Promise<RunSummary> {
+  const spool = o.spool ?? (await Spool.open(o.config.spool));
+  const runner = new Runner(o.config, spool, o);
+  const summary: RunSummary = { done: 0, retry: 0, failed: 0, skipped: 0 };
+  const peers = o.peers ?? (await spool.peers('in'));
+  for (const peer of peers) {
+    if (!o.config.peers[peer]) {
+      // jobs of a peer this configuration does not know stay where they are
+      runner.log(`${peer}: not a configured peer; its inbound jobs are left alone`);
+      summary.skipped += (await spool.listJobs('in', peer)).length;
+      continue;
+    }
+    await runner.runPeer(peer, summary);
+  }
+  return summary;
+}

@@ -1,0 +1,84 @@
+// The runner's record of one received job: `run/PEER/ID` in the spool, written only
+// through the spool's commit function (tmp, fsync, rename, directory fsync). It says
+// whether the job was handed over (started), what each transaction's recipients came
+// to (accepted, failed with the notice sent or not), when to try again, and whether
+// the job failed for good. Format: `mailbag-run 1\n` + one line of JSON.
+
+import { readFile, unlink } from 'node:fs/promises';
+import { MailbagError } from '../errors.js';
+import type { Spool } from '../spool/index.js';
+
+export const RUN_MAGIC_LINE = 'mailbag-run 1\n';
+
+export interface FailedRecipient {
+  address: string;
+  status: string;
+  diagnostic: string;
+}
+
+export interface TxProgress {
+  /** recipients the MTA accepted: never offered this message again */
+  accepted: string[];
+  /** recipients refused for good */
+  failed: FailedRecipient[];
+  /** the notice for `failed` went out (or there is nobody to send it to) */
+  noticed: boolean;
+}
+
+export interface RunState {
+  /** attempts begun so far */
+  attempts: number;
+  /** ISO time of the latest hand-over; present from just before it until its outcome is recorded */
+  startedAt?: string | undefined;
+  /** ISO time before which the job is not tried again (backoff) */
+  nextAttempt?: string | undefined;
+  /** why the latest attempt did not finish */
+  lastError?: string | undefined;
+  /** per transaction index */
+  tx: Record<string, TxProgress>;
+  /** ISO time `mailbag retry` put the job back: its queue lifetime counts from here */
+  retriedAt?: string | undefined;
+  /** set when the job failed for good (then it is, or is about to be, in failed/) */
+  failed?: { reason: string; at: string; status: string; noticeSent: boolean } | undefined;
+}
+
+export function emptyState(): RunState {
+  return { attempts: 0, tx: {} };
+}
+
+export function statePath(spool: Spool, peer: string, id: string): string {
+  return spool.path('run', peer, id);
+}
+
+export async function readState(spool: Spool, peer: string, id: string): Promise<RunState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(statePath(spool, peer, id), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (!text.startsWith(RUN_MAGIC_LINE)) {
+    const first = text.slice(0, text.indexOf('\n') >>> 0).slice(0, 40);
+    throw new MailbagError('spool', `${statePath(spool, peer, id)}: not a runner record of a version this mailbag knows (${JSON.stringify(first)})`);
+  }
+  const v = JSON.parse(text.slice(RUN_MAGIC_LINE.length)) as RunState;
+  v.tx ??= {};
+  return v;
+}
+
+export async function writeState(spool: Spool, peer: string, id: string, state: RunState): Promise<void> {
+  await spool.ensureDir('run');
+  await spool.ensureDir('run', peer);
+  await spool.commitFile(`run/${peer}/${id}`, Buffer.from(RUN_MAGIC_LINE + JSON.stringify(state) + '\n'), { label: 'run' });
+}
+
+export async function removeState(spool: Spool, peer: string, id: string): Promise<void> {
+  try {
+    await unlink(statePath(spool, peer, id));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return;
+  }
+  await spool.fsyncDir('run', peer);
+}
