@@ -26,6 +26,7 @@ export type BsmtpIssueCode =
 
 export interface BsmtpIssue {
   code: BsmtpIssueCode;
+  /** what is wrong, without the line number (bsmtpIssueError adds `BSMTP line N: `) */
   message: string;
   /** 1-based line of the input where the problem was found */
   line: number;
@@ -150,7 +151,7 @@ export class BsmtpReader {
   #fail(events: BsmtpEvent[], code: BsmtpIssueCode, message: string): void {
     this.#mode = 'failed';
     this.#cmd = [];
-    events.push({ type: 'error', issue: { code, message: `BSMTP line ${this.#line}: ${message}`, line: this.#line } });
+    events.push({ type: 'error', issue: { code, message, line: this.#line } });
   }
 
   #reset(): void {
@@ -407,9 +408,13 @@ export class BsmtpReader {
   }
 }
 
-/** The InputError a caller throws for an issue: `too-big` for bsmtp-too-big, `bad-bsmtp` otherwise. */
+/**
+ * The InputError a caller throws for an issue: `too-big` for bsmtp-too-big, `bad-bsmtp`
+ * otherwise; its message reads `BSMTP line N: …` (a message that already says so is kept).
+ */
 export function bsmtpIssueError(issue: BsmtpIssue): InputError {
-  return new InputError(issue.code === 'bsmtp-too-big' ? 'too-big' : 'bad-bsmtp', issue.message);
+  const message = issue.message.startsWith('BSMTP line ') ? issue.message : `BSMTP line ${issue.line}: ${issue.message}`;
+  return new InputError(issue.code === 'bsmtp-too-big' ? 'too-big' : 'bad-bsmtp', message);
 }
 
 export interface BsmtpSummary {

@@ -156,7 +156,12 @@ describe('BSMTP reader: hostile streams', () => {
     const got = issue(input);
     expect(got.code).toBe(code);
     expect(got.line).toBe(line);
-    expect(got.message).toMatch(new RegExp(`^BSMTP line ${line}: `));
+    expect(got.message).not.toMatch(/^BSMTP line/);
+    const err = bsmtpIssueError(got);
+    expect(err.code).toBe('bad-bsmtp');
+    expect(err.message).toBe(`BSMTP line ${line}: ${got.message}`);
+    // a caller that already put the line in front does not get it twice
+    expect(bsmtpIssueError({ ...got, message: err.message }).message).toBe(err.message);
   });
 
   test('a command line exactly at the cap is taken, with or without CR', () => {
