@@ -1,0 +1,47 @@
+// `mailbag serve --peer NAME`: the far end of a session on stdin/stdout, for an
+// authorized_keys forced command (`command="mailbag serve --peer home",restrict`). The
+// peer's identity is --peer and nothing else; stdout carries only protocol frames, so
+// every log line goes to stderr.
+
+import { loadConfig } from '../config/index.js';
+import { MailbagError } from '../errors.js';
+import { runReceivedJobs, serveLink } from '../session/index.js';
+import { streamLink } from '../transport/link.js';
+import type { CliIo } from './io.js';
+
+const USAGE = 'usage: mailbag serve --peer NAME [--config FILE] [--no-run]';
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let peer: string | undefined;
+  let config: string | undefined;
+  let run = true;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--peer') peer = argv[++i];
+    else if (a.startsWith('--peer=')) peer = a.slice(7);
+    else if (a === '--config') config = argv[++i];
+    else if (a.startsWith('--config=')) config = a.slice(9);
+    else if (a === '--no-run') run = false;
+    else if (a === '--help' || a === '-h') {
+      io.stderr.write(`${USAGE}\n`);
+      return 0;
+    } else throw new MailbagError('usage', `unexpected argument ${JSON.stringify(a)} (${USAGE})`);
+  }
+  if (!peer) throw new MailbagError('usage', `--peer NAME is required: it is the identity of the key this runs for (${USAGE})`);
+  const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  const link = streamLink(io.stdin, io.stdout, 'stdio');
+  const result = await serveLink({
+    config: cfg,
+    peer,
+    link,
+    ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${l}\n`) } : {}),
+  });
+  io.stderr.write(
+    `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +
+      `${result.received.duplicates ? ` (${result.received.duplicates} duplicates skipped)` : ''}\n`,
+  );
+  if (run && result.received.jobs > 0) {
+    await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+// `mailbag sync PEER`: one session with PEER, both directions. Exit 0 when everything
+// queued both ways crossed; 75 when the peer could not be reached or the link broke
+// (jobs stay queued); the table's code for configuration errors (host key, auth).
+
+import { loadConfig, formatSize } from '../config/index.js';
+import { MailbagError, SessionError } from '../errors.js';
+import { runReceivedJobs, syncPeer, type SessionProgress, type SessionResult } from '../session/index.js';
+import type { CliIo } from './io.js';
+
+const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let peer: string | undefined;
+  let config: string | undefined;
+  let run = true;
+  let quiet = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config') config = argv[++i];
+    else if (a.startsWith('--config=')) config = a.slice(9);
+    else if (a === '--no-run') run = false;
+    else if (a === '--quiet' || a === '-q') quiet = true;
+    else if (a === '--help' || a === '-h') {
+      io.stdout.write(`${USAGE}\n`);
+      return 0;
+    } else if (a.startsWith('-')) throw new MailbagError('usage', `unknown option ${a} (${USAGE})`);
+    else if (peer === undefined) peer = a;
+    else throw new MailbagError('usage', `one PEER only (${USAGE})`);
+  }
+  if (!peer) throw new MailbagError('usage', `which peer? (${USAGE})`);
+  const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  const started = Date.now();
+  const progress = io.isTTY && !quiet ? progressPrinter(io) : undefined;
+  let result: SessionResult;
+  try {
+    result = await syncPeer({
+      config: cfg,
+      peer,
+      ...(progress ? { onProgress: progress.update } : {}),
+      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${l}\n`) } : {}),
+    });
+  } finally {
+    progress?.clear();
+  }
+  if (!quiet) io.stdout.write(`${summaryLine(peer, result, Date.now() - started)}\n`);
+  if (run && result.received.jobs > 0) {
+    await runReceivedJobs(cfg, peer, quiet ? undefined : (line) => io.stdout.write(`${line}\n`));
+  }
+  return checkDrained(peer, result);
+}
+
+/** 0 when everything crossed; otherwise throws a temporary error that says what did not. */
+export function checkDrained(peer: string, r: SessionResult): number {
+  if (r.drained) return 0;
+  const parts = [
+    ...r.refusedByPeer.map((x) => `${peer} refused bag ${x.bag.slice(0, 12)}: ${x.message} (${x.code})`),
+    ...r.refusedByUs.map((x) => `refused bag ${x.bag.slice(0, 12)} from ${peer}: ${x.message} (${x.code})`),
+    ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts stay queued`] : []),
+  ];
+  throw new SessionError('peer-refused', parts.join('; '));
+}
+
+export function summaryLine(peer: string, r: SessionResult, ms: number): string {
+  const dup = r.received.duplicates ? `, ${r.received.duplicates} already had` : '';
+  return (
+    `${peer}: sent ${r.sent.jobs} jobs in ${r.sent.bags} bags (${formatSize(r.sent.bytes)} of bags` +
+    `${r.sent.skipped ? `, ${formatSize(r.sent.skipped)} resumed` : ''}), ` +
+    `received ${r.received.jobs} jobs in ${r.received.bags} bags (${formatSize(r.received.mailBytes)} of mail${dup}); ` +
+    `wire ${formatSize(r.wire.out)} out, ${formatSize(r.wire.in)} in; ${(ms / 1000).toFixed(1)} s`
+  );
+}
+
+function progressPrinter(io: CliIo): { update: (p: SessionProgress) => void; clear: () => void } {
+  let last = 0;
+  let shown = false;
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last < 200) return;
+      last = now;
+      shown = true;
+      const pct = (a: number, b: number): string => (b > 0 ? `${Math.min(100, Math.floor((100 * a) / b))}%` : '-');
+      io.stderr.write(`\r\x1b[Ksending ${formatSize(p.sentBytes)} (${pct(p.sentBytes, p.sendTotal)}), ${p.sentJobs} jobs done; receiving ${formatSize(p.receivedBytes)} (${pct(p.receivedBytes, p.receiveTotal)}), ${p.receivedJobs} jobs`);
+    },
+    clear() {
+      if (shown) io.stderr.write('\r\x1b[K');
+    },
+  };
+}

@@ -1,0 +1,243 @@
+// Sessions with peers, as the commands use them: syncPeer (dial one peer, both
+// directions), serveLink (the far end, identity from --peer only), dispatchPeers (every
+// peer with work queued or due). One session per peer at a time: each holds the spool
+// lock `session-PEER` for its whole length, so two clients never take the same mail.
+
+import { readFile } from 'node:fs/promises';
+import type { Config, PeerConfig } from '../config/types.js';
+import { ConfigError, MailbagError, SessionError } from '../errors.js';
+import { Spool } from '../spool/spool.js';
+import type { Lock } from '../spool/lock.js';
+import type { Link, Transport } from '../transport/types.js';
+import type { BagCodec } from './messages.js';
+import { refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
+import { SessionStore, type ReceiveCaps } from './store.js';
+
+export { runSession, refuseSession, type SessionOptions, type SessionProgress, type SessionResult } from './session.js';
+export { SessionStore, planBags, type SpoolPaths, type PendingBag, type ReceiveCaps } from './store.js';
+export { Ledger } from './ledger.js';
+export { FrameDecoder, FRAME, encodeFrame } from './frame.js';
+
+const NAME_RE = /^[a-z0-9][a-z0-9.-]*$/;
+
+export interface SessionHooks {
+  onProgress?: (p: SessionProgress) => void;
+  trace?: (line: string) => void;
+  software?: string;
+}
+
+export function receiveCaps(config: Config): ReceiveCaps {
+  return {
+    maxBag: config.limits.maxBagSize,
+    maxExpanded: config.limits.maxBagExpanded,
+    maxJobs: config.limits.maxJobsPerBag,
+    maxJob: config.limits.maxMessageSize,
+  };
+}
+
+function codecsFor(peer: PeerConfig | undefined): BagCodec[] {
+  const first = peer?.codec ?? 'br';
+  return [first, ...(['br', 'gzip', 'none'] as BagCodec[]).filter((c) => c !== first)];
+}
+
+export function storeFor(config: Config, spool: Spool, peer: string, peerConfig: PeerConfig | undefined): SessionStore {
+  return new SessionStore({
+    paths: { root: spool.root, tmp: spool.tmpDir, out: spool.path('out', peer), in: spool.path('in', peer) },
+    site: config.site,
+    peer,
+    ledgerRetentionMs: config.ledgerRetentionMs,
+    accept: peerConfig ? [...peerConfig.accept, ...Object.keys(peerConfig.actions)] : undefined,
+  });
+}
+
+async function lockPeer(spool: Spool, peer: string): Promise<Lock> {
+  try {
+    return await spool.lock(`session-${peer}`);
+  } catch (err) {
+    if (err instanceof MailbagError && err.code === 'locked') {
+      throw new SessionError('locked', `another session with ${peer} is running (lock session-${peer} in ${spool.path('locks')})`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Record when the last session with a peer ended (for dispatch's poll interval). */
+async function markSession(spool: Spool, peer: string): Promise<void> {
+  await spool.ensureDir('bags');
+  await spool.commitFile(`bags/${peer}.last`, Buffer.from(`${new Date().toISOString()}\n`), { label: 'last' });
+}
+
+async function lastSession(spool: Spool, peer: string): Promise<number | undefined> {
+  try {
+    const t = Date.parse((await readFile(spool.path('bags', `${peer}.last`), 'utf8')).trim());
+    return Number.isNaN(t) ? undefined : t;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SyncOptions extends SessionHooks {
+  config: Config;
+  peer: string;
+  /** default: from the peer's configuration */
+  transport?: Transport;
+  spool?: Spool;
+}
+
+/** Dial one peer and run one session, both directions. */
+export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
+  const peer = o.config.peers[o.peer];
+  if (!peer) {
+    const { requirePeer } = await import('../config/index.js');
+    requirePeer(o.config, o.peer);
+    throw new ConfigError(`unknown peer ${o.peer}`);
+  }
+  const spool = o.spool ?? (await Spool.open(o.config.spool, { create: true }));
+  const lock = await lockPeer(spool, o.peer);
+  try {
+    const store = storeFor(o.config, spool, o.peer, peer);
+    await store.open();
+    // loaded only when dialling: `mailbag serve` never needs an SSH client
+    const transport = o.transport ?? (await import('../transport/for-peer.js')).transportForPeer(peer);
+    let link: Link;
+    try {
+      link = await transport.connect();
+    } catch (err) {
+      if (err instanceof MailbagError) throw err;
+      throw new SessionError('unreachable', `cannot reach ${o.peer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    const result = await runSession({
+      link,
+      store,
+      site: o.config.site,
+      peer: o.peer,
+      codecs: codecsFor(peer),
+      caps: receiveCaps(o.config),
+      keepaliveMs: peer.keepaliveMs || 15_000,
+      ...hooks(o),
+    });
+    await markSession(spool, o.peer);
+    return result;
+  } finally {
+    await lock.release();
+  }
+}
+
+function hooks(o: SessionHooks): SessionHooks {
+  return {
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.trace ? { trace: o.trace } : {}),
+    software: o.software ?? 'mailbag',
+  };
+}
+
+export interface ServeOptions extends SessionHooks {
+  config: Config;
+  /** from the forced command's --peer: the only identity this session will accept */
+  peer: string;
+  link: Link;
+  spool?: Spool;
+}
+
+/**
+ * The far end of a session on `link` (stdin/stdout of a forced command, an embedded SSH
+ * server's exec channel). The peer reads and acknowledges only out/PEER/ and submits
+ * only into in/PEER/, whatever it sends.
+ */
+export async function serveLink(o: ServeOptions): Promise<SessionResult> {
+  if (!NAME_RE.test(o.peer) || o.peer.length > 64) {
+    await refuseSession(o.link, 'peer-refused', 'this key has no valid peer name');
+    throw new ConfigError(`--peer ${JSON.stringify(o.peer.slice(0, 80))} is not a peer name`, { code: 'usage' });
+  }
+  const peer = Object.hasOwn(o.config.peers, o.peer) ? o.config.peers[o.peer] : undefined;
+  if (!peer) {
+    await refuseSession(o.link, 'peer-refused', `${o.config.site} does not know a peer called ${o.peer}`);
+    throw new ConfigError(`unknown peer "${o.peer}": add a [peers.${o.peer}] section${o.config.file ? ` to ${o.config.file}` : ''}`, { code: 'unknown-peer' });
+  }
+  const spool = o.spool ?? (await Spool.open(o.config.spool, { create: true }));
+  let lock: Lock;
+  try {
+    lock = await lockPeer(spool, o.peer);
+  } catch (err) {
+    await refuseSession(o.link, 'locked', err instanceof Error ? err.message : String(err));
+    throw err;
+  }
+  try {
+    const store = storeFor(o.config, spool, o.peer, peer);
+    await store.open();
+    const result = await runSession({
+      link: o.link,
+      store,
+      site: o.config.site,
+      peer: o.peer,
+      codecs: codecsFor(peer),
+      caps: receiveCaps(o.config),
+      keepaliveMs: peer.keepaliveMs || 15_000,
+      ...hooks(o),
+    });
+    await markSession(spool, o.peer);
+    return result;
+  } finally {
+    await lock.release();
+  }
+}
+
+export interface DispatchEntry {
+  peer: string;
+  why: 'queued' | 'poll';
+  result?: SessionResult;
+  error?: MailbagError;
+  skipped?: string;
+}
+
+/** The peers a dispatcher should dial now: work queued for them, or their poll interval passed. */
+export async function peersDue(config: Config, spool: Spool, now = Date.now()): Promise<{ peer: string; why: 'queued' | 'poll' }[]> {
+  const due: { peer: string; why: 'queued' | 'poll' }[] = [];
+  for (const name of Object.keys(config.peers).sort()) {
+    const p = config.peers[name]!;
+    const dialable = p.transport === 'command' ? (p.command?.length ?? 0) > 0 : p.host !== undefined;
+    if (!dialable) continue;
+    const queued = (await spool.listJobs('out', name)).length > 0;
+    if (queued) {
+      due.push({ peer: name, why: 'queued' });
+      continue;
+    }
+    const last = await lastSession(spool, name);
+    if (p.pollMs > 0 && (last === undefined || now - last >= p.pollMs)) due.push({ peer: name, why: 'poll' });
+  }
+  return due;
+}
+
+/** One session with every peer that is due (sequentially); a peer already in a session is skipped. */
+export async function dispatchPeers(o: SessionHooks & { config: Config; transports?: Record<string, Transport> }): Promise<DispatchEntry[]> {
+  const spool = await Spool.open(o.config.spool, { create: true });
+  const out: DispatchEntry[] = [];
+  for (const d of await peersDue(o.config, spool)) {
+    try {
+      const t = o.transports?.[d.peer];
+      const result = await syncPeer({ ...o, peer: d.peer, spool, ...(t ? { transport: t } : {}) });
+      out.push({ ...d, result });
+    } catch (err) {
+      const e = err instanceof MailbagError ? err : new SessionError('internal', String(err));
+      if (e.code === 'locked') out.push({ ...d, skipped: e.message });
+      else out.push({ ...d, error: e });
+    }
+  }
+  return out;
+}
+
+/**
+ * The hook that hands received jobs to the runner (issue 4) after a session that
+ * received some. Loaded by name at run time, so a build without lib/runner still syncs;
+ * returns undefined when there is no runner.
+ */
+export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<{ done: number; retry: number; failed: number; skipped: number } | undefined> {
+  let mod: { runJobs?: (o: { config: Config; peers: string[]; log?: (line: string) => void }) => Promise<{ done: number; retry: number; failed: number; skipped: number }> };
+  try {
+    mod = (await import(new URL('../runner/runner.js', import.meta.url).href)) as typeof mod;
+  } catch {
+    return undefined;
+  }
+  if (typeof mod.runJobs !== 'function') return undefined;
+  return mod.runJobs({ config, peers: [peer], ...(log ? { log } : {}) });
+}
