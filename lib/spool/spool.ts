@@ -113,11 +113,7 @@ export class Spool {
       const dev = (await stat(abs)).dev;
       await Spool.checkMarker(abs, opts.create === true);
       for (const d of SPOOL_DIRS) await Spool.checkDir(join(abs, d), dev, true);
-      for (const q of QUEUES) {
-        for (const p of await readdir(join(abs, q))) {
-          if (isName(p)) await Spool.checkDir(join(abs, q, p), dev, false);
-        }
-      }
+      await Spool.checkTree(abs, dev);
       const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
       return new Spool(abs, dev, report);
     } catch (err) {
@@ -144,6 +140,24 @@ export class Spool {
     if (!m) throw new SpoolError(`${path} is not a mailbag spool marker (it must read "${SPOOL_MARKER_CONTENT.trim()}")`);
     if (Number(m[1]) !== SPOOL_VERSION) {
       throw new SpoolError(`spool format version ${m[1]} is not supported; this mailbag reads version ${SPOOL_VERSION} (${path})`);
+    }
+  }
+
+  /**
+   * The one-filesystem check: every directory in the root and one level below it
+   * (out/PEER, ledger/PEER, bags/out …), two below in bags/ (bags/out/PEER), must be
+   * on the root's device. Job files are not looked at, so a long queue costs nothing.
+   */
+  private static async checkTree(root: string, dev: number): Promise<void> {
+    const subdirs = async (dir: string): Promise<string[]> =>
+      (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() || e.isSymbolicLink()).map((e) => join(dir, e.name));
+    for (const top of await subdirs(root)) {
+      await Spool.checkDir(top, dev, false);
+      if (top.endsWith('/tmp') || top.endsWith('/locks')) continue;
+      for (const second of await subdirs(top)) {
+        await Spool.checkDir(second, dev, false);
+        if (top.endsWith('/bags')) for (const third of await subdirs(second)) await Spool.checkDir(third, dev, false);
+      }
     }
   }
 

@@ -76,5 +76,11 @@ describe.runIf(mounts)('spool on real file systems', () => {
     unmount(mounted.pop()!);
     mount(join(root, 'tmp'), '64k');
     await expect(Spool.open(root)).rejects.toThrow(/spool\/tmp is on another file system/);
+    unmount(mounted.pop()!);
+    // the session's directories too (bags/in/PEER holds partial bags)
+    mkdirSync(join(root, 'bags', 'in', 'hub'), { recursive: true });
+    await Spool.open(root);
+    mount(join(root, 'bags', 'in', 'hub'), '64k');
+    await expect(Spool.open(root)).rejects.toThrow(/bags\/in\/hub is on another file system/);
   });
 });
