@@ -334,14 +334,15 @@ export class LmtpServer {
    */
   async close(graceMs = 30_000): Promise<void> {
     this.closing = true;
-    // connections between transactions (an MTA's cached connection) go now; the others
-    // as soon as their transaction is over
+    // connections not inside DATA (an MTA's cached connection, or one still sending
+    // MAIL/RCPT: nothing of it is accepted yet) go now with 421; those receiving or
+    // committing a message as soon as their replies are out
     const deadline = Date.now() + graceMs;
     const sweep = (): void => {
       for (const { server } of this.servers) {
         for (const conn of (server as unknown as { connections: Set<IdleCheck> }).connections) {
-          const inTransaction = Boolean(conn.session?.envelope?.mailFrom) || Boolean(conn._dataStream);
-          if (!inTransaction && !conn._closing && !conn._closed) {
+          const inData = Boolean(conn._dataStream);
+          if (!inData && !conn._closing && !conn._closed) {
             conn.send(421, 'mailbag lmtpd shutting down, try again later');
             conn.close();
           }
@@ -373,7 +374,6 @@ export class LmtpServer {
 
 /** the parts of smtp-server's SMTPConnection the shutdown sweep looks at */
 interface IdleCheck {
-  session?: { envelope?: { mailFrom?: unknown } };
   _dataStream?: unknown;
   _closing?: boolean;
   _closed?: boolean;

@@ -1,0 +1,154 @@
+// `mailbag lmtpd` as a process at its limits: a spool on a full tmpfs (451 with a clear
+// text, nothing partial left, Postfix keeps the mail and delivers it once there is
+// room), an oversize message (SIZE advertised, 552), malformed LMTP, the connection cap.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { isRoot, makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
+import { need } from '../helpers/need.js';
+import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
+import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+
+const canMount = need('root (mounts a small tmpfs for the full-spool test)', isRoot ? [] : ['uid 0'], 'run as root');
+
+async function session(where: string | number): Promise<LmtpClient> {
+  const c = await LmtpClient.connect(where);
+  expect((await c.read()).code).toBe(220);
+  expect((await c.cmd('LHLO t.test')).code).toBe(250);
+  return c;
+}
+
+describe.skipIf(!canMount || !havePostfix())('a full spool', () => {
+  let dir: string;
+  let mnt: string;
+  let lmtpd: Lmtpd;
+  let pf: PostfixInstance;
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-full');
+    mnt = join(dir, 'fs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', mnt]);
+    lmtpd = await startLmtpd({ dir: mnt, peers: { hub: ['a.test'] }, socket: join(dir, 'lmtp.sock'), socketMode: '0666' });
+    pf = await startPostfix({ transports: { 'a.test': `lmtp:unix:${lmtpd.socket}` } });
+  });
+
+  afterAll(async () => {
+    await pf?.stop();
+    await lmtpd?.stop();
+    if (mnt) execFileSync('umount', [mnt]);
+    if (dir) removeTempDir(dir);
+  });
+
+  it('answers 451 with a clear text, leaves nothing partial, and the MTA delivers once there is room', async () => {
+    const line = '0123456789abcdef'.repeat(4);
+    const big = `Subject: too big for the disk\n\n${`${line}\n`.repeat(6000)}`;
+    // directly: the reply says why
+    const c = await session(lmtpd.socket);
+    await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+    const [r] = await c.data(big, 1);
+    c.destroy();
+    expect(r!.code).toBe(451);
+    expect(r!.raw).toMatch(/^451 4\.3\.0 not queued for hub: spool full: .*no space left on device/i);
+    expect(tmpLeftovers(lmtpd.spool)).toEqual([]);
+    expect(readJobs(lmtpd.spool, 'hub')).toEqual([]);
+
+    // through Postfix: deferred, kept, delivered after the spool grows
+    expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test'], big)).code).toBe(0);
+    await pf.waitLog(/to=<x@a\.test>.*status=deferred .*451 4\.3\.0 not queued for hub: spool full/);
+    expect(pf.queued()).toHaveLength(1);
+    expect(tmpLeftovers(lmtpd.spool)).toEqual([]);
+    execFileSync('mount', ['-o', 'remount,size=8m', mnt]);
+    await pf.flush();
+    await pf.waitQueueEmpty(60_000);
+    const jobs = readJobs(lmtpd.spool, 'hub');
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.message).toContain('Subject: too big for the disk\n');
+    expect(jobs[0]!.message.endsWith(`\n\n${`${line}\n`.repeat(6000)}`)).toBe(true);
+  });
+});
+
+describe('limits and malformed input against the process', () => {
+  let dir: string;
+  let lmtpd: Lmtpd;
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-limits');
+    lmtpd = await startLmtpd({
+      dir,
+      peers: { hub: ['a.test'] },
+      extraToml: 'max_connections = 2\nmax_recipients = 3\n\n[limits]\nmax_message_size = "64K"\n',
+    });
+  });
+
+  afterAll(async () => {
+    await lmtpd?.stop();
+    if (dir) removeTempDir(dir);
+  });
+
+  it('advertises SIZE from limits.max_message_size and refuses more with 552, nothing stored', async () => {
+    const c = await session(lmtpd.socket);
+    try {
+      const lhlo = await c.cmd('LHLO again.test');
+      expect(lhlo.lines).toContain('SIZE 65536');
+      expect((await c.cmd('MAIL FROM:<s@src.test> SIZE=70000')).raw).toMatch(/^552 5\.3\.4 .*65536/);
+      await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+      const [r] = await c.data(`Subject: big\n\n${'y'.repeat(99)}\n`.repeat(700), 1);
+      expect(r!.raw).toMatch(/^552 5\.2\.2 message larger than the limit of 65536 bytes/);
+      expect(readJobs(lmtpd.spool, 'hub')).toEqual([]);
+      expect(tmpLeftovers(lmtpd.spool)).toEqual([]);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  it('caps recipients (lmtp.max_recipients) and connections (lmtp.max_connections)', async () => {
+    const open: LmtpClient[] = [];
+    try {
+      const a = await session(lmtpd.socket);
+      open.push(a);
+      const replies = await a.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<1@a.test>', 'RCPT TO:<2@a.test>', 'RCPT TO:<3@a.test>', 'RCPT TO:<4@a.test>']);
+      expect(replies.map((r) => r.code)).toEqual([250, 250, 250, 452]);
+      open.push(await session(lmtpd.socket));
+      const third = await LmtpClient.connect(lmtpd.socket);
+      open.push(third);
+      expect((await third.read()).raw).toMatch(/^421 .*too many connections \(lmtp\.max_connections = 2\)/);
+    } finally {
+      for (const c of open) c.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  });
+
+  it('malformed LMTP gets clear replies; NUL and over-long lines do not hurt the listener', async () => {
+    const c = await LmtpClient.connect(lmtpd.socket);
+    expect((await c.read()).code).toBe(220);
+    expect((await c.cmd('HELO t.test')).code).toBe(500);
+    expect((await c.cmd('LHLO')).raw).toMatch(/^501 /);
+    expect((await c.cmd('LHLO t.test')).code).toBe(250);
+    expect((await c.cmd('MAIL FROM:<s\u0000@src.test>')).code).toBe(501);
+    expect((await c.cmd('MAIL FROM:<s@src.test> BODY=BINARYMIME')).code).toBe(501);
+    expect((await c.cmd('MAIL FROM:<s@src.test>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<nobody@elsewhere.test>')).raw).toMatch(/^550 5\.1\.1 nobody@elsewhere\.test: no peer takes mail for elsewhere\.test/);
+    const long = await c.cmd(`RCPT TO:<${'z'.repeat(20_000)}@a.test>`);
+    // smtp-server's command line cap: the connection is ended with a 421 that says why
+    expect(long.raw).toMatch(/^421 .*too long/i);
+    c.destroy();
+    // still serving
+    const d = await session(lmtpd.socket);
+    await d.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<ok@a.test>']);
+    expect((await d.data('Subject: fine\n\nok\n', 1))[0]!.code).toBe(250);
+    d.destroy();
+    expect(readJobs(lmtpd.spool, 'hub')).toHaveLength(1);
+  });
+
+  it('stops on SIGTERM with exit 0 and removes its socket', async () => {
+    const code = await lmtpd.stop();
+    expect(code).toBe(0);
+    expect(lmtpd.log()).toMatch(/SIGTERM: stopping/);
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(lmtpd.socket)).toBe(false);
+  });
+});
