@@ -5,7 +5,7 @@
 // alike; every run must exit 0 and every mailbag run must leave one job in the spool.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +183,7 @@ export async function main(argv: string[]): Promise<number> {
   const sizes = messages.map((m) => statSync(m).size).sort((a, b) => a - b);
 
   const dir = mkdtempSync(join(tmpdir(), 'mailbag-bench-'));
+  chmodSync(dir, 0o755); // set-uid uux (uucp) must reach its spool inside
   try {
     const spool = join(dir, 'spool');
     const config = join(dir, 'mailbag.toml');

@@ -157,6 +157,20 @@ export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * The MTAs run our bins as `user` (pipe transports): check that user can reach the
+ * checkout and run node on it, and say what to fix when not (a checkout under a 0700
+ * home directory is the usual cause).
+ */
+export async function assertUserCanRun(user: TestUser, bin = mailbagBin): Promise<void> {
+  const r = await run(bin, ['--version'], { uid: user.uid, gid: user.gid, env: { PATH: '/usr/bin:/bin' }, timeoutMs: 30_000 });
+  if (r.code !== 0) {
+    throw new Error(
+      `${user.name} cannot run ${bin} (exit ${r.code ?? r.signal}: ${r.stderr.trim()}); every directory above the checkout must be searchable by others (chmod o+x), as .ci/run ensures`,
+    );
+  }
+}
+
 /** Is the process with this pid still there (and not a zombie we could reap)? */
 export function processAlive(pid: number): boolean {
   try {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
 import { parseMessage, waitMaildir } from '../helpers/maildir.js';
-import { ensureTestUser, mailbagBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { assertUserCanRun, ensureTestUser, mailbagBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
 import { makeUserSpool, readJobs, splitBsmtp, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
 
@@ -74,6 +74,7 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
 
   beforeAll(async () => {
     user = ensureTestUser();
+    await assertUserCanRun(user);
     dir = makeSharedTempDir('exim-int');
     spool = join(dir, 'spool');
     await makeUserSpool(spool, user);

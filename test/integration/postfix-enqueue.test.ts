@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { parseMessage, waitMaildir } from '../helpers/maildir.js';
-import { ensureTestUser, mailbagBin, mailbagUuxBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { assertUserCanRun, ensureTestUser, mailbagBin, mailbagUuxBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { makeUserSpool, readJobs, splitBsmtp, splitRmail, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
@@ -89,6 +89,7 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
 
   beforeAll(async () => {
     user = ensureTestUser();
+    await assertUserCanRun(user);
     dir = makeSharedTempDir('postfix-int');
     spool = join(dir, 'spool');
     await makeUserSpool(spool, user);
