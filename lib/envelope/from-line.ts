@@ -1,5 +1,5 @@
 // The UUCP From_ envelope at the start of an rmail payload: read the way sendmail's
-// rmail reads it (line 1 `From `, then any `From `/`>From ` lines; bang paths built
+// rmail reads it (every leading `From `/`>From ` line; bang paths built
 // from `remote from` or the last `!`), and written in the one shape we emit. Pure and
 // fed chunks; buffers at most LIMITS.maxFromLines lines of LIMITS.maxFromLine bytes.
 
@@ -29,11 +29,11 @@ export interface UucpEnvelope {
 }
 
 export type FromLineIssueCode =
-  | 'from-missing' // line 1 does not begin `From `
+  | 'from-missing' // line 1 begins neither `From ` nor `>From `
   | 'from-truncated' // the payload ends inside an envelope line (no LF), or is empty
   | 'from-too-long' // an envelope line over LIMITS.maxFromLine bytes, or a sender over LIMITS.maxAddressLength
   | 'from-too-many-lines' // more than LIMITS.maxFromLines envelope lines
-  | 'from-corrupt' // nothing after `From `, `remote from` without a host, a sender ending in `!`
+  | 'from-corrupt' // nothing after `From `, `remote from` without a host, a line ending in the sender's `!`
   | 'from-bang' // the sender word begins with `!`
   | 'from-bad-byte'; // NUL or another control character in the sender or system, or a sender that is not UTF-8
 
@@ -110,7 +110,10 @@ function parseLine(rest: string, lineNo: number): { ok: true; value: LineFields 
     if (bang > 0) {
       system = word.slice(0, bang);
       user = word.slice(bang + 1);
-      if (user === '') return fail('from-corrupt', `${where}: the sender ${JSON.stringify(word)} ends with "!"`);
+      // rmail.c refuses a `!` that ends the whole line; `a! <date>` is `a!<>` to it
+      if (user === '' && word.length === rest.length) {
+        return fail('from-corrupt', `${where}: the sender ${JSON.stringify(word)} ends the line with "!"`);
+      }
     }
   }
   const dateEnd = remote >= 1 ? remote : rest.length;
@@ -165,7 +168,8 @@ export class UucpEnvelopeReader {
       const pos = this.#pos;
       let prefix = 0;
       const from = startsWith(buf, pos, FROM);
-      const gtFrom = this.#lines === 0 ? 'no' : startsWith(buf, pos, GT_FROM);
+      // rmail.c takes `>From ` on line 1 too
+      const gtFrom = startsWith(buf, pos, GT_FROM);
       if (from === 'yes') prefix = FROM.length;
       else if (gtFrom === 'yes') prefix = GT_FROM.length;
       else if ((from === 'maybe' || gtFrom === 'maybe') && !atEnd) {
@@ -174,7 +178,9 @@ export class UucpEnvelopeReader {
       if (prefix === 0) {
         if (this.#lines === 0) {
           if (buf.length === 0) return this.#finish(fail('from-truncated', 'empty payload: no UUCP envelope line'));
-          if (from === 'maybe') return this.#finish(fail('from-truncated', 'the payload ends inside the UUCP envelope line'));
+          if (from === 'maybe' || gtFrom === 'maybe') {
+            return this.#finish(fail('from-truncated', 'the payload ends inside the UUCP envelope line'));
+          }
           return this.#finish(fail('from-missing', 'the payload does not begin with a UUCP "From " line'));
         }
         return this.#finish(this.#envelope(buf.subarray(pos)));
@@ -204,9 +210,9 @@ export class UucpEnvelopeReader {
   #envelope(rest: Uint8Array): UucpEnvelopeOutcome {
     const systems = this.#systems;
     const user = this.#user;
-    // rmail.c would write `-fc!<>` for an empty user after a path; a null sender is
-    // what that means, so we keep it null.
-    const sender = user === '' ? '' : systems.length > 0 ? `${systems.join('!')}!${user}` : user;
+    // rmail.c writes `-f<>` for an empty user, and `-fc!<>` after a path; a null sender
+    // is what both mean, so we keep it null (a user written `<>` too).
+    const sender = user === '' || user === '<>' ? '' : systems.length > 0 ? `${systems.join('!')}!${user}` : user;
     if (Buffer.byteLength(sender) > LIMITS.maxAddressLength) {
       return fail('from-too-long', `the UUCP envelope sender is longer than ${LIMITS.maxAddressLength} bytes`);
     }

@@ -55,6 +55,10 @@ describe('From_ lines as sendmail rmail reads them', () => {
     expect(e.systems).toEqual(['h3', 'h2', 'h1']);
   });
 
+  test('line 1 may be a >From line, as rmail.c reads it', () => {
+    expect(parse(`>From u ${DATE} remote from c\nX: y\n`).sender).toBe('c!u');
+  });
+
   test('a later "From " line is an envelope line too', () => {
     expect(parse(`From u ${DATE} remote from c\nFrom v ${DATE} remote from d\nX: y\n`).sender).toBe('c!d!v');
   });
@@ -97,6 +101,14 @@ describe('From_ lines as sendmail rmail reads them', () => {
     expect(e.protocol).toBe('UUCP');
     // rmail.c would say `c!<>`; a null sender relayed through c is still a null sender
     expect(parse(`From   ${DATE} remote from c\nX: y\n`).sender).toBe('');
+    // a user written `<>` (rmail.c passes `-f<>`) is the null sender too
+    expect(parse(`From <> ${DATE}\nX: y\n`).sender).toBe('');
+    expect(parse(`From <>  ${DATE} remote from c\nX: y\n`).sender).toBe('');
+    // `a! <date>`: rmail.c splits at the `!` and finds an empty user, `a!<>`
+    const bang = parse(`From a! ${DATE}\nX: y\n`);
+    expect(bang.sender).toBe('');
+    expect(bang.systems).toEqual(['a']);
+    expect(bang.protocol).toBe('UUCP:a.UUCP');
   });
 
   test('one or two spaces before the date; Exim and Postfix shapes', () => {
@@ -130,7 +142,6 @@ describe('From_ lines as sendmail rmail reads them', () => {
 describe('From_ lines refused', () => {
   test('checklist 2: a missing From_ line', () => {
     expect(issue('Subject: x\n\nhi\n')).toBe('from-missing');
-    expect(issue(`>From u ${DATE}\nX: y\n`)).toBe('from-missing');
     expect(issue(`from u ${DATE}\nX: y\n`)).toBe('from-missing');
     expect(issue(`From:u ${DATE}\n`)).toBe('from-missing');
   });
@@ -138,6 +149,7 @@ describe('From_ lines refused', () => {
   test('an empty payload or a line without newline', () => {
     expect(issue('')).toBe('from-truncated');
     expect(issue('Fro')).toBe('from-truncated');
+    expect(issue('>Fro')).toBe('from-truncated');
     expect(issue(`From u ${DATE}`)).toBe('from-truncated');
     expect(issue(`From u ${DATE}\n>From v ${DATE}`)).toBe('from-truncated');
   });
@@ -167,7 +179,7 @@ describe('From_ lines refused', () => {
 
   test('corrupt lines', () => {
     expect(issue('From \nX: y\n')).toBe('from-corrupt');
-    expect(issue(`From a! ${DATE}\nX: y\n`)).toBe('from-corrupt');
+    expect(issue('From a!\nX: y\n')).toBe('from-corrupt');
     expect(issue(`From u ${DATE} remote from \nX: y\n`)).toBe('from-corrupt');
   });
 
