@@ -61,6 +61,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       (err: unknown) => log(`lmtpd: pruning the LMTP ledger failed: ${asMailbagError(err).message}`),
     );
   };
+  const recovered = await ledger.recover(config.site);
+  if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
   prune();
   const pruner = setInterval(prune, PRUNE_EVERY_MS);
   pruner.unref();

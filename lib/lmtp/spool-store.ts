@@ -4,9 +4,10 @@
 // message streams to disk as it arrives and an aborted job leaves nothing behind.
 // Ledger entries are small files `lmtp-ledger/PEER/DIGEST`, committed the same way.
 
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { newJobId } from '../job/id.js';
+import { jobIdTime, newJobId } from '../job/id.js';
 import type { Spool } from '../spool/spool.js';
 import type { DedupLedger, JobDraft, JobDraftHeader, JobStore } from './store.js';
 
@@ -143,6 +144,52 @@ export class SpoolLedger implements DedupLedger {
     await this.spool.ensureDir(LEDGER_DIR);
     await this.spool.ensureDir(LEDGER_DIR, peer);
     await this.spool.commitFile(join(LEDGER_DIR, peer, digest), Buffer.from(`${LEDGER_MAGIC}${jobId}\n`), { label: 'ledger' });
+  }
+
+  /**
+   * After a crash: a job committed just before the listener died may have no ledger
+   * entry yet (the entry is written right after the commit). Jobs are time-sortable, so
+   * only the ones made since shortly before the newest entry (or in the last hour, with
+   * no entry at all) can lack one; their payload digests are recorded now, before the
+   * listener accepts the MTA's retry. Returns how many entries were added.
+   */
+  async recover(site: string, now = Date.now()): Promise<number> {
+    let newest = 0;
+    let peers: string[] = [];
+    try {
+      peers = await readdir(this.spool.path(LEDGER_DIR));
+    } catch {
+      // no ledger yet
+    }
+    for (const peer of peers) {
+      for (const name of await readdir(this.spool.path(LEDGER_DIR, peer)).catch(() => [] as string[])) {
+        const st = await stat(this.spool.path(LEDGER_DIR, peer, name)).catch(() => undefined);
+        if (st && st.mtimeMs > newest) newest = st.mtimeMs;
+      }
+    }
+    // jobs committed in parallel with the newest entry (other connections) are covered by the slack
+    const since = newest > 0 ? newest - 10 * 60_000 : now - 60 * 60_000;
+    let added = 0;
+    for (const peer of await this.spool.peers('out')) {
+      for (const ref of await this.spool.listJobs('out', peer)) {
+        if (jobIdTime(ref.id) < since) continue;
+        let job;
+        try {
+          job = await this.spool.readJob(ref);
+        } catch {
+          continue; // not ours to judge here; the runner reports bad jobs
+        }
+        if (job.header.from !== site || job.header.command !== 'rsmtp') continue;
+        const hash = createHash('sha256');
+        for await (const chunk of job.payload()) hash.update(chunk as Buffer);
+        const digest = hash.digest('hex');
+        if ((await this.find(peer, digest)) === undefined) {
+          await this.record(peer, digest, ref.id);
+          added++;
+        }
+      }
+    }
+    return added;
   }
 
   /** Remove entries older than `retentionMs`; returns how many went. */

@@ -106,3 +106,23 @@ describe('listener on a real spool', () => {
     }
   });
 });
+
+describe('SpoolLedger.recover', () => {
+  it('records jobs committed just before a crash, so the MTA retry is recognised', async () => {
+    const store = new SpoolJobStore(spool, 'home');
+    const ledger = new SpoolLedger(spool);
+    const payload = Buffer.from('MAIL FROM:<>\nRCPT TO:<a@x.test>\nDATA\nhi\n.\n');
+    const d = await store.begin(draftHeader, { maxSize: 1000 });
+    await d.write(payload);
+    const id = await d.commit();
+    // crash here: no ledger entry
+    const { createHash } = await import('node:crypto');
+    const digest = createHash('sha256').update(payload).digest('hex');
+    expect(await ledger.find('hub', digest)).toBeUndefined();
+    expect(await ledger.recover('home')).toBe(1);
+    expect(await ledger.find('hub', digest)).toBe(id);
+    expect(await ledger.recover('home')).toBe(0);
+    // another site's jobs are not ours
+    expect(await ledger.recover('elsewhere')).toBe(0);
+  });
+});

@@ -1,0 +1,77 @@
+// `mailbag lmtpd` killed with SIGKILL in the middle of DATA, right after a job is
+// committed, and after every job is durable but before the replies: real Postfix keeps
+// the mail (the connection broke before its 250s), retries once lmtpd is back, and the
+// spool then holds the message exactly once per peer, with no tmp leftovers.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
+import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+
+const enabled = havePostfix();
+
+describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool holds the message once per peer', () => {
+  let dir: string;
+  let pf: PostfixInstance;
+  let current: Lmtpd | undefined;
+  const socket = (): string => `${dir}/lmtp.sock`;
+  const peers = { hub: ['a.test'], mx2: ['b.test'] };
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-kill');
+    pf = await startPostfix({
+      transports: { 'a.test': `lmtp:unix:${dir}/lmtp.sock`, 'b.test': `lmtp:unix:${dir}/lmtp.sock` },
+      // a broken connection is retried on the next queue run, which flush() starts
+      mainCf: ['lmtp_connection_cache_on_demand = no'],
+    });
+  });
+
+  afterAll(async () => {
+    await current?.kill();
+    await pf?.stop();
+    if (dir) removeTempDir(dir);
+  });
+
+  for (const point of ['lmtp-mid-data', 'lmtp-after-commit', 'lmtp-before-reply']) {
+    it(`killed at ${point}`, async () => {
+      const subject = `killed-at-${point}`;
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', env: { MAILBAG_FAULT: point } });
+      const spool = current.spool;
+      const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length };
+      // big enough that DATA arrives in several chunks
+      const body = `${'k'.repeat(70)}\n`.repeat(3000);
+      const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${body}`;
+      expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test', 'z@a.test'], message)).code).toBe(0);
+
+      const exit = await Promise.race([current.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
+      expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
+      await pf.waitLog(new RegExp(`to=<x@a\\.test>.*status=deferred`));
+      expect(pf.queued()).toHaveLength(1);
+      // mid-DATA the partial jobs are tmp files of a dead process, never in out/
+      if (point === 'lmtp-mid-data') expect(tmpLeftovers(spool).length).toBeGreaterThan(0);
+      expect(readJobs(spool, 'hub').length - before.hub).toBeLessThanOrEqual(1);
+
+      // back up (the spool's start-up cleanup removes the dead writer's tmp files; the
+      // LMTP ledger learns any job committed just before the kill), then Postfix retries
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666' });
+      if (point === 'lmtp-after-commit') expect(current.log()).toMatch(/recorded [12] job\(s\) committed just before a crash/);
+      await pf.flush();
+      await pf.waitQueueEmpty(60_000);
+      const hub = readJobs(spool, 'hub').filter((j) => j.message.includes(`Subject: ${subject}\n`));
+      const mx2 = readJobs(spool, 'mx2').filter((j) => j.message.includes(`Subject: ${subject}\n`));
+      expect(hub).toHaveLength(1);
+      expect(mx2).toHaveLength(1);
+      expect([...hub[0]!.header.recipients].sort()).toEqual(['x@a.test', 'z@a.test']);
+      expect(hub[0]!.message.endsWith(`\n\n${body}`)).toBe(true);
+      expect(readJobs(spool, 'hub').length - before.hub).toBe(1);
+      expect(readJobs(spool, 'mx2').length - before.mx2).toBe(1);
+      expect(tmpLeftovers(spool)).toEqual([]);
+      if (point !== 'lmtp-mid-data') {
+        // the retry was recognised, not stored again
+        expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
+      }
+      await current.stop();
+      current = undefined;
+    });
+  }
+});
