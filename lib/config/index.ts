@@ -1,13 +1,14 @@
 // Loads and validates mailbag.toml. Search order: `--config FILE`, $MAILBAG_CONFIG,
 // /etc/mailbag/mailbag.toml, else built-in defaults (the checkout's spool/). Every key
 // is checked: an unknown key or a wrong type is a ConfigError naming the file, the key
-// and what is wrong. Synchronous and lazy (the TOML parser is loaded only when there is
-// a file), because the enqueue front doors load it once per message.
+// and what is wrong. Synchronous and cheap, because the enqueue front doors load it once
+// per message (they are bundled into one file, so even the TOML parser costs no lookups).
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { parseDuration, parseSize } from './units.js';
@@ -70,19 +71,11 @@ function readConfigFile(file: string, required: boolean): string | undefined {
   }
 }
 
-interface TomlModule {
-  parse: (text: string) => Record<string, unknown>;
-}
-let toml: TomlModule | undefined;
-
 /** Parse and validate the text of a configuration file; `file` names it in errors and anchors relative paths. */
 export function parseConfig(text: string, file: string): Config {
-  // The CommonJS build of smol-toml is one file: a synchronous require of it is the
-  // cheapest way to load a parser only when a file exists.
-  toml ??= createRequire(import.meta.url)('smol-toml') as TomlModule;
   let raw: Record<string, unknown>;
   try {
-    raw = toml.parse(text);
+    raw = parseToml(text) as Record<string, unknown>;
   } catch (err) {
     const e = err as { line?: number; column?: number; message: string };
     const first = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
@@ -244,9 +237,6 @@ function name(t: Table, k: string, value: string, what: string): string {
 
 /** This host's name, first label, made into a valid site name. */
 function hostSiteName(): string {
-  // node:os is loaded only here: a configured site needs no host name.
-  const req = createRequire(import.meta.url);
-  const { hostname } = req('node:os') as typeof import('node:os');
   const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, LIMITS.maxNameLength);
   return label || 'localhost';
 }
