@@ -28,6 +28,8 @@ export const FRAME_HEADER = 5;
 export const MAX_CONTROL = 65_536;
 /** the largest chunk of bag bytes in one DATA frame */
 export const MAX_DATA_CHUNK = 262_144;
+/** the chunk a sender puts in one DATA frame: small, so a link that drops often still makes progress */
+export const DATA_CHUNK = 65_536;
 /** DATA payload: 32-byte bag hash, 8-byte offset, then bytes */
 export const DATA_PREFIX = 40;
 

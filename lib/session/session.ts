@@ -8,7 +8,7 @@ import { SessionError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
 import { faultPoint } from '../spool/fault.js';
 import type { Link } from '../transport/types.js';
-import { FRAME, FrameDecoder, MAX_DATA_CHUNK, encodeDataHead, encodeFrame, frameName } from './frame.js';
+import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, frameName } from './frame.js';
 import {
   chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
   type BagCodec, type Hello, type Offer, type Refuse,
@@ -44,6 +44,8 @@ export interface SessionProgress {
   receiveTotal: number;
   sentJobs: number;
   receivedJobs: number;
+  /** sizes of the bags committed so far (each received byte belongs to exactly one) */
+  committedBagBytes: number;
 }
 
 export interface SessionResult {
@@ -68,6 +70,8 @@ export interface SessionResult {
     bytes: number;
     /** job bytes committed */
     mailBytes: number;
+    /** sizes of the bags committed */
+    bagBytes: number;
   };
   refusedByPeer: Refuse[];
   refusedByUs: Refuse[];
@@ -129,7 +133,7 @@ class Session {
     this.res = {
       peerHello: undefined as unknown as Hello,
       sent: { bags: 0, jobs: 0, bytes: 0, skipped: 0, have: 0 },
-      received: { bags: 0, jobs: 0, duplicates: 0, bytes: 0, mailBytes: 0 },
+      received: { bags: 0, jobs: 0, duplicates: 0, bytes: 0, mailBytes: 0, bagBytes: 0 },
       refusedByPeer: [],
       refusedByUs: [],
       held: [],
@@ -165,7 +169,7 @@ class Session {
       }
       if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
     }, Math.max(10, Math.min(1000, Math.floor(this.keepalive / 2))));
-    void this.readLoop();
+    this.reading = this.readLoop();
     void this.link.done.then((end) => {
       if (!this.settled && !(this.byeSent && this.state.byeReceived)) {
         const why = end.error?.message ?? 'the link closed';
@@ -185,6 +189,8 @@ class Session {
   }
 
   private closing = false;
+  private reading: Promise<void> = Promise.resolve();
+  private pumpDone: Promise<void> = Promise.resolve();
   /** both BYEs passed: the session succeeded */
   private ended = false;
 
@@ -279,7 +285,7 @@ class Session {
         } else {
           this.res.sent.skipped += m.answer.from;
           this.dataQueue.push({ bag: m.answer.bag, from: m.answer.from });
-          void this.pump();
+          if (!this.pumping) this.pumpDone = this.pump();
         }
         return;
       case 'ack':
@@ -364,9 +370,9 @@ class Session {
         const half = Math.floor(p.size / 2);
         if (offset < p.size) {
           for await (const chunk of this.o.store.openBag(bag, from) as AsyncIterable<Buffer>) {
-            for (let i = 0; i < chunk.length; i += MAX_DATA_CHUNK) {
+            for (let i = 0; i < chunk.length; i += DATA_CHUNK) {
               if (this.settled) return;
-              const piece = chunk.subarray(i, i + MAX_DATA_CHUNK);
+              const piece = chunk.subarray(i, i + DATA_CHUNK);
               this.send(encodeDataHead(bag, offset, piece.length));
               const ok = this.send(piece, true);
               const before = offset;
@@ -469,6 +475,7 @@ class Session {
         this.res.received.jobs += r.committed.length;
         this.res.received.duplicates += r.duplicates;
         this.res.received.mailBytes += r.bytes;
+        this.res.received.bagBytes += offer.size;
         faultPoint('session-before-ack');
         this.send(encodeAck({ bag: offer.bag, jobs: r.committed.length, duplicates: r.duplicates }));
         await this.flushed();
@@ -517,6 +524,7 @@ class Session {
       receiveTotal: this.receiveTotal,
       sentJobs: this.res.sent.jobs,
       receivedJobs: this.res.received.jobs,
+      committedBagBytes: this.res.received.bagBytes,
     });
   }
 
@@ -526,7 +534,6 @@ class Session {
     this.closing = true;
     clearInterval(this.timer);
     const e = asMailbagError(err);
-    for (const b of this.incoming.values()) void b.writer?.close(false).catch(() => undefined);
     if (tellPeer) {
       const out = this.link.output;
       if (!out.destroyed && !out.writableEnded) {
@@ -540,7 +547,11 @@ class Session {
     } else {
       this.link.abort(e);
     }
-    this.reject(e);
+    // settle only when no commit or removal of ours is still running: the caller
+    // releases the session lock next, and another session may start at once
+    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain])
+      .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
+      .then(() => this.reject(e));
   }
 }
 

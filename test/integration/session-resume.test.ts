@@ -1,0 +1,207 @@
+// Exactly once over a link that breaks: the in-process pair cut at random byte offsets
+// many times in a row (both directions), a lost acknowledgement, and jobs re-offered in
+// a rebuilt bag. Bytes are counted: a resumed transfer never receives a byte twice.
+
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FRAME, FrameDecoder } from '../../lib/session/frame.js';
+import type { SessionProgress } from '../../lib/session/session.js';
+import { BaseLink } from '../../lib/transport/link.js';
+import { createPair } from '../../lib/transport/pair.js';
+import type { Link } from '../../lib/transport/types.js';
+import { enqueue, ids, makeSite, messages, payloadOf, session, tempDir, type Site } from '../unit/session/sites.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function rng(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
+}
+
+async function sites(): Promise<{ hub: Site; home: Site }> {
+  const t = tempDir('resume');
+  cleanups.push(t.remove);
+  return { hub: await makeSite(t.dir, 'hub'), home: await makeSite(t.dir, 'home') };
+}
+
+/** the ledger of a site for a peer: bag hash → job ids */
+function ledger(site: Site, peer: string): Map<string, string[]> {
+  const text = readFileSync(join(site.root, 'ledger', peer), 'utf8');
+  const m = new Map<string, string[]>();
+  for (const line of text.split('\n').slice(1)) {
+    if (!line) continue;
+    const [, bag, jobs] = line.split(' ');
+    m.set(bag!, jobs ? jobs.split(',') : []);
+  }
+  return m;
+}
+
+interface Tally {
+  /** DATA bytes written to partial files, over all sessions */
+  received: number;
+  /** sizes of the bags committed, over all sessions */
+  committed: number;
+}
+
+/** Sessions until one completes; each of the first `cuts` is cut at a random offset. */
+async function syncThroughCuts(hub: Site, home: Site, random: () => number, maxCut: number, cuts: number): Promise<{ home: Tally; hub: Tally; rounds: number; broken: number }> {
+  const home_: Tally = { received: 0, committed: 0 };
+  const hub_: Tally = { received: 0, committed: 0 };
+  let broken = 0;
+  for (let round = 0; round < cuts + 5; round++) {
+    const cutting = round < cuts;
+    // each direction cut at its own random offset: whichever comes first drops the link
+    const cut = Math.floor(random() * maxCut);
+    const cutUp = Math.floor(random() * maxCut);
+    const down = true;
+    const [a, b] = createPair(cutting ? { cutAfterBtoA: cut, cutAfterAtoB: cutUp } : {});
+    let h: SessionProgress | undefined;
+    let u: SessionProgress | undefined;
+    const results = await Promise.allSettled([
+      session(home, 'hub', a, { onProgress: (p) => void (h = p), idleTimeoutMs: 5000 }),
+      session(hub, 'home', b, { onProgress: (p) => void (u = p), idleTimeoutMs: 5000 }),
+    ]);
+    home_.received += h?.receivedBytes ?? 0;
+    home_.committed += h?.committedBagBytes ?? 0;
+    hub_.received += u?.receivedBytes ?? 0;
+    hub_.committed += u?.committedBagBytes ?? 0;
+    if (process.env.TRACE_ROUNDS) process.stderr.write(`round ${round} cut ${cutting ? cut : "-"} ${down ? "down" : "up"}: ${results.map((r) => r.status === "fulfilled" ? "ok" : String(r.reason)).join(" / ")} home ${h?.receivedBytes} hub ${u?.receivedBytes}\n`);
+    if (results.every((r) => r.status === "fulfilled")) {
+      if (!cutting) return { home: home_, hub: hub_, rounds: round + 1, broken };
+      continue; // the cut fell after the end
+    }
+    broken++;
+    for (const r of results) {
+      if (r.status === 'rejected') expect((r.reason as { code?: string }).code, String(r.reason)).toMatch(/^(link|timeout)$/);
+    }
+  }
+  throw new Error('the sessions never completed');
+}
+
+function checkArrived(hub: Site, home: Site, down: Map<string, Buffer>, up: Map<string, Buffer>): void {
+  expect(ids(home, 'in', 'hub')).toEqual([...down.keys()].sort());
+  expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+  expect(ids(hub, 'out', 'home')).toEqual([]);
+  expect(ids(home, 'out', 'hub')).toEqual([]);
+  for (const [id, p] of down) expect(payloadOf(home, 'in', 'hub', id).equals(p)).toBe(true);
+  for (const [id, p] of up) expect(payloadOf(hub, 'in', 'home', id).equals(p)).toBe(true);
+  // every job in exactly one ledger line
+  expect([...ledger(home, 'hub').values()].flat().sort()).toEqual([...down.keys()].sort());
+  expect([...ledger(hub, 'home').values()].flat().sort()).toEqual([...up.keys()].sort());
+  // no bag or staging left behind
+  expect(readdirSync(join(home.root, 'bags', 'in', 'hub'))).toEqual([]);
+  expect(readdirSync(join(hub.root, 'bags', 'out', 'home'))).toEqual([]);
+}
+
+describe('resume and exactly once over a cut link', () => {
+  it('cut at 30 random offsets in a row: every job arrives once, no byte is received twice', async () => {
+    const { hub, home } = await sites();
+    // compressible mail and incompressible attachments (bags large enough to cut inside)
+    const small = messages(Array.from({ length: 60 }, (_, i) => 500 + ((i * 7919) % 30000)), 3);
+    const down = await enqueue(hub, 'home', [...small, randomBytes(1_500_000), randomBytes(1_200_000), randomBytes(400_000)]);
+    const up = await enqueue(home, 'hub', [...messages([3000, 9000, 40000], 4), randomBytes(600_000)]);
+    const t = await syncThroughCuts(hub, home, rng(20261122), 200_000, 30);
+    expect(t.broken).toBeGreaterThanOrEqual(20);
+    checkArrived(hub, home, down, up);
+    // each byte received once: the received DATA bytes are exactly the committed bags' bytes
+    expect(t.home.received).toBe(t.home.committed);
+    expect(t.hub.received).toBe(t.hub.committed);
+    expect(t.home.committed).toBeGreaterThan(3_000_000);
+  }, 240_000);
+
+  it('a cut halfway through a large bag resends only the second half', async () => {
+    const { hub, home } = await sites();
+    const down = await enqueue(hub, 'home', [randomBytes(2_000_000)]);
+    const [a, b] = createPair({ cutAfterBtoA: 1_000_000 });
+    let first: SessionProgress | undefined;
+    await Promise.allSettled([session(home, 'hub', a, { onProgress: (p) => void (first = p) }), session(hub, 'home', b)]);
+    // what was still in flight when the link dropped is lost, as with a TCP reset
+    expect(first!.receivedBytes).toBeGreaterThan(0);
+    expect(first!.receivedBytes).toBeLessThanOrEqual(1_000_000);
+    expect(ids(home, 'in', 'hub')).toEqual([]);
+    const [c, d] = createPair();
+    const [r] = await Promise.all([session(home, 'hub', c), session(hub, 'home', d)]);
+    expect(r.received.jobs).toBe(1);
+    // the second session received only what the first had not
+    expect(first!.receivedBytes + r.received.bytes).toBe(r.received.bagBytes);
+    checkArrived(hub, home, down, new Map());
+  });
+});
+
+/** A pair whose home side drops every ACK it sends and then cuts the link: the acknowledgement is lost. */
+function pairLosingAcks(): [Link, Link] {
+  const [a, b] = createPair();
+  const decoder = new FrameDecoder();
+  let dropped = false;
+  const real = a.output;
+  const filter = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (dropped) return cb();
+      const frames = decoder.push(chunk);
+      if (!frames.ok) return cb();
+      for (const f of frames.value) {
+        if (f.type === FRAME.ACK) {
+          dropped = true;
+          setImmediate(() => a.abort(new Error('acknowledgement lost')));
+          return cb();
+        }
+        const head = Buffer.alloc(5);
+        head.writeUInt8(f.type, 0);
+        head.writeUInt32BE(f.payload.length, 1);
+        real.write(Buffer.concat([head, f.payload]));
+      }
+      cb();
+    },
+    final(cb) {
+      real.end();
+      cb();
+    },
+  });
+  const wrapped = Object.create(a) as BaseLink;
+  Object.defineProperty(wrapped, 'output', { value: filter });
+  return [wrapped, b];
+}
+
+describe('lost acknowledgement', () => {
+  it('a bag offered again after a lost ACK is answered "have" and not stored twice', async () => {
+    const { hub, home } = await sites();
+    const down = await enqueue(hub, 'home', messages([1000, 2000, 3000], 5));
+    const [a, b] = pairLosingAcks();
+    const first = await Promise.allSettled([session(home, 'hub', a), session(hub, 'home', b)]);
+    expect(first.some((r) => r.status === 'rejected')).toBe(true);
+    // committed at home, still queued at the hub
+    expect(ids(home, 'in', 'hub')).toEqual([...down.keys()].sort());
+    expect(ids(hub, 'out', 'home')).toEqual([...down.keys()].sort());
+    const [c, d] = createPair();
+    const [rHome, rHub] = await Promise.all([session(home, 'hub', c), session(hub, 'home', d)]);
+    expect(rHub.sent.have).toBe(1);
+    expect(rHub.sent.bytes).toBe(0);
+    expect(rHome.received.jobs).toBe(0);
+    checkArrived(hub, home, down, new Map());
+  });
+
+  it('jobs re-offered in a rebuilt bag after a lost ACK are counted as duplicates, not stored twice', async () => {
+    const { hub, home } = await sites();
+    const down = await enqueue(hub, 'home', messages([1000, 2000], 6));
+    const [a, b] = pairLosingAcks();
+    await Promise.allSettled([session(home, 'hub', a), session(hub, 'home', b)]);
+    // the hub loses its pending bag (say, an admin cleaned bags/): the jobs go in a new bag
+    rmSync(join(hub.root, 'bags', 'out', 'home'), { recursive: true });
+    const later = await enqueue(hub, 'home', messages([1500], 7));
+    const [c, d] = createPair();
+    const [rHome] = await Promise.all([session(home, 'hub', c), session(hub, 'home', d)]);
+    expect(rHome.received.duplicates).toBe(2);
+    expect(rHome.received.jobs).toBe(1);
+    expect(ids(home, 'in', 'hub')).toEqual([...down.keys(), ...later.keys()].sort());
+    expect(ids(hub, 'out', 'home')).toEqual([]);
+  });
+});
