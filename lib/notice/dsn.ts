@@ -29,7 +29,7 @@ export interface NoticeInput {
   reason: string;
   /** the job id, named in the human text and an X-Mailbag-Job field */
   jobId: string;
-  /** ENVID from the job (decoded) */
+  /** ENVID from the job, in its xtext form (as RFC 3464 writes it) */
   envid?: string | undefined;
   /** when the job was created (Arrival-Date) */
   arrival?: Date | undefined;

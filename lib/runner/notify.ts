@@ -5,7 +5,7 @@
 
 import { composeNotice, NOTICE_FULL_LIMIT, type NoticeRecipient } from '../notice/dsn.js';
 import type { Deliverer } from '../deliver/index.js';
-import { paramValue, readPlainPrefix, xtextDecode, type Transaction } from '../deliver/message.js';
+import { paramValue, readPlainPrefix, type Transaction } from '../deliver/message.js';
 import { faultPoint } from '../spool/fault.js';
 
 export interface NoticeRequest {
@@ -46,7 +46,8 @@ export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; l
     recipients: n.recipients,
     reason: n.reason,
     jobId: n.jobId,
-    envid: envid === undefined ? undefined : xtextDecode(envid),
+    // RFC 3464 §2.2.1: Original-Envelope-Id is written in xtext, as it came
+    envid,
     arrival: new Date(n.created),
     original,
     originalComplete: complete,
