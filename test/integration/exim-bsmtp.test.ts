@@ -11,11 +11,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
 import { parseMessage, waitMaildir } from '../helpers/maildir.js';
-import { assertUserCanRun, ensureTestUser, mailbagBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { assertUserCanRun, ensureTestUser, mailbagBin, mailbagUuxBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
-import { makeUserSpool, readJobs, splitBsmtp, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
+import { makeUserSpool, readJobs, splitBsmtp, splitRmail, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
 
-const ready = haveExim() && haveCorpus() && need('the built front door', [mailbagBin], 'run npm run build (npm test does it first)');
+const ready =
+  haveExim() && haveCorpus() && need('the built front doors', [mailbagBin, mailbagUuxBin], 'run npm run build (npm test does it first)');
 
 /** Header fields as raw text (continuation lines included), in order. */
 function rawFields(message: Buffer): string[] {
@@ -33,13 +34,17 @@ function rawFields(message: Buffer): string[] {
 /** Fields Exim removes on receipt (return_path_remove, envelope_to_remove, delivery_date_remove). */
 const REMOVED = new Set(['return-path', 'envelope-to', 'delivery-date']);
 
-/** Exim puts one Received field in front and removes the fields above; every other byte stays. */
-function expectThroughExim(delivered: Buffer, original: Buffer): void {
+/**
+ * Exim puts one Received field in front and removes the fields above; every other byte
+ * stays. A pipe transport without use_bsmtp also writes its default message_suffix,
+ * "\n", after the message: `suffix` says so.
+ */
+function expectThroughExim(delivered: Buffer, original: Buffer, suffix = ''): void {
   const got = rawFields(delivered);
   expect(got[0]).toMatch(/^Received: from root by exim\.mailbag\.test with local \(Exim 4\.\d+\)\n/);
   const want = rawFields(original).filter((f) => !REMOVED.has(f.slice(0, f.indexOf(':')).toLowerCase()));
   expect(got.slice(1)).toEqual(want);
-  expect(parseMessage(delivered).body.equals(parseMessage(original).body)).toBe(true);
+  expect(parseMessage(delivered).body.equals(Buffer.concat([parseMessage(original).body, Buffer.from(suffix)]))).toBe(true);
 }
 
 /** Corpus messages Exim passes unchanged apart from the fields above (see postfix-enqueue). */
@@ -105,6 +110,16 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
         '  domains = uucp.test : uucp2.test : unknown.test',
         '  route_data = ${if eq{$domain}{unknown.test}{nosuchpeer}{hub}}',
         '  transport = mailbag_bsmtp',
+        'to_uux_rmail:',
+        '  driver = manualroute',
+        '  domains = uux-rmail.test',
+        '  route_data = hub',
+        '  transport = mailbag_uux_rmail',
+        'to_uux_rsmtp:',
+        '  driver = manualroute',
+        '  domains = uux-rsmtp.test',
+        '  route_data = hub',
+        '  transport = mailbag_uux_rsmtp',
         'to_small:',
         '  driver = manualroute',
         '  domains = small.test',
@@ -114,6 +129,12 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
       ].join('\n'),
       transports:
         pipe('mailbag_bsmtp', `${mailbagBin} enqueue $host --bsmtp`) +
+        pipe('mailbag_uux_rsmtp', `${mailbagUuxBin} - -r $host!rsmtp`) +
+        // exim4-base README.Debian's rmail line (no use_bsmtp: the default message_prefix
+        // From_ line, one argument per address) with the program path changed and without
+        // -a$sender_address: Exim 4.96 refuses it ("Tainted arg 3 for … transport
+        // command"), so the sender comes from the From_ line, as with real rmail
+        pipe('mailbag_uux_rmail', `${mailbagUuxBin} - -r -gC $host!rmail $pipe_addresses`).replace('  use_bsmtp\n  batch_max = 100\n', '  batch_max = 20\n') +
         pipe('mailbag_small', `${mailbagBin} enqueue --config ${small} $host --bsmtp`),
       mailboxes: ['user'],
     });
@@ -214,15 +235,49 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     expect(parseMessage(tx!.message).body.toString()).toBe('.a line that began with a dot\n');
   });
 
+  test('Exim → mailbag-uux - -r PEER!rsmtp (use_bsmtp): one BSMTP job with the batch\'s envelope', async () => {
+    const [message] = plainCorpusMessages(1, 4);
+    const before = await jobIds('hub');
+    const rcpts = ['nina@uux-rsmtp.test', 'Oscar@uux-rsmtp.test'];
+    const r = await ex.submit('peggy@example.org', rcpts, message!);
+    expect(r.code, r.stderr).toBe(0);
+    await ex.waitLog(/[-=]> [^ ]*@uux-rsmtp\.test .*T=mailbag_uux_rsmtp/);
+    const jobs = await newJobs('hub', before);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: 'peggy@example.org' });
+    expect([...jobs[0]!.header.recipients].sort()).toEqual([...rcpts].sort());
+    const tx = splitBsmtp(jobs[0]!.payload);
+    expect(tx.map((t) => [t.mailFrom, [...t.rcptTo].sort()])).toEqual([['peggy@example.org', [...rcpts].sort()]]);
+    expectThroughExim(tx[0]!.message, message!);
+  });
+
+  test('Exim → mailbag-uux with README.Debian\'s rmail line: an rmail job, the sender from Exim\'s From_ prefix', async () => {
+    const [message] = plainCorpusMessages(1, 5);
+    const before = await jobIds('hub');
+    const rcpts = ['quentin@uux-rmail.test', 'rupert@uux-rmail.test'];
+    const r = await ex.submit('sybil@example.org', rcpts, message!);
+    expect(r.code, r.stderr).toBe(0);
+    await ex.waitLog(/[-=]> [^ ]*@uux-rmail\.test .*T=mailbag_uux_rmail/);
+    const jobs = await newJobs('hub', before);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.header).toMatchObject({ command: 'rmail', sender: 'sybil@example.org' });
+    expect([...jobs[0]!.header.recipients].sort()).toEqual(rcpts);
+    const { fromLine, message: delivered } = splitRmail(jobs[0]!.payload);
+    expect(fromLine.startsWith('From sybil@example.org ')).toBe(true);
+    expectThroughExim(delivered, message!, '\n');
+  });
+
   test('an unknown peer defers (75, 4.3.5): the message stays in Exim\'s queue, no job', async () => {
+    const queuedBefore = new Set(await ex.queue());
     const r = await ex.submit('grace@example.org', ['someone@unknown.test'], 'Subject: to a peer nobody configured\n\nbody\n');
     expect(r.code, r.stderr).toBe(0);
     const line = await ex.waitLog(/== someone@unknown\.test .*T=mailbag_bsmtp defer/);
     expect(line).toMatch(/returned 75/);
     expect(ex.mainlog()).toMatch(/<someone@unknown\.test>: mailbag_bsmtp transport output: 4\.3\.5 .*nosuchpeer/);
-    expect(await ex.queue()).toHaveLength(1);
+    const stillQueued = (await ex.queue()).filter((id) => !queuedBefore.has(id));
+    expect(stillQueued).toHaveLength(1);
     expect(await readJobs(spool, 'nosuchpeer')).toEqual([]);
-    await ex.exim(['-Mrm', ...(await ex.queue())]);
+    await ex.exim(['-Mrm', ...stillQueued]);
   });
 
   test('an oversize message fails (5.3.4) and bounces to its sender; no job', async () => {
