@@ -9,6 +9,7 @@ interface BenchEntry {
 
 const BENCHES: Record<string, BenchEntry> = {
   enqueue: { summary: 'per-message cost of mailbag enqueue / mailbag-uux vs node -e 0 and Taylor uux', load: () => import('./enqueue.js') },
+  'bag-codec': { summary: 'bag size and speed per codec/level (brotli, gzip) on the bulk corpus in 8 MiB bags', load: () => import('./bag-codec.js') },
 };
 
 async function main(argv: string[]): Promise<number> {
