@@ -16,6 +16,7 @@ interface CommandEntry {
 // One line per command; keep them in the order `mailbag --help` should show.
 export const COMMANDS: Record<string, CommandEntry> = {
   enqueue: { summary: 'queue a message (or a BSMTP stream) from stdin for a peer', load: () => import('./enqueue.js') },
+  status: { summary: 'jobs and bytes queued per peer, each way, and the oldest job\'s age', load: () => import('./status.js') },
   lmtpd: { summary: 'accept mail over LMTP from the local MTA into the spool', load: () => import('./lmtpd.js') },
   serve: { summary: 'the far end of a session on stdin/stdout (authorized_keys forced command)', load: () => import('./serve.js') },
   sync: { summary: 'one session with a peer: send what is queued for it, receive what it has', load: () => import('./sync.js') },
