@@ -3,7 +3,8 @@
 // pid in its name is not alive, or when it has not been written to for
 // LIMITS.staleTmpMs (the pid was reused). A live writer's file is never touched.
 
-import { readdir, unlink } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LIMITS } from '../limits.js';
 import { lstatOrUndefined } from './commit.js';
@@ -19,7 +20,7 @@ export async function cleanupTmp(tmpDir: string, now: number = Date.now()): Prom
   const report: CleanupReport = { removed: [], kept: [] };
   let names: string[];
   try {
-    names = await readdir(tmpDir);
+    names = readdirSync(tmpDir); // sync: usually empty, and read once per process
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
     throw err;

@@ -5,8 +5,8 @@
 // `failed/PEER/ID`; every file enters through commitFile. Layout and crash states:
 // docs/spool.md.
 
-import { constants, createReadStream } from 'node:fs';
-import { chmod, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants, createReadStream, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { chmod, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InputError, MailbagError, SpoolError } from '../errors.js';
@@ -14,7 +14,7 @@ import { LIMITS } from '../limits.js';
 import { decodeJobHeader, encodeJobHeader, isJobId, isName, MAX_JOB_PREFIX, type JobHeader } from '../job/header.js';
 import { cleanupTmp, type CleanupReport } from './cleanup.js';
 import { commitFile, DIR_MODE, ensureDir, fsyncDir, lstatOrUndefined, spoolErrorFrom, type CommitResult, type Content } from './commit.js';
-import { acquireLock, type Lock, type LockOptions } from './lock.js';
+import type { Lock, LockOptions } from './lock.js';
 
 export const SPOOL_MAGIC = 'mailbag-spool';
 export const SPOOL_VERSION = 1;
@@ -100,20 +100,19 @@ export class Spool {
    */
   static async open(root: string, opts: OpenOptions = {}): Promise<Spool> {
     const abs = join(root); // normalise; callers pass absolute paths
+    // The checks use synchronous calls: a front door opens the spool once per message
+    // and each thread-pool round trip would cost more than the system call itself.
     try {
-      let rootSt = await lstatOrUndefined(abs);
-      if (!rootSt) {
+      if (!lstatSync(abs, { throwIfNoEntry: false })) {
         if (!opts.create) throw new SpoolError(`spool ${abs} does not exist`);
         await ensureDir(abs);
-        rootSt = await stat(abs);
       }
-      if (!rootSt.isDirectory() && !(rootSt.isSymbolicLink() && (await stat(abs)).isDirectory())) {
-        throw new SpoolError(`spool ${abs} is not a directory`);
-      }
-      const dev = (await stat(abs)).dev;
+      const rootSt = statSync(abs);
+      if (!rootSt.isDirectory()) throw new SpoolError(`spool ${abs} is not a directory`);
+      const dev = rootSt.dev;
       await Spool.checkMarker(abs, opts.create === true);
       for (const d of SPOOL_DIRS) await Spool.checkDir(join(abs, d), dev, true);
-      await Spool.checkTree(abs, dev);
+      Spool.checkTree(abs, dev);
       const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
       return new Spool(abs, dev, report);
     } catch (err) {
@@ -125,7 +124,7 @@ export class Spool {
     const path = join(root, SPOOL_MARKER);
     let text: string | undefined;
     try {
-      text = await readFile(path, 'latin1');
+      text = readFileSync(path, 'latin1');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -148,23 +147,30 @@ export class Spool {
    * (out/PEER, ledger/PEER, bags/out …), two below in bags/ (bags/out/PEER), must be
    * on the root's device. Job files are not looked at, so a long queue costs nothing.
    */
-  private static async checkTree(root: string, dev: number): Promise<void> {
-    const subdirs = async (dir: string): Promise<string[]> =>
-      (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() || e.isSymbolicLink()).map((e) => join(dir, e.name));
-    for (const top of await subdirs(root)) {
-      await Spool.checkDir(top, dev, false);
+  private static checkTree(root: string, dev: number): void {
+    const subdirs = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() || e.isSymbolicLink()).map((e) => join(dir, e.name));
+    for (const top of subdirs(root)) {
+      Spool.checkStat(top, lstatSync(top), dev);
       if (top.endsWith('/tmp') || top.endsWith('/locks')) continue;
-      for (const second of await subdirs(top)) {
-        await Spool.checkDir(second, dev, false);
-        if (top.endsWith('/bags')) for (const third of await subdirs(second)) await Spool.checkDir(third, dev, false);
+      for (const second of subdirs(top)) {
+        Spool.checkStat(second, lstatSync(second), dev);
+        if (top.endsWith('/bags')) for (const third of subdirs(second)) Spool.checkStat(third, lstatSync(third), dev);
       }
     }
   }
 
+  /** check a directory (made first when `make` and missing) is a real one on `dev` */
   private static async checkDir(dir: string, dev: number, make: boolean): Promise<void> {
-    if (make) await ensureDir(dir);
-    const st = await lstatOrUndefined(dir);
-    if (!st) return;
+    let st = lstatSync(dir, { throwIfNoEntry: false });
+    if (!st && make) {
+      await ensureDir(dir);
+      st = lstatSync(dir);
+    }
+    if (st) Spool.checkStat(dir, st, dev);
+  }
+
+  private static checkStat(dir: string, st: Stats, dev: number): void {
     if (!st.isDirectory()) throw new SpoolError(`spool: ${dir} is not a directory${st.isSymbolicLink() ? ' (symbolic links are not allowed in the spool)' : ''}`);
     if (st.dev !== dev) {
       throw new SpoolError(`spool: ${dir} is on another file system than the spool root; every spool directory must be on one file system (rename is atomic only within one)`);
@@ -188,8 +194,7 @@ export class Spool {
   async ensureDir(...parts: string[]): Promise<string> {
     const dir = this.path(...parts);
     try {
-      await ensureDir(dir);
-      await Spool.checkDir(dir, this.dev, false);
+      await Spool.checkDir(dir, this.dev, true);
     } catch (err) {
       throw spoolErrorFrom(err, `making ${dir}`);
     }
@@ -215,6 +220,8 @@ export class Spool {
 
   /** Take an exclusive lock (see lib/spool/lock.ts). */
   async lock(name: string, opts: LockOptions = {}): Promise<Lock> {
+    // loaded on first use: the enqueue front door never locks and should not pay for it
+    const { acquireLock } = await import('./lock.js');
     return acquireLock(this.path('locks'), this.tmpDir, name, opts);
   }
 
