@@ -21,6 +21,9 @@ export interface LmtpdOptions {
   env?: NodeJS.ProcessEnv;
   uid?: number;
   gid?: number;
+  /** use this configuration text as is (then `spool` and `socket` say where they are) */
+  configText?: string;
+  spool?: string;
 }
 
 export interface Lmtpd {
@@ -40,6 +43,12 @@ export interface Lmtpd {
 }
 
 export function writeLmtpdConfig(o: LmtpdOptions): { config: string; spool: string; socket: string } {
+  if (o.configText !== undefined) {
+    const config = join(o.dir, 'mailbag.toml');
+    writeFileSync(config, o.configText);
+    const spool = o.spool ?? join(o.dir, 'spool');
+    return { config, spool, socket: o.socket ?? join(spool, 'lmtp.sock') };
+  }
   const spool = join(o.dir, 'spool');
   const socket = o.socket ?? join(o.dir, 'lmtp.sock');
   const peers = Object.entries(o.peers)

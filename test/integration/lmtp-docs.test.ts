@@ -1,0 +1,181 @@
+// Every snippet of docs/lmtp.md, read from the page itself, used as written except for
+// the paths, domains and user names of this test: lmtpd runs with the page's
+// mailbag.toml as the user and group its systemd unit names; real Postfix delivers with
+// the page's transport map and main.cf lines; real Exim with its router and both
+// transports; OpenSMTPD's smtpd.conf passes `smtpd -n` (its Debian package unpacked).
+
+import { chmodSync, chownSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
+import { ensureTestUser, freePort, makeOwnedDir, makeSharedTempDir, removeTempDir, repoRoot, run } from '../helpers/mta-common.js';
+import { need } from '../helpers/need.js';
+import { readJobs, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+
+const page = readFileSync(join(repoRoot, 'docs/lmtp.md'), 'utf8');
+
+/** the fenced block right after `<!-- test: NAME -->` */
+function snippet(name: string): string {
+  const at = page.indexOf(`<!-- test: ${name} -->\n`);
+  if (at < 0) throw new Error(`docs/lmtp.md has no snippet "${name}"`);
+  const m = /^```[^\n]*\n([\s\S]*?)^```$/m.exec(page.slice(at));
+  if (!m) throw new Error(`docs/lmtp.md: snippet "${name}" has no code block`);
+  return m[1]!;
+}
+
+interface World {
+  dir: string;
+  spool: string;
+  run: string;
+  user: string;
+}
+
+/** the page's names → this test's */
+function localise(text: string, w: World): string {
+  return text
+    .replaceAll('/var/spool/mailbag', w.spool)
+    .replaceAll('/run/mailbag', w.run)
+    .replaceAll('example.org', 'a.test')
+    .replaceAll('example.net', 'b.test')
+    .replace(/^(\s*user\s*=\s*)mailbag$/m, `$1${w.user}`);
+}
+
+function unitValue(unit: string, key: string): string {
+  const m = new RegExp(`^${key}=(.*)$`, 'm').exec(unit);
+  if (!m) throw new Error(`systemd snippet has no ${key}=`);
+  return m[1]!.trim();
+}
+
+const message = (subject: string): string => `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\nbody\n`;
+
+describe.skipIf(!havePostfix())('docs/lmtp.md: mailbag.toml, systemd unit and Postfix snippets', () => {
+  let w: World;
+  let lmtpd: Lmtpd;
+  let pf: PostfixInstance;
+
+  beforeAll(async () => {
+    const user = ensureTestUser();
+    const dir = makeSharedTempDir('lmtp-docs-pf');
+    const home = makeOwnedDir(join(dir, 'home'), user, 0o700);
+    w = { dir, spool: join(home, 'spool'), run: join(dir, 'run'), user: user.name };
+    // what systemd does for the unit: RuntimeDirectory owned by User:Group with its mode
+    const unit = snippet('systemd');
+    expect(unitValue(unit, 'User')).toBe('mailbag');
+    const group = unitValue(unit, 'Group');
+    const gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
+    makeOwnedDir(w.run, { name: user.name, uid: user.uid, gid }, parseInt(unitValue(unit, 'RuntimeDirectoryMode'), 8));
+    expect(unitValue(unit, 'ExecStart')).toMatch(/ lmtpd --config /);
+    const configText = localise(snippet('mailbag.toml'), w);
+    lmtpd = await startLmtpd({ dir: home, configText, spool: w.spool, socket: join(w.run, 'lmtp.sock'), uid: user.uid, gid, peers: {} });
+    chownSync(join(home, 'mailbag.toml'), user.uid, user.gid);
+
+    const transports = Object.fromEntries(localise(snippet('postfix-transport'), w).trim().split('\n').map((l) => l.trim().split(/\s+/) as [string, string]));
+    const mainCf = snippet('postfix-main.cf').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+    // the harness keeps its own texthash transport_maps (no postmap); the rest as written
+    expect(mainCf.find((l) => l.startsWith('transport_maps'))).toBe('transport_maps = hash:/etc/postfix/transport');
+    pf = await startPostfix({ transports, mainCf: mainCf.filter((l) => !l.startsWith('transport_maps')) });
+  });
+
+  afterAll(async () => {
+    await pf?.stop();
+    await lmtpd?.stop();
+    if (w?.dir) removeTempDir(w.dir);
+  });
+
+  it('the socket has the page\'s mode and group; Postfix delivers both domains through it', async () => {
+    const { statSync } = await import('node:fs');
+    const st = statSync(lmtpd.socket);
+    expect(st.mode & 0o777).toBe(0o660);
+    expect(st.gid).toBe(Number(execFileSync('getent', ['group', 'postfix'], { encoding: 'utf8' }).split(':')[2]));
+    const r = await pf.sendmail(['-f', 's@src.test', '-N', 'failure', '--', 'x@a.test', 'y@b.test'], message('docs-postfix'));
+    expect(r.code).toBe(0);
+    await pf.waitQueueEmpty();
+    const [hub] = readJobs(w.spool, 'hub');
+    const [backup] = readJobs(w.spool, 'backup');
+    expect(hub!.header.recipients).toEqual(['x@a.test']);
+    expect(backup!.header.recipients).toEqual(['y@b.test']);
+    expect(hub!.rcpts[0]).toMatch(/NOTIFY=FAILURE/);
+  });
+});
+
+describe.skipIf(!haveExim())('docs/lmtp.md: Exim snippets', () => {
+  let w: World;
+  let lmtpd: Lmtpd;
+  let ex: EximInstance;
+  let port: number;
+
+  beforeAll(async () => {
+    const user = ensureTestUser();
+    const dir = makeSharedTempDir('lmtp-docs-exim');
+    const home = makeOwnedDir(join(dir, 'home'), user, 0o700);
+    w = { dir, spool: join(home, 'spool'), run: join(dir, 'run'), user: user.name };
+    port = await freePort();
+    // the page's mailbag.toml without its socket line (the default, inside the spool),
+    // plus the TCP listener the smtp-transport variant needs
+    const configText = localise(snippet('mailbag.toml'), w)
+      .replace(/^socket = .*\n/m, '')
+      .replace('[lmtp]\n', `[lmtp]\nlisten = "127.0.0.1:${port}"\n`);
+    writeFileSync(join(home, 'mailbag.toml'), configText);
+    chownSync(join(home, 'mailbag.toml'), user.uid, user.gid);
+    lmtpd = await startLmtpd({ dir: home, configText, spool: w.spool, uid: user.uid, gid: user.gid, peers: {} });
+    chmodSync(home, 0o700);
+    const router = localise(snippet('exim-router'), w);
+    // the same router once more, for the local part "dsn" only, to the TCP transport
+    const tcpRouter = router.replace(/^mailbag:/m, 'mailbag_tcp:').replace('transport = mailbag_lmtp', 'local_parts = dsn\n  transport = mailbag_lmtp_tcp');
+    const tcp = localise(snippet('exim-transport-tcp'), w).replace(/^mailbag_lmtp:/m, 'mailbag_lmtp_tcp:').replace('port = 2424', `port = ${port}`);
+    ex = await startExim({
+      routers: `${tcpRouter}\n${router}`,
+      transports: `${localise(snippet('exim-transport'), w)}\n${tcp}`,
+      main: ['dsn_advertise_hosts = *'],
+    });
+  });
+
+  afterAll(async () => {
+    ex?.stop();
+    await lmtpd?.stop();
+    if (w?.dir) removeTempDir(w.dir);
+  });
+
+  it('the lmtp transport delivers through the default socket inside the spool', async () => {
+    expect(lmtpd.socket).toBe(join(w.spool, 'lmtp.sock'));
+    const r = await ex.submit('s@src.test', ['x@a.test', 'y@b.test'], message('docs-exim'));
+    expect(r.code).toBe(0);
+    await ex.waitLog(/[-=]> y <y@b\.test> .*T=mailbag_lmtp/);
+    expect(readJobs(w.spool, 'hub').map((j) => j.header.recipients)).toEqual([['x@a.test']]);
+    expect(readJobs(w.spool, 'backup').map((j) => j.header.recipients)).toEqual([['y@b.test']]);
+  });
+
+  it('the smtp transport with protocol = lmtp keeps the DSN parameters', async () => {
+    const script = ['EHLO c.test', 'MAIL FROM:<s@src.test> RET=HDRS ENVID=docs-1', 'RCPT TO:<dsn@a.test> NOTIFY=SUCCESS', 'DATA',
+      'Subject: docs-exim-dsn', '', 'body', '.', 'QUIT', ''].join('\r\n');
+    const r = await ex.smtp(script);
+    expect(r.stdout.toString()).toMatch(/250 OK id=/);
+    await ex.waitLog(/=> dsn@a\.test .*T=mailbag_lmtp_tcp/);
+    const job = readJobs(w.spool, 'hub').find((j) => j.message.includes('Subject: docs-exim-dsn'));
+    expect(job).toBeDefined();
+    expect(job!.mail).toMatch(/^MAIL FROM:<s@src\.test> SIZE=\d+ RET=HDRS ENVID=docs-1$/);
+    expect(job!.rcpts).toEqual(['RCPT TO:<dsn@a.test> NOTIFY=SUCCESS']);
+  });
+});
+
+const SMTPD = '/opt/mailbag-test/opensmtpd/usr/sbin/smtpd';
+describe.skipIf(!need('OpenSMTPD (unpacked opensmtpd .deb)', [SMTPD], 'apt-get download opensmtpd && dpkg -x opensmtpd_*.deb /opt/mailbag-test/opensmtpd (see .ci/run)'))('docs/lmtp.md: OpenSMTPD snippet', () => {
+  it('passes smtpd -n', async () => {
+    const dir = makeSharedTempDir('lmtp-docs-smtpd');
+    try {
+      const w = { dir, spool: join(dir, 'spool'), run: join(dir, 'run'), user: 'mailbag' };
+      const conf = join(dir, 'smtpd.conf');
+      writeFileSync(conf, `listen on 127.0.0.1 port 10025\n${localise(snippet('smtpd.conf'), w)}`);
+      const r = await run(SMTPD, ['-n', '-f', conf]);
+      expect(`${r.stdout.toString()}${r.stderr}`).toMatch(/configuration OK/);
+      expect(r.code).toBe(0);
+      // and the parser is not a rubber stamp
+      writeFileSync(conf, `action "mailbag" lmtp\n`);
+      expect((await run(SMTPD, ['-n', '-f', conf])).code).not.toBe(0);
+    } finally {
+      removeTempDir(dir);
+    }
+  });
+});
