@@ -1,0 +1,233 @@
+// A hostile peer speaking raw frames to an honest site: another peer's name, entries
+// with `../` or links, a decompression bomb, an oversized job, a wrong hash, a forbidden
+// command, frames over the caps. Each is refused with a clear error; nothing is written
+// outside the spool; the honest jobs already received are unharmed and a later honest
+// session still works.
+
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { constants, gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeJobHeader, type JobHeader } from '../../lib/job/header.js';
+import { newJobId } from '../../lib/job/id.js';
+import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, type Frame } from '../../lib/session/frame.js';
+import { decodeError, decodeRefuse, encodeHello, encodeOffer, type Hello } from '../../lib/session/messages.js';
+import { runSession, type SessionResult } from '../../lib/session/session.js';
+import { createPair } from '../../lib/transport/pair.js';
+import type { Link } from '../../lib/transport/types.js';
+import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir, type Site } from '../unit/session/sites.js';
+
+let dir: string;
+let hub: Site;
+let home: Site;
+let honest: string[];
+const cleanups: (() => void)[] = [];
+
+beforeEach(async () => {
+  const t = tempDir('hostile');
+  cleanups.push(t.remove);
+  dir = t.dir;
+  hub = await makeSite(dir, 'hub');
+  home = await makeSite(dir, 'home');
+  // an honest session first: these jobs must survive everything below
+  honest = [...(await enqueue(home, 'hub', messages([1200, 3400], 9))).keys()].sort();
+  const [a, b] = createPair();
+  await Promise.all([session(home, 'hub', a), session(hub, 'home', b)]);
+  expect(ids(hub, 'in', 'home')).toEqual(honest);
+});
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+const SMALL_CAPS = { maxBag: 1024 * 1024, maxExpanded: 1024 * 1024, maxJobs: 50, maxJob: 256 * 1024 };
+
+/** The hub's honest side of a session with whoever is on `link`, claiming to be home. */
+function hubSide(link: Link): Promise<SessionResult> {
+  const s = store(hub, 'home', { accept: ['rmail', 'rsmtp'] });
+  return s.open().then(() => runSession({ link, store: s, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: SMALL_CAPS, keepaliveMs: 500, idleTimeoutMs: 5000 }));
+}
+
+function hello(site = 'home', peer = 'hub'): Hello {
+  return { site, peer, codecs: ['gzip'], maxBag: CAPS.maxBag, maxExpanded: CAPS.maxExpanded, maxJobs: CAPS.maxJobs, maxJob: CAPS.maxJob, keepalive: 500, software: 'evil' };
+}
+
+/** Send frames, collect what comes back until the far side closes or sends REFUSE/ERROR/ACK. */
+async function hostile(frames: Buffer[], stopOn: number[] = [FRAME.REFUSE, FRAME.ERROR, FRAME.ACK]): Promise<{ got: Frame[]; hub: PromiseSettledResult<SessionResult> }> {
+  const [evil, far] = createPair();
+  const hubRun = hubSide(far);
+  const got: Frame[] = [];
+  const dec = new FrameDecoder();
+  for (const f of frames) evil.output.write(f);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 8000);
+    evil.input.on('data', (c: Buffer) => {
+      const r = dec.push(c);
+      if (!r.ok) return;
+      got.push(...r.value);
+      if (r.value.some((f) => stopOn.includes(f.type))) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    evil.input.on('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    evil.input.on('error', () => resolve());
+  });
+  evil.abort(new Error('hostile test done'));
+  const [res] = await Promise.allSettled([hubRun]);
+  return { got, hub: res };
+}
+
+function job(over: Partial<JobHeader> = {}, payload = Buffer.from('From x\nSubject: evil\n\nhi\n')): { name: string; bytes: Buffer } {
+  const h: JobHeader = {
+    id: newJobId(), from: 'home', to: 'hub', created: new Date().toISOString(), command: 'rmail',
+    args: ['a@example.org'], sender: 'e@example.net', recipients: ['a@example.org'], ...over,
+  };
+  return { name: h.id, bytes: Buffer.concat([encodeJobHeader(h), payload]) };
+}
+
+async function tarOf(entries: { name: string; bytes?: Buffer; type?: 'file' | 'symlink' | 'directory'; linkname?: string; size?: number }[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    if (e.type === 'symlink') pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname ?? '/etc/passwd' });
+    else if (e.type === 'directory') pack.entry({ name: e.name, type: 'directory' });
+    else pack.entry({ name: e.name, size: e.bytes!.length }, e.bytes!);
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function offerFrames(bag: Buffer, claimedHash?: string, jobs = 1): Buffer[] {
+  const hash = claimedHash ?? createHash('sha256').update(bag).digest('hex');
+  const out = [encodeHello(hello()), encodeOffer({ bag: hash, size: bag.length, codec: 'gzip', jobs })];
+  for (let off = 0; off < bag.length; off += DATA_CHUNK) {
+    const piece = bag.subarray(off, off + DATA_CHUNK);
+    out.push(Buffer.concat([encodeDataHead(hash, off, piece.length), piece]));
+  }
+  return out;
+}
+
+function refusal(got: Frame[]): { code: string; message: string } {
+  const f = got.find((x) => x.type === FRAME.REFUSE || x.type === FRAME.ERROR);
+  expect(f, `frames back: ${got.map((g) => g.type).join(',')}`).toBeDefined();
+  const r = f!.type === FRAME.REFUSE ? decodeRefuse(f!.payload) : { ok: true as const, value: decodeError(f!.payload) };
+  if (!r.ok) throw new Error('unreadable refusal');
+  return r.value;
+}
+
+/** nothing new in in/home, nothing outside the two spools, no staging or partial left to commit */
+function unharmed(): void {
+  expect(ids(hub, 'in', 'home')).toEqual(honest);
+  expect(readdirSync(dir).sort()).toEqual(['home', 'hub']);
+  expect(readdirSync(join(hub.root, 'bags', 'in', 'home')).filter((n) => n.endsWith('.d'))).toEqual([]);
+  const everywhere = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? everywhere(join(d, e.name)) : [e.name]));
+  expect(everywhere(hub.root).filter((n) => n.includes('evil') || n === 'passwd')).toEqual([]);
+}
+
+async function honestStillWorks(): Promise<void> {
+  const more = [...(await enqueue(home, 'hub', messages([900], 10))).keys()];
+  const [a, b] = createPair();
+  await Promise.all([session(home, 'hub', a), session(hub, 'home', b)]);
+  expect(ids(hub, 'in', 'home')).toEqual([...honest, ...more].sort());
+}
+
+describe('a hostile peer', () => {
+  it('claiming another peer name is refused before anything is read or written', async () => {
+    const { got, hub: res } = await hostile([encodeHello(hello('office'))]);
+    const r = refusal(got);
+    expect(r.code).toBe('peer-refused');
+    expect(r.message).toMatch(/for peer home, not office/);
+    expect(res.status).toBe('rejected');
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('an entry named ../evil is refused, nothing written outside the spool', async () => {
+    const j = job();
+    const bag = gzipSync(await tarOf([{ name: '../evil', bytes: j.bytes }]));
+    const r = refusal((await hostile(offerFrames(bag))).got);
+    expect(r.code).toBe('bad-bag');
+    expect(r.message).toMatch(/evil/);
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('a symlink entry is refused', async () => {
+    const bag = gzipSync(await tarOf([{ name: 'evil', type: 'symlink', linkname: '/etc/passwd' }]));
+    const r = refusal((await hostile(offerFrames(bag))).got);
+    expect(r.code).toBe('bad-bag');
+    unharmed();
+  });
+
+  it('a decompression bomb is stopped at the expanded-size cap', async () => {
+    const j = job({}, Buffer.alloc(8 * 1024 * 1024));
+    const bag = gzipSync(await tarOf([{ name: j.name, bytes: j.bytes }]), { level: constants.Z_BEST_COMPRESSION });
+    expect(bag.length).toBeLessThan(SMALL_CAPS.maxBag);
+    const r = refusal((await hostile(offerFrames(bag))).got);
+    expect(r.code).toBe('too-big');
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('a bag over the size cap is refused at the offer, before any data', async () => {
+    const { got } = await hostile([encodeHello(hello()), encodeOffer({ bag: 'a'.repeat(64), size: 50 * 1024 * 1024, codec: 'gzip', jobs: 1 })]);
+    const r = refusal(got);
+    expect(r.code).toBe('too-big');
+    unharmed();
+  });
+
+  it('a wrong hash is refused and the partial deleted', async () => {
+    const j = job();
+    const bag = gzipSync(await tarOf([{ name: j.name, bytes: j.bytes }]));
+    const r = refusal((await hostile(offerFrames(bag, 'b'.repeat(64)))).got);
+    expect(r.code).toBe('bad-hash');
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+    unharmed();
+  });
+
+  it('a forbidden command, a forged origin and a job for another site are refused', async () => {
+    for (const [over, code] of [[{ command: 'sh' }, 'forbidden-command'], [{ from: 'office' }, 'bad-job'], [{ to: 'elsewhere' }, 'bad-job']] as const) {
+      const j = job(over);
+      const bag = gzipSync(await tarOf([{ name: j.name, bytes: j.bytes }]));
+      const r = refusal((await hostile(offerFrames(bag))).got);
+      expect(r.code).toBe(code);
+    }
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('a frame over its cap ends the session with a protocol error, unread', async () => {
+    const head = Buffer.alloc(5);
+    head.writeUInt8(FRAME.OFFER, 0);
+    head.writeUInt32BE(10 * 1024 * 1024, 1);
+    const { got } = await hostile([encodeHello(hello()), head]);
+    const r = refusal(got);
+    expect(r.code).toBe('protocol');
+    expect(r.message).toMatch(/too big/);
+    unharmed();
+  });
+
+  it('garbage instead of a HELLO is reported as text', async () => {
+    const { got } = await hostile([Buffer.from('bash: mailbag: command not found\n')]);
+    const r = refusal(got);
+    expect(r.code).toBe('protocol');
+    expect(r.message).toMatch(/did not speak mailbag.*command not found/);
+  });
+
+  it('DATA at the wrong offset and frames out of order are protocol errors', async () => {
+    const j = job();
+    const bag = gzipSync(await tarOf([{ name: j.name, bytes: j.bytes }]));
+    const hash = createHash('sha256').update(bag).digest('hex');
+    const { got } = await hostile([encodeHello(hello()), encodeOffer({ bag: hash, size: bag.length, codec: 'gzip', jobs: 1 }), Buffer.concat([encodeDataHead(hash, 7, 10), bag.subarray(0, 10)])]);
+    expect(refusal(got).code).toBe('protocol');
+    const second = await hostile([encodeHello(hello()), encodeFrame(FRAME.BYE)]);
+    expect(refusal(second.got).message).toMatch(/BYE before DONE/);
+    unharmed();
+  });
+});
