@@ -1,0 +1,66 @@
+// The session bookkeeping: which frames are allowed when, and when a side has finished.
+
+import { describe, expect, it } from 'vitest';
+import { FRAME, encodeDataHead, encodeFrame, type Frame } from '../../../lib/session/frame.js';
+import { encodeAck, encodeAnswer, encodeHello, encodeOffer } from '../../../lib/session/messages.js';
+import { SessionState } from '../../../lib/session/state.js';
+
+const asFrame = (b: Buffer): Frame => ({ type: b[0] as Frame['type'], payload: b.subarray(5) });
+const hello = asFrame(encodeHello({ site: 'hub', peer: 'home', codecs: ['br'], maxBag: 9, maxExpanded: 9, maxJobs: 9, maxJob: 9, keepalive: 1, software: '' }));
+const BAG = 'd'.repeat(64);
+
+function started(): SessionState {
+  const s = new SessionState();
+  expect(s.receive(hello).ok).toBe(true);
+  return s;
+}
+
+describe('SessionState', () => {
+  it('wants HELLO first, once', () => {
+    const s = new SessionState();
+    const r = s.receive(asFrame(encodeFrame(FRAME.DONE)));
+    expect(!r.ok && r.issue.message).toBe('DONE before HELLO');
+    const t = started();
+    expect(t.receive(hello).ok).toBe(false);
+  });
+
+  it('tracks an incoming bag from offer to complete DATA at the answered offset', () => {
+    const s = started();
+    expect(s.receive(asFrame(encodeOffer({ bag: BAG, size: 6, codec: 'br', jobs: 1 }))).ok).toBe(true);
+    expect(s.receive(asFrame(encodeOffer({ bag: BAG, size: 6, codec: 'br', jobs: 1 }))).ok).toBe(false);
+    s.answeredFrom(BAG, 2);
+    const at = (off: number, n: number): Frame => asFrame(Buffer.concat([encodeDataHead(BAG, off, n), Buffer.alloc(n)]));
+    expect(s.receive(at(0, 2)).ok).toBe(false);
+    const r = s.receive(at(2, 4));
+    expect(r.ok && r.value.kind === 'data' && r.value.complete).toBe(true);
+    expect(s.incomingOpen).toBe(1);
+    s.resolvedIncoming(BAG);
+    expect(s.receive(asFrame(encodeFrame(FRAME.DONE))).ok).toBe(true);
+    s.doneSent = true;
+    expect(s.finished).toBe(true);
+  });
+
+  it('refuses DATA past the end, ANSWER and ACK for bags never offered, BYE before DONE', () => {
+    const s = started();
+    s.receive(asFrame(encodeOffer({ bag: BAG, size: 3, codec: 'br', jobs: 1 })));
+    s.answeredFrom(BAG, 0);
+    expect(s.receive(asFrame(Buffer.concat([encodeDataHead(BAG, 0, 4), Buffer.alloc(4)]))).ok).toBe(false);
+    const t = started();
+    expect(t.receive(asFrame(encodeAnswer({ bag: BAG, from: 0 }))).ok).toBe(false);
+    expect(t.receive(asFrame(encodeAck({ bag: BAG, jobs: 1, duplicates: 0 }))).ok).toBe(false);
+    expect(t.receive(asFrame(encodeFrame(FRAME.BYE))).ok).toBe(false);
+  });
+
+  it('is not finished while one of our offers is unanswered', () => {
+    const s = started();
+    s.offered({ bag: BAG, size: 5, codec: 'br', jobs: 1 });
+    s.doneSent = true;
+    s.receive(asFrame(encodeFrame(FRAME.DONE)));
+    expect(s.finished).toBe(false);
+    expect(s.receive(asFrame(encodeAnswer({ bag: BAG, from: 0 }))).ok).toBe(true);
+    s.sentAll(BAG);
+    expect(s.finished).toBe(false);
+    expect(s.receive(asFrame(encodeAck({ bag: BAG, jobs: 1, duplicates: 0 }))).ok).toBe(true);
+    expect(s.finished).toBe(true);
+  });
+});
