@@ -236,11 +236,17 @@ export class Spool {
   /**
    * Write a job durably into `queue/peer/ID` (ID = header.id). The payload streams
    * through; past maxSize InputError 'too-big' is thrown and nothing is left behind.
+   * A job in out/PEER must be for PEER (header.to), one in in/ or failed/PEER from it.
    * File-system failures are SpoolError (temporary: 75). An existing job with the same
    * id is never replaced (SpoolError whose cause has code EEXIST).
    */
   async writeJob(queue: Queue, peer: string, header: JobHeader, payload: Content, opts: WriteJobOptions = {}): Promise<JobRef & { size: number }> {
     const ref = this.ref(queue, peer, header.id);
+    // out/PEER holds only jobs for PEER, in/PEER and failed/PEER only jobs from PEER
+    const party = queue === 'out' ? header.to : header.from;
+    if (party !== peer) {
+      throw new MailbagError('internal', `job ${header.id} is ${queue === 'out' ? 'for' : 'from'} ${JSON.stringify(party)}, not for the ${queue}/${peer} queue`);
+    }
     const head = encodeJobHeader(header);
     const max = Math.min(opts.maxSize ?? LIMITS.maxMessageSize, LIMITS.maxJobSizeCeiling);
     await this.ensureDir(queue, peer);

@@ -177,6 +177,19 @@ describe.runIf(need('the built spool (dist/)', [distSpool], 'run npm run build f
     expect(readdirSync(join(spool.root, 'locks'))).toEqual([]);
   });
 
+  it('a process that exits, normally or by an uncaught exception, lets go of its locks', async () => {
+    for (const ending of ['process.exitCode = 3;', "throw new Error('uncaught on purpose (this test expects it)');"]) {
+      const script = `
+        import { Spool } from ${JSON.stringify(distSpool)};
+        const spool = await Spool.open(${JSON.stringify(join(dir, 'spool'))});
+        await spool.lock('held');
+        ${ending}
+      `;
+      expect(await run(script)).not.toBe(0);
+      expect(readdirSync(join(spool.root, 'locks'))).toEqual([]);
+    }
+  });
+
   it('many rounds of races over freshly planted stale locks', async () => {
     for (let round = 0; round < 5; round++) {
       const log = join(dir, `log${round}`);

@@ -23,7 +23,8 @@ afterEach(() => {
 function header(over: Partial<JobHeader> = {}): JobHeader {
   return {
     id: newJobId(),
-    from: 'home',
+    // from and to both 'hub': the job fits out/hub (for hub) and in/hub (from hub)
+    from: 'hub',
     to: 'hub',
     created: new Date().toISOString(),
     command: 'rmail',
@@ -211,6 +212,13 @@ describe('jobs', () => {
     expect(() => spool.ref('out', 'hub', '../../mailbag-spool')).toThrow(/bad job id/);
     expect(() => spool.ref('x' as 'out', 'hub', newJobId())).toThrow(/no such queue/);
     expect(tree(root)).toEqual(['failed', 'in', 'locks', 'mailbag-spool', 'out', 'tmp']);
+  });
+
+  it('keeps a queue to its peer: out/PEER only jobs for PEER, in/PEER only jobs from PEER', async () => {
+    const spool = await Spool.open(root, { create: true });
+    await expect(spool.writeJob('out', 'backup', header({ to: 'hub' }), Buffer.from('x'))).rejects.toThrow(/is for "hub", not for the out\/backup queue/);
+    await expect(spool.writeJob('in', 'hub', header({ from: 'home' }), Buffer.from('x'))).rejects.toThrow(/is from "home", not for the in\/hub queue/);
+    await spool.writeJob('in', 'hub', header({ from: 'hub', to: 'home' }), Buffer.from('x'));
   });
 
   it('reading a damaged job names the file and the problem', async () => {
