@@ -83,6 +83,18 @@ function tooBig(config: Config): InputError {
   return new InputError('too-big', `message is larger than the limit of ${formatSize(config.limits.maxMessageSize)} (limits.max_message_size)`);
 }
 
+/** spool.writeJob, with our own refusals (thrown while the payload streams) passed through unwrapped. */
+async function writeOut(spool: Spool, config: Config, peer: string, header: JobHeader, payload: AsyncIterable<Uint8Array>): Promise<Enqueued> {
+  try {
+    const ref = await spool.writeJob('out', peer, header, payload, { maxSize: spoolCap(config) });
+    return { ref, header };
+  } catch (err) {
+    // the spool re-words a too-big error with its own byte cap; the message cap is ours
+    if (err instanceof MailbagError && err.cause instanceof InputError) throw err.cause;
+    throw err;
+  }
+}
+
 /**
  * Read an MTA-written From_ envelope off the start of stdin (the uux path). Returns the
  * bytes that follow it and its sender; stdin that does not begin with `From ` is all
@@ -160,8 +172,7 @@ export async function enqueueMessage(
       yield fromLine;
       yield* body();
     })();
-    const ref = await spool.writeJob('out', peer, header, payload, { maxSize: spoolCap(config) });
-    return { ref, header };
+    return writeOut(spool, config, peer, header, payload);
   }
 
   // rmail cannot carry the null sender (formats checklist 3): BSMTP `MAIL FROM:<>`
@@ -176,8 +187,7 @@ export async function enqueueMessage(
     }
     yield enc.end();
   })();
-  const ref = await spool.writeJob('out', peer, header, payload, { maxSize: spoolCap(config) });
-  return { ref, header };
+  return writeOut(spool, config, peer, header, payload);
 }
 
 /**
