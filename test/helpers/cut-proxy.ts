@@ -13,6 +13,12 @@ export interface CutProxyOptions {
   cutAfter?: number | ((connection: number) => number | undefined);
   /** which bytes count: up = client to server, down = server to client, both = either (default both) */
   direction?: 'up' | 'down' | 'both';
+  /**
+   * what a cut does: reset = drop the connection with a TCP RST (default); hang = keep it
+   * open but forward nothing more either way, like a black-holed route (keepalives and
+   * timeouts must notice it)
+   */
+  onCut?: 'reset' | 'hang';
 }
 
 export interface CutProxy {
@@ -27,6 +33,10 @@ export interface CutProxy {
   readonly bytesDown: number;
   /** change the rule for connections accepted from now on */
   setCutAfter(rule: CutProxyOptions['cutAfter']): void;
+  /** black-hole every open connection now: nothing more is forwarded, nothing is closed */
+  hangAll(): void;
+  /** reset every open connection now */
+  resetAll(): void;
   close(): Promise<void>;
 }
 
@@ -38,6 +48,7 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
   let bytesUp = 0;
   let bytesDown = 0;
   const open = new Set<Socket>();
+  const cutters = new Set<(how: 'reset' | 'hang') => void>();
 
   const server = createServer((client) => {
     const n = connections++;
@@ -48,9 +59,17 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
     let counted = 0;
     let dead = false;
     let cutting = false;
+    let how: 'reset' | 'hang' = options.onCut ?? 'reset';
     const drop = (): void => {
       if (dead) return;
       dead = true;
+      cutters.delete(cutNowBy);
+      if (how === 'hang') {
+        // swallow everything from now on; close() or the peers' own timeouts end it
+        client.on('data', () => {});
+        upstream.on('data', () => {});
+        return;
+      }
       for (const s of [client, upstream]) {
         if (typeof s.resetAndDestroy === 'function' && !s.destroyed && s.readyState !== 'opening') s.resetAndDestroy();
         else s.destroy();
@@ -84,13 +103,27 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
       });
       from.on('end', () => to.end());
     };
+    const cutNowBy = (h: 'reset' | 'hang'): void => {
+      how = h;
+      if (!cutting) {
+        cutting = true;
+        cuts++;
+      }
+      drop();
+    };
+    cutters.add(cutNowBy);
     forward(client, upstream, 'up');
     forward(upstream, client, 'down');
     for (const s of [client, upstream]) {
       s.on('error', () => drop());
       s.on('close', () => {
         open.delete(s);
-        drop();
+        if (!dead) drop();
+        else {
+          // a hung connection ends when either peer gives up on it
+          client.destroy();
+          upstream.destroy();
+        }
       });
     }
     if (limit === 0) {
@@ -120,6 +153,12 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
     },
     setCutAfter(r) {
       rule = r;
+    },
+    hangAll() {
+      for (const c of [...cutters]) c('hang');
+    },
+    resetAll() {
+      for (const c of [...cutters]) c('reset');
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -67,3 +67,29 @@ describe('cut proxy', () => {
     }
   });
 });
+
+describe('cut proxy, on demand', () => {
+  it('hangAll black-holes open connections; resetAll drops them', async () => {
+    const proxy = await startCutProxy({ target: { host: '127.0.0.1', port } });
+    try {
+      const s = connect(proxy.port, '127.0.0.1');
+      s.on('error', () => {});
+      let back = 0;
+      s.on('data', (d: Buffer) => (back += d.length));
+      await once(s, 'connect');
+      s.write('ping');
+      for (let i = 0; i < 100 && back < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(back).toBe(4);
+      proxy.hangAll();
+      s.write('lost');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(back).toBe(4);
+      expect(s.destroyed).toBe(false);
+      proxy.resetAll();
+      s.destroy();
+      expect(proxy.cuts).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -254,3 +254,23 @@ describe('ssh transport over the embedded server', () => {
     await expect(sshTransport(opts()).connect({ signal: ac.signal })).rejects.toMatchObject({ code: 'link' });
   });
 });
+
+describe('ssh transport: a black-holed link', () => {
+  it('is noticed by keepalives and reported as a timeout', async () => {
+    const { startCutProxy } = await import('../../helpers/cut-proxy.js');
+    const proxy = await startCutProxy({ target: { host: '127.0.0.1', port: server.port }, cutAfter: undefined, onCut: 'hang' });
+    try {
+      const link = await sshTransport(
+        opts({ port: proxy.port, keepaliveMs: 200, keepaliveCountMax: 2, knownHosts: file('known_proxy', `[127.0.0.1]:${proxy.port} ${server.hostPublicKey}\n`) }),
+      ).connect();
+      // from now on nothing gets through, and nothing closes
+      proxy.hangAll();
+      link.input.resume();
+      const end = await link.done;
+      expect(end.ok).toBe(false);
+      expect(end.error?.code).toBe('timeout');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
