@@ -141,6 +141,7 @@ export async function commitFile(dest: string, content: Content, opts: CommitOpt
           throw new InputError('too-big', `more than ${max} bytes`);
         }
         await writeAll(fh, chunk);
+        if (size === chunk.byteLength) faultPoint('mid-write');
       }
     }
     faultPoint('after-write');

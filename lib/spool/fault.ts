@@ -5,8 +5,13 @@
 
 const armed = process.env.MAILBAG_FAULT;
 
-/** Named points, in the order the commit function passes them. */
-export const FAULT_POINTS = ['after-write', 'after-fsync', 'after-rename', 'after-dir-fsync'] as const;
+/**
+ * The commit function's points, in the order it passes them: `mid-write` after the
+ * first chunk of streamed content (the file is partial), `after-write` once all of it
+ * is written, `after-fsync`, `after-rename` (for a job: linked into place, tmp name not
+ * yet removed) and `after-dir-fsync`.
+ */
+export const FAULT_POINTS = ['mid-write', 'after-write', 'after-fsync', 'after-rename', 'after-dir-fsync'] as const;
 
 /** Kill this process with SIGKILL when MAILBAG_FAULT equals `name`; otherwise nothing. */
 export function faultPoint(name: string): void {

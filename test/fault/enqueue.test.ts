@@ -1,5 +1,5 @@
-// The real `mailbag enqueue`, killed with SIGKILL at each step of the commit (after
-// write, after fsync, after rename, after the directory fsync) on real corpus
+// The real `mailbag enqueue`, killed with SIGKILL at each step of the commit (mid
+// write, after write, after fsync, after rename, after the directory fsync) on real corpus
 // messages: the MTA sees a non-zero status (a signal), and the spool holds either no
 // job or one whole job that reads back byte for byte, never a partial one; opening the
 // spool afterwards removes the dead writer's tmp file. Then a full disk (a 16k tmpfs)
@@ -7,7 +7,7 @@
 // left behind. docs/spool.md lists these states and their recovery rules.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,13 +115,20 @@ describe.runIf(ready)('enqueue killed at each commit step', () => {
 
         const leftovers = readdirSync(join(root, 'tmp'));
         const jobs = readdirSync(join(root, 'out', 'hub'));
-        if (point === 'after-write' || point === 'after-fsync') {
-          // killed before the rename: the job never existed; its tmp file is there
+        if (point === 'mid-write' || point === 'after-write' || point === 'after-fsync') {
+          // killed before the rename: the job never existed; its tmp file (partial after
+          // mid-write) is there
           expect(jobs).toEqual([]);
           expect(leftovers.length).toBeGreaterThanOrEqual(1);
         } else {
           // killed after the rename: the one job is whole
           expect(jobs.length).toBe(1);
+        }
+        const tmpJobs = leftovers.filter((l) => l.endsWith('.job'));
+        if (point === 'mid-write') {
+          // a partial job: the header and less than the whole payload
+          expect(tmpJobs.length).toBe(1);
+          expect(statSync(join(root, 'tmp', tmpJobs[0]!)).size).toBeLessThan(goodJob.size);
         }
         // tmp names carry the writer's pid: that is how cleanup knows the writer is dead
         for (const l of leftovers) expect(l).toMatch(/^\d+\./);
