@@ -22,34 +22,41 @@ interface Planned {
   line: number;
 }
 
-/** The stream we write and where each transaction starts in it. */
-function plan(txs: Transaction[], skip: (i: number) => ReadonlySet<string>): { planned: Planned[]; stream: () => Readable } {
+/** Lines in a body as we write it (a last line without LF gets one). */
+async function countLines(tx: Transaction): Promise<number> {
+  let n = 0;
+  let last = 10;
+  for await (const chunk of openRaw(tx.body) as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+    if (chunk.length > 0) last = chunk[chunk.length - 1]!;
+  }
+  return last === 10 ? n : n + 1;
+}
+
+/**
+ * The stream we write and where each transaction starts in it. Line numbers are
+ * counted before writing: Exim stops reading at an error, so a count made while
+ * writing would never reach the transactions after it.
+ */
+async function plan(txs: Transaction[], skip: (i: number) => ReadonlySet<string>): Promise<{ planned: Planned[]; stream: () => Readable }> {
   const planned: Planned[] = [];
+  let lineNo = 0;
   for (const tx of txs) {
     const recipients = tx.recipients.map((r) => r.address).filter((a) => !skip(tx.index).has(a));
-    if (recipients.length > 0) planned.push({ tx, recipients, line: 0 });
+    if (recipients.length === 0) continue;
+    planned.push({ tx, recipients, line: lineNo + 1 });
+    // MAIL, RCPT…, DATA, the body, the final "."
+    lineNo += 2 + recipients.length + (await countLines(tx)) + 1;
   }
-  // Line numbers need the body line counts, known only while streaming: count them as
-  // we write, and fill in `line` before the child can report an error about it (Exim
-  // reports after reading the line, so every earlier transaction's start is known).
-  let lineNo = 0;
   async function* gen(): AsyncGenerator<Buffer> {
     for (const p of planned) {
-      p.line = lineNo + 1;
-      const head = [`MAIL FROM:<${p.tx.sender}>`, ...p.recipients.map((r) => `RCPT TO:<${r}>`), 'DATA'].join('\n') + '\n';
-      lineNo += p.recipients.length + 2;
-      yield Buffer.from(head);
+      yield Buffer.from([`MAIL FROM:<${p.tx.sender}>`, ...p.recipients.map((r) => `RCPT TO:<${r}>`), 'DATA'].join('\n') + '\n');
       let last = 10;
       for await (const chunk of openRaw(p.tx.body) as AsyncIterable<Buffer>) {
-        for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lineNo++;
         if (chunk.length > 0) last = chunk[chunk.length - 1]!;
         yield chunk;
       }
-      if (last !== 10) {
-        lineNo++;
-        yield Buffer.from('\n');
-      }
-      lineNo++;
+      if (last !== 10) yield Buffer.from('\n');
       yield Buffer.from('.\n');
     }
   }
@@ -57,16 +64,18 @@ function plan(txs: Transaction[], skip: (i: number) => ReadonlySet<string>): { p
 }
 
 /** Read Exim's -bS error report: the reply and the line the failing transaction started in. */
-export function parseEximBatchError(output: string): { code: number; text: string; startLine: number | undefined; errorLine: number | undefined } | undefined {
+export function parseEximBatchError(output: string): { code: number; text: string; startLine: number | undefined; errorLine: number | undefined; previous: number | undefined } | undefined {
   const reply = /^([45]\d\d)[ -](.*)$/m.exec(output);
   if (!reply) return undefined;
   const started = /Transaction started in line (\d+)/.exec(output);
   const detected = /Error detected in line (\d+)/.exec(output);
+  const previous = /(\d+) previous messages? (?:was|were) successfully processed/.exec(output);
   return {
     code: Number(reply[1]),
     text: reply[2]!.trim(),
     startLine: started ? Number(started[1]) : undefined,
     errorLine: detected ? Number(detected[1]) : undefined,
+    previous: previous ? Number(previous[1]) : undefined,
   };
 }
 
@@ -82,7 +91,7 @@ export async function deliverWithEximBatch(
 ): Promise<void> {
   let remaining = txs;
   for (let round = 0; remaining.length > 0 && round <= txs.length; round++) {
-    const { planned, stream } = plan(remaining, skip);
+    const { planned, stream } = await plan(remaining, skip);
     if (planned.length === 0) return;
     const out = await runChild(o.program, ['-bS'], stream(), o.env, o.timeoutMs);
     if (out.code === 0) {
@@ -90,8 +99,12 @@ export async function deliverWithEximBatch(
       return;
     }
     const err = out.code === 1 || out.code === 2 ? parseEximBatchError(out.output) : undefined;
+    // Exim's own count of the messages it took is the surest guide; the line numbers
+    // are the fallback (Exim counts some body lines differently from us)
     const where = err?.startLine ?? err?.errorLine;
-    const failing = where === undefined ? -1 : planned.findIndex((p, i) => p.line <= where && (i + 1 >= planned.length || planned[i + 1]!.line > where));
+    const failing = err?.previous !== undefined
+      ? (err.previous < planned.length ? err.previous : -1)
+      : where === undefined ? -1 : planned.findIndex((p, i) => p.line <= where && (i + 1 >= planned.length || planned[i + 1]!.line > where));
     if (!err || failing < 0 || (out.code === 2 && failing !== 0)) {
       // an outcome we cannot place: nothing is known to be taken beyond exit 1's "some";
       // with exit 2 nothing was taken. Keep everything for a later attempt.

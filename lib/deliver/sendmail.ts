@@ -55,7 +55,7 @@ export function runChild(program: string, argv: string[], input: Readable | Buff
   return new Promise((resolve) => {
     let output = '';
     const keep = (b: Buffer): void => {
-      if (output.length < 4096) output += b.toString('utf8').slice(0, 4096 - output.length);
+      if (output.length < 16384) output += b.toString('utf8').slice(0, 16384 - output.length);
     };
     let child;
     try {

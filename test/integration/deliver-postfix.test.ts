@@ -14,30 +14,14 @@ import { loadConfig, type Config } from '../../lib/config/index.js';
 import { newJobId, type JobHeader } from '../../lib/job/index.js';
 import { runJobs } from '../../lib/runner/runner.js';
 import { Spool } from '../../lib/spool/index.js';
-import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
+import { haveCorpus } from '../helpers/corpus.js';
+import { plainCorpus, stuff } from './deliver-helpers.js';
 import { bodyOf, readMaildir, waitMaildir } from '../helpers/maildir.js';
 import { run } from '../helpers/mta-common.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 
 const ready = havePostfix() && haveCorpus();
 
-/** Corpus messages Postfix passes unchanged: LF only, no long lines, a final newline, no leading From_. */
-export function plainCorpus(count: number): Buffer[] {
-  const files = corpusFiles('bulk');
-  const out: Buffer[] = [];
-  const step = Math.max(1, Math.floor(files.length / (count * 3)));
-  for (let i = 0; i < files.length && out.length < count; i += step) {
-    const m = readFileSync(files[i]!);
-    if (m.includes(13) || m.includes(0) || m[m.length - 1] !== 10 || m.subarray(0, 5).toString() === 'From ') continue;
-    if (m.toString('latin1').split('\n').some((l) => l.length > 990)) continue;
-    out.push(m);
-  }
-  return out;
-}
-
-function stuff(message: Buffer): string {
-  return message.toString('latin1').split('\n').map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\n');
-}
 
 interface Site {
   dir: string;

@@ -87,7 +87,7 @@ describe('indexBsmtp', () => {
 describe('parseEximBatchError', () => {
   it('reads the reply and the lines Exim names', () => {
     const out = '501 <a@x>: malformed address: RET=HDRS may not follow <a@x>\nTransaction started in line 5\nError detected in line 5\n';
-    expect(parseEximBatchError(out)).toEqual({ code: 501, text: '<a@x>: malformed address: RET=HDRS may not follow <a@x>', startLine: 5, errorLine: 5 });
+    expect(parseEximBatchError(out + '1 previous message was successfully processed.\n')).toEqual({ code: 501, text: '<a@x>: malformed address: RET=HDRS may not follow <a@x>', startLine: 5, errorLine: 5, previous: 1 });
     expect(parseEximBatchError('nothing useful')).toBeUndefined();
   });
 });

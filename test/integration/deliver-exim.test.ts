@@ -1,0 +1,114 @@
+// The runner into a real Exim (Debian's binary, private -C configuration, delivering to
+// a Maildir): rmail jobs go through `sendmail -oi -f SENDER -- RCPT…` with no DSN flag
+// (Exim is detected with -bV), BSMTP jobs through `exim -bS` with every ESMTP parameter
+// stripped; after a transaction Exim refuses, only the transactions after it are offered
+// again, and the refused one's sender gets one RFC 3464 notice.
+
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { loadConfig, type Config } from '../../lib/config/index.js';
+import { newJobId, type JobHeader } from '../../lib/job/index.js';
+import { runJobs } from '../../lib/runner/runner.js';
+import { listFailed } from '../../lib/runner/failed.js';
+import { Spool } from '../../lib/spool/index.js';
+import { haveCorpus } from '../helpers/corpus.js';
+import { eximBinary, haveExim, startExim, type EximInstance } from '../helpers/exim.js';
+import { bodyOf, readMaildir } from '../helpers/maildir.js';
+import { plainCorpus, stuff } from './deliver-helpers.js';
+
+const ready = haveExim() && haveCorpus();
+
+
+describe.skipIf(!ready)('runner into a real Exim', () => {
+  let ex: EximInstance;
+  let dir: string;
+  let config: Config;
+  let spool: Spool;
+  const log: string[] = [];
+
+  beforeAll(async () => {
+    ex = await startExim({ mailboxes: ['user', 'other', 'sender'] });
+    dir = mkdtempSync(join(tmpdir(), 'mailbag-deliver-exim-'));
+    // the "sendmail" an Exim site has, pointed at the private configuration; -odq
+    // because a -C Exim cannot deliver at once (see test/helpers/exim.ts)
+    const wrapper = join(dir, 'sendmail');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ${eximBinary()} -C ${ex.configFile} -odq "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const file = join(dir, 'mailbag.toml');
+    writeFileSync(file, ['site = "home"', `spool = "${join(dir, 'spool')}"`, '[delivery]', 'method = "sendmail"', `sendmail = "${wrapper}"`, '[peers.hub]', 'transport = "command"', 'command = ["true"]'].join('\n'));
+    config = loadConfig({ path: file, env: {} });
+    spool = await Spool.open(config.spool, { create: true });
+  }, 120_000);
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+    ex?.stop();
+  });
+
+  async function receive(h: Partial<JobHeader> & { command: string }, payload: Buffer | string): Promise<string> {
+    const header: JobHeader = { id: newJobId(), from: 'hub', to: 'home', created: new Date().toISOString(), args: [], sender: '', recipients: [], ...h };
+    await spool.writeJob('in', 'hub', header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'latin1'));
+    return header.id;
+  }
+
+  test('corpus messages as rmail jobs: bodies byte-identical, Return-Path = envelope sender, no DSN flags', async () => {
+    const msgs = plainCorpus(20);
+    for (let i = 0; i < msgs.length; i++) {
+      await receive({ command: 'rmail', args: ['user@maildir.test'] }, Buffer.concat([Buffer.from(`From gw!sender${i}  Sun Nov 22 04:10:00 2026 remote from hub\n`), msgs[i]!]));
+    }
+    const s = await runJobs({ config, spool, env: process.env, log: (l) => log.push(l) });
+    expect(s).toEqual({ done: 20, retry: 0, failed: 0, skipped: 0 });
+    await ex.runQueue();
+    const got = readMaildir(ex.maildir('user'));
+    expect(got).toHaveLength(20);
+    const bySender = new Map(got.map((m) => [m.returnPath, m]));
+    for (let i = 0; i < msgs.length; i++) {
+      // a bang path is qualified by Exim, as for any unqualified sender
+      const m = [...bySender.entries()].find(([rp]) => rp?.startsWith(`hub!gw!sender${i}@`))?.[1];
+      expect(m, `message ${i}`).toBeDefined();
+      expect(m!.body.equals(bodyOf(msgs[i]!))).toBe(true);
+      expect(m!.header('envelope-to')).toBe('user@maildir.test');
+    }
+  });
+
+  test('BSMTP via -bS: parameters stripped, <> kept, a refused transaction noticed once, the rest re-offered and delivered', async () => {
+    const [a, b, c] = plainCorpus(23).slice(20);
+    const before = readMaildir(ex.maildir('other')).length;
+    const payload = [
+      'MAIL FROM:<> ENVID=x1',
+      'RCPT TO:<other@maildir.test> NOTIFY=NEVER',
+      'DATA', stuff(a!) + '.',
+      'MAIL FROM:<sender@maildir.test> RET=HDRS',
+      'RCPT TO:<user@[999.1.1.1]>', // Exim -bS: 501 domain literals not allowed
+      'DATA', stuff(b!) + '.',
+      'MAIL FROM:<third@corpus.test> SIZE=100',
+      'RCPT TO:<other@maildir.test> ORCPT=rfc822;other@maildir.test',
+      'DATA', stuff(c!) + '.',
+      '',
+    ].join('\n');
+    await receive({ command: 'rsmtp' }, payload);
+    const s = await runJobs({ config, spool, env: process.env, log: (l) => log.push(l) });
+    expect(s.failed, log.join('\n')).toBe(1); // the refused transaction: job in failed/ with Exim's words
+    expect((await listFailed(spool))[0]!.reason).toMatch(/user@\[999\.1\.1\.1\]>: smtp; 501 domain literals not allowed/);
+    await ex.runQueue();
+    const other = readMaildir(ex.maildir('other')).slice(before);
+    expect(other).toHaveLength(2);
+    const nul = other.find((m) => m.body.equals(bodyOf(a!)));
+    expect(nul?.returnPath).toBe('');
+    const third = other.find((m) => m.body.equals(bodyOf(c!)));
+    expect(third?.returnPath).toBe('third@corpus.test');
+    const notices = readMaildir(ex.maildir('sender')).filter((m) => /X-Mailbag-Job:/.test(m.raw.toString('latin1')));
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.returnPath).toBe('');
+    expect(notices[0]!.raw.toString('latin1')).toMatch(/Final-Recipient: rfc822; user@\[999\.1\.1\.1\]\r?\nAction: failed\r?\nStatus: 5\.0\.0\r?\nDiagnostic-Code: smtp; 501 domain literals not allowed/);
+    expect(notices[0]!.raw.toString('latin1')).toContain('Content-Type: text/rfc822-headers'); // RET=HDRS honoured by us
+    // Exim never saw a DSN option nor an ESMTP parameter
+    expect(ex.mainlog()).not.toMatch(/malformed address: .*may not follow/);
+    // nothing is offered again
+    await runJobs({ config, spool, env: process.env, force: true });
+    await ex.runQueue();
+    expect(readMaildir(ex.maildir('other')).length).toBe(before + 2);
+  });
+});
