@@ -24,6 +24,11 @@ export function isBagCodec(s: string): s is BagCodec {
 export interface CompressOptions {
   /** brotli quality 0–11 (default 4) or gzip level 1–9 (default 6) */
   level?: number;
+  /**
+   * bytes that will go in, when known: streaming brotli then packs as well as one-shot
+   * compression (about 4 % smaller bags at quality 4; bench/README.md)
+   */
+  sizeHint?: number;
 }
 
 export function createCompressor(codec: BagCodec, options: CompressOptions = {}): Transform {
@@ -34,6 +39,7 @@ export function createCompressor(codec: BagCodec, options: CompressOptions = {})
           [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
           [constants.BROTLI_PARAM_QUALITY]: options.level ?? DEFAULT_BROTLI_QUALITY,
           [constants.BROTLI_PARAM_LGWIN]: BROTLI_WINDOW_BITS,
+          ...(options.sizeHint ? { [constants.BROTLI_PARAM_SIZE_HINT]: Math.min(options.sizeHint, 2 ** 30) } : {}),
         },
       });
     case 'gzip':

@@ -29,6 +29,8 @@ export interface WriteBagOptions {
   level?: number;
   /** refuse a job larger than this (default LIMITS.maxJobSizeCeiling) */
   maxEntrySize?: number;
+  /** the bag's expanded size, for the compressor; computed when `jobs` is an array */
+  sizeHint?: number;
   signal?: AbortSignal;
 }
 
@@ -132,7 +134,11 @@ export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
   const pack = tar.pack();
   // pack errors are the filler's, reported through `summary`
   pack.on('error', () => {});
-  const compressor = createCompressor(codec, options.level === undefined ? {} : { level: options.level });
+  const sizeHint = options.sizeHint ?? (Array.isArray(jobs) ? expandedSizeOf((jobs as BagJob[]).map((j) => j.size)) : undefined);
+  const compressor = createCompressor(codec, {
+    ...(options.level === undefined ? {} : { level: options.level }),
+    ...(sizeHint === undefined ? {} : { sizeHint }),
+  });
   const tap = new HashTap();
   const out = new PassThrough();
   const counts = { entries: 0, expanded: 0 };
