@@ -5,7 +5,7 @@
 // alike; every run must exit 0 and every mailbag run must leave one job in the spool.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,16 +14,19 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 // built to dist/bench/: the repository is two levels up
 const repoRoot = resolve(here, '../..');
 const TAYLOR_UUX = '/usr/bin/uux';
+const HYPERFINE = '/usr/bin/hyperfine';
 
 interface Options {
   runs: number;
   warmup: number;
   messages: number;
   json?: string;
+  /** also measure CPU time per message with hyperfine (default: when it is installed) */
+  hyperfine: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 150, warmup: 10, messages: 40 };
+  const o: Options = { runs: 150, warmup: 10, messages: 40, hyperfine: existsSync(HYPERFINE) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -36,10 +39,11 @@ function parseArgs(argv: string[]): Options {
     if (a === '--runs') o.runs = num();
     else if (a === '--warmup') o.warmup = num();
     else if (a === '--messages') o.messages = num();
+    else if (a === '--no-hyperfine') o.hyperfine = false;
     else if (a === '--json' && v !== undefined) {
       o.json = v;
       i++;
-    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE)`);
+    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE, --no-hyperfine)`);
   }
   return o;
 }
@@ -170,6 +174,34 @@ function taylorConfig(dir: string): string {
   return cfg;
 }
 
+interface CpuStats {
+  name: string;
+  mean: number;
+  user: number;
+  system: number;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** hyperfine (shell mode: it has no stdin option here) reports user and system time from wait4. */
+async function cpuWithHyperfine(commands: Command[], message: string, o: Options, dir: string): Promise<CpuStats[]> {
+  const out = join(dir, 'hyperfine.json');
+  const shellCommands = commands.map((c) => {
+    const env = c.env?.MAILBAG_CONFIG ? `MAILBAG_CONFIG=${shellQuote(c.env.MAILBAG_CONFIG)} ` : '';
+    return `${env}${c.argv.map(shellQuote).join(' ')} < ${shellQuote(message)} > /dev/null`;
+  });
+  const args = ['--style', 'none', '-w', String(o.warmup), '-r', String(o.runs), '--export-json', out, ...commands.flatMap((c, i) => ['-n', c.name, shellCommands[i]!])];
+  await new Promise<void>((resolvePromise, reject) => {
+    const child = spawn(HYPERFINE, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`hyperfine exited ${code}`))));
+  });
+  const json = JSON.parse(readFileSync(out, 'utf8')) as { results: Array<{ command: string; mean: number; user: number; system: number }> };
+  return json.results.map((r) => ({ name: r.command, mean: r.mean * 1000, user: r.user * 1000, system: r.system * 1000 }));
+}
+
 function fmt(n: number): string {
   return n.toFixed(1);
 }
@@ -243,8 +275,24 @@ export async function main(argv: string[]): Promise<number> {
       '',
       `target: mailbag enqueue and mailbag-uux at most 1.25 × node -e 0`,
     ];
+    let cpu: CpuStats[] | undefined;
+    if (o.hyperfine) {
+      const median = messages.map((m) => ({ m, size: statSync(m).size })).sort((a, b) => a.size - b.size)[Math.floor(messages.length / 2)]!;
+      cpu = await cpuWithHyperfine(commands, median.m, o, dir);
+      const cbase = cpu[0]!;
+      lines.push(
+        '',
+        `CPU time per message (hyperfine ${o.runs} runs, shell start-up subtracted; one ${median.size}-byte message): robust against other load on the machine`,
+        '',
+        '| command | wall mean ms | user ms | system ms | CPU ms | CPU / node |',
+        '|---|---:|---:|---:|---:|---:|',
+        ...cpu.map(
+          (c) => `| ${c.name} | ${fmt(c.mean)} | ${fmt(c.user)} | ${fmt(c.system)} | ${fmt(c.user + c.system)} | ${((c.user + c.system) / (cbase.user + cbase.system)).toFixed(2)} |`,
+        ),
+      );
+    }
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, runs: o.runs, messages: messages.length, results: all }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, runs: o.runs, messages: messages.length, results: all, cpu }, null, 2) + '\n');
     return 0;
   } finally {
     rmSync(dir, { recursive: true, force: true });
