@@ -11,12 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../lib/config/index.js';
 import type { Config } from '../../lib/config/types.js';
 import { serveLink, syncPeer } from '../../lib/session/index.js';
-import { generateKeyPair, startSshServer } from '../../lib/transport/server.js';
+import { startSshServer } from '../../lib/transport/server.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
 import { need } from '../helpers/need.js';
 import { makeKey } from '../helpers/ssh-keys.js';
 import { haveSshd, startSshd } from '../helpers/sshd.js';
-import { enqueue, ids, makeSite, messages, payloadOf, tempDir, type Site } from '../unit/session/sites.js';
+import { enqueue, ids, makeSite, messages, payloadOf, soundKeyPair, tempDir, type Site } from '../unit/session/sites.js';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const bin = join(repo, 'dist', 'bin', 'mailbag.js');
@@ -46,11 +46,12 @@ async function twoSites(label: string): Promise<{ dir: string; hub: Site; home: 
 describe('session over ssh2\'s embedded SSH server', () => {
   it('syncs both ways through an exec channel whose identity comes from the key', async () => {
     const { dir, hub, home } = await twoSites('ssh2');
-    const key = generateKeyPair('home');
+    const key = soundKeyPair('home');
     const keyFile = join(dir, 'id_home');
     writeFileSync(keyFile, key.privateKey, { mode: 0o600 });
     const hubSide: { config?: Config } = {};
     const server = await startSshServer({
+      hostKeys: [soundKeyPair('hub-host').privateKey],
       authorizedKeys: [{ key: key.publicKey, peer: 'home' }],
       onExec: async ({ peer, link }) => {
         await serveLink({ config: hubSide.config!, peer, link });

@@ -9,6 +9,16 @@ import { Spool } from '../../../lib/spool/spool.js';
 import { SessionStore } from '../../../lib/session/store.js';
 import { runSession, type SessionOptions, type SessionResult } from '../../../lib/session/session.js';
 import type { Link } from '../../../lib/transport/types.js';
+import { generateKeyPair } from '../../../lib/transport/server.js';
+import ssh2 from 'ssh2';
+
+/** an ed25519 pair ssh2 reads back (its generator fails about once in 256: mscdex/ssh2 issue 1390) */
+export function soundKeyPair(comment: string): { privateKey: string; publicKey: string } {
+  for (let i = 0; ; i++) {
+    const k = generateKeyPair(comment);
+    if ((!(ssh2.utils.parseKey(k.privateKey) instanceof Error) && !(ssh2.utils.parseKey(k.publicKey) instanceof Error)) || i > 20) return k;
+  }
+}
 
 export interface Site {
   name: string;
