@@ -13,7 +13,7 @@
 // both remove a lock, and nobody ever removes a live holder's lock.
 
 import { readFileSync, unlinkSync } from 'node:fs';
-import { link, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MailbagError, SpoolError } from '../errors.js';
@@ -50,7 +50,8 @@ export interface Lock {
 }
 
 // locks this process holds: removed synchronously when the process exits normally or
-// through an uncaught exception; a SIGKILL or power cut leaves them to stale recovery
+// through an uncaught exception; death by a signal or a power cut leaves them to stale
+// recovery
 const held = new Map<string, string>();
 let exitHookInstalled = false;
 
@@ -127,6 +128,7 @@ async function createExclusive(path: string, info: LockInfo, tmpDir: string): Pr
   const tmp = join(tmpDir, tmpName('lock'));
   await writeFile(tmp, LOCK_MAGIC_LINE + JSON.stringify(info) + '\n', { mode: FILE_MODE, flag: 'wx' });
   try {
+    await chmod(tmp, FILE_MODE); // whatever the umask took away
     await link(tmp, path);
     return true;
   } catch (err) {
