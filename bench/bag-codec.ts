@@ -1,6 +1,6 @@
 // `npm run bench -- bag-codec`: how well and how fast each bag codec packs real mail.
 // The corpus's bulk messages (sorted by name, as a queue would send them) are packed
-// into bags of at most 8 MiB of jobs — the size the session builds — with each codec
+// into bags of at most 8 MiB of jobs (the size the session builds; --bag-mib) with each codec
 // and level, then every bag is read back through the full validating reader. Prints
 // bytes, ratio to the raw messages, and compress/expand throughput (CPU time of this
 // process, so a busy machine distorts it less than wall time would).
@@ -31,7 +31,6 @@ const VARIANTS: Variant[] = [
   { label: 'gzip -9', codec: 'gzip', level: 9 },
 ];
 
-const BAG_JOBS_BYTES = 8 * 1024 * 1024;
 
 function corpusDir(): string {
   const dest = join(tmpdir(), 'mailbag-corpus-bulk', 'cur');
@@ -56,11 +55,14 @@ function cpuMs(): number {
 export async function main(argv: string[]): Promise<number> {
   let messages = Infinity;
   let only: string[] | undefined;
+  // the session packs up to 8 MiB of jobs per bag (docs/protocol.md §3)
+  let bagMiB = 8;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--messages') messages = Number(argv[++i]);
     else if (argv[i] === '--only') only = argv[++i]!.split(',');
+    else if (argv[i] === '--bag-mib') bagMiB = Number(argv[++i]);
     else {
-      process.stderr.write('usage: npm run bench -- bag-codec [--messages N] [--only "br q4 (default),gzip -6"]\n');
+      process.stderr.write('usage: npm run bench -- bag-codec [--messages N] [--bag-mib 8] [--only "br q4 (default),gzip -6"]\n');
       return 64;
     }
   }
@@ -68,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
   const names = readdirSync(dir).sort().slice(0, messages);
   const files = names.map((n) => ({ name: n.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100), path: join(dir, n), size: statSync(join(dir, n)).size }));
   const raw = files.reduce((s, f) => s + f.size, 0);
+  const BAG_JOBS_BYTES = bagMiB * 1024 * 1024;
   const bags: (typeof files)[] = [];
   let cur: typeof files = [];
   let curBytes = 0;
@@ -81,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
     curBytes += f.size;
   }
   if (cur.length) bags.push(cur);
-  process.stdout.write(`bag-codec: ${files.length} messages, ${raw} raw bytes, ${bags.length} bags of <= 8 MiB of jobs; node ${process.version}\n\n`);
+  process.stdout.write(`bag-codec: ${files.length} messages, ${raw} raw bytes, ${bags.length} bags of <= ${bagMiB} MiB of jobs; node ${process.version}\n\n`);
   process.stdout.write(`${'codec'.padEnd(17)} ${'bytes'.padStart(12)} ${'ratio'.padStart(7)} ${'pack MB/s'.padStart(10)} ${'read MB/s'.padStart(10)}\n`);
   for (const v of VARIANTS) {
     if (only && !only.includes(v.label)) continue;

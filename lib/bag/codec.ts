@@ -49,12 +49,15 @@ export function createCompressor(codec: BagCodec, options: CompressOptions = {})
   }
 }
 
+/** output chunk of the inflaters: the granularity at which the expanded-size cap is checked */
+export const INFLATE_CHUNK = 64 * 1024;
+
 export function createDecompressor(codec: BagCodec): Transform {
   switch (codec) {
     case 'br':
-      return createBrotliDecompress();
+      return createBrotliDecompress({ chunkSize: INFLATE_CHUNK });
     case 'gzip':
-      return createGunzip();
+      return createGunzip({ chunkSize: INFLATE_CHUNK });
     case 'none':
       return new PassThrough();
   }

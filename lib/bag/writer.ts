@@ -68,6 +68,34 @@ class HashTap extends Transform {
   }
 }
 
+/**
+ * Gathers the tar stream's small pieces (512-byte headers, padding, short messages)
+ * into chunks of at least 64 KiB: each chunk given to node:zlib is one round trip to
+ * its thread pool, and brotli at low qualities packs tiny chunks badly.
+ */
+class Coalesce extends Transform {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.parts.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes >= COALESCE_BYTES) this.flushParts();
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    this.flushParts();
+    cb();
+  }
+  private flushParts(): void {
+    if (this.bytes === 0) return;
+    this.push(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes));
+    this.parts = [];
+    this.bytes = 0;
+  }
+}
+
+const COALESCE_BYTES = 64 * 1024;
+
 function waitDrain(w: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
@@ -147,7 +175,7 @@ export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
     pack.destroy(err as Error);
     throw err;
   });
-  const flowing = pipeline(Readable.from(pack as AsyncIterable<Buffer>), compressor, tap, out);
+  const flowing = pipeline(Readable.from(pack as AsyncIterable<Buffer>), new Coalesce(), compressor, tap, out);
   const summary = Promise.all([filling, flowing]).then(
     (): BagSummary => ({ sha256: tap.hash.digest('hex'), size: tap.bytes, expanded: counts.expanded, entries: counts.entries, codec }),
     async (err: unknown) => {
