@@ -7,10 +7,11 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
+import { readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError } from '../errors.js';
-import type { JobHeader } from '../job/header.js';
+import { isJobId, type JobHeader } from '../job/header.js';
 import { indexBsmtp } from '../deliver/bsmtp-index.js';
 import { Deliverer } from '../deliver/index.js';
 import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
@@ -380,6 +381,23 @@ export class Runner {
     return run.run();
   }
 
+  /**
+   * A record whose job is in neither in/ nor failed/ belongs to a job that was done
+   * (removed) just before a crash: the record goes too.
+   */
+  private async removeOrphanRecords(peer: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.spool.path('run', peer));
+    } catch {
+      return;
+    }
+    const live = new Set([...(await this.spool.listJobs('in', peer)), ...(await this.spool.listJobs('failed', peer))].map((r) => r.id));
+    for (const id of names) {
+      if (isJobId(id) && !live.has(id)) await removeState(this.spool, peer, id);
+    }
+  }
+
   /** Run every due job of one peer with bounded concurrency. */
   async runPeer(peer: string, summary: RunSummary): Promise<void> {
     let lock;
@@ -393,6 +411,7 @@ export class Runner {
       return;
     }
     try {
+      await this.removeOrphanRecords(peer);
       const refs = await this.spool.listJobs('in', peer);
       const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
       let next = 0;
