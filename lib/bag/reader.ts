@@ -118,11 +118,15 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   let expanded = 0;
 
   // look at the first bytes to decide or check the codec
+  const said = options.codec ?? 'auto';
+  // gzip and brotli are told apart by two bytes; a plain tar needs its first block.
+  // Never wait for more than that: the source may be a link that has gone quiet.
+  const headWanted = said === 'gzip' || said === 'br' ? 2 : HEAD_BYTES;
   const input = source[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let headLength = 0;
   let inputEnded = false;
-  while (headLength < HEAD_BYTES) {
+  while (headLength < headWanted) {
     const r = await input.next();
     if (r.done) {
       inputEnded = true;
@@ -134,7 +138,6 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   }
   if (headLength === 0) throw new BagError('truncated', 'bag is empty');
   const seen = sniffCodec(Buffer.concat(head));
-  const said = options.codec ?? 'auto';
   const codec: BagCodec = said === 'auto' ? (seen ?? 'br') : said;
   if (said !== 'auto') {
     const wrong = codecError(said, seen);
@@ -220,11 +223,16 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
     }
   } catch (err) {
     fail(err);
+    // stop inflating at once, even when the source has stalled, before waiting for the pump
+    raw.destroy();
+    decompressor.destroy();
     await pump;
     throw failure;
   } finally {
+    // also reached when the caller stops iterating early
     if (!extractState.destroyed) extract.destroy(undefined as unknown as Error);
     raw.destroy();
+    decompressor.destroy();
   }
   await pump;
   if (failure) throw failure;

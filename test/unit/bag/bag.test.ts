@@ -291,3 +291,41 @@ describe('hostile bags', () => {
     expect(err.issue).toBe('bad-name');
   });
 });
+
+describe('bag reader and a stalled source', () => {
+  it('refuses a hostile entry without waiting for the rest of a source that never ends', async () => {
+    const head = gzipSync(tarOf([{ name: '../evil', data: Buffer.from('x') }], false), { flush: 2 /* Z_SYNC_FLUSH: no gzip trailer */ });
+    async function* stalled(): AsyncGenerator<Buffer> {
+      yield head;
+      await new Promise(() => {}); // the link went quiet
+    }
+    const err = await Promise.race([
+      (async () => {
+        try {
+          for await (const e of readBag(stalled(), { codec: 'gzip' })) e.stream.resume();
+          return 'accepted';
+        } catch (e) {
+          return (e as BagError).issue;
+        }
+      })(),
+      new Promise((r) => setTimeout(() => r('hung'), 5000)),
+    ]);
+    expect(err).toBe('bad-name');
+  });
+
+  it('lets the caller stop early without hanging', async () => {
+    const bag = await build([job('a', Buffer.from('1')), job('b', Buffer.from('2'))]);
+    async function* stalled(): AsyncGenerator<Buffer> {
+      yield bag.bytes.subarray(0, bag.bytes.length - 3);
+      await new Promise(() => {});
+    }
+    const got = await Promise.race([
+      (async () => {
+        for await (const e of readBag(stalled(), { codec: 'br' })) return e.name;
+        return 'none';
+      })(),
+      new Promise((r) => setTimeout(() => r('hung'), 5000)),
+    ]);
+    expect(got).toBe('a');
+  });
+});
