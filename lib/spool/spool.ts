@@ -7,7 +7,7 @@
 
 import { constants, createReadStream, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { chmod, open, readdir, rename, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InputError, MailbagError, SpoolError } from '../errors.js';
 import { LIMITS } from '../limits.js';
@@ -99,7 +99,7 @@ export class Spool {
    * writers' tmp files. Throws SpoolError (temporary) for anything wrong.
    */
   static async open(root: string, opts: OpenOptions = {}): Promise<Spool> {
-    const abs = join(root); // normalise; callers pass absolute paths
+    const abs = resolve(root);
     // The checks use synchronous calls: a front door opens the spool once per message
     // and each thread-pool round trip would cost more than the system call itself.
     try {
