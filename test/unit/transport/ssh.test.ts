@@ -274,3 +274,39 @@ describe('ssh transport: a black-holed link', () => {
     }
   });
 });
+
+describe('embedded server: only exec, as `restrict` would', () => {
+  it('refuses a shell, a pty and port forwarding', async () => {
+    const { Client } = await import('ssh2');
+    const c = new Client();
+    await new Promise<void>((resolve, reject) => {
+      c.once('ready', () => resolve());
+      c.once('error', reject);
+      c.connect({ host: '127.0.0.1', port: server.port, username: 'x', privateKey: client.privateKey, hostVerifier: () => true });
+    });
+    try {
+      const shell = await new Promise<Error | undefined>((r) => c.shell((e) => r(e)));
+      expect(shell).toBeInstanceOf(Error);
+      const fwd = await new Promise<Error | undefined>((r) => c.forwardOut('127.0.0.1', 1, '127.0.0.1', server.port, (e) => r(e)));
+      expect(fwd).toBeInstanceOf(Error);
+    } finally {
+      c.end();
+    }
+  });
+});
+
+describe('transportForPeer', () => {
+  it('builds ssh and command transports from a peer configuration, and refuses what cannot dial', async () => {
+    const { transportForPeer } = await import('../../../lib/transport/index.js');
+    const base = {
+      name: 'hub', transport: 'ssh' as const, host: '127.0.0.1', port: server.port, user: 'mailbag', identity: file('id_cfg', client.privateKey), agent: false,
+      knownHosts: file('known_cfg', `${server.knownHostsLine}\n`), remoteCommand: 'mailbag serve --peer home', command: undefined,
+      connectTimeoutMs: 5000, keepaliveMs: 1000, pollMs: 60_000, codec: 'br' as const, accept: ['rmail'], domains: [], addresses: [], actions: {},
+    };
+    const link = await transportForPeer(base).connect();
+    expect((await roundTrip(link, Buffer.from('cfg'))).toString()).toBe('cfg');
+    expect(transportForPeer({ ...base, transport: 'command', command: ['ssh', '-C', 'hub'] }).describe()).toBe('ssh -C hub');
+    expect(() => transportForPeer({ ...base, host: undefined })).toThrow(/host is not set/);
+    expect(() => transportForPeer({ ...base, transport: 'command' })).toThrow(/command is not set/);
+  });
+});
