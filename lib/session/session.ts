@@ -534,6 +534,10 @@ class Session {
     this.closing = true;
     clearInterval(this.timer);
     const e = asMailbagError(err);
+    const input = this.link.input;
+    // a far side that is already gone cannot read an ERROR: tear down at once, so the
+    // session lock is free for its next attempt
+    if (tellPeer && (input.readableEnded || input.destroyed || this.link.output.destroyed)) tellPeer = false;
     if (tellPeer) {
       const out = this.link.output;
       if (!out.destroyed && !out.writableEnded) {
