@@ -83,7 +83,7 @@ async function world(): Promise<World> {
 }
 
 function ledgerJobs(site: Site, peer: string): string[] {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(join(site.root, 'ledger', peer), 'utf8');
   } catch {
