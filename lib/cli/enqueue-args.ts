@@ -13,7 +13,10 @@ export type EnqueueRequest =
     /** envelope sender as given; '' or '<>' is the null sender; undefined = take it from stdin's From_ line (uux without -a) */
     sender: string | undefined;
     recipients: string[];
-    /** stdin may start with an MTA-written From_ line to take off (the uux path) */
+    /**
+     * stdin may start with a From_ envelope (an MTA's pipe flag F, an mbox message): take
+     * it off, since an rmail receiver would read it as envelope, never as message text
+     */
     stripFromLine: boolean;
     configPath: string | undefined;
   }
@@ -91,5 +94,5 @@ export function parseEnqueueArgs(argv: readonly string[]): EnqueueRequest {
     return { kind: 'bsmtp', peer, configPath };
   }
   if (sender === undefined) throw usage('no -f SENDER given (use -f \'\' or -f \'<>\' for the null sender)');
-  return { kind: 'message', peer, sender: unbracket(sender), recipients, stripFromLine: false, configPath };
+  return { kind: 'message', peer, sender: unbracket(sender), recipients, stripFromLine: true, configPath };
 }

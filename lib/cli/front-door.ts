@@ -26,7 +26,7 @@ export interface MessageEnvelope {
   /** '' / '<>' / MAILER-DAEMON = the null sender; undefined = from stdin's From_ line (needs stripFromLine) */
   sender: string | undefined;
   recipients: string[];
-  /** stdin may begin with an MTA-written From_ line: take it off (and its sender when none is given) */
+  /** stdin may begin with a From_ envelope (MTA pipe flag F, mbox): take it off, and its sender when none is given */
   stripFromLine: boolean;
 }
 
@@ -96,9 +96,11 @@ async function writeOut(spool: Spool, config: Config, peer: string, header: JobH
 }
 
 /**
- * Read an MTA-written From_ envelope off the start of stdin (the uux path). Returns the
- * bytes that follow it and its sender; stdin that does not begin with `From ` is all
- * message. A `From ` line rmail would refuse is a bad envelope.
+ * Read a From_ envelope (`From ` and `>From ` lines, as an MTA's pipe flag F or an mbox
+ * writes them) off the start of stdin. Returns the bytes that follow it and its sender;
+ * stdin that does not begin with `From ` is all message. It must go: a receiving rmail
+ * would read it as envelope, never as message text. A `From ` line rmail would refuse is
+ * a bad envelope.
  */
 async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Buffer; sender: string | undefined }> {
   const reader = new UucpEnvelopeReader();

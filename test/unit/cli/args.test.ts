@@ -29,7 +29,7 @@ describe('mailbag enqueue argv', () => {
     [['hub', '--config=/c.toml', '-f', 'a', 'b'], { configPath: '/c.toml', peer: 'hub' }],
   ])('%j', (argv, want) => {
     const r = parseEnqueueArgs(argv);
-    expect(r).toMatchObject({ kind: 'message', stripFromLine: false, ...want });
+    expect(r).toMatchObject({ kind: 'message', stripFromLine: true, ...want });
   });
 
   it('--bsmtp takes the envelope from the stream', () => {

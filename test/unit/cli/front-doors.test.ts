@@ -62,6 +62,16 @@ describe('mailbag enqueue: accepted', () => {
     expect(job.payload.subarray(job.payload.indexOf(0x0a) + 1).equals(msg)).toBe(true);
   });
 
+  it('a leading From_ envelope (pipe flag F, an mbox file) is taken off; -f names the sender', async () => {
+    site = makeSite();
+    const r = await enqueue(['hub', '-f', 'a@example.org', 'b@example.net'], `From other@x  Sun Nov 22 04:10:00 2026\n>From y Sun Nov 22 04:00:00 2026 remote from z\n${MESSAGE}`);
+    expect(r.code, r.stderr).toBe(0);
+    const job = jobsIn(site.spool, 'out', 'hub')[0]!;
+    const text = job.payload.toString();
+    expect(text.match(OUR_FROM_LINE)![1]).toBe('a@example.org');
+    expect(text.slice(text.indexOf('\n') + 1)).toBe(MESSAGE);
+  });
+
   it.each([[''], ['<>'], ['MAILER-DAEMON']])('null sender %j: a BSMTP job with MAIL FROM:<>', async (sender) => {
     site = makeSite();
     const r = await enqueue(['hub', '-f', sender, '--', 'b@example.net', 'c d@example.com'], MESSAGE);
