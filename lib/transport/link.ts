@@ -108,6 +108,9 @@ export class BaseLink implements Link {
 
   async close(): Promise<LinkEnd> {
     if (!this.output.writableEnded && !this.output.destroyed) this.output.end();
+    // bytes the far side sent that nobody will read must not hold the link open (an SSH
+    // channel, for one, reports its close only after its data has been consumed)
+    if (!this.input.destroyed && this.input.listenerCount('data') === 0 && this.input.listenerCount('readable') === 0) this.input.resume();
     const grace = this.parts.closeGraceMs ?? CLOSE_GRACE_MS;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
