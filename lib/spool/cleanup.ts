@@ -8,7 +8,18 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LIMITS } from '../limits.js';
 import { lstatOrUndefined } from './commit.js';
-import { pidAlive } from './process.js';
+
+/** true unless the pid certainly names no running process */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
 
 export interface CleanupReport {
   removed: string[];

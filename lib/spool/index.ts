@@ -19,6 +19,6 @@ export {
 } from './spool.js';
 export { commitFile, fsyncDir, ensureDir, tmpName, spoolErrorFrom, FILE_MODE, DIR_MODE, type Content, type CommitOptions, type CommitResult } from './commit.js';
 export { acquireLock, parseLock, LOCK_MAGIC_LINE, type Lock, type LockInfo, type LockOptions } from './lock.js';
-export { cleanupTmp, type CleanupReport } from './cleanup.js';
+export { cleanupTmp, pidAlive, type CleanupReport } from './cleanup.js';
 export { faultPoint, FAULT_POINTS } from './fault.js';
-export { pidAlive, holderAlive } from './process.js';
+export { holderAlive } from './process.js';

@@ -1,8 +1,9 @@
-// Is the process that wrote a tmp file or holds a lock still alive? By pid (signal 0),
-// and on Linux also by the process's start time and the boot id, so a pid reused by
-// another process after the writer died, or a lock from before a reboot, is seen dead.
+// Is the process that holds a lock still alive? By pid (signal 0, see cleanup.ts), and
+// on Linux also by the process's start time and the boot id, so a pid reused by another
+// process after the holder died, or a lock from before a reboot, is seen dead.
 
 import { readFileSync } from 'node:fs';
+import { pidAlive } from './cleanup.js';
 
 let bootIdCache: string | undefined | null = null;
 
@@ -27,18 +28,6 @@ export function processStartTime(pid: number): string | undefined {
     return fields[19];
   } catch {
     return undefined;
-  }
-}
-
-/** true unless the pid certainly names no running process */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
