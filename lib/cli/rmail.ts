@@ -1,12 +1,21 @@
 // `rmail [-D DOMAIN] [--config FILE] [--] RCPT…`: a UUCP rmail for uuxqt, NNCP, our
 // runner's admin actions or a shell. Reads the From_ envelope lines (bang paths as
 // sendmail's rmail reads them), then hands the rest of stdin to
-// `sendmail -oi -f SENDER -- RCPT…` (never -oee). Exits 0 when the MTA took the
+// `sendmail -oi -f SENDER -- RCPT…` (never -oee), or over SMTP/LMTP when
+// delivery.method says so. Exits 0 when the MTA took the
 // message, 75 for anything temporary or unexpected, 64/65 for bad arguments or a bad
 // envelope, and the MTA's permanent sysexits code (65, 67, 68, 69, 77 or 78; else 69).
 
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { loadConfig } from '../config/index.js';
+import { pipeline } from 'node:stream/promises';
+import { loadConfig, type Config } from '../config/index.js';
+import { Deliverer } from '../deliver/index.js';
+import type { Transaction } from '../deliver/message.js';
+import { sendNotice } from '../runner/notify.js';
 import { InputError, MailbagError } from '../errors.js';
 import { UucpEnvelopeReader, type UucpEnvelope } from '../envelope/index.js';
 import { detectMta } from '../deliver/mta.js';
@@ -77,6 +86,38 @@ export async function splitEnvelope(input: Readable): Promise<{ envelope: UucpEn
   }
 }
 
+/**
+ * delivery.method smtp or lmtp: the message goes to a private temp file first (the
+ * client re-reads it), then over one connection. Every recipient accepted: 0. Some
+ * refused for good: they get a notice and the rest counts (0), all refused: the MTA's
+ * permanent status (69). Anything temporary: 75.
+ */
+async function viaSmtp(config: Config, sender: string, recipients: string[], message: Readable, io: CliIo): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailbag-rmail-'));
+  const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });
+  try {
+    const file = join(dir, 'message');
+    await pipeline(message, createWriteStream(file, { mode: 0o600 }));
+    const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
+    const results = await d.deliver(tx, new Set());
+    const temporary = results.find((r) => r.kind === 'temporary');
+    if (temporary) throw new DeliveryError(temporary, 75);
+    const refused = results.filter((r) => r.kind === 'permanent');
+    if (refused.length === results.length) throw new DeliveryError(refused[0]!, 69);
+    if (refused.length > 0) {
+      const sent = await sendNotice(d, { site: config.site || hostname(), now: new Date(), log: (l) => io.stderr.write(`${l}\n`) }, {
+        sender, recipients: refused.map((r) => ({ recipient: r.address, status: r.status, diagnostic: r.diagnostic })),
+        reason: 'the mail system refused a recipient permanently', jobId: 'rmail', created: new Date().toISOString(), tx,
+      });
+      if (!sent) throw new DeliveryError({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-mailbag; the failure notice could not be sent yet' }, 75);
+    }
+    return 0;
+  } finally {
+    await d.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const args = parseRmailArgs(argv);
   if (args.help) {
@@ -86,6 +127,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   checkRmailRecipients(args.recipients);
   const config = loadConfig({ path: args.configPath, env: io.env, cwd: io.cwd });
   const { envelope, message } = await splitEnvelope(io.stdin);
+  if (config.delivery.method !== 'sendmail') return viaSmtp(config, envelope.sender, args.recipients, message, io);
   const program = config.delivery.sendmail;
   const mta = await detectMta(program, config.delivery.mta, io.env);
   const out = await runChild(program, sendmailArgv({ sender: envelope.sender, recipients: args.recipients }, mta), message, io.env);
