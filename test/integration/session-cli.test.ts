@@ -1,0 +1,91 @@
+// The commands as users run them, from dist/: `mailbag sync hub` dialling through the real
+// OpenSSH client (transport = "command") into a real sshd whose authorized_keys forces
+// `mailbag serve --peer home`; `mailbag dispatch`; the exit codes for an unreachable peer
+// and an unknown one.
+
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { need } from '../helpers/need.js';
+import { makeKey } from '../helpers/ssh-keys.js';
+import { freePort, haveSshd, startSshd } from '../helpers/sshd.js';
+import { enqueue, ids, makeSite, messages, tempDir } from '../unit/session/sites.js';
+
+const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const bin = join(repo, 'dist', 'bin', 'mailbag.js');
+const ready = haveSshd() && need('the OpenSSH client', ['/usr/bin/ssh'], 'apt-get install openssh-client') && need('the built mailbag', [bin], 'run npm run build first (npm test does)');
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function mailbag(args: string[], input?: Buffer): { status: number | null; out: string; err: string; stdout: Buffer } {
+  const env = { ...process.env };
+  delete env.MAILBAG_CONFIG;
+  const r = spawnSync(process.execPath, [bin, ...args], { env, timeout: 60_000, ...(input ? { input } : {}) });
+  return { status: r.status, out: r.stdout.toString(), err: r.stderr.toString(), stdout: r.stdout };
+}
+
+describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
+  it('sync over the OpenSSH client into a forced mailbag serve; dispatch finds nothing due after', async () => {
+    const t = tempDir('cli');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const key = makeKey(t.dir, 'id_home');
+    const hubToml = join(t.dir, 'hub.toml');
+    writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
+    const sshd = await startSshd({ authorizedKeys: [{ publicKey: key.publicKey, command: `${process.execPath} ${bin} serve --peer home --no-run --config ${hubToml}` }] });
+    cleanups.push(() => sshd.stop());
+    const command = ['ssh', '-F', '/dev/null', '-i', key.privatePath, '-p', String(sshd.port), '-o', `UserKnownHostsFile=${sshd.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', `${sshd.user}@127.0.0.1`, 'mailbag', 'serve'];
+    const homeToml = join(t.dir, 'home.toml');
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify(command)}\n`);
+    const down = await enqueue(hub, 'home', messages([700, 7000, 70000], 41));
+    const up = await enqueue(home, 'hub', messages([1200], 42));
+
+    const r = mailbag(['sync', 'hub', '--config', homeToml, '--no-run']);
+    expect(r.status, r.err).toBe(0);
+    expect(r.out).toMatch(/^hub: sent 1 jobs in 1 bags .*received 3 jobs in 1 bags/);
+    expect(ids(home, 'in', 'hub')).toEqual([...down.keys()].sort());
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+
+    const d = mailbag(['dispatch', '--config', homeToml, '--no-run']);
+    expect(d.status, d.err).toBe(0);
+    expect(d.out).toBe('no peer has work queued or is due\n');
+    await enqueue(home, 'hub', messages([300], 43));
+    const d2 = mailbag(['dispatch', '--config', homeToml, '--no-run']);
+    expect(d2.status, d2.err).toBe(0);
+    expect(d2.out).toMatch(/^hub: sent 1 jobs/);
+    expect(ids(hub, 'in', 'home')).toHaveLength(2);
+  });
+
+  it('exits 75 with a 4.x.x line when the peer is unreachable; jobs stay queued', async () => {
+    const t = tempDir('cli-down');
+    cleanups.push(t.remove);
+    const home = await makeSite(t.dir, 'home');
+    const port = await freePort();
+    const homeToml = join(t.dir, 'home.toml');
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${port}\nknown_hosts = "/dev/null"\nconnect_timeout = "5s"\n`);
+    const queued = await enqueue(home, 'hub', messages([500], 44));
+    const r = mailbag(['sync', 'hub', '--config', homeToml]);
+    expect(r.status, r.err).toBe(75);
+    expect(r.err).toMatch(/^4\.4\.\d mailbag: /);
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
+  });
+
+  it('serve refuses an unknown peer with an ERROR frame on stdout and a 4.3.5 line on stderr', async () => {
+    const t = tempDir('cli-serve');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const hubToml = join(t.dir, 'hub.toml');
+    writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
+    const r = mailbag(['serve', '--peer', 'office', '--config', hubToml], Buffer.alloc(0));
+    expect(r.status).toBe(75);
+    expect(r.err).toMatch(/^4\.3\.5 mailbag: .*unknown peer "office"/);
+    expect(r.stdout[0]).toBe(0x02);
+    expect(r.stdout.subarray(5).toString()).toMatch(/does not know a peer called office/);
+  });
+});
