@@ -4,7 +4,7 @@
 // message, byte for byte); a null sender becomes a BSMTP job (`MAIL FROM:<>`); a BSMTP
 // stream is checked to its last byte before it is accepted. Only the spool is written.
 
-import { createReadStream } from 'node:fs';
+import { createReadStream, read } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { InputError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
@@ -267,11 +267,42 @@ export async function enqueueBsmtp(
   }
 }
 
+/**
+ * This process's stdin read straight from file descriptor 0. Iterating process.stdin
+ * costs a few milliseconds of stream machinery per message; an MTA runs us once per
+ * message. If the descriptor turns out non-blocking (EAGAIN), the rest comes through the
+ * stream, which nothing has read from yet.
+ */
+async function* readStdinFd(io: CliIo): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    let n: number;
+    try {
+      n = await new Promise<number>((resolvePromise, reject) => {
+        read(0, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolvePromise(bytes)));
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      yield* io.stdin;
+      return;
+    }
+    if (n === 0) return;
+    yield buf.subarray(0, n);
+  }
+}
+
+/** stdin as given in `io`; this process's own through its descriptor (see readStdinFd). */
+function stdinOf(io: CliIo): AsyncIterable<Uint8Array> {
+  // processIo() hands out process.env itself; tests running in-process pass their own
+  return io.env === process.env ? readStdinFd(io) : io.stdin;
+}
+
 /** Load the configuration, check the peer, open the spool and queue stdin as the request says. */
 export async function runFrontDoor(request: Exclude<EnqueueRequest, { kind: 'help' }>, io: CliIo): Promise<Enqueued> {
   const config = loadConfig({ path: request.configPath, env: io.env, cwd: io.cwd });
   requirePeer(config, request.peer);
   const spool = await Spool.open(config.spool, { create: true });
-  if (request.kind === 'bsmtp') return enqueueBsmtp(spool, config, request.peer, io.stdin);
-  return enqueueMessage(spool, config, request.peer, request, io.stdin);
+  const input = stdinOf(io);
+  if (request.kind === 'bsmtp') return enqueueBsmtp(spool, config, request.peer, input);
+  return enqueueMessage(spool, config, request.peer, request, input);
 }
