@@ -47,6 +47,7 @@ export interface BagEntry {
   stream: Readable;
 }
 
+const BLOCK = 512;
 /** bytes looked at to check the codec: one tar block */
 const HEAD_BYTES = 512;
 
@@ -196,6 +197,8 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   })();
 
   let entries = 0;
+  /** where the last entry's data (padded) ends in the tar stream: the end blocks must follow */
+  let lastEntryEnd = 0;
   const names = new Set<string>();
   try {
     for await (const e of extract as unknown as AsyncIterable<TarEntry>) {
@@ -212,6 +215,7 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
       if (++entries > maxEntries) throw new BagError('too-many', `bag has more than the cap of ${maxEntries} entries`, where);
       if (names.has(name)) throw new BagError('duplicate', `entry ${showName(name)} appears twice in the bag`, where);
       names.add(name);
+      lastEntryEnd = (e as unknown as { offset: number }).offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
       const stream = wrapEntry(e);
       yield { name, size, index: entries - 1, stream };
       // the caller may have read the entry, part of it or nothing: skip the rest
@@ -236,6 +240,8 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   }
   await pump;
   if (failure) throw failure;
+  // a tar stream cut at an entry boundary parses cleanly: only its end blocks tell
+  if (expanded - lastEntryEnd < 2 * BLOCK) throw new BagError('truncated', 'bag is truncated: the tar stream lacks its end-of-archive blocks');
   const sha256 = hash.digest('hex');
   if (options.expectSha256 !== undefined && sha256 !== options.expectSha256.toLowerCase()) {
     throw new BagError('bad-hash', `bag hash is ${sha256}, not the ${options.expectSha256} it was offered as`);

@@ -329,3 +329,24 @@ describe('bag reader and a stalled source', () => {
     expect(got).toBe('a');
   });
 });
+
+describe('bag reader and truncation anywhere', () => {
+  it('refuses a bag cut at any byte, in every codec, and never hangs (property)', async () => {
+    const bags = new Map<BagCodec, Buffer>();
+    for (const codec of CODECS) bags.set(codec, (await build([job('a1', Buffer.from('x'.repeat(700))), job('b2', Buffer.alloc(512, 9)), job('c3', Buffer.from('tail'))], codec)).bytes);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...CODECS), fc.double({ min: 0, max: 1, noNaN: true }), async (codec, where) => {
+        const full = bags.get(codec)!;
+        const cut = Math.min(full.length - 1, Math.floor(where * full.length));
+        const err = await refusal(chunked(full.subarray(0, cut), [97]), { codec });
+        expect(['truncated', 'corrupt', 'codec']).toContain(err.issue);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('refuses a plain tar cut exactly at an entry boundary (no end blocks)', async () => {
+    const t = tarOf([{ name: 'a', data: Buffer.from('x') }], false);
+    expect((await refusal(chunked(t), { codec: 'none' })).issue).toBe('truncated');
+  });
+});
