@@ -350,3 +350,21 @@ describe('bag reader and truncation anywhere', () => {
     expect((await refusal(chunked(t), { codec: 'none' })).issue).toBe('truncated');
   });
 });
+
+describe('bag reader and flipped bytes', () => {
+  it('refuses a bag with any byte changed, with a BagError and nothing else (property)', async () => {
+    const bags = new Map<BagCodec, { bytes: Buffer; sha256: string }>();
+    for (const codec of CODECS) bags.set(codec, await build([job('a1', Buffer.from('Subject: hi\n\n'.repeat(90))), job('b2', Buffer.from('tail'))], codec));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...CODECS), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 255 }), async (codec, where, xor) => {
+        const { bytes, sha256 } = bags.get(codec)!;
+        const bad = Buffer.from(bytes);
+        const at = Math.min(bad.length - 1, Math.floor(where * bad.length));
+        bad[at] = bad[at]! ^ xor;
+        const err = await refusal(chunked(bad, [333]), { codec, expectSha256: sha256 });
+        expect(err.code === 'bad-bag' || err.code === 'too-big').toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
