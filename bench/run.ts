@@ -10,6 +10,9 @@ interface BenchEntry {
 const BENCHES: Record<string, BenchEntry> = {
   enqueue: { summary: 'per-message cost of mailbag enqueue / mailbag-uux vs node -e 0 and Taylor uux', load: () => import('./enqueue.js') },
   'bag-codec': { summary: 'bag size and speed per codec/level (brotli, gzip) on the bulk corpus in 8 MiB bags', load: () => import('./bag-codec.js') },
+  lmtp: { summary: 'Postfix → spool per message: LMTP to mailbag lmtpd vs pipe to mailbag enqueue vs pipe to Taylor uux', load: () => import('./lmtp.js') },
+  relay: { summary: 'mailbag sync over a real OpenSSH sshd vs tar | gzip -6 | ssh; sync: time, bytes on the wire, RSS, 1 GB message, cut and resume', load: () => import('./relay.js') },
+  deliver: { summary: 'runner into a real Postfix: 1,000 corpus messages, sendmail per message vs smtp with pipelining', load: () => import('./deliver.js') },
 };
 
 async function main(argv: string[]): Promise<number> {

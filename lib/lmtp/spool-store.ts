@@ -2,12 +2,15 @@
 // the spool's one commit function (Spool.writeJob: tmp → write → fsync → rename →
 // directory fsync) fed from an async iterable the listener pushes chunks into, so the
 // message streams to disk as it arrives and an aborted job leaves nothing behind.
-// Ledger entries are small files `lmtp-ledger/PEER/DIGEST`, committed the same way.
+// Ledger entries are small files `lmtp-ledger/PEER/DIGEST`, written whole (tmp, rename)
+// but not fsynced: an entry only saves a duplicate, and after a crash recover() rebuilds
+// the entries of the jobs committed last from the jobs themselves.
 
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jobIdTime, newJobId } from '../job/id.js';
+import { tmpName } from '../spool/commit.js';
 import type { Spool } from '../spool/spool.js';
 import type { DedupLedger, JobDraft, JobDraftHeader, JobStore } from './store.js';
 
@@ -127,6 +130,8 @@ const LEDGER_DIR = 'lmtp-ledger';
 const LEDGER_MAGIC = 'mailbag-lmtp-ledger 1\n';
 
 export class SpoolLedger implements DedupLedger {
+  private readonly dirs = new Set<string>();
+
   constructor(private readonly spool: Spool) {}
 
   async find(peer: string, digest: string): Promise<string | undefined> {
@@ -141,9 +146,19 @@ export class SpoolLedger implements DedupLedger {
   }
 
   async record(peer: string, digest: string, jobId: string): Promise<void> {
-    await this.spool.ensureDir(LEDGER_DIR);
-    await this.spool.ensureDir(LEDGER_DIR, peer);
-    await this.spool.commitFile(join(LEDGER_DIR, peer, digest), Buffer.from(`${LEDGER_MAGIC}${jobId}\n`), { label: 'ledger' });
+    if (!this.dirs.has(peer)) {
+      await this.spool.ensureDir(LEDGER_DIR);
+      await this.spool.ensureDir(LEDGER_DIR, peer);
+      this.dirs.add(peer);
+    }
+    const tmp = join(this.spool.tmpDir, tmpName('ledger'));
+    try {
+      await writeFile(tmp, `${LEDGER_MAGIC}${jobId}\n`, { mode: 0o600, flag: 'wx' });
+      await rename(tmp, this.spool.path(LEDGER_DIR, peer, digest));
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**

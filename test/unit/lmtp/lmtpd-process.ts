@@ -4,10 +4,17 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const repoRoot = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+/** the checkout: the nearest directory above with a package.json (also when run built, from dist/) */
+function findRepoRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return d;
+}
+
+export const repoRoot = findRepoRoot();
 export const mailbagBin = join(repoRoot, 'dist/bin/mailbag.js');
 
 export interface LmtpdOptions {

@@ -1,0 +1,283 @@
+// Per-message cost of getting mail from a real Postfix into a spool, three ways in one
+// run: LMTP to `mailbag lmtpd` (one long-running process), Postfix's pipe transport
+// running `mailbag enqueue` per message, and the pipe transport running Taylor UUCP's
+// `uux` per message (Debian's master.cf line). The same N corpus messages are submitted
+// for each over SMTP into Postfix's hold queue; each method's messages are then released
+// together and timed until the last one is in its spool. Every message must arrive.
+
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { corpusFiles, haveCorpus } from '../test/helpers/corpus.js';
+import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } from '../test/helpers/mta-common.js';
+import { havePostfix, startPostfix, type PostfixInstance } from '../test/helpers/postfix.js';
+import { LmtpClient } from '../test/unit/lmtp/lmtp-client.js';
+import { startLmtpd, type Lmtpd } from '../test/unit/lmtp/lmtpd-process.js';
+
+const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+const TAYLOR_UUX = '/usr/bin/uux';
+const METHODS = ['lmtp', 'enqueue', 'uux'] as const;
+type Method = (typeof METHODS)[number];
+
+interface Options {
+  messages: number;
+  json?: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { messages: 1000 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--messages' && v !== undefined && /^\d+$/.test(v) && Number(v) > 0) {
+      o.messages = Number(v);
+      i++;
+    } else if (a === '--json' && v !== undefined) {
+      o.json = v;
+      i++;
+    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE)`);
+  }
+  return o;
+}
+
+function countFiles(dir: string, match: (name: string) => boolean): number {
+  if (!existsSync(dir)) return 0;
+  if (!statSync(dir, { throwIfNoEntry: false })) return 0;
+  let n = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      continue; // a tmp file that went away meanwhile
+    }
+    if (isDir) n += countFiles(p, match);
+    else if (match(name)) n++;
+  }
+  return n;
+}
+
+/**
+ * A private Taylor UUCP config with one system that is never called: uux only queues.
+ * With -I a non-root caller loses uux's set-uid uucp, so the spool belongs to the user
+ * the pipe runs uux as.
+ */
+function taylorConfig(dir: string, uid: number, gid: number): { config: string; spool: string } {
+  const spool = join(dir, 'uucp-spool');
+  for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) {
+    mkdirSync(d, { recursive: true });
+    chownSync(d, uid, gid);
+  }
+  const config = join(dir, 'uucp-config');
+  writeFileSync(config, [
+    'nodename home',
+    `spool ${spool}`,
+    `pubdir ${join(dir, 'uucp-pub')}`,
+    `logfile ${join(dir, 'uucp-log/Log')}`,
+    `statfile ${join(dir, 'uucp-log/Stats')}`,
+    `debugfile ${join(dir, 'uucp-log/Debug')}`,
+    `sysfile ${join(dir, 'uucp-sys')}`,
+    `portfile ${join(dir, 'uucp-port')}`,
+    `dialfile ${join(dir, 'uucp-dial')}`,
+    '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'uucp-sys'), 'system hub\ntime never\ncommands rmail rsmtp\n');
+  writeFileSync(join(dir, 'uucp-port'), '');
+  writeFileSync(join(dir, 'uucp-dial'), '');
+  return { config, spool };
+}
+
+/** utime+stime (+ reaped children's with `children`) of a process, in ms; 0 when it is gone */
+function cpuMs(pid: number, children: boolean): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after the name: state(3) … utime(14) stime(15) cutime(16) cstime(17), 1-based in proc(5)
+    const ticks = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU spent by a Postfix instance and everything it runs: its master's reaped children
+ * (processes that exited) plus each live child with its own reaped children (a pipe
+ * daemon reaps the uux or mailbag it ran), and lmtpd when given.
+ */
+function treeCpuMs(masterPid: number, extraPid?: number): number {
+  let total = cpuMs(masterPid, true);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === masterPid) total += cpuMs(Number(name), true);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  if (extraPid !== undefined) total += cpuMs(extraPid, false);
+  return total;
+}
+
+/** Submit every message once per method over one SMTP connection; Postfix holds them all. */
+async function submitAll(pf: PostfixInstance, messages: string[], methods: Method[]): Promise<void> {
+  const c = await LmtpClient.connect(pf.smtpPort!, 60_000);
+  try {
+    if ((await c.read()).code !== 220) throw new Error('no SMTP greeting from Postfix');
+    await c.cmd('EHLO bench.test');
+    for (const method of methods) {
+      for (let i = 0; i < messages.length; i++) {
+        const from = await c.cmd('MAIL FROM:<sender@bench.test>');
+        const rcpt = await c.cmd(`RCPT TO:<rcpt${i}@${method}.test>`);
+        if (from.code !== 250 || rcpt.code !== 250) throw new Error(`Postfix refused ${method} #${i}: ${from.raw} / ${rcpt.raw}`);
+        const [r] = await c.data(readFileSync(messages[i]!), 1);
+        if (r!.code !== 250) throw new Error(`Postfix refused ${messages[i]}: ${r!.raw}`);
+      }
+    }
+    await c.cmd('QUIT');
+  } finally {
+    c.destroy();
+  }
+}
+
+/** queue ids in the hold queue whose recipient is in DOMAIN (postqueue -j) */
+async function heldFor(pf: PostfixInstance, domain: string): Promise<string[]> {
+  const r = await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-j'], { timeoutMs: 60_000 });
+  return r.stdout.toString('utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { queue_name: string; queue_id: string; recipients: { address: string }[] })
+    .filter((m) => m.queue_name === 'hold' && m.recipients.some((x) => x.address.endsWith(`@${domain}`)))
+    .map((m) => m.queue_id);
+}
+
+/** wait until `count` reaches `want`; a deferred or bounced delivery in the log since `logFrom` ends the wait */
+async function waitCount(pf: PostfixInstance, logFrom: number, count: () => number, want: number, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let checked = Date.now();
+  while (count() < want) {
+    if (Date.now() > deadline) throw new Error(`${what}: ${count()} of ${want} after ${timeoutMs} ms`);
+    if (Date.now() - checked > 1000) {
+      checked = Date.now();
+      const bad = pf.log().slice(logFrom).split('\n').find((l) => /status=(deferred|bounced)/.test(l));
+      if (bad) throw new Error(`${what}: a delivery failed: ${bad}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const o = parseArgs(argv);
+  // the helpers find the corpus relative to their own file, which is under dist/ here
+  process.env.MAILBAG_CORPUS ??= resolve(repoRoot, '../shared/corpus');
+  if (!havePostfix() || !haveCorpus()) return 69;
+  if (!existsSync(TAYLOR_UUX)) throw new Error(`${TAYLOR_UUX} is missing (apt-get install uucp)`);
+  const mailbag = join(repoRoot, 'dist/bin/mailbag.js');
+  const all = corpusFiles('bulk');
+  const step = Math.max(1, Math.floor(all.length / o.messages));
+  const messages = all.filter((_, i) => i % step === 0).slice(0, o.messages);
+  const bytes = messages.reduce((n, m) => n + statSync(m).size, 0);
+
+  const user = ensureTestUser();
+  const dir = makeSharedTempDir('bench-lmtp');
+  let pf: PostfixInstance | undefined;
+  let lmtpd: Lmtpd | undefined;
+  // an interrupted bench must not leave its Postfix and lmtpd running
+  const onSignal = (): void => {
+    void Promise.allSettled([pf?.stop(), lmtpd?.stop()]).then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    lmtpd = await startLmtpd({ dir: makeOwnedDir(join(dir, 'lmtpd'), { name: 'root', uid: 0, gid: 0 }, 0o755), peers: { hub: ['lmtp.test'] }, socketMode: '0666' });
+    // mailbag enqueue runs as the test user (Postfix's pipe refuses root): its own spool
+    const home = makeOwnedDir(join(dir, 'enqueue'), user, 0o755);
+    const enqueueConfig = join(home, 'mailbag.toml');
+    writeFileSync(enqueueConfig, `site = "home"\nspool = "${join(home, 'spool')}"\n\n[peers.hub]\nhost = "hub.invalid"\n`);
+    const uucp = taylorConfig(dir, user.uid, user.gid);
+    const access = join(dir, 'hold-all');
+    writeFileSync(access, METHODS.map((m) => `${m}.test HOLD\n`).join(''));
+
+    pf = await startPostfix({
+      smtp: true,
+      masterCf: [
+        `mailbag unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${process.execPath} ${mailbag} enqueue $nexthop -f $sender -- $recipient`,
+        // Debian's master.cf uucp line, with a private Taylor config
+        `uucp unix - n n - - pipe flags=Fqhu user=${user.name} argv=${TAYLOR_UUX} -I ${uucp.config} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
+      ],
+      transports: { 'lmtp.test': `lmtp:unix:${lmtpd.socket}`, 'enqueue.test': 'mailbag:hub', 'uux.test': 'uucp:hub' },
+      mainCf: [
+        `smtpd_recipient_restrictions = check_recipient_access texthash:${access}, permit_mynetworks, reject`,
+        'mailbag_destination_recipient_limit = 1',
+        'uucp_destination_recipient_limit = 1',
+        'smtpd_client_connection_count_limit = 0',
+        'message_size_limit = 0',
+      ],
+      environment: { MAILBAG_CONFIG: enqueueConfig },
+    });
+
+    const t0 = Date.now();
+    await submitAll(pf, messages, [...METHODS]);
+    process.stderr.write(`bench lmtp: submitted ${METHODS.length} × ${messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+
+    const done: Record<Method, () => number> = {
+      lmtp: () => countFiles(join(lmtpd!.spool, 'out', 'hub'), () => true),
+      enqueue: () => countFiles(join(home, 'spool', 'out', 'hub'), () => true),
+      uux: () => countFiles(uucp.spool, (n) => n.startsWith('C.')),
+    };
+    const masterPid = Number(readFileSync(join(pf.queueDir, 'pid/master.pid'), 'latin1').trim());
+    const results: { method: Method; ms: number; perMessage: number; perSecond: number; cpuPerMessage: number }[] = [];
+    for (const method of METHODS) {
+      const ids = await heldFor(pf, `${method}.test`);
+      if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
+      const logFrom = pf.log().length;
+      const cpu0 = treeCpuMs(masterPid, lmtpd.pid);
+      const start = process.hrtime.bigint();
+      const rel = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${ids.join('\n')}\n`, timeoutMs: 60_000 });
+      if (rel.code !== 0) throw new Error(`postsuper -H: ${rel.stderr}`);
+      await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-f'], { timeoutMs: 60_000 });
+      await waitCount(pf, logFrom, done[method], messages.length, method, 30 * 60_000);
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      // let the last pipe daemons reap their children before the CPU is read
+      await new Promise((r) => setTimeout(r, 500));
+      const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
+      results.push({ method, ms, perMessage: ms / messages.length, perSecond: messages.length / (ms / 1000), cpuPerMessage: cpu / messages.length });
+      process.stderr.write(`bench lmtp: ${method}: ${messages.length} in ${(ms / 1000).toFixed(2)} s\n`);
+    }
+    await pf.waitQueueEmpty(120_000);
+    if (done.lmtp() !== messages.length || done.enqueue() !== messages.length || done.uux() !== messages.length) {
+      throw new Error(`each spool must hold exactly ${messages.length} jobs: lmtp ${done.lmtp()}, enqueue ${done.enqueue()}, uux ${done.uux()}`);
+    }
+
+    const byName = Object.fromEntries(results.map((r) => [r.method, r])) as Record<Method, (typeof results)[number]>;
+    const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}`;
+    const label: Record<Method, string> = {
+      lmtp: 'LMTP → mailbag lmtpd',
+      enqueue: 'pipe → mailbag enqueue',
+      uux: 'pipe → Taylor uux',
+    };
+    const lines = [
+      `${date} — ${machine}`,
+      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method; Postfix defaults (destination concurrency 20)`,
+      '',
+      `load average at the end: ${readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')}`,
+      '',
+      '| method | total s | wall ms / message | messages / s | wall: uux ÷ this | CPU ms / message (Postfix + tool) | CPU: uux ÷ this |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...results.map((r) => `| ${label[r.method]} | ${(r.ms / 1000).toFixed(2)} | ${r.perMessage.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${(byName.uux.perMessage / r.perMessage).toFixed(2)} | ${r.cpuPerMessage.toFixed(2)} | ${(byName.uux.cpuPerMessage / r.cpuPerMessage).toFixed(2)} |`),
+      '',
+      `target: LMTP at least 3 × faster per message than uux — wall ${(byName.uux.perMessage / byName.lmtp.perMessage).toFixed(2)} ×, CPU ${(byName.uux.cpuPerMessage / byName.lmtp.cpuPerMessage).toFixed(2)} ×`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results }, null, 2) + '\n');
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await pf?.stop();
+    await lmtpd?.stop();
+    removeTempDir(dir);
+  }
+}
