@@ -12,7 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { need } from './need.js';
 import { authorizedKeyLine, knownHostsLine, makeKey } from './ssh-keys.js';
 
@@ -60,6 +61,22 @@ export interface Sshd {
   /** what sshd wrote to stderr so far */
   log(): string;
   stop(): Promise<void>;
+}
+
+/** one argument quoted for the POSIX shell sshd runs a forced command with */
+export function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The forced command for `mailbag serve` from this checkout's build (dist/, made by
+ * `npm test`'s pretest), run by this very node binary: sshd's PATH may not have node.
+ * `env` is put in front (`NAME=value … node …`): sshd passes the client none.
+ */
+export function serveCommand(peer: string, configFile: string, env: Record<string, string> = {}, extraArgs: string[] = []): string {
+  const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`);
+  return [...vars, process.execPath, join(repo, 'dist/bin/mailbag.js'), 'serve', '--peer', peer, '--config', configFile, ...extraArgs].map((a, i) => (i < vars.length ? a : shellQuote(a))).join(' ');
 }
 
 export async function freePort(): Promise<number> {

@@ -11,7 +11,7 @@ import { SessionError } from '../../lib/errors.js';
 import { commandTransport, sshTransport, type Link, type SshOptions } from '../../lib/transport/index.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
 import { makeKey, type KeyFiles } from '../helpers/ssh-keys.js';
-import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
+import { haveSshd, serveCommand, shellQuote, startSshd, type Sshd } from '../helpers/sshd.js';
 
 const present = haveSshd();
 const dir = mkdtempSync(join(tmpdir(), 'mailbag-sshd-test-'));
@@ -210,5 +210,19 @@ describe.runIf(present)('transports against a real OpenSSH sshd', () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe('forced-command helpers', () => {
+  it('shellQuote survives the shell sshd runs a forced command with', () => {
+    const args = ['plain', 'a b', "it's", '$HOME', '`x`', '"q"', 'semi;colon', ''];
+    const out = execFileSync('sh', ['-c', `printf '%s|' ${args.map(shellQuote).join(' ')}`]).toString();
+    expect(out).toBe(`${args.join('|')}|`);
+  });
+
+  it('serveCommand runs this checkout\'s mailbag with this node', () => {
+    const cmd = serveCommand('home', '/tmp/x y/mailbag.toml', { MAILBAG_FAULT: 'mid-bag' });
+    expect(cmd.startsWith(`MAILBAG_FAULT=mid-bag ${process.execPath} `)).toBe(true);
+    expect(cmd).toContain("serve --peer home --config '/tmp/x y/mailbag.toml'");
   });
 });
