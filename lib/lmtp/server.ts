@@ -82,6 +82,8 @@ export class LmtpServer {
       lmtp: true,
       name: o.hostname,
       banner: 'mailbag lmtpd ready',
+      // the client's name would read "[undefined]" on a unix socket: leave it out
+      heloResponse: '%s mailbag lmtpd',
       size: o.maxMessageSize,
       maxRecipients: o.maxRecipients,
       disabledCommands: ['AUTH', 'STARTTLS'],
