@@ -113,8 +113,8 @@ function toml(s: string): string {
 }
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  let down = 1000;
-  let up = 200;
+  let down = 600;
+  let up = 150;
   let dir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;

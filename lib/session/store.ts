@@ -363,7 +363,9 @@ export class SessionStore {
           continue;
         }
         // the job file again: the header in its one canonical encoding, then the payload
-        await commitFile(join(staging, header.id), rejoin(encodeJobHeader(header), payload), { tmpDir: this.paths.tmp, label: 'job', maxSize: caps.maxJob + 1024 * 1024 });
+        // written into the staging directory only: it counts for nothing until the ledger
+        // line (step 3), and a crash before that removes the whole directory (S6)
+        await writeStaged(join(staging, header.id), rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
         committed.push(header.id);
         bytes += entry.size;
       }
@@ -374,6 +376,9 @@ export class SessionStore {
       if (err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big')) throw new BagRefusal(err.code, err.message);
       throw err;
     }
+    // every staged job durable before the commit point; fsyncs issued together let the
+    // file system flush them in one journal commit instead of one per job
+    await syncAll(committed.map((id) => join(staging, id)));
     await fsyncDir(staging);
     faultPoint('session-after-stage');
     // 3. the commit point
@@ -401,6 +406,39 @@ export class SessionStore {
   async queuedCount(): Promise<number> {
     return (await readdir(this.paths.out)).filter((n) => JOB_ID_RE.test(n)).length;
   }
+}
+
+/** Write a new file (O_EXCL, 0600) from chunks, at most `max` bytes; no fsync (see syncAll). */
+async function writeStaged(path: string, content: AsyncIterable<Uint8Array>, max: number): Promise<number> {
+  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let size = 0;
+  try {
+    for await (const chunk of content) {
+      size += chunk.byteLength;
+      if (size > max) throw new BagRefusal('too-big', `a job in the bag is larger than ${max} bytes`);
+      let off = 0;
+      while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
+    }
+  } finally {
+    await fh.close();
+  }
+  return size;
+}
+
+/** fsync many files, several at a time. */
+async function syncAll(paths: string[], width = 32): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < paths.length) {
+      const fh = await open(paths[next++]!, constants.O_RDONLY);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, paths.length) }, worker));
 }
 
 async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
