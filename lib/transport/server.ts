@@ -51,10 +51,22 @@ export interface SshServerHandle {
   close(): Promise<void>;
 }
 
-/** A new ed25519 key pair in OpenSSH format, for tests and the demo. */
+/**
+ * A new ed25519 key pair in OpenSSH format, for tests and the demo. ssh2's generator
+ * now and then (about 1 in 500) writes a key its own parser calls malformed; such a
+ * pair is thrown away and another made.
+ */
 export function generateKeyPair(comment = 'mailbag'): { privateKey: string; publicKey: string } {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: pair.private, publicKey: pair.public };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    const priv = utils.parseKey(pair.private);
+    const pub = utils.parseKey(pair.public);
+    if (priv instanceof Error || pub instanceof Error) continue;
+    const p = Array.isArray(priv) ? (priv[0] as ParsedKey) : priv;
+    const q = Array.isArray(pub) ? (pub[0] as ParsedKey) : pub;
+    if (p.getPublicSSH().equals(q.getPublicSSH())) return { privateKey: pair.private, publicKey: pair.public };
+  }
+  throw new SessionError('internal', 'could not generate a usable ed25519 key pair');
 }
 
 function parsePublic(line: string): ParsedKey {

@@ -45,3 +45,16 @@ describe('known_hosts', () => {
     expect(fingerprintOf(blob(keyA))).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
   });
 });
+
+describe('generateKeyPair', () => {
+  it('always gives a pair that ssh2 parses and that belongs together', async () => {
+    const { utils } = await import('ssh2');
+    for (let i = 0; i < 1500; i++) {
+      const k = generateKeyPair(`k${i}`);
+      const priv = utils.parseKey(k.privateKey);
+      const pub = utils.parseKey(k.publicKey);
+      if (priv instanceof Error || pub instanceof Error) throw new Error(`pair ${i} does not parse`);
+      expect((priv as { getPublicSSH(): Buffer }).getPublicSSH().equals((pub as { getPublicSSH(): Buffer }).getPublicSSH())).toBe(true);
+    }
+  });
+});
