@@ -62,6 +62,29 @@ describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
     expect(ids(hub, 'in', 'home')).toHaveLength(2);
   });
 
+  it('after a session that received jobs, sync hands them to the runner', async () => {
+    const t = tempDir('cli-run');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const hubToml = join(t.dir, 'hub.toml');
+    writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
+    // a stand-in sendmail that records its argv and message (the real MTAs are tested by the runner's suites)
+    const record = join(t.dir, 'delivered');
+    const fake = join(t.dir, 'sendmail');
+    writeFileSync(fake, `#!/bin/sh\nn=$(date +%s%N)\nprintf '%s\\n' "$*" > ${record}.$n.argv\ncat > ${record}.$n.msg\nexit 0\n`, { mode: 0o755 });
+    const homeToml = join(t.dir, 'home.toml');
+    const serve = [process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', hubToml];
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[delivery]\nmethod = "sendmail"\nsendmail = ${JSON.stringify(fake)}\nmta = "sendmail"\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify(serve)}\n`);
+    await enqueue(hub, 'home', messages([700, 900], 45));
+    const r = mailbag(['sync', 'hub', '--config', homeToml]);
+    expect(r.status, r.err).toBe(0);
+    const { readdirSync } = await import('node:fs');
+    const argvs = readdirSync(t.dir).filter((n) => n.startsWith('delivered.') && n.endsWith('.argv'));
+    expect(argvs).toHaveLength(2);
+    expect(ids(home, 'in', 'hub')).toEqual([]);
+  });
+
   it('exits 75 with a 4.x.x line when the peer is unreachable; jobs stay queued', async () => {
     const t = tempDir('cli-down');
     cleanups.push(t.remove);
