@@ -368,3 +368,25 @@ describe('bag reader and flipped bytes', () => {
     );
   });
 });
+
+describe('bag format (docs/bag.md)', () => {
+  it('writes the documented bytes for the documented example', async () => {
+    const bag = await build([job('0190aa000001000aaaaaaaaa', Buffer.from('hello'))], 'none');
+    expect(bag.bytes.length).toBe(2048);
+    expect(bag.sha256).toBe('11e969eb6e40b89df355182c910c4f40a20f3d4c2999af19b80ff168e8844eef');
+    const h = bag.bytes.subarray(0, 512).toString('latin1');
+    expect(h.slice(100, 108)).toBe('000600 \0');
+    expect(h.slice(124, 136)).toBe('00000000005 ');
+    expect(h.slice(136, 148)).toBe('00000000000 ');
+    expect(h.slice(148, 156)).toBe('012420\0 ');
+    expect(h[156]).toBe('0');
+    expect(h.slice(257, 265)).toBe('ustar\u000000');
+    expect(bag.bytes.subarray(512, 517).toString()).toBe('hello');
+    expect(bag.bytes.subarray(517).every((b) => b === 0)).toBe(true);
+  });
+
+  it('gzip bags start with the gzip magic', async () => {
+    const bag = await build([job('a', Buffer.from('x'))], 'gzip');
+    expect([...bag.bytes.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
+  });
+});
