@@ -378,7 +378,7 @@ describe('bag format (docs/bag.md)', () => {
     expect(h.slice(100, 108)).toBe('000600 \0');
     expect(h.slice(124, 136)).toBe('00000000005 ');
     expect(h.slice(136, 148)).toBe('00000000000 ');
-    expect(h.slice(148, 156)).toBe('012420\0 ');
+    expect(h.slice(148, 156)).toBe('012420 \0');
     expect(h[156]).toBe('0');
     expect(h.slice(257, 265)).toBe('ustar\u000000');
     expect(bag.bytes.subarray(512, 517).toString()).toBe('hello');
