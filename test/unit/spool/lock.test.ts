@@ -26,7 +26,9 @@ afterEach(() => {
 });
 
 function deadPid(): number {
-  return spawnSync(process.execPath, ['-e', '0']).pid!;
+  const r = spawnSync(process.execPath, ['-e', '0']);
+  if (r.error || typeof r.pid !== 'number' || r.pid <= 0) throw new Error(`could not start a child for a dead pid: ${String(r.error)}`);
+  return r.pid;
 }
 
 function plantLock(file: string, info: Partial<LockInfo>): void {
@@ -134,25 +136,32 @@ describe.runIf(need('the built spool (dist/)', [distSpool], 'run npm run build f
     }
   `;
 
+  // a child's stderr, kept so a failing assertion can show why the child failed
+  const stderrs: string[] = [];
+
   function run(script: string): Promise<number | null> {
     return new Promise((res, rej) => {
       const env = { ...process.env, MAILBAG_LOCK_RACE_DELAY_MS: '30' };
-      const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'], env });
+      const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'], env });
+      let err = '';
+      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
       const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
       p.on('error', rej);
-      p.on('exit', (code) => {
+      p.on('close', (code, signal) => {
         clearTimeout(timer);
+        if (err || code !== 0) stderrs.push(`pid ${p.pid} exit ${code} ${signal ?? ''}: ${err.trim()}`);
         res(code);
       });
     });
   }
 
   function checkExclusive(log: string, expected: number): void {
-    const lines = readFileSync(log, 'utf8').trim().split('\n');
-    expect(lines.length).toBe(expected * 2);
+    const text = readFileSync(log, 'utf8');
+    const lines = text.trim().split('\n');
+    expect(lines.length, text).toBe(expected * 2);
     for (let i = 0; i < lines.length; i += 2) {
-      expect(lines[i]!.startsWith('+'), `line ${i}: ${lines[i]}`).toBe(true);
-      expect(lines[i + 1], `line ${i + 1}`).toBe(`-${lines[i]!.slice(1)}`);
+      expect(lines[i]!.startsWith('+'), `line ${i} of\n${text}`).toBe(true);
+      expect(lines[i + 1], `line ${i + 1} of\n${text}`).toBe(`-${lines[i]!.slice(1)}`);
     }
   }
 
@@ -172,7 +181,7 @@ describe.runIf(need('the built spool (dist/)', [distSpool], 'run npm run build f
     const children = 6;
     const rounds = 10;
     const codes = await Promise.all(Array.from({ length: children }, () => run(child(log, rounds, startAt))));
-    expect(codes).toEqual(Array(children).fill(0));
+    expect(codes, stderrs.join('\n')).toEqual(Array(children).fill(0));
     checkExclusive(log, children * rounds);
     expect(readdirSync(join(spool.root, 'locks'))).toEqual([]);
   });
@@ -197,7 +206,7 @@ describe.runIf(need('the built spool (dist/)', [distSpool], 'run npm run build f
       plantLock('race.lock', { nonce: `stale${round}` });
       const startAt = Date.now() + 800;
       const codes = await Promise.all(Array.from({ length: 4 }, () => run(child(log, 1, startAt))));
-      expect(codes).toEqual([0, 0, 0, 0]);
+      expect(codes, stderrs.join('\n')).toEqual([0, 0, 0, 0]);
       checkExclusive(log, 4);
     }
   });

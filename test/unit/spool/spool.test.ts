@@ -284,7 +284,8 @@ describe('the commit function', () => {
 describe('cleanup of tmp leftovers at start', () => {
   function deadPid(): number {
     const r = spawnSync(process.execPath, ['-e', '0']);
-    return r.pid!;
+    if (r.error || typeof r.pid !== 'number' || r.pid <= 0) throw new Error(`could not start a child for a dead pid: ${String(r.error)}`);
+    return r.pid;
   }
 
   it("removes a dead writer's file, keeps a live writer's and our own", async () => {
