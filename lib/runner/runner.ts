@@ -7,7 +7,7 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
-import { readdir } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError } from '../errors.js';
@@ -22,9 +22,12 @@ import type { NoticeRecipient } from '../notice/dsn.js';
 import { sendNotice, type NoticeRequest } from './notify.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
-import { emptyState, readState, removeState, writeState, type RunState, type TxProgress } from './state.js';
+import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
+
+/** Jobs per batch journal (one commit and one directory fsync per batch). */
+export const BATCH = 32;
 
 /** Retry delays: 5 min, doubling, at most 4 h (uuxqt retries on its next run; we pace it). */
 export function backoffMs(attempts: number): number {
@@ -102,8 +105,12 @@ class JobRun {
     return new Set(p ? [...p.accepted, ...p.failed.map((f) => f.address)] : []);
   }
 
-  /** Record results durably, then send the notice for new permanent failures. */
-  async record(tx: Transaction, results: RecipientResult[]): Promise<void> {
+  /**
+   * Record results durably, then send the notice for new permanent failures. When the
+   * job's last transaction was accepted whole, the record is skipped: the job is
+   * removed next, and a crash in between is the same hand-over window as before it.
+   */
+  async record(tx: Transaction, results: RecipientResult[], last: boolean): Promise<void> {
     faultPoint('runner-after-handover');
     const p = this.progress(tx.index);
     let newFailures = false;
@@ -116,6 +123,7 @@ class JobRun {
       if (res.kind === 'temporary') this.state.lastError = `${res.address}: ${res.diagnostic}`;
     }
     if (newFailures) p.noticed = false;
+    if (last && results.every((r) => r.kind === 'accepted') && Object.keys(this.state.tx).length === 1 && p.failed.length === 0) return;
     await this.save();
     faultPoint('runner-after-progress');
     if (newFailures) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
@@ -192,10 +200,9 @@ class JobRun {
     }
     if (!this.r.force && this.state.nextAttempt && Date.parse(this.state.nextAttempt) > now.getTime()) return 'skipped';
 
+    // the batch journal (Runner.runPeer) already says this job is being handed over
     this.state.attempts++;
     this.state.startedAt = fmt(now);
-    await this.save();
-    faultPoint('runner-after-started');
 
     if (action.kind === 'argv') {
       const out = await runChild(action.argv[0]!, actionArgv(action.argv, this.header.args), this.job.payload(), this.r.env);
@@ -208,9 +215,10 @@ class JobRun {
 
     const list = txs!;
     if (action.name === 'rmail') {
-      await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)));
+      await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)), true);
     } else {
-      await this.deliverer.deliverBatch(list, (i) => this.settled(list[i]!), (tx, res) => this.record(tx, res));
+      const lastIndex = list[list.length - 1]!.index;
+      await this.deliverer.deliverBatch(list, (i) => this.settled(list[i]!), (tx, res) => this.record(tx, res, tx.index === lastIndex));
     }
     if (this.allSettled(list)) {
       if (problem) return this.fail(`the BSMTP job ends badly after its complete transactions: ${problem}`, '5.5.2', list);
@@ -227,7 +235,10 @@ class JobRun {
   }
 
   private async done(): Promise<'done'> {
-    await this.r.spool.removeJob(this.job.ref);
+    // the directory is fsynced once per batch (Runner.runPeer), not once per job
+    await unlink(this.job.ref.path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
     faultPoint('runner-after-remove');
     await removeState(this.r.spool, this.peer, this.header.id);
     this.r.log(`${this.peer}/${this.header.id}: done`);
@@ -395,6 +406,9 @@ export class Runner {
     const live = new Set([...(await this.spool.listJobs('in', peer)), ...(await this.spool.listJobs('failed', peer))].map((r) => r.id));
     for (const id of names) {
       if (isJobId(id) && !live.has(id)) await removeState(this.spool, peer, id);
+      // we hold the peer's runner lock: a journal here is a dead runner's; its jobs
+      // that are still in in/ are run again now (the documented window)
+      if (isBatchName(id)) await endBatch(this.spool, peer, id);
     }
   }
 
@@ -425,16 +439,26 @@ export class Runner {
         const d = this.newDeliverer();
         try {
           while (next < refs.length) {
-            const ref = refs[next++]!;
-            let outcome: 'done' | 'retry' | 'failed' | 'skipped';
-            try {
-              outcome = await this.runOne(ref, d);
-            } catch (err) {
-              // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
-              this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
-              outcome = 'retry';
+            // a batch: one journal commit before, one directory fsync after
+            const size = Math.max(1, Math.min(BATCH, Math.ceil((refs.length - next) / width)));
+            const batch = refs.slice(next, next + size);
+            next += batch.length;
+            const journal = await startBatch(this.spool, peer, batch.map((r) => r.id));
+            faultPoint('runner-after-started');
+            for (const ref of batch) {
+              let outcome: 'done' | 'retry' | 'failed' | 'skipped';
+              try {
+                outcome = await this.runOne(ref, d);
+              } catch (err) {
+                // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
+                this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
+                outcome = 'retry';
+              }
+              summary[outcome]++;
             }
-            summary[outcome]++;
+            await this.spool.fsyncDir('in', peer);
+            faultPoint('runner-after-batch');
+            await endBatch(this.spool, peer, journal);
           }
         } finally {
           await d.close();

@@ -82,3 +82,31 @@ export async function removeState(spool: Spool, peer: string, id: string): Promi
   }
   await spool.fsyncDir('run', peer);
 }
+
+/**
+ * The record that a batch of jobs is being handed over: `run/PEER/started.PID.N`, one
+ * job id a line, committed before the first of them goes to the MTA and removed after
+ * the batch's removals are durable. One commit per batch instead of one per job: a
+ * journal left by a dead runner names jobs that may have reached the MTA (the
+ * documented window); they are simply run again.
+ */
+let batchSeq = 0;
+
+export async function startBatch(spool: Spool, peer: string, ids: string[]): Promise<string> {
+  batchSeq++;
+  const name = `started.${process.pid}.${batchSeq}`;
+  await spool.ensureDir('run');
+  await spool.ensureDir('run', peer);
+  await spool.commitFile(`run/${peer}/${name}`, Buffer.from(`mailbag-started 1\n${ids.join('\n')}\n`), { label: 'run' });
+  return name;
+}
+
+export async function endBatch(spool: Spool, peer: string, name: string): Promise<void> {
+  await unlink(spool.path('run', peer, name)).catch(() => undefined);
+  await spool.fsyncDir('run', peer);
+}
+
+/** Is this a batch journal's file name? */
+export function isBatchName(name: string): boolean {
+  return /^started\.\d+\.\d+$/.test(name);
+}

@@ -2,7 +2,8 @@
 // (MAILBAG_FAULT), then run again: nothing is lost, and the only duplicates are the two
 // docs/spool.md names — a message the MTA took just before the kill at
 // runner-after-handover is handed over again, and a notice sent just before the kill at
-// runner-after-notice is sent again. The MTA is the fake sendmail, which records every
+// runner-after-notice is sent again. (A power cut can also bring back a job removed in
+// the last, not yet fsynced batch: that needs a VM to show, not a SIGKILL.) The MTA is the fake sendmail, which records every
 // call: exactly what is needed to count deliveries and notices.
 
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -84,8 +85,8 @@ describe.skipIf(!ready)('runner killed at each point, then run again', () => {
   const success: Array<[string, number]> = [
     ['runner-after-started', 1],
     ['runner-after-handover', 2], // the documented window: the MTA took it, we had not recorded it
-    ['runner-after-progress', 1],
     ['runner-after-remove', 1],
+    ['runner-after-batch', 1],
   ];
   for (const [point, expected] of success) {
     it(`delivered: killed at ${point}`, async () => {
