@@ -12,7 +12,7 @@ import { connect, type Server } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
-import { BsmtpBodyEncoder } from './body.js';
+import { BsmtpBodyEncoder } from '../bsmtp/writer.js';
 import { envelopeLines, type ParsedAddress } from './envelope.js';
 import type { Router } from './route.js';
 import type { DedupLedger, JobDraft, JobStore } from './store.js';
