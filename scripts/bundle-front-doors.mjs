@@ -15,6 +15,7 @@
 // instructions for `mailbag enqueue` as 7 modules, against 502M for `node -e 0`).
 
 import { readFile } from 'node:fs/promises';
+import { stderr } from 'node:process';
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative } from 'node:path';
@@ -90,5 +91,5 @@ if ((await readFile(mainJs, 'utf8')).includes(versionPath)) {
     ],
   });
 } else {
-  console.warn(`bundle-front-doors: ${mainJs} no longer reads ${versionPath}; dist/bin/mailbag.js left unbundled`);
+  stderr.write(`bundle-front-doors: ${mainJs} no longer reads ${versionPath}; dist/bin/mailbag.js left unbundled\n`);
 }
