@@ -30,7 +30,11 @@ class Cutter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.left <= 0) return cb();
+    if (this.left <= 0) {
+      // a cut at 0 bytes: the first write finds the line already dead
+      setImmediate(this.onCut);
+      return cb();
+    }
     if (chunk.length < this.left) {
       this.left -= chunk.length;
       return cb(null, chunk);

@@ -107,3 +107,21 @@ describe('streamLink', () => {
     expect(link.describe()).toBe('test-stdio');
   });
 });
+
+describe('createPair cut at 0', () => {
+  it('delivers nothing and cuts at the first write', async () => {
+    const [a, b] = createPair({ cutAfterAtoB: 0 });
+    let n = 0;
+    const reading = (async () => {
+      try {
+        for await (const c of b.input) n += (c as Buffer).length;
+      } catch {
+        /* cut */
+      }
+    })();
+    a.output.write('x');
+    await reading;
+    expect(n).toBe(0);
+    expect((await a.done).error?.code).toBe('link');
+  });
+});
