@@ -26,7 +26,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -42,7 +42,10 @@ import { SSHD_BIN, startSshd, type Sshd } from '../test/helpers/sshd.js';
 const here = fileURLToPath(new URL('.', import.meta.url));
 // built to dist/bench/: the repository is two levels up
 const repoRoot = resolve(here, '../..');
-const MAILBAG = join(repoRoot, 'dist/bin/mailbag.js');
+// the processes run from a snapshot of dist/ in the temp dir (snapshotDist), so a rebuild
+// of the checkout during the run cannot change what is measured
+let snapRoot = repoRoot;
+const mailbagBin = (): string => join(snapRoot, 'dist/bin/mailbag.js');
 const TIME = '/usr/bin/time';
 const MB = 1e6;
 const MiB = 1024 * 1024;
@@ -77,6 +80,8 @@ const USAGE = `usage: npm run bench -- relay [options]
   --all             also relay all 10,160 bulk messages
   --rounds N        rounds of every variant per size (default 3 for sizes under 5000, else 1)
   --no-command      leave out transport = "command" (system ssh)
+  --variants LIST   which of floor,ssh2,ssh to run (default all three)
+  --no-corpus       leave out the corpus relays (only the cut and/or big tests)
   --no-cut          leave out the 100 MB cut-and-resume test
   --cut-mb N        size of the cut test's message (default 100)
   --big             also relay a 1 GB message (about 2 minutes)
@@ -101,7 +106,13 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--all') all = true;
     else if (a === '--rounds') o.rounds = num();
     else if (a === '--no-command') o.variants = o.variants.filter((v) => v !== 'ssh');
+    else if (a === '--variants' && argv[i + 1]) {
+      const vs = argv[++i]!.split(',');
+      for (const v of vs) if (!(v in VARIANT_LABEL)) throw new Error(`--variants takes floor,ssh2,ssh (got ${v})\n${USAGE}`);
+      o.variants = vs as Variant[];
+    }
     else if (a === '--no-cut') o.cut = false;
+    else if (a === '--no-corpus') o.variants = [];
     else if (a === '--cut-mb') o.cutMB = num();
     else if (a === '--big') o.big = true;
     else if (a === '--big-mb') o.bigMB = num();
@@ -218,14 +229,24 @@ function nodeArgs(o: Options): string[] {
 
 /** true when plain Node cannot import the built ssh2 transport (named exports of a CommonJS module) */
 function needsSsh2Shim(): boolean {
-  const url = pathToFileURL(join(repoRoot, 'dist/lib/transport/ssh.js')).href;
+  const url = pathToFileURL(join(snapRoot, 'dist/lib/transport/ssh.js')).href;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(url)})`], { encoding: 'utf8', timeout: 60_000 });
   if (r.status === 0) return false;
   if (/Named export '\w+' not found/.test(r.stderr)) return true;
   throw new Error(`cannot load ${url}: ${r.stderr.trim() || r.error?.message}`);
 }
 
-const SHIM_ARGS = ['--import', join(here, 'ssh2-esm-shim.js')];
+const shimArgs = (): string[] => ['--import', join(snapRoot, 'dist/bench/ssh2-esm-shim.js')];
+
+/** dist/ (bin, lib, bench), package.json and a node_modules link, copied under `dir` */
+function snapshotDist(dir: string): string {
+  const root = join(dir, 'snapshot');
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  for (const d of ['bin', 'lib', 'bench']) cpSync(join(repoRoot, 'dist', d), join(root, 'dist', d), { recursive: true });
+  copyFileSync(join(repoRoot, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'));
+  return root;
+}
 const SHIM_NOTE =
   "NOTE: the built transport cannot be loaded by plain Node (lib/transport/ssh.ts imports named exports from ssh2, a CommonJS module: \"Named export 'utils' not found\"), " +
   'so every `mailbag sync` ran with `node --import dist/bench/ssh2-esm-shim.js` (bench/ssh2-esm-hooks.ts), which only re-exports ssh2 by name.';
@@ -250,7 +271,7 @@ async function makeSites(w: World, variant: Exclude<Variant, 'floor'> | 'floor',
   writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n\n${LIMITS_TOML}\n[peers.hub]\n${peer}accept = ["rmail", "rsmtp"]\n`);
   // sshd reads authorized_keys at each login: this run's forced command writes its own RSS file
   const serveRss = join(dir, 'serve.rss');
-  const forced = [TIME, '-f', '%M', '-a', '-o', serveRss, process.execPath, ...nodeArgs(w.o), MAILBAG, 'serve', '--peer', 'home', '--no-run', '--config', hubToml].join(' ');
+  const forced = [TIME, '-f', '%M', '-a', '-o', serveRss, process.execPath, ...nodeArgs(w.o), mailbagBin(), 'serve', '--peer', 'home', '--no-run', '--config', hubToml].join(' ');
   w.sshd.setAuthorizedKeys([
     { publicKey: w.serveKey.publicKey, command: forced },
     { publicKey: w.floorKey.publicKey },
@@ -353,7 +374,7 @@ async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<
   const serveBefore = existsSync(s.serveRss) ? readFileSync(s.serveRss, 'utf8').trim().split('\n').filter((l) => /^\d+$/.test(l)).length : 0;
   const up0 = proxy.bytesUp;
   const down0 = proxy.bytesDown;
-  const ran = await run([TIME, '-f', '%M', '-o', clientRss, process.execPath, ...nodeArgs(w.o), ...(w.o.shim ? SHIM_ARGS : []), MAILBAG, 'sync', 'hub', '--no-run', '--config', s.homeToml], w.o.timeoutS);
+  const ran = await run([TIME, '-f', '%M', '-o', clientRss, process.execPath, ...nodeArgs(w.o), ...(w.o.shim ? shimArgs() : []), mailbagBin(), 'sync', 'hub', '--no-run', '--config', s.homeToml], w.o.timeoutS);
   const rssClient = await peakRss(clientRss, 5000);
   // the far side's serve ends after the client: wait (bounded) for its line
   let rssServer: number | undefined;
@@ -416,7 +437,6 @@ async function* hugeMessage(files: string[], bytes: number, hash: ReturnType<typ
   let left = bytes - head.length;
   for (let i = 0; left > 0; i = (i + 1) % files.length) {
     let b = await readFile(files[i]!);
-    // a body line starting "From " would be mangled by nobody here, but keep the body a body
     if (b.length > left) b = b.subarray(0, left);
     left -= b.length;
     hash.update(b);
@@ -550,15 +570,16 @@ function ensureCorpusEnv(): void {
 
 export async function main(argv: string[]): Promise<number> {
   const o = parseArgs(argv);
-  for (const f of [MAILBAG, TIME, SSHD_BIN, '/usr/bin/ssh', '/usr/bin/ssh-keygen']) if (!existsSync(f)) throw new Error(`${f} is missing (${f === MAILBAG ? 'npm run build' : 'apt-get install openssh-server openssh-client time'})`);
+  for (const f of [mailbagBin(), TIME, SSHD_BIN, '/usr/bin/ssh', '/usr/bin/ssh-keygen']) if (!existsSync(f)) throw new Error(`${f} is missing (${f === mailbagBin() ? 'npm run build' : 'apt-get install openssh-server openssh-client time'})`);
   ensureCorpusEnv();
-  o.shim = needsSsh2Shim();
-  if (o.shim) log(SHIM_NOTE);
   if (o.cpuProf) mkdirSync(o.cpuProf, { recursive: true });
   const bulk = corpusFiles('bulk');
   const large = o.cut ? corpusFiles('large') : [];
 
   const dir = mkdtempSync(join(tmpdir(), 'mailbag-bench-relay-'));
+  snapRoot = snapshotDist(dir);
+  o.shim = needsSsh2Shim();
+  if (o.shim) log(SHIM_NOTE);
   const keys = join(dir, 'keys');
   mkdirSync(keys, { mode: 0o700 });
   const serveKey = makeKey(keys, 'home_ed25519');
@@ -609,7 +630,9 @@ export async function main(argv: string[]): Promise<number> {
     const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const sshV = spawnSync('ssh', ['-V'], { encoding: 'utf8' });
     const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, ${(sshV.stderr || sshV.stdout).trim().split(',')[0]}`;
-    const lines = [`${date} — ${machine}`, ''];
+    const git = (args: string[]): string => spawnSync('git', ['-C', repoRoot, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+    const dirty = git(['status', '--porcelain', '--', 'lib', 'bin']) ? ', lib/ or bin/ modified in the work tree' : '';
+    const lines = [`${date} — ${machine}; mailbag at ${git(['rev-parse', '--short', 'HEAD']) || process.env.MAILBAG_COMMIT || 'unknown commit'}${dirty}`, ''];
     if (o.shim) lines.push(SHIM_NOTE, '');
     lines.push('| messages (raw MB) | variant | wall s (median) | × floor | wire MB | wire / raw | peak RSS sync / serve MB | rounds |');
     lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
