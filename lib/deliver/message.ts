@@ -47,17 +47,26 @@ export function openRaw(body: BodySource): Readable {
   return createReadStream(body.path, { start: body.start, ...(body.end !== undefined ? { end: body.end - 1 } : {}) });
 }
 
-/** A transform applied line by line; `line` gets each complete line without its LF. */
+const DOT = 0x2e;
+const CR = 13;
+const LF_BUF = Buffer.from('\n');
+const CRLF_BUF = Buffer.from('\r\n');
+const DOT_BUF = Buffer.from('.');
+
+/**
+ * A transform applied line by line; `line` gets each complete line without its LF and
+ * pushes the pieces of its output onto `out` (slices, not copies: one concat per chunk).
+ */
 abstract class LineTransform extends Transform {
   private rest: Buffer = Buffer.alloc(0);
-  protected abstract line(line: Buffer, hasLf: boolean): Buffer;
+  protected abstract line(line: Buffer, hasLf: boolean, out: Buffer[]): void;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     const data = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
     let start = 0;
     const out: Buffer[] = [];
     for (let i = data.indexOf(10, start); i >= 0; i = data.indexOf(10, start)) {
-      out.push(this.line(data.subarray(start, i), true));
+      this.line(data.subarray(start, i), true, out);
       start = i + 1;
     }
     this.rest = Buffer.from(data.subarray(start));
@@ -66,18 +75,20 @@ abstract class LineTransform extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.rest.length > 0) this.push(this.line(this.rest, false));
+    if (this.rest.length > 0) {
+      const out: Buffer[] = [];
+      this.line(this.rest, false, out);
+      this.push(Buffer.concat(out));
+    }
     cb();
   }
 }
 
-const DOT = 0x2e;
-
 /** Stuffed → plain: remove one leading `.` from lines that start with one. */
 export class DotUnstuff extends LineTransform {
-  protected line(line: Buffer, hasLf: boolean): Buffer {
-    const body = line.length > 0 && line[0] === DOT ? line.subarray(1) : line;
-    return hasLf ? Buffer.concat([body, Buffer.from('\n')]) : body;
+  protected line(line: Buffer, hasLf: boolean, out: Buffer[]): void {
+    out.push(line.length > 0 && line[0] === DOT ? line.subarray(1) : line);
+    if (hasLf) out.push(LF_BUF);
   }
 }
 
@@ -91,12 +102,12 @@ export class ToSmtpData extends LineTransform {
     super();
   }
 
-  protected line(line: Buffer, _hasLf: boolean): Buffer {
-    let l = line.length > 0 && line[line.length - 1] === 13 ? line.subarray(0, -1) : line;
+  protected line(line: Buffer, _hasLf: boolean, out: Buffer[]): void {
+    let l = line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, -1) : line;
     // a bare CR inside a line would be read as a line end by some servers
-    if (l.includes(13)) l = Buffer.from(l.toString('latin1').replace(/\r/g, ''), 'latin1');
-    const stuff = !this.alreadyStuffed && l.length > 0 && l[0] === DOT;
-    return Buffer.concat([stuff ? Buffer.from('.') : Buffer.alloc(0), l, Buffer.from('\r\n')]);
+    if (l.includes(CR)) l = Buffer.from(l.toString('latin1').replace(/\r/g, ''), 'latin1');
+    if (!this.alreadyStuffed && l.length > 0 && l[0] === DOT) out.push(DOT_BUF);
+    out.push(l, CRLF_BUF);
   }
 }
 
