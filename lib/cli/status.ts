@@ -1,13 +1,14 @@
 // `mailbag status [PEER] [--json]`: per peer, the jobs and bytes waiting in each queue
 // (out: to send; in: received, waiting for the runner; failed) and the oldest job's age.
-// Read-only: the spool is opened without cleanup and never created.
+// Read-only: the spool is opened without cleanup and never created; one not made yet is empty.
 
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CliIo } from './io.js';
 import { MailbagError } from '../errors.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
-import { QUEUES, Spool, type PeerStats, type Queue } from '../spool/spool.js';
+import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 
 export const STATUS_USAGE = [
   'Usage: mailbag status [--config FILE] [--json] [PEER]',
@@ -71,7 +72,8 @@ const EMPTY: QueueStatus = { jobs: 0, bytes: 0, oldestAgeSeconds: null };
 /** Gather the report: configured peers and every peer that has a queue in the spool. */
 export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<StatusReport> {
   let stats: Record<string, PeerStats> = {};
-  if (existsSync(config.spool)) {
+  // a spool nothing has been queued in yet (the checkout's spool/ holds only a README) is empty
+  if (existsSync(join(config.spool, SPOOL_MARKER))) {
     const spool = await Spool.open(config.spool, { cleanup: false });
     stats = await spool.stats(peer, now);
   }

@@ -2,11 +2,11 @@
 // processes with a temp config and spool: exit status, the one stderr line, and the job
 // on disk (or nothing at all) for every case an MTA can hit.
 
-import { chmodSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  jobsIn, makeSite, MAILBAG_BIN, OUR_FROM_LINE, requireBuild, runBin, tmpLeftovers, UUX_BIN, type RunResult, type Site,
+  jobsIn, makeSite, MAILBAG_BIN, OUR_FROM_LINE, repoRoot, requireBuild, runBin, tmpLeftovers, UUX_BIN, type RunResult, type Site,
 } from './front-door-helpers.js';
 
 beforeAll(requireBuild);
@@ -350,5 +350,25 @@ describe('mailbag status', () => {
     const r = await runBin(MAILBAG_BIN, ['status', '--config', site.config, '--json'], '');
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ peers: [{ peer: 'hub', out: { jobs: 0 }, in: { jobs: 0 }, failed: { jobs: 0 } }] });
+  });
+});
+
+describe('the bundled bins (scripts/bundle-front-doors.mjs) still find their package', () => {
+  it('mailbag --version and --help', async () => {
+    site = makeSite();
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const v = await runBin(MAILBAG_BIN, ['--version'], '');
+    expect(v).toMatchObject({ code: 0, stdout: `mailbag ${pkg.version}\n` });
+    const h = await runBin(MAILBAG_BIN, ['--help'], '');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/^ {2}enqueue +queue a message/m);
+    expect(h.stdout).toMatch(/^ {2}status +jobs and bytes queued/m);
+  });
+
+  it.skipIf(existsSync('/etc/mailbag/mailbag.toml'))('without any configuration the spool is the checkout\'s spool/', async () => {
+    site = makeSite();
+    const r = await runBin(MAILBAG_BIN, ['status', '--json'], '');
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { spool: string }).spool).toBe(join(repoRoot, 'spool'));
   });
 });
