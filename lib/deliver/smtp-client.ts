@@ -233,7 +233,7 @@ export class SmtpSession {
       if (mailReply.code === 250) {
         for (const c of rcpts) rcptReplies.push(await this.command(c));
       }
-      dataReply = rcptReplies.some((r) => r.code === 250 || r.code === 251)
+      dataReply = rcptReplies.some((r) => r.code >= 200 && r.code < 300)
         ? await this.command('DATA')
         : { code: 503, text: 'no valid recipients (DATA not sent)' };
     }
@@ -246,7 +246,7 @@ export class SmtpSession {
     const accepted: string[] = [];
     todo.forEach((r, i) => {
       const rr = rcptReplies[i]!;
-      if (rr.code === 250 || rr.code === 251) accepted.push(r.address);
+      if (rr.code >= 200 && rr.code < 300) accepted.push(r.address);
       else results.set(r.address, resultOfReply(r.address, rr.code, rr.text));
     });
     if (accepted.length === 0) {
