@@ -4,14 +4,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { need } from '../../helpers/need.js';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { builtLib, haveBuild, removeBuiltLib } from './built.js';
 import { Spool } from '../../../lib/spool/index.js';
 
-const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const dist = join(repo, 'dist', 'lib');
 
 let dir: string;
 beforeEach(() => {
@@ -33,7 +30,9 @@ function run(script: string): Promise<number | null> {
   });
 }
 
-describe.runIf(need('the built spool (dist/)', [join(dist, 'spool', 'index.js')], 'run npm run build first'))('concurrent writers', () => {
+describe.runIf(haveBuild())('concurrent writers', () => {
+  const dist = builtLib();
+  afterAll(removeBuiltLib);
   it('four processes make one fresh spool and write 25 jobs each into one queue', async () => {
     const root = join(dir, 'spool');
     const startAt = Date.now() + 1000;

@@ -4,15 +4,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SpoolError } from '../../../lib/errors.js';
-import { need } from '../../helpers/need.js';
+import { builtLib, haveBuild, removeBuiltLib } from './built.js';
 import { LOCK_MAGIC_LINE, parseLock, Spool, type LockInfo } from '../../../lib/spool/index.js';
 
-const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const distSpool = join(repo, 'dist', 'lib', 'spool', 'index.js');
 
 let dir: string;
 let spool: Spool;
@@ -117,7 +114,9 @@ describe('stale locks', () => {
   });
 });
 
-describe.runIf(need('the built spool (dist/)', [distSpool], 'run npm run build first'))('lock contention between processes', () => {
+describe.runIf(haveBuild())('lock contention between processes', () => {
+  const distSpool = join(builtLib(), 'spool', 'index.js');
+  afterAll(removeBuiltLib);
   // each child takes the lock `rounds` times, logging +pid on entry and -pid on exit;
   // overlapping holders would show as two + lines in a row. MAILBAG_LOCK_RACE_DELAY_MS
   // widens the window between judging the holder dead and breaking its lock, where a
