@@ -96,15 +96,32 @@ class Coalesce extends Transform {
 
 const COALESCE_BYTES = 64 * 1024;
 
+/** The bag's output was closed under the filler (the reader went away, the disk filled). */
+class OutputClosed extends Error {
+  constructor() {
+    super('the bag stream was closed before the bag was complete');
+  }
+}
+
+/** Wait until `w` takes more; reject when it was or gets destroyed instead. */
 function waitDrain(w: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      w.off('drain', done);
-      w.off('close', done);
+  return new Promise((resolve, reject) => {
+    const state = w as unknown as { destroyed?: boolean; destroying?: boolean };
+    if (state.destroyed || state.destroying) return reject(new OutputClosed());
+    const cleanup = (): void => {
+      w.off('drain', onDrain);
+      w.off('close', onClose);
+    };
+    const onDrain = (): void => {
+      cleanup();
       resolve();
     };
-    w.once('drain', done);
-    w.once('close', done);
+    const onClose = (): void => {
+      cleanup();
+      reject(new OutputClosed());
+    };
+    w.once('drain', onDrain);
+    w.once('close', onClose);
   });
 }
 
@@ -179,8 +196,11 @@ export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
   const summary = Promise.all([filling, flowing]).then(
     (): BagSummary => ({ sha256: tap.hash.digest('hex'), size: tap.bytes, expanded: counts.expanded, entries: counts.entries, codec }),
     async (err: unknown) => {
-      // the filler's error says what was wrong; the pipeline's is only its echo
-      const first = await filling.then(() => err, (e: unknown) => e);
+      // the filler's error says what was wrong (a bad name, a job that changed, a job
+      // file that could not be read); the pipeline's is then only its echo — unless the
+      // filler merely noticed that the output had gone away
+      const fillError = await filling.then(() => undefined, (e: unknown) => e);
+      const first = fillError !== undefined && !(fillError instanceof OutputClosed) ? fillError : err;
       if (!out.destroyed) out.destroy(first as Error);
       throw first;
     },
@@ -196,9 +216,10 @@ export async function writeBag(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, d
   try {
     await piping;
   } catch (err) {
-    // prefer the bag's own reason over the broken pipe it caused
-    await summary;
-    throw err;
+    // a bad bag is reported as such, not as the broken pipe it caused; a failing
+    // destination (ENOSPC) as itself
+    const reason = await summary.then(() => undefined, (e: unknown) => e);
+    throw reason instanceof BagError ? reason : err;
   }
   return summary;
 }

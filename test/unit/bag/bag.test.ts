@@ -390,3 +390,39 @@ describe('bag format (docs/bag.md)', () => {
     expect([...bag.bytes.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
   });
 });
+
+describe('bag writer and a failing destination', () => {
+  it('writeBag rejects with the destination error (ENOSPC) and does not hang', async () => {
+    const { Writable } = await import('node:stream');
+    let got = 0;
+    const full = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _e, cb) {
+        got += chunk.length;
+        if (got > 20_000) cb(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+        else cb();
+      },
+    });
+    const big = Array.from({ length: 50 }, (_, i) => job(`j${i}`, Buffer.from(createHash('sha256').update(String(i)).digest('hex').repeat(2000))));
+    const outcome = await Promise.race([
+      writeBag(big, full, { codec: 'none' }).then(() => 'written', (e: NodeJS.ErrnoException) => e.code),
+      new Promise((r) => setTimeout(() => r('hung'), 10_000)),
+    ]);
+    expect(outcome).toBe('ENOSPC');
+  });
+
+  it('bagStream settles its summary when the reader goes away', async () => {
+    const big = Array.from({ length: 50 }, (_, i) => job(`j${i}`, Buffer.alloc(100_000, i)));
+    const { stream, summary } = bagStream(big, { codec: 'none' });
+    stream.once('data', () => stream.destroy());
+    const outcome = await Promise.race([summary.then(() => 'done', () => 'rejected'), new Promise((r) => setTimeout(() => r('hung'), 10_000))]);
+    expect(outcome).toBe('rejected');
+  });
+
+  it('a job file that cannot be read is the reason given', async () => {
+    const { createReadStream } = await import('node:fs');
+    const sink = new (await import('node:stream')).PassThrough();
+    sink.resume();
+    await expect(writeBag([{ name: 'gone', size: 10, open: () => createReadStream('/nonexistent/mailbag/job') }], sink)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
