@@ -256,6 +256,9 @@ export async function enqueueBsmtp(
     }
     await handle(reader.end());
     if (transactions === 0 || sender === undefined) throw new InputError('bad-bsmtp', 'the BSMTP input holds no transaction');
+    if (recipients.length > config.limits.maxRecipients) {
+      throw new InputError('bad-envelope', `${recipients.length} recipients in the BSMTP input, over the limit of ${config.limits.maxRecipients} (limits.max_recipients)`);
+    }
     await fh.close();
     fh = undefined;
     const header = newHeader(config, peer, now, { command: 'rsmtp', args: [], sender, recipients });

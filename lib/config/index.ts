@@ -267,7 +267,8 @@ function validateLimits(t: Table): LimitsConfig {
   const ceiling = LIMITS.maxJobSizeCeiling;
   const limits: LimitsConfig = {
     maxMessageSize: t.size('max_message_size', '64M', ceiling),
-    maxRecipients: t.integer('max_recipients', LIMITS.maxRecipients, 1, 100_000),
+    // the job format holds at most LIMITS.maxRecipients (lib/job/header.ts)
+    maxRecipients: t.integer('max_recipients', LIMITS.maxRecipients, 1, LIMITS.maxRecipients),
     maxBagSize: t.size('max_bag_size', '256M', 64 * ceiling),
     maxBagExpanded: t.size('max_bag_expanded', '1G', 64 * ceiling),
     maxJobsPerBag: t.integer('max_jobs_per_bag', 10_000, 1, 1_000_000),

@@ -140,6 +140,12 @@ describe('mailbag enqueue: refused, with the status an MTA reads', () => {
     expectRefusal(await enqueue(['hub', '-f', 'a@x', 'b@y', 'c@y', 'd@y'], MESSAGE), 65, '5.6.0', /3 recipients, over the limit of 2/);
   });
 
+  it('a BSMTP stream whose transactions add up to more than limits.max_recipients: 65', async () => {
+    site = makeSite('[limits]\nmax_recipients = 2');
+    const input = 'MAIL FROM:<a@x>\nRCPT TO:<b@y>\nRCPT TO:<c@y>\nDATA\nm\n.\nMAIL FROM:<a@x>\nRCPT TO:<d@y>\nDATA\nm\n.\n';
+    expectRefusal(await enqueue(['hub', '--bsmtp'], input), 65, '5.6.0', /3 recipients in the BSMTP input, over the limit of 2/);
+  });
+
   it('a message over limits.max_message_size: 65 5.3.4, nothing left behind (rmail and null-sender BSMTP)', async () => {
     site = makeSite('[limits]\nmax_message_size = "4K"');
     const big = `Subject: big\n\n${'x'.repeat(100)}\n`.repeat(60);

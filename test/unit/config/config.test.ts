@@ -151,6 +151,7 @@ describe('every error names the file, the key and what is wrong', () => {
     ['[limits]\nmax_message_size = "8T"', 'limits.max_message_size', /at most/],
     ['[limits]\nmax_recipients = 0', 'limits.max_recipients', /between 1 and/],
     ['[limits]\nmax_recipients = 1.5', 'limits.max_recipients', /must be an integer, not a float/],
+    ['[limits]\nmax_recipients = 1001', 'limits.max_recipients', /between 1 and 1000/],
     ['[limits]\nmax_bag_size = "0"', 'limits.max_bag_size', /larger than zero/],
     ['[limits]\nmax_jobs_per_bag = "10"', 'limits.max_jobs_per_bag', /must be an integer, not a string/],
     ['[limits]\nmax_jobs = 1', 'limits.max_jobs', /unknown key/],
