@@ -71,6 +71,49 @@ describe.skipIf(!canMount || !havePostfix())('a full spool', () => {
   });
 });
 
+describe('bounded memory (promise 7)', () => {
+  let dir: string;
+  let lmtpd: Lmtpd;
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-memory');
+    lmtpd = await startLmtpd({ dir, peers: { hub: ['a.test'], mx2: ['b.test'] }, extraToml: '\n[limits]\nmax_message_size = "300M"\n' });
+  });
+
+  afterAll(async () => {
+    await lmtpd?.stop();
+    if (dir) removeTempDir(dir);
+  });
+
+  it('a 200 MiB message for two peers streams through: peak RSS stays far below the message size', async () => {
+    const { readFileSync, statSync } = await import('node:fs');
+    const c = await session(lmtpd.socket);
+    try {
+      await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>', 'RCPT TO:<y@b.test>']);
+      expect((await c.cmd('DATA')).code).toBe(354);
+      const line = `${'m'.repeat(1022)}\r\n`;
+      const chunk = Buffer.from(`${line}`.repeat(1024)); // 1 MiB
+      await c.writeDrained('Subject: big\r\n\r\n');
+      for (let i = 0; i < 200; i++) await c.writeDrained(chunk);
+      await c.writeDrained('.\r\n');
+      const replies = [await c.read(), await c.read()];
+      expect(replies.map((r) => r.code)).toEqual([250, 250]);
+    } finally {
+      c.destroy();
+    }
+    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${lmtpd.pid}/status`, 'latin1'))![1]) * 1024;
+    process.stderr.write(`lmtpd peak RSS after a 200 MiB message: ${(hwm / 1048576).toFixed(1)} MiB\n`);
+    expect(hwm).toBeLessThan(150 * 1024 * 1024);
+    for (const peer of ['hub', 'mx2']) {
+      const dirOut = join(lmtpd.spool, 'out', peer);
+      const { readdirSync } = await import('node:fs');
+      const [id] = readdirSync(dirOut);
+      // CRLF became LF: 1023 bytes a line, 204,800 lines
+      expect(statSync(join(dirOut, id!)).size).toBeGreaterThan(1023 * 204_800);
+    }
+  }, 240_000);
+});
+
 describe('limits and malformed input against the process', () => {
   let dir: string;
   let lmtpd: Lmtpd;
@@ -142,6 +185,14 @@ describe('limits and malformed input against the process', () => {
     expect((await d.data('Subject: fine\n\nok\n', 1))[0]!.code).toBe(250);
     d.destroy();
     expect(readJobs(lmtpd.spool, 'hub')).toHaveLength(1);
+  });
+
+  it('a second listener on the same socket refuses to start (exit 75, one 4.3.0 line)', async () => {
+    const { run } = await import('../helpers/mta-common.js');
+    const { mailbagBin } = await import('../unit/lmtp/lmtpd-process.js');
+    const r = await run(process.execPath, [mailbagBin, 'lmtpd', '--config', lmtpd.config], { timeoutMs: 20_000 });
+    expect(r.code).toBe(75);
+    expect(r.stderr).toMatch(/^4\.3\.0 mailbag: another listener is answering on .*lmtp\.sock; stop it first$/m);
   });
 
   it('stops on SIGTERM with exit 0 and removes its socket', async () => {

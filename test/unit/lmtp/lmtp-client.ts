@@ -97,6 +97,18 @@ export class LmtpClient {
     this.sock.write(data);
   }
 
+  /** write and wait until the socket takes more (backpressure), bounded by the timeout */
+  async writeDrained(data: string | Buffer): Promise<void> {
+    if (this.sock.write(data)) return;
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`socket did not drain within ${this.timeoutMs} ms`)), this.timeoutMs);
+      this.sock.once('drain', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
   async cmd(line: string): Promise<Reply> {
     this.sock.write(`${line}\r\n`);
     return this.read();
