@@ -569,6 +569,10 @@ function ensureCorpusEnv(): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const o = parseArgs(argv);
   for (const f of [mailbagBin(), TIME, SSHD_BIN, '/usr/bin/ssh', '/usr/bin/ssh-keygen']) if (!existsSync(f)) throw new Error(`${f} is missing (${f === mailbagBin() ? 'npm run build' : 'apt-get install openssh-server openssh-client time'})`);
   ensureCorpusEnv();
