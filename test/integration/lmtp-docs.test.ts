@@ -4,14 +4,15 @@
 // the page's transport map and main.cf lines; real Exim with its router and both
 // transports; OpenSMTPD's smtpd.conf passes `smtpd -n` (its Debian package unpacked).
 
-import { chmodSync, chownSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
 import { ensureTestUser, freePort, makeOwnedDir, makeSharedTempDir, removeTempDir, repoRoot, run } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
+import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { readJobs, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
 
 const page = readFileSync(join(repoRoot, 'docs/lmtp.md'), 'utf8');
@@ -39,7 +40,8 @@ function localise(text: string, w: World): string {
     .replaceAll('/run/mailbag', w.run)
     .replaceAll('example.org', 'a.test')
     .replaceAll('example.net', 'b.test')
-    .replace(/^(\s*user\s*=\s*)mailbag$/m, `$1${w.user}`);
+    .replace(/^(\s*user\s*=\s*)mailbag$/m, `$1${w.user}`)
+    .replace('"@" = "mailbag"', `"@" = "${w.user}"`);
 }
 
 function unitValue(unit: string, key: string): string {
@@ -160,22 +162,103 @@ describe.skipIf(!haveExim())('docs/lmtp.md: Exim snippets', () => {
   });
 });
 
-const SMTPD = '/opt/mailbag-test/opensmtpd/usr/sbin/smtpd';
-describe.skipIf(!need('OpenSMTPD (unpacked opensmtpd .deb)', [SMTPD], 'apt-get download opensmtpd && dpkg -x opensmtpd_*.deb /opt/mailbag-test/opensmtpd (see .ci/run)'))('docs/lmtp.md: OpenSMTPD snippet', () => {
-  it('passes smtpd -n', async () => {
+const OSMTPD_ROOT = '/opt/mailbag-test/opensmtpd';
+const SMTPD = `${OSMTPD_ROOT}/usr/sbin/smtpd`;
+const haveSmtpd = need('OpenSMTPD (unpacked opensmtpd .deb)', [SMTPD], 'apt-get download opensmtpd && dpkg -x opensmtpd_*.deb /opt/mailbag-test/opensmtpd (see .ci/run)')
+  && need('root (OpenSMTPD runs as root)', process.getuid?.() === 0 ? [] : ['uid 0'], 'run as root');
+
+/**
+ * What the Debian package's postinst would have done for the unpacked binary: its two
+ * users with their chroot home, and its lmtp helper where the binary looks for it.
+ */
+function prepareOpenSmtpd(): void {
+  const empty = '/var/lib/opensmtpd/empty';
+  mkdirSync(empty, { recursive: true });
+  for (const name of ['opensmtpd', 'opensmtpq']) {
+    ensureTestUser(name, true);
+    execFileSync('usermod', ['-d', empty, name]);
+  }
+  mkdirSync('/usr/libexec/opensmtpd', { recursive: true });
+  const helper = '/usr/libexec/opensmtpd/mail.lmtp';
+  if (!existsSync(helper)) symlinkSync(`${OSMTPD_ROOT}/usr/libexec/opensmtpd/mail.lmtp`, helper);
+}
+
+describe.skipIf(!haveSmtpd)('docs/lmtp.md: OpenSMTPD snippet', () => {
+  let w: World;
+  let lmtpd: Lmtpd;
+  let smtpd: ChildProcess | undefined;
+  let port: number;
+  let smtpdLog = '';
+
+  beforeAll(async () => {
+    prepareOpenSmtpd();
+    const user = ensureTestUser();
     const dir = makeSharedTempDir('lmtp-docs-smtpd');
-    try {
-      const w = { dir, spool: join(dir, 'spool'), run: join(dir, 'run'), user: 'mailbag' };
-      const conf = join(dir, 'smtpd.conf');
-      writeFileSync(conf, `listen on 127.0.0.1 port 10025\n${localise(snippet('smtpd.conf'), w)}`);
-      const r = await run(SMTPD, ['-n', '-f', conf]);
-      expect(`${r.stdout.toString()}${r.stderr}`).toMatch(/configuration OK/);
-      expect(r.code).toBe(0);
-      // and the parser is not a rubber stamp
-      writeFileSync(conf, `action "mailbag" lmtp\n`);
-      expect((await run(SMTPD, ['-n', '-f', conf])).code).not.toBe(0);
-    } finally {
-      removeTempDir(dir);
+    const home = makeOwnedDir(join(dir, 'home'), user, 0o700);
+    w = { dir, spool: join(home, 'spool'), run: join(dir, 'run'), user: user.name };
+    const configText = localise(snippet('mailbag.toml'), w).replace(/^socket = .*\n/m, '');
+    writeFileSync(join(home, 'mailbag.toml'), configText);
+    chownSync(join(home, 'mailbag.toml'), user.uid, user.gid);
+    lmtpd = await startLmtpd({ dir: home, configText, spool: w.spool, uid: user.uid, gid: user.gid, peers: {} });
+    port = await freePort();
+    const conf = join(dir, 'smtpd.conf');
+    writeFileSync(conf, `listen on 127.0.0.1 port ${port}\n${localise(snippet('smtpd.conf'), w)}`);
+    const check = await run(SMTPD, ['-n', '-f', conf]);
+    expect(`${check.stdout.toString()}${check.stderr}`).toMatch(/configuration OK/);
+    smtpd = spawn(SMTPD, ['-d', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    smtpd.stdout!.on('data', (b: Buffer) => (smtpdLog += b.toString()));
+    smtpd.stderr!.on('data', (b: Buffer) => (smtpdLog += b.toString()));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        const c = await LmtpClient.connect(port);
+        c.destroy();
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`OpenSMTPD did not listen on ${port}:\n${smtpdLog}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
+  });
+
+  afterAll(async () => {
+    if (smtpd?.pid && smtpd.exitCode === null) {
+      const gone = new Promise((r) => smtpd!.once('exit', r));
+      process.kill(smtpd.pid, 'SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    await lmtpd?.stop();
+    if (w?.dir) removeTempDir(w.dir);
+  });
+
+  it('OpenSMTPD delivers through the default socket: one job per recipient, routed per peer', async () => {
+    const c = await LmtpClient.connect(port);
+    try {
+      expect((await c.read()).code).toBe(220);
+      expect((await c.cmd('EHLO client.test')).code).toBe(250);
+      await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>', 'RCPT TO:<y@b.test>', 'RCPT TO:<z@a.test>']);
+      const [r] = await c.data(message('docs-opensmtpd'), 1);
+      expect(r!.code).toBe(250);
+    } finally {
+      c.destroy();
+    }
+    const deadline = Date.now() + 30_000;
+    while (readJobs(w.spool, 'hub').length + readJobs(w.spool, 'backup').length < 3) {
+      if (Date.now() > deadline) throw new Error(`no jobs after 30 s:\n${smtpdLog}\n${lmtpd.log()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const hub = readJobs(w.spool, 'hub');
+    expect(hub.map((j) => j.header.recipients[0]).sort()).toEqual(['x@a.test', 'z@a.test']);
+    expect(readJobs(w.spool, 'backup').map((j) => j.header.recipients)).toEqual([['y@b.test']]);
+    for (const j of hub) {
+      expect(j.mail).toBe('MAIL FROM:<s@src.test>');
+      expect(j.message).toContain('Subject: docs-opensmtpd\n');
+    }
+  });
+
+  it('the parser is not a rubber stamp', async () => {
+    const conf = join(w.dir, 'bad.conf');
+    writeFileSync(conf, 'action "mailbag" lmtp\n');
+    expect((await run(SMTPD, ['-n', '-f', conf])).code).not.toBe(0);
   });
 });
