@@ -14,12 +14,22 @@ export interface CliIo {
 }
 
 export function processIo(): CliIo {
+  // Getters, not values: touching process.stdin/stdout/stderr builds a stream each
+  // (a few ms), and the front doors an MTA runs once per message may never need one.
   return {
-    stdin: process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
+    get stdin() {
+      return process.stdin;
+    },
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
     env: process.env,
     cwd: process.cwd(),
-    isTTY: Boolean(process.stderr.isTTY),
+    get isTTY() {
+      return Boolean(process.stderr.isTTY);
+    },
   };
 }
