@@ -106,6 +106,29 @@ describe.skipIf(!enabled)('Postfix → mailbag lmtpd', () => {
     expect(mx2!.mail).toBe(hub!.mail);
   });
 
+  it('8-bit and SMTPUTF8: BODY=8BITMIME, SMTPUTF8 and a UTF-8 recipient kept, message bytes intact', async () => {
+    const body = 'Grüße aus Köln — ünïcödé\n';
+    const c = await LmtpClient.connect(pf.smtpPort!);
+    try {
+      expect((await c.read()).code).toBe(220);
+      expect((await c.cmd('EHLO client.test')).lines).toContain('SMTPUTF8');
+      expect((await c.cmd('MAIL FROM:<s@src.test> BODY=8BITMIME SMTPUTF8')).code).toBe(250);
+      expect((await c.cmd('RCPT TO:<jörg@a.test>')).code).toBe(250);
+      const [ok] = await c.data(`${message('utf8').replace('\n\n', '\nContent-Type: text/plain; charset=utf-8\n\n')}${body}`, 1);
+      expect(ok!.code).toBe(250);
+      await c.cmd('QUIT');
+    } finally {
+      c.destroy();
+    }
+    await pf.waitQueueEmpty();
+    const [job] = jobsWith('hub', 'utf8');
+    expect(job!.mail).toMatch(/^MAIL FROM:<s@src\.test> SIZE=\d+ BODY=8BITMIME SMTPUTF8$/);
+    // the file holds UTF-8 bytes; readJobs reads latin1, so compare the bytes
+    expect(Buffer.from(job!.rcpts[0]!, 'latin1').toString('utf8')).toMatch(/^RCPT TO:<jörg@a\.test>/);
+    expect(job!.header.recipients).toEqual(['jörg@a.test']);
+    expect(Buffer.from(job!.message, 'latin1').toString('utf8').endsWith(`\n\n.a line with a leading dot\nbody of utf8\n${body}`)).toBe(true);
+  });
+
   it('a recipient no peer takes is refused at RCPT: Postfix bounces it with our text', async () => {
     const r = await pf.sendmail(['-f', 's@src.test', '--', 'nobody@nowhere.test'], message('unroutable'));
     expect(r.code).toBe(0);
