@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +26,8 @@ export const BAG_LIST_MAGIC = 'mailbag-bag 1';
 export const LARGE_JOB = 1024 * 1024;
 /** job bytes packed into one bag of small jobs */
 export const BAG_TARGET = 8 * 1024 * 1024;
+/** job bytes in the first bag of a session (each next one may hold four times more, up to BAG_TARGET) */
+export const FIRST_BAG = 512 * 1024;
 
 export interface SpoolPaths {
   /** the spool root */
@@ -339,6 +341,7 @@ export class SessionStore {
     await rmQuiet(staging);
     await mkdir(staging, { mode: 0o700 });
     const committed: string[] = [];
+    const writers = new Pool(WRITERS);
     let duplicates = 0;
     let bytes = 0;
     try {
@@ -365,11 +368,22 @@ export class SessionStore {
         // the job file again: the header in its one canonical encoding, then the payload
         // written into the staging directory only: it counts for nothing until the ledger
         // line (step 3), and a crash before that removes the whole directory (S6)
-        await writeStaged(join(staging, header.id), rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
+        const dest = join(staging, header.id);
+        if (entry.size <= SMALL_ENTRY) {
+          // a small job is read whole and written in the background, a few at a time,
+          // while the bag reader goes on (memory: at most WRITERS small jobs)
+          const chunks: Buffer[] = [encodeJobHeader(header)];
+          for await (const chunk of payload) chunks.push(chunk);
+          await writers.add(() => writeFile(dest, Buffer.concat(chunks), { flag: 'wx', mode: 0o600 }));
+        } else {
+          await writeStaged(dest, rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
+        }
         committed.push(header.id);
         bytes += entry.size;
       }
+      await writers.drain();
     } catch (err) {
+      await writers.drain().catch(() => undefined);
       await rmQuiet(staging);
       if (err instanceof BagRefusal) throw err;
       if (err instanceof BagError) throw new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message);
@@ -425,6 +439,46 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array>, max
   return size;
 }
 
+/** bag entries this small are read whole and written in the background */
+const SMALL_ENTRY = 256 * 1024;
+/** background writes of staged jobs at once */
+const WRITERS = 16;
+
+/** At most `width` tasks at once; add() waits for a free slot; the first failure is thrown by add() or drain(). */
+class Pool {
+  private running = new Set<Promise<void>>();
+  private failure: unknown;
+  private failed = false;
+
+  constructor(private readonly width: number) {}
+
+  async add(task: () => Promise<unknown>): Promise<void> {
+    this.check();
+    while (this.running.size >= this.width) await Promise.race(this.running);
+    this.check();
+    const p: Promise<void> = task().then(
+      () => void this.running.delete(p),
+      (err: unknown) => {
+        this.running.delete(p);
+        if (!this.failed) {
+          this.failed = true;
+          this.failure = err;
+        }
+      },
+    );
+    this.running.add(p);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    this.check();
+  }
+
+  private check(): void {
+    if (this.failed) throw this.failure;
+  }
+}
+
 /** fsync many files, several at a time. */
 async function syncAll(paths: string[], width = 32): Promise<void> {
   let next = 0;
@@ -470,7 +524,10 @@ export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded:
   const bags: QueuedJob[][] = [];
   const large: QueuedJob[][] = [];
   const held: QueuedJob[] = [];
-  const target = Math.max(1, Math.min(BAG_TARGET, caps.maxBag, caps.maxExpanded));
+  const limit = Math.max(1, Math.min(BAG_TARGET, caps.maxBag, caps.maxExpanded));
+  // the first bags are small, so the receiver starts committing while later ones are
+  // still being built: 512 KiB, 2 MiB, then BAG_TARGET
+  const targetFor = (n: number): number => Math.min(limit, FIRST_BAG * 4 ** n);
   let cur: QueuedJob[] = [];
   let curBytes = 0;
   let curExpanded = expandedSizeOf([]);
@@ -485,7 +542,7 @@ export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded:
       continue;
     }
     const grows = expandedSizeOf([j.size]) - expandedSizeOf([]);
-    if (cur.length > 0 && (curBytes + j.size > target || cur.length + 1 > caps.maxJobs || curExpanded + grows > caps.maxExpanded)) {
+    if (cur.length > 0 && (curBytes + j.size > targetFor(bags.length) || cur.length + 1 > caps.maxJobs || curExpanded + grows > caps.maxExpanded)) {
       bags.push(cur);
       cur = [];
       curBytes = 0;
