@@ -31,7 +31,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--no-socket', 'no unix socket (needs --listen or lmtp.listen)')
     .option('--listen <host:port>', 'also listen on TCP (default: lmtp.listen; port 0 picks one)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+    // errors leave as one `4.3.5 …` line from run.ts, not commander's own
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
   try {
     program.parse(argv, { from: 'user' });
   } catch (err) {
