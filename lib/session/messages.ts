@@ -47,6 +47,8 @@ export interface Refuse {
   bag: string;
   code: string;
   message: string;
+  /** the job the refusal is about, when it is about one job of the bag */
+  job?: string | undefined;
 }
 
 export interface ErrorMessage {
@@ -168,7 +170,7 @@ export function decodeAck(payload: Buffer): R<Ack> {
 }
 
 export function encodeRefuse(r: Refuse): Buffer {
-  return encodeJsonFrame(FRAME.REFUSE, { bag: r.bag, code: r.code, message: r.message.slice(0, 4000) });
+  return encodeJsonFrame(FRAME.REFUSE, { bag: r.bag, code: r.code, message: r.message.slice(0, 4000), ...(r.job ? { job: r.job } : {}) });
 }
 
 export function decodeRefuse(payload: Buffer): R<Refuse> {
@@ -176,7 +178,8 @@ export function decodeRefuse(payload: Buffer): R<Refuse> {
   if (!o.ok) return o;
   const v = o.value;
   if (!isBagHash(v.bag)) return bad('REFUSE: bag is not a SHA-256 in hex');
-  return { ok: true, value: { bag: v.bag, code: text(v.code, 64) || 'refused', message: text(v.message, 4000) } };
+  const job = typeof v.job === 'string' && /^[0-9a-f]{12}[0-9a-z]{4,52}$/.test(v.job) ? v.job : undefined;
+  return { ok: true, value: { bag: v.bag, code: text(v.code, 64) || 'refused', message: text(v.message, 4000), ...(job ? { job } : {}) } };
 }
 
 export function encodeError(e: ErrorMessage): Buffer {

@@ -14,7 +14,7 @@ import {
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
 import { SessionState, type Incoming } from './state.js';
-import { BagRefusal, planBags, type PartialWriter, type PendingBag, type ReceiveCaps, type SessionStore } from './store.js';
+import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type ReceiveCaps, type SessionStore } from './store.js';
 
 export interface SessionOptions {
   link: Link;
@@ -295,6 +295,9 @@ class Session {
         this.res.refusedByPeer.push(m.refuse);
         if (m.refuse.code === 'bad-hash') {
           this.track(this.o.store.discardBag(m.refuse.bag));
+        } else if (m.refuse.job && PERMANENT_REFUSALS.has(m.refuse.code)) {
+          // one job the peer will never take must not hold the others of its bag back
+          this.track(this.o.store.failRefusedJob(m.refuse.bag, m.refuse.job, `${this.o.peer} refused the job: ${m.refuse.message} (${m.refuse.code})`));
         }
         this.checkFinish();
         return;
@@ -482,7 +485,7 @@ class Session {
         faultPoint('session-after-ack');
       } catch (err) {
         if (!(err instanceof BagRefusal)) throw err;
-        const r = { bag: offer.bag, code: err.code, message: err.message };
+        const r = { bag: offer.bag, code: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) };
         this.res.refusedByUs.push(r);
         this.send(encodeRefuse(r));
       }

@@ -68,10 +68,13 @@ export interface CommitOutcome {
 
 /** Refusal of one incoming bag: sent to the peer as REFUSE with this code. */
 export class BagRefusal extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(readonly code: string, message: string, readonly job?: string) {
     super(message);
   }
 }
+
+/** refusals that will not change by sending the same job again */
+export const PERMANENT_REFUSALS: ReadonlySet<string> = new Set(['forbidden-command', 'bad-job', 'too-big']);
 
 const JOB_ID_RE = /^[0-9a-f]{12}[0-9a-z]{4,52}$/;
 
@@ -273,6 +276,32 @@ export class SessionStore {
     return removed;
   }
 
+  /**
+   * The peer refused one job of a bag for good: the bag is forgotten (its other jobs go
+   * in a new bag next session) and the job moves to failed/PEER/ with the reason, where
+   * `mailbag failed` shows it and `mailbag retry` can put it back.
+   */
+  async failRefusedJob(bag: string, id: string, reason: string, now = new Date()): Promise<boolean> {
+    await this.discardBag(bag);
+    if (!JOB_ID_RE.test(id)) return false;
+    const from = join(this.paths.out, id);
+    if (!(await exists(from))) return false;
+    const failedDir = join(this.paths.root, 'failed', this.peer);
+    await ensureDir(join(this.paths.root, 'failed'));
+    await ensureDir(failedDir);
+    // the reason first (the runner's state record), then the move: a crash between them
+    // leaves the job queued with a stale reason, never failed without one
+    const runDir = join(this.paths.root, 'run', this.peer);
+    await ensureDir(join(this.paths.root, 'run'));
+    await ensureDir(runDir);
+    const state = { attempts: 0, tx: {}, failed: { reason, at: now.toISOString(), status: '5.7.1', noticeSent: false } };
+    await commitFile(join(runDir, id), Buffer.from(`mailbag-run 1\n${JSON.stringify(state)}\n`), { tmpDir: this.paths.tmp, label: 'run' });
+    await rename(from, join(failedDir, id));
+    await fsyncDir(failedDir);
+    await fsyncDir(this.paths.out);
+    return true;
+  }
+
   /** Forget a bag (its jobs stay queued and go in a new bag next time). */
   async discardBag(bag: string): Promise<void> {
     await rmQuiet(join(this.bagsOut, `${bag}.bag`));
@@ -355,10 +384,10 @@ export class SessionStore {
       })) {
         const { header, payload } = await readJobStream(entry.stream, `bag ${bag.slice(0, 12)} entry ${entry.name}`);
         if (header.id !== entry.name) throw new BagRefusal('bad-job', `entry ${entry.name}: its header says id ${header.id}`);
-        if (header.from !== this.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${this.peer}`);
-        if (header.to !== this.site) throw new BagRefusal('bad-job', `job ${header.id} is for ${header.to}, not ${this.site}`);
+        if (header.from !== this.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${this.peer}`, header.id);
+        if (header.to !== this.site) throw new BagRefusal('bad-job', `job ${header.id} is for ${header.to}, not ${this.site}`, header.id);
         if (this.options.accept && !this.options.accept.includes(header.command)) {
-          throw new BagRefusal('forbidden-command', `job ${header.id}: command ${header.command} is not accepted from ${this.peer}`);
+          throw new BagRefusal('forbidden-command', `job ${header.id}: command ${header.command} is not accepted from ${this.peer}`, header.id);
         }
         if (this.book.hasJob(header.id)) {
           duplicates++;

@@ -2,7 +2,11 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPair } from '../../lib/transport/pair.js';
-import { enqueue, ids, makeSite, messages, payloadOf, session, tempDir } from '../unit/session/sites.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { newJobId } from '../../lib/job/id.js';
+import { runSession } from '../../lib/session/session.js';
+import { CAPS, enqueue, ids, makeSite, messages, payloadOf, session, store, tempDir } from '../unit/session/sites.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -31,5 +35,37 @@ describe('session over the in-process pair', () => {
     expect(rHome.sent.jobs).toBe(2);
     // the 2 MiB job travelled alone: two bags from the hub
     expect(rHub.sent.bags).toBe(2);
+  });
+});
+
+describe('a job the peer refuses for good', () => {
+  it('goes to failed/ with the reason; the other jobs of its bag cross in the next session', async () => {
+    const t = tempDir('refused');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const before = await enqueue(home, 'hub', messages([500], 51));
+    const rnews = newJobId();
+    await home.spool.writeJob('out', 'hub', { id: rnews, from: 'home', to: 'hub', created: new Date().toISOString(), command: 'rnews', args: [], sender: '', recipients: [] }, Buffer.from('news'));
+    const after = await enqueue(home, 'hub', messages([700], 52));
+    const hubSide = async (link: Parameters<typeof session>[2]) => {
+      const s = store(hub, 'home', { accept: ['rmail'] });
+      await s.open();
+      return runSession({ link, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 500 });
+    };
+    const [a, b] = createPair();
+    const [first] = await Promise.all([session(home, 'hub', a), hubSide(b)]);
+    expect(first.drained).toBe(false);
+    expect(first.refusedByPeer).toHaveLength(1);
+    expect(first.refusedByPeer[0]).toMatchObject({ code: 'forbidden-command', job: rnews });
+    expect(ids(home, 'failed', 'hub')).toEqual([rnews]);
+    expect(readFileSync(join(home.root, 'run', 'hub', rnews), 'utf8')).toMatch(/command rnews is not accepted/);
+    expect(ids(hub, 'in', 'home')).toEqual([]);
+    const [c, d] = createPair();
+    const [second] = await Promise.all([session(home, 'hub', c), hubSide(d)]);
+    expect(second.drained).toBe(true);
+    expect(ids(hub, 'in', 'home')).toEqual([...before.keys(), ...after.keys()].sort());
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(existsSync(join(hub.root, 'in', 'home', rnews))).toBe(false);
   });
 });
