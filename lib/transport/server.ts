@@ -6,7 +6,11 @@
 
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
-import { Server, utils, type Connection, type ParsedKey, type ServerChannel } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader finds no named exports in it (vitest hides that),
+// so take them from the default export.
+import ssh2 from 'ssh2';
+import type { Connection, ParsedKey, ServerChannel } from 'ssh2';
+const { Server, utils } = ssh2;
 import { SessionError } from '../errors.js';
 import { BaseLink } from './link.js';
 import type { Link } from './types.js';

@@ -6,7 +6,11 @@
 // admin must fix, and the message says how.
 
 import { readFile } from 'node:fs/promises';
-import { Client, utils, type ClientChannel, type ConnectConfig } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader finds no named exports in it (vitest hides that),
+// so take them from the default export.
+import ssh2 from 'ssh2';
+import type { ClientChannel, ConnectConfig } from 'ssh2';
+const { Client, utils } = ssh2;
 import { SessionError } from '../errors.js';
 import { checkHostKey, fingerprintOf, keyTypeOf, knownHostKeyAlgorithms, knownHostsName, type HostKeyVerdict } from './known-hosts.js';
 import { BaseLink } from './link.js';
