@@ -90,12 +90,33 @@ describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
     cleanups.push(t.remove);
     const home = await makeSite(t.dir, 'home');
     const port = await freePort();
+    const key = makeKey(t.dir, 'id_home');
     const homeToml = join(t.dir, 'home.toml');
-    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${port}\nknown_hosts = "/dev/null"\nconnect_timeout = "5s"\n`);
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${port}\nidentity = ${JSON.stringify(key.privatePath)}\nknown_hosts = "/dev/null"\nconnect_timeout = "5s"\n`);
     const queued = await enqueue(home, 'hub', messages([500], 44));
     const r = mailbag(['sync', 'hub', '--config', homeToml]);
     expect(r.status, r.err).toBe(75);
     expect(r.err).toMatch(/^4\.4\.\d mailbag: /);
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
+  });
+
+  it('a changed host key is a configuration error (78) that says what to fix; nothing is sent', async () => {
+    const t = tempDir('cli-hostkey');
+    cleanups.push(t.remove);
+    const home = await makeSite(t.dir, 'home');
+    const key = makeKey(t.dir, 'id_home');
+    const sshd = await startSshd({ authorizedKeys: [{ publicKey: key.publicKey, command: 'false' }] });
+    cleanups.push(() => sshd.stop());
+    // known_hosts names this host and port, with some other key
+    const other = makeKey(t.dir, 'other_host');
+    const kh = join(t.dir, 'known_hosts');
+    writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${other.publicKey.split(' ').slice(0, 2).join(' ')}\n`);
+    const homeToml = join(t.dir, 'home.toml');
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${sshd.port}\nuser = ${JSON.stringify(sshd.user)}\nidentity = ${JSON.stringify(key.privatePath)}\nknown_hosts = ${JSON.stringify(kh)}\n`);
+    const queued = await enqueue(home, 'hub', messages([500], 46));
+    const r = mailbag(['sync', 'hub', '--config', homeToml]);
+    expect(r.status, r.err).toBe(78);
+    expect(r.err).toMatch(/^4\.7\.0 mailbag: .*host key/i);
     expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
   });
 
