@@ -75,7 +75,7 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
 
   test('BSMTP via -bS: parameters stripped, <> kept, a refused transaction noticed once, the rest re-offered and delivered', async () => {
     const [a, b, c] = plainCorpus(23).slice(20);
-    const before = readMaildir(ex.maildir('other')).length;
+    const seen = new Set(readMaildir(ex.maildir('other')).map((m) => m.path));
     const payload = [
       'MAIL FROM:<> ENVID=x1',
       'RCPT TO:<other@maildir.test> NOTIFY=NEVER',
@@ -93,7 +93,7 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
     expect(s.failed, log.join('\n')).toBe(1); // the refused transaction: job in failed/ with Exim's words
     expect((await listFailed(spool))[0]!.reason).toMatch(/user@\[999\.1\.1\.1\]>: smtp; 501 domain literals not allowed/);
     await ex.runQueue();
-    const other = readMaildir(ex.maildir('other')).slice(before);
+    const other = readMaildir(ex.maildir('other')).filter((m) => !seen.has(m.path));
     expect(other).toHaveLength(2);
     const nul = other.find((m) => m.body.equals(bodyOf(a!)));
     expect(nul?.returnPath).toBe('');
@@ -109,6 +109,6 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
     // nothing is offered again
     await runJobs({ config, spool, env: process.env, force: true });
     await ex.runQueue();
-    expect(readMaildir(ex.maildir('other')).length).toBe(before + 2);
+    expect(readMaildir(ex.maildir('other')).length).toBe(seen.size + 2);
   });
 });

@@ -161,7 +161,7 @@ describe.skipIf(!ready)('runner into a real Postfix', () => {
     const site = await makeSite(pf, 'sendmail');
     sites.push(site);
     const [bounce, dsn] = plainCorpus(2);
-    const before = readMaildir(pf.maildir('other')).length;
+    const seen = new Set(readMaildir(pf.maildir('other')).map((m) => m.path));
     const payload = [
       'EHLO hub.test',
       'MAIL FROM:<>',
@@ -181,8 +181,8 @@ describe.skipIf(!ready)('runner into a real Postfix', () => {
     // Postfix's -bs takes every recipient of a virtual domain (its stand-alone smtpd has
     // no recipient validation); nobody@ is bounced by Postfix itself, as NOTIFY=FAILURE asks
     expect(summary).toEqual({ done: 1, retry: 0, failed: 0, skipped: 0 });
-    const other = await waitMaildir(pf.maildir('other'), before + 2, 60_000);
-    const fresh = other.slice(before);
+    // new messages by path: Maildir names sort by second, not by arrival within one
+    const fresh = (await waitMaildir(pf.maildir('other'), seen.size + 2, 60_000)).filter((m) => !seen.has(m.path));
     const nullSender = fresh.find((m) => m.body.equals(bodyOf(bounce!)));
     expect(nullSender?.returnPath).toBe('');
     const withDsn = fresh.find((m) => m.body.equals(bodyOf(dsn!)));
@@ -229,12 +229,12 @@ describe.skipIf(!ready)('runner into a real Postfix', () => {
     const site = await makeSite(pf, 'smtp');
     sites.push(site);
     const [m] = plainCorpus(3).slice(2);
-    const before = readMaildir(pf.maildir('bounces')).length;
+    const seen = new Set(readMaildir(pf.maildir('bounces')).map((x) => x.path));
     await site.receive({ command: 'rsmtp' }, `MAIL FROM:<bounces@maildir.test> RET=HDRS ENVID=smtp+2Benv-7\nRCPT TO:<ghost@maildir.test>\nRCPT TO:<user@maildir.test> NOTIFY=SUCCESS\nDATA\n${stuff(m!)}.\nMAIL FROM:<>\nRCPT TO:<ghost2@maildir.test>\nDATA\n${stuff(m!)}.\n`);
     const s = await site.run();
     expect(s.failed).toBe(1);
-    const got = await waitMaildir(pf.maildir('bounces'), before + 2, 30_000);
-    const texts = got.slice(before).map((x) => x.raw.toString('latin1'));
+    const got = (await waitMaildir(pf.maildir('bounces'), seen.size + 2, 30_000)).filter((x) => !seen.has(x.path));
+    const texts = got.map((x) => x.raw.toString('latin1'));
     const notices = texts.filter((t) => /X-Mailbag-Job:/.test(t));
     expect(notices).toHaveLength(1);
     expect(notices[0]).toMatch(/Final-Recipient: rfc822; ghost@maildir\.test/);
@@ -247,6 +247,6 @@ describe.skipIf(!ready)('runner into a real Postfix', () => {
     expect(success).toMatch(/Final-Recipient: rfc822;\s*user@maildir\.test/);
     await site.run(true);
     await pf.waitQueueEmpty(30_000);
-    expect(readMaildir(pf.maildir('bounces')).length).toBe(before + 2);
+    expect(readMaildir(pf.maildir('bounces')).length).toBe(seen.size + 2);
   });
 });
