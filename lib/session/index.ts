@@ -254,17 +254,16 @@ export async function dispatchPeers(o: SessionHooks & { config: Config; transpor
 }
 
 /**
- * The hook that hands received jobs to the runner (issue 4) after a session that
- * received some. Loaded by name at run time, so a build without lib/runner still syncs;
- * returns undefined when there is no runner.
+ * Hand the jobs a session received from `peer` to the runner (lib/runner, `mailbag run
+ * PEER`). A runner failure does not undo the session: the jobs wait in in/PEER/ for the
+ * next run, and the failure is logged, not thrown.
  */
 export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<{ done: number; retry: number; failed: number; skipped: number } | undefined> {
-  let mod: { runJobs?: (o: { config: Config; peers: string[]; log?: (line: string) => void }) => Promise<{ done: number; retry: number; failed: number; skipped: number }> };
   try {
-    mod = (await import(new URL('../runner/runner.js', import.meta.url).href)) as typeof mod;
-  } catch {
+    const { runJobs } = await import('../runner/runner.js');
+    return await runJobs({ config, peers: [peer], ...(log ? { log } : {}) });
+  } catch (err) {
+    log?.(`the received jobs wait in in/${peer}/ for mailbag run: ${err instanceof Error ? err.message : String(err)}`);
     return undefined;
   }
-  if (typeof mod.runJobs !== 'function') return undefined;
-  return mod.runJobs({ config, peers: [peer], ...(log ? { log } : {}) });
 }
