@@ -70,6 +70,8 @@ interface Options {
   via?: 'ssh2' | 'ssh';
   json?: string;
   keep: boolean;
+  /** where the temp dir (spools, floor's far side) goes (default the system temp dir) */
+  tmp?: string;
   timeoutS: number;
   /** set when plain Node cannot load the built ssh2 transport (see ssh2-esm-hooks.ts) */
   shim?: boolean;
@@ -90,6 +92,7 @@ const USAGE = `usage: npm run bench -- relay [options]
   --cpu-prof DIR    run every mailbag process under node --cpu-prof, profiles into DIR
   --json FILE       figures as JSON too
   --keep            keep the temp dir (printed)
+  --tmp DIR         put the temp dir (both spools, the floor's files) in DIR, e.g. /dev/shm to take the disk out
   --timeout S       bound for one timed process (default 900)`;
 
 function parseArgs(argv: string[]): Options {
@@ -119,6 +122,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--cpu-prof' && argv[i + 1]) o.cpuProf = resolve(argv[++i]!);
     else if (a === '--json' && argv[i + 1]) o.json = argv[++i];
     else if (a === '--keep') o.keep = true;
+    else if (a === '--tmp' && argv[i + 1]) o.tmp = resolve(argv[++i]!);
     else if (a === '--via' && (argv[i + 1] === 'ssh2' || argv[i + 1] === 'ssh')) o.via = argv[++i] as 'ssh2' | 'ssh';
     else if (a === '--timeout') o.timeoutS = num();
     else throw new Error(`unknown option ${a}\n${USAGE}`);
@@ -580,7 +584,7 @@ export async function main(argv: string[]): Promise<number> {
   const bulk = corpusFiles('bulk');
   const large = o.cut ? corpusFiles('large') : [];
 
-  const dir = mkdtempSync(join(tmpdir(), 'mailbag-bench-relay-'));
+  const dir = mkdtempSync(join(o.tmp ?? tmpdir(), 'mailbag-bench-relay-'));
   snapRoot = snapshotDist(dir);
   o.shim = needsSsh2Shim();
   if (o.shim) log(SHIM_NOTE);
