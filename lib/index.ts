@@ -12,3 +12,6 @@ export * as bag from './bag/index.js';
 export * as transport from './transport/index.js';
 export * as session from './session/index.js';
 export * as deliver from './deliver/index.js';
+export { runJobs, type RunOptions, type RunSummary } from './runner/runner.js';
+export { composeNotice, type NoticeInput } from './notice/dsn.js';
+export { LmtpServer, type LmtpServerOptions } from './lmtp/server.js';
