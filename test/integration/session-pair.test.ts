@@ -69,3 +69,42 @@ describe('a job the peer refuses for good', () => {
     expect(existsSync(join(hub.root, 'in', 'home', rnews))).toBe(false);
   });
 });
+
+describe('a dead link', () => {
+  it('is noticed by the idle timeout when the far side goes silent; the jobs stay queued', async () => {
+    const t = tempDir('silent');
+    cleanups.push(t.remove);
+    const home = await makeSite(t.dir, 'home');
+    const queued = await enqueue(home, 'hub', messages([500], 53));
+    // the far end is connected but never says anything (a half-dead TCP connection)
+    const [a, b] = createPair();
+    b.input.resume();
+    const started = Date.now();
+    await expect(session(home, 'hub', a, { keepaliveMs: 200, idleTimeoutMs: 1000 })).rejects.toMatchObject({ code: 'timeout', message: expect.stringMatching(/nothing received from hub/) });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
+  });
+
+  it('keeps a slow but live session alive with PINGs', async () => {
+    const t = tempDir('pings');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const up = await enqueue(home, 'hub', messages([500], 54));
+    const [a, b] = createPair();
+    // the hub takes 2.5 s to commit the bag, well past home's 1 s idle timeout: only its PINGs say it is alive
+    const s = store(hub, 'home');
+    await s.open();
+    const commit = s.commitBag.bind(s);
+    s.commitBag = async (...args) => {
+      await new Promise((r) => setTimeout(r, 2500));
+      return commit(...args);
+    };
+    const [r] = await Promise.all([
+      session(home, 'hub', a, { keepaliveMs: 200, idleTimeoutMs: 1000 }),
+      runSession({ link: b, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000 }),
+    ]);
+    expect(r.sent.jobs).toBe(1);
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()]);
+  });
+});
