@@ -1,6 +1,6 @@
 // `npm run bench -- relay`: mailbag relaying real mail spool to spool over a REAL OpenSSH
 // sshd on 127.0.0.1, side by side in one run with the floor for moving the same files:
-// `tar c | gzip -6 | ssh host 'tar x && sync'`.
+// `tar c | gzip -6 | ssh host 'tar xz && sync'`.
 //
 // The bench starts its own sshd (test/helpers/sshd.ts: generated host and user keys,
 // everything in a temp dir, stopped by its PID). Two user keys: one whose authorized_keys
@@ -12,7 +12,7 @@
 // Per round and variant the sender's spool is fresh: the corpus messages are enqueued
 // with the library (Spool.writeJob, rmail jobs, several at once) before the clock starts;
 // then ONE process is timed from spawn to exit:
-//   floor         bash -c 'tar c -C OUT . | gzip -6 | ssh … "mkdir -p D && tar x -C D && sync"'
+//   floor         bash -c 'tar c -C OUT . | gzip -6 | ssh … "mkdir -p D && tar xz -C D && sync"'
 //   mailbag ssh2  mailbag sync hub   (transport = "ssh", ssh2)
 //   mailbag ssh   mailbag sync hub   (transport = "command", the system ssh client)
 // Afterwards every job must be in the far in/home queue exactly once with the same
