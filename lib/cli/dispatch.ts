@@ -32,7 +32,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   for (const e of entries) {
     if (e.result) {
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
-      if (run && e.result.received.jobs > 0) await runReceivedJobs(cfg, e.peer, quiet ? undefined : (l) => io.stdout.write(`${l}\n`));
+      if (run && (e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0)) await runReceivedJobs(cfg, e.peer, quiet ? undefined : (l) => io.stdout.write(`${l}\n`));
       if (!e.result.drained) io.stderr.write(`${e.peer}: not everything crossed (refused or held bags); see mailbag sync ${e.peer}\n`);
     } else if (e.skipped) {
       if (!quiet) io.stdout.write(`${e.peer}: skipped: ${e.skipped}\n`);

@@ -43,7 +43,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     progress?.clear();
   }
   if (!quiet) io.stdout.write(`${summaryLine(peer, result, Date.now() - started)}\n`);
-  if (run && result.received.jobs > 0) {
+  // also after a refusal for good: the refused job is in failed/ and its sender is owed a notice
+  if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0)) {
     await runReceivedJobs(cfg, peer, quiet ? undefined : (line) => io.stdout.write(`${line}\n`));
   }
   return checkDrained(peer, result);

@@ -351,7 +351,16 @@ export class Runner {
       const state = await readState(this.spool, peer, ref.id).catch(() => undefined);
       if (!state?.failed || state.failed.noticeSent) continue;
       const job = await this.spool.readJob(ref);
-      await this.finishFailedNotices(d, job, state, await this.transactionsOf(job));
+      const txs = await this.transactionsOf(job);
+      if (txs && Object.keys(state.tx).length === 0) {
+        // failed as a whole before any delivery (our peer refused it for good): every
+        // recipient fails with the recorded reason, as JobRun.fail records it
+        const { reason, status } = state.failed;
+        for (const tx of txs) {
+          state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: `x-mailbag; ${reason}` })), noticed: false };
+        }
+      }
+      await this.finishFailedNotices(d, job, state, txs);
     }
   }
 
@@ -476,7 +485,9 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
   const spool = o.spool ?? (await Spool.open(o.config.spool));
   const runner = new Runner(o.config, spool, o);
   const summary: RunSummary = { done: 0, retry: 0, failed: 0, skipped: 0 };
-  const peers = o.peers ?? (await spool.peers('in'));
+  // failed/ too: a job our peer refused for good lands in failed/PEER on this side and
+  // still owes its sender a notice, even when nothing came in from that peer
+  const peers = o.peers ?? [...new Set([...(await spool.peers('in')), ...(await spool.peers('failed'))])];
   for (const peer of peers) {
     if (!o.config.peers[peer]) {
       // jobs of a peer this configuration does not know stay where they are
