@@ -4,7 +4,7 @@
 // message, byte for byte); a null sender becomes a BSMTP job (`MAIL FROM:<>`); a BSMTP
 // stream is checked to its last byte before it is accepted. Only the spool is written.
 
-import { createReadStream, read } from 'node:fs';
+import { createReadStream, readSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { InputError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
@@ -96,26 +96,156 @@ async function writeOut(spool: Spool, config: Config, peer: string, header: JobH
 }
 
 /**
- * Read a From_ envelope (`From ` and `>From ` lines, as an MTA's pipe flag F or an mbox
- * writes them) off the start of stdin. Returns the bytes that follow it and its sender;
- * stdin that does not begin with `From ` is all message. It must go: a receiving rmail
- * would read it as envelope, never as message text. A `From ` line rmail would refuse is
- * a bad envelope.
+ * Reads a From_ envelope (`From ` and `>From ` lines, as an MTA's pipe flag F or an mbox
+ * writes them) off the start of stdin, fed one chunk at a time (null at the end). Its
+ * result: the bytes that follow the envelope and its sender; stdin that does not begin
+ * with `From ` is all message. It must go: a receiving rmail would read it as envelope,
+ * never as message text. A `From ` line rmail would refuse is a bad envelope.
  */
-async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Buffer; sender: string | undefined }> {
-  const reader = new UucpEnvelopeReader();
-  const seen: Buffer[] = [];
-  for (;;) {
-    const next = await it.next();
-    const outcome = next.done ? reader.end() : (seen.push(Buffer.from(next.value)), reader.push(next.value));
-    if (outcome === null) continue;
+class FromLineTaker {
+  private readonly reader = new UucpEnvelopeReader();
+  private readonly seen: Buffer[] = [];
+
+  /** null while more input is needed */
+  step(chunk: Uint8Array | null): { lead: Buffer; sender: string | undefined } | null {
+    const outcome = chunk === null ? this.reader.end() : (this.seen.push(Buffer.from(chunk)), this.reader.push(chunk));
+    if (outcome === null) return null;
     if (outcome.ok) return { lead: Buffer.from(outcome.value.rest), sender: outcome.value.envelope.sender };
-    const all = Buffer.concat(seen);
+    const all = Buffer.concat(this.seen);
     if (all.subarray(0, FROM_PREFIX.length).equals(FROM_PREFIX)) {
       throw new InputError('bad-envelope', `the From_ line on stdin is refused: ${outcome.issue.message}`);
     }
     return { lead: all, sender: undefined };
   }
+}
+
+async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Buffer; sender: string | undefined }> {
+  const taker = new FromLineTaker();
+  for (;;) {
+    const next = await it.next();
+    const taken = taker.step(next.done ? null : next.value);
+    if (taken) return taken;
+  }
+}
+
+function takeFromLineSync(it: Iterator<Uint8Array>): { lead: Buffer; sender: string | undefined } {
+  const taker = new FromLineTaker();
+  for (;;) {
+    const next = it.next();
+    const taken = taker.step(next.done ? null : next.value);
+    if (taken) return taken;
+  }
+}
+
+/** What a message becomes, decided before its body is read: the job header and the payload's first bytes. */
+interface MessagePlan {
+  header: JobHeader;
+  /** the From_ line of an rmail job, or the BSMTP envelope lines */
+  head: Buffer;
+  /** BSMTP job: the body is dot-stuffed and ended */
+  bsmtp: boolean;
+}
+
+/** The envelope's checks (all before the spool is written), and the job it makes. */
+function planMessage(config: Config, peer: string, recipients: readonly string[], sender: string | undefined, now: Date): MessagePlan {
+  if (sender === undefined) {
+    throw new MailbagError('usage', 'no sender: give -a SENDER, or a From_ line on stdin');
+  }
+  const nullSender = isNullSender(sender);
+  if (!nullSender) {
+    const checked = checkSender(sender, 'rmail');
+    if (!checked.ok) throw new InputError('bad-sender', checked.issue.message);
+  }
+  checkRecipients(config, recipients, nullSender ? 'bsmtp' : 'rmail');
+  if (!nullSender) {
+    const header = newHeader(config, peer, now, { command: 'rmail', args: [...recipients], sender, recipients: [...recipients] });
+    return { header, head: Buffer.from(formatFromLine({ sender, date: now })), bsmtp: false };
+  }
+  // rmail cannot carry the null sender (formats checklist 3): BSMTP `MAIL FROM:<>`
+  const head = Buffer.from(formatBsmtpEnvelope({ sender: '', recipients: [...recipients] }));
+  const header = newHeader(config, peer, now, { command: 'rsmtp', args: [], sender: '', recipients: [...recipients] });
+  return { header, head, bsmtp: true };
+}
+
+/** Counts the message's bytes against limits.max_message_size; an empty message is refused at the end. */
+class BodyMeter {
+  private size = 0;
+
+  constructor(private readonly config: Config) {}
+
+  /** false: over the cap (the caller stops its input, then throws tooBig) */
+  add(chunk: Uint8Array): boolean {
+    this.size += chunk.length;
+    return this.size <= this.config.limits.maxMessageSize;
+  }
+
+  end(): void {
+    if (this.size === 0) throw new InputError('bad-message', 'the message on stdin is empty');
+  }
+}
+
+async function* messageBody(config: Config, lead: Buffer, it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const meter = new BodyMeter(config);
+  if (lead.length > 0) {
+    if (!meter.add(lead)) throw tooBig(config);
+    yield lead;
+  }
+  for (;;) {
+    const next = await it.next();
+    if (next.done) break;
+    if (!meter.add(next.value)) {
+      await it.return?.();
+      throw tooBig(config);
+    }
+    yield next.value;
+  }
+  meter.end();
+}
+
+function* messageBodySync(config: Config, lead: Buffer, it: Iterator<Uint8Array>): Generator<Uint8Array> {
+  const meter = new BodyMeter(config);
+  if (lead.length > 0) {
+    if (!meter.add(lead)) throw tooBig(config);
+    yield lead;
+  }
+  for (;;) {
+    const next = it.next();
+    if (next.done) break;
+    if (!meter.add(next.value)) {
+      it.return?.();
+      throw tooBig(config);
+    }
+    yield next.value;
+  }
+  meter.end();
+}
+
+async function* messagePayload(plan: MessagePlan, body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield plan.head;
+  if (!plan.bsmtp) {
+    yield* body;
+    return;
+  }
+  const enc = new BsmtpBodyEncoder();
+  for await (const chunk of body) {
+    const out = enc.push(chunk);
+    if (out.length > 0) yield out;
+  }
+  yield enc.end();
+}
+
+function* messagePayloadSync(plan: MessagePlan, body: Iterable<Uint8Array>): Generator<Uint8Array> {
+  yield plan.head;
+  if (!plan.bsmtp) {
+    yield* body;
+    return;
+  }
+  const enc = new BsmtpBodyEncoder();
+  for (const chunk of body) {
+    const out = enc.push(chunk);
+    if (out.length > 0) yield out;
+  }
+  yield enc.end();
 }
 
 /**
@@ -135,61 +265,37 @@ export async function enqueueMessage(
     lead = taken.lead;
     sender ??= taken.sender;
   }
-  if (sender === undefined) {
-    throw new MailbagError('usage', 'no sender: give -a SENDER, or a From_ line on stdin');
-  }
-  const nullSender = isNullSender(sender);
-  if (!nullSender) {
-    const checked = checkSender(sender, 'rmail');
-    if (!checked.ok) throw new InputError('bad-sender', checked.issue.message);
-  }
-  const { recipients } = envelope;
-  checkRecipients(config, recipients, nullSender ? 'bsmtp' : 'rmail');
+  const plan = planMessage(config, peer, envelope.recipients, sender, now);
+  return writeOut(spool, config, peer, plan.header, messagePayload(plan, messageBody(config, lead, it)));
+}
 
-  const max = config.limits.maxMessageSize;
-  let size = 0;
-  async function* body(): AsyncGenerator<Uint8Array> {
-    if (lead.length > 0) {
-      size += lead.length;
-      if (size > max) throw tooBig(config);
-      yield lead;
-    }
-    for (;;) {
-      const next = await it.next();
-      if (next.done) break;
-      size += next.value.length;
-      if (size > max) {
-        await it.return?.();
-        throw tooBig(config);
-      }
-      yield next.value;
-    }
-    if (size === 0) throw new InputError('bad-message', 'the message on stdin is empty');
+/**
+ * enqueueMessage for input pulled synchronously (this process's stdin, read with
+ * readSync): the same steps and checks, committed with synchronous calls
+ * (Spool.writeJobSync), which for one message per process costs less than the thread
+ * pool. Errors from `input` must already be MailbagErrors (see readStdinSync).
+ */
+export async function enqueueMessageSync(
+  spool: Spool, config: Config, peer: string, envelope: MessageEnvelope,
+  input: Iterable<Uint8Array>, now: Date = new Date(),
+): Promise<Enqueued> {
+  const it = input[Symbol.iterator]();
+  let lead: Buffer = Buffer.alloc(0);
+  let sender = envelope.sender;
+  if (envelope.stripFromLine) {
+    const taken = takeFromLineSync(it);
+    lead = taken.lead;
+    sender ??= taken.sender;
   }
-
-  if (!nullSender) {
-    const header = newHeader(config, peer, now, { command: 'rmail', args: [...recipients], sender, recipients: [...recipients] });
-    const fromLine = Buffer.from(formatFromLine({ sender, date: now }));
-    const payload = (async function* () {
-      yield fromLine;
-      yield* body();
-    })();
-    return writeOut(spool, config, peer, header, payload);
+  const plan = planMessage(config, peer, envelope.recipients, sender, now);
+  const payload = messagePayloadSync(plan, messageBodySync(config, lead, it));
+  try {
+    const ref = await spool.writeJobSync('out', peer, plan.header, payload, { maxSize: spoolCap(config) });
+    return { ref, header: plan.header };
+  } catch (err) {
+    if (err instanceof MailbagError && err.cause instanceof InputError) throw err.cause;
+    throw err;
   }
-
-  // rmail cannot carry the null sender (formats checklist 3): BSMTP `MAIL FROM:<>`
-  const head = Buffer.from(formatBsmtpEnvelope({ sender: '', recipients }));
-  const header = newHeader(config, peer, now, { command: 'rsmtp', args: [], sender: '', recipients: [...recipients] });
-  const payload = (async function* () {
-    yield head;
-    const enc = new BsmtpBodyEncoder();
-    for await (const chunk of body()) {
-      const out = enc.push(chunk);
-      if (out.length > 0) yield out;
-    }
-    yield enc.end();
-  })();
-  return writeOut(spool, config, peer, header, payload);
 }
 
 /**
@@ -270,34 +376,39 @@ export async function enqueueBsmtp(
   }
 }
 
+/** Sleep without spinning (a non-blocking stdin with nothing to read yet). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /**
- * This process's stdin read straight from file descriptor 0. Iterating process.stdin
- * costs a few milliseconds of stream machinery per message; an MTA runs us once per
- * message. If the descriptor turns out non-blocking (EAGAIN), the rest comes through the
- * stream, which nothing has read from yet.
+ * This process's stdin, read straight from file descriptor 0 with readSync, in chunks of
+ * at most 64 KiB (memory stays bounded: each is written out before the next is read).
+ * An MTA runs us once per message; a stream or the thread pool would cost it more than
+ * the reads. A non-blocking descriptor (EAGAIN) is waited on and read again. A failing
+ * stdin is temporary (the MTA retries), as in chunks().
  */
-async function* readStdinFd(io: CliIo): AsyncGenerator<Uint8Array> {
+export function* readStdinSync(): Generator<Uint8Array> {
   for (;;) {
     const buf = Buffer.allocUnsafe(64 * 1024);
     let n: number;
     try {
-      n = await new Promise<number>((resolvePromise, reject) => {
-        read(0, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolvePromise(bytes)));
-      });
+      n = readSync(0, buf, 0, buf.length, null);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      yield* io.stdin;
-      return;
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        pause(2);
+        continue;
+      }
+      if ((err as NodeJS.ErrnoException).code === 'EOF') return;
+      throw new MailbagError('input', `reading the message from stdin: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     if (n === 0) return;
     yield buf.subarray(0, n);
   }
 }
 
-/** stdin as given in `io`; this process's own through its descriptor (see readStdinFd). */
-function stdinOf(io: CliIo): AsyncIterable<Uint8Array> {
-  // processIo() hands out process.env itself; tests running in-process pass their own
-  return io.env === process.env ? readStdinFd(io) : io.stdin;
+async function* asAsync(input: Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield* input;
 }
 
 /** Load the configuration, check the peer, open the spool and queue stdin as the request says. */
@@ -305,7 +416,9 @@ export async function runFrontDoor(request: Exclude<EnqueueRequest, { kind: 'hel
   const config = loadConfig({ path: request.configPath, env: io.env, cwd: io.cwd });
   requirePeer(config, request.peer);
   const spool = await Spool.open(config.spool, { create: true });
-  const input = stdinOf(io);
-  if (request.kind === 'bsmtp') return enqueueBsmtp(spool, config, request.peer, input);
-  return enqueueMessage(spool, config, request.peer, request, input);
+  // processIo() hands out process.env itself; tests running in-process pass their own stdin
+  const own = io.env === process.env;
+  if (request.kind === 'bsmtp') return enqueueBsmtp(spool, config, request.peer, own ? asAsync(readStdinSync()) : io.stdin);
+  if (own) return enqueueMessageSync(spool, config, request.peer, request, readStdinSync());
+  return enqueueMessage(spool, config, request.peer, request, io.stdin);
 }
