@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // mailbag-uux: a drop-in for `uux` in an MTA's UUCP transport (docs/mailbag-uux.md).
-import { runAsProcess } from '../lib/cli/run.js';
-import { main } from '../lib/cli/uux.js';
+// The program is lib/cli/uux.ts, bundled by scripts/bundle-front-doors.mjs into one
+// CommonJS file next to this one: an MTA starts it once per message, and a CommonJS
+// file spares Node its ES module loader and the eager built-in imports that come with it.
+import { createRequire } from 'node:module';
 
-await runAsProcess(main, 'mailbag-uux');
+createRequire(import.meta.url)('./mailbag-uux.cjs');

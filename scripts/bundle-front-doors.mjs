@@ -1,95 +1,100 @@
-// Bundles the two front doors an MTA runs once per message, after tsc has built dist/:
-// a Node process pays for every ES module it resolves and loads, and these paths must
-// start within 1.25x of a bare `node -e 0` (bench/README.md). Each bundle replaces the
-// file tsc wrote, so paths and the package's bin entries stay the same.
+// Bundles the two front doors an MTA runs once per message, after tsc has built dist/.
+// They must start within 1.25x of a bare `node -e 0` (bench/README.md, "enqueue"), and
+// what a Node process pays beyond that is module loading: every ES module it resolves,
+// Node's ES module loader itself (about ten internal modules), and the internal modules
+// behind `node:fs/promises`, `node:stream`, readline and `node:os`, which an ES module
+// import of a built-in evaluates eagerly. So each front door becomes ONE CommonJS file:
 //
-//   dist/bin/mailbag-uux.js   the whole program in one file
-//   dist/lib/cli/enqueue.js   `mailbag enqueue` for whoever imports it; it keeps importing
-//                             ../errors.js, so the error classes that run.js checks with
-//                             instanceof are the same objects.
-//   dist/bin/mailbag.js       the dispatcher (bin, run, io, main) with `enqueue` inlined;
-//                             every other command stays its own file, loaded on use as
-//                             before, and errors.js stays shared for the same reason.
+//   dist/bin/mailbag-uux.cjs      the whole of `mailbag-uux`
+//   dist/bin/mailbag-enqueue.cjs  the whole of `mailbag enqueue` (run.ts + main.ts +
+//                                 enqueue; the other commands are never reached from it)
 //
-// Every ES module costs a Node process about 2 ms here (measured with callgrind: 658M
-// instructions for `mailbag enqueue` as 7 modules, against 502M for `node -e 0`).
+// and the built-ins the hot path does not touch on a normal run are imported through
+// lazy stand-ins (see lazyBuiltins), loaded only if a rare path calls into them.
+// dist/bin/mailbag-uux.js and dist/bin/mailbag.js (both ES modules, as the package type
+// says, compiled by tsc from bin/) stay the entry points and load these files with
+// require(). Every other command keeps tsc's unbundled output, as before.
+//
+// Measured with callgrind (bench/README.md): `node -e 0` 502M instructions; an empty
+// CommonJS file 504M; an empty ES module 514M.
 
-import { readFile } from 'node:fs/promises';
-import { stderr } from 'node:process';
+import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = join(root, 'dist');
+const binDir = join(dist, 'bin');
+const require = createRequire(import.meta.url);
+
+/** Built-ins replaced by objects whose properties load the real module on first access. */
+const LAZY = ['fs/promises', 'stream', 'os'];
+
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${LAZY.map((n) => n.replace('/', '\\/')).join('|')})$`);
+    b.onResolve({ filter }, (args) =>
+      // the stand-in's own require() is the real module
+      args.namespace === 'lazy-builtin'
+        ? { path: args.path, external: true }
+        : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
+      const names = Object.keys(require(args.path)).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+      const props = names.map((n) => `  ${n}: { enumerable: true, get: () => load().${n} },`).join('\n');
+      return {
+        contents: `let real;\nconst load = () => (real ??= require('node:${args.path}'));\n` +
+          `module.exports = Object.defineProperties({}, {\n${props}\n});\n`,
+        loader: 'js',
+      };
+    });
+  },
+};
+
+/** The other commands stay separate ES modules; the front-door bundles never load them. */
+const otherCommandsExternal = {
+  name: 'other-commands-external',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) => {
+      if (args.kind !== 'dynamic-import' || args.path === './enqueue.js') return undefined;
+      return { path: `../lib/cli/${args.path.slice(2)}`, external: true };
+    });
+  },
+};
 
 const common = {
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   minify: true,
-  keepNames: true,
   allowOverwrite: true,
   logLevel: 'warning',
   legalComments: 'none',
+  // the bundles live in dist/bin/; code that finds files from its own place (config's
+  // packageRoot, main's package.json) gets the bundle's URL: both give the same root
+  banner: { js: 'var __importMetaUrl=require("node:url").pathToFileURL(__filename).href;' },
+  define: { 'import.meta.url': '__importMetaUrl' },
 };
 
-/** Keep `errors.js` (and through it `exit.js`) shared with the rest of the CLI. */
-const shareErrors = (outDir) => ({
-  name: 'share-errors',
-  setup(b) {
-    b.onResolve({ filter: /(^|\/)errors\.js$/ }, (args) => {
-      const target = join(args.resolveDir, args.path);
-      if (target !== join(dist, 'lib', 'errors.js')) return undefined;
-      let path = relative(outDir, target);
-      if (!path.startsWith('.')) path = `./${path}`;
-      return { path, external: true };
-    });
-  },
+const entry = (main, prefix) => ({
+  contents: `import { runAsProcess } from './lib/cli/run.js';\nimport { main } from './lib/cli/${main}.js';\nrunAsProcess(main, '${prefix}');\n`,
+  resolveDir: dist,
+  sourcefile: `${prefix}-entry.js`,
+  loader: 'js',
 });
 
 await build({
   ...common,
-  entryPoints: [join(dist, 'bin', 'mailbag-uux.js')],
-  outfile: join(dist, 'bin', 'mailbag-uux.js'),
+  stdin: entry('uux', 'mailbag-uux'),
+  outfile: join(binDir, 'mailbag-uux.cjs'),
+  plugins: [lazyBuiltins],
 });
 
 await build({
   ...common,
-  entryPoints: [join(dist, 'lib', 'cli', 'enqueue.js')],
-  outfile: join(dist, 'lib', 'cli', 'enqueue.js'),
-  plugins: [shareErrors(join(dist, 'lib', 'cli'))],
+  stdin: entry('main', 'mailbag'),
+  outfile: join(binDir, 'mailbag-enqueue.cjs'),
+  plugins: [lazyBuiltins, otherCommandsExternal],
 });
-
-// The dispatcher: main.js finds package.json from its own place (dist/lib/cli/), which
-// is one level deeper than dist/bin/; rewrite that one path, or leave tsc's output alone.
-const mainJs = join(dist, 'lib', 'cli', 'main.js');
-const versionPath = "'../../../package.json'";
-if ((await readFile(mainJs, 'utf8')).includes(versionPath)) {
-  const binDir = join(dist, 'bin');
-  await build({
-    ...common,
-    minify: false,
-    entryPoints: [join(binDir, 'mailbag.js')],
-    outfile: join(binDir, 'mailbag.js'),
-    plugins: [
-      shareErrors(binDir),
-      {
-        name: 'commands-stay-files',
-        setup(b) {
-          b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) => {
-            if (args.kind !== 'dynamic-import' || args.importer !== mainJs || args.path === './enqueue.js') return undefined;
-            return { path: `../lib/cli/${args.path.slice(2)}`, external: true };
-          });
-          b.onLoad({ filter: /[/\\]lib[/\\]cli[/\\]main\.js$/ }, async (args) => {
-            const text = await readFile(args.path, 'utf8');
-            return { contents: text.replace(versionPath, "'../../package.json'"), loader: 'js' };
-          });
-        },
-      },
-    ],
-  });
-} else {
-  stderr.write(`bundle-front-doors: ${mainJs} no longer reads ${versionPath}; dist/bin/mailbag.js left unbundled\n`);
-}
