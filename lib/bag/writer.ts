@@ -1,13 +1,14 @@
-// Bag writer: job files → tar (plain ustar entries only) → compressor → bytes, with the
-// SHA-256 of the compressed bytes computed on the way out (a bag is named by it). Every
-// stage is a stream with backpressure, so memory does not grow with job or bag size.
+// Bag writer: job files → tar (plain ustar entries only, encoded here: every header is
+// the same but for name, size and checksum) → compressor → bytes, with the SHA-256 of
+// the compressed bytes computed on the way out (a bag is named by it). Every stage is
+// pulled with backpressure, so memory does not grow with job or bag size.
 // The output is deterministic: the same jobs, codec and level give the same bytes and
 // so the same name (fixed mtime, owner and mode).
 
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import { PassThrough, Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { LIMITS } from '../limits.js';
 import { createCompressor, type BagCodec } from './codec.js';
 import { BagError } from './errors.js';
@@ -20,6 +21,11 @@ export interface BagJob {
   /** exact byte count open() will give */
   size: number;
   open(): Readable | AsyncIterable<Uint8Array> | Promise<Readable | AsyncIterable<Uint8Array>>;
+  /**
+   * the job's file, when it is one: a job of at most SMALL_READ bytes is then read whole
+   * with one read (a few ahead of their turn) instead of through open()'s stream
+   */
+  path?: string;
 }
 
 export interface WriteBagOptions {
@@ -47,8 +53,6 @@ export interface BagSummary {
 }
 
 const BLOCK = 512;
-/** the fixed mtime of every entry, so a bag's bytes depend on its jobs only */
-const EPOCH = new Date(0);
 
 /** tar bytes a bag of jobs with these sizes expands to: one header and padded data each, and the end blocks */
 export function expandedSizeOf(sizes: Iterable<number>): number {
@@ -69,104 +73,195 @@ class HashTap extends Transform {
 }
 
 /**
- * Gathers the tar stream's small pieces (512-byte headers, padding, short messages)
- * into chunks of at least 64 KiB: each chunk given to node:zlib is one round trip to
- * its thread pool, and brotli at low qualities packs tiny chunks badly.
+ * The tar stream goes to the compressor in chunks of at least this many bytes: each chunk
+ * given to node:zlib is one round trip to its thread pool, and brotli at low qualities
+ * packs small writes badly. Chunk boundaries depend on the jobs' bytes only, so a bag's
+ * bytes stay deterministic.
  */
-class Coalesce extends Transform {
-  private parts: Buffer[] = [];
-  private bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.parts.push(chunk);
-    this.bytes += chunk.length;
-    if (this.bytes >= COALESCE_BYTES) this.flushParts();
-    cb();
-  }
-  override _flush(cb: TransformCallback): void {
-    this.flushParts();
-    cb();
-  }
-  private flushParts(): void {
-    if (this.bytes === 0) return;
-    this.push(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes));
-    this.parts = [];
-    this.bytes = 0;
-  }
+const CHUNK_BYTES = 256 * 1024;
+/** a job file this small (with `path`) is read whole in one read instead of streamed */
+export const SMALL_READ = 256 * 1024;
+/** small jobs read ahead of their turn: at most this many … */
+const READ_AHEAD = 16;
+/** … holding at most this many bytes */
+const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+
+const ZEROS = Buffer.alloc(2 * BLOCK);
+
+function octal(buf: Buffer, value: number, offset: number, digits: number): void {
+  buf.write(`${value.toString(8).padStart(digits, '0')} `, offset, 'latin1');
 }
 
-const COALESCE_BYTES = 64 * 1024;
-
-/** The bag's output was closed under the filler (the reader went away, the disk filled). */
-class OutputClosed extends Error {
-  constructor() {
-    super('the bag stream was closed before the bag was complete');
+/**
+ * The ustar header of a job entry (docs/bag.md): mode 0600, owner 0/0, mtime 0, no
+ * user or group names, type '0'. Sizes over 8 GiB - 1 take GNU base-256 form.
+ */
+function entryHeader(name: string, size: number): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write(name, 0, 'latin1');
+  octal(h, 0o600, 100, 6);
+  octal(h, 0, 108, 6);
+  octal(h, 0, 116, 6);
+  if (size < 8 ** 11) octal(h, size, 124, 11);
+  else {
+    h[124] = 0x80;
+    let n = size;
+    for (let i = 135; i > 124; i--) {
+      h[i] = n % 256;
+      n = Math.floor(n / 256);
+    }
   }
+  octal(h, 0, 136, 11);
+  h[156] = 0x30;
+  h.write('ustar\u000000', 257, 'latin1');
+  octal(h, 0, 329, 6);
+  octal(h, 0, 337, 6);
+  // checksum: every byte, with the checksum field itself counted as eight spaces
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += h[i]!;
+  for (let i = 156; i < BLOCK; i++) sum += h[i]!;
+  octal(h, sum, 148, 6);
+  return h;
 }
 
-/** Wait until `w` takes more; reject when it was or gets destroyed instead. */
-function waitDrain(w: NodeJS.EventEmitter): Promise<void> {
+/** Read a small job file whole: one open, one read (two when it is exactly full), one close. */
+function readWhole(path: string, size: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const state = w as unknown as { destroyed?: boolean; destroying?: boolean };
-    if (state.destroyed || state.destroying) return reject(new OutputClosed());
-    const cleanup = (): void => {
-      w.off('drain', onDrain);
-      w.off('close', onClose);
-    };
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new OutputClosed());
-    };
-    w.once('drain', onDrain);
-    w.once('close', onClose);
+    fs.open(path, 'r', (err, fd) => {
+      if (err) return reject(err);
+      // one byte more than declared, to see a file that grew
+      const buf = Buffer.allocUnsafe(size + 1);
+      let got = 0;
+      const finish = (e: Error | null): void => {
+        fs.close(fd, (closeErr) => {
+          const first = e ?? closeErr;
+          if (first) reject(first);
+          else resolve(buf.subarray(0, got));
+        });
+      };
+      const step = (): void => {
+        fs.read(fd, buf, got, buf.length - got, got, (e, n) => {
+          if (e) return finish(e);
+          got += n;
+          if (n === 0 || got === buf.length) return finish(null);
+          step();
+        });
+      };
+      step();
+    });
   });
 }
 
-async function fillPack(pack: tar.Pack, jobs: AsyncIterable<BagJob> | Iterable<BagJob>, options: WriteBagOptions, counts: { entries: number; expanded: number }): Promise<void> {
+interface Ahead {
+  job: BagJob;
+  /** the whole file, for a small job with a path */
+  data?: Promise<Buffer>;
+}
+
+function checkJob(job: BagJob, seen: Set<string>, maxEntry: number): void {
+  if (!isValidEntryName(job.name)) throw new BagError('bad-name', `refusing to put ${showName(job.name)} in a bag: not a job file name`, { entry: job.name });
+  if (seen.has(job.name)) throw new BagError('duplicate', `job ${showName(job.name)} given twice`, { entry: job.name });
+  seen.add(job.name);
+  if (!Number.isSafeInteger(job.size) || job.size < 0) throw new BagError('size-mismatch', `job ${showName(job.name)}: bad size ${job.size}`, { entry: job.name });
+  if (job.size > maxEntry) throw new BagError('entry-too-big', `job ${showName(job.name)} is ${job.size} bytes, over the cap of ${maxEntry}`, { entry: job.name });
+}
+
+function grew(job: BagJob): BagError {
+  return new BagError('size-mismatch', `job ${showName(job.name)} grew past its declared ${job.size} bytes while being bagged`, { entry: job.name });
+}
+
+function shrank(job: BagJob, got: number): BagError {
+  return new BagError('size-mismatch', `job ${showName(job.name)} gave ${got} bytes, not its declared ${job.size}`, { entry: job.name });
+}
+
+/**
+ * The bag's tar stream, in chunks of at least CHUNK_BYTES (the last may be shorter).
+ * Small job files are read whole, up to READ_AHEAD of them (READ_AHEAD_BYTES) ahead of
+ * their turn, so their reads overlap the compressor; larger ones are streamed. Memory:
+ * the read-ahead, one chunk being gathered and what the consumer holds.
+ */
+async function* tarChunks(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, options: WriteBagOptions, counts: { entries: number; expanded: number }): AsyncGenerator<Buffer> {
   const maxEntry = options.maxEntrySize ?? LIMITS.maxJobSizeCeiling;
   const seen = new Set<string>();
-  for await (const job of jobs) {
-    options.signal?.throwIfAborted();
-    if (!isValidEntryName(job.name)) throw new BagError('bad-name', `refusing to put ${showName(job.name)} in a bag: not a job file name`, { entry: job.name });
-    if (seen.has(job.name)) throw new BagError('duplicate', `job ${showName(job.name)} given twice`, { entry: job.name });
-    seen.add(job.name);
-    if (!Number.isSafeInteger(job.size) || job.size < 0) throw new BagError('size-mismatch', `job ${showName(job.name)}: bad size ${job.size}`, { entry: job.name });
-    if (job.size > maxEntry) throw new BagError('entry-too-big', `job ${showName(job.name)} is ${job.size} bytes, over the cap of ${maxEntry}`, { entry: job.name });
-
-    let settle!: (err?: Error | null) => void;
-    const entryDone = new Promise<void>((res, rej) => (settle = (err) => (err ? rej(err) : res())));
-    const sink = pack.entry({ name: job.name, size: job.size, type: 'file', mode: 0o600, mtime: EPOCH, uid: 0, gid: 0, uname: '', gname: '' }, (err) => settle(err));
-    // the sink's errors reach the caller through entryDone and the filler's own throw
-    sink.on('error', () => {});
-    entryDone.catch(() => {});
-    let written = 0;
-    const source = await job.open();
-    try {
-      for await (const chunk of source as AsyncIterable<Uint8Array>) {
-        written += chunk.length;
-        if (written > job.size) throw new BagError('size-mismatch', `job ${showName(job.name)} grew past its declared ${job.size} bytes while being bagged`, { entry: job.name });
-        if (!sink.write(chunk)) await waitDrain(sink as unknown as NodeJS.EventEmitter);
-        options.signal?.throwIfAborted();
+  const it: AsyncIterator<BagJob> | Iterator<BagJob> = Symbol.asyncIterator in jobs ? (jobs as AsyncIterable<BagJob>)[Symbol.asyncIterator]() : (jobs as Iterable<BagJob>)[Symbol.iterator]();
+  const ahead: Ahead[] = [];
+  let aheadBytes = 0;
+  let exhausted = false;
+  let parts: Buffer[] = [];
+  let bytes = 0;
+  const add = (b: Buffer): void => {
+    parts.push(b);
+    bytes += b.length;
+  };
+  const take = (): Buffer => {
+    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+    parts = [];
+    bytes = 0;
+    return out;
+  };
+  /** pull jobs into the read-ahead window; reads of small ones start now */
+  const fill = async (): Promise<void> => {
+    while (!exhausted && ahead.length < READ_AHEAD && aheadBytes < READ_AHEAD_BYTES) {
+      const r = await it.next();
+      if (r.done) {
+        exhausted = true;
+        break;
       }
-    } catch (err) {
-      (source as Readable).destroy?.();
-      sink.destroy(err as Error);
-      throw err;
+      const job = r.value;
+      checkJob(job, seen, maxEntry);
+      const entry: Ahead = { job };
+      if (job.path !== undefined && job.size <= SMALL_READ) {
+        entry.data = readWhole(job.path, job.size);
+        // observed when its turn comes; a failure meanwhile must not be "unhandled"
+        entry.data.catch(() => {});
+        aheadBytes += job.size;
+      }
+      ahead.push(entry);
     }
-    if (written !== job.size) {
-      sink.destroy(new Error('size mismatch'));
-      throw new BagError('size-mismatch', `job ${showName(job.name)} gave ${written} bytes, not its declared ${job.size}`, { entry: job.name });
+  };
+  try {
+    for (;;) {
+      await fill();
+      const next = ahead.shift();
+      if (!next) break;
+      options.signal?.throwIfAborted();
+      const { job } = next;
+      add(entryHeader(job.name, job.size));
+      if (next.data) {
+        const data = await next.data;
+        aheadBytes -= job.size;
+        if (data.length > job.size) throw grew(job);
+        if (data.length < job.size) throw shrank(job, data.length);
+        add(data);
+      } else {
+        let written = 0;
+        const source = await job.open();
+        try {
+          for await (const chunk of source as AsyncIterable<Uint8Array>) {
+            written += chunk.length;
+            if (written > job.size) throw grew(job);
+            add(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+            if (bytes >= CHUNK_BYTES) yield take();
+            options.signal?.throwIfAborted();
+          }
+        } finally {
+          (source as Readable).destroy?.();
+        }
+        if (written !== job.size) throw shrank(job, written);
+      }
+      const pad = (BLOCK - (job.size % BLOCK)) % BLOCK;
+      if (pad) add(ZEROS.subarray(0, pad));
+      counts.entries++;
+      counts.expanded += BLOCK + job.size + pad;
+      if (bytes >= CHUNK_BYTES) yield take();
     }
-    (sink as unknown as { end(): void }).end();
-    await entryDone;
-    counts.entries++;
-    counts.expanded += BLOCK + Math.ceil(job.size / BLOCK) * BLOCK;
+    add(ZEROS);
+    counts.expanded += 2 * BLOCK;
+    yield take();
+  } finally {
+    // give back an iterator we stopped early (an async generator of jobs, say)
+    if (!exhausted) await it.return?.();
   }
-  pack.finalize();
-  counts.expanded += 2 * BLOCK;
 }
 
 /**
@@ -176,9 +271,6 @@ async function fillPack(pack: tar.Pack, jobs: AsyncIterable<BagJob> | Iterable<B
  */
 export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, options: WriteBagOptions = {}): { stream: Readable; summary: Promise<BagSummary> } {
   const codec = options.codec ?? 'br';
-  const pack = tar.pack();
-  // pack errors are the filler's, reported through `summary`
-  pack.on('error', () => {});
   const sizeHint = options.sizeHint ?? (Array.isArray(jobs) ? expandedSizeOf((jobs as BagJob[]).map((j) => j.size)) : undefined);
   const compressor = createCompressor(codec, {
     ...(options.level === undefined ? {} : { level: options.level }),
@@ -187,20 +279,24 @@ export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
   const tap = new HashTap();
   const out = new PassThrough();
   const counts = { entries: 0, expanded: 0 };
-
-  const filling = fillPack(pack, jobs, options, counts).catch((err: unknown) => {
-    pack.destroy(err as Error);
-    throw err;
-  });
-  const flowing = pipeline(Readable.from(pack as AsyncIterable<Buffer>), new Coalesce(), compressor, tap, out);
-  const summary = Promise.all([filling, flowing]).then(
+  let fillError: unknown;
+  const source = Readable.from(
+    (async function* () {
+      try {
+        yield* tarChunks(jobs, options, counts);
+      } catch (err) {
+        fillError = err;
+        throw err;
+      }
+    })(),
+    { objectMode: false, highWaterMark: 1 },
+  );
+  const summary = pipeline(source, compressor, tap, out).then(
     (): BagSummary => ({ sha256: tap.hash.digest('hex'), size: tap.bytes, expanded: counts.expanded, entries: counts.entries, codec }),
-    async (err: unknown) => {
+    (err: unknown) => {
       // the filler's error says what was wrong (a bad name, a job that changed, a job
-      // file that could not be read); the pipeline's is then only its echo — unless the
-      // filler merely noticed that the output had gone away
-      const fillError = await filling.then(() => undefined, (e: unknown) => e);
-      const first = fillError !== undefined && !(fillError instanceof OutputClosed) ? fillError : err;
+      // file that could not be read); the pipeline's is then only its echo
+      const first = fillError ?? err;
       if (!out.destroyed) out.destroy(first as Error);
       throw first;
     },

@@ -219,7 +219,7 @@ export class SessionStore {
     let summary;
     try {
       summary = await writeBag(
-        jobs.map((j) => ({ name: j.id, size: j.size, open: () => createReadStream(join(this.paths.out, j.id)) })),
+        jobs.map((j) => ({ name: j.id, size: j.size, path: join(this.paths.out, j.id), open: () => createReadStream(join(this.paths.out, j.id), { highWaterMark: 256 * 1024 }) })),
         createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
         { codec, ...(this.options.level === undefined ? {} : { level: this.options.level }) },
       );

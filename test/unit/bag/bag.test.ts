@@ -426,3 +426,32 @@ describe('bag writer and a failing destination', () => {
     await expect(writeBag([{ name: 'gone', size: 10, open: () => createReadStream('/nonexistent/mailbag/job') }], sink)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
+
+describe('bag writer reading small job files whole (BagJob.path)', () => {
+  it('gives the same bytes as streaming them, and refuses a file that changed size', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'mailbag-bagpath-'));
+    try {
+      const datas = [Buffer.from('hello'), Buffer.alloc(0), Buffer.alloc(70_000, 7), Buffer.alloc(300_000, 9)];
+      const named = datas.map((d, i) => ({ name: `j${i}`, data: d, path: join(dir, `j${i}`) }));
+      for (const n of named) writeFileSync(n.path, n.data);
+      const streamed = await build(named.map((n) => job(n.name, n.data)), 'none');
+      // files up to 256 KiB are read through the path, never opened as streams
+      const read = await build(named.map((n) => ({ ...job(n.name, n.data), path: n.path, ...(n.data.length <= 256 * 1024 ? { open: () => Readable.from([Buffer.from('not this')]) } : {}) })), 'none');
+      expect(read.sha256).toBe(streamed.sha256);
+      const grown = bagStream([{ ...job('g', Buffer.from('ab')), path: named[0]!.path }]);
+      grown.stream.resume();
+      await expect(grown.summary).rejects.toMatchObject({ issue: 'size-mismatch' });
+      const short = bagStream([{ ...job('s', Buffer.from('123456789')), path: named[0]!.path }]);
+      short.stream.resume();
+      await expect(short.summary).rejects.toMatchObject({ issue: 'size-mismatch' });
+      const gone = bagStream([{ ...job('n', Buffer.from('abc')), path: join(dir, 'nonexistent') }]);
+      gone.stream.resume();
+      await expect(gone.summary).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
