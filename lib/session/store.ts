@@ -5,8 +5,8 @@
 // crash is followed by an fsync, in the order the crash story in docs/protocol.md gives.
 
 import { createHash } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import fs, { constants, createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -261,14 +261,15 @@ export class SessionStore {
     const marker = join(this.bagsOut, `${bag}.acked`);
     const list = await this.readList(marker);
     let removed = 0;
-    for (const id of list?.jobs ?? []) {
+    // the order among the unlinks does not matter (the .acked marker is durable): several at a time
+    await forEach(list?.jobs ?? [], 16, async (id) => {
       try {
         await unlink(join(this.paths.out, id));
         removed++;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SpoolError(`removing job ${id}`, { cause: err });
       }
-    }
+    });
     await fsyncDir(this.paths.out);
     await rmQuiet(join(this.bagsOut, `${bag}.bag`));
     await rmQuiet(marker);
@@ -403,7 +404,7 @@ export class SessionStore {
           // while the bag reader goes on (memory: at most WRITERS small jobs)
           const chunks: Buffer[] = [encodeJobHeader(header)];
           for await (const chunk of payload) chunks.push(chunk);
-          await writers.add(() => writeFile(dest, Buffer.concat(chunks), { flag: 'wx', mode: 0o600 }));
+          await writers.add(() => writeNew(dest, Buffer.concat(chunks)));
         } else {
           await writeStaged(dest, rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
         }
@@ -435,10 +436,9 @@ export class SessionStore {
   private async moveStaged(bag: string): Promise<void> {
     const staging = join(this.bagsIn, `${bag}.d`);
     const names = await readdir(staging).catch(() => [] as string[]);
-    for (const name of names) {
-      if (JOB_ID_RE.test(name)) await rename(join(staging, name), join(this.paths.in, name));
-      else await rmQuiet(join(staging, name));
-    }
+    // each rename is on its own; the order among them does not matter (the ledger
+    // already holds the bag), so they go out several at a time
+    await forEach(names, 16, (name) => (JOB_ID_RE.test(name) ? rename(join(staging, name), join(this.paths.in, name)) : rmQuiet(join(staging, name))));
     await fsyncDir(this.paths.in);
     await rmQuiet(staging);
     await rmQuiet(this.partPath(bag));
@@ -508,20 +508,40 @@ class Pool {
   }
 }
 
-/** fsync many files, several at a time. */
+/** fsync many files, several at a time (callback fs: no FileHandle per file). */
 async function syncAll(paths: string[], width = 32): Promise<void> {
+  await forEach(paths, width, (p) => syncFile(p));
+}
+
+/** Run `task` on every item, at most `width` at once; the first failure is thrown (after the running ones settle). */
+async function forEach<T>(items: readonly T[], width: number, task: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < paths.length) {
-      const fh = await open(paths[next++]!, constants.O_RDONLY);
+    while (next < items.length && !failure) {
       try {
-        await fh.sync();
-      } finally {
-        await fh.close();
+        await task(items[next++]!);
+      } catch (err) {
+        failure ??= { err };
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(width, paths.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  if (failure) throw failure.err;
+}
+
+function syncFile(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.open(path, 'r', (err, fd) => {
+      if (err) return reject(err);
+      fs.fsync(fd, (syncErr) => fs.close(fd, (closeErr) => (syncErr ?? closeErr ? reject(syncErr ?? closeErr) : resolve())));
+    });
+  });
+}
+
+/** A new file (O_EXCL, 0600) with these bytes; no fsync (see syncAll). */
+function writeNew(path: string, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => fs.writeFile(path, data, { flag: 'wx', mode: 0o600 }, (err) => (err ? reject(err) : resolve())));
 }
 
 async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
