@@ -4,11 +4,13 @@
 // commit function or a rename on the same file system; every step that matters for a
 // crash is followed by an fsync, in the order the crash story in docs/protocol.md gives.
 
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs, { constants, createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { readBag } from '../bag/reader.js';
 import { writeBag, expandedSizeOf } from '../bag/writer.js';
@@ -75,6 +77,8 @@ export class BagRefusal extends Error {
 
 /** refusals that will not change by sending the same job again */
 export const PERMANENT_REFUSALS: ReadonlySet<string> = new Set(['forbidden-command', 'bad-job', 'too-big']);
+
+const execFileP = promisify(execFile);
 
 const JOB_ID_RE = /^[0-9a-f]{12}[0-9a-z]{4,52}$/;
 
@@ -420,9 +424,9 @@ export class SessionStore {
       if (err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big')) throw new BagRefusal(err.code, err.message);
       throw err;
     }
-    // every staged job durable before the commit point; fsyncs issued together let the
-    // file system flush them in one journal commit instead of one per job
-    await syncAll(committed.map((id) => join(staging, id)));
+    // every staged job durable before the commit point: one syncfs of the spool's file
+    // system for a bag of many jobs, else fsyncs issued together (one journal commit)
+    await syncStaged(staging, committed.map((id) => join(staging, id)));
     await fsyncDir(staging);
     faultPoint('session-after-stage');
     // 3. the commit point
@@ -506,6 +510,29 @@ class Pool {
   private check(): void {
     if (this.failed) throw this.failure;
   }
+}
+
+/** staged jobs of one bag from which one syncfs is cheaper than an fsync each */
+const SYNCFS_MIN = 16;
+/** false once `sync -f` failed here: fsync each from then on */
+let syncfsWorks = true;
+
+/**
+ * Make staged files durable. For many files, one syncfs(2) of their file system
+ * (coreutils `sync -f DIR`): measured on ext4, 488 staged corpus jobs took ~20 ms this
+ * way against 115-225 ms with one fsync each. Where `sync -f` is missing or fails, one
+ * fsync per file, as before.
+ */
+async function syncStaged(dir: string, paths: string[]): Promise<void> {
+  if (paths.length >= SYNCFS_MIN && syncfsWorks) {
+    try {
+      await execFileP('sync', ['-f', dir], { timeout: 120_000 });
+      return;
+    } catch {
+      syncfsWorks = false;
+    }
+  }
+  await syncAll(paths);
 }
 
 /** fsync many files, several at a time (callback fs: no FileHandle per file). */
