@@ -59,6 +59,23 @@ function chunks(input: AsyncIterable<Uint8Array>): AsyncIterator<Uint8Array> {
   };
 }
 
+/** chunks() for a synchronous input. */
+function chunksSync(input: Iterable<Uint8Array>): Iterator<Uint8Array> {
+  const it = input[Symbol.iterator]();
+  return {
+    next() {
+      try {
+        return it.next();
+      } catch (err) {
+        throw new MailbagError('input', `reading the message from stdin: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    },
+    return() {
+      return it.return?.() ?? { done: true, value: undefined };
+    },
+  };
+}
+
 function checkRecipients(config: Config, recipients: readonly string[], job: AddressJob): void {
   if (recipients.length === 0) throw new InputError('no-recipients', 'no recipients given');
   if (recipients.length > config.limits.maxRecipients) {
@@ -273,13 +290,13 @@ export async function enqueueMessage(
  * enqueueMessage for input pulled synchronously (this process's stdin, read with
  * readSync): the same steps and checks, committed with synchronous calls
  * (Spool.writeJobSync), which for one message per process costs less than the thread
- * pool. Errors from `input` must already be MailbagErrors (see readStdinSync).
+ * pool.
  */
 export async function enqueueMessageSync(
   spool: Spool, config: Config, peer: string, envelope: MessageEnvelope,
   input: Iterable<Uint8Array>, now: Date = new Date(),
 ): Promise<Enqueued> {
-  const it = input[Symbol.iterator]();
+  const it = chunksSync(input);
   let lead: Buffer = Buffer.alloc(0);
   let sender = envelope.sender;
   if (envelope.stripFromLine) {
@@ -385,8 +402,7 @@ function pause(ms: number): void {
  * This process's stdin, read straight from file descriptor 0 with readSync, in chunks of
  * at most 64 KiB (memory stays bounded: each is written out before the next is read).
  * An MTA runs us once per message; a stream or the thread pool would cost it more than
- * the reads. A non-blocking descriptor (EAGAIN) is waited on and read again. A failing
- * stdin is temporary (the MTA retries), as in chunks().
+ * the reads. A non-blocking descriptor (EAGAIN) is waited on and read again.
  */
 export function* readStdinSync(): Generator<Uint8Array> {
   for (;;) {
@@ -395,12 +411,9 @@ export function* readStdinSync(): Generator<Uint8Array> {
     try {
       n = readSync(0, buf, 0, buf.length, null);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-        pause(2);
-        continue;
-      }
-      if ((err as NodeJS.ErrnoException).code === 'EOF') return;
-      throw new MailbagError('input', `reading the message from stdin: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      pause(2);
+      continue;
     }
     if (n === 0) return;
     yield buf.subarray(0, n);
