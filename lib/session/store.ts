@@ -208,12 +208,17 @@ export class SessionStore {
 
   /** Jobs in out/PEER/ not in `exclude`, oldest first. */
   async queuedJobs(exclude: ReadonlySet<string>): Promise<QueuedJob[]> {
+    const names = (await readdir(this.paths.out)).sort().filter((name) => JOB_ID_RE.test(name) && !exclude.has(name));
+    // one stat per job, several at a time (they were one awaited round trip each)
+    const sizes: (number | undefined)[] = new Array<number | undefined>(names.length);
+    await forEach(names.map((name, i) => ({ name, i })), 16, async ({ name, i }) => {
+      sizes[i] = await sizeOf(join(this.paths.out, name));
+    });
     const jobs: QueuedJob[] = [];
-    for (const name of (await readdir(this.paths.out)).sort()) {
-      if (!JOB_ID_RE.test(name) || exclude.has(name)) continue;
-      const size = await sizeOf(join(this.paths.out, name));
-      if (size !== undefined) jobs.push({ id: name, size });
-    }
+    names.forEach((id, i) => {
+      const size = sizes[i];
+      if (size !== undefined) jobs.push({ id, size });
+    });
     return jobs;
   }
 
