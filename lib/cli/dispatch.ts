@@ -4,7 +4,7 @@
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
-import { dispatchPeers, runReceivedJobs } from '../session/index.js';
+import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { summaryLine } from './sync.js';
 
@@ -27,12 +27,22 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
   const started = Date.now();
+  const log = quiet ? undefined : (l: string): void => void io.stdout.write(`${l}\n`);
+  // jobs queued longer than queue_lifetime fail first, for every peer (also one that
+  // cannot be reached, or that only dials us); their notices go out below
+  const expired = new Set<string>();
+  for (const peer of Object.keys(cfg.peers).sort()) {
+    const ids = (await expireQueued(cfg, peer)) ?? [];
+    if (ids.length > 0) expired.add(peer);
+    for (const id of ids) log?.(`${peer}/${id}: failed: not delivered within the queue lifetime`);
+  }
   const entries = await dispatchPeers({ config: cfg });
   let firstError: MailbagError | undefined;
   for (const e of entries) {
     if (e.result) {
+      const owed = expired.delete(e.peer);
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
-      if (run && (e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0)) await runReceivedJobs(cfg, e.peer, quiet ? undefined : (l) => io.stdout.write(`${l}\n`));
+      if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runReceivedJobs(cfg, e.peer, log);
       if (!e.result.drained) io.stderr.write(`${e.peer}: not everything crossed (refused or held bags); see mailbag sync ${e.peer}\n`);
     } else if (e.skipped) {
       if (!quiet) io.stdout.write(`${e.peer}: skipped: ${e.skipped}\n`);
@@ -41,6 +51,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       firstError ??= e.error;
     }
   }
+  // notices for the expired jobs of peers no session ran with (unreachable, locked, not due)
+  if (run) for (const peer of expired) await runReceivedJobs(cfg, peer, log);
   if (entries.length === 0 && !quiet) io.stdout.write('no peer has work queued or is due\n');
   if (firstError) return firstError.exitCode;
   return 0;

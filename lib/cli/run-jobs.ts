@@ -1,11 +1,13 @@
-// `mailbag run [--peer NAME]… [--now]`: run the received jobs of every peer (or the
-// named ones) once, through the whitelist and the configured delivery method. Prints
-// one line per job outcome and a summary; exits 0 when the run itself worked (jobs
-// that wait for a retry or failed are in the summary and in `mailbag failed`).
+// `mailbag run [--peer NAME]… [--now]`: fail the outgoing jobs older than the queue
+// lifetime, then run the received jobs of every peer (or the named ones) once, through
+// the whitelist and the configured delivery method. Prints one line per job outcome and
+// a summary; exits 0 when the run itself worked (jobs that wait for a retry or failed
+// are in the summary and in `mailbag failed`).
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
 import { runJobs } from '../runner/runner.js';
+import { expireQueued } from '../session/index.js';
 import type { CliIo } from './io.js';
 
 export const RUN_USAGE = `Usage: mailbag run [--config FILE] [--peer NAME]... [--now] [--quiet]
@@ -39,6 +41,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } else throw new MailbagError('usage', `mailbag run: unknown argument ${JSON.stringify(a)} (see mailbag run --help)`);
   }
   const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  // outgoing jobs older than queue_lifetime fail here too, so a cron'd run sends their
+  // notices while the peer stays unreachable (a peer in a session now is left to it)
+  for (const peer of peers.length > 0 ? peers : Object.keys(config.peers).sort()) {
+    if (!Object.hasOwn(config.peers, peer)) continue;
+    for (const id of (await expireQueued(config, peer)) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+  }
   const summary = await runJobs({
     config,
     peers: peers.length > 0 ? peers : undefined,

@@ -4,7 +4,7 @@
 
 import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
-import { runReceivedJobs, syncPeer, type SessionProgress, type SessionResult } from '../session/index.js';
+import { expireQueued, runReceivedJobs, syncPeer, type SessionProgress, type SessionResult } from '../session/index.js';
 import type { CliIo } from './io.js';
 
 const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
@@ -31,6 +31,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
   const started = Date.now();
   const progress = io.isTTY && !quiet ? progressPrinter(io) : undefined;
+  // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
+  const expired = cfg.peers[peer] ? ((await expireQueued(cfg, peer)) ?? []) : [];
+  const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
+  if (!quiet) for (const id of expired) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
   let result: SessionResult;
   try {
     result = await syncPeer({
@@ -39,13 +43,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       ...(progress ? { onProgress: progress.update } : {}),
       ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${l}\n`) } : {}),
     });
+  } catch (err) {
+    progress?.clear();
+    // their senders are owed notices even though the session did not happen
+    if (run && expired.length > 0) await runReceivedJobs(cfg, peer, runLog);
+    throw err;
   } finally {
     progress?.clear();
   }
   if (!quiet) io.stdout.write(`${summaryLine(peer, result, Date.now() - started)}\n`);
-  // also after a refusal for good: the refused job is in failed/ and its sender is owed a notice
-  if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0)) {
-    await runReceivedJobs(cfg, peer, quiet ? undefined : (line) => io.stdout.write(`${line}\n`));
+  // also after a refusal for good, an expiry or a job too large for the peer: the job is
+  // in failed/ and its sender is owed a notice
+  if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0 || result.held.length > 0 || expired.length > 0)) {
+    await runReceivedJobs(cfg, peer, runLog);
   }
   return checkDrained(peer, result);
 }
@@ -56,7 +66,7 @@ export function checkDrained(peer: string, r: SessionResult): number {
   const parts = [
     ...r.refusedByPeer.map((x) => `${peer} refused bag ${x.bag.slice(0, 12)}: ${x.message} (${x.code})`),
     ...r.refusedByUs.map((x) => `refused bag ${x.bag.slice(0, 12)} from ${peer}: ${x.message} (${x.code})`),
-    ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts stay queued`] : []),
+    ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts failed (see mailbag failed)`] : []),
   ];
   throw new SessionError('peer-refused', parts.join('; '));
 }

@@ -3,9 +3,11 @@
 // peer with work queued or due). One session per peer at a time: each holds the spool
 // lock `session-PEER` for its whole length, so two clients never take the same mail.
 
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import type { Config, PeerConfig } from '../config/types.js';
 import { ConfigError, MailbagError, SessionError } from '../errors.js';
+import { isJobId } from '../job/header.js';
+import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
 import type { Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
@@ -204,6 +206,34 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
     });
     await markSession(spool, o.peer);
     return result;
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Fail for good the jobs queued for `peer` longer than the queue lifetime (to
+ * failed/PEER, their senders owed a notice the runner sends), also while the peer is
+ * unreachable. Under the session lock; undefined when a session holds it (that session
+ * has the jobs in its bags; the next call expires them).
+ */
+export async function expireQueued(config: Config, peer: string, o: { spool?: Spool; now?: Date } = {}): Promise<string[] | undefined> {
+  const spool = o.spool ?? (await Spool.open(config.spool, { create: true }));
+  // nothing old queued (the usual case): no lock, no store
+  const now = o.now ?? new Date();
+  const names = await readdir(spool.path('out', peer)).catch(() => [] as string[]);
+  if (!names.some((n) => isJobId(n) && now.getTime() - jobIdTime(n) > config.queueLifetimeMs)) return [];
+  let lock: Lock;
+  try {
+    lock = await lockPeer(spool, peer);
+  } catch (err) {
+    if (err instanceof MailbagError && err.code === 'locked') return undefined;
+    throw err;
+  }
+  try {
+    const store = storeFor(config, spool, peer, config.peers[peer]);
+    await store.open();
+    return await store.expireQueued(config.queueLifetimeMs, now);
   } finally {
     await lock.release();
   }

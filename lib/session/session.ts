@@ -6,6 +6,7 @@
 
 import { SessionError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
+import { formatSize } from '../config/units.js';
 import { faultPoint } from '../spool/fault.js';
 import type { Link } from '../transport/types.js';
 import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, frameName } from './frame.js';
@@ -75,7 +76,7 @@ export interface SessionResult {
   };
   refusedByPeer: Refuse[];
   refusedByUs: Refuse[];
-  /** jobs too large for the peer's caps, left queued */
+  /** jobs too large for the peer's caps: moved to failed/PEER, their senders owed a notice */
   held: string[];
   wire: { in: number; out: number };
   /** everything offered both ways was acknowledged, nothing refused or held */
@@ -340,7 +341,11 @@ class Session {
     if (codec) {
       const queued = await this.o.store.queuedJobs(inBags);
       const plan = planBags(queued, caps);
-      this.res.held = plan.held.map((j) => j.id);
+      // too large for the peer, now and on every later try: failed for good, the sender told
+      for (const j of plan.held) {
+        const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
+        if (await this.o.store.failQueuedJob(j.id, `${j.size} bytes, larger than ${this.o.peer} accepts (${cap})`, '5.3.4')) this.res.held.push(j.id);
+      }
       for (const group of plan.bags) {
         if (this.settled) return;
         const bag = await this.o.store.buildBag(group, codec);

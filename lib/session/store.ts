@@ -293,6 +293,15 @@ export class SessionStore {
    */
   async failRefusedJob(bag: string, id: string, reason: string, now = new Date()): Promise<boolean> {
     await this.discardBag(bag);
+    return this.failQueuedJob(id, reason, '5.7.1', now);
+  }
+
+  /**
+   * Move a job of out/PEER/ to failed/PEER/ for good with its reason and status; the
+   * runner's pending-notice pass then tells its sender. Only under the session lock:
+   * a bag that still names the job is re-bagged without it (pendingBags).
+   */
+  async failQueuedJob(id: string, reason: string, status: string, now = new Date()): Promise<boolean> {
     if (!JOB_ID_RE.test(id)) return false;
     const from = join(this.paths.out, id);
     if (!(await exists(from))) return false;
@@ -304,12 +313,29 @@ export class SessionStore {
     const runDir = join(this.paths.root, 'run', this.peer);
     await ensureDir(join(this.paths.root, 'run'));
     await ensureDir(runDir);
-    const state = { attempts: 0, tx: {}, failed: { reason, at: now.toISOString(), status: '5.7.1', noticeSent: false } };
+    const state = { attempts: 0, tx: {}, failed: { reason, at: now.toISOString(), status, noticeSent: false } };
     await commitFile(join(runDir, id), Buffer.from(`mailbag-run 1\n${JSON.stringify(state)}\n`), { tmpDir: this.paths.tmp, label: 'run' });
     await rename(from, join(failedDir, id));
     await fsyncDir(failedDir);
     await fsyncDir(this.paths.out);
     return true;
+  }
+
+  /**
+   * Jobs of out/PEER/ made (by the time in their id) longer than `lifetimeMs` ago fail
+   * for good: "not delivered to PEER within …" (DESIGN.md promise 4). Returns their ids.
+   */
+  async expireQueued(lifetimeMs: number, now = new Date()): Promise<string[]> {
+    const expired: string[] = [];
+    const d = lifetimeMs / 86_400_000;
+    const days = Number.isInteger(d) ? `${d} day${d === 1 ? '' : 's'}` : `${Math.round(lifetimeMs / 3_600_000)} h`;
+    for (const name of (await readdir(this.paths.out).catch(() => [] as string[])).sort()) {
+      if (!JOB_ID_RE.test(name)) continue;
+      const made = parseInt(name.slice(0, 12), 16);
+      if (now.getTime() - made <= lifetimeMs) break; // ids sort by time: the rest are younger
+      if (await this.failQueuedJob(name, `not delivered to ${this.peer} within ${days}`, '4.4.7', now)) expired.push(name);
+    }
+    return expired;
   }
 
   /** Forget a bag (its jobs stay queued and go in a new bag next time). */
