@@ -3,6 +3,8 @@
 // The program is lib/cli/uux.ts, bundled by scripts/bundle-front-doors.mjs into one
 // CommonJS file next to this one: an MTA starts it once per message, and a CommonJS
 // file spares Node its ES module loader and the eager built-in imports that come with it.
+// The package's `mailbag-uux` bin is that .cjs file itself (this ES module entry costs the
+// ES module loader); this file stays for the paths tests and docs name.
 import { createRequire } from 'node:module';
 
 createRequire(import.meta.url)('./mailbag-uux.cjs');

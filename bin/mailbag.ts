@@ -3,6 +3,8 @@
 // `mailbag enqueue`, which an MTA runs once per message, goes to its CommonJS bundle
 // (the same run.ts + main.ts + enqueue, built by scripts/bundle-front-doors.mjs), so
 // Node loads one file and skips its ES module loader; everything else loads as usual.
+// The package's `mailbag` bin is dist/bin/mailbag.cjs (scripts/bundle-front-doors.mjs), a
+// CommonJS entry that routes the same way without the ES module loader's start-up.
 import { createRequire } from 'node:module';
 
 /** The command word, past main.ts's leading `--config FILE` / `--config=FILE` options. */
