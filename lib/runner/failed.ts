@@ -81,5 +81,9 @@ export async function retryFailed(spool: Spool, ref: JobRef, now = new Date()): 
     p.noticed = false;
   }
   await writeState(spool, ref.peer, ref.id, state);
-  return spool.moveJob(ref, 'in');
+  // a job that failed on its way out (expired, too big or refused by the peer) goes back
+  // to out/PEER to be sent again; one that came in goes back to in/PEER for the runner
+  const { header } = await spool.readJob(ref);
+  const outbound = header.to === ref.peer && header.from !== ref.peer;
+  return spool.moveJob(ref, outbound ? 'out' : 'in');
 }

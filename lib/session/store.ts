@@ -333,9 +333,25 @@ export class SessionStore {
       if (!JOB_ID_RE.test(name)) continue;
       const made = parseInt(name.slice(0, 12), 16);
       if (now.getTime() - made <= lifetimeMs) break; // ids sort by time: the rest are younger
+      // `mailbag retry` put it back: its lifetime counts from then (the runner's record)
+      const retried = await this.retriedAt(name);
+      if (retried !== undefined && now.getTime() - retried <= lifetimeMs) continue;
       if (await this.failQueuedJob(name, `not delivered to ${this.peer} within ${days}`, '4.4.7', now)) expired.push(name);
     }
     return expired;
+  }
+
+  /** When `mailbag retry` last put this queued job back (its run record), if it did. */
+  private async retriedAt(id: string): Promise<number | undefined> {
+    try {
+      const text = await readFile(join(this.paths.root, 'run', this.peer, id), 'utf8');
+      if (!text.startsWith('mailbag-run 1\n')) return undefined;
+      const at = (JSON.parse(text.slice(text.indexOf('\n') + 1)) as { retriedAt?: unknown }).retriedAt;
+      const t = typeof at === 'string' ? Date.parse(at) : NaN;
+      return Number.isNaN(t) ? undefined : t;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Forget a bag (its jobs stay queued and go in a new bag next time). */
