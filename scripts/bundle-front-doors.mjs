@@ -36,8 +36,10 @@ const dist = join(root, 'dist');
 const binDir = join(dist, 'bin');
 const require = createRequire(import.meta.url);
 
-/** Built-ins replaced by objects whose properties load the real module on first access. */
+/** Built-ins replaced by stand-ins that load the real module on first use. */
 const LAZY = ['fs/promises', 'stream', 'os'];
+/** Of those, the ones our code imports only functions from (stream's exports are classes). */
+const FUNCTIONS_ONLY = ['fs/promises', 'os'];
 
 const lazyBuiltins = {
   name: 'lazy-builtins',
@@ -49,11 +51,22 @@ const lazyBuiltins = {
         ? { path: args.path, external: true }
         : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' });
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
-      const names = Object.keys(require(args.path)).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+      const real = require(args.path);
+      const names = Object.keys(real).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+      const load = `let real;\nconst load = () => (real ??= require('node:${args.path}'));\n`;
+      if (FUNCTIONS_ONLY.includes(args.path)) {
+        // an ES module of plain functions: bundled as top-level functions, with no
+        // objects of getters made and copied (esbuild's CommonJS interop) at start-up;
+        // an import of anything else (a constant, a class) fails the build
+        const fns = names.filter((n) => typeof real[n] === 'function' && !/^class\b/.test(Function.prototype.toString.call(real[n])));
+        return {
+          contents: load + fns.map((n) => `export function ${n}(...args) {\n  return load().${n}(...args);\n}\n`).join(''),
+          loader: 'js',
+        };
+      }
       const props = names.map((n) => `  ${n}: { enumerable: true, get: () => load().${n} },`).join('\n');
       return {
-        contents: `let real;\nconst load = () => (real ??= require('node:${args.path}'));\n` +
-          `module.exports = Object.defineProperties({}, {\n${props}\n});\n`,
+        contents: `${load}module.exports = Object.defineProperties({}, {\n${props}\n});\n`,
         loader: 'js',
       };
     });
@@ -81,9 +94,11 @@ const common = {
   logLevel: 'warning',
   legalComments: 'none',
   // the bundles live in dist/bin/; code that finds files from its own place (config's
-  // packageRoot, main's package.json) gets the bundle's URL: both give the same root
-  banner: { js: 'var __importMetaUrl=require("node:url").pathToFileURL(__filename).href;' },
-  define: { 'import.meta.url': '__importMetaUrl' },
+  // packageRoot, main's package.json) gets the bundle's URL: both give the same root.
+  // A getter, so a run that never asks (a config file that names the spool) never
+  // makes the URL (pathToFileURL: about 1M instructions of a front door's run)
+  banner: { js: 'var __importMeta={get url(){return require("node:url").pathToFileURL(__filename).href}};' },
+  define: { 'import.meta.url': '__importMeta.url' },
 };
 
 const entry = (main, prefix) => ({
