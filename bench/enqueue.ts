@@ -194,7 +194,8 @@ async function cpuWithHyperfine(commands: Command[], message: string, o: Options
   });
   const args = ['--style', 'none', '-w', String(o.warmup), '-r', String(o.runs), '--export-json', out, ...commands.flatMap((c, i) => ['-n', c.name, shellCommands[i]!])];
   await new Promise<void>((resolvePromise, reject) => {
-    const child = spawn(HYPERFINE, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    // the commands' own (clean) environment, for the shell hyperfine starts them from
+    const child = spawn(HYPERFINE, args, { stdio: ['ignore', 'ignore', 'inherit'], env: commands[0]?.env ?? process.env });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`hyperfine exited ${code}`))));
   });
@@ -208,8 +209,10 @@ function fmt(n: number): string {
 
 export async function main(argv: string[]): Promise<number> {
   const o = parseArgs(argv);
-  const mailbag = join(repoRoot, 'dist/bin/mailbag.js');
-  const mailbagUux = join(repoRoot, 'dist/bin/mailbag-uux.js');
+  // what npm installs: package.json "bin" (the CommonJS bundles), not the ESM wrappers
+  const bins = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
+  const mailbag = join(repoRoot, bins.mailbag!);
+  const mailbagUux = join(repoRoot, bins['mailbag-uux']!);
   for (const f of [mailbag, mailbagUux]) if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build`);
   const messages = sampleMessages(o.messages);
   const sizes = messages.map((m) => statSync(m).size).sort((a, b) => a - b);
@@ -220,11 +223,13 @@ export async function main(argv: string[]): Promise<number> {
     const spool = join(dir, 'spool');
     const config = join(dir, 'mailbag.toml');
     writeFileSync(config, `site = "benchsite"\nspool = "${spool}"\n\n[peers.hub]\nhost = "hub.invalid"\n`);
-    const env = { ...process.env, MAILBAG_CONFIG: config };
+    // the environment an MTA's pipe transport gives (Postfix exports only TZ, MAIL_CONFIG
+    // and LANG): none of the caller's NODE_* variables, which change node's own start-up
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', MAILBAG_CONFIG: config };
     const sender = 'sender@bench.test';
     const rcpt = 'rcpt@hub.test';
     const commands: Command[] = [
-      { name: 'node -e 0', argv: [process.execPath, '-e', '0'] },
+      { name: 'node -e 0', argv: [process.execPath, '-e', '0'], env },
       { name: 'mailbag enqueue', argv: [mailbag, 'enqueue', 'hub', '-f', sender, '--', rcpt], env },
       { name: 'mailbag-uux', argv: [mailbagUux, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`], env },
     ];
@@ -233,6 +238,7 @@ export async function main(argv: string[]): Promise<number> {
       commands.push({
         name: 'Taylor uux -r',
         argv: [TAYLOR_UUX, '-I', cfg, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`],
+        env,
         countJobs: () => countFiles(join(dir, 'uucp-spool'), (p) => /\/C\.[^/]+$/.test(p)),
       });
     } else {
