@@ -11,6 +11,7 @@ import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
 import type { Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
+import { transportForPeer } from '../transport/for-peer.js';
 import type { BagCodec } from './messages.js';
 import { refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
 import { SessionStore, type ReceiveCaps } from './store.js';
@@ -63,33 +64,8 @@ async function lockPeer(spool: Spool, peer: string): Promise<Lock> {
   }
 }
 
-/**
- * The transport a peer's configuration asks for (as lib/transport/for-peer.ts does), with
- * only that transport's module loaded: `transport = "command"` and `mailbag serve` never
- * load the SSH client library.
- */
-export async function transportFor(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env): Promise<Transport> {
-  if (peer.transport === 'command') {
-    if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
-    const { commandTransport } = await import('../transport/command.js');
-    return commandTransport({ argv: peer.command, env });
-  }
-  if (!peer.host) throw new SessionError('config', `peers.${peer.name}.host is not set: this site cannot dial ${peer.name}`);
-  const { sshTransport } = await import('../transport/ssh.js');
-  return sshTransport({
-    host: peer.host,
-    port: peer.port,
-    user: peer.user,
-    identity: peer.identity,
-    agent: peer.agent,
-    knownHosts: peer.knownHosts,
-    remoteCommand: peer.remoteCommand,
-    connectTimeoutMs: peer.connectTimeoutMs,
-    keepaliveMs: peer.keepaliveMs,
-    env,
-    peer: peer.name,
-  });
-}
+/** The transport a peer's configuration asks for (lib/transport/for-peer.ts). */
+export { transportForPeer as transportFor };
 
 /** Record when the last session with a peer ended (for dispatch's poll interval). */
 async function markSession(spool: Spool, peer: string): Promise<void> {
@@ -127,7 +103,7 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
   try {
     const store = storeFor(o.config, spool, o.peer, peer);
     await store.open();
-    const transport = o.transport ?? (await transportFor(peer));
+    const transport = o.transport ?? (await transportForPeer(peer));
     let link: Link;
     try {
       link = await transport.connect();

@@ -1,17 +1,19 @@
 // The transport a peer's configuration asks for: ssh (ssh2) to host:port, or a command.
+// Only that transport's module is loaded: `transport = "command"` and `mailbag serve`
+// never load the SSH client library.
 
 import { SessionError } from '../errors.js';
 import type { PeerConfig } from '../config/types.js';
-import { commandTransport } from './command.js';
-import { sshTransport } from './ssh.js';
 import type { Transport } from './types.js';
 
-export function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env): Transport {
+export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env): Promise<Transport> {
   if (peer.transport === 'command') {
     if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
+    const { commandTransport } = await import('./command.js');
     return commandTransport({ argv: peer.command, env });
   }
   if (!peer.host) throw new SessionError('config', `peers.${peer.name}.host is not set: this site cannot dial ${peer.name}`);
+  const { sshTransport } = await import('./ssh.js');
   return sshTransport({
     host: peer.host,
     port: peer.port,

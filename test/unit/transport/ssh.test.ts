@@ -303,10 +303,10 @@ describe('transportForPeer', () => {
       knownHosts: file('known_cfg', `${server.knownHostsLine}\n`), remoteCommand: 'mailbag serve --peer home', command: undefined,
       connectTimeoutMs: 5000, keepaliveMs: 1000, pollMs: 60_000, codec: 'br' as const, accept: ['rmail'], domains: [], addresses: [], actions: {},
     };
-    const link = await transportForPeer(base).connect();
+    const link = await (await transportForPeer(base)).connect();
     expect((await roundTrip(link, Buffer.from('cfg'))).toString()).toBe('cfg');
-    expect(transportForPeer({ ...base, transport: 'command', command: ['ssh', '-C', 'hub'] }).describe()).toBe('ssh -C hub');
-    expect(() => transportForPeer({ ...base, host: undefined })).toThrow(/host is not set/);
-    expect(() => transportForPeer({ ...base, transport: 'command' })).toThrow(/command is not set/);
+    expect((await transportForPeer({ ...base, transport: 'command', command: ['ssh', '-C', 'hub'] })).describe()).toBe('ssh -C hub');
+    await expect(transportForPeer({ ...base, host: undefined })).rejects.toThrow(/host is not set/);
+    await expect(transportForPeer({ ...base, transport: 'command' })).rejects.toThrow(/command is not set/);
   });
 });
