@@ -123,11 +123,26 @@ const SERVICES = [
 const QUEUES = ['maildrop', 'incoming', 'active', 'deferred', 'hold'];
 
 function listFilesDeep(dir: string): string[] {
-  if (!existsSync(dir)) return [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
   const out: string[] = [];
-  for (const name of readdirSync(dir)) {
+  for (const name of names) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...listFilesDeep(p));
+    // Postfix moves queue files (incoming -> active -> gone) while we look: a file that
+    // vanished between readdir and stat has simply moved on
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    if (isDir) out.push(...listFilesDeep(p));
     else out.push(name);
   }
   return out;
