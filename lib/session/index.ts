@@ -111,18 +111,7 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
       if (err instanceof MailbagError) throw err;
       throw new SessionError('unreachable', `cannot reach ${o.peer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    const result = await runSession({
-      link,
-      store,
-      site: o.config.site,
-      peer: o.peer,
-      codecs: codecsFor(peer),
-      caps: receiveCaps(o.config),
-      keepaliveMs: peer.keepaliveMs || 15_000,
-      ...hooks(o),
-    });
-    await markSession(spool, o.peer);
-    return result;
+    return await sessionOn(link, store, spool, peer, o);
   } finally {
     await lock.release();
   }
@@ -134,6 +123,22 @@ function hooks(o: SessionHooks): SessionHooks {
     ...(o.trace ? { trace: o.trace } : {}),
     software: o.software ?? 'mailbag',
   };
+}
+
+/** One session on a link, in either role, then the time it ended (dispatch's poll). */
+async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string }): Promise<SessionResult> {
+  const result = await runSession({
+    link,
+    store,
+    site: o.config.site,
+    peer: o.peer,
+    codecs: codecsFor(peer),
+    caps: receiveCaps(o.config),
+    keepaliveMs: peer.keepaliveMs || 15_000,
+    ...hooks(o),
+  });
+  await markSession(spool, o.peer);
+  return result;
 }
 
 export interface ServeOptions extends SessionHooks {
@@ -170,18 +175,7 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
   try {
     const store = storeFor(o.config, spool, o.peer, peer);
     await store.open();
-    const result = await runSession({
-      link: o.link,
-      store,
-      site: o.config.site,
-      peer: o.peer,
-      codecs: codecsFor(peer),
-      caps: receiveCaps(o.config),
-      keepaliveMs: peer.keepaliveMs || 15_000,
-      ...hooks(o),
-    });
-    await markSession(spool, o.peer);
-    return result;
+    return await sessionOn(o.link, store, spool, peer, o);
   } finally {
     await lock.release();
   }
