@@ -11,7 +11,7 @@ import { LIMITS } from '../limits.js';
 import { checkRecipient, checkSender, type AddressJob } from '../envelope/address.js';
 import { formatFromLine, UucpEnvelopeReader } from '../envelope/from-line.js';
 import { BsmtpBodyEncoder, formatBsmtpEnvelope } from '../bsmtp/writer.js';
-import { BsmtpReader, bsmtpIssueError, type BsmtpEvent } from '../bsmtp/reader.js';
+import type { BsmtpEvent } from '../bsmtp/reader.js';
 import type { JobHeader } from '../job/header.js';
 import { newJobId } from '../job/id.js';
 import { Spool, type JobRef } from '../spool/spool.js';
@@ -41,6 +41,10 @@ export function isNullSender(sender: string): boolean {
 }
 
 const FROM_PREFIX = Buffer.from('From ');
+/** the first bytes of an envelope line: `From ` or `>From ` */
+const F = 0x46;
+const GT = 0x3e;
+const NOTHING = new Uint8Array(0);
 
 /** Pulls chunks from stdin; a failing stdin is temporary (the MTA retries). */
 function chunks(input: AsyncIterable<Uint8Array>): AsyncIterator<Uint8Array> {
@@ -124,7 +128,12 @@ class FromLineTaker {
   private readonly seen: Buffer[] = [];
 
   /** null while more input is needed */
-  step(chunk: Uint8Array | null): { lead: Buffer; sender: string | undefined } | null {
+  step(chunk: Uint8Array | null): { lead: Uint8Array; sender: string | undefined } | null {
+    // the usual case, decided by one byte: stdin that starts with neither `From ` nor
+    // `>From ` holds no envelope, and its first chunk is all message (no copy made)
+    if (this.seen.length === 0 && chunk !== null && chunk.length > 0 && chunk[0] !== F && chunk[0] !== GT) {
+      return { lead: chunk, sender: undefined };
+    }
     const outcome = chunk === null ? this.reader.end() : (this.seen.push(Buffer.from(chunk)), this.reader.push(chunk));
     if (outcome === null) return null;
     if (outcome.ok) return { lead: Buffer.from(outcome.value.rest), sender: outcome.value.envelope.sender };
@@ -136,7 +145,7 @@ class FromLineTaker {
   }
 }
 
-async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Buffer; sender: string | undefined }> {
+async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Uint8Array; sender: string | undefined }> {
   const taker = new FromLineTaker();
   for (;;) {
     const next = await it.next();
@@ -145,7 +154,7 @@ async function takeFromLine(it: AsyncIterator<Uint8Array>): Promise<{ lead: Buff
   }
 }
 
-function takeFromLineSync(it: Iterator<Uint8Array>): { lead: Buffer; sender: string | undefined } {
+function takeFromLineSync(it: Iterator<Uint8Array>): { lead: Uint8Array; sender: string | undefined } {
   const taker = new FromLineTaker();
   for (;;) {
     const next = it.next();
@@ -201,7 +210,7 @@ class BodyMeter {
   }
 }
 
-async function* messageBody(config: Config, lead: Buffer, it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* messageBody(config: Config, lead: Uint8Array, it: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
   const meter = new BodyMeter(config);
   if (lead.length > 0) {
     if (!meter.add(lead)) throw tooBig(config);
@@ -219,7 +228,7 @@ async function* messageBody(config: Config, lead: Buffer, it: AsyncIterator<Uint
   meter.end();
 }
 
-function* messageBodySync(config: Config, lead: Buffer, it: Iterator<Uint8Array>): Generator<Uint8Array> {
+function* messageBodySync(config: Config, lead: Uint8Array, it: Iterator<Uint8Array>): Generator<Uint8Array> {
   const meter = new BodyMeter(config);
   if (lead.length > 0) {
     if (!meter.add(lead)) throw tooBig(config);
@@ -275,7 +284,7 @@ export async function enqueueMessage(
   input: AsyncIterable<Uint8Array>, now: Date = new Date(),
 ): Promise<Enqueued> {
   const it = chunks(input);
-  let lead: Buffer = Buffer.alloc(0);
+  let lead: Uint8Array = NOTHING;
   let sender = envelope.sender;
   if (envelope.stripFromLine) {
     const taken = await takeFromLine(it);
@@ -297,7 +306,7 @@ export async function enqueueMessageSync(
   input: Iterable<Uint8Array>, now: Date = new Date(),
 ): Promise<Enqueued> {
   const it = chunksSync(input);
-  let lead: Buffer = Buffer.alloc(0);
+  let lead: Uint8Array = NOTHING;
   let sender = envelope.sender;
   if (envelope.stripFromLine) {
     const taken = takeFromLineSync(it);
@@ -326,6 +335,8 @@ export async function enqueueBsmtp(
   spool: Spool, config: Config, peer: string,
   input: AsyncIterable<Uint8Array>, now: Date = new Date(),
 ): Promise<Enqueued> {
+  // loaded here: only this path reads BSMTP, and the module makes a TextDecoder as it loads
+  const { BsmtpReader, bsmtpIssueError } = await import('../bsmtp/reader.js');
   const it = chunks(input);
   const reader = new BsmtpReader({ maxMessageSize: config.limits.maxMessageSize, maxRecipients: config.limits.maxRecipients });
   const staged = `${spool.tmpDir}/${tmpName('bsmtp-stage')}`;
@@ -428,7 +439,8 @@ async function* asAsync(input: Iterable<Uint8Array>): AsyncGenerator<Uint8Array>
 export async function runFrontDoor(request: Exclude<EnqueueRequest, { kind: 'help' }>, io: CliIo): Promise<Enqueued> {
   const config = loadConfig({ path: request.configPath, env: io.env, cwd: io.cwd });
   requirePeer(config, request.peer);
-  const spool = await Spool.open(config.spool, { create: true });
+  // checks what the job passes through (tmp/, out/PEER); Spool.open when the spool is new
+  const spool = await Spool.openForQueue(config.spool, 'out', request.peer, { create: true });
   // processIo() hands out process.env itself; tests running in-process pass their own stdin
   const own = io.env === process.env;
   if (request.kind === 'bsmtp') return enqueueBsmtp(spool, config, request.peer, own ? asAsync(readStdinSync()) : io.stdin);

@@ -9,8 +9,6 @@ import { LIMITS } from '../limits.js';
 /** which kind of job the address is meant for */
 export type AddressJob = 'rmail' | 'bsmtp';
 
-const encoder = new TextEncoder();
-
 /** NUL, C0 controls (CR, LF, TAB included) and DEL: never part of an address we carry */
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -21,7 +19,7 @@ function describe(address: string): string {
 
 function common(address: string): string | null {
   if (CONTROL.test(address)) return 'contains a control character (NUL, CR, LF, TAB or another)';
-  const bytes = encoder.encode(address).length;
+  const bytes = Buffer.byteLength(address, 'utf8');
   if (bytes > LIMITS.maxAddressLength) return `is ${bytes} bytes long, over the limit of ${LIMITS.maxAddressLength}`;
   return null;
 }

@@ -51,7 +51,8 @@ const GT_FROM = Buffer.from('>From ', 'latin1');
 const WS = /[ \t\v\f\r]/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// made on first use: a front door whose stdin holds no From_ line never needs one
+let utf8: TextDecoder | undefined;
 
 /** 'yes' / 'no', or 'maybe' when `buf` from `pos` is a proper prefix of `prefix` */
 function startsWith(buf: Uint8Array, pos: number, prefix: Uint8Array): 'yes' | 'no' | 'maybe' {
@@ -70,7 +71,7 @@ function firstWord(s: string, from: number): string {
 function text(latin1: string): string | null {
   let value: string;
   try {
-    value = utf8.decode(Buffer.from(latin1, 'latin1'));
+    value = (utf8 ??= new TextDecoder('utf-8', { fatal: true })).decode(Buffer.from(latin1, 'latin1'));
   } catch {
     return null;
   }

@@ -137,7 +137,8 @@ export interface DecodedHeader {
   length: number;
 }
 
-const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+// made on first use: a front door only encodes headers
+let fatalUtf8: TextDecoder | undefined;
 
 function fail(code: JobIssueCode, message: string): { ok: false; issue: JobIssue } {
   return { ok: false, issue: { code, message } };
@@ -185,7 +186,7 @@ export function decodeJobHeader(bytes: Uint8Array): Result<DecodedHeader, JobIss
   if (lineEnd - start > LIMITS.maxJobHeader) return fail('header-too-big', `job header is over ${LIMITS.maxJobHeader} bytes`);
   let text: string;
   try {
-    text = fatalUtf8.decode(buf.subarray(start, lineEnd));
+    text = (fatalUtf8 ??= new TextDecoder('utf-8', { fatal: true })).decode(buf.subarray(start, lineEnd));
   } catch {
     return fail('bad-header', 'job header is not valid UTF-8');
   }

@@ -87,6 +87,9 @@ export class Spool {
   /** what the start-up cleanup removed and kept */
   readonly cleanup: CleanupReport;
 
+  /** QUEUE/PEER directories checked by openForQueue, so a job's write need not check them again */
+  private readonly checked = new Set<string>();
+
   private constructor(root: string, dev: number, cleanup: CleanupReport) {
     this.root = root;
     this.dev = dev;
@@ -120,11 +123,63 @@ export class Spool {
     }
   }
 
+  /**
+   * Spool.open for a process that only writes jobs into QUEUE/PEER (a front door, once
+   * per message). On a spool that is set up it checks what such a write passes through
+   * and no more: the marker, tmp/, QUEUE/ and QUEUE/PEER (real directories on the root's
+   * device), and it removes dead writers' tmp files — a few stat calls instead of a walk
+   * of the tree. The rest of the tree is checked by the commands that use it (every one
+   * of them opens the spool with Spool.open). When anything is missing (a new spool, a
+   * new peer) it is Spool.open, which makes it, followed by ensureDir(QUEUE, PEER).
+   */
+  static async openForQueue(root: string, queue: Queue, peer: string, opts: OpenOptions = {}): Promise<Spool> {
+    checkQueue(queue);
+    checkPeer(peer);
+    const abs = resolve(root);
+    let spool: Spool | undefined;
+    try {
+      spool = await Spool.openSetUp(abs, queue, peer, opts);
+    } catch (err) {
+      throw spoolErrorFrom(err, `opening spool ${abs}`);
+    }
+    if (!spool) {
+      spool = await Spool.open(abs, opts);
+      await spool.ensureDir(queue, peer);
+    }
+    spool.checked.add(`${queue}/${peer}`);
+    return spool;
+  }
+
+  /** openForQueue's checks, or undefined when something is missing (Spool.open makes it or says why not). */
+  private static async openSetUp(abs: string, queue: Queue, peer: string, opts: OpenOptions): Promise<Spool | undefined> {
+    const rootSt = statSync(abs, { throwIfNoEntry: false });
+    if (!rootSt?.isDirectory()) return undefined;
+    const path = join(abs, SPOOL_MARKER);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    Spool.checkMarkerText(path, text);
+    const dev = rootSt.dev;
+    for (const dir of [join(abs, 'tmp'), join(abs, queue), join(abs, queue, peer)]) {
+      const st = lstatSync(dir, { throwIfNoEntry: false });
+      if (!st) return undefined;
+      Spool.checkStat(dir, st, dev);
+    }
+    const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
+    return new Spool(abs, dev, report);
+  }
+
   private static async checkMarker(root: string, create: boolean): Promise<void> {
     const path = join(root, SPOOL_MARKER);
     let text: string | undefined;
     try {
-      text = readFileSync(path, 'latin1');
+      // utf8: Node reads it without the generic Buffer path (a front door's start-up);
+      // a marker that is not ASCII fails the check below either way
+      text = readFileSync(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -135,6 +190,10 @@ export class Spool {
       await commitFile(path, Buffer.from(SPOOL_MARKER_CONTENT), { tmpDir: join(root, 'tmp'), label: 'marker' });
       return;
     }
+    Spool.checkMarkerText(path, text);
+  }
+
+  private static checkMarkerText(path: string, text: string): void {
     const m = /^mailbag-spool (\d{1,9})\n$/.exec(text);
     if (!m) throw new SpoolError(`${path} is not a mailbag spool marker (it must read "${SPOOL_MARKER_CONTENT.trim()}")`);
     if (Number(m[1]) !== SPOOL_VERSION) {
@@ -286,7 +345,7 @@ export class Spool {
     }
     const head = encodeJobHeader(header);
     const max = Math.min(opts.maxSize ?? LIMITS.maxMessageSize, LIMITS.maxJobSizeCeiling);
-    await this.ensureDir(queue, peer);
+    if (!this.checked.has(`${queue}/${peer}`)) await this.ensureDir(queue, peer);
     return { ref, head, max };
   }
 

@@ -73,9 +73,12 @@ describe.runIf(mounts)('spool on real file systems', () => {
     const err = await Spool.open(root).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpoolError);
     expect((err as Error).message).toMatch(/out\/hub is on another file system than the spool root/);
+    // a front door checks the directories its job passes through the same way
+    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/out\/hub is on another file system than the spool root/);
     unmount(mounted.pop()!);
     mount(join(root, 'tmp'), '64k');
     await expect(Spool.open(root)).rejects.toThrow(/spool\/tmp is on another file system/);
+    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/spool\/tmp is on another file system/);
     unmount(mounted.pop()!);
     // the session's directories too (bags/in/PEER holds partial bags)
     mkdirSync(join(root, 'bags', 'in', 'hub'), { recursive: true });

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -112,6 +112,58 @@ describe('Spool.open', () => {
     rmSync(join(root, 'locks'), { recursive: true });
     await Spool.open(root);
     expect(mode(join(root, 'locks'))).toBe(0o700);
+  });
+});
+
+describe('Spool.openForQueue (a front door: one queue directory)', () => {
+  it('makes a new spool and the queue directory, as Spool.open and ensureDir would', async () => {
+    const spool = await Spool.openForQueue(root, 'out', 'hub', { create: true });
+    expect(readFileSync(join(root, 'mailbag-spool'), 'latin1')).toBe('mailbag-spool 1\n');
+    for (const d of ['tmp', 'out', 'in', 'failed', 'locks', 'out/hub']) expect(mode(join(root, d))).toBe(0o700);
+    await spool.writeJobSync('out', 'hub', header(), [Buffer.from('x')]);
+    expect(await spool.listJobs('out', 'hub')).toHaveLength(1);
+  });
+
+  it('makes a missing queue directory of an existing spool, and refuses a missing spool without create', async () => {
+    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(SpoolError);
+    await Spool.open(root, { create: true });
+    await Spool.openForQueue(root, 'out', 'hub');
+    expect(mode(join(root, 'out', 'hub'))).toBe(0o700);
+    rmSync(join(root, 'tmp'), { recursive: true });
+    await Spool.openForQueue(root, 'out', 'hub');
+    expect(mode(join(root, 'tmp'))).toBe(0o700);
+  });
+
+  it('checks the marker, and refuses a symbolic link where the job passes: tmp/, out/, out/PEER', async () => {
+    await Spool.openForQueue(root, 'out', 'hub', { create: true });
+    writeFileSync(join(root, 'mailbag-spool'), 'mailbag-spool 2\n');
+    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/spool format version 2 is not supported/);
+    writeFileSync(join(root, 'mailbag-spool'), 'mailbag-spool 1\n');
+    for (const d of ['out/hub', 'out', 'tmp']) {
+      const moved = join(dir, `moved-${d.replace('/', '-')}`);
+      renameSync(join(root, d), moved);
+      symlinkSync(moved, join(root, d));
+      await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(new RegExp(`${d} is not a directory \\(symbolic links are not allowed`));
+      rmSync(join(root, d));
+      renameSync(moved, join(root, d));
+    }
+    await Spool.openForQueue(root, 'out', 'hub');
+  });
+
+  it("removes a dead writer's tmp file and keeps a live one's", async () => {
+    await Spool.openForQueue(root, 'out', 'hub', { create: true });
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    writeFileSync(join(root, 'tmp', `${dead}.1.aaaa.job`), 'partial');
+    writeFileSync(join(root, 'tmp', `${process.pid}.99.cccc.job`), 'ours');
+    const spool = await Spool.openForQueue(root, 'out', 'hub');
+    expect(spool.cleanup.removed).toEqual([`${dead}.1.aaaa.job`]);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([`${process.pid}.99.cccc.job`]);
+  });
+
+  it('refuses hostile queue and peer names before touching the disk', async () => {
+    await expect(Spool.openForQueue(root, 'out', '../x', { create: true })).rejects.toThrow(MailbagError);
+    await expect(Spool.openForQueue(root, 'nope' as 'out', 'hub', { create: true })).rejects.toThrow(/no such queue/);
+    expect(existsSync(root)).toBe(false);
   });
 });
 
