@@ -2,9 +2,12 @@
 // is the one mailbag prefers; gzip is understood everywhere; none is for tests and
 // links that compress themselves. Brotli has no magic number, so the codec travels in
 // the protocol; gzip (1F 8B) and plain tar (`ustar` at byte 257, or an empty archive) can be recognised.
+// The engines run on the calling thread (stepped.ts): one malloc arena, not one per
+// libuv pool thread, so a session's memory does not climb bag after bag.
 
 import { PassThrough, type Transform } from 'node:stream';
 import { constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip } from 'node:zlib';
+import { canStep, SteppedCodec } from './stepped.js';
 
 export type BagCodec = 'br' | 'gzip' | 'none';
 
@@ -28,28 +31,56 @@ export function isBagCodec(s: string): s is BagCodec {
 }
 
 export interface CompressOptions {
-  /** brotli quality 0–11 (default 4) or gzip level 1–9 (default 6) */
+  /** brotli quality 0–11 (default 5) or gzip level 1–9 (default 6) */
   level?: number;
   /**
    * bytes that will go in, when known: streaming brotli then packs as well as one-shot
    * compression (about 4 % smaller bags at quality 4; bench/README.md)
    */
   sizeHint?: number;
+  /** where the engine runs (default 'caller'; see CodecThread) */
+  thread?: CodecThread;
+}
+
+/** output chunk of the compressors */
+const DEFLATE_CHUNK = 64 * 1024;
+/** the smallest output buffer node:zlib allows: the engines we step never use their own */
+const ENGINE_CHUNK = constants.Z_MIN_CHUNK;
+
+/**
+ * Where the engine runs: 'caller' (default) steps it synchronously on the calling thread;
+ * 'pool' is node:zlib's own stream, on libuv's thread pool. Both give the same bytes.
+ */
+export type CodecThread = 'caller' | 'pool';
+
+/**
+ * The engine `make` builds, stepped on the calling thread unless `thread` is 'pool' or
+ * this Node's engines cannot be stepped; `chunkSize` is the output chunk either way.
+ */
+function engineFor(make: (chunkSize: number) => Transform, processFlag: number, finishFlag: number, chunkSize: number, thread: CodecThread | undefined): Transform {
+  if (thread !== 'pool') {
+    const engine = make(ENGINE_CHUNK);
+    if (canStep(engine)) return new SteppedCodec(engine, processFlag, finishFlag, chunkSize);
+    engine.destroy();
+  }
+  return make(chunkSize);
 }
 
 export function createCompressor(codec: BagCodec, options: CompressOptions = {}): Transform {
   switch (codec) {
-    case 'br':
-      return createBrotliCompress({
-        params: {
-          [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
-          [constants.BROTLI_PARAM_QUALITY]: options.level ?? DEFAULT_BROTLI_QUALITY,
-          [constants.BROTLI_PARAM_LGWIN]: BROTLI_WINDOW_BITS,
-          ...(options.sizeHint ? { [constants.BROTLI_PARAM_SIZE_HINT]: Math.min(options.sizeHint, 2 ** 30) } : {}),
-        },
-      });
-    case 'gzip':
-      return createGzip({ level: options.level ?? DEFAULT_GZIP_LEVEL });
+    case 'br': {
+      const params = {
+        [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
+        [constants.BROTLI_PARAM_QUALITY]: options.level ?? DEFAULT_BROTLI_QUALITY,
+        [constants.BROTLI_PARAM_LGWIN]: BROTLI_WINDOW_BITS,
+        ...(options.sizeHint ? { [constants.BROTLI_PARAM_SIZE_HINT]: Math.min(options.sizeHint, 2 ** 30) } : {}),
+      };
+      return engineFor((chunkSize) => createBrotliCompress({ params, chunkSize }), constants.BROTLI_OPERATION_PROCESS, constants.BROTLI_OPERATION_FINISH, DEFLATE_CHUNK, options.thread);
+    }
+    case 'gzip': {
+      const level = options.level ?? DEFAULT_GZIP_LEVEL;
+      return engineFor((chunkSize) => createGzip({ level, chunkSize }), constants.Z_NO_FLUSH, constants.Z_FINISH, DEFLATE_CHUNK, options.thread);
+    }
     case 'none':
       return new PassThrough();
   }
@@ -58,12 +89,12 @@ export function createCompressor(codec: BagCodec, options: CompressOptions = {})
 /** output chunk of the inflaters: the granularity at which the expanded-size cap is checked */
 export const INFLATE_CHUNK = 64 * 1024;
 
-export function createDecompressor(codec: BagCodec): Transform {
+export function createDecompressor(codec: BagCodec, options: { thread?: CodecThread } = {}): Transform {
   switch (codec) {
     case 'br':
-      return createBrotliDecompress({ chunkSize: INFLATE_CHUNK });
+      return engineFor((chunkSize) => createBrotliDecompress({ chunkSize }), constants.BROTLI_OPERATION_PROCESS, constants.BROTLI_OPERATION_FINISH, INFLATE_CHUNK, options.thread);
     case 'gzip':
-      return createGunzip({ chunkSize: INFLATE_CHUNK });
+      return engineFor((chunkSize) => createGunzip({ chunkSize }), constants.Z_NO_FLUSH, constants.Z_FINISH, INFLATE_CHUNK, options.thread);
     case 'none':
       return new PassThrough();
   }
