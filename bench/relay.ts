@@ -66,6 +66,8 @@ interface Options {
   big: boolean;
   bigMB: number;
   cpuProf?: string;
+  /** MAILBAG_TRACE=1 at both ends; their timestamped frame traces go into this dir */
+  trace?: string;
   /** transport of the cut and big tests (default ssh2, or ssh when ssh2 failed) */
   via?: 'ssh2' | 'ssh';
   json?: string;
@@ -90,6 +92,7 @@ const USAGE = `usage: npm run bench -- relay [options]
   --big-mb N        size of that message (default 1000)
   --via ssh2|ssh    transport of the cut and big tests (default ssh2; ssh when ssh2 failed)
   --cpu-prof DIR    run every mailbag process under node --cpu-prof, profiles into DIR
+  --trace DIR       MAILBAG_TRACE=1 at both ends: each run's timestamped frame trace in DIR
   --json FILE       figures as JSON too
   --keep            keep the temp dir (printed)
   --tmp DIR         put the temp dir (both spools, the floor's files) in DIR, e.g. /dev/shm to take the disk out
@@ -120,6 +123,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--big') o.big = true;
     else if (a === '--big-mb') o.bigMB = num();
     else if (a === '--cpu-prof' && argv[i + 1]) o.cpuProf = resolve(argv[++i]!);
+    else if (a === '--trace' && argv[i + 1]) o.trace = resolve(argv[++i]!);
     else if (a === '--json' && argv[i + 1]) o.json = argv[++i];
     else if (a === '--keep') o.keep = true;
     else if (a === '--tmp' && argv[i + 1]) o.tmp = resolve(argv[++i]!);
@@ -189,15 +193,29 @@ function run(argv: string[], timeoutS: number, env: NodeJS.ProcessEnv = process.
   });
 }
 
-/** the peak RSS (bytes) /usr/bin/time -f %M wrote to `file`, waiting (bounded) for the process to end */
-async function peakRss(file: string, waitMs: number): Promise<number | undefined> {
+/** what /usr/bin/time writes with TIME_FORMAT: peak RSS (KiB), user and system CPU seconds */
+const TIME_FORMAT = '%M %U %S';
+const TIME_LINE = /^(\d+) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)$/;
+interface Used {
+  /** peak RSS, bytes */
+  rss: number;
+  /** user + system CPU, seconds */
+  cpu: number;
+}
+function timeLines(file: string): Used[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').trim().split('\n').flatMap((l) => {
+    const m = TIME_LINE.exec(l.trim());
+    return m ? [{ rss: Number(m[1]) * 1024, cpu: Number(m[2]) + Number(m[3]) }] : [];
+  });
+}
+
+/** peak RSS and CPU /usr/bin/time wrote to `file`, waiting (bounded) for the process to end */
+async function peakRss(file: string, waitMs: number): Promise<Used | undefined> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (existsSync(file)) {
-      const lines = readFileSync(file, 'utf8').trim().split('\n');
-      const last = lines[lines.length - 1] ?? '';
-      if (/^\d+$/.test(last)) return Number(last) * 1024;
-    }
+    const lines = timeLines(file);
+    if (lines.length) return lines[lines.length - 1];
     if (Date.now() > deadline) return undefined;
     await sleep(50);
   }
@@ -275,7 +293,9 @@ async function makeSites(w: World, variant: Exclude<Variant, 'floor'> | 'floor',
   writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n\n${LIMITS_TOML}\n[peers.hub]\n${peer}accept = ["rmail", "rsmtp"]\n`);
   // sshd reads authorized_keys at each login: this run's forced command writes its own RSS file
   const serveRss = join(dir, 'serve.rss');
-  const forced = [TIME, '-f', '%M', '-a', '-o', serveRss, process.execPath, ...nodeArgs(w.o), mailbagBin(), 'serve', '--peer', 'home', '--no-run', '--config', hubToml].join(' ');
+  // sshd runs it through the user's shell with sshd's own clean environment, as in production
+  const trace = w.o.trace ? ['env', 'MAILBAG_TRACE=1'] : [];
+  const forced = [...trace, TIME, '-f', `'${TIME_FORMAT}'`, '-a', '-o', serveRss, process.execPath, ...nodeArgs(w.o), mailbagBin(), 'serve', '--peer', 'home', '--no-run', '--config', hubToml, ...(w.o.trace ? ['2>>', join(w.o.trace, `run-${w.runNo}-serve.trace`)] : [])].join(' ');
   w.sshd.setAuthorizedKeys([
     { publicKey: w.serveKey.publicKey, command: forced },
     { publicKey: w.floorKey.publicKey },
@@ -368,30 +388,46 @@ interface Measured {
   wireDown: number;
   rssClient?: number;
   rssServer?: number;
+  /** user + system CPU seconds of sync and serve */
+  cpuClient?: number;
+  cpuServer?: number;
   summary?: string;
   /** set when this run failed: the first line of the error */
   failed?: string;
 }
 
-async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<{ ran: Ran; up: number; down: number; rssClient?: number; rssServer?: number }> {
+/**
+ * The environment `mailbag sync` gets from cron or a systemd timer: PATH, HOME and the
+ * user's names, nothing of this shell's (NODE_EXTRA_CA_CERTS, set on this machine, alone
+ * doubles Node's start-up). The far side's `serve` gets sshd's own clean environment.
+ */
+function syncEnv(o: Options): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of ['PATH', 'HOME', 'LOGNAME', 'USER', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k];
+  if (o.trace) env.MAILBAG_TRACE = '1';
+  return env;
+}
+
+async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<{ ran: Ran; up: number; down: number; rssClient?: number; rssServer?: number; cpuClient?: number; cpuServer?: number }> {
   const clientRss = join(s.dir, `sync-${Date.now()}.rss`);
-  const serveBefore = existsSync(s.serveRss) ? readFileSync(s.serveRss, 'utf8').trim().split('\n').filter((l) => /^\d+$/.test(l)).length : 0;
+  const serveBefore = timeLines(s.serveRss).length;
   const up0 = proxy.bytesUp;
   const down0 = proxy.bytesDown;
-  const ran = await run([TIME, '-f', '%M', '-o', clientRss, process.execPath, ...nodeArgs(w.o), ...(w.o.shim ? shimArgs() : []), mailbagBin(), 'sync', 'hub', '--no-run', '--config', s.homeToml], w.o.timeoutS);
-  const rssClient = await peakRss(clientRss, 5000);
+  const ran = await run([TIME, '-f', TIME_FORMAT, '-o', clientRss, process.execPath, ...nodeArgs(w.o), ...(w.o.shim ? shimArgs() : []), mailbagBin(), 'sync', 'hub', '--no-run', '--config', s.homeToml], w.o.timeoutS, syncEnv(w.o));
+  if (w.o.trace) writeFileSync(join(w.o.trace, `run-${w.runNo}-sync.trace`), ran.stderr, { flag: 'a' });
+  const client = await peakRss(clientRss, 5000);
   // the far side's serve ends after the client: wait (bounded) for its line
-  let rssServer: number | undefined;
+  let server: Used | undefined;
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    const lines = existsSync(s.serveRss) ? readFileSync(s.serveRss, 'utf8').trim().split('\n').filter((l) => /^\d+$/.test(l)) : [];
+    const lines = timeLines(s.serveRss);
     if (lines.length > serveBefore) {
-      rssServer = Number(lines[lines.length - 1]) * 1024;
+      server = lines[lines.length - 1];
       break;
     }
     await sleep(50);
   }
-  return { ran, up: proxy.bytesUp - up0, down: proxy.bytesDown - down0, rssClient, rssServer };
+  return { ran, up: proxy.bytesUp - up0, down: proxy.bytesDown - down0, rssClient: client?.rss, rssServer: server?.rss, cpuClient: client?.cpu, cpuServer: server?.cpu };
 }
 
 async function relayCorpus(w: World, files: string[], sizeLabel: string, round: number, variant: Variant): Promise<Measured> {
@@ -423,7 +459,7 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
     if (bad) throw new Error(`${VARIANT_LABEL[variant]}: ${bad}`);
     return {
       size: sizeLabel, variant, round, messages: q.jobs.size, raw: q.raw, ms: r.ran.ms, wire: r.up + r.down, wireUp: r.up, wireDown: r.down,
-      rssClient: r.rssClient, rssServer: r.rssServer, summary: r.ran.stdout.trim(),
+      rssClient: r.rssClient, rssServer: r.rssServer, cpuClient: r.cpuClient, cpuServer: r.cpuServer, summary: r.ran.stdout.trim(),
     };
   } finally {
     if (!w.o.keep) rmSync(s.dir, { recursive: true, force: true });
@@ -642,8 +678,8 @@ export async function main(argv: string[]): Promise<number> {
     const dirty = git(['status', '--porcelain', '--', 'lib', 'bin']) ? ', lib/ or bin/ modified in the work tree' : '';
     const lines = [`${date} — ${machine}; mailbag at ${git(['rev-parse', '--short', 'HEAD']) || process.env.MAILBAG_COMMIT || 'unknown commit'}${dirty}`, ''];
     if (o.shim) lines.push(SHIM_NOTE, '');
-    lines.push('| messages (raw MB) | variant | wall s (median) | × floor | wire MB | wire / raw | peak RSS sync / serve MB | rounds |');
-    lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
+    lines.push('| messages (raw MB) | variant | wall s (median) | × floor | wire MB | wire / raw | peak RSS sync / serve MB | CPU s sync / serve (median) | rounds |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
     const sizes = [...new Set(results.map((r) => r.size))];
     for (const size of sizes) {
       const floor = results.filter((r) => r.size === size && r.variant === 'floor');
@@ -654,15 +690,16 @@ export async function main(argv: string[]): Promise<number> {
         const rs = all.filter((r) => !r.failed);
         const failures = all.filter((r) => r.failed);
         if (!rs.length) {
-          lines.push(`| ${size} | ${VARIANT_LABEL[v]} | FAILED: ${failures[0]!.failed!.slice(0, 200).replace(/\|/g, '/')} | | | | | ${all.length} |`);
+          lines.push(`| ${size} | ${VARIANT_LABEL[v]} | FAILED: ${failures[0]!.failed!.slice(0, 200).replace(/\|/g, '/')} | | | | | | ${all.length} |`);
           continue;
         }
         const ms = median(rs.map((r) => r.ms));
         const wire = median(rs.map((r) => r.wire));
         const raw = rs[0]!.raw;
         const rss = v === 'floor' ? '—' : `${mb(Math.max(...rs.map((r) => r.rssClient ?? NaN)))} / ${mb(Math.max(...rs.map((r) => r.rssServer ?? NaN)))}`;
+        const cpu = v === 'floor' ? '—' : `${median(rs.map((r) => r.cpuClient ?? NaN)).toFixed(2)} / ${median(rs.map((r) => r.cpuServer ?? NaN)).toFixed(2)}`;
         lines.push(
-          `| ${size} (${(raw / MB).toFixed(1)}) | ${VARIANT_LABEL[v]} | ${(ms / 1000).toFixed(2)} (${rs.map((r) => (r.ms / 1000).toFixed(2)).join(', ')}) | ${(ms / floorMs).toFixed(2)} | ${(wire / MB).toFixed(2)} | ${(wire / raw).toFixed(3)} | ${rss} | ${rs.length}${failures.length ? ` (+${failures.length} FAILED)` : ''} |`,
+          `| ${size} (${(raw / MB).toFixed(1)}) | ${VARIANT_LABEL[v]} | ${(ms / 1000).toFixed(2)} (${rs.map((r) => (r.ms / 1000).toFixed(2)).join(', ')}) | ${(ms / floorMs).toFixed(2)} | ${(wire / MB).toFixed(2)} | ${(wire / raw).toFixed(3)} | ${rss} | ${cpu} | ${rs.length}${failures.length ? ` (+${failures.length} FAILED)` : ''} |`,
         );
       }
     }

@@ -5,7 +5,7 @@
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
-import { runReceivedJobs, serveLink } from '../session/index.js';
+import { runReceivedJobs, serveLink, traceTime } from '../session/index.js';
 import { streamLink } from '../transport/link.js';
 import type { CliIo } from './io.js';
 
@@ -29,12 +29,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (!peer) throw new MailbagError('usage', `--peer NAME is required: it is the identity of the key this runs for (${USAGE})`);
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} serve: process started; ${traceTime()} configuration loaded\n`);
   const link = streamLink(io.stdin, io.stdout, 'stdio');
   const result = await serveLink({
     config: cfg,
     peer,
     link,
-    ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${l}\n`) } : {}),
+    ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
   });
   io.stderr.write(
     `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +

@@ -4,7 +4,7 @@
 
 import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
-import { expireQueued, runReceivedJobs, syncPeer, type SessionProgress, type SessionResult } from '../session/index.js';
+import { expireQueued, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
 import type { CliIo } from './io.js';
 
 const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
@@ -29,6 +29,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (!peer) throw new MailbagError('usage', `which peer? (${USAGE})`);
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} sync: process started; ${traceTime()} configuration loaded\n`);
   const started = Date.now();
   const progress = io.isTTY && !quiet ? progressPrinter(io) : undefined;
   // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
@@ -41,7 +42,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       config: cfg,
       peer,
       ...(progress ? { onProgress: progress.update } : {}),
-      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${l}\n`) } : {}),
+      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
     });
   } catch (err) {
     progress?.clear();

@@ -23,6 +23,11 @@ export { FrameDecoder, FRAME, encodeFrame } from './frame.js';
 
 const NAME_RE = /^[a-z0-9][a-z0-9.-]*$/;
 
+/** Wall-clock time of day to the millisecond, for MAILBAG_TRACE lines (both ends of a session line up). */
+export function traceTime(now = new Date()): string {
+  return now.toISOString().slice(11, 23);
+}
+
 export interface SessionHooks {
   onProgress?: (p: SessionProgress) => void;
   trace?: (line: string) => void;
@@ -102,16 +107,26 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
   const lock = await lockPeer(spool, o.peer);
   try {
     const store = storeFor(o.config, spool, o.peer, peer);
-    await store.open();
-    const transport = o.transport ?? (await transportForPeer(peer));
+    // the spool's recovery runs while the link comes up (an SSH handshake is the longer)
+    const opened = store.open();
+    opened.catch(() => {});
     let link: Link;
     try {
+      const transport = o.transport ?? (await transportForPeer(peer));
       link = await transport.connect();
     } catch (err) {
+      await opened.catch(() => undefined);
       if (err instanceof MailbagError) throw err;
       throw new SessionError('unreachable', `cannot reach ${o.peer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    return await sessionOn(link, store, spool, peer, o);
+    try {
+      await opened;
+    } catch (err) {
+      link.abort(err instanceof Error ? err : new Error(String(err)));
+      await link.done.catch(() => undefined);
+      throw err;
+    }
+    return await sessionOn(link, store, spool, peer, { ...o, scanEarly: true });
   } finally {
     await lock.release();
   }
@@ -126,7 +141,7 @@ function hooks(o: SessionHooks): SessionHooks {
 }
 
 /** One session on a link, in either role, then the time it ended (dispatch's poll). */
-async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string }): Promise<SessionResult> {
+async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string; scanEarly?: boolean }): Promise<SessionResult> {
   const result = await runSession({
     link,
     store,
@@ -135,6 +150,7 @@ async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: Pe
     codecs: codecsFor(peer),
     caps: receiveCaps(o.config),
     keepaliveMs: peer.keepaliveMs || 15_000,
+    ...(o.scanEarly ? { scanEarly: true } : {}),
     ...hooks(o),
   });
   await markSession(spool, o.peer);

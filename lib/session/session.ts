@@ -4,6 +4,7 @@
 // receiving run at once (full duplex); offers and data are pipelined, so a session
 // costs a fixed number of round trips. Jobs leave our queue only on ACK or `have`.
 
+import { availableParallelism } from 'node:os';
 import { SessionError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
@@ -15,7 +16,12 @@ import {
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
 import { SessionState, type Incoming } from './state.js';
-import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type ReceiveCaps, type SessionStore } from './store.js';
+import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore } from './store.js';
+
+/** bags compressed at once by the sender: one per core, at most two (memory: one compressor and read-ahead each) */
+const BUILDERS = Math.max(1, Math.min(2, availableParallelism()));
+/** incoming bags checked and staged at once by the receiver (each its own directory and decompressor) */
+const STAGERS = 2;
 
 export interface SessionOptions {
   link: Link;
@@ -33,6 +39,8 @@ export interface SessionOptions {
   /** give up after this long without receiving anything (default max(4 × keepalive, 30 s)) */
   idleTimeoutMs?: number;
   software?: string;
+  /** read our queue while the handshake runs (the dialer: it knows whom it dialled) */
+  scanEarly?: boolean;
   onProgress?: (p: SessionProgress) => void;
   /** called with one line per frame sent and received (debugging) */
   trace?: (line: string) => void;
@@ -113,8 +121,13 @@ class Session {
   private readonly ours = new Map<string, PendingBag>();
   private readonly dataQueue: { bag: string; from: number }[] = [];
   private pumping = false;
+  private scan: Promise<{ pending: PendingBag[]; queued: QueuedJob[] }> | undefined;
+  private senderDone: Promise<void> = Promise.resolve();
   private readonly incoming = new Map<string, InBag>();
   private commitChain: Promise<void> = Promise.resolve();
+  /** bags being staged now, and the commits waiting for a slot */
+  private staging = 0;
+  private readonly stageWaiters: (() => void)[] = [];
   private ackChain: Promise<void> = Promise.resolve();
   private busy = 0;
   private byeSent = false;
@@ -170,6 +183,7 @@ class Session {
       }
       if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
     }, Math.max(10, Math.min(1000, Math.floor(this.keepalive / 2))));
+    if (this.o.scanEarly) this.scanQueue().catch(() => {});
     this.reading = this.readLoop();
     void this.link.done.then((end) => {
       if (!this.settled && !(this.byeSent && this.state.byeReceived)) {
@@ -317,17 +331,32 @@ class Session {
     }
     if (!this.senderStarted) {
       this.senderStarted = true;
-      this.sender().catch((err: unknown) => this.fail(err, true));
+      this.senderDone = this.sender().catch((err: unknown) => this.fail(err, true));
     }
   }
 
   // ----- sending our queue -----
 
+  /**
+   * What we have queued for the peer, read from the spool (pending bags and queued job
+   * sizes). The dialer starts this before the peer's HELLO arrives, so the scan overlaps
+   * the handshake; the server only after HELLO (nothing of a queue is read for a client
+   * whose identity is wrong).
+   */
+  private scanQueue(): Promise<{ pending: PendingBag[]; queued: QueuedJob[] }> {
+    this.scan ??= (async () => {
+      const pending = await this.o.store.pendingBags();
+      const queued = await this.o.store.queuedJobs(new Set());
+      return { pending, queued };
+    })();
+    return this.scan;
+  }
+
   private async sender(): Promise<void> {
     const theirs = this.res.peerHello;
     const codec = chooseCodec(this.o.codecs, theirs.codecs);
     const caps = { maxBag: theirs.maxBag, maxExpanded: theirs.maxExpanded, maxJobs: theirs.maxJobs, maxJob: theirs.maxJob };
-    const pending = await this.o.store.pendingBags();
+    const { pending, queued: all } = await this.scanQueue();
     const inBags = new Set<string>();
     for (const p of pending) {
       if (this.settled) return;
@@ -339,19 +368,36 @@ class Session {
       this.offer(p);
     }
     if (codec) {
-      const queued = await this.o.store.queuedJobs(inBags);
+      const queued = all.filter((j) => !inBags.has(j.id));
       const plan = planBags(queued, caps);
       // too large for the peer, now and on every later try: failed for good, the sender told
       for (const j of plan.held) {
         const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
         if (await this.o.store.failQueuedJob(j.id, `${j.size} bytes, larger than ${this.o.peer} accepts (${cap})`, '5.3.4')) this.res.held.push(j.id);
       }
-      for (const group of plan.bags) {
-        if (this.settled) return;
-        const bag = await this.o.store.buildBag(group, codec);
-        if (this.settled) return;
-        if (!this.state.canOffer(bag.bag)) continue;
-        this.offer(bag);
+      // BUILDERS bags are compressed at once (each compressor runs in libuv's pool, so
+      // on its own core); they are offered in plan order, each as soon as it is built
+      const builds: Promise<PendingBag>[] = [];
+      let next = 0;
+      const startBuild = (): void => {
+        const group = plan.bags[next++]!;
+        this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
+        const p = this.o.store.buildBag(group, codec);
+        p.catch(() => {});
+        builds.push(p);
+      };
+      try {
+        while (next < plan.bags.length && builds.length < BUILDERS) startBuild();
+        while (builds.length > 0) {
+          const bag = await builds.shift()!;
+          if (this.settled) return;
+          if (next < plan.bags.length) startBuild();
+          if (!this.state.canOffer(bag.bag)) continue;
+          this.offer(bag);
+        }
+      } finally {
+        // a failure (or the session's end) leaves no build running behind our back
+        await Promise.allSettled(builds);
       }
     }
     this.state.doneSent = true;
@@ -395,6 +441,7 @@ class Session {
             }
           }
         }
+        this.o.trace?.(`${this.o.site} - sent all of ${bag.slice(0, 12)}`);
         this.state.sentAll(bag);
       }
     } catch (err) {
@@ -408,6 +455,7 @@ class Session {
     const p = this.ours.get(bag);
     this.ackChain = this.ackChain.then(async () => {
       const removed = await this.o.store.acked(bag);
+      this.o.trace?.(`${this.o.site} - removed ${removed} jobs of ${bag.slice(0, 12)}`);
       this.res.sent.bags++;
       this.res.sent.jobs += removed;
       faultPoint('session-sender-after-remove');
@@ -467,18 +515,52 @@ class Session {
     const half = Math.floor(b.offer.size / 2);
     if (offset < half && offset + chunk.length >= half) faultPoint('session-mid-bag');
     if (complete) {
-      // the bytes must be on disk before the hash is checked and anything committed
-      await b.writer.close(true);
+      this.o.trace?.(`${this.o.site} - received all of ${bag.slice(0, 12)}`);
+      // the partial is fsynced by the commit (before its hash is checked), not here: the
+      // read loop goes on with the next bag's frames meanwhile
+      const writer = b.writer;
       b.writer = undefined;
-      this.scheduleCommit(b.offer);
+      this.scheduleCommit(b.offer, writer);
     }
   }
 
-  private scheduleCommit(offer: Offer): void {
+  /** run `f` when fewer than STAGERS bags are being staged (FIFO) */
+  private async stageSlot<T>(f: () => Promise<T>): Promise<T> {
+    while (this.staging >= STAGERS) await new Promise<void>((r) => this.stageWaiters.push(r));
+    this.staging++;
+    try {
+      return await f();
+    } finally {
+      this.staging--;
+      this.stageWaiters.shift()?.();
+    }
+  }
+
+  /**
+   * Commit a complete bag. Its checking and staging (decompress, validate, write the new
+   * jobs into HASH.d/) may run while the bag before it is still being staged or
+   * committed, STAGERS at once; the commit point and ACK follow one bag at a time, in the
+   * order the bags completed (docs/protocol.md §5).
+   */
+  private scheduleCommit(offer: Offer, writer?: PartialWriter): void {
+    const staged = this.stageSlot(async () => {
+      // the bytes must be on disk before the hash is checked and anything committed
+      if (writer) await writer.close(true);
+      if (this.settled) return undefined;
+      this.o.trace?.(`${this.o.site} - staging ${offer.bag.slice(0, 12)}`);
+      return this.o.store.stageBag(offer.bag, offer.codec, this.o.caps);
+    });
+    staged.catch(() => {});
     this.commitChain = this.commitChain.then(async () => {
-      if (this.settled) return;
       try {
-        const r = await this.o.store.commitBag(offer.bag, offer.codec, this.o.caps);
+        const st = await staged;
+        if (!st) return;
+        if (this.settled) {
+          await this.o.store.dropStaged(st);
+          return;
+        }
+        this.o.trace?.(`${this.o.site} - committing ${offer.bag.slice(0, 12)}`);
+        const r = await this.o.store.finishCommit(st);
         this.res.received.bags++;
         this.res.received.jobs += r.committed.length;
         this.res.received.duplicates += r.duplicates;
@@ -490,6 +572,7 @@ class Session {
         faultPoint('session-after-ack');
       } catch (err) {
         if (!(err instanceof BagRefusal)) throw err;
+        if (this.settled) return;
         const r = { bag: offer.bag, code: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) };
         this.res.refusedByUs.push(r);
         this.send(encodeRefuse(r));
@@ -561,7 +644,7 @@ class Session {
     }
     // settle only when no commit or removal of ours is still running: the caller
     // releases the session lock next, and another session may start at once
-    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain])
+    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone])
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }
