@@ -1,126 +1,72 @@
-// The LMTP listener's JobStore and DedupLedger on the real spool. A job is written by
-// the spool's one commit function (Spool.writeJob: tmp → write → fsync → rename →
-// directory fsync) fed from an async iterable the listener pushes chunks into, so the
-// message streams to disk as it arrives and an aborted job leaves nothing behind.
+// The LMTP listener's JobStore and DedupLedger on the real spool. A job is staged in
+// the spool's tmp/ as the message arrives (bounded memory: written in 64 KiB pieces)
+// and committed by a GroupCommit: with the jobs of the other transactions that ended
+// meanwhile it is fsynced, linked into out/PEER and its directory fsynced, and only then
+// does commit() resolve (promise 1). An aborted job leaves nothing behind.
 // Ledger entries are small files `lmtp-ledger/PEER/DIGEST`, written whole (tmp, rename)
 // but not fsynced: an entry only saves a duplicate, and after a crash recover() rebuilds
 // the entries of the jobs committed last from the jobs themselves.
 
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InputError } from '../errors.js';
+import { encodeJobHeader } from '../job/header.js';
 import { jobIdTime, newJobId } from '../job/id.js';
-import { tmpName } from '../spool/commit.js';
+import { LIMITS } from '../limits.js';
+import { GroupCommit, spoolErrorFrom, tmpName } from '../spool/commit.js';
 import type { Spool } from '../spool/spool.js';
 import type { DedupLedger, JobDraft, JobDraftHeader, JobStore } from './store.js';
 
-/** A one-slot channel: the writer's promise settles once the reader took the chunk and asked for the next. */
-class Channel implements AsyncIterable<Uint8Array> {
-  private taker: { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (e: unknown) => void } | undefined;
-  private offered: { chunk: Uint8Array; ack: () => void } | undefined;
-  private inflight: (() => void) | undefined;
-  private ended = false;
-  private aborted: Error | undefined;
-  private failed: unknown;
-  private readonly failures: ((e: unknown) => void)[] = [];
-
-  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return {
-      next: () => {
-        // the reader asks for more: the chunk it had is written
-        const done = this.inflight;
-        this.inflight = undefined;
-        done?.();
-        return new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
-          if (this.aborted) return reject(this.aborted);
-          if (this.offered) {
-            const { chunk, ack } = this.offered;
-            this.offered = undefined;
-            this.inflight = ack;
-            return resolve({ value: chunk, done: false });
-          }
-          if (this.ended) return resolve({ value: undefined, done: true });
-          this.taker = { resolve, reject };
-        });
-      },
-      // the reader gave up (too big): the writer waiting on its chunk learns why from
-      // fail(), once the commit has failed; it must not be told the chunk was written
-      return: async () => ({ value: undefined, done: true }),
-    };
-  }
-
-  write(chunk: Uint8Array): Promise<void> {
-    if (this.failed !== undefined) return Promise.reject(this.failed);
-    return new Promise<void>((resolve, reject) => {
-      this.failures.push(reject);
-      const ack = (): void => {
-        this.failures.splice(this.failures.indexOf(reject), 1);
-        resolve();
-      };
-      if (this.taker) {
-        const t = this.taker;
-        this.taker = undefined;
-        this.inflight = ack;
-        t.resolve({ value: chunk, done: false });
-      } else {
-        this.offered = { chunk, ack };
-      }
-    });
-  }
-
-  /** the consumer (the commit) failed: every writer waiting learns why */
-  fail(err: unknown): void {
-    this.failed = err;
-    for (const reject of this.failures.splice(0)) reject(err);
-  }
-
-  end(): void {
-    this.ended = true;
-    if (this.taker && !this.offered) {
-      const t = this.taker;
-      this.taker = undefined;
-      t.resolve({ value: undefined, done: true });
-    }
-  }
-
-  abort(): void {
-    this.aborted = new Error('LMTP transaction abandoned');
-    if (this.taker) {
-      const t = this.taker;
-      this.taker = undefined;
-      t.reject(this.aborted);
-    }
-  }
-}
-
 export class SpoolJobStore implements JobStore {
-  constructor(private readonly spool: Spool, private readonly site: string) {}
+  /** out/PEER directories known to exist (made once, forgotten when a commit fails) */
+  private readonly dirs = new Set<string>();
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly site: string,
+    private readonly committer: GroupCommit = new GroupCommit(),
+  ) {}
 
   async begin(h: JobDraftHeader, opts: { maxSize: number }): Promise<JobDraft> {
     const id = newJobId();
     const header = { id, from: this.site, to: h.to, created: new Date().toISOString(), command: h.command, args: h.args, sender: h.sender, recipients: h.recipients };
-    const channel = new Channel();
-    const written = this.spool.writeJob('out', h.to, header, channel, { maxSize: opts.maxSize });
-    let settled = false;
-    written.then(
-      () => {
-        settled = true;
-      },
-      (err: unknown) => {
-        settled = true;
-        channel.fail(err);
-      },
-    );
+    const head = encodeJobHeader(header);
+    const ref = this.spool.ref('out', h.to, id);
+    if (!this.dirs.has(h.to)) {
+      await this.spool.ensureDir('out', h.to);
+      this.dirs.add(h.to);
+    }
+    const max = Math.min(opts.maxSize, LIMITS.maxJobSizeCeiling);
+    const staged = this.committer.stage(ref.path, { tmpDir: this.spool.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
+    const tooBig = (err: unknown): unknown =>
+      err instanceof InputError && err.code === 'too-big' ? new InputError('too-big', `message is larger than the limit of ${max} bytes`, { cause: err }) : err;
+    try {
+      staged.write(head);
+    } catch (err) {
+      throw tooBig(err);
+    }
     return {
-      write: (chunk) => channel.write(chunk),
+      write: async (chunk) => {
+        try {
+          staged.write(chunk);
+        } catch (err) {
+          throw tooBig(err);
+        }
+      },
       commit: async () => {
-        channel.end();
-        const ref = await written;
-        return ref.id;
+        try {
+          await staged.commit();
+        } catch (err) {
+          // the directory may have gone: make it again next time
+          this.dirs.delete(h.to);
+          throw tooBig(err);
+        }
+        return id;
       },
       abort: async () => {
-        if (!settled) channel.abort();
-        await written.catch(() => undefined);
+        staged.abort();
       },
     };
   }
@@ -134,10 +80,12 @@ export class SpoolLedger implements DedupLedger {
 
   constructor(private readonly spool: Spool) {}
 
+  // find and record use synchronous calls: a small file in the page cache, cheaper than
+  // a thread-pool round trip each (they run once per accepted message)
   async find(peer: string, digest: string): Promise<string | undefined> {
     let text: string;
     try {
-      text = await readFile(this.spool.path(LEDGER_DIR, peer, digest), 'latin1');
+      text = readFileSync(this.spool.path(LEDGER_DIR, peer, digest), 'latin1');
     } catch {
       return undefined;
     }
@@ -153,11 +101,15 @@ export class SpoolLedger implements DedupLedger {
     }
     const tmp = join(this.spool.tmpDir, tmpName('ledger'));
     try {
-      await writeFile(tmp, `${LEDGER_MAGIC}${jobId}\n`, { mode: 0o600, flag: 'wx' });
-      await rename(tmp, this.spool.path(LEDGER_DIR, peer, digest));
+      writeFileSync(tmp, `${LEDGER_MAGIC}${jobId}\n`, { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, this.spool.path(LEDGER_DIR, peer, digest));
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never made
+      }
+      throw spoolErrorFrom(err, `recording in the LMTP ledger`);
     }
   }
 

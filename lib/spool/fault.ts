@@ -13,6 +13,14 @@ const armed = process.env.MAILBAG_FAULT;
  */
 export const FAULT_POINTS = ['mid-write', 'after-write', 'after-fsync', 'after-rename', 'after-dir-fsync'] as const;
 
+/**
+ * GroupCommit's points, once per batch: `batch-before-fsync` (every file of the batch
+ * written, none fsynced), `batch-after-fsync` (all fsynced, none in place),
+ * `batch-after-rename` (all linked into place, directories not yet fsynced) and
+ * `batch-after-dir-fsync` (durable, no caller told yet).
+ */
+export const BATCH_FAULT_POINTS = ['batch-before-fsync', 'batch-after-fsync', 'batch-after-rename', 'batch-after-dir-fsync'] as const;
+
 /** Kill this process with SIGKILL when MAILBAG_FAULT equals `name`; otherwise nothing. */
 export function faultPoint(name: string): void {
   if (armed !== undefined && armed === name) process.kill(process.pid, 'SIGKILL');
