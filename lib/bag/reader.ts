@@ -3,7 +3,7 @@
 // before it costs much: entries that are not plain files or have names that are not job
 // file names, an entry over the size cap (refused at its header, before its bytes are
 // inflated), more entries than allowed, and a decompressed total over its cap (the
-// inflater is stopped within one 16 KiB chunk of the cap: a decompression bomb never
+// inflater is stopped within one 64 KiB chunk of the cap: a decompression bomb never
 // unfolds). Memory stays bounded: every stage has backpressure.
 //
 // A bag is good only when the iteration completes: the caller commits nothing before
@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { LIMITS } from '../limits.js';
-import { createDecompressor, sniffCodec, type BagCodec } from './codec.js';
+import { createDecompressor, sniffCodec, type BagCodec, type CodecThread } from './codec.js';
 import { BagError } from './errors.js';
 import { isValidEntryName, showName } from './names.js';
 import type { BagSummary } from './writer.js';
@@ -34,6 +34,8 @@ export interface ReadBagOptions {
   expectSha256?: string;
   /** a stricter name rule than the default (isValidEntryName is always applied first) */
   isValidName?: (name: string) => boolean;
+  /** where the decompressor runs (default 'caller': see lib/bag/stepped.ts) */
+  thread?: CodecThread;
 }
 
 export interface BagEntry {
@@ -165,7 +167,7 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   }
 
   const raw = Readable.from(compressedBytes(), { objectMode: false });
-  const decompressor = createDecompressor(codec);
+  const decompressor = createDecompressor(codec, options.thread === undefined ? {} : { thread: options.thread });
   raw.on('error', (err) => decompressor.destroy(err));
   raw.pipe(decompressor);
   const extract = tar.extract();

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { PassThrough, Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '../limits.js';
-import { createCompressor, type BagCodec } from './codec.js';
+import { createCompressor, type BagCodec, type CodecThread } from './codec.js';
 import { BagError } from './errors.js';
 import { isValidEntryName, showName } from './names.js';
 
@@ -31,12 +31,14 @@ export interface BagJob {
 export interface WriteBagOptions {
   /** default 'br' */
   codec?: BagCodec;
-  /** brotli quality (default 4) or gzip level (default 6) */
+  /** brotli quality (default 5) or gzip level (default 6) */
   level?: number;
   /** refuse a job larger than this (default LIMITS.maxJobSizeCeiling) */
   maxEntrySize?: number;
   /** the bag's expanded size, for the compressor; computed when `jobs` is an array */
   sizeHint?: number;
+  /** where the compressor runs (default 'caller': see lib/bag/stepped.ts) */
+  thread?: CodecThread;
   signal?: AbortSignal;
 }
 
@@ -275,6 +277,7 @@ export function bagStream(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
   const compressor = createCompressor(codec, {
     ...(options.level === undefined ? {} : { level: options.level }),
     ...(sizeHint === undefined ? {} : { sizeHint }),
+    ...(options.thread === undefined ? {} : { thread: options.thread }),
   });
   const tap = new HashTap();
   const out = new PassThrough();
