@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // mailbag: the command-line tool. Each command lives in lib/cli/; main.ts dispatches.
 // `mailbag enqueue`, which an MTA runs once per message, goes to its CommonJS bundle
-// (the same run.ts + main.ts + enqueue, built by scripts/bundle-front-doors.mjs), so
+// (run.ts + enqueue.ts's mainFromMailbag, which moves leading --config options as
+// main.ts does; built by scripts/bundle-front-doors.mjs), so
 // Node loads one file and skips its ES module loader; everything else loads as usual.
 // The package's `mailbag` bin is dist/bin/mailbag.cjs (scripts/bundle-front-doors.mjs), a
 // CommonJS entry that routes the same way without the ES module loader's start-up.

@@ -9,8 +9,8 @@
 //   dist/bin/mailbag-uux.cjs           loader; code: mailbag-uux.HASH.code.cjs (all of
 //                                      `mailbag-uux`), cache: mailbag-uux.HASH.v8cache
 //   dist/bin/mailbag-enqueue.cjs       loader; code: mailbag-enqueue.HASH.code.cjs (run.ts +
-//                                      main.ts + enqueue; the other commands are never
-//                                      reached from it), cache: mailbag-enqueue.HASH.v8cache
+//                                      enqueue.ts's mainFromMailbag; main.ts and the other
+//                                      commands are not in it), cache: mailbag-enqueue.HASH.v8cache
 //
 // and the built-ins the hot path does not touch on a normal run are imported through
 // lazy stand-ins (see lazyBuiltins), loaded only if a rare path calls into them.
@@ -23,7 +23,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { env as processEnv, execPath, stderr } from 'node:process';
@@ -73,17 +73,6 @@ const lazyBuiltins = {
   },
 };
 
-/** The other commands stay separate ES modules; the front-door bundles never load them. */
-const otherCommandsExternal = {
-  name: 'other-commands-external',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/[a-z-]+\.js$/ }, (args) => {
-      if (args.kind !== 'dynamic-import' || args.path === './enqueue.js') return undefined;
-      return { path: `../lib/cli/${args.path.slice(2)}`, external: true };
-    });
-  },
-};
-
 const common = {
   bundle: true,
   platform: 'node',
@@ -101,8 +90,11 @@ const common = {
   define: { 'import.meta.url': '__importMeta.url' },
 };
 
-const entry = (main, prefix) => ({
-  contents: `import { runAsProcess } from './lib/cli/run.js';\nimport { main } from './lib/cli/${main}.js';\nrunAsProcess(main, '${prefix}');\n`,
+// `module` and `fn` name the main function the bundle runs: a static import, so esbuild
+// hoists every module into one scope (a dynamic import, as main.ts loads its commands
+// with, would wrap each reachable module in a lazily called init function)
+const entry = (module, prefix, fn = 'main') => ({
+  contents: `import { runAsProcess } from './lib/cli/run.js';\nimport { ${fn} } from './lib/cli/${module}.js';\nrunAsProcess(${fn}, '${prefix}');\n`,
   resolveDir: dist,
   sourcefile: `${prefix}-entry.js`,
   loader: 'js',
@@ -134,14 +126,27 @@ function writeAtomically(file, text, mode = 0o644) {
  * bundle as CommonJS does (the same text as require('node:module').wrap, without
  * loading `module`, which brings in the ES module loader and the source-map support).
  */
+/** the most cache bytes a loader reads: a cache this size or larger is not used */
+const CACHE_READ = 1024 * 1024;
+
 function runner(code, cache) {
-  return `const { readFileSync, writeFileSync } = require('node:fs');
+  // the cache is read with openSync/readSync, which the front door needs anyway, into a
+  // buffer larger than any cache made here (readFileSync without an encoding would
+  // compile Node's generic file-reading path, about 0.3M instructions, for this one read)
+  return `const { closeSync, openSync, readFileSync, readSync, writeFileSync } = require('node:fs');
 const { Script } = require('node:vm');
 const file = __dirname + '/${basename(code)}';
 const cache = __dirname + '/${basename(cache)}';
 let cachedData;
 try {
-  cachedData = readFileSync(cache);
+  const fd = openSync(cache, 0);
+  try {
+    const buf = Buffer.allocUnsafe(${CACHE_READ});
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    if (n < buf.length) cachedData = buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
 } catch {}
 const script = new Script('(function (exports, require, module, __filename, __dirname) { ' + readFileSync(file, 'utf8') + '\\n});', { filename: file, cachedData });
 if (process.env.MAILBAG_MAKE_CODE_CACHE === cache) process.once('exit', () => writeFileSync(cache, script.createCachedData()));
@@ -163,23 +168,30 @@ async function frontDoor(name, stdin, plugins) {
 }
 
 /** Removes older code and caches of `name`, then makes the cache by one real run of `bin`. */
-function finish(name, { cache, hash }, bin, sampleArgs) {
+function finish(name, { cache, hash }, bin, sampleArgs, sampleFromLine) {
   for (const f of readdirSync(binDir)) {
     if (f.startsWith(`${name}.`) && (f.endsWith('.v8cache') || f.endsWith('.code.cjs')) && !f.startsWith(`${name}.${hash}.`)) rmSync(join(binDir, f));
   }
-  // one real run in a temp dir, so the cache holds what a run compiles
+  // real runs in a temp dir, so the cache holds what a run compiles: the first makes the
+  // spool, the second (the state every run after the first sees) makes the cache
   const tmp = mkdtempSync(join(tmpdir(), 'mailbag-code-cache-'));
   try {
     const config = join(tmp, 'mailbag.toml');
     writeFileSync(config, `site = "cache"\nspool = "${join(tmp, 'spool')}"\n\n[peers.hub]\nhost = "hub.invalid"\n`);
-    const r = spawnSync(execPath, [bin, ...sampleArgs], {
-      input: 'From: a@cache.test\nTo: b@cache.test\nSubject: code cache\n\nbody\n',
-      env: { ...withoutFault(processEnv), MAILBAG_CONFIG: config, MAILBAG_MAKE_CODE_CACHE: cache },
-      timeout: 60_000,
-      encoding: 'utf8',
-    });
+    let r;
+    for (const make of [false, true]) {
+      r = spawnSync(execPath, [bin, ...sampleArgs], {
+        input: `${sampleFromLine}Received: from cache.test\nFrom: a@cache.test\nTo: b@cache.test\nSubject: code cache\n\nbody\n`,
+        env: { ...withoutFault(processEnv), MAILBAG_CONFIG: config, ...(make ? { MAILBAG_MAKE_CODE_CACHE: cache } : {}) },
+        timeout: 60_000,
+        encoding: 'utf8',
+      });
+      if (r.status !== 0) break;
+    }
     if (r.status !== 0 || !existsSync(cache)) {
       stderr.write(`bundle-front-doors: no code cache for ${name} (exit ${r.status}: ${r.stderr.trim()}); it runs without one\n`);
+    } else if (statSync(cache).size >= CACHE_READ) {
+      stderr.write(`bundle-front-doors: the code cache for ${name} is ${statSync(cache).size} bytes, more than its loader reads (${CACHE_READ}); it runs without one\n`);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -189,7 +201,9 @@ function finish(name, { cache, hash }, bin, sampleArgs) {
 const UUX_SAMPLE = ['-r', '-n', '-z', '-acache@cache.test', '-', 'hub!rmail', '(rcpt@hub.test)'];
 const ENQUEUE_SAMPLE = ['enqueue', 'hub', '-f', 'cache@cache.test', '--', 'rcpt@hub.test'];
 const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBuiltins]);
-const enqueue = await frontDoor('mailbag-enqueue', entry('main', 'mailbag'), [lazyBuiltins, otherCommandsExternal]);
+// `mailbag [--config FILE] enqueue …` straight into lib/cli/enqueue.ts (mainFromMailbag
+// moves leading --config options as main.ts does), not through main.ts's command table
+const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', 'mainFromMailbag'), [lazyBuiltins]);
 
 // The package's bins (package.json "bin"): `.cjs` files, which Node runs as CommonJS
 // whatever the package type says. A `.js` entry here is an ES module, and that costs
@@ -219,5 +233,7 @@ ${runner(enqueue.code, enqueue.cache).replace(/^(?=.)/gm, '  ')}} else {
 }
 `, 0o755);
 
-finish('mailbag-uux', uux, join(binDir, 'mailbag-uux.cjs'), UUX_SAMPLE);
-finish('mailbag-enqueue', enqueue, join(binDir, 'mailbag.cjs'), ENQUEUE_SAMPLE);
+// the MTAs' uux transports pass a From_ line on stdin (Postfix's pipe flag F); a direct
+// `mailbag enqueue` transport usually does not
+finish('mailbag-uux', uux, join(binDir, 'mailbag-uux.cjs'), UUX_SAMPLE, 'From a@cache.test  Sun Nov 22 04:10:00 2026\n');
+finish('mailbag-enqueue', enqueue, join(binDir, 'mailbag.cjs'), ENQUEUE_SAMPLE, '');

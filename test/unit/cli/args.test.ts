@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MailbagError } from '../../../lib/errors.js';
 import { parseEnqueueArgs } from '../../../lib/cli/enqueue-args.js';
 import { parseUuxArgs } from '../../../lib/cli/uux-args.js';
+import { enqueueArgv } from '../../../lib/cli/enqueue.js';
 
 function refusal(f: () => unknown): MailbagError {
   try {
@@ -38,6 +39,19 @@ describe('mailbag enqueue argv', () => {
   });
 
   it('--help', () => expect(parseEnqueueArgs(['--help'])).toEqual({ kind: 'help' }));
+
+  it.each([
+    [['enqueue', 'hub', '-f', 'a', 'b'], ['hub', '-f', 'a', 'b']],
+    [['--config', '/c.toml', 'enqueue', 'hub'], ['--config', '/c.toml', 'hub']],
+    [['--config=/c.toml', '--config', '--config=x', 'enqueue', '--', '-x'], ['--config=/c.toml', '--config', '--config=x', '--', '-x']],
+  ])('mailbag.cjs runs `mailbag %j` as enqueue main(%j), leading --config moved as main.ts does', (argv, want) => {
+    expect(enqueueArgv(argv)).toEqual(want);
+  });
+
+  it('enqueueArgv refuses what is not an enqueue command line', () => {
+    expect(() => enqueueArgv(['status', 'enqueue'])).toThrow(/not an enqueue command line/);
+    expect(() => enqueueArgv(['--config'])).toThrow(/--config needs a FILE/);
+  });
 
   it.each([
     [[], /no PEER/],
