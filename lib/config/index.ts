@@ -29,6 +29,12 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9.-]*$/;
 const COMMAND_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 const BUILTIN_COMMANDS = ['rmail', 'rsmtp'];
 
+// units of the defaults below (written out, not parsed: see Table.duration and Table.size)
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const DAY = 24 * 60 * MINUTE;
+const MIB = 1024 * 1024;
+
 export interface LoadConfigOptions {
   /** `--config FILE` from the command line (relative to cwd) */
   path?: string | undefined;
@@ -164,8 +170,10 @@ class Table {
     return n;
   }
 
-  duration(k: string, def: string): number {
-    const v = this.get(k) ?? def;
+  /** `def` in milliseconds: a default is not parsed (a front door loads the configuration once per message) */
+  duration(k: string, def: number): number {
+    const v = this.get(k);
+    if (v === undefined) return def;
     if (typeof v !== 'string') this.fail(k, `must be a duration string like "30s", "15m" or "5d", not ${typeName(v)}`);
     const ms = parseDuration(v);
     if (typeof ms === 'string') this.fail(k, ms);
@@ -173,8 +181,10 @@ class Table {
     return ms;
   }
 
-  size(k: string, def: string, max: number): number {
-    const v = this.get(k) ?? def;
+  /** `def` in bytes, not parsed */
+  size(k: string, def: number, max: number): number {
+    const v = this.get(k);
+    if (v === undefined) return def;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'bigint') {
       this.fail(k, `must be a size like "64M" or a number of bytes, not ${typeName(v)}`);
     }
@@ -246,8 +256,8 @@ function validate(raw: Raw, file: string | undefined, base: string): Config {
   const siteText = top.string('site');
   const site = siteText === undefined ? hostSiteName() : name(top, 'site', siteText, 'site');
   const spool = path(top, 'spool', base) ?? join(packageRoot(), 'spool');
-  const queueLifetimeMs = top.duration('queue_lifetime', '5d');
-  const ledgerRetentionMs = top.duration('ledger_retention', '14d');
+  const queueLifetimeMs = top.duration('queue_lifetime', 5 * DAY);
+  const ledgerRetentionMs = top.duration('ledger_retention', 14 * DAY);
   const limits = validateLimits(top.table('limits'));
   const delivery = validateDelivery(top.table('delivery'), base);
   const peersTable = top.table('peers');
@@ -266,11 +276,11 @@ function validate(raw: Raw, file: string | undefined, base: string): Config {
 function validateLimits(t: Table): LimitsConfig {
   const ceiling = LIMITS.maxJobSizeCeiling;
   const limits: LimitsConfig = {
-    maxMessageSize: t.size('max_message_size', '64M', ceiling),
+    maxMessageSize: t.size('max_message_size', 64 * MIB, ceiling),
     // the job format holds at most LIMITS.maxRecipients (lib/job/header.ts)
     maxRecipients: t.integer('max_recipients', LIMITS.maxRecipients, 1, LIMITS.maxRecipients),
-    maxBagSize: t.size('max_bag_size', '256M', 64 * ceiling),
-    maxBagExpanded: t.size('max_bag_expanded', '1G', 64 * ceiling),
+    maxBagSize: t.size('max_bag_size', 256 * MIB, 64 * ceiling),
+    maxBagExpanded: t.size('max_bag_expanded', 1024 * MIB, 64 * ceiling),
     maxJobsPerBag: t.integer('max_jobs_per_bag', 10_000, 1, 1_000_000),
   };
   t.finish();
@@ -281,7 +291,8 @@ function validateDelivery(t: Table, base: string): DeliveryConfig {
   const method = t.oneOf<DeliveryMethod>('method', ['sendmail', 'smtp', 'lmtp'], 'sendmail');
   const sendmail = path(t, 'sendmail', base, '/usr/sbin/sendmail')!;
   const mta = t.oneOf<MtaFlavour>('mta', ['auto', 'postfix', 'exim', 'sendmail'], 'auto');
-  const smtp = hostPort(t, 'smtp', t.string('smtp') ?? '127.0.0.1:25');
+  const smtpText = t.string('smtp');
+  const smtp = smtpText === undefined ? { host: '127.0.0.1', port: 25 } : hostPort(t, 'smtp', smtpText);
   const lmtpText = t.string('lmtp');
   let lmtp: Endpoint | undefined;
   if (lmtpText !== undefined) {
@@ -329,16 +340,17 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   if (host === '') t.fail('host', 'must not be empty');
   if (host !== undefined && /[\s/]/.test(host)) t.fail('host', `"${host}" is not a host name`);
   const port = t.integer('port', 22, 1, 65535);
-  const user = t.string('user') ?? 'mailbag';
-  if (user === '' || /\s/.test(user)) t.fail('user', `"${user}" is not a user name`);
+  const userText = t.string('user');
+  if (userText !== undefined && (userText === '' || /\s/.test(userText))) t.fail('user', `"${userText}" is not a user name`);
+  const user = userText ?? 'mailbag';
   const identity = path(t, 'identity', base);
   const agent = t.boolean('agent', false);
   const knownHosts = path(t, 'known_hosts', base) ?? defaultKnownHosts();
   const remoteCommand = t.string('remote_command') ?? `mailbag serve --peer ${site}`;
   if (remoteCommand.trim() === '') t.fail('remote_command', 'must not be empty');
-  const connectTimeoutMs = t.duration('connect_timeout', '30s');
-  const keepaliveMs = t.duration('keepalive', '15s');
-  const pollMs = t.duration('poll', '15m');
+  const connectTimeoutMs = t.duration('connect_timeout', 30 * SECOND);
+  const keepaliveMs = t.duration('keepalive', 15 * SECOND);
+  const pollMs = t.duration('poll', 15 * MINUTE);
   const codec = t.oneOf<Codec>('codec', ['br', 'gzip', 'none'], 'br');
 
   const actionsTable = t.table('actions');

@@ -194,6 +194,7 @@ export class Spool {
   }
 
   private static checkMarkerText(path: string, text: string): void {
+    if (text === SPOOL_MARKER_CONTENT) return;
     const m = /^mailbag-spool (\d{1,9})\n$/.exec(text);
     if (!m) throw new SpoolError(`${path} is not a mailbag spool marker (it must read "${SPOOL_MARKER_CONTENT.trim()}")`);
     if (Number(m[1]) !== SPOOL_VERSION) {
