@@ -10,6 +10,7 @@ import { asMailbagError, MailbagError } from '../errors.js';
 import { buildRouter } from '../lmtp/route.js';
 import { LmtpServer } from '../lmtp/server.js';
 import { SpoolJobStore, SpoolLedger } from '../lmtp/spool-store.js';
+import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool } from '../spool/spool.js';
 import type { CliIo } from './io.js';
@@ -68,9 +69,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const pruner = setInterval(prune, PRUNE_EVERY_MS);
   pruner.unref();
 
+  // a batch takes every job in flight (one per connection and peer), up to 256 or a job per connection
+  const committer = new GroupCommit({ maxBatch: Math.max(256, config.lmtp.maxConnections) });
   const server = new LmtpServer({
     router,
-    store: new SpoolJobStore(spool, config.site),
+    store: new SpoolJobStore(spool, config.site, committer),
     ledger,
     hostname: hostname() || config.site,
     maxMessageSize: config.limits.maxMessageSize,
@@ -108,6 +111,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
   await server.close(30_000);
   clearInterval(pruner);
+  const { batches, files, largest } = committer.stats;
+  log(`lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}`);
   log('lmtpd: stopped');
   return 0;
 }

@@ -350,6 +350,8 @@ async function fsyncDirFd(dir: string): Promise<void> {
 export class GroupCommit {
   private readonly queue: Pending[] = [];
   private running = false;
+  /** set while the committer waits for work with a batch still being answered */
+  private wake: (() => void) | undefined;
   private readonly maxBatch: number;
   /** batches committed and files in them, for the logs and the bench */
   readonly stats = { batches: 0, files: 0, largest: 0 };
@@ -434,6 +436,7 @@ export class GroupCommit {
         return new Promise<CommitResult>((resolve, reject) => {
           this.queue.push({ fd: out, tmp, dest, noReplace: Boolean(opts.noReplace), size, resolve, reject });
           if (!this.running) void this.run();
+          else this.wake?.();
         });
       },
       abort: () => {
@@ -445,17 +448,41 @@ export class GroupCommit {
 
   private async run(): Promise<void> {
     this.running = true;
+    // the batch whose names are being placed and made durable, while the next batch's
+    // files are fsynced: the next batch's fsyncs and this one's directory fsync then
+    // share a journal commit, so a batch costs one commit, not two, once the queue is busy
+    let answering: Promise<void> | undefined;
     try {
       // transactions whose data ended in this turn of the event loop join the first batch
       await new Promise<void>((r) => setImmediate(r));
-      while (this.queue.length > 0) await this.commitBatch(this.queue.splice(0, this.maxBatch));
+      for (;;) {
+        if (this.queue.length === 0) {
+          if (!answering) break;
+          // wait for the batch being answered to finish, or for new files to arrive
+          const current = answering;
+          const finished = current.then(() => {
+            if (answering === current) answering = undefined;
+          });
+          const arrived = new Promise<void>((r) => (this.wake = r));
+          await Promise.race([finished, arrived]);
+          this.wake = undefined;
+          // the others that end in this turn of the event loop come along
+          if (this.queue.length > 0) await new Promise<void>((r) => setImmediate(r));
+          continue;
+        }
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.syncFiles(batch);
+        // batches are answered in order, and at most one waits for its directories
+        if (answering) await answering;
+        answering = this.placeAndAnswer(batch);
+      }
     } finally {
       this.running = false;
     }
   }
 
-  /** fsync all, close, place all, fsync each directory once, then answer every caller. */
-  private async commitBatch(batch: Pending[]): Promise<void> {
+  /** First half of a batch: fsync every file (issued together), then close them. */
+  private async syncFiles(batch: Pending[]): Promise<void> {
     this.stats.batches++;
     this.stats.files += batch.length;
     this.stats.largest = Math.max(this.stats.largest, batch.length);
@@ -463,12 +490,16 @@ export class GroupCommit {
     // the data must be on disk before the name is (see commitFile); issued together,
     // the fsyncs of a batch share the file system's journal commits
     const synced = await Promise.allSettled(batch.map((p) => fsyncFd(p.fd)));
-    faultPoint('batch-after-fsync');
     batch.forEach((p, i) => {
       const r = synced[i]!;
       if (r.status === 'rejected') p.failed = r.reason;
       ignoreErrors(() => closeSync(p.fd));
     });
+  }
+
+  /** Second half: place every fsynced file, fsync each directory once, answer every caller. */
+  private async placeAndAnswer(batch: Pending[]): Promise<void> {
+    faultPoint('batch-after-fsync');
     for (const p of batch) {
       if (p.failed !== undefined) continue;
       try {
