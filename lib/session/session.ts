@@ -4,7 +4,6 @@
 // receiving run at once (full duplex); offers and data are pipelined, so a session
 // costs a fixed number of round trips. Jobs leave our queue only on ACK or `have`.
 
-import { availableParallelism } from 'node:os';
 import { SessionError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
@@ -18,8 +17,6 @@ import {
 import { SessionState, type Incoming } from './state.js';
 import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore } from './store.js';
 
-/** bags compressed at once by the sender: one per core, at most two (memory: one compressor and read-ahead each) */
-const BUILDERS = Math.max(1, Math.min(2, availableParallelism()));
 /** incoming bags checked and staged at once by the receiver (each its own directory and decompressor) */
 const STAGERS = 2;
 
@@ -375,29 +372,30 @@ class Session {
         const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
         if (await this.o.store.failQueuedJob(j.id, `${j.size} bytes, larger than ${this.o.peer} accepts (${cap})`, '5.3.4')) this.res.held.push(j.id);
       }
-      // BUILDERS bags are compressed at once (each compressor runs in libuv's pool, so
-      // on its own core); they are offered in plan order, each as soon as it is built
-      const builds: Promise<PendingBag>[] = [];
-      let next = 0;
-      const startBuild = (): void => {
-        const group = plan.bags[next++]!;
-        this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
-        const p = this.o.store.buildBag(group, codec);
-        p.catch(() => {});
-        builds.push(p);
-      };
+      // one bag is compressed at a time (one compressor's memory); the next starts as
+      // soon as the one before is written, while that one is made durable and offered
+      const seals: Promise<PendingBag>[] = [];
+      let offering: Promise<void> = Promise.resolve();
+      let sealFailed = false;
       try {
-        while (next < plan.bags.length && builds.length < BUILDERS) startBuild();
-        while (builds.length > 0) {
-          const bag = await builds.shift()!;
-          if (this.settled) return;
-          if (next < plan.bags.length) startBuild();
-          if (!this.state.canOffer(bag.bag)) continue;
-          this.offer(bag);
+        for (const group of plan.bags) {
+          // a bag that could not be made durable ends the session (below) before the next is built
+          if (this.settled || sealFailed) break;
+          this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
+          const { sealed } = await this.o.store.writeBagFile(group, codec);
+          seals.push(sealed);
+          offering = offering.then(async () => {
+            const bag = await sealed;
+            if (this.settled || !this.state.canOffer(bag.bag)) return;
+            this.offer(bag);
+          });
+          offering.catch(() => void (sealFailed = true));
         }
+        await offering;
+        if (this.settled) return;
       } finally {
-        // a failure (or the session's end) leaves no build running behind our back
-        await Promise.allSettled(builds);
+        // a failure (or the session's end) leaves no bag being sealed behind our back
+        await Promise.allSettled(seals);
       }
     }
     this.state.doneSent = true;

@@ -238,6 +238,15 @@ export class SessionStore {
 
   /** Write a bag of these jobs into the spool, named by its hash (crash-safe, see §6). */
   async buildBag(jobs: QueuedJob[], codec: BagCodec): Promise<PendingBag> {
+    return (await this.writeBagFile(jobs, codec)).sealed;
+  }
+
+  /**
+   * Compress a bag of these jobs into a tmp file. Resolves as soon as its bytes are
+   * written — the compressor is free for the next bag — with `sealed`: the bag made
+   * durable and named by its hash (§6), which must settle before the bag is offered.
+   */
+  async writeBagFile(jobs: QueuedJob[], codec: BagCodec): Promise<{ sealed: Promise<PendingBag> }> {
     const tmp = join(this.paths.tmp, tmpName('bag'));
     let summary;
     try {
@@ -246,23 +255,32 @@ export class SessionStore {
         createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
         { codec, ...(this.options.level === undefined ? {} : { level: this.options.level }) },
       );
-      // the bag's bytes must be on disk before its name is
-      const fh = await open(tmp, constants.O_RDONLY);
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
-    const hash = summary.sha256;
+    const sealed = this.sealBag(tmp, summary.sha256, summary.size, jobs, codec);
+    sealed.catch(() => {});
+    return { sealed };
+  }
+
+  private async sealBag(tmp: string, hash: string, size: number, jobs: QueuedJob[], codec: BagCodec): Promise<PendingBag> {
     const list = `${BAG_LIST_MAGIC}\ncodec ${codec}\n${jobs.map((j) => `${j.id}\n`).join('')}`;
-    await commitFile(join(this.bagsOut, `${hash}.jobs`), Buffer.from(list), { tmpDir: this.paths.tmp, label: 'baglist' });
-    await rename(tmp, join(this.bagsOut, `${hash}.bag`));
+    const listTmp = join(this.paths.tmp, tmpName('baglist'));
+    try {
+      // the bytes of both files on disk before their names are (one fsync each, at once)
+      await Promise.all([syncFile(tmp), writeSynced(listTmp, Buffer.from(list))]);
+      // the list first; either name alone is deleted by the recovery (§6), and one
+      // fsync of the directory makes both names durable
+      await rename(listTmp, join(this.bagsOut, `${hash}.jobs`));
+      await rename(tmp, join(this.bagsOut, `${hash}.bag`));
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      await unlink(listTmp).catch(() => undefined);
+      throw err;
+    }
     await fsyncDir(this.bagsOut);
-    return { bag: hash, size: summary.size, codec, jobs: jobs.map((j) => j.id) };
+    return { bag: hash, size, codec, jobs: jobs.map((j) => j.id) };
   }
 
   /** The bag's bytes from `from` to the end. */
@@ -295,9 +313,10 @@ export class SessionStore {
       }
     });
     await fsyncDir(this.paths.out);
+    // not fsynced: a HASH.bag or HASH.acked that comes back after a crash is removed by
+    // the recovery, and the jobs it names are gone for good (out/PEER/ was fsynced)
     await rmQuiet(join(this.bagsOut, `${bag}.bag`));
     await rmQuiet(marker);
-    await fsyncDir(this.bagsOut);
     return removed;
   }
 
@@ -517,8 +536,8 @@ export class SessionStore {
     }
     // every staged job durable before the commit point: one syncfs of the spool's file
     // system for a bag of many jobs, else fsyncs issued together (one journal commit)
-    await syncStaged(staging, committed.map((id) => join(staging, id)));
-    await fsyncDir(staging);
+    // (a syncfs also wrote the directory's entries; fsyncs of the files did not)
+    if (!(await syncStaged(staging, committed.map((id) => join(staging, id))))) await fsyncDir(staging);
     faultPoint('session-after-stage');
     // 3. the commit point
     await this.book.record(bag, committed);
@@ -543,9 +562,10 @@ export class SessionStore {
     await eachSync(names, (name) => (JOB_ID_RE.test(name) ? fs.renameSync(join(staging, name), join(this.paths.in, name)) : stray.push(name)));
     for (const name of stray) await rmQuiet(join(staging, name));
     await fsyncDir(this.paths.in);
+    // not fsynced: a HASH.d/ or HASH.part that comes back after a crash is removed by the
+    // recovery (the ledger holds the bag)
     await rmQuiet(staging);
     await rmQuiet(this.partPath(bag));
-    await fsyncDir(this.bagsIn);
   }
 
   /** Jobs waiting in out/PEER/. */
@@ -582,18 +602,20 @@ let syncfsWorks = true;
  * Make staged files durable. For many files, one syncfs(2) of their file system
  * (coreutils `sync -f DIR`): measured on ext4, 488 staged corpus jobs took ~20 ms this
  * way against 115-225 ms with one fsync each. Where `sync -f` is missing or fails, one
- * fsync per file, as before.
+ * fsync per file, as before. True when the whole file system was synced (the staging
+ * directory's entries too).
  */
-async function syncStaged(dir: string, paths: string[]): Promise<void> {
+async function syncStaged(dir: string, paths: string[]): Promise<boolean> {
   if (paths.length >= SYNCFS_MIN && syncfsWorks) {
     try {
       await execFileP('sync', ['-f', dir], { timeout: 120_000 });
-      return;
+      return true;
     } catch {
       syncfsWorks = false;
     }
   }
   await syncAll(paths);
+  return false;
 }
 
 /** fsync many files, several at a time (callback fs: no FileHandle per file). */
@@ -625,6 +647,18 @@ function syncFile(path: string): Promise<void> {
       fs.fsync(fd, (syncErr) => fs.close(fd, (closeErr) => (syncErr ?? closeErr ? reject(syncErr ?? closeErr) : resolve())));
     });
   });
+}
+
+/** A new file (O_EXCL, 0600) with these bytes, fsynced. */
+async function writeSynced(path: string, data: Buffer): Promise<void> {
+  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  try {
+    let off = 0;
+    while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** A new file (O_EXCL, 0600) with these bytes; no fsync (see syncStaged). */
