@@ -5,7 +5,7 @@
 // `failed/PEER/ID`; every file enters through commitFile. Layout and crash states:
 // docs/spool.md.
 
-import { constants, createReadStream, lstatSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { constants, createReadStream, lstatSync, readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { chmod, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -82,17 +82,23 @@ function checkPeer(peer: string): void {
 export class Spool {
   /** absolute path of the spool's root */
   readonly root: string;
-  /** the device every spool directory must be on */
-  readonly dev: number;
+  /** the device every spool directory must be on (stat of the root, made when first asked) */
+  get dev(): number {
+    return (this.#dev ??= statSync(this.root).dev);
+  }
+
+  #dev: number | undefined;
+  /** opened by openForQueue's quick path: the one-file-system check was left to link(2) */
+  #quick = false;
   /** what the start-up cleanup removed and kept */
   readonly cleanup: CleanupReport;
 
   /** QUEUE/PEER directories checked by openForQueue, so a job's write need not check them again */
   private readonly checked = new Set<string>();
 
-  private constructor(root: string, dev: number, cleanup: CleanupReport) {
+  private constructor(root: string, dev: number | undefined, cleanup: CleanupReport) {
     this.root = root;
-    this.dev = dev;
+    this.#dev = dev;
     this.cleanup = cleanup;
   }
 
@@ -126,23 +132,24 @@ export class Spool {
   /**
    * Spool.open for a process that only writes jobs into QUEUE/PEER (a front door, once
    * per message). On a spool that is set up it checks what such a write passes through
-   * and no more: the marker, tmp/, QUEUE/ and QUEUE/PEER (real directories on the root's
-   * device), and it removes dead writers' tmp files — a few stat calls instead of a walk
-   * of the tree. The rest of the tree is checked by the commands that use it (every one
-   * of them opens the spool with Spool.open). When anything is missing (a new spool, a
-   * new peer) it is Spool.open, which makes it, followed by ensureDir(QUEUE, PEER).
+   * and no more, without a walk of the tree and without stat: the marker; tmp/ and
+   * QUEUE/PEER are directories reached without a symbolic link (realpath of `DIR/.`); it
+   * removes dead writers' tmp files. The one-file-system rule holds for what it writes
+   * because link(2) refuses to cross a mount (EXDEV): a job that can be linked from tmp/
+   * into QUEUE/PEER is on the mount that holds their common parent, the root; when link
+   * says EXDEV, writeJobSync reports Spool.open's error naming the directory. Anything
+   * else — a new spool or peer, a symbolic link, a bad marker — is left to Spool.open
+   * (followed by ensureDir(QUEUE, PEER)), which makes what is missing or says what is
+   * wrong in its own words. Every other command opens the spool with Spool.open.
    */
   static async openForQueue(root: string, queue: Queue, peer: string, opts: OpenOptions = {}): Promise<Spool> {
     checkQueue(queue);
     checkPeer(peer);
     const abs = resolve(root);
-    let spool: Spool | undefined;
-    try {
-      spool = await Spool.openSetUp(abs, queue, peer, opts);
-    } catch (err) {
-      throw spoolErrorFrom(err, `opening spool ${abs}`);
-    }
-    if (!spool) {
+    let spool = await Spool.openSetUp(abs, queue, peer, opts);
+    if (spool) {
+      spool.#quick = true;
+    } else {
       spool = await Spool.open(abs, opts);
       await spool.ensureDir(queue, peer);
     }
@@ -150,27 +157,22 @@ export class Spool {
     return spool;
   }
 
-  /** openForQueue's checks, or undefined when something is missing (Spool.open makes it or says why not). */
+  /** openForQueue's checks; undefined when anything is not as expected (Spool.open then decides). */
   private static async openSetUp(abs: string, queue: Queue, peer: string, opts: OpenOptions): Promise<Spool | undefined> {
-    const rootSt = statSync(abs, { throwIfNoEntry: false });
-    if (!rootSt?.isDirectory()) return undefined;
-    const path = join(abs, SPOOL_MARKER);
-    let text: string;
     try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
+      // the root itself may be a symbolic link (Spool.open follows it too)
+      const real = realpathSync.native(abs);
+      for (const dir of ['tmp', `${queue}/${peer}`]) {
+        // `DIR/.` resolves only when DIR is a directory; any link on the way changes the path
+        if (realpathSync.native(`${abs}/${dir}/.`) !== `${real === '/' ? '' : real}/${dir}`) return undefined;
+      }
+      const text = readFileSync(`${abs}/${SPOOL_MARKER}`, 'utf8');
+      if (text !== SPOOL_MARKER_CONTENT) return undefined;
+      const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(`${abs}/tmp`);
+      return new Spool(abs, undefined, report);
+    } catch {
+      return undefined;
     }
-    Spool.checkMarkerText(path, text);
-    const dev = rootSt.dev;
-    for (const dir of [join(abs, 'tmp'), join(abs, queue), join(abs, queue, peer)]) {
-      const st = lstatSync(dir, { throwIfNoEntry: false });
-      if (!st) return undefined;
-      Spool.checkStat(dir, st, dev);
-    }
-    const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
-    return new Spool(abs, dev, report);
   }
 
   private static async checkMarker(root: string, create: boolean): Promise<void> {
@@ -332,6 +334,10 @@ export class Spool {
       const r = commitFileSync(ref.path, body, { tmpDir: this.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
       return { ...ref, size: r.size };
     } catch (err) {
+      // tmp/ and the queue on two mounts: Spool.open names the directory (openForQueue left that check to link)
+      if (this.#quick && err instanceof MailbagError && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EXDEV') {
+        await Spool.open(this.root, { cleanup: false });
+      }
       throw jobTooBig(err, max);
     }
   }

@@ -73,12 +73,18 @@ describe.runIf(mounts)('spool on real file systems', () => {
     const err = await Spool.open(root).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpoolError);
     expect((err as Error).message).toMatch(/out\/hub is on another file system than the spool root/);
-    // a front door checks the directories its job passes through the same way
-    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/out\/hub is on another file system than the spool root/);
+    // a front door leaves the check to link(2), which refuses to cross a mount (EXDEV):
+    // its job is refused with Spool.open's words, and nothing is left behind
+    const front = await Spool.openForQueue(root, 'out', 'hub');
+    await expect(front.writeJobSync('out', 'hub', header(), [Buffer.from('x')])).rejects.toThrow(/out\/hub is on another file system than the spool root/);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(root, 'out', 'hub'))).toEqual([]);
     unmount(mounted.pop()!);
     mount(join(root, 'tmp'), '64k');
     await expect(Spool.open(root)).rejects.toThrow(/spool\/tmp is on another file system/);
-    await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/spool\/tmp is on another file system/);
+    const front2 = await Spool.openForQueue(root, 'out', 'hub');
+    await expect(front2.writeJobSync('out', 'hub', header(), [Buffer.from('x')])).rejects.toThrow(/spool\/tmp is on another file system/);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
     unmount(mounted.pop()!);
     // the session's directories too (bags/in/PEER holds partial bags)
     mkdirSync(join(root, 'bags', 'in', 'hub'), { recursive: true });

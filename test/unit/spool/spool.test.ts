@@ -134,6 +134,25 @@ describe('Spool.openForQueue (a front door: one queue directory)', () => {
     expect(mode(join(root, 'tmp'))).toBe(0o700);
   });
 
+  it('follows a spool root that is a symbolic link, as Spool.open does', async () => {
+    await Spool.openForQueue(root, 'out', 'hub', { create: true });
+    symlinkSync(root, join(dir, 'link'));
+    const spool = await Spool.openForQueue(join(dir, 'link'), 'out', 'hub');
+    await spool.writeJobSync('out', 'hub', header(), [Buffer.from('x')]);
+    expect(readdirSync(join(root, 'out', 'hub'))).toHaveLength(1);
+  });
+
+  it('refuses a file in place of tmp/ or out/PEER in Spool.open\'s words', async () => {
+    await Spool.openForQueue(root, 'out', 'hub', { create: true });
+    for (const d of ['out/hub', 'tmp']) {
+      rmSync(join(root, d), { recursive: true });
+      writeFileSync(join(root, d), 'in the way\n');
+      await expect(Spool.openForQueue(root, 'out', 'hub')).rejects.toThrow(/is not a directory|exists and is not a directory/);
+      rmSync(join(root, d));
+      mkdirSync(join(root, d), { mode: 0o700 });
+    }
+  });
+
   it('checks the marker, and refuses a symbolic link where the job passes: tmp/, out/, out/PEER', async () => {
     await Spool.openForQueue(root, 'out', 'hub', { create: true });
     writeFileSync(join(root, 'mailbag-spool'), 'mailbag-spool 2\n');
