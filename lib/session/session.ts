@@ -17,8 +17,12 @@ import {
 import { SessionState, type Incoming } from './state.js';
 import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore } from './store.js';
 
-/** incoming bags checked and staged at once by the receiver (each its own directory and decompressor) */
-const STAGERS = 2;
+/**
+ * incoming bags checked and staged at once by the receiver. One: the decompressor runs on
+ * this thread, so a second would only hold a second decompressor's memory; what overlaps
+ * is the staging of one bag with the durability steps and commit of the bag before it.
+ */
+const STAGERS = 1;
 
 export interface SessionOptions {
   link: Link;
@@ -536,9 +540,9 @@ class Session {
 
   /**
    * Commit a complete bag. Its checking and staging (decompress, validate, write the new
-   * jobs into HASH.d/) may run while the bag before it is still being staged or
-   * committed, STAGERS at once; the commit point and ACK follow one bag at a time, in the
-   * order the bags completed (docs/protocol.md §5).
+   * jobs into HASH.d/) runs while the bag before it is still being made durable and
+   * committed (STAGERS bags staged at once); the commit point and ACK follow one bag at
+   * a time, in the order the bags completed (docs/protocol.md §5).
    */
   private scheduleCommit(offer: Offer, writer?: PartialWriter): void {
     const staged = this.stageSlot(async () => {
