@@ -121,14 +121,14 @@ function writeAtomically(file, text, mode = 0o644) {
   renameSync(`${file}.tmp`, file);
 }
 
-/**
- * The code that runs a bundle with its cache, for a generated loader. It wraps the
- * bundle as CommonJS does (the same text as require('node:module').wrap, without
- * loading `module`, which brings in the ES module loader and the source-map support).
- */
 /** the most cache bytes a loader reads: a cache this size or larger is not used */
 const CACHE_READ = 1024 * 1024;
 
+/**
+ * The code that runs a bundle with its cache, for a generated loader. The bundle's file
+ * is already wrapped as CommonJS wraps a module (see frontDoor), so the loader needs no
+ * `node:module` (which brings in the ES module loader and the source-map support).
+ */
 function runner(code, cache) {
   // the cache is read with openSync/readSync, which the front door needs anyway, into a
   // buffer larger than any cache made here (readFileSync without an encoding would
@@ -148,7 +148,7 @@ try {
     closeSync(fd);
   }
 } catch {}
-const script = new Script('(function (exports, require, module, __filename, __dirname) { ' + readFileSync(file, 'utf8') + '\\n});', { filename: file, cachedData });
+const script = new Script(readFileSync(file, 'utf8'), { filename: file, cachedData });
 if (process.env.MAILBAG_MAKE_CODE_CACHE === cache) process.once('exit', () => writeFileSync(cache, script.createCachedData()));
 script.runInThisContext()(exports, require, module, file, __dirname);
 `;
@@ -156,7 +156,9 @@ script.runInThisContext()(exports, require, module, file, __dirname);
 
 async function frontDoor(name, stdin, plugins) {
   const built = await build({ ...common, stdin, write: false, outfile: join(binDir, `${name}.code.cjs`), plugins });
-  const text = built.outputFiles[0].contents;
+  // wrapped as CommonJS wraps a module (the text of require('node:module').wrap), here
+  // rather than in the loader, which hands V8 the file's text as it reads it
+  const text = `(function (exports, require, module, __filename, __dirname) { ${built.outputFiles[0].text}\n});`;
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 16);
   // code and cache carry the code's hash in their names, so a loader only ever pairs a
   // cache with the code it was made from, even while a rebuild replaces files

@@ -124,7 +124,7 @@ async function writeOut(spool: Spool, config: Config, peer: string, header: JobH
  * never as message text. A `From ` line rmail would refuse is a bad envelope.
  */
 class FromLineTaker {
-  private readonly reader = new UucpEnvelopeReader();
+  private reader: UucpEnvelopeReader | undefined;
   private readonly seen: Buffer[] = [];
 
   /** null while more input is needed */
@@ -134,7 +134,8 @@ class FromLineTaker {
     if (this.seen.length === 0 && chunk !== null && chunk.length > 0 && chunk[0] !== F && chunk[0] !== GT) {
       return { lead: chunk, sender: undefined };
     }
-    const outcome = chunk === null ? this.reader.end() : (this.seen.push(Buffer.from(chunk)), this.reader.push(chunk));
+    const reader = (this.reader ??= new UucpEnvelopeReader());
+    const outcome = chunk === null ? reader.end() : (this.seen.push(Buffer.from(chunk)), reader.push(chunk));
     if (outcome === null) return null;
     if (outcome.ok) return { lead: Buffer.from(outcome.value.rest), sender: outcome.value.envelope.sender };
     const all = Buffer.concat(this.seen);
