@@ -39,7 +39,7 @@ export class SpoolJobStore implements JobStore {
       this.dirs.add(h.to);
     }
     const max = Math.min(opts.maxSize, LIMITS.maxJobSizeCeiling);
-    const staged = this.committer.stage(ref.path, { tmpDir: this.spool.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
+    const staged = await this.committer.stage(ref.path, { tmpDir: this.spool.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
     const tooBig = (err: unknown): unknown =>
       err instanceof InputError && err.code === 'too-big' ? new InputError('too-big', `message is larger than the limit of ${max} bytes`, { cause: err }) : err;
     try {

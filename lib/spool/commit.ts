@@ -4,7 +4,7 @@
 // sees either no file or the whole file, and once commitFile returns the file survives
 // a crash or power cut. On any failure the tmp file is removed before the error leaves.
 
-import { closeSync, constants, fchmodSync, fsync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsync, fsyncSync, linkSync, open as openCb, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InputError, MailbagError, SpoolError } from '../errors.js';
@@ -298,8 +298,9 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
 // issued at once (ext4 folds concurrent fsyncs into one journal commit), each directory
 // that got a new name is fsynced once for the whole batch, and then every caller learns
 // its file is durable. A file waits at most for the batch in progress and its own.
-// Opening, writing and renaming are synchronous calls (page cache and metadata, no disk
-// wait: cheaper than a thread-pool round trip each); only the fsyncs go to the pool.
+// Writing and linking are synchronous calls (page cache and metadata, no disk wait:
+// cheaper than a thread-pool round trip each); the fsyncs, and the creation of the tmp
+// file (which can wait for a journal commit in progress), go to the thread pool.
 
 /** the size a staged file's writes are gathered to before one write(2) */
 const STAGE_BUFFER = 64 * 1024;
@@ -361,15 +362,19 @@ export class GroupCommit {
   }
 
   /**
-   * Create the tmp file for `dest` now (O_EXCL, 0600 whatever the umask). The caller
-   * writes into it and commits; until the commit resolves nothing is promised.
+   * Create the tmp file for `dest` (O_EXCL, 0600 whatever the umask). The caller writes
+   * into it and commits; until the commit resolves nothing is promised.
    */
-  stage(dest: string, opts: CommitOptions): StagedFile {
+  async stage(dest: string, opts: CommitOptions): Promise<StagedFile> {
     const tmp = join(opts.tmpDir, tmpName(opts.label));
     const max = opts.maxSize ?? Number.POSITIVE_INFINITY;
     let fd: number | undefined;
     try {
-      fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+      // in the thread pool: creating a file can wait for the journal commit of a batch,
+      // which must not stop the event loop (the other connections)
+      fd = await new Promise<number>((resolve, reject) =>
+        openCb(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))),
+      );
       // the umask may have taken bits away; 0600 exactly, whatever it was
       fchmodSync(fd, FILE_MODE);
     } catch (err) {

@@ -29,13 +29,13 @@ afterEach(() => {
 describe('GroupCommit', () => {
   it('commits files that end in one turn of the event loop as one batch, each whole, 0600, no tmp left', async () => {
     const gc = new GroupCommit();
-    const staged = Array.from({ length: 12 }, (_, i) => {
-      const f = gc.stage(join(out, `f${i}`), { tmpDir: tmp, noReplace: true, label: 'job' });
+    const staged = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
+      const f = await gc.stage(join(out, `f${i}`), { tmpDir: tmp, noReplace: true, label: 'job' });
       f.write(Buffer.from(`head ${i}\n`));
       // more than the 64 KiB gathered before a write(2), in uneven pieces
       for (let k = 0; k < 20; k++) f.write(Buffer.alloc(5000 + k, 0x61 + (i % 26)));
       return f;
-    });
+    }));
     expect(readdirSync(tmp)).toHaveLength(12);
     const results = await Promise.all(staged.map((f) => f.commit()));
     expect(gc.stats).toEqual({ batches: 1, files: 12, largest: 12 });
@@ -51,8 +51,8 @@ describe('GroupCommit', () => {
 
   it('files that end while a batch is on its way to disk form the next batch; every caller is answered', async () => {
     const gc = new GroupCommit();
-    const commitOne = (name: string): Promise<unknown> => {
-      const f = gc.stage(join(out, name), { tmpDir: tmp, noReplace: true });
+    const commitOne = async (name: string): Promise<unknown> => {
+      const f = await gc.stage(join(out, name), { tmpDir: tmp, noReplace: true });
       f.write(Buffer.from(name));
       return f.commit();
     };
@@ -73,8 +73,8 @@ describe('GroupCommit', () => {
     const gc = new GroupCommit();
     writeFileSync(join(out, 'taken'), 'earlier');
     const names = ['x', 'taken', 'y'];
-    const settled = await Promise.allSettled(names.map((n) => {
-      const f = gc.stage(join(out, n), { tmpDir: tmp, noReplace: true });
+    const settled = await Promise.allSettled(names.map(async (n) => {
+      const f = await gc.stage(join(out, n), { tmpDir: tmp, noReplace: true });
       f.write(Buffer.from(`new ${n}`));
       return f.commit();
     }));
@@ -93,7 +93,7 @@ describe('GroupCommit', () => {
 
   it('a destination directory that went away fails that file with a temporary SpoolError and leaves nothing', async () => {
     const gc = new GroupCommit();
-    const f = gc.stage(join(dir, 'gone', 'f'), { tmpDir: tmp, noReplace: true });
+    const f = await gc.stage(join(dir, 'gone', 'f'), { tmpDir: tmp, noReplace: true });
     f.write(Buffer.from('data'));
     const err = await f.commit().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpoolError);
@@ -103,14 +103,14 @@ describe('GroupCommit', () => {
 
   it('abort removes the tmp file; writing past maxSize throws InputError too-big and removes it', async () => {
     const gc = new GroupCommit();
-    const a = gc.stage(join(out, 'a'), { tmpDir: tmp });
+    const a = await gc.stage(join(out, 'a'), { tmpDir: tmp });
     a.write(Buffer.from('partial'));
     a.abort();
     a.abort(); // twice is harmless
     expect(() => a.write(Buffer.from('more'))).toThrow(/write after abort/);
     await expect(a.commit()).rejects.toThrow(/commit after abort/);
 
-    const b = gc.stage(join(out, 'b'), { tmpDir: tmp, maxSize: 10 });
+    const b = await gc.stage(join(out, 'b'), { tmpDir: tmp, maxSize: 10 });
     b.write(Buffer.from('0123456789'));
     let thrown: unknown;
     try {
@@ -128,7 +128,7 @@ describe('GroupCommit', () => {
 
   it('a second commit of one file is refused', async () => {
     const gc = new GroupCommit();
-    const f = gc.stage(join(out, 'once'), { tmpDir: tmp, noReplace: true });
+    const f = await gc.stage(join(out, 'once'), { tmpDir: tmp, noReplace: true });
     f.write(Buffer.from('x'));
     const first = f.commit();
     await expect(f.commit()).rejects.toThrow(/commit after commit/);
@@ -145,7 +145,7 @@ describe.runIf(canMount('group commit on a full disk'))('GroupCommit on a full d
       mkdirSync(join(root, 'tmp'));
       mkdirSync(join(root, 'out'));
       const gc = new GroupCommit();
-      const f = gc.stage(join(root, 'out', 'big'), { tmpDir: join(root, 'tmp') });
+      const f = await gc.stage(join(root, 'out', 'big'), { tmpDir: join(root, 'tmp') });
       let thrown: unknown;
       try {
         for (let i = 0; i < 64; i++) f.write(Buffer.alloc(8192, 0x61)); // 512 KiB
