@@ -15,7 +15,7 @@ import { LIMITS } from '../limits.js';
 import { BsmtpBodyEncoder } from '../bsmtp/writer.js';
 import { envelopeLines, type ParsedAddress } from './envelope.js';
 import type { Router } from './route.js';
-import type { DedupLedger, JobDraft, JobStore } from './store.js';
+import type { DedupLedger, JobDraft, JobStore, PreparedEntry } from './store.js';
 
 export interface LmtpServerOptions {
   router: Router;
@@ -53,6 +53,8 @@ interface PeerShare {
   sender: string;
   recipients: string[];
   draft?: JobDraft;
+  /** its ledger entry, written while the message arrives and named once the job is durable */
+  entry?: PreparedEntry;
   hash: Hash;
   failure?: MailbagError;
   jobId?: string;
@@ -213,6 +215,12 @@ export class LmtpServer {
         );
       } catch (err) {
         fail(s, err);
+        return;
+      }
+      const ledger = this.opts.ledger;
+      if (ledger?.prepare && s.draft.id !== undefined) {
+        // no entry prepared: record() writes it after the commit instead
+        s.entry = await ledger.prepare(s.peer, s.draft.id).catch(() => undefined);
       }
     }));
     for (const s of live()) {
@@ -247,6 +255,7 @@ export class LmtpServer {
     if (stream.sizeExceeded) oversize = true;
 
     if (oversize || broken !== undefined) {
+      for (const s of shares.values()) s.entry?.discard();
       await Promise.all([...shares.values()].map((s) => s.draft?.abort().catch(() => undefined)));
       if (broken !== undefined) throw new ReplyError(451, 'connection lost in the middle of the message');
       const r = new ReplyError(552, `message larger than the limit of ${this.opts.maxMessageSize} bytes (limits.max_message_size)`);
@@ -273,6 +282,7 @@ export class LmtpServer {
   private async finish(s: PeerShare): Promise<void> {
     if (!s.draft) return;
     if (s.failure) {
+      s.entry?.discard();
       await s.draft.abort().catch(() => undefined);
       return;
     }
@@ -281,6 +291,7 @@ export class LmtpServer {
     try {
       const earlier = ledger ? await ledger.find(s.peer, digest) : undefined;
       if (earlier !== undefined) {
+        s.entry?.discard();
         await s.draft.abort();
         s.jobId = earlier;
         s.duplicate = true;
@@ -291,6 +302,7 @@ export class LmtpServer {
     } catch (err) {
       s.failure = asMailbagError(err);
       this.log(`lmtpd: job for ${s.peer} failed: ${s.failure.message}`);
+      s.entry?.discard();
       await s.draft.abort().catch(() => undefined);
       return;
     }
@@ -300,7 +312,8 @@ export class LmtpServer {
       // the job is durable: a ledger failure only reopens the duplicate window, it must
       // not turn into a 451 (the MTA would send the message again)
       try {
-        await ledger.record(s.peer, digest, s.jobId);
+        if (s.entry) await s.entry.place(digest);
+        else await ledger.record(s.peer, digest, s.jobId);
       } catch (err) {
         this.log(`lmtpd: could not record job ${s.jobId} in the LMTP ledger: ${asMailbagError(err).message}`);
       }

@@ -9,15 +9,15 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, MailbagError } from '../errors.js';
 import { encodeJobHeader } from '../job/header.js';
 import { jobIdTime, newJobId } from '../job/id.js';
 import { LIMITS } from '../limits.js';
 import { GroupCommit, spoolErrorFrom, tmpName } from '../spool/commit.js';
 import type { Spool } from '../spool/spool.js';
-import type { DedupLedger, JobDraft, JobDraftHeader, JobStore } from './store.js';
+import type { DedupLedger, JobDraft, JobDraftHeader, JobStore, PreparedEntry } from './store.js';
 
 export class SpoolJobStore implements JobStore {
   /** out/PEER directories known to exist (made once, forgotten when a commit fails) */
@@ -48,6 +48,7 @@ export class SpoolJobStore implements JobStore {
       throw tooBig(err);
     }
     return {
+      id,
       write: async (chunk) => {
         try {
           staged.write(chunk);
@@ -93,12 +94,58 @@ export class SpoolLedger implements DedupLedger {
     return text.slice(LEDGER_MAGIC.length).trim() || undefined;
   }
 
-  async record(peer: string, digest: string, jobId: string): Promise<void> {
+  private async ensureDirs(peer: string): Promise<void> {
     if (!this.dirs.has(peer)) {
       await this.spool.ensureDir(LEDGER_DIR);
       await this.spool.ensureDir(LEDGER_DIR, peer);
       this.dirs.add(peer);
     }
+  }
+
+  /**
+   * The entry written under tmp/ while the message arrives (creating a file can wait for
+   * a journal commit: in the thread pool, not on the reply path); place() renames it to
+   * its digest once the job is durable, the same entry record() writes.
+   */
+  async prepare(peer: string, jobId: string): Promise<PreparedEntry> {
+    await this.ensureDirs(peer);
+    const tmp = join(this.spool.tmpDir, tmpName('ledger'));
+    try {
+      await writeFile(tmp, `${LEDGER_MAGIC}${jobId}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw spoolErrorFrom(err, 'preparing an LMTP ledger entry');
+    }
+    let done = false;
+    const drop = (): void => {
+      done = true;
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // gone already
+      }
+    };
+    return {
+      place: async (digest) => {
+        if (done) throw new MailbagError('internal', 'LMTP ledger entry placed twice');
+        done = true;
+        try {
+          renameSync(tmp, this.spool.path(LEDGER_DIR, peer, digest));
+        } catch (err) {
+          drop();
+          // the directory may have gone: make it again next time
+          this.dirs.delete(peer);
+          throw spoolErrorFrom(err, 'recording in the LMTP ledger');
+        }
+      },
+      discard: () => {
+        if (!done) drop();
+      },
+    };
+  }
+
+  async record(peer: string, digest: string, jobId: string): Promise<void> {
+    await this.ensureDirs(peer);
     const tmp = join(this.spool.tmpDir, tmpName('ledger'));
     try {
       writeFileSync(tmp, `${LEDGER_MAGIC}${jobId}\n`, { mode: 0o600, flag: 'wx' });

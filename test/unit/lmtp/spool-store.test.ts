@@ -76,6 +76,23 @@ describe('SpoolLedger', () => {
   });
 });
 
+describe('SpoolLedger.prepare', () => {
+  it('writes the entry under tmp/, names it on place(), drops it on discard()', async () => {
+    const ledger = new SpoolLedger(spool);
+    const kept = await ledger.prepare('hub', '0190000000000001abcdef012');
+    const dropped = await ledger.prepare('hub', '0190000000000002abcdef012');
+    expect(readdirSync(spool.tmpDir).filter((n) => n.endsWith('.ledger'))).toHaveLength(2);
+    expect(await ledger.find('hub', 'cd'.repeat(32))).toBeUndefined();
+    await kept.place('cd'.repeat(32));
+    dropped.discard();
+    dropped.discard();
+    expect(await ledger.find('hub', 'cd'.repeat(32))).toBe('0190000000000001abcdef012');
+    await expect(kept.place('ef'.repeat(32))).rejects.toThrow(/placed twice/);
+    expect(readdirSync(spool.tmpDir)).toEqual([]);
+    expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toEqual(['cd'.repeat(32)]);
+  });
+});
+
 describe('listener on a real spool', () => {
   it('one job per peer in out/PEER, retried transaction stored once', async () => {
     const router = buildRouter({ peers: { hub: { name: 'hub', domains: ['a.test'], addresses: [] }, mx2: { name: 'mx2', domains: ['b.test'], addresses: [] } } });
@@ -100,6 +117,9 @@ describe('listener on a real spool', () => {
       expect(hub).toHaveLength(1);
       expect(mx2).toHaveLength(1);
       expect((await spool.readJob(hub[0]!)).header.recipients).toEqual(['x@a.test', 'z@a.test']);
+      // one ledger entry per job (prepared while the message arrived); the retry's were dropped
+      expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toHaveLength(1);
+      expect(readdirSync(spool.path('lmtp-ledger', 'mx2'))).toHaveLength(1);
       expect(readdirSync(spool.tmpDir)).toEqual([]);
     } finally {
       await server.close(1000);
