@@ -95,7 +95,11 @@ export class SteppedCodec extends Transform {
         if (!handle) return cb(this.engine.errored ?? new Error('compression engine closed'));
         const availOutBefore = this.chunkSize - this.outOff;
         const availInBefore = input.length - inOff;
-        handle.writeSync(flush, input, inOff, availInBefore, this.out, this.outOff, availOutBefore);
+        try {
+          handle.writeSync(flush, input, inOff, availInBefore, this.out, this.outOff, availOutBefore);
+        } catch (err) {
+          return cb(err as Error);
+        }
         if (this.engine.errored) return cb(this.engine.errored);
         const availOut = this.engine._writeState[0]!;
         const availIn = this.engine._writeState[1]!;
