@@ -15,6 +15,9 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const repoRoot = resolve(here, '../..');
 const TAYLOR_UUX = '/usr/bin/uux';
 const HYPERFINE = '/usr/bin/hyperfine';
+const VALGRIND = '/usr/bin/valgrind';
+/** V8 random seeds of the callgrind table: each fixes one run's hash seed too */
+const SEEDS = [1, 2, 3, 4, 5];
 
 interface Options {
   runs: number;
@@ -23,10 +26,12 @@ interface Options {
   json?: string;
   /** also measure CPU time per message with hyperfine (default: when it is installed) */
   hyperfine: boolean;
+  /** also count instructions with callgrind, paired per V8 random seed (default: when valgrind is installed) */
+  callgrind: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 150, warmup: 10, messages: 40, hyperfine: existsSync(HYPERFINE) };
+  const o: Options = { runs: 150, warmup: 10, messages: 40, hyperfine: existsSync(HYPERFINE), callgrind: existsSync(VALGRIND) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -40,10 +45,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--warmup') o.warmup = num();
     else if (a === '--messages') o.messages = num();
     else if (a === '--no-hyperfine') o.hyperfine = false;
+    else if (a === '--no-callgrind') o.callgrind = false;
     else if (a === '--json' && v !== undefined) {
       o.json = v;
       i++;
-    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE, --no-hyperfine)`);
+    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE, --no-hyperfine, --no-callgrind)`);
   }
   return o;
 }
@@ -203,6 +209,42 @@ async function cpuWithHyperfine(commands: Command[], message: string, o: Options
   return json.results.map((r) => ({ name: r.command, mean: r.mean * 1000, user: r.user * 1000, system: r.system * 1000 }));
 }
 
+interface CallgrindStats {
+  name: string;
+  /** instructions per seed, in SEEDS order */
+  instructions: number[];
+}
+
+/**
+ * Instructions per command (all threads), counted by callgrind: independent of the load
+ * on the machine. Node's hash seed is random per process and moves a start-up by ±5 %,
+ * so each command runs once per seed of SEEDS with `node --random-seed=S` (which fixes
+ * the hash seed too and, unlike --hash-seed, leaves every code cache usable), and the
+ * ratios are of sums over the same seeds. The bins run as `node --random-seed=S BIN`,
+ * since a #! line cannot take the flag; the `env` of their #! line is not counted.
+ */
+function countWithCallgrind(commands: Command[], message: string, dir: string): CallgrindStats[] {
+  const out = join(dir, 'callgrind.out');
+  return commands.map((c) => {
+    const instructions = SEEDS.map((seed) => {
+      const argv = c.argv[0] === process.execPath ? c.argv.slice(1) : c.argv;
+      const fd = openSync(message, 'r');
+      try {
+        execFileSync(VALGRIND, ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, `--random-seed=${seed}`, ...argv], {
+          stdio: [fd, 'ignore', 'ignore'],
+          env: c.env ?? process.env,
+        });
+      } finally {
+        closeSync(fd);
+      }
+      const m = /^summary: (\d+)$/m.exec(readFileSync(out, 'latin1'));
+      if (!m) throw new Error(`${c.name}: no callgrind summary`);
+      return Number(m[1]);
+    });
+    return { name: c.name, instructions };
+  });
+}
+
 function fmt(n: number): string {
   return n.toFixed(1);
 }
@@ -297,8 +339,24 @@ export async function main(argv: string[]): Promise<number> {
         ),
       );
     }
+    let instructions: CallgrindStats[] | undefined;
+    if (o.callgrind) {
+      const median = messages.map((m) => ({ m, size: statSync(m).size })).sort((a, b) => a.size - b.size)[Math.floor(messages.length / 2)]!;
+      // the Node commands only: Taylor uux is set-uid, which valgrind cannot follow
+      instructions = countWithCallgrind(commands.filter((c) => !c.countJobs), median.m, dir);
+      const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+      const ibase = sum(instructions[0]!.instructions);
+      lines.push(
+        '',
+        `Instructions per message (callgrind, all threads; one ${median.size}-byte message; node --random-seed=S for S in ${SEEDS.join(', ')}): independent of the load`,
+        '',
+        `| command | ${SEEDS.map((s) => `seed ${s}`).join(' | ')} | sum / node |`,
+        `|---|${SEEDS.map(() => '---:').join('|')}|---:|`,
+        ...instructions.map((c) => `| ${c.name} | ${c.instructions.map((n) => `${(n / 1e6).toFixed(1)}M`).join(' | ')} | ${(sum(c.instructions) / ibase).toFixed(3)} |`),
+      );
+    }
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, runs: o.runs, messages: messages.length, results: all, cpu }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, runs: o.runs, messages: messages.length, results: all, cpu, instructions }, null, 2) + '\n');
     return 0;
   } finally {
     rmSync(dir, { recursive: true, force: true });
