@@ -223,15 +223,22 @@ class Session {
       out.on('drain', done);
       out.on('close', done);
       out.on('error', done);
+      // a transport torn down without 'close' on this stream (an SSH channel) must not hold us
+      void this.link.done.then(done);
     });
   }
 
-  /** resolves when what was written so far has been handed to the transport */
+  /**
+   * resolves when what was written so far has been handed to the transport, or when the
+   * link has ended (a write callback of a stream torn down mid-write may never come: the
+   * session would then never settle, and sync exit with Node's 13 instead of 75)
+   */
   private flushed(): Promise<void> {
     return new Promise((resolve) => {
       const out = this.link.output;
       if (out.destroyed || out.writableEnded) return resolve();
       out.write(Buffer.alloc(0), () => resolve());
+      void this.link.done.then(() => resolve());
     });
   }
 

@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPair } from '../../lib/transport/pair.js';
 import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { newJobId } from '../../lib/job/id.js';
 import { runSession } from '../../lib/session/session.js';
@@ -107,4 +108,35 @@ describe('a dead link', () => {
     expect(r.sent.jobs).toBe(1);
     expect(ids(hub, 'in', 'home')).toEqual([...up.keys()]);
   });
+});
+
+describe('a link that dies while a write is pending', () => {
+  it('ends the session (it does not wait for a write callback that never comes)', async () => {
+    const t = tempDir('stuck-write');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    // incompressible: the bag is as large as the job, so its DATA passes the half-way point
+    const queued = await enqueue(home, 'hub', [randomBytes(600 * 1024)]);
+    const [a, b] = createPair();
+    // a transport whose flush callbacks never fire (as an SSH channel torn down mid-write)
+    const write = a.output.write.bind(a.output) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    let cut = false;
+    (a.output as { write: unknown }).write = (chunk: Buffer, ...rest: unknown[]) => {
+      if (chunk.length > 0) return write(chunk, ...rest);
+      // the flush half-way through the bag: its callback is dropped, then the line dies
+      if (!cut) setTimeout(() => b.abort(new Error('line cut')), 50);
+      cut = true;
+      return write(chunk);
+    };
+    const started = Date.now();
+    const [rHome] = await Promise.allSettled([
+      session(home, 'hub', a, { keepaliveMs: 200, idleTimeoutMs: 1000 }),
+      session(hub, 'home', b, { keepaliveMs: 200, idleTimeoutMs: 1000 }),
+    ]);
+    expect(rHome.status).toBe('rejected');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // nothing acknowledged: the job is still queued
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
+  }, 30_000);
 });
