@@ -240,6 +240,7 @@ export async function main(argv: string[]): Promise<number> {
     const results: { method: Method; ms: number; perMessage: number; perSecond: number; cpuPerMessage: number }[] = [];
     let lmtpdCpuPerMessage = 0;
     let lmtpReuse = '';
+    const delaysBy: Partial<Record<Method, string>> = {};
     for (const method of o.methods) {
       const ids = await heldFor(pf, `${method}.test`);
       if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
@@ -256,11 +257,15 @@ export async function main(argv: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
       if (method === 'lmtp') lmtpdCpuPerMessage = (cpuMs(lmtpd.pid, false) - lmtpdCpu0) / messages.length;
+      const sent = pf.log().slice(logFrom).split('\n').filter((l) => / to=<.*status=sent/.test(l));
       if (method === 'lmtp') {
         // how Postfix's lmtp client used its connections: conn_use=N marks a reused one
-        const sent = pf.log().slice(logFrom).split('\n').filter((l) => /\/lmtp\[.*status=sent/.test(l));
         lmtpReuse = `${sent.filter((l) => /conn_use=\d+/.test(l)).length} of ${sent.length} deliveries on a reused connection`;
       }
+      // Postfix's delays=a/b/c/d per delivery (before qmgr, in qmgr, connection set-up, transmission), averaged
+      const delays = [0, 0, 0, 0];
+      for (const l of sent) (/delays=([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(l) ?? []).slice(1).forEach((v, i) => (delays[i]! += Number(v)));
+      delaysBy[method] = delays.map((d) => ((d / Math.max(1, sent.length)) * 1000).toFixed(0)).join('/');
       results.push({ method, ms, perMessage: ms / messages.length, perSecond: messages.length / (ms / 1000), cpuPerMessage: cpu / messages.length });
       process.stderr.write(`bench lmtp: ${method}: ${messages.length} in ${(ms / 1000).toFixed(2)} s\n`);
     }
@@ -291,6 +296,7 @@ export async function main(argv: string[]): Promise<number> {
       '|---|---:|---:|---:|---:|---:|---:|',
       ...results.map((r) => `| ${label[r.method]} | ${(r.ms / 1000).toFixed(2)} | ${r.perMessage.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${ratio(byName.uux?.perMessage, r.perMessage)} | ${r.cpuPerMessage.toFixed(2)} | ${ratio(byName.uux?.cpuPerMessage, r.cpuPerMessage)} |`),
       '',
+      `Postfix's mean delays=a/b/c/d per delivery, ms (before the queue manager / in it / connection set-up / transmission): ${o.methods.map((m) => `${m} ${delaysBy[m]}`).join(', ')}`,
       ...(byName.lmtp
         ? [
             `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message (the rest is Postfix: qmgr and its lmtp client)`,

@@ -111,8 +111,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
   await server.close(30_000);
   clearInterval(pruner);
-  const { batches, files, largest } = committer.stats;
-  log(`lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}`);
+  const { batches, files, largest, waitMs } = committer.stats;
+  log(`lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`);
   log('lmtpd: stopped');
   return 0;
 }

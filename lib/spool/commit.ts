@@ -7,6 +7,7 @@
 import { closeSync, constants, fchmodSync, fsync, fsyncSync, linkSync, open as openCb, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { InputError, MailbagError, SpoolError } from '../errors.js';
 import { faultPoint } from './fault.js';
 
@@ -330,6 +331,8 @@ interface Pending {
   size: number;
   resolve: (r: CommitResult) => void;
   reject: (err: unknown) => void;
+  /** when commit() was called (performance.now()), for stats.waitMs */
+  queuedAt: number;
   placed?: boolean;
   failed?: unknown;
 }
@@ -354,8 +357,8 @@ export class GroupCommit {
   /** set while the committer waits for work with a batch still being answered */
   private wake: (() => void) | undefined;
   private readonly maxBatch: number;
-  /** batches committed and files in them, for the logs and the bench */
-  readonly stats = { batches: 0, files: 0, largest: 0 };
+  /** batches committed, files in them, and the time files waited from commit() to their answer */
+  readonly stats = { batches: 0, files: 0, largest: 0, waitMs: 0 };
 
   constructor(opts: GroupCommitOptions = {}) {
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
@@ -439,7 +442,7 @@ export class GroupCommit {
         faultPoint('after-write');
         state = 'queued';
         return new Promise<CommitResult>((resolve, reject) => {
-          this.queue.push({ fd: out, tmp, dest, noReplace: Boolean(opts.noReplace), size, resolve, reject });
+          this.queue.push({ fd: out, tmp, dest, noReplace: Boolean(opts.noReplace), size, resolve, reject, queuedAt: performance.now() });
           if (!this.running) void this.run();
           else this.wake?.();
         });
@@ -533,6 +536,7 @@ export class GroupCommit {
     faultPoint('batch-after-dir-fsync');
     for (const p of batch) {
       if (p.failed === undefined && p.placed && dirFailed.has(dirname(p.dest))) p.failed = dirFailed.get(dirname(p.dest));
+      this.stats.waitMs += performance.now() - p.queuedAt;
       if (p.failed === undefined) {
         p.resolve({ path: p.dest, size: p.size });
         continue;
