@@ -52,16 +52,16 @@ describe('GroupCommit', () => {
 
   it('files that end while a batch is on its way to disk form the next batch; every caller is answered', async () => {
     const gc = new GroupCommit();
-    const commitOne = async (name: string): Promise<unknown> => {
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map(async (name) => {
       const f = await gc.stage(join(out, name), { tmpDir: tmp, noReplace: true });
       f.write(Buffer.from(name));
-      return f.commit();
-    };
-    const first = commitOne('a');
-    // after the first batch has started (the committer waits one turn of the loop)
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
-    const later = [commitOne('b'), commitOne('c')];
+      return f;
+    }));
+    const first = a!.commit();
+    // once the first batch has started (the committer waits one turn of the loop first)
+    for (let i = 0; i < 1000 && gc.stats.batches === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(gc.stats.batches).toBe(1);
+    const later = [b!.commit(), c!.commit()];
     await Promise.all([first, ...later]);
     expect(gc.stats.files).toBe(3);
     expect(gc.stats.batches).toBe(2);
@@ -74,11 +74,13 @@ describe('GroupCommit', () => {
     const gc = new GroupCommit();
     writeFileSync(join(out, 'taken'), 'earlier');
     const names = ['x', 'taken', 'y'];
-    const settled = await Promise.allSettled(names.map(async (n) => {
+    const staged = await Promise.all(names.map(async (n) => {
       const f = await gc.stage(join(out, n), { tmpDir: tmp, noReplace: true });
       f.write(Buffer.from(`new ${n}`));
-      return f.commit();
+      return f;
     }));
+    // committed in one turn of the event loop: one batch
+    const settled = await Promise.allSettled(staged.map((f) => f.commit()));
     expect(gc.stats.batches).toBe(1);
     expect(settled[0]!.status).toBe('fulfilled');
     expect(settled[2]!.status).toBe('fulfilled');
