@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runJobs } from '../../../lib/runner/runner.js';
 import { listFailed } from '../../../lib/runner/failed.js';
 import { storeFor } from '../../../lib/session/index.js';
-import { encodeJobHeader, newJobId } from '../../../lib/job/index.js';
+import { newJobId } from '../../../lib/job/index.js';
 import { makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
 
 let site: Site | undefined;
