@@ -16,6 +16,7 @@ export const FRAME = {
   ANSWER: 0x20,
   ACK: 0x21,
   REFUSE: 0x22,
+  PROGRESS: 0x23,
 } as const;
 
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
@@ -45,7 +46,15 @@ export const FRAME_CAPS: Record<number, number> = {
   [FRAME.ANSWER]: MAX_CONTROL,
   [FRAME.ACK]: MAX_CONTROL,
   [FRAME.REFUSE]: MAX_CONTROL,
+  [FRAME.PROGRESS]: 8,
 };
+
+/** PROGRESS payload: DATA bytes written to partial bags in this session so far (u64 BE) */
+export function encodeProgress(bytes: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(bytes));
+  return encodeFrame(FRAME.PROGRESS, b);
+}
 
 export interface Frame {
   type: FrameType;

@@ -26,6 +26,8 @@ export interface Hello {
   maxJob: number;
   keepalive: number;
   software: string;
+  /** it reads PROGRESS frames and sends them as a receiver (flow control, docs/protocol.md §3) */
+  progress?: boolean;
 }
 
 export interface Offer {
@@ -123,6 +125,7 @@ export function decodeHello(payload: Buffer): R<Hello> {
       maxJob: v.maxJob as number,
       keepalive: v.keepalive as number,
       software: text(v.software, 200),
+      ...(v.progress === true ? { progress: true } : {}),
     },
   };
 }

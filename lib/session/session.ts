@@ -9,7 +9,7 @@ import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
 import { faultPoint } from '../spool/fault.js';
 import type { Link } from '../transport/types.js';
-import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, frameName } from './frame.js';
+import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, encodeProgress, frameName } from './frame.js';
 import {
   chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
   type BagCodec, type Hello, type Offer, type Refuse,
@@ -23,6 +23,13 @@ import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type Pend
  * is the staging of one bag with the durability steps and commit of the bag before it.
  */
 const STAGERS = 1;
+/**
+ * DATA bytes a sender keeps in flight beyond the receiver's last PROGRESS, when both
+ * sides offered flow control: what a cut link can make us send again (under 1 % of a
+ * 100 MB transfer); on a link of R bytes/s and T s round trip it caps the rate at
+ * FLOW_WINDOW / T (384 KiB at 100 ms: 3.9 MB/s).
+ */
+export const FLOW_WINDOW = 384 * 1024;
 
 export interface SessionOptions {
   link: Link;
@@ -126,6 +133,10 @@ class Session {
   private senderDone: Promise<void> = Promise.resolve();
   private readonly incoming = new Map<string, InBag>();
   private commitChain: Promise<void> = Promise.resolve();
+  /** the pump, waiting for PROGRESS (flow control) */
+  private progressWaiters: (() => void)[] = [];
+  /** DATA bytes we wrote to partial bags (what our PROGRESS frames report) */
+  private dataWritten = 0;
   /** bags being staged now, and the commits waiting for a slot */
   private staging = 0;
   private readonly stageWaiters: (() => void)[] = [];
@@ -173,8 +184,10 @@ class Session {
         maxJob: this.o.caps.maxJob,
         keepalive: this.keepalive,
         software: this.o.software ?? 'mailbag',
+        progress: true,
       }),
     );
+    this.state.progressOffered = true;
     const idle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
     this.timer = setInterval(() => {
       const now = Date.now();
@@ -187,6 +200,8 @@ class Session {
     if (this.o.scanEarly) this.scanQueue().catch(() => {});
     this.reading = this.readLoop();
     void this.link.done.then((end) => {
+      this.linkEnded = true;
+      this.wakeSender();
       if (!this.settled && !(this.byeSent && this.state.byeReceived)) {
         const why = end.error?.message ?? 'the link closed';
         this.fail(new SessionError(end.error?.code === 'host-key' || end.error?.code === 'auth' ? end.error.code : 'link', `session with ${this.o.peer} broke: ${why}${end.stderr ? ` (${end.stderr.split('\n').slice(-3).join(' | ')})` : ''}`), false);
@@ -195,7 +210,7 @@ class Session {
   }
 
   private send(buf: Buffer, raw = false): boolean {
-    if (this.o.trace && !raw && buf.length >= 5 && buf[0] !== FRAME.DATA) this.o.trace(`${this.o.site} > ${frameName(buf[0]!)} ${buf.subarray(5, 120).toString('latin1')}`);
+    if (this.o.trace && !raw && buf.length >= 5 && buf[0] !== FRAME.DATA && buf[0] !== FRAME.PROGRESS) this.o.trace(`${this.o.site} > ${frameName(buf[0]!)} ${buf.subarray(5, 120).toString('latin1')}`);
     if (this.settled && !this.closing) return false;
     this.bytesOut += buf.length;
     this.lastSent = Date.now();
@@ -205,6 +220,7 @@ class Session {
   }
 
   private closing = false;
+  private linkEnded = false;
   private reading: Promise<void> = Promise.resolve();
   private pumpDone: Promise<void> = Promise.resolve();
   /** both BYEs passed: the session succeeded */
@@ -255,7 +271,7 @@ class Session {
           return;
         }
         for (const f of frames.value) {
-          if (this.o.trace && f.type !== FRAME.DATA) this.o.trace(`${this.o.site} < ${frameName(f.type)} ${f.payload.subarray(0, 115).toString('latin1')}`);
+          if (this.o.trace && f.type !== FRAME.DATA && f.type !== FRAME.PROGRESS) this.o.trace(`${this.o.site} < ${frameName(f.type)} ${f.payload.subarray(0, 115).toString('latin1')}`);
           const m = this.state.receive(f);
           if (!m.ok) {
             this.fail(new SessionError('protocol', `${this.o.peer}: ${m.issue.message}`), true);
@@ -313,6 +329,9 @@ class Session {
         return;
       case 'ack':
         this.onAcked(m.ack.bag);
+        return;
+      case 'progress':
+        this.wakeSender();
         return;
       case 'refuse':
         this.res.refusedByPeer.push(m.refuse);
@@ -422,6 +441,17 @@ class Session {
     this.send(encodeOffer(offer));
   }
 
+  private wakeSender(): void {
+    const w = this.progressWaiters;
+    this.progressWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** resolves at the next PROGRESS, or when the session or the link ends (wakeSender) */
+  private progressed(): Promise<void> {
+    return new Promise((resolve) => this.progressWaiters.push(resolve));
+  }
+
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -436,6 +466,12 @@ class Session {
             for (let i = 0; i < chunk.length; i += DATA_CHUNK) {
               if (this.settled) return;
               const piece = chunk.subarray(i, i + DATA_CHUNK);
+              // flow control: never more than FLOW_WINDOW bytes past what the peer has written
+              if (this.res.peerHello.progress) {
+                while (this.state.dataSent - this.state.progress >= FLOW_WINDOW && !this.settled && !this.linkEnded) await this.progressed();
+                if (this.settled) return;
+              }
+              this.state.dataSent += piece.length;
               this.send(encodeDataHead(bag, offset, piece.length));
               const ok = this.send(piece, true);
               const before = offset;
@@ -520,6 +556,11 @@ class Session {
     b.writer ??= await this.o.store.openPartial(bag, offset);
     await b.writer.write(chunk);
     this.res.received.bytes += chunk.length;
+    if (this.res.peerHello.progress) {
+      // written to the partial (it survives a crash of this process): the sender may go on
+      this.dataWritten += chunk.length;
+      this.send(encodeProgress(this.dataWritten));
+    }
     this.progress();
     const half = Math.floor(b.offer.size / 2);
     if (offset < half && offset + chunk.length >= half) faultPoint('session-mid-bag');
@@ -631,6 +672,7 @@ class Session {
   private fail(err: unknown, tellPeer: boolean, peerCode?: string): void {
     if (this.settled) return;
     this.settled = true;
+    this.wakeSender();
     this.closing = true;
     clearInterval(this.timer);
     const e = asMailbagError(err);

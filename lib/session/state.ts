@@ -21,7 +21,8 @@ export type Incoming =
   | { kind: 'done' }
   | { kind: 'answer'; answer: Answer }
   | { kind: 'ack'; ack: Ack }
-  | { kind: 'refuse'; refuse: Refuse };
+  | { kind: 'refuse'; refuse: Refuse }
+  | { kind: 'progress'; bytes: number };
 
 type OutState = 'offered' | 'sending' | 'sent' | 'resolved';
 type InState = 'offered' | 'receiving' | 'complete' | 'resolved';
@@ -41,6 +42,11 @@ export class SessionState {
   byeSent = false;
   byeReceived = false;
   private readonly out = new Map<string, { state: OutState; size: number }>();
+  /** we said `progress` in our HELLO: PROGRESS frames are allowed */
+  progressOffered = false;
+  /** DATA payload bytes we have sent, and the peer's last PROGRESS */
+  dataSent = 0;
+  progress = 0;
   private readonly inb = new Map<string, InBag>();
 
   /** Check a received frame against the state and decode it. */
@@ -115,6 +121,15 @@ export class SessionState {
         if (!b || b.state === 'resolved') return bad(`REFUSE for bag ${r.value.bag.slice(0, 12)} that is not pending`);
         b.state = 'resolved';
         return { ok: true, value: { kind: 'refuse', refuse: r.value } };
+      }
+      case FRAME.PROGRESS: {
+        if (!this.progressOffered) return bad('PROGRESS, but this side did not offer flow control');
+        if (frame.payload.length !== 8) return bad('PROGRESS payload is not 8 bytes');
+        const n = frame.payload.readBigUInt64BE(0);
+        if (n > BigInt(this.dataSent)) return bad(`PROGRESS ${n} past the ${this.dataSent} DATA bytes sent`);
+        if (Number(n) < this.progress) return bad(`PROGRESS ${n} went back from ${this.progress}`);
+        this.progress = Number(n);
+        return { ok: true, value: { kind: 'progress', bytes: this.progress } };
       }
       default:
         return bad(`unexpected frame ${frameName(frame.type)}`);

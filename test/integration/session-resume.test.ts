@@ -3,16 +3,16 @@
 // a rebuilt bag. Bytes are counted: a resumed transfer never receives a byte twice.
 
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FRAME, FrameDecoder } from '../../lib/session/frame.js';
-import type { SessionProgress } from '../../lib/session/session.js';
+import { FLOW_WINDOW, runSession, type SessionProgress } from '../../lib/session/session.js';
 import { BaseLink } from '../../lib/transport/link.js';
 import { createPair } from '../../lib/transport/pair.js';
 import type { Link } from '../../lib/transport/types.js';
-import { enqueue, ids, makeSite, messages, payloadOf, session, tempDir, type Site } from '../unit/session/sites.js';
+import { CAPS, enqueue, ids, makeSite, messages, payloadOf, session, store, tempDir, type Site } from '../unit/session/sites.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -204,4 +204,40 @@ describe('lost acknowledgement', () => {
     expect(ids(home, 'in', 'hub')).toEqual([...down.keys(), ...later.keys()].sort());
     expect(ids(hub, 'out', 'home')).toEqual([]);
   });
+});
+
+describe('flow control', () => {
+  it('keeps at most FLOW_WINDOW bytes in flight past a slow receiver: a cut costs no more to send again', async () => {
+    const { hub, home } = await sites();
+    // incompressible and over 1 MiB: one bag of about its size
+    await enqueue(home, 'hub', [randomBytes(3 * 1024 * 1024)]);
+    const s = store(hub, 'home');
+    await s.open();
+    // a receiver slower than the link, behind a deep buffer (as sshd's channel window is)
+    const openPartial = s.openPartial.bind(s);
+    s.openPartial = async (...args) => {
+      const w = await openPartial(...args);
+      const write = w.write.bind(w);
+      w.write = async (chunk: Buffer) => {
+        await new Promise((r) => setTimeout(r, 3));
+        return write(chunk);
+      };
+      return w;
+    };
+    const cutAt = 2_000_000;
+    const [a, b] = createPair({ cutAfterAtoB: cutAt, highWaterMark: 16 * 1024 * 1024 });
+    const [rHome, rHub] = await Promise.allSettled([
+      session(home, 'hub', a),
+      runSession({ link: b, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS }),
+    ]);
+    expect(rHome.status).toBe('rejected');
+    expect(rHub.status).toBe('rejected');
+    const parts = readdirSync(join(hub.root, 'bags', 'in', 'home')).filter((n) => n.endsWith('.part'));
+    expect(parts).toHaveLength(1);
+    const partial = statSync(join(hub.root, 'bags', 'in', 'home', parts[0]!)).size;
+    // what passed the cut but never reached the partial: at most the window, a DATA
+    // frame the receiver had not yet reported, and the frames' own bytes
+    expect(cutAt - partial).toBeLessThanOrEqual(FLOW_WINDOW + 64 * 1024 + 4096);
+    expect(partial).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -1,7 +1,8 @@
 // The session bookkeeping: which frames are allowed when, and when a side has finished.
 
 import { describe, expect, it } from 'vitest';
-import { FRAME, encodeDataHead, encodeFrame, type Frame } from '../../../lib/session/frame.js';
+import { FRAME, encodeDataHead, encodeFrame, encodeProgress, type Frame } from '../../../lib/session/frame.js';
+import { decodeHello } from '../../../lib/session/messages.js';
 import { encodeAck, encodeAnswer, encodeHello, encodeOffer } from '../../../lib/session/messages.js';
 import { SessionState } from '../../../lib/session/state.js';
 
@@ -62,5 +63,29 @@ describe('SessionState', () => {
     expect(s.finished).toBe(false);
     expect(s.receive(asFrame(encodeAck({ bag: BAG, jobs: 1, duplicates: 0 }))).ok).toBe(true);
     expect(s.finished).toBe(true);
+  });
+
+  it('takes PROGRESS only when it offered flow control, never past what it sent or going back', () => {
+    const msg = (r: ReturnType<SessionState['receive']>): string | false => !r.ok && r.issue.message;
+    const s = started();
+    expect(msg(s.receive(asFrame(encodeProgress(0))))).toMatch(/did not offer flow control/);
+    const t = started();
+    t.progressOffered = true;
+    t.dataSent = 1000;
+    const r = t.receive(asFrame(encodeProgress(600)));
+    expect(r.ok && r.value).toEqual({ kind: 'progress', bytes: 600 });
+    expect(t.progress).toBe(600);
+    expect(msg(t.receive(asFrame(encodeProgress(500))))).toMatch(/went back from 600/);
+    expect(msg(t.receive(asFrame(encodeProgress(1001))))).toMatch(/past the 1000 DATA bytes sent/);
+    expect(msg(t.receive({ type: FRAME.PROGRESS, payload: Buffer.alloc(4) }))).toMatch(/not 8 bytes/);
+    expect(t.receive(asFrame(encodeProgress(1000))).ok).toBe(true);
+  });
+
+  it('reads the flow-control capability of a HELLO; an older HELLO without it has none', () => {
+    const base = { site: 'hub', peer: 'home', codecs: ['br' as const], maxBag: 9, maxExpanded: 9, maxJobs: 9, maxJob: 9, keepalive: 1, software: '' };
+    const withIt = decodeHello(encodeHello({ ...base, progress: true }).subarray(5));
+    expect(withIt.ok && withIt.value.progress).toBe(true);
+    const without = decodeHello(encodeHello(base).subarray(5));
+    expect(without.ok && 'progress' in without.value).toBe(false);
   });
 });
