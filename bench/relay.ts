@@ -617,6 +617,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const f of [mailbagBin(), TIME, SSHD_BIN, '/usr/bin/ssh', '/usr/bin/ssh-keygen']) if (!existsSync(f)) throw new Error(`${f} is missing (${f === mailbagBin() ? 'npm run build' : 'apt-get install openssh-server openssh-client time'})`);
   ensureCorpusEnv();
   if (o.cpuProf) mkdirSync(o.cpuProf, { recursive: true });
+  if (o.trace) mkdirSync(o.trace, { recursive: true });
   const bulk = corpusFiles('bulk');
   const large = o.cut ? corpusFiles('large') : [];
 
