@@ -1,12 +1,16 @@
 // `mailbag lmtpd` killed with SIGKILL in the middle of DATA, right after a job is
-// committed, and after every job is durable but before the replies: real Postfix keeps
-// the mail (the connection broke before its 250s), retries once lmtpd is back, and the
-// spool then holds the message exactly once per peer, with no tmp leftovers.
+// committed, after every job is durable but before the replies, and at each step of a
+// group commit (before the batch's fsyncs, after them but before the jobs are linked
+// into out/PEER, after the links but before the directory fsyncs, once durable but
+// before any reply): real Postfix keeps the mail (no 250 came), retries once lmtpd is
+// back, and the spool then holds every message exactly once per peer, with no tmp
+// leftovers (docs/spool.md, "LMTP ingress states").
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
 import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { BATCH_FAULT_POINTS } from '../../lib/spool/fault.js';
 
 const enabled = havePostfix();
 
@@ -68,6 +72,59 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
       expect(tmpLeftovers(spool)).toEqual([]);
       if (point !== 'lmtp-mid-data') {
         // the retry was recognised, not stored again
+        expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
+      }
+      await current.stop();
+      current = undefined;
+    });
+  }
+
+  for (const point of BATCH_FAULT_POINTS) {
+    it(`killed at ${point}`, async () => {
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', env: { MAILBAG_FAULT: point } });
+      const spool = current.spool;
+      const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length };
+      // each message is one transaction with a job for each peer: the two jobs end
+      // together and go in one batch, with a directory fsync for each of out/hub, out/mx2
+      const subjects = [1, 2, 3].map((n) => `batch-${point}-${n}`);
+      for (const subject of subjects) {
+        const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'b'.repeat(60)}\n`;
+        expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
+      }
+
+      const exit = await Promise.race([current.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
+      expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
+      await pf.waitLog(/to=<x@a\.test>.*status=deferred/);
+      // no reply went out for the killed batch: its transactions are still queued
+      expect(pf.queued().length).toBeGreaterThanOrEqual(1);
+      const placed = readJobs(spool, 'hub').length - before.hub;
+      if (point === 'batch-before-fsync' || point === 'batch-after-fsync') {
+        // nothing reached out/PEER; the batch's files are tmp files of a dead process
+        expect(placed).toBe(0);
+        expect(tmpLeftovers(spool).length).toBeGreaterThan(0);
+      } else {
+        expect(placed).toBeGreaterThanOrEqual(1);
+      }
+
+      // back up: the start-up cleanup removes the dead writer's tmp files, the LMTP ledger
+      // learns the jobs linked just before the kill; then Postfix retries
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666' });
+      if (placed > 0) expect(current.log()).toMatch(/recorded \d+ job\(s\) committed just before a crash/);
+      await pf.flush();
+      await pf.waitQueueEmpty(60_000);
+      for (const subject of subjects) {
+        const hub = readJobs(spool, 'hub').filter((j) => j.message.includes(`Subject: ${subject}\n`));
+        const mx2 = readJobs(spool, 'mx2').filter((j) => j.message.includes(`Subject: ${subject}\n`));
+        expect(hub, subject).toHaveLength(1);
+        expect(mx2, subject).toHaveLength(1);
+        expect(hub[0]!.header.recipients).toEqual(['x@a.test']);
+        expect(mx2[0]!.header.recipients).toEqual(['y@b.test']);
+      }
+      expect(readJobs(spool, 'hub').length - before.hub).toBe(subjects.length);
+      expect(readJobs(spool, 'mx2').length - before.mx2).toBe(subjects.length);
+      expect(tmpLeftovers(spool)).toEqual([]);
+      if (placed > 0) {
+        // the retry of a transaction whose jobs were linked was recognised, not stored again
         expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
       }
       await current.stop();
