@@ -1,7 +1,7 @@
 // GroupCommit: files that end together are committed in one batch (fsynced, placed,
 // each directory fsynced once) and each caller learns its own fate; a failure of one
 // file leaves the others alone; abort, too-big and a full disk leave nothing behind.
-// The SIGKILL crash points of a batch are in test/fault/lmtp-batch-kill.test.ts.
+// The SIGKILL crash points of a batch are in test/fault/lmtp-kill.test.ts.
 
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
