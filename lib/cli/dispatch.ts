@@ -6,26 +6,20 @@ import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
 import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
-import { summaryLine } from './sync.js';
+import { parseCommonArgs } from './options.js';
+import { RUN_FLAGS, summaryLine } from './sync.js';
 
 const USAGE = 'usage: mailbag dispatch [--config FILE] [--no-run] [--quiet]';
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  let config: string | undefined;
-  let run = true;
-  let quiet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--config') config = argv[++i];
-    else if (a.startsWith('--config=')) config = a.slice(9);
-    else if (a === '--no-run') run = false;
-    else if (a === '--quiet' || a === '-q') quiet = true;
-    else if (a === '--help' || a === '-h') {
-      io.stdout.write(`${USAGE}\n`);
-      return 0;
-    } else throw new MailbagError('usage', `unexpected argument ${JSON.stringify(a)} (${USAGE})`);
+  const args = parseCommonArgs(argv, { command: 'mailbag dispatch', usage: USAGE, flags: RUN_FLAGS });
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
   }
-  const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  const run = !args.flags.has('no-run');
+  const quiet = args.flags.has('quiet');
+  const cfg = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   const started = Date.now();
   const log = quiet ? undefined : (l: string): void => void io.stdout.write(`${l}\n`);
   // jobs queued longer than queue_lifetime fail first, for every peer (also one that

@@ -2,10 +2,10 @@
 // recorded and whether the sender's notice went out. `--json` for scripts.
 
 import { loadConfig } from '../config/index.js';
-import { MailbagError } from '../errors.js';
 import { listFailed } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
+import { parseCommonArgs } from './options.js';
 
 export const FAILED_USAGE = `Usage: mailbag failed [--config FILE] [--json] [PEER]
 
@@ -14,23 +14,14 @@ Put one back with: mailbag retry [PEER/]ID
 `;
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  let configPath: string | undefined;
-  let json = false;
-  let peer: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--config') {
-      configPath = argv[++i];
-      if (configPath === undefined) throw new MailbagError('usage', '--config needs a FILE');
-    } else if (a.startsWith('--config=')) configPath = a.slice(9);
-    else if (a === '--json') json = true;
-    else if (a === '--help' || a === '-h') {
-      io.stdout.write(FAILED_USAGE);
-      return 0;
-    } else if (!a.startsWith('-') && peer === undefined) peer = a;
-    else throw new MailbagError('usage', `mailbag failed: unexpected argument ${JSON.stringify(a)} (see mailbag failed --help)`);
+  const args = parseCommonArgs(argv, { command: 'mailbag failed', usage: 'see mailbag failed --help', flags: { '--json': 'json' }, words: 1 });
+  if (args.help) {
+    io.stdout.write(FAILED_USAGE);
+    return 0;
   }
-  const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  const json = args.flags.has('json');
+  const peer = args.words[0];
+  const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   const spool = await Spool.open(config.spool);
   const jobs = await listFailed(spool, peer);
   if (json) {

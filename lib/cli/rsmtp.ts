@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { loadConfig } from '../config/index.js';
-import { InputError, MailbagError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { indexBsmtp } from '../deliver/bsmtp-index.js';
 import { Deliverer } from '../deliver/index.js';
 import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
@@ -25,6 +25,7 @@ import { sendNotice } from '../runner/notify.js';
 import { emptyState, readState, removeState, writeState, type RunState } from '../runner/state.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
+import { parseCommonArgs } from './options.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -35,21 +36,13 @@ transaction on stdout.
 const STATE_PEER = 'rsmtp-stdin';
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  let configPath: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--config') {
-      configPath = argv[++i];
-      if (configPath === undefined) throw new MailbagError('usage', '--config needs a FILE');
-    } else if (a.startsWith('--config=')) configPath = a.slice(9);
-    else if (a === '--help' || a === '-h') {
-      io.stdout.write(RSMTP_USAGE);
-      return 0;
-    } else if (a === '-bS' || a === '-i' || a === '-oi') {
-      // what callers used to giving a sendmail-style rsmtp may pass; harmless
-    } else throw new MailbagError('usage', `rsmtp: unexpected argument ${JSON.stringify(a)}`);
+  // -bS, -i, -oi: what callers used to a sendmail-style rsmtp may pass; harmless
+  const args = parseCommonArgs(argv, { command: 'rsmtp', usage: 'usage: rsmtp [--config FILE]', ignore: ['-bS', '-i', '-oi'] });
+  if (args.help) {
+    io.stdout.write(RSMTP_USAGE);
+    return 0;
   }
-  const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   const dir = await mkdtemp(join(tmpdir(), 'mailbag-rsmtp-'));
   try {
     const file = join(dir, 'input');

@@ -6,29 +6,23 @@ import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
 import { expireQueued, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
 import type { CliIo } from './io.js';
+import { parseCommonArgs } from './options.js';
 
 const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
+/** sync's and dispatch's flags */
+export const RUN_FLAGS = { '--no-run': 'no-run', '--quiet': 'quiet', '-q': 'quiet' };
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  let peer: string | undefined;
-  let config: string | undefined;
-  let run = true;
-  let quiet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--config') config = argv[++i];
-    else if (a.startsWith('--config=')) config = a.slice(9);
-    else if (a === '--no-run') run = false;
-    else if (a === '--quiet' || a === '-q') quiet = true;
-    else if (a === '--help' || a === '-h') {
-      io.stdout.write(`${USAGE}\n`);
-      return 0;
-    } else if (a.startsWith('-')) throw new MailbagError('usage', `unknown option ${a} (${USAGE})`);
-    else if (peer === undefined) peer = a;
-    else throw new MailbagError('usage', `one PEER only (${USAGE})`);
+  const args = parseCommonArgs(argv, { command: 'mailbag sync', usage: USAGE, flags: RUN_FLAGS, words: 1 });
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
   }
-  if (!peer) throw new MailbagError('usage', `which peer? (${USAGE})`);
-  const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
+  const peer = args.words[0];
+  if (!peer) throw new MailbagError('usage', `mailbag sync: which peer? (${USAGE})`);
+  const run = !args.flags.has('no-run');
+  const quiet = args.flags.has('quiet');
+  const cfg = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} sync: process started; ${traceTime()} configuration loaded\n`);
   const started = Date.now();
   const progress = io.isTTY && !quiet ? progressPrinter(io) : undefined;
