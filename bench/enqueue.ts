@@ -5,9 +5,10 @@
 // alike; every run must exit 0 and every mailbag run must leave one job in the spool.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { taylorConfig } from './taylor.js';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -142,42 +143,18 @@ function stats(name: string, xs: number[]): Stats {
   return { name, runs: s.length, mean, sd, median: at(0.5), min: s[0]!, p90: at(0.9), max: s[s.length - 1]! };
 }
 
-/** A private Taylor UUCP config with one dummy system that is never called: uux only queues. */
-function taylorConfig(dir: string): string {
-  const spool = join(dir, 'uucp-spool');
-  for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) mkdirSync(d, { recursive: true });
-  const uucp = (() => {
-    try {
-      return {
-        uid: Number(execFileSync('id', ['-u', 'uucp'], { encoding: 'utf8' }).trim()),
-        gid: Number(execFileSync('id', ['-g', 'uucp'], { encoding: 'utf8' }).trim()),
-      };
-    } catch {
-      return undefined;
-    }
-  })();
-  // uux is set-uid uucp: it writes the spool as uucp
-  if (uucp) for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) chownSync(d, uucp.uid, uucp.gid);
-  const cfg = join(dir, 'uucp-config');
-  writeFileSync(
-    cfg,
-    [
-      'nodename benchsite',
-      `spool ${spool}`,
-      `pubdir ${join(dir, 'uucp-pub')}`,
-      `logfile ${join(dir, 'uucp-log/Log')}`,
-      `statfile ${join(dir, 'uucp-log/Stats')}`,
-      `debugfile ${join(dir, 'uucp-log/Debug')}`,
-      `sysfile ${join(dir, 'uucp-sys')}`,
-      `portfile ${join(dir, 'uucp-port')}`,
-      `dialfile ${join(dir, 'uucp-dial')}`,
-      '',
-    ].join('\n'),
-  );
-  writeFileSync(join(dir, 'uucp-sys'), 'system hub\ntime never\ncommands rmail rsmtp\n');
-  writeFileSync(join(dir, 'uucp-port'), '');
-  writeFileSync(join(dir, 'uucp-dial'), '');
-  return cfg;
+/** bench/taylor.ts's configuration, owned by uucp: uux is set-uid uucp and writes the spool as uucp */
+function uucpTaylorConfig(dir: string): string {
+  let uucp: { uid: number; gid: number } | undefined;
+  try {
+    uucp = {
+      uid: Number(execFileSync('id', ['-u', 'uucp'], { encoding: 'utf8' }).trim()),
+      gid: Number(execFileSync('id', ['-g', 'uucp'], { encoding: 'utf8' }).trim()),
+    };
+  } catch {
+    uucp = undefined;
+  }
+  return taylorConfig(dir, 'benchsite', uucp).config;
 }
 
 interface CpuStats {
@@ -276,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
       { name: 'mailbag-uux', argv: [mailbagUux, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`], env },
     ];
     if (existsSync(TAYLOR_UUX)) {
-      const cfg = taylorConfig(dir);
+      const cfg = uucpTaylorConfig(dir);
       commands.push({
         name: 'Taylor uux -r',
         argv: [TAYLOR_UUX, '-I', cfg, '-r', '-n', '-z', `-a${sender}`, '-', 'hub!rmail', `(${rcpt})`],

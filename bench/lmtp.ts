@@ -5,9 +5,10 @@
 // for each over SMTP into Postfix's hold queue; each method's messages are then released
 // together and timed until the last one is in its spool. Every message must arrive.
 
-import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
+import { taylorConfig } from './taylor.js';
 import { fileURLToPath } from 'node:url';
 import { corpusFiles, haveCorpus } from '../test/helpers/corpus.js';
 import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } from '../test/helpers/mta-common.js';
@@ -68,35 +69,6 @@ function countFiles(dir: string, match: (name: string) => boolean): number {
   return n;
 }
 
-/**
- * A private Taylor UUCP config with one system that is never called: uux only queues.
- * With -I a non-root caller loses uux's set-uid uucp, so the spool belongs to the user
- * the pipe runs uux as.
- */
-function taylorConfig(dir: string, uid: number, gid: number): { config: string; spool: string } {
-  const spool = join(dir, 'uucp-spool');
-  for (const d of [spool, join(dir, 'uucp-pub'), join(dir, 'uucp-log')]) {
-    mkdirSync(d, { recursive: true });
-    chownSync(d, uid, gid);
-  }
-  const config = join(dir, 'uucp-config');
-  writeFileSync(config, [
-    'nodename home',
-    `spool ${spool}`,
-    `pubdir ${join(dir, 'uucp-pub')}`,
-    `logfile ${join(dir, 'uucp-log/Log')}`,
-    `statfile ${join(dir, 'uucp-log/Stats')}`,
-    `debugfile ${join(dir, 'uucp-log/Debug')}`,
-    `sysfile ${join(dir, 'uucp-sys')}`,
-    `portfile ${join(dir, 'uucp-port')}`,
-    `dialfile ${join(dir, 'uucp-dial')}`,
-    '',
-  ].join('\n'));
-  writeFileSync(join(dir, 'uucp-sys'), 'system hub\ntime never\ncommands rmail rsmtp\n');
-  writeFileSync(join(dir, 'uucp-port'), '');
-  writeFileSync(join(dir, 'uucp-dial'), '');
-  return { config, spool };
-}
 
 /** utime+stime (+ reaped children's with `children`) of a process, in ms; 0 when it is gone */
 function cpuMs(pid: number, children: boolean): number {
@@ -204,7 +176,8 @@ export async function main(argv: string[]): Promise<number> {
     const home = makeOwnedDir(join(dir, 'enqueue'), user, 0o755);
     const enqueueConfig = join(home, 'mailbag.toml');
     writeFileSync(enqueueConfig, `site = "home"\nspool = "${join(home, 'spool')}"\n\n[peers.hub]\nhost = "hub.invalid"\n`);
-    const uucp = taylorConfig(dir, user.uid, user.gid);
+    // with -I a non-root caller loses uux's set-uid uucp: the spool belongs to the pipe's user
+    const uucp = taylorConfig(dir, 'home', { uid: user.uid, gid: user.gid });
     const access = join(dir, 'hold-all');
     writeFileSync(access, METHODS.map((m) => `${m}.test HOLD\n`).join(''));
 
