@@ -15,12 +15,14 @@ import {
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
 import { SessionState, type Incoming } from './state.js';
-import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore } from './store.js';
+import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
 /**
- * incoming bags checked and staged at once by the receiver. One: the decompressor runs on
- * this thread, so a second would only hold a second decompressor's memory; what overlaps
- * is the staging of one bag with the durability steps and commit of the bag before it.
+ * incoming bags staged at once by the receiver, each while its bytes arrive. One: the
+ * decompressor runs on this thread, so a second would only hold a second decompressor's
+ * memory; what overlaps is the staging of one bag with its own arrival and with the
+ * durability steps and commit of the bag before it. The next bag's stager starts when
+ * this one is done and catches up from its partial file.
  */
 const STAGERS = 1;
 /**
@@ -111,6 +113,14 @@ const PEER_CODES: Record<string, ErrorCode> = {
 interface InBag {
   offer: Offer;
   writer: PartialWriter | undefined;
+  /** bytes the partial file holds */
+  length: number;
+  /** its stager while one runs */
+  stager?: Stager | undefined;
+  /** staged (undefined: the session ended first); settles once every byte is read */
+  staged?: Promise<StagedBag | undefined>;
+  /** the partial file closed, once complete */
+  closed?: Promise<void>;
 }
 
 class Session {
@@ -544,17 +554,43 @@ class Session {
       return;
     }
     const from = await this.o.store.partialLength(offer.bag, offer.size);
-    this.incoming.set(offer.bag, { offer, writer: undefined });
+    const b: InBag = { offer, writer: undefined, length: from };
+    this.incoming.set(offer.bag, b);
     this.receiveTotal += offer.size - from;
     this.send(encodeAnswer({ bag: offer.bag, from }));
     this.state.answeredFrom(offer.bag, from);
-    if (from === offer.size) this.scheduleCommit(offer);
+    // staging starts now, from byte 0 of what we hold, and follows the bytes as they come
+    this.startStaging(b);
+    if (from === offer.size) this.scheduleCommit(b);
+  }
+
+  /**
+   * Stage an incoming bag while it arrives (docs/protocol.md §5): decompress, validate
+   * and write its jobs into HASH.d/ as its bytes reach the partial file, one bag at a
+   * time (STAGERS), so that at its last byte only the hash and the commit are left.
+   */
+  private startStaging(b: InBag): void {
+    const { bag, codec, size } = b.offer;
+    b.staged = this.stageSlot(async () => {
+      if (this.settled) return undefined;
+      this.o.trace?.(`${this.o.site} - staging ${bag.slice(0, 12)} from byte 0 (${b.length} of ${size} here)`);
+      const st = this.o.store.beginStage(bag, codec, this.o.caps, size, b.length);
+      b.stager = st;
+      try {
+        return await st.done;
+      } finally {
+        b.stager = undefined;
+      }
+    });
+    b.staged.catch(() => {});
   }
 
   private async onData(bag: string, offset: number, chunk: Buffer, complete: boolean): Promise<void> {
     const b = this.incoming.get(bag)!;
     b.writer ??= await this.o.store.openPartial(bag, offset);
     await b.writer.write(chunk);
+    b.length = b.writer.length;
+    b.stager?.grew(b.length);
     this.res.received.bytes += chunk.length;
     if (this.res.peerHello.progress) {
       // written to the partial (it survives a crash of this process): the sender may go on
@@ -566,11 +602,14 @@ class Session {
     if (offset < half && offset + chunk.length >= half) faultPoint('session-mid-bag');
     if (complete) {
       this.o.trace?.(`${this.o.site} - received all of ${bag.slice(0, 12)}`);
-      // the partial is fsynced by the commit (before its hash is checked), not here: the
-      // read loop goes on with the next bag's frames meanwhile
+      // not fsynced: what is committed are the staged job files, made durable before the
+      // ledger line; the partial only serves a resume, whose hash check catches bytes a
+      // crash of the machine lost (and a syncfs of the commit writes it anyway)
       const writer = b.writer;
       b.writer = undefined;
-      this.scheduleCommit(b.offer, writer);
+      b.closed = writer.close(false);
+      b.closed.catch(() => {});
+      this.scheduleCommit(b);
     }
   }
 
@@ -587,23 +626,16 @@ class Session {
   }
 
   /**
-   * Commit a complete bag. Its checking and staging (decompress, validate, write the new
-   * jobs into HASH.d/) runs while the bag before it is still being made durable and
-   * committed (STAGERS bags staged at once); the commit point and ACK follow one bag at
-   * a time, in the order the bags completed (docs/protocol.md §5).
+   * Commit a complete bag once its stager has read every byte and found the hash and
+   * every entry good (it ran while the bytes arrived); the commit point and ACK follow
+   * one bag at a time, in the order the bags completed (docs/protocol.md §5).
    */
-  private scheduleCommit(offer: Offer, writer?: PartialWriter): void {
-    const staged = this.stageSlot(async () => {
-      // the bytes must be on disk before the hash is checked and anything committed
-      if (writer) await writer.close(true);
-      if (this.settled) return undefined;
-      this.o.trace?.(`${this.o.site} - staging ${offer.bag.slice(0, 12)}`);
-      return this.o.store.stageBag(offer.bag, offer.codec, this.o.caps);
-    });
-    staged.catch(() => {});
+  private scheduleCommit(b: InBag): void {
+    const offer = b.offer;
     this.commitChain = this.commitChain.then(async () => {
       try {
-        const st = await staged;
+        await b.closed;
+        const st = await b.staged;
         if (!st) return;
         if (this.settled) {
           await this.o.store.dropStaged(st);
@@ -695,7 +727,8 @@ class Session {
     }
     // settle only when no commit or removal of ours is still running: the caller
     // releases the session lock next, and another session may start at once
-    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone])
+    for (const b of this.incoming.values()) b.stager?.stop();
+    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...[...this.incoming.values()].map((b) => b.staged)])
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }

@@ -11,7 +11,6 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHand
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { pipeline } from 'node:stream/promises';
 import { readBag } from '../bag/reader.js';
 import { writeBag, expandedSizeOf } from '../bag/writer.js';
 import type { BagCodec } from '../bag/codec.js';
@@ -447,32 +446,47 @@ export class SessionStore {
   }
 
   /**
-   * §5 steps 1–2: check the hash, read and validate the bag, write every job not in the
-   * ledger into `HASH.d/` (not yet durable). Several bags may be staged at once, each in
-   * its own directory; finishCommit() of each must then run one at a time.
+   * §5 steps 1–2 for a complete partial: check the hash, read and validate the bag, write
+   * every job not in the ledger into `HASH.d/` (not yet durable). Several bags may be
+   * staged at once, each in its own directory; finishCommit() of each must then run one
+   * at a time.
    */
   async stageBag(bag: string, codec: BagCodec, caps: ReceiveCaps): Promise<StagedBag> {
-    const part = this.partPath(bag);
-    // 1. the hash of what we hold
-    const hash = createHash('sha256');
-    await pipeline(createReadStream(part), hash);
-    if (hash.digest('hex') !== bag) {
-      await rmQuiet(part);
-      throw new BagRefusal('bad-hash', `bag ${bag.slice(0, 12)}: SHA-256 of the received bytes does not match its name`);
-    }
-    // 2. read, validate and stage every job not already committed
+    const size = (await sizeOf(this.partPath(bag))) ?? 0;
+    return this.beginStage(bag, codec, caps, size, size).done;
+  }
+
+  /**
+   * Start staging bag HASH of `size` bytes while its bytes arrive (§5 steps 1–2): a
+   * stager reads the partial file from its byte 0 as it grows (the session reports each
+   * write with grew(); the bytes come from the page cache, and a stager behind the link
+   * costs disk, not memory), through the validating bag reader, and writes each new job
+   * into `HASH.d/`. Its `done` settles when all `size` bytes have been read: with the bag
+   * staged when their SHA-256 matches and every entry was good, else with a BagRefusal
+   * (`bad-hash` first: a bag damaged on its way is never taken for a hostile one).
+   * Nothing is committed here; `available` is what the partial already holds.
+   */
+  beginStage(bag: string, codec: BagCodec, caps: ReceiveCaps, size: number, available: number): Stager {
+    const source = new PartialSource(this.partPath(bag), size, available);
+    const done = this.stageFrom(source, bag, codec, caps);
+    done.catch(() => {});
+    return { done, grew: (n) => source.grew(n), stop: () => source.stop() };
+  }
+
+  private async stageFrom(src: PartialSource, bag: string, codec: BagCodec, caps: ReceiveCaps): Promise<StagedBag> {
     const staging = join(this.bagsIn, `${bag}.d`);
-    await rmQuiet(staging);
-    await mkdir(staging, { mode: 0o700 });
     const committed: string[] = [];
     const sizes = new Map<string, number>();
     let duplicates = 0;
     let bytes = 0;
+    let failure: { err: unknown } | undefined;
+    let midStage = false;
     try {
-      for await (const entry of readBag(createReadStream(part), {
+      await rmQuiet(staging);
+      await mkdir(staging, { mode: 0o700 });
+      for await (const entry of readBag(src.chunks(), {
         codec,
         maxCompressed: caps.maxBag,
-        expectSha256: bag,
         maxExpanded: caps.maxExpanded,
         maxEntries: caps.maxJobs,
         maxEntrySize: caps.maxJob + 1024 * 1024,
@@ -506,8 +520,35 @@ export class SessionStore {
         committed.push(header.id);
         sizes.set(header.id, entry.size);
         bytes += entry.size;
+        if (!midStage && src.missing > 0) {
+          midStage = true;
+          faultPoint('session-mid-stage');
+        }
       }
     } catch (err) {
+      failure = { err };
+    }
+    try {
+      // every byte through the hash, also after a refusal or when the bag ended early: the
+      // hash decides first (a bag damaged on its way is bad-hash, rebuilt by the sender,
+      // never a job refused for good)
+      while (await src.next());
+    } catch (err) {
+      failure ??= { err };
+    } finally {
+      await src.close();
+    }
+    if (src.stopped || src.missing > 0) {
+      await rmQuiet(staging);
+      throw failure?.err ?? new SpoolError(`staging bag ${bag.slice(0, 12)} stopped before its end`);
+    }
+    if (src.digest() !== bag) {
+      await rmQuiet(staging);
+      await rmQuiet(this.partPath(bag));
+      throw new BagRefusal('bad-hash', `bag ${bag.slice(0, 12)}: SHA-256 of the received bytes does not match its name`);
+    }
+    if (failure) {
+      const err = failure.err;
       await rmQuiet(staging);
       if (err instanceof BagRefusal) throw err;
       if (err instanceof BagError) throw new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message);
@@ -687,6 +728,100 @@ const YIELD_EVERY = 32;
 async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   if (prefix.length) yield prefix;
   yield* rest;
+}
+
+/** A bag being staged while its bytes arrive (SessionStore.beginStage). */
+export interface Stager {
+  /** staged (hash matched, every entry good), or a BagRefusal, or a local failure */
+  readonly done: Promise<StagedBag>;
+  /** the partial file now holds this many bytes */
+  grew(length: number): void;
+  /** the session ended: stop reading (done rejects, HASH.d/ is removed) */
+  stop(): void;
+}
+
+/** bytes a stager reads from the partial at a time */
+const TAIL_CHUNK = 256 * 1024;
+
+/**
+ * The bytes of a partial file from 0 to `size` while it grows: a read past what has been
+ * written waits for grew(). Every byte read passes through the SHA-256.
+ */
+class PartialSource {
+  private fh: FileHandle | undefined;
+  private pos = 0;
+  private wake: (() => void) | undefined;
+  private readonly hash = createHash('sha256');
+  stopped = false;
+
+  constructor(private readonly path: string, private readonly size: number, private available: number) {}
+
+  /** bytes not yet read */
+  get missing(): number {
+    return this.size - this.pos;
+  }
+
+  grew(length: number): void {
+    if (length > this.available) this.available = length;
+    this.poke();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.poke();
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /**
+   * the next bytes, undefined at `size`. Calls are served one after the other: the bag
+   * reader may still be waiting in one when a refusal's drain asks for the rest, and
+   * every byte must be hashed once, in order.
+   */
+  next(): Promise<Buffer | undefined> {
+    const r = this.queue.then(() => this.step());
+    this.queue = r.catch(() => undefined);
+    return r;
+  }
+
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private async step(): Promise<Buffer | undefined> {
+    if (this.pos >= this.size) return undefined;
+    while (this.available <= this.pos && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+    if (this.stopped) throw new SpoolError(`staging of ${this.path} stopped: the session ended`);
+    this.fh ??= await open(this.path, 'r');
+    const n = Math.min(TAIL_CHUNK, this.available - this.pos, this.size - this.pos);
+    const buf = Buffer.allocUnsafe(n);
+    const { bytesRead } = await this.fh.read(buf, 0, n, this.pos);
+    if (bytesRead === 0) throw new SpoolError(`partial bag ${this.path} is shorter than the ${this.available} bytes written to it`);
+    const b = bytesRead === n ? buf : buf.subarray(0, bytesRead);
+    this.pos += bytesRead;
+    this.hash.update(b);
+    return b;
+  }
+
+  async *chunks(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const b = await this.next();
+      if (!b) return;
+      yield b;
+    }
+  }
+
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close();
+  }
 }
 
 /** Appends a partial bag's bytes; data is made durable by sync() (before the hash check). */

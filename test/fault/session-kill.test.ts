@@ -1,12 +1,12 @@
-// Either side of a session killed with SIGKILL at each named point — mid-bag, after the
-// jobs are staged, after the commit (ledger fsynced), before and after the
+// Either side of a session killed with SIGKILL at each named point — mid-bag, mid-stage
+// (jobs already in HASH.d/ while the bag's bytes still arrive), after the jobs are staged, after the commit (ledger fsynced), before and after the
 // acknowledgement, and on the sender after the ACK and mid-removal — then a new sync:
 // nothing lost, nothing stored twice. Both sides are real processes from dist/, joined
 // by the command transport (the dialer spawns `mailbag serve` and talks over its stdio).
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,7 +23,7 @@ afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-const RECEIVER_POINTS = ['session-mid-bag', 'session-after-stage', 'session-after-commit', 'session-before-ack', 'session-after-ack'];
+const RECEIVER_POINTS = ['session-mid-bag', 'session-mid-stage', 'session-after-stage', 'session-after-commit', 'session-before-ack', 'session-after-ack'];
 const SENDER_POINTS = ['session-sender-mid-bag', 'session-sender-after-ack', 'session-sender-after-remove'];
 
 /** A small driver: one sync from home over the command transport (no SSH client needed). */
@@ -65,9 +65,11 @@ async function world(): Promise<World> {
   const home = await makeSite(t.dir, 'home');
   writeFileSync(join(t.dir, 'hub.toml'), `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\naccept = ["rmail"]\n`);
   writeFileSync(join(t.dir, 'home.toml'), `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nkeepalive = "2s"\n`);
-  // small mail and an incompressible attachment each way, so every point is passed
-  const down = await enqueue(hub, 'home', [...messages([800, 5000, 20000], 21), randomBytes(700_000)]);
-  const up = await enqueue(home, 'hub', [...messages([1500, 9000], 22), randomBytes(500_000)]);
+  // small mail and an incompressible attachment each way, so every point is passed; the
+  // incompressible small jobs make a bag of many DATA frames, staged while it arrives
+  const noise = (): Buffer[] => Array.from({ length: 40 }, () => randomBytes(8000));
+  const down = await enqueue(hub, 'home', [...messages([800, 5000, 20000], 21), ...noise(), randomBytes(700_000)]);
+  const up = await enqueue(home, 'hub', [...messages([1500, 9000], 22), ...noise(), randomBytes(500_000)]);
   const script = driver(t.dir);
   const sync: World['sync'] = (faultSide, point) => {
     const serve = [process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', join(t.dir, 'hub.toml')];
@@ -103,6 +105,33 @@ function nothingLostNothingTwice(w: World): void {
   expect(ledgerJobs(w.home, 'hub').sort()).toEqual([...w.down.keys()].sort());
   expect(ledgerJobs(w.hub, 'home').sort()).toEqual([...w.up.keys()].sort());
 }
+
+describe.skipIf(!built)('a receiver killed while it stages a bag that is still arriving', () => {
+  it('leaves HASH.d/ beside an incomplete HASH.part; the next sync removes the one, resumes the other, and stores every job once', async () => {
+    const w = await world();
+    const first = w.sync('hub', 'session-mid-stage');
+    expect(first.status, first.out + first.err).toBe(75);
+    // the state of docs/protocol.md §5 "staging while it arrives": jobs staged, bag incomplete
+    const dir = join(w.hub.root, 'bags', 'in', 'home');
+    const names = readdirSync(dir);
+    const staged = names.filter((n) => n.endsWith('.d'));
+    expect(staged).toHaveLength(1);
+    const hash = staged[0]!.slice(0, 64);
+    expect(readdirSync(join(dir, staged[0]!)).length).toBeGreaterThan(0);
+    expect(names).toContain(`${hash}.part`);
+    const bag = statSync(join(w.home.root, 'bags', 'out', 'hub', `${hash}.bag`)).size;
+    expect(statSync(join(dir, `${hash}.part`)).size).toBeLessThan(bag);
+    expect(ledgerJobs(w.hub, 'home')).toEqual([]);
+    let last = w.sync();
+    for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      last = w.sync();
+    }
+    expect(last.status, last.err).toBe(0);
+    nothingLostNothingTwice(w);
+    expect(readdirSync(dir)).toEqual([]);
+  }, 120_000);
+});
 
 describe.skipIf(!built)('a session killed with SIGKILL at each named point', () => {
   for (const side of ['home', 'hub'] as const) {

@@ -4,7 +4,7 @@
 // outside the spool; the honest jobs already received are unharmed and a later honest
 // session still works.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants, gzipSync } from 'node:zlib';
@@ -53,13 +53,21 @@ function hello(site = 'home', peer = 'hub'): Hello {
   return { site, peer, codecs: ['gzip'], maxBag: CAPS.maxBag, maxExpanded: CAPS.maxExpanded, maxJobs: CAPS.maxJobs, maxJob: CAPS.maxJob, keepalive: 500, software: 'evil' };
 }
 
-/** Send frames, collect what comes back until the far side closes or sends REFUSE/ERROR/ACK. */
-async function hostile(frames: Buffer[], stopOn: number[] = [FRAME.REFUSE, FRAME.ERROR, FRAME.ACK]): Promise<{ got: Frame[]; hub: PromiseSettledResult<SessionResult> }> {
+/**
+ * Send frames, collect what comes back until the far side closes or sends REFUSE/ERROR/ACK.
+ * A function among the frames is awaited there (a pause, a look at the spool).
+ */
+async function hostile(frames: (Buffer | (() => Promise<void>))[], stopOn: number[] = [FRAME.REFUSE, FRAME.ERROR, FRAME.ACK]): Promise<{ got: Frame[]; hub: PromiseSettledResult<SessionResult> }> {
   const [evil, far] = createPair();
   const hubRun = hubSide(far);
   const got: Frame[] = [];
   const dec = new FrameDecoder();
-  for (const f of frames) evil.output.write(f);
+  const sent = (async (): Promise<void> => {
+    for (const f of frames) {
+      if (typeof f === 'function') await f();
+      else evil.output.write(f);
+    }
+  })();
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 8000);
     evil.input.on('data', (c: Buffer) => {
@@ -77,6 +85,7 @@ async function hostile(frames: Buffer[], stopOn: number[] = [FRAME.REFUSE, FRAME
     });
     evil.input.on('error', () => resolve());
   });
+  await sent;
   evil.abort(new Error('hostile test done'));
   const [res] = await Promise.allSettled([hubRun]);
   return { got, hub: res };
@@ -186,6 +195,44 @@ describe('a hostile peer', () => {
     const j = job();
     const bag = gzipSync(await tarOf([{ name: j.name, bytes: j.bytes }]));
     const r = refusal((await hostile(offerFrames(bag, 'b'.repeat(64)))).got);
+    expect(r.code).toBe('bad-hash');
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+    unharmed();
+  });
+
+  it('a bag staged while it arrives: its good jobs staged first are not committed when a later entry is refused', async () => {
+    // incompressible jobs: a bag of several DATA frames; the forbidden one comes last
+    const good = Array.from({ length: 12 }, () => job({}, randomBytes(20_000)));
+    const bad = job({ command: 'sh' });
+    const bag = gzipSync(await tarOf([...good, bad].map((j) => ({ name: j.name, bytes: j.bytes }))));
+    const frames = offerFrames(bag, undefined, 13);
+    const stagingDir = join(hub.root, 'bags', 'in', 'home');
+    let stagedEarly = 0;
+    const { got } = await hostile([
+      ...frames.slice(0, 4),
+      async () => {
+        // the first frames are in: the stager has written jobs into HASH.d/ already
+        for (let i = 0; i < 50 && stagedEarly === 0; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          const d = readdirSync(stagingDir).find((n) => n.endsWith('.d'));
+          stagedEarly = d ? readdirSync(join(stagingDir, d)).length : 0;
+        }
+      },
+      ...frames.slice(4),
+    ]);
+    expect(frames.length).toBeGreaterThan(4);
+    expect(stagedEarly).toBeGreaterThan(0);
+    const r = refusal(got);
+    expect(r.code).toBe('forbidden-command');
+    expect(r.message).toContain(bad.name);
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('a bag with a refused first entry and a wrong hash is refused as bad-hash (the hash decides first)', async () => {
+    const bad = job({ from: 'office' });
+    const bag = gzipSync(await tarOf([{ name: bad.name, bytes: bad.bytes }, ...Array.from({ length: 6 }, () => job({}, randomBytes(20_000))).map((j) => ({ name: j.name, bytes: j.bytes }))]));
+    const r = refusal((await hostile(offerFrames(bag, 'c'.repeat(64), 7))).got);
     expect(r.code).toBe('bad-hash');
     expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
     unharmed();

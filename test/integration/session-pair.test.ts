@@ -96,10 +96,10 @@ describe('a dead link', () => {
     // the hub takes 2.5 s to commit the bag, well past home's 1 s idle timeout: only its PINGs say it is alive
     const s = store(hub, 'home');
     await s.open();
-    const stage = s.stageBag.bind(s);
-    s.stageBag = async (...args) => {
+    const commit = s.finishCommit.bind(s);
+    s.finishCommit = async (...args) => {
       await new Promise((r) => setTimeout(r, 2500));
-      return stage(...args);
+      return commit(...args);
     };
     const [r] = await Promise.all([
       session(home, 'hub', a, { keepaliveMs: 200, idleTimeoutMs: 1000 }),
