@@ -15,7 +15,7 @@ import {
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
 import { SessionState, type Incoming } from './state.js';
-import { BagRefusal, PERMANENT_REFUSALS, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
+import { BagRefusal, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
 /**
  * incoming bags staged at once by the receiver, each while its bytes arrive. One: the
@@ -154,6 +154,9 @@ class Session {
   private busy = 0;
   private byeSent = false;
   private senderStarted = false;
+  /** the peer's HELLO received and found right */
+  private helloSeen = false;
+  private readonly helloGate = gate();
   private readonly res: SessionResult;
   private sendTotal = 0;
   private receiveTotal = 0;
@@ -207,7 +210,8 @@ class Session {
       }
       if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
     }, Math.max(10, Math.min(1000, Math.floor(this.keepalive / 2))));
-    if (this.o.scanEarly) this.scanQueue().catch(() => {});
+    // the dialer reads its queue and builds its first bags while the handshake runs
+    if (this.o.scanEarly) this.startSender();
     this.reading = this.readLoop();
     void this.link.done.then((end) => {
       this.linkEnded = true;
@@ -366,10 +370,15 @@ class Session {
       this.fail(new SessionError('peer-refused', `${h.site} expected to talk to ${h.peer}, but this site is ${this.o.site}`), true, 'peer-refused');
       return;
     }
-    if (!this.senderStarted) {
-      this.senderStarted = true;
-      this.senderDone = this.sender().catch((err: unknown) => this.fail(err, true));
-    }
+    this.helloSeen = true;
+    this.helloGate.open();
+    this.startSender();
+  }
+
+  private startSender(): void {
+    if (this.senderStarted) return;
+    this.senderStarted = true;
+    this.senderDone = this.sender().catch((err: unknown) => this.fail(err, true));
   }
 
   // ----- sending our queue -----
@@ -389,24 +398,70 @@ class Session {
     return this.scan;
   }
 
+  /** resolves when the peer's HELLO has been received and checked, or the session ended */
+  private helloChecked(): Promise<void> {
+    return this.helloGate.promise;
+  }
+
+  /**
+   * Build bags of the queued jobs before the peer's HELLO has arrived (the dialer: the
+   * ssh handshake, sshd and the far `serve` start-up take 0.3–0.7 s), with this side's
+   * own first codec and its own caps as the guess for the peer's. They are ordinary
+   * pending bags (§6), durable and named, offered only after HELLO if the plan with the
+   * peer's codec and caps starts with the same bags; the rest are discarded.
+   */
+  private async buildEarly(queued: QueuedJob[]): Promise<{ group: QueuedJob[]; codec: BagCodec; sealed: Promise<PendingBag> }[]> {
+    const codec = this.o.codecs[0];
+    const built: { group: QueuedJob[]; codec: BagCodec; sealed: Promise<PendingBag> }[] = [];
+    if (!codec) return built;
+    for (const group of planBags(queued, this.o.caps).bags) {
+      if (this.helloSeen || this.settled) break;
+      this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs (before HELLO)`);
+      const { sealed } = await this.o.store.writeBagFile(group, codec);
+      if (built.length === 0) void sealed.then(() => !this.helloSeen && faultPoint('session-sender-before-hello'), () => {});
+      built.push({ group, codec, sealed });
+    }
+    return built;
+  }
+
   private async sender(): Promise<void> {
+    const { pending, queued: all } = await this.scanQueue();
+    const pendingJobs = new Set(pending.flatMap((p) => p.jobs));
+    const early = this.helloSeen ? [] : await this.buildEarly(all.filter((j) => !pendingJobs.has(j.id)));
+    await this.helloChecked();
+    if (this.settled) {
+      await Promise.allSettled(early.map((e) => e.sealed));
+      return;
+    }
     const theirs = this.res.peerHello;
     const codec = chooseCodec(this.o.codecs, theirs.codecs);
     const caps = { maxBag: theirs.maxBag, maxExpanded: theirs.maxExpanded, maxJobs: theirs.maxJobs, maxJob: theirs.maxJob };
-    const { pending, queued: all } = await this.scanQueue();
     const inBags = new Set<string>();
     for (const p of pending) {
       if (this.settled) return;
-      if (!theirs.codecs.includes(p.codec) || p.size > caps.maxBag || p.jobs.length > caps.maxJobs) {
+      if (!bagFits(p, theirs.codecs, caps)) {
         await this.o.store.discardBag(p.bag);
         continue;
       }
       for (const j of p.jobs) inBags.add(j);
       this.offer(p);
     }
+    // the bags built before HELLO that the plan with the peer's codec and caps also makes
+    const queued = all.filter((j) => !inBags.has(j.id));
+    const plan = codec ? planBags(queued, caps) : { bags: [], held: [] };
+    let kept = 0;
+    while (kept < early.length && early[kept]!.codec === codec && sameJobs(early[kept]!.group, plan.bags[kept])) kept++;
+    const earlyBags = await Promise.all(early.map((e) => e.sealed));
+    for (const [i, bag] of earlyBags.entries()) {
+      if (this.settled) return;
+      if (i < kept && bagFits(bag, theirs.codecs, caps) && this.state.canOffer(bag.bag)) this.offer(bag);
+      else {
+        // built for caps or a codec the peer does not have: its jobs go in the bags below
+        this.o.trace?.(`${this.o.site} - discarding ${bag.bag.slice(0, 12)}, built before HELLO for other caps`);
+        await this.o.store.discardBag(bag.bag);
+      }
+    }
     if (codec) {
-      const queued = all.filter((j) => !inBags.has(j.id));
-      const plan = planBags(queued, caps);
       // too large for the peer, now and on every later try: failed for good, the sender told
       for (const j of plan.held) {
         const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
@@ -418,7 +473,7 @@ class Session {
       let offering: Promise<void> = Promise.resolve();
       let sealFailed = false;
       try {
-        for (const group of plan.bags) {
+        for (const group of plan.bags.slice(kept)) {
           // a bag that could not be made durable ends the session (below) before the next is built
           if (this.settled || sealFailed) break;
           this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
@@ -705,6 +760,7 @@ class Session {
     if (this.settled) return;
     this.settled = true;
     this.wakeSender();
+    this.helloGate.open();
     this.closing = true;
     clearInterval(this.timer);
     const e = asMailbagError(err);
@@ -732,6 +788,18 @@ class Session {
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }
+}
+
+/** A promise opened once, from outside. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+/** The same jobs in the same order. */
+function sameJobs(a: readonly QueuedJob[], b: readonly QueuedJob[] | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((j, i) => j.id === b[i]!.id);
 }
 
 /** Run one session on `link` until both sides are done; rejects with SessionError when it breaks. */

@@ -46,6 +46,8 @@ export interface PendingBag {
   size: number;
   codec: BagCodec;
   jobs: string[];
+  /** the jobs' file sizes, in the order of `jobs` */
+  sizes: number[];
 }
 
 export interface QueuedJob {
@@ -208,13 +210,20 @@ export class SessionStore {
       const list = await this.readList(join(this.bagsOut, `${hash}.jobs`));
       const size = await sizeOf(join(this.bagsOut, name));
       let whole = list !== undefined && size !== undefined && list.jobs.length > 0;
-      if (whole) for (const id of list!.jobs) if (!(await exists(join(this.paths.out, id)))) whole = false;
+      const sizes: number[] = [];
+      if (whole) {
+        for (const id of list!.jobs) {
+          const n = await sizeOf(join(this.paths.out, id));
+          if (n === undefined) whole = false;
+          else sizes.push(n);
+        }
+      }
       if (!whole) {
         // a job was removed meanwhile (an admin, or a list we cannot read): re-bag the rest
         await this.discardBag(hash);
         continue;
       }
-      out.push({ bag: hash, size: size!, codec: list!.codec, jobs: list!.jobs });
+      out.push({ bag: hash, size: size!, codec: list!.codec, jobs: list!.jobs, sizes });
     }
     return out.sort((a, b) => a.size - b.size);
   }
@@ -279,7 +288,7 @@ export class SessionStore {
       throw err;
     }
     await fsyncDir(this.bagsOut);
-    return { bag: hash, size, codec, jobs: jobs.map((j) => j.id) };
+    return { bag: hash, size, codec, jobs: jobs.map((j) => j.id), sizes: jobs.map((j) => j.size) };
   }
 
   /** The bag's bytes from `from` to the end. */
@@ -841,6 +850,20 @@ export class PartialWriter {
     if (sync) await this.fh.sync();
     await this.fh.close();
   }
+}
+
+/**
+ * Whether a pending bag may be offered to a peer with these codecs and caps (a bag built
+ * in an earlier session, or before the peer's HELLO with this side's own defaults).
+ */
+export function bagFits(p: PendingBag, codecs: readonly BagCodec[], caps: ReceiveCaps): boolean {
+  return (
+    codecs.includes(p.codec) &&
+    p.size <= caps.maxBag &&
+    p.jobs.length <= caps.maxJobs &&
+    p.sizes.every((n) => n <= caps.maxJob + 1024 * 1024) &&
+    expandedSizeOf(p.sizes) <= caps.maxExpanded
+  );
 }
 
 /** Split queued jobs into bags: small ones together (oldest first), each large one alone, after. */

@@ -55,7 +55,7 @@ interface World {
   home: Site;
   down: Map<string, Buffer>;
   up: Map<string, Buffer>;
-  sync: (faultSide?: 'home' | 'hub', point?: string) => { status: number | null; signal: NodeJS.Signals | null; out: string; err: string };
+  sync: (faultSide?: 'home' | 'hub', point?: string, farDelay?: number) => { status: number | null; signal: NodeJS.Signals | null; out: string; err: string };
 }
 
 async function world(): Promise<World> {
@@ -71,8 +71,8 @@ async function world(): Promise<World> {
   const down = await enqueue(hub, 'home', [...messages([800, 5000, 20000], 21), ...noise(), randomBytes(700_000)]);
   const up = await enqueue(home, 'hub', [...messages([1500, 9000], 22), ...noise(), randomBytes(500_000)]);
   const script = driver(t.dir);
-  const sync: World['sync'] = (faultSide, point) => {
-    const serve = [process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', join(t.dir, 'hub.toml')];
+  const sync: World['sync'] = (faultSide, point, farDelay) => {
+    const serve = [...(farDelay ? ['sh', '-c', `sleep ${farDelay}; exec "$@"`, 'sh'] : []), process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', join(t.dir, 'hub.toml')];
     // the far side gets the fault only when it is the one to die (never by inheritance)
     const farArgv = faultSide === 'hub' ? ['env', `MAILBAG_FAULT=${point}`, ...serve] : ['env', '-u', 'MAILBAG_FAULT', ...serve];
     const env = { ...process.env };
@@ -130,6 +130,29 @@ describe.skipIf(!built)('a receiver killed while it stages a bag that is still a
     expect(last.status, last.err).toBe(0);
     nothingLostNothingTwice(w);
     expect(readdirSync(dir)).toEqual([]);
+  }, 120_000);
+});
+
+describe.skipIf(!built)('a dialer killed after building a bag before the peer HELLO', () => {
+  it('leaves a pending bag that the next sync offers as it is', async () => {
+    const w = await world();
+    // the far side starts a second late: its HELLO cannot have arrived when the first bag is sealed
+    const first = w.sync('home', 'session-sender-before-hello', 1);
+    expect(first.signal, first.err).toBe('SIGKILL');
+    const out = join(w.home.root, 'bags', 'out', 'hub');
+    const early = readdirSync(out).filter((n) => n.endsWith('.bag')).map((n) => n.slice(0, 64));
+    expect(early.length).toBeGreaterThan(0);
+    for (const h of early) expect(readdirSync(out)).toContain(`${h}.jobs`);
+    let last = w.sync();
+    for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      last = w.sync();
+    }
+    expect(last.status, last.err).toBe(0);
+    nothingLostNothingTwice(w);
+    const committed = readFileSync(join(w.hub.root, 'ledger', 'home'), 'utf8');
+    for (const h of early) expect(committed).toContain(h);
+    expect(readdirSync(out)).toEqual([]);
   }, 120_000);
 });
 

@@ -1,0 +1,88 @@
+// The dialer builds its first bags while the handshake runs, before the peer's HELLO,
+// with its own codec and caps (docs/protocol.md §2, §6): they are offered as they are
+// when the peer's HELLO accepts the same plan, and discarded and built again when it
+// does not. Either way every job arrives exactly once and nothing is left behind.
+
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runSession } from '../../lib/session/session.js';
+import { createPair } from '../../lib/transport/pair.js';
+import { CAPS, enqueue, ids, makeSite, messages, payloadOf, session, store, tempDir, type Site } from '../unit/session/sites.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function bagsOut(site: Site, peer: string, ext: string): string[] {
+  const dir = join(site.root, 'bags', 'out', peer);
+  return existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(ext)).map((n) => n.slice(0, 64)).sort() : [];
+}
+
+function ledgerBags(site: Site, peer: string): string[] {
+  return readFileSync(join(site.root, 'ledger', peer), 'utf8').split('\n').slice(1).filter(Boolean).map((l) => l.split(' ')[1]!);
+}
+
+/** wait (bounded) until home has built at least one bag for hub */
+async function firstBag(home: Site): Promise<string[]> {
+  for (let i = 0; i < 250; i++) {
+    const bags = bagsOut(home, 'hub', '.bag');
+    if (bags.length > 0) return bags;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return [];
+}
+
+async function world(label: string, n: number): Promise<{ hub: Site; home: Site; sent: Map<string, Buffer> }> {
+  const t = tempDir(label);
+  cleanups.push(t.remove);
+  const hub = await makeSite(t.dir, 'hub');
+  const home = await makeSite(t.dir, 'home');
+  const sizes = Array.from({ length: n }, (_, i) => 400 + ((i * 7919) % 3000));
+  const sent = await enqueue(home, 'hub', messages(sizes, 81));
+  return { hub, home, sent };
+}
+
+describe('bags built before the peer HELLO', () => {
+  it('are built while the far side is still silent, and offered as they are when its HELLO accepts them', async () => {
+    const { hub, home, sent } = await world('early', 30);
+    const [a, b] = createPair();
+    // home dials; the hub has not started yet, so no HELLO can have arrived
+    const homeRun = session(home, 'hub', a, { scanEarly: true });
+    const early = await firstBag(home);
+    expect(early.length).toBeGreaterThan(0);
+    const [rHome] = await Promise.all([homeRun, session(hub, 'home', b)]);
+    expect(rHome.sent.jobs).toBe(sent.size);
+    expect(ids(hub, 'in', 'home')).toEqual([...sent.keys()].sort());
+    for (const [id, p] of sent) expect(payloadOf(hub, 'in', 'home', id).equals(p)).toBe(true);
+    // the bags built before HELLO are the ones that crossed, not rebuilt copies
+    for (const bag of early) expect(ledgerBags(hub, 'home')).toContain(bag);
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
+  it('are discarded and built again when the peer HELLO has smaller caps', async () => {
+    const { hub, home, sent } = await world('early-caps', 30);
+    const [a, b] = createPair();
+    const homeRun = session(home, 'hub', a, { scanEarly: true });
+    const early = await firstBag(home);
+    expect(early.length).toBeGreaterThan(0);
+    // a hub that takes at most 4 jobs per bag: the bags home built for its own caps do not fit
+    const s = store(hub, 'home');
+    await s.open();
+    const [rHome] = await Promise.all([
+      homeRun,
+      runSession({ link: b, store: s, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: { ...CAPS, maxJobs: 4 }, keepaliveMs: 500 }),
+    ]);
+    expect(rHome.refusedByPeer).toEqual([]);
+    expect(rHome.sent.jobs).toBe(sent.size);
+    expect(ids(hub, 'in', 'home')).toEqual([...sent.keys()].sort());
+    const crossed = ledgerBags(hub, 'home');
+    for (const bag of early) expect(crossed).not.toContain(bag);
+    expect(crossed.length).toBeGreaterThanOrEqual(Math.ceil(sent.size / 4));
+    // nothing left of the discarded bags, no job left queued
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+});
