@@ -6,15 +6,20 @@
 // process, so a busy machine distorts it less than wall time would), then this process's
 // peak RSS. Options measure what else was tried: bags split as the session splits them
 // (--split session), entries ordered by thread inside each bag (--order thread), the
-// engines on libuv's pool instead of the calling thread (--thread pool).
+// engines on libuv's pool instead of the calling thread (--thread pool); and bags written
+// into files with writeBagFile, in bag worker threads or on the calling thread, with one
+// or more bags in flight (--where worker|caller|mixed, --parallel N, --workers N,
+// --young MB): then wall time and the CPU of all threads of the pack phase, and its own
+// peak RSS, are printed too.
 
 import { execFileSync } from 'node:child_process';
-import { closeSync, createReadStream, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { bagStream, readBag, type BagCodec, type BagJob, type CodecThread } from '../lib/bag/index.js';
+import { performance } from 'node:perf_hooks';
+import { bagStream, bagWorkerState, configureBagWorkers, readBag, stopBagWorkers, writeBagFile, type BagCodec, type BagJob, type BagSummary, type CodecThread } from '../lib/bag/index.js';
 import { LIMITS } from '../lib/limits.js';
 import { planBags } from '../lib/session/store.js';
 
@@ -124,6 +129,33 @@ function peakRssMB(): number {
   return m ? Math.round(Number(m[1]) / 1024) : Math.round(process.memoryUsage().rss / 1048576);
 }
 
+/** Restart the kernel's count of this process's peak RSS (VmHWM) from its current RSS; false where it cannot. */
+function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function rssMB(): number {
+  return Math.round(process.memoryUsage().rss / 1048576);
+}
+
+/** CPU of the main thread alone, ms (Linux: /proc/self/task/PID/stat, in clock ticks of 10 ms); NaN elsewhere */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU of this process: every thread (the main one, bag workers, libuv's pool) */
 function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -137,6 +169,11 @@ export async function main(argv: string[]): Promise<number> {
   let split = 'even' as 'even' | 'session';
   let order = 'queue' as 'queue' | 'thread';
   let thread = 'caller' as CodecThread;
+  let where: 'worker' | 'caller' | 'mixed' | undefined;
+  let parallel = 1;
+  let workers: number | undefined;
+  let young: number | undefined;
+  let outDir = tmpdir();
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--messages') messages = Number(argv[++i]);
     else if (argv[i] === '--only') only = argv[++i]!.split(',');
@@ -144,10 +181,21 @@ export async function main(argv: string[]): Promise<number> {
     else if (argv[i] === '--split' && ['even', 'session'].includes(argv[i + 1]!)) split = argv[++i] as typeof split;
     else if (argv[i] === '--order' && ['queue', 'thread'].includes(argv[i + 1]!)) order = argv[++i] as typeof order;
     else if (argv[i] === '--thread' && ['caller', 'pool'].includes(argv[i + 1]!)) thread = argv[++i] as CodecThread;
+    else if (argv[i] === '--where' && ['worker', 'caller', 'mixed'].includes(argv[i + 1]!)) where = argv[++i] as typeof where;
+    else if (argv[i] === '--parallel' && Number(argv[i + 1]) >= 1) parallel = Number(argv[++i]);
+    else if (argv[i] === '--workers' && Number(argv[i + 1]) >= 1) workers = Number(argv[++i]);
+    else if (argv[i] === '--young' && Number(argv[i + 1]) >= 0) young = Number(argv[++i]);
+    else if (argv[i] === '--out' && argv[i + 1]) outDir = argv[++i]!;
     else {
       process.stderr.write(
         'usage: npm run bench -- bag-codec [--messages N] [--bag-mib 8] [--only "br q5,gzip -6"]\n' +
-          '         [--split even|session] [--order queue|thread] [--thread caller|pool]\n',
+          '         [--split even|session] [--order queue|thread] [--thread caller|pool]\n' +
+          '         [--where worker|caller|mixed [--parallel N] [--workers N] [--young MB] [--out DIR]]\n' +
+          '  --where: write bag files with writeBagFile, in bag workers, on this thread, or (mixed)\n' +
+          '           the first bag in flight in a worker and the others here; --parallel: bags in\n' +
+          '           flight (default 1); --workers: bag worker threads (default: --parallel for\n' +
+          '           worker, 1 for mixed); --young: the workers\' young generation cap in MB (0: V8\'s\n' +
+          '           default; default 2, as in writeBagFile); --out: where the bag files go (default the temp dir)\n',
       );
       return 64;
     }
@@ -186,6 +234,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const how = split === 'session' ? 'split as the session splits them' : `of <= ${bagMiB} MiB of jobs`;
   process.stdout.write(`bag-codec: ${files.length} messages, ${raw} raw bytes, ${bags.length} bags ${how}, entries in ${order} order, engines on the ${thread === 'caller' ? 'calling thread' : 'libuv pool'}; node ${process.version}\n`);
+  if (where) return packToFiles({ files, bags, raw, only, thread, where, parallel, workers: workers ?? (where === 'worker' ? parallel : 1), young: young ?? 2, outDir });
   if (order === 'thread') process.stdout.write(`ordering by thread: ${orderMs.toFixed(0)} ms CPU (reading ${HEAD_BYTES / 1024} KiB of each message's head)\n`);
   process.stdout.write('\n');
   process.stdout.write(`${'codec'.padEnd(17)} ${'bytes'.padStart(12)} ${'ratio'.padStart(7)} ${'pack MB/s'.padStart(10)} ${'read MB/s'.padStart(10)}\n`);
@@ -215,5 +264,97 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${v.label.padEnd(17)} ${String(total).padStart(12)} ${(total / raw).toFixed(4).padStart(7)} ${mbs(packCpu).padStart(10)} ${mbs(readCpu).padStart(10)}\n`);
   }
   process.stdout.write(`\npeak RSS of this process: ${peakRssMB()} MB\n`);
+  return 0;
+}
+
+interface FilesRun {
+  files: { name: string; path: string; size: number }[];
+  bags: { name: string; path: string; size: number }[][];
+  raw: number;
+  only: string[] | undefined;
+  thread: CodecThread;
+  where: 'worker' | 'caller' | 'mixed';
+  parallel: number;
+  workers: number;
+  young: number;
+  outDir: string;
+}
+
+/**
+ * --where: every bag written into a file by writeBagFile (lib/bag/workers.ts), with
+ * `parallel` bags in flight; per variant the pack phase's wall time, CPU of all threads
+ * and peak RSS (VmHWM, reset before it), then each file read back through readBag.
+ */
+async function packToFiles(r: FilesRun): Promise<number> {
+  configureBagWorkers({ workers: r.workers, resourceLimits: r.young > 0 ? { maxYoungGenerationSizeMb: r.young } : {} });
+  const dir = mkdtempSync(join(r.outDir, 'mailbag-bag-codec-'));
+  const lanesSay = r.where === 'mixed' ? 'the first in a bag worker, the others on this thread' : r.where === 'worker' ? `in ${r.workers} bag worker thread(s)` : 'on this thread';
+  process.stdout.write(`bag files (writeBagFile) in ${dir}: ${r.parallel} in flight, ${lanesSay}; workers' young generation ${r.young > 0 ? `${r.young} MB` : "V8's default"}\n`);
+  try {
+    if (r.where !== 'caller') {
+      // what starting the workers costs: tiny bags, one per worker, all at once
+      const f = r.files[0]!;
+      const rss0 = rssMB();
+      let c = cpuMs();
+      let t = performance.now();
+      await Promise.all(Array.from({ length: r.workers }, (_, k) => writeBagFile([f], join(dir, `start-${k}.bag`), { codec: 'br' })));
+      const startWall = performance.now() - t;
+      const startCpu = cpuMs() - c;
+      const rss1 = rssMB();
+      c = cpuMs();
+      t = performance.now();
+      await writeBagFile([f], join(dir, 'warm.bag'), { codec: 'br' });
+      process.stdout.write(
+        `bag worker start (${bagWorkerState().workers}, each building a 1-job bag): ${startWall.toFixed(1)} ms wall, ${startCpu.toFixed(1)} ms CPU (all threads), ` +
+          `RSS ${rss0} -> ${rss1} MB; the next 1-job bag ${(performance.now() - t).toFixed(1)} ms wall, ${(cpuMs() - c).toFixed(1)} ms CPU\n`,
+      );
+      for (const name of readdirSync(dir)) rmSync(join(dir, name));
+    }
+    const canReset = resetPeakRss();
+    process.stdout.write(`\n${'codec'.padEnd(10)} ${'bytes'.padStart(12)} ${'ratio'.padStart(7)} ${'pack wall s'.padStart(12)} ${'pack CPU s'.padStart(11)} ${'main thr s'.padStart(11)} ${'MB/CPU-s'.padStart(9)} ${'MB/wall-s'.padStart(10)} ${'pack peak RSS'.padStart(14)} ${'read MB/s'.padStart(10)}\n`);
+    for (const v of VARIANTS) {
+      if (r.only && !r.only.includes(v.label)) continue;
+      global.gc?.();
+      resetPeakRss();
+      const summaries: BagSummary[] = new Array<BagSummary>(r.bags.length);
+      let next = 0;
+      const t = performance.now();
+      const c = cpuMs();
+      const mc = mainThreadCpuMs();
+      await Promise.all(
+        Array.from({ length: r.parallel }, async (_, lane) => {
+          const where = r.where === 'mixed' ? (lane === 0 ? 'worker' : 'caller') : r.where;
+          while (next < r.bags.length) {
+            const i = next++;
+            summaries[i] = await writeBagFile(r.bags[i]!, join(dir, `${i}.bag`), { codec: v.codec, level: v.level, where, thread: r.thread });
+          }
+        }),
+      );
+      const packWall = (performance.now() - t) / 1000;
+      const packCpu = (cpuMs() - c) / 1000;
+      const mainCpu = (mainThreadCpuMs() - mc) / 1000;
+      const peak = canReset ? `${peakRssMB()} MB` : 'n/a';
+      const total = summaries.reduce((a, s) => a + s.size, 0);
+      const rc = cpuMs();
+      for (let i = 0; i < r.bags.length; i++) {
+        let n = 0;
+        for await (const e of readBag(createReadStream(join(dir, `${i}.bag`)), { codec: v.codec, expectSha256: summaries[i]!.sha256 })) {
+          for await (const chunk of e.stream) n += (chunk as Buffer).length;
+        }
+        if (n !== r.bags[i]!.reduce((a, f) => a + f.size, 0)) throw new Error('read back a different number of bytes');
+        rmSync(join(dir, `${i}.bag`));
+      }
+      const readCpu = (cpuMs() - rc) / 1000;
+      const mb = r.raw / 1e6;
+      process.stdout.write(
+        `${v.label.padEnd(10)} ${String(total).padStart(12)} ${(total / r.raw).toFixed(4).padStart(7)} ${packWall.toFixed(2).padStart(12)} ${packCpu.toFixed(2).padStart(11)} ${mainCpu.toFixed(2).padStart(11)} ` +
+          `${(mb / packCpu).toFixed(1).padStart(9)} ${(mb / packWall).toFixed(1).padStart(10)} ${peak.padStart(14)} ${(mb / readCpu).toFixed(1).padStart(10)}\n`,
+      );
+    }
+  } finally {
+    await stopBagWorkers();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`\npeak RSS of this process (since the last reset): ${peakRssMB()} MB\n`);
   return 0;
 }

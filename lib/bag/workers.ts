@@ -39,7 +39,7 @@ export class BagWorkerError extends MailbagError {
 export interface BagWorkerSettings {
   /** bag worker threads at most; bags beyond wait their turn, first come first served (default 1) */
   workers?: number;
-  /** V8 heap limits of each worker (default: young generation 8 MB; see docs/bag.md) */
+  /** V8 heap limits of each worker (default: young generation 2 MB; see docs/bag.md) */
   resourceLimits?: ResourceLimits;
   /** the worker's script (default lib/bag/bag-worker.js beside this file; tests give a bootstrap) */
   script?: URL | string;
@@ -56,7 +56,7 @@ export const STOP_TIMEOUT_MS = 10_000;
 
 const DEFAULTS: Required<Pick<BagWorkerSettings, 'workers' | 'resourceLimits'>> = {
   workers: 1,
-  resourceLimits: { maxYoungGenerationSizeMb: 8 },
+  resourceLimits: { maxYoungGenerationSizeMb: 2 },
 };
 
 let settings: BagWorkerSettings = {};
