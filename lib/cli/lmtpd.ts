@@ -9,7 +9,8 @@ import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { buildRouter } from '../lmtp/route.js';
 import { LmtpServer } from '../lmtp/server.js';
-import { SpoolJobStore, SpoolLedger } from '../lmtp/spool-store.js';
+import { SpoolLedger } from '../lmtp/ledger.js';
+import { SpoolJobStore } from '../lmtp/spool-store.js';
 import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool } from '../spool/spool.js';
@@ -53,7 +54,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 
   const spool = await Spool.open(config.spool, { create: true });
-  const ledger = new SpoolLedger(spool);
+  const ledger = await SpoolLedger.open(spool);
   const log = (line: string): void => {
     io.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
@@ -111,6 +112,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
   await server.close(30_000);
   clearInterval(pruner);
+  ledger.close();
   const { batches, files, largest, waitMs } = committer.stats;
   log(`lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`);
   log('lmtpd: stopped');

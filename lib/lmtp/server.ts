@@ -8,14 +8,14 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect, type Server } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { BsmtpBodyEncoder } from '../bsmtp/writer.js';
 import { envelopeLines, type ParsedAddress } from './envelope.js';
 import type { Router } from './route.js';
-import type { DedupLedger, JobDraft, JobStore, PreparedEntry } from './store.js';
+import type { DedupLedger, JobDraft, JobStore } from './store.js';
 
 export interface LmtpServerOptions {
   router: Router;
@@ -53,8 +53,6 @@ interface PeerShare {
   sender: string;
   recipients: string[];
   draft?: JobDraft;
-  /** its ledger entry, written while the message arrives and named once the job is durable */
-  entry?: PreparedEntry;
   hash: Hash;
   failure?: MailbagError;
   jobId?: string;
@@ -115,6 +113,7 @@ export class LmtpServer {
       },
     });
     server.on('error', (err) => this.log(`lmtpd: listener error: ${err.message}`));
+    (server as unknown as { server: Server }).server.on('connection', coalesceReplies);
     return server;
   }
 
@@ -215,12 +214,6 @@ export class LmtpServer {
         );
       } catch (err) {
         fail(s, err);
-        return;
-      }
-      const ledger = this.opts.ledger;
-      if (ledger?.prepare && s.draft.id !== undefined) {
-        // no entry prepared: record() writes it after the commit instead
-        s.entry = await ledger.prepare(s.peer, s.draft.id).catch(() => undefined);
       }
     }));
     for (const s of live()) {
@@ -255,7 +248,6 @@ export class LmtpServer {
     if (stream.sizeExceeded) oversize = true;
 
     if (oversize || broken !== undefined) {
-      for (const s of shares.values()) s.entry?.discard();
       await Promise.all([...shares.values()].map((s) => s.draft?.abort().catch(() => undefined)));
       if (broken !== undefined) throw new ReplyError(451, 'connection lost in the middle of the message');
       const r = new ReplyError(552, `message larger than the limit of ${this.opts.maxMessageSize} bytes (limits.max_message_size)`);
@@ -282,7 +274,6 @@ export class LmtpServer {
   private async finish(s: PeerShare): Promise<void> {
     if (!s.draft) return;
     if (s.failure) {
-      s.entry?.discard();
       await s.draft.abort().catch(() => undefined);
       return;
     }
@@ -291,7 +282,6 @@ export class LmtpServer {
     try {
       const earlier = ledger ? await ledger.find(s.peer, digest) : undefined;
       if (earlier !== undefined) {
-        s.entry?.discard();
         await s.draft.abort();
         s.jobId = earlier;
         s.duplicate = true;
@@ -302,7 +292,6 @@ export class LmtpServer {
     } catch (err) {
       s.failure = asMailbagError(err);
       this.log(`lmtpd: job for ${s.peer} failed: ${s.failure.message}`);
-      s.entry?.discard();
       await s.draft.abort().catch(() => undefined);
       return;
     }
@@ -312,8 +301,7 @@ export class LmtpServer {
       // the job is durable: a ledger failure only reopens the duplicate window, it must
       // not turn into a 451 (the MTA would send the message again)
       try {
-        if (s.entry) await s.entry.place(digest);
-        else await ledger.record(s.peer, digest, s.jobId);
+        await ledger.record(s.peer, digest, s.jobId);
       } catch (err) {
         this.log(`lmtpd: could not record job ${s.jobId} in the LMTP ledger: ${asMailbagError(err).message}`);
       }
@@ -394,6 +382,28 @@ interface IdleCheck {
   _closed?: boolean;
   send(code: number, text: string): void;
   close(): void;
+}
+
+/**
+ * The replies smtp-server writes in one turn of the event loop leave in one write(2): a
+ * pipelining client (Postfix sends MAIL, RCPT… and DATA together) gets its 250s and the
+ * 354 in one segment, not one wake-up per line. The socket is corked at the first write
+ * of a turn and uncorked right after it (process.nextTick), so nothing waits longer.
+ */
+export function coalesceReplies(socket: Socket): void {
+  const write = socket.write;
+  let corked = false;
+  socket.write = function (this: Socket, ...args: unknown[]): boolean {
+    if (!corked && !socket.destroyed) {
+      corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
 }
 
 function listen(server: SMTPServer, start: (s: SMTPServer) => void): Promise<void> {

@@ -13,8 +13,6 @@ export interface JobDraftHeader {
 }
 
 export interface JobDraft {
-  /** the job's id, when the store knows it before the commit (its ledger entry is then prepared early) */
-  readonly id?: string;
   /** append payload bytes; rejects with the spool's error (ENOSPC → SpoolError 'spool-full') */
   write(chunk: Buffer): Promise<void>;
   /** fsync, rename into out/PEER, fsync the directory; resolves with the job id once durable */
@@ -34,17 +32,6 @@ export interface JobStore {
 export interface DedupLedger {
   /** the job id recorded for this digest, if any */
   find(peer: string, digest: string): Promise<string | undefined>;
-  /** record it durably */
+  /** record it, once the job is durable (the spool's ledger does not fsync it: see docs/spool.md, L4) */
   record(peer: string, digest: string, jobId: string): Promise<void>;
-  /**
-   * Optional: write the entry for `jobId` ahead of time, off the reply path, unnamed;
-   * place() gives it its digest once the job is durable (what record() does in one go),
-   * discard() drops it (the job failed, or was a retry).
-   */
-  prepare?(peer: string, jobId: string): Promise<PreparedEntry>;
-}
-
-export interface PreparedEntry {
-  place(digest: string): Promise<void>;
-  discard(): void;
 }

@@ -4,12 +4,16 @@
 // into out/PEER, after the links but before the directory fsyncs, once durable but
 // before any reply): real Postfix keeps the mail (no 250 came), retries once lmtpd is
 // back, and the spool then holds every message exactly once per peer, with no tmp
-// leftovers (docs/spool.md, "LMTP ingress states").
+// leftovers (docs/spool.md, "LMTP ingress states"). Also: killed while moving a ledger
+// of the earlier format (a file per entry) into day files, the entries survive.
 
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
 import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { BATCH_FAULT_POINTS } from '../../lib/spool/fault.js';
 
 const enabled = havePostfix();
@@ -131,4 +135,49 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
       current = undefined;
     });
   }
+
+  it('killed while moving ledger entries of the earlier format into day files: every entry survives, a retry is still recognised', async () => {
+    const home = join(dir, 'migrate');
+    mkdirSync(home, { recursive: true });
+    const sock = join(home, 'lmtp.sock');
+    const send = async (): Promise<string> => {
+      const c = await LmtpClient.connect(sock);
+      try {
+        await c.read();
+        await c.cmd('LHLO mta.test');
+        await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+        const [r] = await c.data('Subject: migrate\n\nbody\n', 1);
+        return r!.raw;
+      } finally {
+        c.destroy();
+      }
+    };
+    current = await startLmtpd({ dir: home, peers, socket: sock });
+    const first = await send();
+    const id = /queued for hub as job (\w+)$/.exec(first)?.[1];
+    expect(id, first).toBeDefined();
+    await current.stop();
+    current = undefined;
+    // make the spool look like one of the earlier format: the entry as a file of its own
+    const ledgerDir = join(home, 'spool', 'lmtp-ledger', 'hub');
+    const [day] = readdirSync(ledgerDir);
+    const [, line] = readFileSync(join(ledgerDir, day!), 'latin1').split('\n');
+    const [digest, entryId] = line!.split(' ');
+    expect(entryId).toBe(id);
+    unlinkSync(join(ledgerDir, day!));
+    writeFileSync(join(ledgerDir, digest!), `mailbag-lmtp-ledger 1\n${id}\n`);
+
+    // killed after the day file is written and fsynced, before the old entry goes
+    await expect(startLmtpd({ dir: home, peers, socket: sock, env: { MAILBAG_FAULT: 'lmtp-ledger-migrated' } })).rejects.toThrow(/exited before it was ready/);
+    expect(existsSync(join(ledgerDir, digest!))).toBe(true);
+    expect(readdirSync(ledgerDir).filter((n) => /^\d{4}-/.test(n))).toHaveLength(1);
+
+    current = await startLmtpd({ dir: home, peers, socket: sock });
+    expect(readdirSync(ledgerDir).filter((n) => !/^\d{4}-/.test(n))).toEqual([]);
+    expect(await send()).toMatch(new RegExp(`already queued for hub as job ${id} \\(retried transaction\\)`));
+    expect(readJobs(join(home, 'spool'), 'hub')).toHaveLength(1);
+    expect(tmpLeftovers(join(home, 'spool'))).toEqual([]);
+    await current.stop();
+    current = undefined;
+  });
 });

@@ -80,7 +80,9 @@ export function writeLmtpdConfig(o: LmtpdOptions): { config: string; spool: stri
 
 export async function startLmtpd(o: LmtpdOptions, timeoutMs = 20_000): Promise<Lmtpd> {
   const { config, spool, socket } = writeLmtpdConfig(o);
-  const child = spawn(process.execPath, [mailbagBin, 'lmtpd', '--config', config], {
+  // MAILBAG_LMTPD_NODE_ARGS: extra node options for lmtpd only (profiling a bench: --cpu-prof …)
+  const nodeArgs = (process.env.MAILBAG_LMTPD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, mailbagBin, 'lmtpd', '--config', config], {
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     uid: o.uid,

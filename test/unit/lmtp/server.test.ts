@@ -3,12 +3,12 @@
 // limits, malformed input, spool errors, retried transactions, stale sockets, stop.
 
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildRouter } from '../../../lib/lmtp/route.js';
-import { LmtpServer, removeStaleSocket } from '../../../lib/lmtp/server.js';
+import { coalesceReplies, LmtpServer, removeStaleSocket } from '../../../lib/lmtp/server.js';
 import { LmtpClient } from './lmtp-client.js';
 import { MemoryLedger, MemoryStore } from './memory-store.js';
 
@@ -328,5 +328,46 @@ describe('stale socket handling', () => {
     await start();
     const c = await lhlo();
     expect(c.closed).toBe(false);
+  });
+});
+
+describe('coalesceReplies', () => {
+  it('holds the writes of one turn of the event loop and sends them together right after it', async () => {
+    let serverSide: Socket | undefined;
+    const srv = createServer((s) => {
+      serverSide = s;
+    });
+    await new Promise<void>((r) => srv.listen(sock, r));
+    const c = connect(sock);
+    const got: string[] = [];
+    c.setEncoding('latin1');
+    c.on('data', (d: string) => got.push(d));
+    try {
+      for (let i = 0; i < 200 && !serverSide; i++) await new Promise((r) => setTimeout(r, 5));
+      const s = serverSide!;
+      coalesceReplies(s);
+      s.write('250 2.1.0 Accepted\r\n');
+      s.write('250 2.1.5 Accepted\r\n');
+      s.write('354 End data\r\n');
+      // still held: nothing has gone to the kernel yet
+      expect(s.writableCorked).toBe(1);
+      expect(s.writableLength).toBe(20 + 20 + 14);
+      await new Promise((r) => setImmediate(r));
+      expect(s.writableCorked).toBe(0);
+      expect(s.writableLength).toBe(0);
+      // and the next turn's writes are held again, then sent
+      s.write('250 2.0.0 Flushed\r\n');
+      expect(s.writableLength).toBe(19);
+      for (let i = 0; i < 200 && got.join('').length < 73; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(got.join('')).toBe('250 2.1.0 Accepted\r\n250 2.1.5 Accepted\r\n354 End data\r\n250 2.0.0 Flushed\r\n');
+      // end() sends what is held
+      s.write('221 Bye\r\n');
+      s.end();
+      await new Promise<void>((r) => c.once('end', () => r()));
+      expect(got.join('').endsWith('221 Bye\r\n')).toBe(true);
+    } finally {
+      c.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });

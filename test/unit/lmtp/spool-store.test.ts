@@ -1,11 +1,12 @@
 // The listener's store on a real spool: a job streams in through the spool's commit
 // function and is whole once committed; an aborted one leaves nothing, not even in tmp/.
 
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SpoolJobStore, SpoolLedger } from '../../../lib/lmtp/spool-store.js';
+import { SpoolLedger } from '../../../lib/lmtp/ledger.js';
+import { SpoolJobStore } from '../../../lib/lmtp/spool-store.js';
 import { Spool } from '../../../lib/spool/spool.js';
 import { buildRouter } from '../../../lib/lmtp/route.js';
 import { LmtpServer } from '../../../lib/lmtp/server.js';
@@ -63,41 +64,11 @@ describe('SpoolJobStore', () => {
   });
 });
 
-describe('SpoolLedger', () => {
-  it('records, finds and prunes', async () => {
-    const ledger = new SpoolLedger(spool);
-    expect(await ledger.find('hub', 'ab'.repeat(32))).toBeUndefined();
-    await ledger.record('hub', 'ab'.repeat(32), '0190000000000001abcdef012');
-    expect(await ledger.find('hub', 'ab'.repeat(32))).toBe('0190000000000001abcdef012');
-    expect(await ledger.find('other', 'ab'.repeat(32))).toBeUndefined();
-    expect(await ledger.prune(60_000)).toBe(0);
-    expect(await ledger.prune(60_000, Date.now() + 120_000)).toBe(1);
-    expect(await ledger.find('hub', 'ab'.repeat(32))).toBeUndefined();
-  });
-});
-
-describe('SpoolLedger.prepare', () => {
-  it('writes the entry under tmp/, names it on place(), drops it on discard()', async () => {
-    const ledger = new SpoolLedger(spool);
-    const kept = await ledger.prepare('hub', '0190000000000001abcdef012');
-    const dropped = await ledger.prepare('hub', '0190000000000002abcdef012');
-    expect(readdirSync(spool.tmpDir).filter((n) => n.endsWith('.ledger'))).toHaveLength(2);
-    expect(await ledger.find('hub', 'cd'.repeat(32))).toBeUndefined();
-    await kept.place('cd'.repeat(32));
-    dropped.discard();
-    dropped.discard();
-    expect(await ledger.find('hub', 'cd'.repeat(32))).toBe('0190000000000001abcdef012');
-    await expect(kept.place('ef'.repeat(32))).rejects.toThrow(/placed twice/);
-    expect(readdirSync(spool.tmpDir)).toEqual([]);
-    expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toEqual(['cd'.repeat(32)]);
-  });
-});
-
 describe('listener on a real spool', () => {
   it('one job per peer in out/PEER, retried transaction stored once', async () => {
     const router = buildRouter({ peers: { hub: { name: 'hub', domains: ['a.test'], addresses: [] }, mx2: { name: 'mx2', domains: ['b.test'], addresses: [] } } });
     const server = new LmtpServer({
-      router, store: new SpoolJobStore(spool, 'home'), ledger: new SpoolLedger(spool),
+      router, store: new SpoolJobStore(spool, 'home'), ledger: await SpoolLedger.open(spool),
       hostname: 'home', maxMessageSize: 1 << 20, maxRecipients: 10, maxConnections: 5,
     });
     const sock = join(dir, 'lmtp.sock');
@@ -117,32 +88,17 @@ describe('listener on a real spool', () => {
       expect(hub).toHaveLength(1);
       expect(mx2).toHaveLength(1);
       expect((await spool.readJob(hub[0]!)).header.recipients).toEqual(['x@a.test', 'z@a.test']);
-      // one ledger entry per job (prepared while the message arrived); the retry's were dropped
-      expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toHaveLength(1);
-      expect(readdirSync(spool.path('lmtp-ledger', 'mx2'))).toHaveLength(1);
+      // one ledger line per job, in the peer's file of the day; none for the retry
+      for (const peer of ['hub', 'mx2']) {
+        const [day, ...more] = readdirSync(spool.path('lmtp-ledger', peer));
+        expect(more).toEqual([]);
+        const lines = readFileSync(spool.path('lmtp-ledger', peer, day!), 'latin1').split('\n');
+        expect(lines[0]).toBe('mailbag-lmtp-ledger 2');
+        expect(lines.slice(1)).toEqual([`${lines[1]!.slice(0, 64)} ${(await spool.listJobs('out', peer))[0]!.id}`, '']);
+      }
       expect(readdirSync(spool.tmpDir)).toEqual([]);
     } finally {
       await server.close(1000);
     }
-  });
-});
-
-describe('SpoolLedger.recover', () => {
-  it('records jobs committed just before a crash, so the MTA retry is recognised', async () => {
-    const store = new SpoolJobStore(spool, 'home');
-    const ledger = new SpoolLedger(spool);
-    const payload = Buffer.from('MAIL FROM:<>\nRCPT TO:<a@x.test>\nDATA\nhi\n.\n');
-    const d = await store.begin(draftHeader, { maxSize: 1000 });
-    await d.write(payload);
-    const id = await d.commit();
-    // crash here: no ledger entry
-    const { createHash } = await import('node:crypto');
-    const digest = createHash('sha256').update(payload).digest('hex');
-    expect(await ledger.find('hub', digest)).toBeUndefined();
-    expect(await ledger.recover('home')).toBe(1);
-    expect(await ledger.find('hub', digest)).toBe(id);
-    expect(await ledger.recover('home')).toBe(0);
-    // another site's jobs are not ours
-    expect(await ledger.recover('elsewhere')).toBe(0);
   });
 });

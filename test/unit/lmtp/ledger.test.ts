@@ -1,0 +1,176 @@
+// The LMTP dedup ledger on a real spool: one append-only file per peer and day, a
+// fixed-size filter in memory confirmed by the files, another lmtpd's appends seen,
+// torn lines skipped, whole days removed by the retention, entries of the earlier
+// one-file-per-entry format moved into day files, and the recovery after a crash.
+
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dayName, SpoolLedger } from '../../../lib/lmtp/ledger.js';
+import { SpoolJobStore } from '../../../lib/lmtp/spool-store.js';
+import { newJobId } from '../../../lib/job/id.js';
+import { Spool } from '../../../lib/spool/spool.js';
+
+let dir: string;
+let spool: Spool;
+const opened: SpoolLedger[] = [];
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mailbag-lmtp-ledger-'));
+  spool = await Spool.open(join(dir, 'spool'), { create: true });
+});
+afterEach(() => {
+  for (const l of opened.splice(0)) l.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(opts: Parameters<typeof SpoolLedger.open>[1] = {}): Promise<SpoolLedger> {
+  const l = await SpoolLedger.open(spool, opts);
+  opened.push(l);
+  return l;
+}
+
+const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
+const DAY = 86_400_000;
+const T0 = Date.parse('2026-11-20T12:00:00Z');
+
+describe('SpoolLedger', () => {
+  it('records and finds per peer, one line per entry in the peer\'s file of the day', async () => {
+    const l = await open();
+    const id = newJobId();
+    expect(await l.find('hub', digest('a'))).toBeUndefined();
+    await l.record('hub', digest('a'), id);
+    expect(await l.find('hub', digest('a'))).toBe(id);
+    expect(await l.find('mx2', digest('a'))).toBeUndefined();
+    expect(await l.find('hub', digest('b'))).toBeUndefined();
+    const day = dayName(Date.now());
+    expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toEqual([day]);
+    expect(readFileSync(spool.path('lmtp-ledger', 'hub', day), 'latin1')).toBe(`mailbag-lmtp-ledger 2\n${digest('a')} ${id}\n`);
+    // nothing left in tmp/ (the day file was made there and linked)
+    expect(readdirSync(spool.tmpDir)).toEqual([]);
+  });
+
+  it('finds what was recorded before it opened, and what another ledger on the spool appends meanwhile', async () => {
+    const a = await open();
+    const first = newJobId();
+    await a.record('hub', digest('1'), first);
+    const b = await open();
+    expect(await b.find('hub', digest('1'))).toBe(first);
+    // b looks up (and so reads the file's tail) before and after a appends
+    expect(await b.find('hub', digest('2'))).toBeUndefined();
+    const second = newJobId();
+    await a.record('hub', digest('2'), second);
+    expect(await b.find('hub', digest('2'))).toBe(second);
+    const third = newJobId();
+    await b.record('hub', digest('3'), third);
+    expect(await a.find('hub', digest('3'))).toBe(third);
+    const lines = readFileSync(spool.path('lmtp-ledger', 'hub', dayName(Date.now())), 'latin1').split('\n');
+    expect(lines).toHaveLength(5);
+  });
+
+  it('sees a day file another ledger made after it opened, also for a peer it did not know', async () => {
+    const a = await open();
+    const b = await open();
+    const id = newJobId();
+    await b.record('new-peer', digest('x'), id);
+    expect(await a.find('new-peer', digest('x'))).toBe(id);
+  });
+
+  it('confirms the filter\'s hits in the files: a small filter full of entries still answers only the truth', async () => {
+    // 2^10 bits and 300 entries of 6 bits each: about a third of absent digests pass the filter
+    const l = await open({ filterBits: 10 });
+    const ids = new Map<string, string>();
+    for (let i = 0; i < 300; i++) {
+      const id = newJobId();
+      ids.set(digest(`m${i}`), id);
+      await l.record('hub', digest(`m${i}`), id);
+    }
+    for (let i = 0; i < 50; i++) expect(await l.find('hub', digest(`absent${i}`))).toBeUndefined();
+    expect(l.stats.falsePositives).toBeGreaterThan(5);
+    for (const [d, id] of [...ids].slice(0, 50)) expect(await l.find('hub', d)).toBe(id);
+    expect(l.stats.confirmed).toBe(50);
+  });
+
+  it('skips a line torn by a power cut and keeps the next entry on a line of its own', async () => {
+    const l = await open();
+    const kept = newJobId();
+    await l.record('hub', digest('kept'), kept);
+    l.close();
+    const file = spool.path('lmtp-ledger', 'hub', dayName(Date.now()));
+    // a power cut: the last entry half there, then zeros where the page was not written
+    appendFileSync(file, `${digest('torn')} 019aa9b3c2e1\0\0\0\0`);
+    const again = await open();
+    expect(await again.find('hub', digest('kept'))).toBe(kept);
+    expect(await again.find('hub', digest('torn'))).toBeUndefined();
+    const next = newJobId();
+    await again.record('hub', digest('next'), next);
+    const fresh = await open();
+    expect(await fresh.find('hub', digest('next'))).toBe(next);
+    expect(readFileSync(file, 'latin1').endsWith(`\0\0\0\0\n${digest('next')} ${next}\n`)).toBe(true);
+  });
+
+  it('refuses a day file of another format version, naming it', async () => {
+    mkdirSync(spool.path('lmtp-ledger', 'hub'), { recursive: true });
+    writeFileSync(spool.path('lmtp-ledger', 'hub', '2026-11-20'), 'mailbag-lmtp-ledger 3\nwhatever\n');
+    await expect(SpoolLedger.open(spool)).rejects.toThrow(/LMTP ledger format version 3 is not supported; this mailbag reads version 2 \(.*2026-11-20\)/);
+  });
+
+  it('removes whole day files once their last possible entry is older than the retention', async () => {
+    let now = T0;
+    const l = await open({ now: () => now });
+    const old = newJobId(now);
+    await l.record('hub', digest('old'), old);
+    now = T0 + DAY;
+    const young = newJobId(now);
+    await l.record('hub', digest('young'), young);
+    expect(readdirSync(spool.path('lmtp-ledger', 'hub')).sort()).toEqual(['2026-11-20', '2026-11-21']);
+    // the file of 11-20 holds entries up to its midnight: kept until that is 2 days old
+    expect(await l.prune(2 * DAY, Date.parse('2026-11-22T23:59:00Z'))).toBe(0);
+    expect(await l.prune(2 * DAY, Date.parse('2026-11-23T00:01:00Z'))).toBe(1);
+    expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toEqual(['2026-11-21']);
+    expect(await l.find('hub', digest('old'))).toBeUndefined();
+    expect(await l.find('hub', digest('young'))).toBe(young);
+  });
+
+  it('moves entries of the earlier format (a file per entry) into the day file of their time', async () => {
+    const hub = spool.path('lmtp-ledger', 'hub');
+    mkdirSync(hub, { recursive: true });
+    const ids = [newJobId(T0), newJobId(T0 + DAY)];
+    writeFileSync(join(hub, digest('e1')), `mailbag-lmtp-ledger 1\n${ids[0]}\n`);
+    writeFileSync(join(hub, digest('e2')), `mailbag-lmtp-ledger 1\n${ids[1]}\n`);
+    utimesSync(join(hub, digest('e1')), new Date(T0), new Date(T0));
+    utimesSync(join(hub, digest('e2')), new Date(T0 + DAY), new Date(T0 + DAY));
+    const l = await open();
+    expect(await l.find('hub', digest('e1'))).toBe(ids[0]);
+    expect(await l.find('hub', digest('e2'))).toBe(ids[1]);
+    expect(readdirSync(hub).sort()).toEqual(['2026-11-20', '2026-11-21']);
+    expect(readFileSync(join(hub, '2026-11-20'), 'latin1')).toBe(`mailbag-lmtp-ledger 2\n${digest('e1')} ${ids[0]}\n`);
+    expect(readdirSync(spool.tmpDir)).toEqual([]);
+    // the retention then treats them by their old time
+    expect(await l.prune(DAY, Date.parse('2026-11-22T00:30:00Z'))).toBe(1);
+    expect(await l.find('hub', digest('e1'))).toBeUndefined();
+  });
+});
+
+describe('SpoolLedger.recover', () => {
+  it('records jobs committed just before a crash, so the MTA retry is recognised', async () => {
+    const store = new SpoolJobStore(spool, 'home');
+    const ledger = await open();
+    const payload = Buffer.from('MAIL FROM:<>\nRCPT TO:<a@x.test>\nDATA\nhi\n.\n');
+    const d = await store.begin({ to: 'hub', command: 'rsmtp', args: [], sender: '', recipients: ['a@x.test'] }, { maxSize: 1000 });
+    await d.write(payload);
+    const id = await d.commit();
+    // crash here: no ledger entry
+    expect(await ledger.find('hub', digest(payload.toString()))).toBeUndefined();
+    expect(await ledger.recover('home')).toBe(1);
+    expect(await ledger.find('hub', digest(payload.toString()))).toBe(id);
+    expect(await ledger.recover('home')).toBe(0);
+    // a ledger opened afterwards knows it too
+    expect(await (await open()).recover('home')).toBe(0);
+    // another site's jobs are not ours
+    expect(await (await open()).recover('elsewhere')).toBe(0);
+    expect(existsSync(spool.path('lmtp-ledger', 'hub', dayName(Date.now())))).toBe(true);
+  });
+});
