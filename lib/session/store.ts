@@ -6,13 +6,15 @@
 
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import fs, { constants, createReadStream, createWriteStream } from 'node:fs';
+import fs, { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { readBag } from '../bag/reader.js';
-import { writeBag, expandedSizeOf } from '../bag/writer.js';
+import { expandedSizeOf } from '../bag/writer.js';
+import { writeBagFile } from '../bag/workers.js';
 import type { BagCodec } from '../bag/codec.js';
 import { BagError } from '../bag/errors.js';
 import { MailbagError, SpoolError } from '../errors.js';
@@ -128,7 +130,16 @@ export interface StoreOptions {
   accept?: string[] | undefined;
   /** brotli quality / gzip level for bags we build */
   level?: number;
+  /**
+   * where bags are compressed: on a worker thread (the default where the built worker
+   * script is there, as in dist/) or on this thread (running from the TypeScript
+   * sources, where tests that want the worker configure its script and say 'worker')
+   */
+  bagThread?: 'worker' | 'caller';
 }
+
+/** the built bag worker beside lib/bag/workers.js (missing when run from the .ts sources) */
+const BAG_WORKER_BUILT = fs.existsSync(fileURLToPath(new URL('../bag/bag-worker.js', import.meta.url)));
 
 export class SessionStore {
   readonly paths: SpoolPaths;
@@ -256,17 +267,13 @@ export class SessionStore {
    */
   async writeBagFile(jobs: QueuedJob[], codec: BagCodec): Promise<{ sealed: Promise<PendingBag> }> {
     const tmp = join(this.paths.tmp, tmpName('bag'));
-    let summary;
-    try {
-      summary = await writeBag(
-        jobs.map((j) => ({ name: j.id, size: j.size, path: join(this.paths.out, j.id), open: () => createReadStream(join(this.paths.out, j.id), { highWaterMark: 256 * 1024 }) })),
-        createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
-        { codec, ...(this.options.level === undefined ? {} : { level: this.options.level }) },
-      );
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
+    // compressed on a worker thread (lib/bag/workers.ts): this thread goes on serving the
+    // link (SSH crypto, DATA, ACKs) meanwhile; the tmp file is removed on any failure
+    const summary = await writeBagFile(
+      jobs.map((j) => ({ name: j.id, size: j.size, path: join(this.paths.out, j.id) })),
+      tmp,
+      { codec, where: this.options.bagThread ?? (BAG_WORKER_BUILT ? 'worker' : 'caller'), ...(this.options.level === undefined ? {} : { level: this.options.level }) },
+    );
     const sealed = this.sealBag(tmp, summary.sha256, summary.size, jobs, codec);
     sealed.catch(() => {});
     return { sealed };

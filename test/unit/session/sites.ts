@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { newJobId } from '../../../lib/job/id.js';
 import { Spool } from '../../../lib/spool/spool.js';
 import { SessionStore } from '../../../lib/session/store.js';
+import { configureBagWorkers } from '../../../lib/bag/workers.js';
 import { runSession, type SessionOptions, type SessionResult } from '../../../lib/session/session.js';
 import type { Link } from '../../../lib/transport/types.js';
 import { generateKeyPair } from '../../../lib/transport/server.js';
@@ -19,6 +20,10 @@ export function soundKeyPair(comment: string): { privateKey: string; publicKey: 
     if ((!(ssh2.utils.parseKey(k.privateKey) instanceof Error) && !(ssh2.utils.parseKey(k.publicKey) instanceof Error)) || i > 20) return k;
   }
 }
+
+// bags are compressed on the worker thread, as in the built mailbag: from the TypeScript
+// sources through the bag tests' loader of lib/bag/bag-worker.ts
+configureBagWorkers({ script: new URL('../bag/ts-worker.mjs', import.meta.url) });
 
 export interface Site {
   name: string;
@@ -75,6 +80,7 @@ export function store(site: Site, peer: string, opts: { accept?: string[]; reten
     peer,
     ledgerRetentionMs: opts.retentionMs ?? 14 * 86400_000,
     accept: opts.accept,
+    bagThread: 'worker',
   });
 }
 
