@@ -1,12 +1,22 @@
 #!/usr/bin/env node
 // mailbag: the command-line tool. Each command lives in lib/cli/; main.ts dispatches.
-// `mailbag enqueue`, which an MTA runs once per message, goes to its CommonJS bundle
-// (run.ts + enqueue.ts's mainFromMailbag, which moves leading --config options as
-// main.ts does; built by scripts/bundle-front-doors.mjs), so
-// Node loads one file and skips its ES module loader; everything else loads as usual.
+// `mailbag enqueue`, which an MTA runs once per message, and the session commands
+// (`serve`, `sync`, `dispatch`: two Node start-ups before every session's first bag) go
+// to their CommonJS bundles, each run with V8's code cache (scripts/bundle-front-doors.mjs:
+// mailbag-enqueue.cjs runs run.ts + enqueue.ts's mainFromMailbag, mailbag-session.cjs
+// run.ts + serve.ts, sync.ts and dispatch.ts), so Node loads one file and skips its ES
+// module loader for their code; everything else loads as usual.
 // The package's `mailbag` bin is dist/bin/mailbag.cjs (scripts/bundle-front-doors.mjs), a
 // CommonJS entry that routes the same way without the ES module loader's start-up.
 import { createRequire } from 'node:module';
+
+/** The commands that run from a bundle, and its loader next to this file. */
+const BUNDLED: Record<string, string> = {
+  enqueue: './mailbag-enqueue.cjs',
+  serve: './mailbag-session.cjs',
+  sync: './mailbag-session.cjs',
+  dispatch: './mailbag-session.cjs',
+};
 
 /** The command word, past main.ts's leading `--config FILE` / `--config=FILE` options. */
 function commandName(argv: string[]): string | undefined {
@@ -15,8 +25,9 @@ function commandName(argv: string[]): string | undefined {
   return argv[i];
 }
 
-if (commandName(process.argv.slice(2)) === 'enqueue') {
-  createRequire(import.meta.url)('./mailbag-enqueue.cjs');
+const command = commandName(process.argv.slice(2));
+if (command !== undefined && Object.hasOwn(BUNDLED, command)) {
+  createRequire(import.meta.url)(BUNDLED[command]!);
 } else {
   const { runAsProcess } = await import('../lib/cli/run.js');
   const { main } = await import('../lib/cli/main.js');

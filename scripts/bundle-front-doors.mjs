@@ -1,4 +1,5 @@
-// Bundles the two front doors an MTA runs once per message, after tsc has built dist/.
+// Bundles the two front doors an MTA runs once per message, and the session commands
+// (`mailbag sync`, `serve`, `dispatch`), after tsc has built dist/.
 // They must start within 1.25x of a bare `node -e 0` (bench/README.md, "enqueue"), and
 // what a Node process pays beyond that is module loading: every ES module it resolves,
 // Node's ES module loader itself (about ten internal modules), and the internal modules
@@ -11,19 +12,30 @@
 //   dist/bin/mailbag-enqueue.cjs       loader; code: mailbag-enqueue.HASH.code.cjs (run.ts +
 //                                      enqueue.ts's mainFromMailbag; main.ts and the other
 //                                      commands are not in it), cache: mailbag-enqueue.HASH.v8cache
+//   dist/bin/mailbag-session.cjs       loader; code: mailbag-session.HASH.code.cjs (run.ts +
+//                                      serve.ts, sync.ts and dispatch.ts; the ssh2 client and
+//                                      the runner in it load only when called, ssh2 itself
+//                                      from node_modules), caches: mailbag-session.HASH.serve.v8cache
+//                                      (`serve`) and mailbag-session.HASH.sync.v8cache (`sync`,
+//                                      `dispatch`), each made by that end of a real session
+//
+// A session costs two Node start-ups before any bag moves: `mailbag sync` here and
+// `mailbag serve` (sshd's forced command) on the peer, each loading the whole session
+// code (spool, store, bags, tar, frames) before its HELLO.
 //
 // and the built-ins the hot path does not touch on a normal run are imported through
 // lazy stand-ins (see lazyBuiltins), loaded only if a rare path calls into them.
 // dist/bin/mailbag-uux.js and dist/bin/mailbag.js (both ES modules, as the package type
 // says, compiled by tsc from bin/) stay the entry points and load the loaders with
-// require(). Every other command keeps tsc's unbundled output, as before.
+// require(). Every other command (status, lmtpd, run, failed, retry, demo) keeps tsc's
+// unbundled output, as before.
 //
 // Measured with callgrind (bench/README.md): `node -e 0` 502M instructions; an empty
 // CommonJS file 504M; an empty ES module 514M.
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { env as processEnv, execPath, stderr } from 'node:process';
@@ -73,6 +85,66 @@ const lazyBuiltins = {
   },
 };
 
+/**
+ * Packages of plain JavaScript a session needs only for some of its work, bundled but run
+ * on first use: tar-stream (and streamx, b4a, fast-fifo, text-decoder under it) reads a
+ * received bag only, so `serve` and `sync` reach their HELLO without evaluating it, and a
+ * session that receives nothing never does. The stand-in is an object of getters over
+ * the package's exports; esbuild's wrapper of the real CommonJS package runs on the
+ * first property read.
+ */
+const LAZY_PACKAGES = ['tar-stream'];
+
+const lazyPackages = {
+  name: 'lazy-packages',
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_PACKAGES.join('|')})$`);
+    // the stand-in's own require() is the real package (resolved and bundled as usual)
+    b.onResolve({ filter }, (args) => (args.namespace === 'lazy-package' ? undefined : { path: args.path, namespace: 'lazy-package' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-package' }, (args) => {
+      const names = Object.keys(require(args.path)).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+      const props = names.map((n) => `  ${n}: { enumerable: true, get: () => load().${n} },`).join('\n');
+      return {
+        contents: `let real;\nconst load = () => (real ??= require('${args.path}'));\nmodule.exports = Object.defineProperties({}, {\n${props}\n});\n`,
+        loader: 'js',
+        resolveDir: root,
+      };
+    });
+  },
+};
+
+/**
+ * Worker threads. lib/bag/workers.ts starts its worker from `new URL('./bag-worker.js',
+ * import.meta.url)` (and code may check that file is there); in a bundle, import.meta.url
+ * is the bundle's own file in dist/bin/, where there is no bag-worker.js. So in bundled
+ * code each `new URL('PATH.js', import.meta.url)` naming a module of dist/lib becomes
+ * `new URL('./@@worker:NAME@@', import.meta.url)`, a URL as before, which finishWorkers
+ * points at dist/bin/mailbag-NAME.HASH.cjs, a bundle of that module for the thread.
+ * `found` collects NAME → the module's file.
+ */
+const MODULE_URL = /new URL\((['"])(\.{1,2}\/[\w./-]+\.js)\1, import\.meta\.url\)/g;
+
+function workerUrls(found) {
+  return {
+    name: 'worker-urls',
+    setup(b) {
+      b.onLoad({ filter: /[\\/]dist[\\/]lib[\\/].*\.js$/ }, (args) => {
+        const text = readFileSync(args.path, 'utf8');
+        if (!text.includes('import.meta.url')) return undefined;
+        const contents = text.replace(MODULE_URL, (whole, _q, rel) => {
+          const file = join(dirname(args.path), rel);
+          if (!file.startsWith(join(dist, 'lib')) || !existsSync(file)) return whole;
+          const name = basename(file, '.js');
+          if (found.has(name) && found.get(name) !== file) throw new Error(`bundle-front-doors: two modules named ${name} are started as workers: ${found.get(name)}, ${file}`);
+          found.set(name, file);
+          return `new URL('./@@worker:${name}@@', import.meta.url)`;
+        });
+        return contents === text ? undefined : { contents, loader: 'js' };
+      });
+    },
+  };
+}
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -121,59 +193,115 @@ function writeAtomically(file, text, mode = 0o644) {
   renameSync(`${file}.tmp`, file);
 }
 
-/** the most cache bytes a loader reads: a cache this size or larger is not used */
+/** the most cache bytes a front door's loader reads: a cache this size or larger is not used */
 const CACHE_READ = 1024 * 1024;
+/** the same for the session commands' loader (their cache holds a whole session's functions) */
+const SESSION_CACHE_READ = 4 * 1024 * 1024;
 
 /**
  * The code that runs a bundle with its cache, for a generated loader. The bundle's file
  * is already wrapped as CommonJS wraps a module (see frontDoor), so the loader needs no
  * `node:module` (which brings in the ES module loader and the source-map support).
+ * `cacheName` is a JavaScript expression for the cache file's name in the loader's
+ * directory (a string literal, or a choice by command).
+ *
+ * A cache that does not fit only costs time. V8 itself refuses one made by another node
+ * binary or other V8 flags, or for other code (it compares the source's length), or cut
+ * short, and compiles as usual; the names pair a cache only with the code it was made
+ * from (the code's hash), wherever the files are moved. What V8 does not check (but in a
+ * debug build) is the bytes in between, and deserializing damaged ones is a fatal error
+ * ("Check failed", exit 133). The session commands' caches (`verify`) therefore end in
+ * the CRC-32 of V8's bytes, checked with node:zlib's crc32 (loaded by the session code
+ * anyway: the bag codecs) before they go to V8: a missing, short or damaged cache, or a
+ * node without zlib.crc32 (before 20.15), runs without it. The front doors' caches do
+ * without (zlib would cost them 9M instructions of their 100M, a checksum in JavaScript
+ * about 5M): they are written once, by rename, and only a damaged disk changes them.
+ * MAILBAG_MAKE_CODE_CACHE (lines of cache paths; set by this script only) makes the
+ * process write the cache of what it compiled when it exits.
  */
-function runner(code, cache) {
+function runner(code, cacheName, { readMax = CACHE_READ, verify = false } = {}) {
   // the cache is read with openSync/readSync, which the front door needs anyway, into a
   // buffer larger than any cache made here (readFileSync without an encoding would
   // compile Node's generic file-reading path, about 0.3M instructions, for this one read)
-  return `const { closeSync, openSync, readFileSync, readSync, writeFileSync } = require('node:fs');
+  const use = verify
+    ? `const n = readSync(fd, buf, 0, buf.length, 0) - 4;
+    if (n > 0 && n + 4 < buf.length && typeof crc32 === 'function' && buf.readUInt32LE(n) === crc32(buf.subarray(0, n))) cachedData = buf.subarray(0, n);`
+    : `const n = readSync(fd, buf, 0, buf.length, 0);
+    if (n < buf.length) cachedData = buf.subarray(0, n);`;
+  const make = verify
+    ? `const data = script.createCachedData();
+    const out = Buffer.alloc(data.length + 4);
+    out.set(data);
+    out.writeUInt32LE(crc32(data), data.length);
+    writeAtomically(out);`
+    : 'writeAtomically(script.createCachedData());';
+  return `const { closeSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require('node:fs');
 const { Script } = require('node:vm');
-const file = __dirname + '/${basename(code)}';
-const cache = __dirname + '/${basename(cache)}';
+${verify ? "const { crc32 } = require('node:zlib');\n" : ''}const file = __dirname + '/${basename(code)}';
+const cache = __dirname + '/' + ${cacheName};
 let cachedData;
 try {
   const fd = openSync(cache, 0);
   try {
-    const buf = Buffer.allocUnsafe(${CACHE_READ});
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    if (n < buf.length) cachedData = buf.subarray(0, n);
+    const buf = Buffer.allocUnsafe(${readMax});
+    ${use}
   } finally {
     closeSync(fd);
   }
 } catch {}
 const script = new Script(readFileSync(file, 'utf8'), { filename: file, cachedData });
-if (process.env.MAILBAG_MAKE_CODE_CACHE === cache) process.once('exit', () => writeFileSync(cache, script.createCachedData()));
+if (process.env.MAILBAG_MAKE_CODE_CACHE?.split('\\n').includes(cache)) {
+  const writeAtomically = (bytes) => {
+    writeFileSync(cache + '.tmp', bytes);
+    renameSync(cache + '.tmp', cache);
+  };
+  process.once('exit', () => {
+    ${make}
+  });
+}
 script.runInThisContext()(exports, require, module, file, __dirname);
 `;
 }
 
-async function frontDoor(name, stdin, plugins) {
-  const built = await build({ ...common, stdin, write: false, outfile: join(binDir, `${name}.code.cjs`), plugins });
+/**
+ * Bundles `stdin` as dist/bin/NAME.HASH.code.cjs. Its caches are NAME.HASH.v8cache, or
+ * NAME.HASH.ROLE.v8cache for each of `roles` (one code file, a cache per kind of run).
+ */
+async function frontDoor(name, stdin, plugins, roles = [], options = {}, postprocess = async (t) => t) {
+  const built = await build({ ...common, ...options, stdin, write: false, outfile: join(binDir, `${name}.code.cjs`), plugins });
   // wrapped as CommonJS wraps a module (the text of require('node:module').wrap), here
   // rather than in the loader, which hands V8 the file's text as it reads it
-  const text = `(function (exports, require, module, __filename, __dirname) { ${built.outputFiles[0].text}\n});`;
+  const text = `(function (exports, require, module, __filename, __dirname) { ${await postprocess(built.outputFiles[0].text)}\n});`;
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 16);
   // code and cache carry the code's hash in their names, so a loader only ever pairs a
   // cache with the code it was made from, even while a rebuild replaces files
   const code = join(binDir, `${name}.${hash}.code.cjs`);
   const cache = join(binDir, `${name}.${hash}.v8cache`);
+  const caches = Object.fromEntries(roles.map((r) => [r, join(binDir, `${name}.${hash}.${r}.v8cache`)]));
   writeFileSync(code, text);
-  if (existsSync(cache)) rmSync(cache);
-  return { code, cache, hash };
+  for (const c of [cache, ...Object.values(caches)]) if (existsSync(c)) rmSync(c);
+  return { name, code, cache, caches, hash };
 }
 
-/** Removes older code and caches of `name`, then makes the cache by one real run of `bin`. */
-function finish(name, { cache, hash }, bin, sampleArgs, sampleFromLine) {
+/** Removes the code and caches of `name` other than the current build's. */
+function removeOlder({ name, hash }) {
   for (const f of readdirSync(binDir)) {
     if (f.startsWith(`${name}.`) && (f.endsWith('.v8cache') || f.endsWith('.code.cjs')) && !f.startsWith(`${name}.${hash}.`)) rmSync(join(binDir, f));
   }
+}
+
+/** Warns (the build goes on: the bundle runs without it) when `cache` was not made or is too large for its loader. */
+function checkCache(cache, what, readMax) {
+  if (!existsSync(cache)) {
+    stderr.write(`bundle-front-doors: no code cache ${basename(cache)} for ${what}; it runs without one\n`);
+  } else if (statSync(cache).size >= readMax) {
+    stderr.write(`bundle-front-doors: the code cache ${basename(cache)} is ${statSync(cache).size} bytes, more than its loader reads (${readMax}); it runs without one\n`);
+  }
+}
+
+/** Removes older code and caches of `name`, then makes the cache by one real run of `bin`. */
+function finish(door, bin, sampleArgs, sampleFromLine) {
+  removeOlder(door);
   // real runs in a temp dir, so the cache holds what a run compiles: the first makes the
   // spool, the second (the state every run after the first sees) makes the cache
   const tmp = mkdtempSync(join(tmpdir(), 'mailbag-code-cache-'));
@@ -183,18 +311,55 @@ function finish(name, { cache, hash }, bin, sampleArgs, sampleFromLine) {
     let r;
     for (const make of [false, true]) {
       r = spawnSync(execPath, [bin, ...sampleArgs], {
-        input: `${sampleFromLine}Received: from cache.test\nFrom: a@cache.test\nTo: b@cache.test\nSubject: code cache\n\nbody\n`,
-        env: { ...withoutFault(processEnv), MAILBAG_CONFIG: config, ...(make ? { MAILBAG_MAKE_CODE_CACHE: cache } : {}) },
+        input: `${sampleFromLine}${SAMPLE_MESSAGE}`,
+        env: { ...withoutFault(processEnv), MAILBAG_CONFIG: config, ...(make ? { MAILBAG_MAKE_CODE_CACHE: door.cache } : {}) },
         timeout: 60_000,
         encoding: 'utf8',
       });
       if (r.status !== 0) break;
     }
-    if (r.status !== 0 || !existsSync(cache)) {
-      stderr.write(`bundle-front-doors: no code cache for ${name} (exit ${r.status}: ${r.stderr.trim()}); it runs without one\n`);
-    } else if (statSync(cache).size >= CACHE_READ) {
-      stderr.write(`bundle-front-doors: the code cache for ${name} is ${statSync(cache).size} bytes, more than its loader reads (${CACHE_READ}); it runs without one\n`);
+    if (r.status !== 0) stderr.write(`bundle-front-doors: ${door.name}'s sample run failed (exit ${r.status}: ${r.stderr.trim()})\n`);
+    checkCache(door.cache, door.name, CACHE_READ);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const SAMPLE_MESSAGE = 'Received: from cache.test\nFrom: a@cache.test\nTo: b@cache.test\nSubject: code cache\n\nbody\n';
+
+/**
+ * Makes the session bundle's two caches with real sessions in a temp dir: `mailbag sync
+ * hub` at site home, whose peer hub is `transport = "command"` running `mailbag serve
+ * --peer home` at site hub, with one job queued each way, so each end sends a bag and
+ * receives one; the sync process writes the sync cache and the serve process the serve
+ * cache. The first session makes the spools, bags and ledgers; the second, in the state
+ * later sessions see, makes the caches. (`--no-run`: the runner, which hands received
+ * jobs to the MTA, compiles when it runs; dialing with ssh2 likewise.)
+ */
+function finishSession(door, bin, enqueueBin) {
+  removeOlder(door);
+  const tmp = mkdtempSync(join(tmpdir(), 'mailbag-code-cache-'));
+  try {
+    const home = join(tmp, 'home.toml');
+    const hub = join(tmp, 'hub.toml');
+    const serve = [execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', hub];
+    writeFileSync(home, `site = "home"\nspool = ${JSON.stringify(join(tmp, 'home'))}\n\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify(serve)}\n`);
+    writeFileSync(hub, `site = "hub"\nspool = ${JSON.stringify(join(tmp, 'hub'))}\n\n[peers.home]\nhost = "home.invalid"\n`);
+    const env = withoutFault(processEnv);
+    const run = (args, config, extra = {}, input = '') =>
+      spawnSync(execPath, [args[0] === 'enqueue' ? enqueueBin : bin, ...args], { input, env: { ...env, MAILBAG_CONFIG: config, ...extra }, timeout: 60_000, encoding: 'utf8' });
+    let r;
+    for (const make of [false, true]) {
+      for (const [config, peer] of [[home, 'hub'], [hub, 'home']]) {
+        r = run(['enqueue', peer, '-f', 'a@cache.test', '--', 'b@cache.test'], config, {}, SAMPLE_MESSAGE);
+        if (r.status !== 0) break;
+      }
+      if (r.status !== 0) break;
+      r = run(['sync', 'hub', '--no-run'], home, make ? { MAILBAG_MAKE_CODE_CACHE: `${door.caches.serve}\n${door.caches.sync}` } : {});
+      if (r.status !== 0) break;
     }
+    if (r.status !== 0) stderr.write(`bundle-front-doors: ${door.name}'s sample session failed (exit ${r.status}: ${r.stderr.trim()})\n`);
+    for (const role of Object.keys(door.caches)) checkCache(door.caches[role], `${door.name} (${role})`, SESSION_CACHE_READ);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -207,35 +372,98 @@ const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBui
 // moves leading --config options as main.ts does), not through main.ts's command table
 const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', 'mainFromMailbag'), [lazyBuiltins]);
 
+/**
+ * Bundles each worker `found` names as dist/bin/mailbag-NAME.HASH.cjs (a plain CommonJS
+ * bundle: a thread's start overlaps the main thread's work, and no code cache is made for
+ * it) and puts its file name into `text` for the placeholder. Older ones are removed.
+ */
+async function finishWorkers(text, found) {
+  for (const [name, file] of found) {
+    const built = await build({ ...common, entryPoints: [file], write: false, outfile: join(binDir, `mailbag-${name}.cjs`), plugins: [lazyBuiltins, lazyPackages] });
+    const code = built.outputFiles[0].text;
+    const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
+    const base = `mailbag-${name}.${hash}.cjs`;
+    writeAtomically(join(binDir, base), code);
+    for (const f of readdirSync(binDir)) if (f.startsWith(`mailbag-${name}.`) && f.endsWith('.cjs') && f !== base) rmSync(join(binDir, f));
+    text = text.replaceAll(`@@worker:${name}@@`, base);
+  }
+  if (text.includes('@@worker:')) throw new Error(`bundle-front-doors: a worker placeholder was left in the bundle (${/@@worker:[^@]*@@/.exec(text)[0]})`);
+  return text;
+}
+
+const sessionWorkers = new Map();
+
+/** The commands the session bundle runs, and the cache each one uses. */
+const SESSION_COMMANDS = { serve: 'serve', sync: 'sync', dispatch: 'sync' };
+// the three mains imported statically (one hoisted scope, as for the front doors); the
+// command line is split as main.ts splits it (run.ts's splitCommandLine)
+const session = await frontDoor('mailbag-session', {
+  contents: `import { runAsProcess, splitCommandLine } from './lib/cli/run.js';
+${Object.keys(SESSION_COMMANDS).map((c) => `import { main as ${c} } from './lib/cli/${c}.js';`).join('\n')}
+const MAINS = { ${Object.keys(SESSION_COMMANDS).join(', ')} };
+runAsProcess((argv, io) => {
+  const { name, args } = splitCommandLine(argv);
+  if (!Object.hasOwn(MAINS, name)) throw new Error('the session bundle cannot run ' + JSON.stringify(name));
+  return MAINS[name](args, io);
+}, 'mailbag');
+`,
+  resolveDir: dist,
+  sourcefile: 'mailbag-session-entry.js',
+  loader: 'js',
+}, [lazyBuiltins, lazyPackages, workerUrls(sessionWorkers)], [...new Set(Object.values(SESSION_COMMANDS))], {
+  // a native binding: required from node_modules, and only by the ssh transport
+  external: ['ssh2'],
+}, (text) => finishWorkers(text, sessionWorkers));
+
+/** The loader of the session bundle; `command` is a JavaScript expression for the command word. */
+function sessionRunner(command) {
+  const cacheName = `(${command} === 'serve' ? '${basename(session.caches.serve)}' : '${basename(session.caches.sync)}')`;
+  return runner(session.code, cacheName, { readMax: SESSION_CACHE_READ, verify: true });
+}
+
+// the command word past main.ts's leading --config options, as bin/mailbag.ts finds it
+const COMMAND_WORD = `const argv = process.argv;
+let i = 2;
+while (argv[i] === '--config' || argv[i]?.startsWith('--config=')) i += argv[i] === '--config' ? 2 : 1;
+const command = argv[i];
+`;
+const indent = (text) => text.replace(/^(?=.)/gm, '  ');
+const isSession = Object.keys(SESSION_COMMANDS).map((c) => `command === '${c}'`).join(' || ');
+
 // The package's bins (package.json "bin"): `.cjs` files, which Node runs as CommonJS
 // whatever the package type says. A `.js` entry here is an ES module, and that costs
 // Node's ES module loader (callgrind, clean environment: about 15M instructions of a
 // start-up of 85M). dist/bin/mailbag-uux.js and dist/bin/mailbag.js stay, as ES module
-// entries that load the same bundles. mailbag.cjs routes `enqueue` (past main.ts's
-// leading --config options, as bin/mailbag.ts does) to the enqueue bundle and leaves
-// every other command to mailbag.js.
+// entries that load the same bundles. mailbag.cjs routes `enqueue` and the session
+// commands (past main.ts's leading --config options, as bin/mailbag.ts does) to their
+// bundles and leaves every other command to mailbag.js.
 writeAtomically(join(binDir, 'mailbag-uux.cjs'), `#!/usr/bin/env node
 'use strict';
 // Generated by scripts/bundle-front-doors.mjs: \`mailbag-uux\`, ${basename(uux.code)} run with V8's code cache.
-${runner(uux.code, uux.cache)}`, 0o755);
+${runner(uux.code, `'${basename(uux.cache)}'`)}`, 0o755);
 // loaded by mailbag.js (an ES module entry) for `enqueue`
 writeAtomically(join(binDir, 'mailbag-enqueue.cjs'), `'use strict';
 // Generated by scripts/bundle-front-doors.mjs: runs ${basename(enqueue.code)} with V8's code cache.
-${runner(enqueue.code, enqueue.cache)}`);
+${runner(enqueue.code, `'${basename(enqueue.cache)}'`)}`);
+// loaded by mailbag.js for `serve`, `sync` and `dispatch`
+writeAtomically(join(binDir, 'mailbag-session.cjs'), `'use strict';
+// Generated by scripts/bundle-front-doors.mjs: runs ${basename(session.code)} with V8's code cache
+// (the serve cache for \`serve\`, the sync cache for \`sync\` and \`dispatch\`).
+${COMMAND_WORD}${sessionRunner('command')}`);
 writeAtomically(join(binDir, 'mailbag.cjs'), `#!/usr/bin/env node
 'use strict';
 // Generated by scripts/bundle-front-doors.mjs: \`mailbag\`. \`enqueue\`, which an MTA runs once per
-// message, runs ${basename(enqueue.code)} with V8's code cache; any other command loads mailbag.js.
-const argv = process.argv;
-let i = 2;
-while (argv[i] === '--config' || argv[i]?.startsWith('--config=')) i += argv[i] === '--config' ? 2 : 1;
-if (argv[i] === 'enqueue') {
-${runner(enqueue.code, enqueue.cache).replace(/^(?=.)/gm, '  ')}} else {
+// message, runs ${basename(enqueue.code)} with V8's code cache; \`serve\`, \`sync\` and \`dispatch\` run
+// ${basename(session.code)} with theirs; any other command loads mailbag.js.
+${COMMAND_WORD}if (command === 'enqueue') {
+${indent(runner(enqueue.code, `'${basename(enqueue.cache)}'`))}} else if (${isSession}) {
+${indent(sessionRunner('command'))}} else {
   import('./mailbag.js');
 }
 `, 0o755);
 
 // the MTAs' uux transports pass a From_ line on stdin (Postfix's pipe flag F); a direct
 // `mailbag enqueue` transport usually does not
-finish('mailbag-uux', uux, join(binDir, 'mailbag-uux.cjs'), UUX_SAMPLE, 'From a@cache.test  Sun Nov 22 04:10:00 2026\n');
-finish('mailbag-enqueue', enqueue, join(binDir, 'mailbag.cjs'), ENQUEUE_SAMPLE, '');
+finish(uux, join(binDir, 'mailbag-uux.cjs'), UUX_SAMPLE, 'From a@cache.test  Sun Nov 22 04:10:00 2026\n');
+finish(enqueue, join(binDir, 'mailbag.cjs'), ENQUEUE_SAMPLE, '');
+finishSession(session, join(binDir, 'mailbag.cjs'), join(binDir, 'mailbag.cjs'));

@@ -7,6 +7,7 @@
 
 import type { CliIo } from './io.js';
 import { MailbagError } from '../errors.js';
+import { splitCommandLine } from './run.js';
 
 interface CommandEntry {
   summary: string;
@@ -44,20 +45,7 @@ function usage(): string {
 }
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  const args = [...argv];
-  // `mailbag --config FILE COMMAND …` is the same as `mailbag COMMAND --config FILE …`
-  const global: string[] = [];
-  while (args[0] === '--config' || args[0]?.startsWith('--config=')) {
-    const a = args.shift()!;
-    if (a === '--config') {
-      const file = args.shift();
-      if (file === undefined) throw new MailbagError('usage', '--config needs a FILE');
-      global.push('--config', file);
-    } else {
-      global.push(a);
-    }
-  }
-  const name = args.shift();
+  const { name, args } = splitCommandLine(argv);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(usage());
     return name === undefined ? 64 : 0;
@@ -73,5 +61,5 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     throw new MailbagError('usage', `unknown command '${name}' (see mailbag --help)`);
   }
   const mod = await entry.load();
-  return mod.main([...global, ...args], io);
+  return mod.main(args, io);
 }

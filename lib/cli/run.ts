@@ -3,10 +3,40 @@
 // then the sysexits code from lib/exit.ts. Anything unforeseen exits 75, so a bug
 // of ours makes the MTA retry instead of bouncing mail.
 
-import { asMailbagError } from '../errors.js';
+import { asMailbagError, MailbagError } from '../errors.js';
 import { processIo, type CliIo } from './io.js';
 
 export type Main = (argv: string[], io: CliIo) => Promise<number>;
+
+/** A `mailbag` command line: its command word and the words that command's main gets. */
+export interface CommandLine {
+  name: string | undefined;
+  /** leading `--config FILE` / `--config=FILE` options first (every command takes them), then the rest */
+  args: string[];
+}
+
+/**
+ * Splits `mailbag [--config FILE]… COMMAND ARGS…`: `mailbag --config FILE COMMAND …` is
+ * the same as `mailbag COMMAND --config FILE …`. Here rather than in main.ts, so the
+ * session commands' bundle (scripts/bundle-front-doors.mjs) routes as main.ts does
+ * without bringing in main.ts's table of every command.
+ */
+export function splitCommandLine(argv: readonly string[]): CommandLine {
+  const args = [...argv];
+  const global: string[] = [];
+  while (args[0] === '--config' || args[0]?.startsWith('--config=')) {
+    const a = args.shift()!;
+    if (a === '--config') {
+      const file = args.shift();
+      if (file === undefined) throw new MailbagError('usage', '--config needs a FILE');
+      global.push('--config', file);
+    } else {
+      global.push(a);
+    }
+  }
+  const name = args.shift();
+  return { name, args: [...global, ...args] };
+}
 
 /** Format an error as the one line an MTA or admin reads. */
 export function failureLine(err: unknown, prefix?: string): string {

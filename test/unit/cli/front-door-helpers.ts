@@ -3,7 +3,7 @@
 // the format on disk is checked independently).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,3 +96,26 @@ export function tmpLeftovers(spool: string): string[] {
 
 /** A From_ line as we write it: `From SENDER  <24-char ctime>\n`. */
 export const OUR_FROM_LINE = /^From (\S+) {2}(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}\n/;
+
+/**
+ * The built bins moved elsewhere, as an install moves them: dist/bin's CommonJS loaders,
+ * their bundles and code caches (and the ES module entries mailbag.js / mailbag-uux.js)
+ * copied under `dir`, with package.json and a link to node_modules (ssh2 and the other
+ * externals) — but no dist/lib: only a bundle can run there.
+ */
+export function movedPackage(dir: string): string {
+  const root = join(dir, 'pkg');
+  const bin = join(root, 'dist', 'bin');
+  mkdirSync(bin, { recursive: true });
+  for (const f of readdirSync(join(repoRoot, 'dist', 'bin'))) {
+    if (f.endsWith('.cjs') || f.endsWith('.v8cache') || f === 'mailbag.js' || f === 'mailbag-uux.js') copyFileSync(join(repoRoot, 'dist', 'bin', f), join(bin, f));
+  }
+  copyFileSync(join(repoRoot, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'));
+  return root;
+}
+
+/** The code caches of a (moved) dist/bin. */
+export function codeCaches(bin: string): string[] {
+  return readdirSync(bin).filter((f) => f.endsWith('.v8cache')).map((f) => join(bin, f));
+}

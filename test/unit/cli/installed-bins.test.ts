@@ -1,11 +1,14 @@
 // The bins npm installs are the ones package.json "bin" names (the CommonJS bundles,
 // dist/bin/*.cjs), not the ES-module wrappers the other tests run: the same jobs, exit
 // statuses and stderr lines must come out of them, run through a symlink as npm links them.
+// The session commands (sync, serve, dispatch) run from their own bundle: a real session
+// between two sites, from a copy of dist/bin without dist/lib (so nothing but the bundles
+// can run), with the code caches as built, missing, or damaged.
 
-import { readFileSync, symlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { jobsIn, makeSite, repoRoot, requireBuild, runBin, tmpLeftovers, type Site } from './front-door-helpers.js';
+import { codeCaches, jobsIn, makeSite, movedPackage, repoRoot, requireBuild, runBin, tmpLeftovers, type Site } from './front-door-helpers.js';
 
 beforeAll(requireBuild);
 
@@ -17,8 +20,13 @@ const MESSAGE = 'Subject: installed\nFrom: a@example.org\n\nHello.\n.\n';
 
 /** the bin as npm would link it: a symlink in a .bin directory */
 function linked(name: string): string {
-  const target = join(repoRoot, pkg.bin[name]!);
-  const link = join(site.dir, name);
+  return linkedFrom(repoRoot, name);
+}
+
+/** `linked` for the package at `root` (a moved copy) */
+function linkedFrom(root: string, name: string): string {
+  const target = join(root, pkg.bin[name]!);
+  const link = join(site.dir, `${name}-${root === repoRoot ? 'repo' : 'moved'}`);
   symlinkSync(target, link);
   return link;
 }
@@ -58,5 +66,95 @@ describe('the bins package.json installs', () => {
     site = makeSite();
     const r = await runBin(linked('mailbag'), ['--version'], '');
     expect(r).toMatchObject({ code: 0, stdout: `mailbag ${pkg.version}\n` });
+  });
+});
+
+/**
+ * Two sites in `site.dir`: home, whose peer hub is `transport = "command"` running
+ * `BIN serve --peer home --no-run` at site hub, one job queued each way.
+ */
+async function twoSites(bin: string): Promise<{ home: string; hub: string; homeSpool: string; hubSpool: string }> {
+  const homeSpool = join(site.dir, 'home');
+  const hubSpool = join(site.dir, 'hub');
+  const home = join(site.dir, 'home.toml');
+  const hub = join(site.dir, 'hub.toml');
+  const serve = [process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', hub];
+  writeFileSync(home, `site = "home"\nspool = ${JSON.stringify(homeSpool)}\n\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify(serve)}\n`);
+  writeFileSync(hub, `site = "hub"\nspool = ${JSON.stringify(hubSpool)}\n\n[peers.home]\nhost = "home.invalid"\n`);
+  for (const [config, peer, sender] of [[home, 'hub', 'a@home.test'], [hub, 'home', 'c@hub.test']] as const) {
+    const r = await runBin(bin, ['enqueue', '--config', config, peer, '-f', sender, '--', 'b@example.net'], MESSAGE);
+    expect(r, r.stderr).toMatchObject({ code: 0, stderr: '' });
+  }
+  return { home, hub, homeSpool, hubSpool };
+}
+
+/** `mailbag --config HOME sync hub --no-run` through `bin`: both jobs crossed, nothing left queued */
+async function expectSession(bin: string): Promise<void> {
+  const s = await twoSites(bin);
+  const r = await runBin(bin, ['--config', s.home, 'sync', 'hub', '--no-run'], '');
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^hub: sent 1 jobs in 1 bags .*received 1 jobs in 1 bags/);
+  expect(r.stderr).toBe('');
+  expect(jobsIn(s.hubSpool, 'in', 'home').map((j) => j.header.sender)).toEqual(['a@home.test']);
+  expect(jobsIn(s.homeSpool, 'in', 'hub').map((j) => j.header.sender)).toEqual(['c@hub.test']);
+  expect(jobsIn(s.homeSpool, 'out', 'hub')).toEqual([]);
+  expect(jobsIn(s.hubSpool, 'out', 'home')).toEqual([]);
+  expect(jobsIn(s.hubSpool, 'in', 'home')[0]!.payload.toString().endsWith(MESSAGE)).toBe(true);
+}
+
+describe('the session commands from their bundle (mailbag-session.HASH.code.cjs)', () => {
+  it('the built bundle has a code cache for serve and one for sync', () => {
+    const caches = readdirSync(join(repoRoot, 'dist', 'bin')).filter((f) => f.startsWith('mailbag-session.') && f.endsWith('.v8cache'));
+    expect(caches.map((f) => f.replace(/^mailbag-session\.[0-9a-f]{16}\./, '')).sort()).toEqual(['serve.v8cache', 'sync.v8cache']);
+  });
+
+  it('every file the session bundle names beside itself (its worker threads\' bundles) is there', () => {
+    const bin = join(repoRoot, 'dist', 'bin');
+    const code = readdirSync(bin).filter((f) => /^mailbag-session\.[0-9a-f]{16}\.code\.cjs$/.test(f));
+    expect(code).toHaveLength(1);
+    const named = [...readFileSync(join(bin, code[0]!), 'utf8').matchAll(/\.\/(mailbag-[\w.-]+\.cjs)/g)].map((m) => m[1]!);
+    expect(named.filter((f) => !readdirSync(bin).includes(f))).toEqual([]);
+    // and no module URL was left pointing at a file that only exists in dist/lib
+    expect(readFileSync(join(bin, code[0]!), 'utf8')).not.toMatch(/@@worker:/);
+  });
+
+  // the copy has no dist/lib: mailbag.js's own path (main.ts) would fail there, so these
+  // sessions ran from the bundles alone, with caches that moved with them
+  it.each([['mailbag.cjs (the installed bin, linked)'], ['mailbag.js (the ES module entry)']])('sync and serve through %s, moved away from the build', async (which) => {
+    site = makeSite();
+    const pkg = movedPackage(site.dir);
+    const bin = which.startsWith('mailbag.cjs') ? linkedFrom(pkg, 'mailbag') : join(pkg, 'dist', 'bin', 'mailbag.js');
+    await expectSession(bin);
+    const d = await runBin(bin, ['dispatch', '--config', join(site.dir, 'home.toml'), '--no-run'], '');
+    expect(d, d.stderr).toMatchObject({ code: 0, stdout: 'no peer has work queued or is due\n' });
+  });
+
+  it.each([
+    ['missing', (f: string) => unlinkSync(f)],
+    ['empty', (f: string) => truncateSync(f, 0)],
+    ['cut short', (f: string) => truncateSync(f, Math.floor(readFileSync(f).length / 2))],
+    ['not a cache at all', (f: string) => writeFileSync(f, 'not a V8 code cache\n'.repeat(100))],
+    // V8 does not check these bytes: only the checksum keeps them from its deserializer
+    ['damaged in the middle', (f: string) => {
+      const b = readFileSync(f);
+      for (let i = b.length >> 1; i < (b.length >> 1) + 64; i++) b[i] = b[i]! ^ 0x5a;
+      writeFileSync(f, b);
+    }],
+  ])('code caches %s cost only time: the session still runs', async (_what, spoil) => {
+    site = makeSite();
+    const pkg = movedPackage(site.dir);
+    const caches = codeCaches(join(pkg, 'dist', 'bin')).filter((f) => f.includes('mailbag-session.'));
+    expect(caches).toHaveLength(2);
+    for (const c of caches) spoil(c);
+    await expectSession(linkedFrom(pkg, 'mailbag'));
+  });
+
+  it('serve from the bundle refuses a peer it does not know, with its one line', async () => {
+    site = makeSite();
+    const r = await runBin(linked('mailbag'), ['serve', '--peer', 'stranger', '--config', site.config, '--no-run'], '');
+    expect(r.code).toBe(75);
+    expect(r.stderr).toMatch(/^4\.3\.5 mailbag: unknown peer "stranger": add a \[peers\.stranger\] section/);
+    // the refusal goes to the peer as a frame on stdout
+    expect(r.stdout.length).toBeGreaterThan(0);
   });
 });
