@@ -50,13 +50,20 @@ const require = createRequire(import.meta.url);
 
 /** Built-ins replaced by stand-ins that load the real module on first use. */
 const LAZY = ['fs/promises', 'stream', 'os'];
+/**
+ * The same for the session commands, and node:crypto (13M instructions to load: bags are
+ * hashed, but nothing before HELLO is) and node:worker_threads (8M: bags are built on a
+ * worker). node:zlib (8M) would be one too, but lib/bag/codec.ts reads
+ * zlib.constants at load, and the loader's cache check uses its crc32.
+ */
+const SESSION_LAZY = [...LAZY, 'crypto', 'worker_threads'];
 /** Of those, the ones our code imports only functions from (stream's exports are classes). */
 const FUNCTIONS_ONLY = ['fs/promises', 'os'];
 
-const lazyBuiltins = {
+const lazyBuiltins = (list = LAZY) => ({
   name: 'lazy-builtins',
   setup(b) {
-    const filter = new RegExp(`^(node:)?(${LAZY.map((n) => n.replace('/', '\\/')).join('|')})$`);
+    const filter = new RegExp(`^(node:)?(${list.map((n) => n.replace('/', '\\/')).join('|')})$`);
     b.onResolve({ filter }, (args) =>
       // the stand-in's own require() is the real module
       args.namespace === 'lazy-builtin'
@@ -83,7 +90,7 @@ const lazyBuiltins = {
       };
     });
   },
-};
+});
 
 /**
  * Packages of plain JavaScript a session needs only for some of its work, bundled but run
@@ -367,10 +374,10 @@ function finishSession(door, bin, enqueueBin) {
 
 const UUX_SAMPLE = ['-r', '-n', '-z', '-acache@cache.test', '-', 'hub!rmail', '(rcpt@hub.test)'];
 const ENQUEUE_SAMPLE = ['enqueue', 'hub', '-f', 'cache@cache.test', '--', 'rcpt@hub.test'];
-const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBuiltins]);
+const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBuiltins()]);
 // `mailbag [--config FILE] enqueue …` straight into lib/cli/enqueue.ts (mainFromMailbag
 // moves leading --config options as main.ts does), not through main.ts's command table
-const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', 'mainFromMailbag'), [lazyBuiltins]);
+const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', 'mainFromMailbag'), [lazyBuiltins()]);
 
 /**
  * Bundles each worker `found` names as dist/bin/mailbag-NAME.HASH.cjs (a plain CommonJS
@@ -379,7 +386,7 @@ const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', '
  */
 async function finishWorkers(text, found) {
   for (const [name, file] of found) {
-    const built = await build({ ...common, entryPoints: [file], write: false, outfile: join(binDir, `mailbag-${name}.cjs`), plugins: [lazyBuiltins, lazyPackages] });
+    const built = await build({ ...common, entryPoints: [file], write: false, outfile: join(binDir, `mailbag-${name}.cjs`), plugins: [lazyBuiltins(SESSION_LAZY), lazyPackages] });
     const code = built.outputFiles[0].text;
     const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
     const base = `mailbag-${name}.${hash}.cjs`;
@@ -410,7 +417,7 @@ runAsProcess((argv, io) => {
   resolveDir: dist,
   sourcefile: 'mailbag-session-entry.js',
   loader: 'js',
-}, [lazyBuiltins, lazyPackages, workerUrls(sessionWorkers)], [...new Set(Object.values(SESSION_COMMANDS))], {
+}, [lazyBuiltins(SESSION_LAZY), lazyPackages, workerUrls(sessionWorkers)], [...new Set(Object.values(SESSION_COMMANDS))], {
   // a native binding: required from node_modules, and only by the ssh transport
   external: ['ssh2'],
 }, (text) => finishWorkers(text, sessionWorkers));
