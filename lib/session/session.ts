@@ -32,6 +32,11 @@ const STAGERS = 1;
  * FLOW_WINDOW / T (384 KiB at 100 ms: 3.9 MB/s).
  */
 export const FLOW_WINDOW = 384 * 1024;
+/**
+ * bags a sender compresses at once (each on the bag worker thread; see lib/bag/workers.ts
+ * for a pool of more than one)
+ */
+const BAGS_IN_FLIGHT = 1;
 
 export interface SessionOptions {
   link: Link;
@@ -410,16 +415,24 @@ class Session {
    * pending bags (§6), durable and named, offered only after HELLO if the plan with the
    * peer's codec and caps starts with the same bags; the rest are discarded.
    */
-  private async buildEarly(queued: QueuedJob[]): Promise<{ group: QueuedJob[]; codec: BagCodec; sealed: Promise<PendingBag> }[]> {
+  private async buildEarly(queued: QueuedJob[]): Promise<EarlyBag[]> {
     const codec = this.o.codecs[0];
-    const built: { group: QueuedJob[]; codec: BagCodec; sealed: Promise<PendingBag> }[] = [];
+    const built: EarlyBag[] = [];
     if (!codec) return built;
+    const building = new Set<Promise<unknown>>();
     for (const group of planBags(queued, this.o.caps).bags) {
+      // the HELLO ends this at once: the bag being built is offered when it is sealed
+      while (building.size >= BAGS_IN_FLIGHT && !this.helloSeen && !this.settled) await Promise.race([...building, this.helloChecked()]);
       if (this.helloSeen || this.settled) break;
       this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs (before HELLO)`);
-      const { sealed } = await this.o.store.writeBagFile(group, codec);
+      const written = this.o.store.writeBagFile(group, codec);
+      const sealed = written.then((w) => w.sealed);
+      sealed.catch(() => {});
+      const slot = written.then(() => undefined, () => undefined);
+      building.add(slot);
+      void slot.then(() => building.delete(slot));
       if (built.length === 0) void sealed.then(() => !this.helloSeen && faultPoint('session-sender-before-hello'), () => {});
-      built.push({ group, codec, sealed });
+      built.push({ group, codec, written: slot, sealed });
     }
     return built;
   }
@@ -428,11 +441,17 @@ class Session {
     const { pending, queued: all } = await this.scanQueue();
     const pendingJobs = new Set(pending.flatMap((p) => p.jobs));
     const early = this.helloSeen ? [] : await this.buildEarly(all.filter((j) => !pendingJobs.has(j.id)));
-    await this.helloChecked();
-    if (this.settled) {
+    try {
+      await this.offerAndBuild(early, pending, all);
+    } finally {
+      // whatever happened, no bag built before HELLO is still being sealed behind our back
       await Promise.allSettled(early.map((e) => e.sealed));
-      return;
     }
+  }
+
+  private async offerAndBuild(early: EarlyBag[], pending: PendingBag[], all: QueuedJob[]): Promise<void> {
+    await this.helloChecked();
+    if (this.settled) return;
     const theirs = this.res.peerHello;
     const codec = chooseCodec(this.o.codecs, theirs.codecs);
     const caps = { maxBag: theirs.maxBag, maxExpanded: theirs.maxExpanded, maxJobs: theirs.maxJobs, maxJob: theirs.maxJob };
@@ -451,33 +470,50 @@ class Session {
     const plan = codec ? planBags(queued, caps) : { bags: [], held: [] };
     let kept = 0;
     while (kept < early.length && early[kept]!.codec === codec && sameJobs(early[kept]!.group, plan.bags[kept])) kept++;
-    const earlyBags = await Promise.all(early.map((e) => e.sealed));
-    for (const [i, bag] of earlyBags.entries()) {
-      if (this.settled) return;
-      if (i < kept && bagFits(bag, theirs.codecs, caps) && this.state.canOffer(bag.bag)) this.offer(bag);
-      else {
-        // built for caps or a codec the peer does not have: its jobs go in the bags below
-        this.o.trace?.(`${this.o.site} - discarding ${bag.bag.slice(0, 12)}, built before HELLO for other caps`);
-        await this.o.store.discardBag(bag.bag);
-      }
-    }
-    if (codec) {
+    if (!codec) {
+      // nothing we can build is readable there: the early bags go too
+      for (const e of early) await this.o.store.discardBag((await e.sealed).bag);
+    } else {
       // too large for the peer, now and on every later try: failed for good, the sender told
       for (const j of plan.held) {
         const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
         if (await this.o.store.failQueuedJob(j.id, `${j.size} bytes, larger than ${this.o.peer} accepts (${cap})`, '5.3.4')) this.res.held.push(j.id);
       }
-      // one bag is compressed at a time (one compressor's memory); the next starts as
-      // soon as the one before is written, while that one is made durable and offered
-      const seals: Promise<PendingBag>[] = [];
+      // BAGS_IN_FLIGHT bags are compressed at a time (a compressor's memory each); the
+      // next starts as soon as one before is written, while that one is made durable and
+      // offered; offers go out in the order of the plan
+      const seals: Promise<PendingBag>[] = early.map((e) => e.sealed);
+      // the last bag built before HELLO may still be compressing: it counts
+      const building = new Set<Promise<unknown>>(early.map((e) => e.written));
+      for (const slot of building) void slot.then(() => building.delete(slot));
       let offering: Promise<void> = Promise.resolve();
       let sealFailed = false;
+      // the early bags first, each as soon as it is sealed, in order
+      for (const [i, e] of early.entries()) {
+        offering = offering.then(async () => {
+          const bag = await e.sealed;
+          if (this.settled) return;
+          if (i < kept && bagFits(bag, theirs.codecs, caps) && this.state.canOffer(bag.bag)) this.offer(bag);
+          else {
+            // built for caps or a codec the peer does not have: its jobs are in the bags below
+            this.o.trace?.(`${this.o.site} - discarding ${bag.bag.slice(0, 12)}, built before HELLO for other caps`);
+            await this.o.store.discardBag(bag.bag);
+          }
+        });
+        offering.catch(() => void (sealFailed = true));
+      }
       try {
         for (const group of plan.bags.slice(kept)) {
+          while (building.size >= BAGS_IN_FLIGHT) await Promise.race(building);
           // a bag that could not be made durable ends the session (below) before the next is built
           if (this.settled || sealFailed) break;
           this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
-          const { sealed } = await this.o.store.writeBagFile(group, codec);
+          const written = this.o.store.writeBagFile(group, codec);
+          const sealed = written.then((w) => w.sealed);
+          sealed.catch(() => {});
+          const slot = written.then(() => undefined, () => undefined);
+          building.add(slot);
+          void slot.then(() => building.delete(slot));
           seals.push(sealed);
           offering = offering.then(async () => {
             const bag = await sealed;
@@ -489,8 +525,8 @@ class Session {
         await offering;
         if (this.settled) return;
       } finally {
-        // a failure (or the session's end) leaves no bag being sealed behind our back
-        await Promise.allSettled(seals);
+        // a failure (or the session's end) leaves no bag being written or sealed behind our back
+        await Promise.allSettled([...building, ...seals]);
       }
     }
     this.state.doneSent = true;
@@ -788,6 +824,16 @@ class Session {
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }
+}
+
+/** A bag built before the peer's HELLO (Session.buildEarly). */
+interface EarlyBag {
+  group: QueuedJob[];
+  codec: BagCodec;
+  /** settles when its bytes are written (the compressor is free) */
+  written: Promise<unknown>;
+  /** durable and named */
+  sealed: Promise<PendingBag>;
 }
 
 /** A promise opened once, from outside. */
