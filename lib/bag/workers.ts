@@ -10,15 +10,16 @@
 // in that thread's malloc arena, and the next bag reuses the memory (commit 3b86313).
 // The caller opens the destination; the worker writes into that descriptor and replies
 // only once no write is in flight, and the caller then closes it. Every wait is bounded:
-// a worker that does not come online in START_TIMEOUT_MS, or does not stop within
+// a worker that does not come online in START_TIMEOUT_MS, does not answer a ping for
+// STALL_MS while it builds a bag (its thread blocked), or does not stop within
 // ABORT_GRACE_MS of an abort, is terminated; one that stops (crash, terminate) rejects
 // the bag it was building. docs/bag.md, "Building in a worker thread".
 
 import fs from 'node:fs';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { MailbagError } from '../errors.js';
-import { errorFromWire, writeBagToFd, type BagFileJob, type PlainBagOptions, type WireError } from './bag-file.js';
-import type { ToBagWorker } from './bag-worker.js';
+import { errorFromWire, writeBagToFd, type BagFileJob, type PlainBagOptions } from './bag-file.js';
+import type { FromBagWorker, ToBagWorker } from './bag-worker.js';
 import type { BagSummary, WriteBagOptions } from './writer.js';
 
 export type { BagFileJob } from './bag-file.js';
@@ -45,12 +46,20 @@ export interface BagWorkerSettings {
   script?: URL | string;
   /** given to the script as workerData (tests) */
   workerData?: unknown;
+  /** a busy worker that answers no ping for this long is terminated (default STALL_MS) */
+  stallMs?: number;
 }
 
 /** a worker that has not come online after this long is terminated and its bag rejected */
 export const START_TIMEOUT_MS = 30_000;
 /** a worker still building an aborted bag after this long is terminated */
 export const ABORT_GRACE_MS = 2_000;
+/**
+ * a worker building a bag is pinged; one whose thread has not answered for this long is
+ * taken as hung and terminated (a brotli step gives its event loop a turn every MiB:
+ * seconds apart even at quality 11)
+ */
+export const STALL_MS = 30_000;
 /** how long a terminated worker may take to stop before its bag is rejected anyway */
 export const STOP_TIMEOUT_MS = 10_000;
 
@@ -82,6 +91,10 @@ interface Slot {
   /** why it stopped, when we know: the worker's uncaught error, or our reason to terminate it */
   reason: string | undefined;
   startTimer: NodeJS.Timeout | undefined;
+  /** when the worker was last heard from (any message), while it builds a bag */
+  heard: number;
+  /** pings the worker while it builds a bag */
+  watch: NodeJS.Timeout | undefined;
   /** resolves at the worker's 'exit' */
   exited: Promise<void>;
 }
@@ -152,7 +165,7 @@ function startSlot(): Slot | undefined {
   }
   worker.unref();
   let exited!: () => void;
-  const slot: Slot = { worker, online: false, busy: undefined, reason: undefined, startTimer: undefined, exited: new Promise<void>((r) => (exited = r)) };
+  const slot: Slot = { worker, online: false, busy: undefined, reason: undefined, startTimer: undefined, heard: 0, watch: undefined, exited: new Promise<void>((r) => (exited = r)) };
   slot.startTimer = setTimeout(() => {
     if (!slot.online) void stopSlot(slot, `did not start within ${START_TIMEOUT_MS / 1000} s`);
   }, START_TIMEOUT_MS);
@@ -161,10 +174,13 @@ function startSlot(): Slot | undefined {
     slot.online = true;
     clearTimeout(slot.startTimer);
   });
-  worker.on('message', (m: { id: number; ok: true; summary: BagSummary } | { id: number; ok: false; error: WireError }) => {
+  worker.on('message', (m: FromBagWorker) => {
+    slot.heard = Date.now();
+    if (m.type === 'pong') return;
     const req = slot.busy;
     if (!req || req.id !== m.id) return;
     slot.busy = undefined;
+    clearInterval(slot.watch);
     worker.unref();
     // rejected already (it did not stop in time after an abort): the descriptor was left to us
     if (req.done) fs.close(req.fd, () => undefined);
@@ -178,6 +194,7 @@ function startSlot(): Slot | undefined {
   });
   worker.on('exit', (code) => {
     clearTimeout(slot.startTimer);
+    clearInterval(slot.watch);
     const i = slots.indexOf(slot);
     if (i >= 0) slots.splice(i, 1);
     const req = slot.busy;
@@ -212,7 +229,26 @@ function pump(): void {
     slot.worker.ref();
     const msg: ToBagWorker = { type: 'bag', id: req.id, jobs: req.jobs, fd: req.fd, options: req.options };
     slot.worker.postMessage(msg);
+    watch(slot);
   }
+}
+
+/** Ping a busy worker; terminate it when its thread has not answered for stallMs. */
+function watch(slot: Slot): void {
+  const stallMs = settings.stallMs ?? STALL_MS;
+  slot.heard = Date.now();
+  clearInterval(slot.watch);
+  slot.watch = setInterval(() => {
+    if (!slot.busy) return clearInterval(slot.watch);
+    if (Date.now() - slot.heard > stallMs) {
+      clearInterval(slot.watch);
+      void stopSlot(slot, `did not answer for ${stallMs / 1000} s`);
+      return;
+    }
+    const ping: ToBagWorker = { type: 'ping' };
+    slot.worker.postMessage(ping);
+  }, Math.max(10, Math.min(5_000, stallMs / 3)));
+  slot.watch.unref();
 }
 
 function finish(req: Request, err: unknown, summary?: BagSummary): void {

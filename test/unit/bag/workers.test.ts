@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BagError, BagWorkerError, bagWorkerState, configureBagWorkers, readBag, stopBagWorkers, writeBag, writeBagFile, type BagCodec, type BagFileJob, type BagSummary, type WriteBagFileOptions } from '../../../lib/bag/index.js';
+import { ABORT_GRACE_MS, BagError, BagWorkerError, bagWorkerState, configureBagWorkers, readBag, stopBagWorkers, writeBag, writeBagFile, type BagCodec, type BagFileJob, type BagSummary, type WriteBagFileOptions } from '../../../lib/bag/index.js';
 import { fileJobs } from '../../../lib/bag/bag-file.js';
 
 const WORKER = new URL('./ts-worker.mjs', import.meta.url);
@@ -300,6 +300,37 @@ describe('writeBagFile: a worker that stops', () => {
     configureBagWorkers({ script: WORKER });
     const s = await writeBagFile(jobs.slice(0, 1), dest(), { codec: 'gzip', level: 1 });
     expect(s.entries).toBe(1);
+  });
+
+  it('a worker whose thread hangs is terminated after stallMs: BagWorkerError, no file left', async () => {
+    configureBagWorkers({ script: WORKER, workerData: { crash: 'hang', afterMs: 100 }, stallMs: 1_000 });
+    const d = dest();
+    const jobs = makeJobs('hang-', Array.from({ length: 8 }, () => 1_000_000), (i, size) => Buffer.from(randomBytes(size / 2).toString('hex')));
+    const started = Date.now();
+    const err = await failure(writeBagFile(jobs, d, { codec: 'br', level: 11 }));
+    expect(err).toBeInstanceOf(BagWorkerError);
+    expect((err as Error).message).toMatch(/did not answer for 1 s/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(existsSync(d)).toBe(false);
+    expect(bagWorkerState().workers).toBe(0);
+  });
+
+  it('an abort that a hung worker cannot see: terminated after ABORT_GRACE_MS, rejected with the reason, no file left', async () => {
+    configureBagWorkers({ script: WORKER, workerData: { crash: 'hang', afterMs: 0 } });
+    const d = dest();
+    const jobs = makeJobs('hangabort-', [100_000]);
+    const ac = new AbortController();
+    const p = failure(writeBagFile(jobs, d, { signal: ac.signal }));
+    await until({ busy: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    ac.abort(new Error('no more'));
+    const err = await p;
+    expect((err as Error).message).toBe('no more');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(ABORT_GRACE_MS - 50);
+    expect(Date.now() - started).toBeLessThan(ABORT_GRACE_MS + 10_000);
+    expect(existsSync(d)).toBe(false);
+    expect(bagWorkerState().workers).toBe(0);
   });
 
   it('stopBagWorkers mid-bag rejects the bag being built and the one waiting; no file left', async () => {
