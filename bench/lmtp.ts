@@ -4,6 +4,8 @@
 // `uux` per message (Debian's master.cf line). The same N corpus messages are submitted
 // for each over SMTP into Postfix's hold queue; each method's messages are then released
 // together and timed until the last one is in its spool. Every message must arrive.
+// Postfix's LMTP service and lmtpd's limits are the ones docs/lmtp.md recommends, read
+// from the page's snippets.
 
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -15,6 +17,7 @@ import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } f
 import { havePostfix, startPostfix, type PostfixInstance } from '../test/helpers/postfix.js';
 import { LmtpClient } from '../test/unit/lmtp/lmtp-client.js';
 import { startLmtpd, type Lmtpd } from '../test/unit/lmtp/lmtpd-process.js';
+import { lmtpTomlNumber, postfixRecommendation } from '../test/unit/lmtp/docs-snippets.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const TAYLOR_UUX = '/usr/bin/uux';
@@ -43,7 +46,7 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--methods' && v !== undefined && v.split(',').every((m) => (METHODS as readonly string[]).includes(m))) {
       o.methods = METHODS.filter((m) => v.split(',').includes(m));
       i++;
-    } else if (a === '--postconf' && v !== undefined && /^\w+\s*=/.test(v)) {
+    } else if (a === '--postconf' && v !== undefined && /^[\w-]+\s*=/.test(v)) {
       o.postconf.push(v);
       i++;
     } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE')`);
@@ -133,11 +136,18 @@ async function heldFor(pf: PostfixInstance, domain: string): Promise<string[]> {
     .map((m) => m.queue_id);
 }
 
-/** wait until `count` reaches `want`; a deferred or bounced delivery in the log since `logFrom` ends the wait */
-async function waitCount(pf: PostfixInstance, logFrom: number, count: () => number, want: number, what: string, timeoutMs: number): Promise<void> {
+/**
+ * wait until `count` reaches `want`; a deferred or bounced delivery in the log since
+ * `logFrom` ends the wait. Resolves with the time (process.hrtime, ns) the first one came.
+ */
+async function waitCount(pf: PostfixInstance, logFrom: number, count: () => number, want: number, what: string, timeoutMs: number): Promise<bigint> {
   const deadline = Date.now() + timeoutMs;
   let checked = Date.now();
-  while (count() < want) {
+  let first: bigint | undefined;
+  for (;;) {
+    const n = count();
+    if (n > 0 && first === undefined) first = process.hrtime.bigint();
+    if (n >= want) return first!;
     if (Date.now() > deadline) throw new Error(`${what}: ${count()} of ${want} after ${timeoutMs} ms`);
     if (Date.now() - checked > 1000) {
       checked = Date.now();
@@ -145,6 +155,16 @@ async function waitCount(pf: PostfixInstance, logFrom: number, count: () => numb
       if (bad) throw new Error(`${what}: a delivery failed: ${bad}`);
     }
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** peak resident set of a process (VmHWM), MB; 0 when it is gone */
+function peakRssMb(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -171,7 +191,16 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    lmtpd = await startLmtpd({ dir: makeOwnedDir(join(dir, 'lmtpd'), { name: 'root', uid: 0, gid: 0 }, 0o755), peers: { hub: ['lmtp.test'] }, socketMode: '0666' });
+    // the Postfix service and lmtpd limits docs/lmtp.md recommends, from the page itself
+    const rec = postfixRecommendation();
+    const maxConnections = lmtpTomlNumber('max_connections');
+    const maxRecipients = lmtpTomlNumber('max_recipients');
+    lmtpd = await startLmtpd({
+      dir: makeOwnedDir(join(dir, 'lmtpd'), { name: 'root', uid: 0, gid: 0 }, 0o755),
+      peers: { hub: ['lmtp.test'] },
+      socketMode: '0666',
+      extraToml: `max_connections = ${maxConnections}\nmax_recipients = ${maxRecipients}`,
+    });
     // mailbag enqueue runs as the test user (Postfix's pipe refuses root): its own spool
     const home = makeOwnedDir(join(dir, 'enqueue'), user, 0o755);
     const enqueueConfig = join(home, 'mailbag.toml');
@@ -187,14 +216,16 @@ export async function main(argv: string[]): Promise<number> {
         `mailbag unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${process.execPath} ${mailbag} enqueue $nexthop -f $sender -- $recipient`,
         // Debian's master.cf uucp line, with a private Taylor config
         `uucp unix - n n - - pipe flags=Fqhu user=${user.name} argv=${TAYLOR_UUX} -I ${uucp.config} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
+        ...rec.masterCf,
       ],
-      transports: { 'lmtp.test': `lmtp:unix:${lmtpd.socket}`, 'enqueue.test': 'mailbag:hub', 'uux.test': 'uucp:hub' },
+      transports: { 'lmtp.test': `${rec.transport}:unix:${lmtpd.socket}`, 'enqueue.test': 'mailbag:hub', 'uux.test': 'uucp:hub' },
       mainCf: [
         `smtpd_recipient_restrictions = check_recipient_access texthash:${access}, permit_mynetworks, reject`,
         'mailbag_destination_recipient_limit = 1',
         'uucp_destination_recipient_limit = 1',
         'smtpd_client_connection_count_limit = 0',
         'message_size_limit = 0',
+        ...rec.mainCf,
         ...o.postconf,
       ],
       environment: { MAILBAG_CONFIG: enqueueConfig },
@@ -214,6 +245,7 @@ export async function main(argv: string[]): Promise<number> {
     let lmtpdCpuPerMessage = 0;
     let lmtpReuse = '';
     const delaysBy: Partial<Record<Method, string>> = {};
+    const firstMs: Partial<Record<Method, number>> = {};
     for (const method of o.methods) {
       const ids = await heldFor(pf, `${method}.test`);
       if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
@@ -224,8 +256,9 @@ export async function main(argv: string[]): Promise<number> {
       const rel = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${ids.join('\n')}\n`, timeoutMs: 60_000 });
       if (rel.code !== 0) throw new Error(`postsuper -H: ${rel.stderr}`);
       await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-f'], { timeoutMs: 60_000 });
-      await waitCount(pf, logFrom, done[method], messages.length, method, 30 * 60_000);
+      const first = await waitCount(pf, logFrom, done[method], messages.length, method, 30 * 60_000);
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      firstMs[method] = Number(first - start) / 1e6;
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
@@ -249,6 +282,7 @@ export async function main(argv: string[]): Promise<number> {
 
     const byName = Object.fromEntries(results.map((r) => [r.method, r])) as Partial<Record<Method, (typeof results)[number]>>;
     const ratio = (a: number | undefined, b: number): string => (a === undefined ? '–' : (a / b).toFixed(2));
+    const lmtpdPeakMb = peakRssMb(lmtpd.pid);
     // lmtpd says how many jobs it committed in how many batches when it stops
     await lmtpd.stop();
     const groupCommit = /group commit: (.*)/.exec(lmtpd.log())?.[1] ?? 'not reported';
@@ -261,7 +295,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     const lines = [
       `${date} — ${machine}`,
-      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method; Postfix defaults (destination concurrency 20)`,
+      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method`,
+      `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
       '',
       `load average at the end: ${readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')}`,
       '',
@@ -270,16 +305,17 @@ export async function main(argv: string[]): Promise<number> {
       ...results.map((r) => `| ${label[r.method]} | ${(r.ms / 1000).toFixed(2)} | ${r.perMessage.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${ratio(byName.uux?.perMessage, r.perMessage)} | ${r.cpuPerMessage.toFixed(2)} | ${ratio(byName.uux?.cpuPerMessage, r.cpuPerMessage)} |`),
       '',
       `Postfix's mean delays=a/b/c/d per delivery, ms (before the queue manager / in it / connection set-up / transmission): ${o.methods.map((m) => `${m} ${delaysBy[m]}`).join(', ')}`,
+      `first job in the spool after the release, ms: ${o.methods.map((m) => `${m} ${firstMs[m]?.toFixed(0)}`).join(', ')}`,
       ...(byName.lmtp
         ? [
             `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message (the rest is Postfix: qmgr and its lmtp client)`,
-            `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}`,
+            `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB`,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdPeakMb, firstMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

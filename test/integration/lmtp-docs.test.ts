@@ -4,27 +4,20 @@
 // the page's transport map and main.cf lines; real Exim with its router and both
 // transports; OpenSMTPD's smtpd.conf passes `smtpd -n` (its Debian package unpacked).
 
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
-import { ensureTestUser, freePort, makeOwnedDir, makeSharedTempDir, removeTempDir, repoRoot, run } from '../helpers/mta-common.js';
+import { ensureTestUser, freePort, makeOwnedDir, makeSharedTempDir, removeTempDir, run } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { readJobs, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { lmtpPage, lmtpTomlNumber, postfixRecommendation, snippet as snippetOf } from '../unit/lmtp/docs-snippets.js';
 
-const page = readFileSync(join(repoRoot, 'docs/lmtp.md'), 'utf8');
-
-/** the fenced block right after `<!-- test: NAME -->` */
-function snippet(name: string): string {
-  const at = page.indexOf(`<!-- test: ${name} -->\n`);
-  if (at < 0) throw new Error(`docs/lmtp.md has no snippet "${name}"`);
-  const m = /^```[^\n]*\n([\s\S]*?)^```$/m.exec(page.slice(at));
-  if (!m) throw new Error(`docs/lmtp.md: snippet "${name}" has no code block`);
-  return m[1]!;
-}
+const page = lmtpPage();
+const snippet = (name: string): string => snippetOf(name, page);
 
 interface World {
   dir: string;
@@ -77,13 +70,27 @@ describe.skipIf(!havePostfix())('docs/lmtp.md: mailbag.toml, systemd unit and Po
     const mainCf = snippet('postfix-main.cf').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
     // the harness keeps its own texthash transport_maps (no postmap); the rest as written
     expect(mainCf.find((l) => l.startsWith('transport_maps'))).toBe('transport_maps = hash:/etc/postfix/transport');
-    pf = await startPostfix({ transports, mainCf: mainCf.filter((l) => !l.startsWith('transport_maps')) });
+    const rec = postfixRecommendation(page);
+    pf = await startPostfix({ transports, mainCf: rec.mainCf, masterCf: rec.masterCf });
   });
 
   afterAll(async () => {
     await pf?.stop();
     await lmtpd?.stop();
     if (w?.dir) removeTempDir(w.dir);
+  });
+
+  it('the Postfix snippets fit together and fit lmtpd\'s limits', () => {
+    const rec = postfixRecommendation(page);
+    const param = (name: string): number => Number(new RegExp(`^${rec.transport}_${name}\\s*=\\s*(\\d+)`, 'm').exec(rec.mainCf.join('\n'))?.[1]);
+    // every transport map entry names the page's own service
+    for (const line of snippet('postfix-transport').trim().split('\n')) expect(line.split(/\s+/)[1]).toMatch(new RegExp(`^${rec.transport}:unix:`));
+    // as many deliveries as the service may run, from the start; one per process
+    expect(param('destination_concurrency_limit')).toBe(rec.processLimit);
+    expect(param('initial_destination_concurrency')).toBe(rec.processLimit);
+    // lmtpd takes those and the idle connections Postfix's connection cache holds
+    expect(lmtpTomlNumber('max_connections', page)).toBeGreaterThanOrEqual(2 * rec.processLimit);
+    expect(param('destination_recipient_limit')).toBeLessThanOrEqual(lmtpTomlNumber('max_recipients', page));
   });
 
   it('the socket has the page\'s mode and group; Postfix delivers both domains through it', async () => {
@@ -99,6 +106,8 @@ describe.skipIf(!havePostfix())('docs/lmtp.md: mailbag.toml, systemd unit and Po
     expect(hub!.header.recipients).toEqual(['x@a.test']);
     expect(backup!.header.recipients).toEqual(['y@b.test']);
     expect(hub!.rcpts[0]).toMatch(/NOTIFY=FAILURE/);
+    // (through the page's own service: the transport map names it, and Postfix defers
+    // mail for a transport master.cf does not define)
   });
 });
 
