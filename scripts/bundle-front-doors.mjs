@@ -33,14 +33,15 @@
 // Measured with callgrind (bench/README.md): `node -e 0` 502M instructions; an empty
 // CommonJS file 504M; an empty ES module 514M.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { clearTimeout, setTimeout } from 'node:timers';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { env as processEnv, execPath, stderr } from 'node:process';
 import { build } from 'esbuild';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename, dirname, join } from 'node:path';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -151,6 +152,71 @@ function workerUrls(found) {
     },
   };
 }
+
+/**
+ * ssh2, the SSH client of `transport = "ssh"`: loading it from node_modules is the
+ * largest part of `mailbag sync`'s start (callgrind: about 190M instructions, twice a
+ * bare Node start-up: Node compiling its 40 files without a cache, and its index loading
+ * the server, the HTTP agents and node:http/https, which a client never uses). So its
+ * JavaScript gets the same treatment as ours, in a bundle of its own that the session
+ * bundle loads only when it dials (dist/bin/mailbag-ssh2.cjs, a loader; code
+ * mailbag-ssh2.HASH.code.cjs; cache mailbag-ssh2.HASH.v8cache, made by a real `mailbag
+ * sync` over SSH at build time). Its native parts stay where npm put them: the crypto
+ * binding is required from the package (`ssh2/lib/…/sshcrypto.node`), cpu-features as a
+ * package. The bundle's exports are ssh2's, with the server, the HTTP agents and the key
+ * generator loaded on first use; the build fails if ssh2's exports change shape.
+ */
+const SSH2_ENTRY = `'use strict';
+const agent = require('ssh2/lib/agent.js');
+const { parseKey } = require('ssh2/lib/protocol/keyParser.js');
+const sftp = require('ssh2/lib/protocol/SFTP.js');
+const keygen = () => require('ssh2/lib/keygen.js');
+module.exports = {
+  AgentProtocol: agent.AgentProtocol,
+  BaseAgent: agent.BaseAgent,
+  createAgent: agent.createAgent,
+  Client: require('ssh2/lib/client.js'),
+  CygwinAgent: agent.CygwinAgent,
+  get HTTPAgent() { return require('ssh2/lib/http-agents.js').SSHTTPAgent; },
+  get HTTPSAgent() { return require('ssh2/lib/http-agents.js').SSHTTPSAgent; },
+  OpenSSHAgent: agent.OpenSSHAgent,
+  PageantAgent: agent.PageantAgent,
+  get Server() { return require('ssh2/lib/server.js'); },
+  utils: {
+    parseKey,
+    get generateKeyPair() { return keygen().generateKeyPair; },
+    get generateKeyPairSync() { return keygen().generateKeyPairSync; },
+    sftp: { flagsToString: sftp.flagsToString, OPEN_MODE: sftp.OPEN_MODE, STATUS_CODE: sftp.STATUS_CODE, stringToFlags: sftp.stringToFlags },
+  },
+};
+`;
+
+/** the export names of `m` and of its objects one level down (`utils.parseKey`, `utils.sftp`) */
+function shape(m) {
+  return Object.keys(m).flatMap((k) => (m[k] && typeof m[k] === 'object' && !Array.isArray(m[k]) ? [k, ...Object.keys(m[k]).map((j) => `${k}.${j}`)] : [k])).sort();
+}
+
+/** native bindings required from where npm installed them (by package path), cpu-features as a package */
+const nativeExternal = {
+  name: 'native-external',
+  setup(b) {
+    b.onResolve({ filter: /\.node$/ }, (args) => {
+      const file = join(args.resolveDir, args.path);
+      const at = file.lastIndexOf('/node_modules/');
+      if (at < 0) throw new Error(`bundle-front-doors: a native binding outside node_modules: ${file}`);
+      return { path: file.slice(at + '/node_modules/'.length), external: true };
+    });
+    b.onResolve({ filter: /^cpu-features$/ }, (args) => ({ path: args.path, external: true }));
+  },
+};
+
+/** in the session bundle, ssh2 is the bundle above, required beside the loader */
+const ssh2FromBundle = {
+  name: 'ssh2-from-bundle',
+  setup(b) {
+    b.onResolve({ filter: /^ssh2$/ }, () => ({ path: './mailbag-ssh2.cjs', external: true }));
+  },
+};
 
 const common = {
   bundle: true,
@@ -372,6 +438,63 @@ function finishSession(door, bin, enqueueBin) {
   }
 }
 
+/**
+ * Makes the caches of a dialing `mailbag sync` (the sync cache, replacing the one
+ * finishSession made, and ssh2's) with real sessions over SSH: the embedded SSH server of
+ * lib/transport/server.ts in this process runs the far end (serveLink) for site hub;
+ * `mailbag sync hub` at site home dials it with `transport = "ssh"`, one job queued each
+ * way. As in finishSession, the first session makes the spools and the second the caches.
+ */
+async function finishSsh2(session, ssh2, bin) {
+  removeOlder(ssh2);
+  const lib = (m) => import(pathToFileURL(join(dist, 'lib', m)).href);
+  const [{ startSshServer, generateKeyPair }, { serveLink }, { loadConfig }] = await Promise.all([lib('transport/server.js'), lib('session/index.js'), lib('config/index.js')]);
+  const tmp = mkdtempSync(join(tmpdir(), 'mailbag-code-cache-'));
+  let server;
+  try {
+    const hub = join(tmp, 'hub.toml');
+    writeFileSync(hub, `site = "hub"\nspool = ${JSON.stringify(join(tmp, 'hub'))}\n\n[peers.home]\nhost = "home.invalid"\n`);
+    const hubConfig = loadConfig({ path: hub, env: {}, cwd: tmp });
+    const key = generateKeyPair('mailbag-code-cache');
+    const identity = join(tmp, 'id_home');
+    writeFileSync(identity, key.privateKey, { mode: 0o600 });
+    server = await startSshServer({
+      authorizedKeys: [{ key: key.publicKey, peer: 'home' }],
+      onExec: async ({ peer, link }) => (await serveLink({ config: hubConfig, peer, link }), 0),
+    });
+    const knownHosts = join(tmp, 'known_hosts');
+    writeFileSync(knownHosts, `${server.knownHostsLine}\n`);
+    const home = join(tmp, 'home.toml');
+    writeFileSync(home, `site = "home"\nspool = ${JSON.stringify(join(tmp, 'home'))}\n\n[peers.hub]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = ${server.port}\n` +
+      `identity = ${JSON.stringify(identity)}\nknown_hosts = ${JSON.stringify(knownHosts)}\n`);
+    const env = withoutFault(processEnv);
+    // asynchronous: this process's event loop is the server
+    const run = (args, config, extra = {}, input = '') => new Promise((resolve) => {
+      const child = spawn(execPath, [bin, ...args], { env: { ...env, MAILBAG_CONFIG: config, ...extra }, stdio: ['pipe', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d) => { err += d; });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('close', (status) => { clearTimeout(timer); resolve({ status, stderr: err }); });
+      child.stdin.end(input);
+    });
+    let r;
+    for (const make of [false, true]) {
+      for (const [config, peer] of [[home, 'hub'], [hub, 'home']]) {
+        r = await run(['enqueue', peer, '-f', 'a@cache.test', '--', 'b@cache.test'], config, {}, SAMPLE_MESSAGE);
+        if (r.status !== 0) break;
+      }
+      if (r.status !== 0) break;
+      r = await run(['sync', 'hub', '--no-run'], home, make ? { MAILBAG_MAKE_CODE_CACHE: `${ssh2.cache}\n${session.caches.sync}` } : {});
+      if (r.status !== 0) break;
+    }
+    if (r.status !== 0) stderr.write(`bundle-front-doors: the sample session over SSH failed (exit ${r.status}: ${r.stderr.trim()})\n`);
+    checkCache(ssh2.cache, ssh2.name, SESSION_CACHE_READ);
+  } finally {
+    await server?.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 const UUX_SAMPLE = ['-r', '-n', '-z', '-acache@cache.test', '-', 'hub!rmail', '(rcpt@hub.test)'];
 const ENQUEUE_SAMPLE = ['enqueue', 'hub', '-f', 'cache@cache.test', '--', 'rcpt@hub.test'];
 const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBuiltins()]);
@@ -417,10 +540,11 @@ runAsProcess((argv, io) => {
   resolveDir: dist,
   sourcefile: 'mailbag-session-entry.js',
   loader: 'js',
-}, [lazyBuiltins(SESSION_LAZY), lazyPackages, workerUrls(sessionWorkers)], [...new Set(Object.values(SESSION_COMMANDS))], {
-  // a native binding: required from node_modules, and only by the ssh transport
-  external: ['ssh2'],
-}, (text) => finishWorkers(text, sessionWorkers));
+}, [lazyBuiltins(SESSION_LAZY), lazyPackages, workerUrls(sessionWorkers), ssh2FromBundle], [...new Set(Object.values(SESSION_COMMANDS))], {}, (text) => finishWorkers(text, sessionWorkers));
+
+// ssh2's bundle: CommonJS in, CommonJS out, its own exports (not a main of ours)
+const ssh2Door = await frontDoor('mailbag-ssh2', { contents: SSH2_ENTRY, resolveDir: root, sourcefile: 'mailbag-ssh2-entry.js', loader: 'js' }, [nativeExternal]);
+
 
 /** The loader of the session bundle; `command` is a JavaScript expression for the command word. */
 function sessionRunner(command) {
@@ -457,6 +581,17 @@ writeAtomically(join(binDir, 'mailbag-session.cjs'), `'use strict';
 // Generated by scripts/bundle-front-doors.mjs: runs ${basename(session.code)} with V8's code cache
 // (the serve cache for \`serve\`, the sync cache for \`sync\` and \`dispatch\`).
 ${COMMAND_WORD}${sessionRunner('command')}`);
+// loaded by the session bundle when it dials with ssh2
+writeAtomically(join(binDir, 'mailbag-ssh2.cjs'), `'use strict';
+// Generated by scripts/bundle-front-doors.mjs: ssh2's JavaScript, ${basename(ssh2Door.code)}, run with V8's code cache.
+${runner(ssh2Door.code, `'${basename(ssh2Door.cache)}'`, { readMax: SESSION_CACHE_READ, verify: true })}`);
+{
+  const real = shape(require('ssh2'));
+  const ours = shape(require(join(binDir, 'mailbag-ssh2.cjs')));
+  if (JSON.stringify(ours) !== JSON.stringify(real)) {
+    throw new Error(`bundle-front-doors: ssh2's exports changed (${real.join(' ')}); the bundle has ${ours.join(' ')}: update SSH2_ENTRY`);
+  }
+}
 writeAtomically(join(binDir, 'mailbag.cjs'), `#!/usr/bin/env node
 'use strict';
 // Generated by scripts/bundle-front-doors.mjs: \`mailbag\`. \`enqueue\`, which an MTA runs once per
@@ -474,3 +609,4 @@ ${indent(sessionRunner('command'))}} else {
 finish(uux, join(binDir, 'mailbag-uux.cjs'), UUX_SAMPLE, 'From a@cache.test  Sun Nov 22 04:10:00 2026\n');
 finish(enqueue, join(binDir, 'mailbag.cjs'), ENQUEUE_SAMPLE, '');
 finishSession(session, join(binDir, 'mailbag.cjs'), join(binDir, 'mailbag.cjs'));
+await finishSsh2(session, ssh2Door, join(binDir, 'mailbag.cjs'));

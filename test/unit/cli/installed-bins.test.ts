@@ -3,11 +3,15 @@
 // statuses and stderr lines must come out of them, run through a symlink as npm links them.
 // The session commands (sync, serve, dispatch) run from their own bundle: a real session
 // between two sites, from a copy of dist/bin without dist/lib (so nothing but the bundles
-// can run), with the code caches as built, missing, or damaged.
+// can run), with the code caches as built, missing, or damaged; and a bundled sync
+// dialing an SSH server with ssh2 from its bundle.
 
 import { readdirSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../lib/config/index.js';
+import { serveLink } from '../../../lib/session/index.js';
+import { generateKeyPair, startSshServer } from '../../../lib/transport/server.js';
 import { codeCaches, jobsIn, makeSite, movedPackage, repoRoot, requireBuild, runBin, tmpLeftovers, type Site } from './front-door-helpers.js';
 
 beforeAll(requireBuild);
@@ -103,9 +107,9 @@ async function expectSession(bin: string): Promise<void> {
 }
 
 describe('the session commands from their bundle (mailbag-session.HASH.code.cjs)', () => {
-  it('the built bundle has a code cache for serve and one for sync', () => {
-    const caches = readdirSync(join(repoRoot, 'dist', 'bin')).filter((f) => f.startsWith('mailbag-session.') && f.endsWith('.v8cache'));
-    expect(caches.map((f) => f.replace(/^mailbag-session\.[0-9a-f]{16}\./, '')).sort()).toEqual(['serve.v8cache', 'sync.v8cache']);
+  it('the built bundles have a code cache for serve, one for sync and one for ssh2', () => {
+    const caches = readdirSync(join(repoRoot, 'dist', 'bin')).filter((f) => /^mailbag-(session|ssh2)\./.test(f) && f.endsWith('.v8cache'));
+    expect(caches.map((f) => f.replace(/\.[0-9a-f]{16}\./, '.')).sort()).toEqual(['mailbag-session.serve.v8cache', 'mailbag-session.sync.v8cache', 'mailbag-ssh2.v8cache']);
   });
 
   it('every file the session bundle names beside itself (its worker threads\' bundles) is there', () => {
@@ -147,6 +151,44 @@ describe('the session commands from their bundle (mailbag-session.HASH.code.cjs)
     expect(caches).toHaveLength(2);
     for (const c of caches) spoil(c);
     await expectSession(linkedFrom(pkg, 'mailbag'));
+  });
+
+  // ssh2's JavaScript runs from its own bundle (mailbag-ssh2.HASH.code.cjs, its native
+  // binding from node_modules): a bundled sync dials an SSH server (lib/transport/server.ts,
+  // here in the test process, running the far end for site hub)
+  it.each([['as built'], ['damaged']])('sync dials over SSH (transport = "ssh") with ssh2 from its bundle, code caches %s', async (how) => {
+    site = makeSite();
+    const pkg = movedPackage(site.dir);
+    if (how === 'damaged') {
+      for (const c of codeCaches(join(pkg, 'dist', 'bin'))) {
+        const b = readFileSync(c);
+        for (let i = b.length >> 1; i < (b.length >> 1) + 64; i++) b[i] = b[i]! ^ 0x5a;
+        writeFileSync(c, b);
+      }
+    }
+    const bin = linkedFrom(pkg, 'mailbag');
+    const s = await twoSites(bin);
+    const key = generateKeyPair('installed-bins');
+    const identity = join(site.dir, 'id_home');
+    writeFileSync(identity, key.privateKey, { mode: 0o600 });
+    const hubConfig = loadConfig({ path: s.hub, env: {}, cwd: site.dir });
+    const server = await startSshServer({
+      authorizedKeys: [{ key: key.publicKey, peer: 'home' }],
+      onExec: async ({ peer, link }) => (await serveLink({ config: hubConfig, peer, link }), 0),
+    });
+    try {
+      const knownHosts = join(site.dir, 'known_hosts');
+      writeFileSync(knownHosts, `${server.knownHostsLine}\n`);
+      writeFileSync(s.home, `site = "home"\nspool = ${JSON.stringify(s.homeSpool)}\n\n[peers.hub]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = ${server.port}\n` +
+        `identity = ${JSON.stringify(identity)}\nknown_hosts = ${JSON.stringify(knownHosts)}\n`);
+      const r = await runBin(bin, ['sync', 'hub', '--config', s.home, '--no-run'], '');
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^hub: sent 1 jobs in 1 bags .*received 1 jobs in 1 bags/);
+      expect(jobsIn(s.hubSpool, 'in', 'home').map((j) => j.header.sender)).toEqual(['a@home.test']);
+      expect(jobsIn(s.homeSpool, 'in', 'hub').map((j) => j.header.sender)).toEqual(['c@hub.test']);
+    } finally {
+      await server.close();
+    }
   });
 
   it('serve from the bundle refuses a peer it does not know, with its one line', async () => {
