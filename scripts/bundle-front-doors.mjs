@@ -1,11 +1,18 @@
 // Bundles the two front doors an MTA runs once per message, and the session commands
 // (`mailbag sync`, `serve`, `dispatch`), after tsc has built dist/.
-// They must start within 1.25x of a bare `node -e 0` (bench/README.md, "enqueue"), and
-// what a Node process pays beyond that is module loading: every ES module it resolves,
-// Node's ES module loader itself (about ten internal modules), and the internal modules
-// behind `node:fs/promises`, `node:stream`, readline and `node:os`, which an ES module
-// import of a built-in evaluates eagerly. So each front door becomes ONE CommonJS
-// bundle, run through a small generated loader that gives V8 a code cache for it:
+// The front doors must start within 1.25x of a bare `node -e 0` (bench/README.md,
+// "enqueue"), and what a Node process pays beyond that is module loading: every ES
+// module it resolves, Node's ES module loader itself (about ten internal modules), and
+// the internal modules behind `node:fs/promises`, `node:stream`, readline and `node:os`,
+// which an ES module import of a built-in evaluates eagerly. So each front door becomes
+// ONE CommonJS bundle, run through a small generated loader that gives V8 a code cache
+// for it, and the built-ins the hot path does not touch on a normal run are imported
+// through lazy stand-ins (see lazyBuiltins), loaded only if a rare path calls into them.
+//
+// A session costs two Node start-ups before any bag moves: `mailbag sync` here and
+// `mailbag serve` (sshd's forced command) on the peer, each loading the whole session
+// code (spool, store, bags, tar, frames) before its HELLO, and `sync` ssh2 as well. They
+// get the same treatment (bench/README.md, "relay"):
 //
 //   dist/bin/mailbag-uux.cjs           loader; code: mailbag-uux.HASH.code.cjs (all of
 //                                      `mailbag-uux`), cache: mailbag-uux.HASH.v8cache
@@ -13,18 +20,18 @@
 //                                      enqueue.ts's mainFromMailbag; main.ts and the other
 //                                      commands are not in it), cache: mailbag-enqueue.HASH.v8cache
 //   dist/bin/mailbag-session.cjs       loader; code: mailbag-session.HASH.code.cjs (run.ts +
-//                                      serve.ts, sync.ts and dispatch.ts; the ssh2 client and
-//                                      the runner in it load only when called, ssh2 itself
-//                                      from node_modules), caches: mailbag-session.HASH.serve.v8cache
-//                                      (`serve`) and mailbag-session.HASH.sync.v8cache (`sync`,
-//                                      `dispatch`), each made by that end of a real session
+//                                      serve.ts, sync.ts and dispatch.ts; the transports and
+//                                      the runner in it load only when called), caches:
+//                                      mailbag-session.HASH.serve.v8cache (`serve`) and
+//                                      mailbag-session.HASH.sync.v8cache (`sync`, `dispatch`),
+//                                      each made by that end of a real session
+//   dist/bin/mailbag-ssh2.cjs          loader; code: mailbag-ssh2.HASH.code.cjs (ssh2's
+//                                      JavaScript; its native parts from node_modules), cache:
+//                                      mailbag-ssh2.HASH.v8cache; required by the session
+//                                      bundle when it dials with `transport = "ssh"`
+//   dist/bin/mailbag-NAME.HASH.cjs     a worker thread's module (lib/bag/bag-worker.ts), see
+//                                      workerUrls
 //
-// A session costs two Node start-ups before any bag moves: `mailbag sync` here and
-// `mailbag serve` (sshd's forced command) on the peer, each loading the whole session
-// code (spool, store, bags, tar, frames) before its HELLO.
-//
-// and the built-ins the hot path does not touch on a normal run are imported through
-// lazy stand-ins (see lazyBuiltins), loaded only if a rare path calls into them.
 // dist/bin/mailbag-uux.js and dist/bin/mailbag.js (both ES modules, as the package type
 // says, compiled by tsc from bin/) stay the entry points and load the loaders with
 // require(). Every other command (status, lmtpd, run, failed, retry, demo) keeps tsc's
