@@ -13,7 +13,7 @@ import type { Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { BagCodec } from './messages.js';
-import { refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
+import { EarlySend, refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
 import { SessionStore, type ReceiveCaps } from './store.js';
 
 export { runSession, refuseSession, type SessionOptions, type SessionProgress, type SessionResult } from './session.js';
@@ -107,26 +107,38 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
   const lock = await lockPeer(spool, o.peer);
   try {
     const store = storeFor(o.config, spool, o.peer, peer);
-    // the spool's recovery runs while the link comes up (an SSH handshake is the longer)
+    // the spool's recovery, the scan of our queue and the first bags run while the link
+    // comes up (an SSH handshake, sshd and the far serve's start-up are the longer)
     const opened = store.open();
     opened.catch(() => {});
+    const early = new EarlySend({ store, codecs: codecsFor(peer), caps: receiveCaps(o.config), site: o.config.site, ready: opened, ...(o.trace ? { trace: o.trace } : {}) });
+    const giveUp = async (): Promise<void> => {
+      early.stop();
+      await early.settled();
+      await opened.catch(() => undefined);
+    };
     let link: Link;
     try {
       const transport = o.transport ?? (await transportForPeer(peer));
       link = await transport.connect();
     } catch (err) {
-      await opened.catch(() => undefined);
+      await giveUp();
       if (err instanceof MailbagError) throw err;
       throw new SessionError('unreachable', `cannot reach ${o.peer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     try {
       await opened;
     } catch (err) {
+      await giveUp();
       link.abort(err instanceof Error ? err : new Error(String(err)));
       await link.done.catch(() => undefined);
       throw err;
     }
-    return await sessionOn(link, store, spool, peer, { ...o, scanEarly: true });
+    try {
+      return await sessionOn(link, store, spool, peer, { ...o, scanEarly: true, early });
+    } finally {
+      await giveUp();
+    }
   } finally {
     await lock.release();
   }
@@ -141,7 +153,7 @@ function hooks(o: SessionHooks): SessionHooks {
 }
 
 /** One session on a link, in either role, then the time it ended (dispatch's poll). */
-async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string; scanEarly?: boolean }): Promise<SessionResult> {
+async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string; scanEarly?: boolean; early?: EarlySend }): Promise<SessionResult> {
   const result = await runSession({
     link,
     store,
@@ -151,6 +163,7 @@ async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: Pe
     caps: receiveCaps(o.config),
     keepaliveMs: peer.keepaliveMs || 15_000,
     ...(o.scanEarly ? { scanEarly: true } : {}),
+    ...(o.early ? { early: o.early } : {}),
     ...hooks(o),
   });
   await markSession(spool, o.peer);

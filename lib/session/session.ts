@@ -54,8 +54,10 @@ export interface SessionOptions {
   /** give up after this long without receiving anything (default max(4 × keepalive, 30 s)) */
   idleTimeoutMs?: number;
   software?: string;
-  /** read our queue while the handshake runs (the dialer: it knows whom it dialled) */
+  /** read our queue and build the first bags while the handshake runs (the dialer: it knows whom it dialled) */
   scanEarly?: boolean;
+  /** the same, started before the link was up (syncPeer); implies scanEarly */
+  early?: EarlySend;
   onProgress?: (p: SessionProgress) => void;
   /** called with one line per frame sent and received (debugging) */
   trace?: (line: string) => void;
@@ -144,7 +146,7 @@ class Session {
   private readonly ours = new Map<string, PendingBag>();
   private readonly dataQueue: { bag: string; from: number }[] = [];
   private pumping = false;
-  private scan: Promise<{ pending: PendingBag[]; queued: QueuedJob[] }> | undefined;
+  private earlySend: EarlySend | undefined;
   private senderDone: Promise<void> = Promise.resolve();
   private readonly incoming = new Map<string, InBag>();
   private commitChain: Promise<void> = Promise.resolve();
@@ -216,7 +218,7 @@ class Session {
       if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
     }, Math.max(10, Math.min(1000, Math.floor(this.keepalive / 2))));
     // the dialer reads its queue and builds its first bags while the handshake runs
-    if (this.o.scanEarly) this.startSender();
+    if (this.o.scanEarly || this.o.early) this.startSender();
     this.reading = this.readLoop();
     void this.link.done.then((end) => {
       this.linkEnded = true;
@@ -377,6 +379,7 @@ class Session {
     }
     this.helloSeen = true;
     this.helloGate.open();
+    this.earlySend?.stop();
     this.startSender();
   }
 
@@ -390,17 +393,14 @@ class Session {
 
   /**
    * What we have queued for the peer, read from the spool (pending bags and queued job
-   * sizes). The dialer starts this before the peer's HELLO arrives, so the scan overlaps
-   * the handshake; the server only after HELLO (nothing of a queue is read for a client
-   * whose identity is wrong).
+   * sizes), and for the dialer the bags built before HELLO. The dialer starts this before
+   * the peer's HELLO arrives (syncPeer: before the link is even up), so the scan and the
+   * first bags overlap the handshake; the server only after HELLO (nothing of a queue is
+   * read for a client whose identity is wrong).
    */
-  private scanQueue(): Promise<{ pending: PendingBag[]; queued: QueuedJob[] }> {
-    this.scan ??= (async () => {
-      const pending = await this.o.store.pendingBags();
-      const queued = await this.o.store.queuedJobs(new Set());
-      return { pending, queued };
-    })();
-    return this.scan;
+  private early(): EarlySend {
+    this.earlySend ??= this.o.early ?? new EarlySend({ store: this.o.store, codecs: this.o.codecs, caps: this.o.caps, ...(this.o.trace ? { trace: this.o.trace } : {}), site: this.o.site, build: !this.helloSeen });
+    return this.earlySend;
   }
 
   /** resolves when the peer's HELLO has been received and checked, or the session ended */
@@ -408,44 +408,16 @@ class Session {
     return this.helloGate.promise;
   }
 
-  /**
-   * Build bags of the queued jobs before the peer's HELLO has arrived (the dialer: the
-   * ssh handshake, sshd and the far `serve` start-up take 0.3–0.7 s), with this side's
-   * own first codec and its own caps as the guess for the peer's. They are ordinary
-   * pending bags (§6), durable and named, offered only after HELLO if the plan with the
-   * peer's codec and caps starts with the same bags; the rest are discarded.
-   */
-  private async buildEarly(queued: QueuedJob[]): Promise<EarlyBag[]> {
-    const codec = this.o.codecs[0];
-    const built: EarlyBag[] = [];
-    if (!codec) return built;
-    const building = new Set<Promise<unknown>>();
-    for (const group of planBags(queued, this.o.caps).bags) {
-      // the HELLO ends this at once: the bag being built is offered when it is sealed
-      while (building.size >= BAGS_IN_FLIGHT && !this.helloSeen && !this.settled) await Promise.race([...building, this.helloChecked()]);
-      if (this.helloSeen || this.settled) break;
-      this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs (before HELLO)`);
-      const written = this.o.store.writeBagFile(group, codec);
-      const sealed = written.then((w) => w.sealed);
-      sealed.catch(() => {});
-      const slot = written.then(() => undefined, () => undefined);
-      building.add(slot);
-      void slot.then(() => building.delete(slot));
-      if (built.length === 0) void sealed.then(() => !this.helloSeen && faultPoint('session-sender-before-hello'), () => {});
-      built.push({ group, codec, written: slot, sealed });
-    }
-    return built;
-  }
-
   private async sender(): Promise<void> {
-    const { pending, queued: all } = await this.scanQueue();
-    const pendingJobs = new Set(pending.flatMap((p) => p.jobs));
-    const early = this.helloSeen ? [] : await this.buildEarly(all.filter((j) => !pendingJobs.has(j.id)));
+    const early = this.early();
     try {
-      await this.offerAndBuild(early, pending, all);
+      const { pending, queued: all } = await early.scan;
+      const bags = await early.bags;
+      await this.offerAndBuild(bags, pending, all);
     } finally {
       // whatever happened, no bag built before HELLO is still being sealed behind our back
-      await Promise.allSettled(early.map((e) => e.sealed));
+      early.stop();
+      await early.settled();
     }
   }
 
@@ -797,6 +769,8 @@ class Session {
     this.settled = true;
     this.wakeSender();
     this.helloGate.open();
+    this.earlySend?.stop();
+    this.o.early?.stop();
     this.closing = true;
     clearInterval(this.timer);
     const e = asMailbagError(err);
@@ -826,7 +800,75 @@ class Session {
   }
 }
 
-/** A bag built before the peer's HELLO (Session.buildEarly). */
+/**
+ * The dialer's sending side before the peer's HELLO: reads the queue and builds bags of
+ * the queued jobs with this side's own first codec and its own caps as the guess for the
+ * peer's (docs/protocol.md §2), until stop() (the HELLO arrived, the session ended, or
+ * the link could not be made). Started by syncPeer before the link is up — the SSH
+ * handshake, sshd and the far `serve` start-up take 0.3–0.7 s — or by the session. The
+ * bags are ordinary pending bags (§6), durable and named; the session offers those the
+ * plan for the peer's codec and caps also makes and discards the rest.
+ */
+export class EarlySend {
+  /** pending bags of earlier sessions and the queued jobs */
+  readonly scan: Promise<{ pending: PendingBag[]; queued: QueuedJob[] }>;
+  /** the bags started before stop(), each with its own sealing; resolves at stop() */
+  readonly bags: Promise<EarlyBag[]>;
+  private stopped = false;
+  private readonly stopGate = gate();
+  private readonly built: EarlyBag[] = [];
+
+  constructor(private readonly o: { store: SessionStore; codecs: BagCodec[]; caps: ReceiveCaps; site: string; trace?: (line: string) => void; ready?: Promise<unknown>; build?: boolean }) {
+    this.scan = (async () => {
+      await o.ready;
+      const pending = await o.store.pendingBags();
+      const queued = await o.store.queuedJobs(new Set());
+      return { pending, queued };
+    })();
+    this.scan.catch(() => {});
+    this.bags = o.build === false ? this.scan.then(() => []) : this.build();
+    this.bags.catch(() => {});
+  }
+
+  /** build no more bags */
+  stop(): void {
+    this.stopped = true;
+    this.stopGate.open();
+  }
+
+  /** every bag started here is sealed or failed */
+  async settled(): Promise<void> {
+    await this.bags.catch(() => undefined);
+    await Promise.allSettled(this.built.map((e) => e.sealed));
+  }
+
+  private async build(): Promise<EarlyBag[]> {
+    const { pending, queued } = await this.scan;
+    const codec = this.o.codecs[0];
+    if (!codec) return this.built;
+    const inPending = new Set(pending.flatMap((p) => p.jobs));
+    const building = new Set<Promise<unknown>>();
+    for (const group of planBags(queued.filter((j) => !inPending.has(j.id)), this.o.caps).bags) {
+      // stop() ends this at once: the bag being built is offered when it is sealed
+      while (building.size >= BAGS_IN_FLIGHT && !this.stopped) await Promise.race([...building, this.stopGate.promise]);
+      if (this.stopped) break;
+      this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs (before HELLO)`);
+      const written = this.o.store.writeBagFile(group, codec);
+      const sealed = written.then((w) => w.sealed);
+      sealed.catch(() => {});
+      const slot = written.then(() => undefined, () => undefined);
+      building.add(slot);
+      void slot.then(() => building.delete(slot));
+      if (this.built.length === 0) void sealed.then(() => !this.stopped && faultPoint('session-sender-before-hello'), () => {});
+      this.built.push({ group, codec, written: slot, sealed });
+    }
+    // the caller waits for the HELLO (stop) before it offers anything
+    await this.stopGate.promise;
+    return this.built;
+  }
+}
+
+/** A bag built before the peer's HELLO (EarlySend). */
 interface EarlyBag {
   group: QueuedJob[];
   codec: BagCodec;
