@@ -3,9 +3,11 @@
 // when the peer's HELLO accepts the same plan, and discarded and built again when it
 // does not. Either way every job arrives exactly once and nothing is left behind.
 
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../lib/config/index.js';
+import { serveLink, syncPeer } from '../../lib/session/index.js';
 import { runSession } from '../../lib/session/session.js';
 import { createPair } from '../../lib/transport/pair.js';
 import { CAPS, enqueue, ids, makeSite, messages, payloadOf, session, store, tempDir, type Site } from '../unit/session/sites.js';
@@ -34,14 +36,14 @@ async function firstBag(home: Site): Promise<string[]> {
   return [];
 }
 
-async function world(label: string, n: number): Promise<{ hub: Site; home: Site; sent: Map<string, Buffer> }> {
+async function world(label: string, n: number): Promise<{ dir: string; hub: Site; home: Site; sent: Map<string, Buffer> }> {
   const t = tempDir(label);
   cleanups.push(t.remove);
   const hub = await makeSite(t.dir, 'hub');
   const home = await makeSite(t.dir, 'home');
   const sizes = Array.from({ length: n }, (_, i) => 400 + ((i * 7919) % 3000));
   const sent = await enqueue(home, 'hub', messages(sizes, 81));
-  return { hub, home, sent };
+  return { dir: t.dir, hub, home, sent };
 }
 
 describe('bags built before the peer HELLO', () => {
@@ -82,6 +84,39 @@ describe('bags built before the peer HELLO', () => {
     for (const bag of early) expect(crossed).not.toContain(bag);
     expect(crossed.length).toBeGreaterThanOrEqual(Math.ceil(sent.size / 4));
     // nothing left of the discarded bags, no job left queued
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
+  it('are built by sync before the link is up; a link that cannot be made leaves them pending, offered as they are next time', async () => {
+    const { dir, hub, home, sent } = await world('early-link', 30);
+    writeFileSync(join(dir, 'hub.toml'), `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
+    writeFileSync(join(dir, 'home.toml'), `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\n`);
+    const homeConfig = loadConfig({ path: join(dir, 'home.toml'), env: {} });
+    const hubConfig = loadConfig({ path: join(dir, 'hub.toml'), env: {} });
+    // a link that takes its time and then cannot be made: the bags are built meanwhile
+    let seen: string[] = [];
+    const down = {
+      describe: () => 'nowhere',
+      connect: async (): Promise<never> => {
+        seen = await firstBag(home);
+        throw new Error('no route to host');
+      },
+    };
+    await expect(syncPeer({ config: homeConfig, peer: 'hub', transport: down })).rejects.toMatchObject({ code: 'unreachable' });
+    expect(seen.length).toBeGreaterThan(0);
+    const early = bagsOut(home, 'hub', '.bag');
+    expect(early).toEqual(expect.arrayContaining(seen));
+    expect(bagsOut(home, 'hub', '.jobs')).toEqual(early);
+    expect(ids(home, 'out', 'hub')).toEqual([...sent.keys()].sort());
+    // the next sync offers those bags as they are
+    const [a, b] = createPair();
+    const served = serveLink({ config: hubConfig, peer: 'home', link: b });
+    const r = await syncPeer({ config: homeConfig, peer: 'hub', transport: { describe: () => 'pair', connect: async () => a } });
+    await served;
+    expect(r.sent.jobs).toBe(sent.size);
+    expect(ids(hub, 'in', 'home')).toEqual([...sent.keys()].sort());
+    for (const bag of early) expect(ledgerBags(hub, 'home')).toContain(bag);
     expect(ids(home, 'out', 'hub')).toEqual([]);
     expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
   });
