@@ -116,7 +116,7 @@ function scriptUrl(): URL | string {
  */
 export function configureBagWorkers(next: BagWorkerSettings): void {
   settings = { ...next };
-  for (const slot of [...slots]) if (!slot.busy) stopSlot(slot, 'reconfigured');
+  for (const slot of [...slots]) if (!slot.busy) void stopSlot(slot, 'reconfigured');
   for (const slot of slots) slot.reason ??= 'reconfigured';
 }
 
@@ -154,9 +154,9 @@ function startSlot(): Slot | undefined {
     worker = new Worker(scriptUrl(), {
       resourceLimits: settings.resourceLimits ?? DEFAULTS.resourceLimits,
       ...(settings.workerData === undefined ? {} : { workerData: settings.workerData }),
-      // the worker's output is not ours to show; an uncaught error comes as 'error'
-      stdout: false,
-      stderr: false,
+      // its stdout and stderr are ours (Node's default); it writes nothing to stdout, where
+      // `mailbag serve` speaks its protocol. (Taking its stdout as a stream instead keeps the
+      // process alive while anything written there is unread.) An uncaught error comes as 'error'.
     });
   } catch (err) {
     // cannot start one at all: every waiting bag learns why

@@ -420,7 +420,7 @@ describe('writeBagFile: the worker never keeps a process alive', () => {
     });
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    expect(out.stdout.trim()).toBe(sha256(d));
+    expect(out.stdout).toBe(`${sha256(d)}\n`);
     // the idle worker did not hold the process until some timeout
     expect(Date.now() - started).toBeLessThan(25_000);
   });
