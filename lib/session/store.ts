@@ -497,6 +497,7 @@ export class SessionStore {
     let bytes = 0;
     let failure: { err: unknown } | undefined;
     let midStage = false;
+    let turn = performance.now();
     try {
       await rmQuiet(staging);
       await mkdir(staging, { mode: 0o700 });
@@ -539,6 +540,12 @@ export class SessionStore {
         if (!midStage && src.missing > 0) {
           midStage = true;
           faultPoint('session-mid-stage');
+        }
+        // the read loop runs on this thread: give it a turn every few ms, so DATA goes on
+        // being written and PROGRESS sent while this bag is staged
+        if (performance.now() - turn > STAGE_SLICE_MS) {
+          await new Promise<void>((r) => setImmediate(r));
+          turn = performance.now();
         }
       }
     } catch (err) {
@@ -648,6 +655,8 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array>, max
   return size;
 }
 
+/** how long a stager works before the event loop gets a turn (ms) */
+const STAGE_SLICE_MS = 4;
 /** bag entries this small are read whole and written in the background */
 const SMALL_ENTRY = 256 * 1024;
 /** staged jobs of one bag from which one syncfs is cheaper than an fsync each */
@@ -844,12 +853,14 @@ class PartialSource {
 export class PartialWriter {
   constructor(private readonly fh: FileHandle, public length: number) {}
 
+  /**
+   * Synchronous, into the page cache (a DATA frame is at most 256 KiB): the read loop
+   * writes every frame of what it read and sends PROGRESS at once, instead of waiting a
+   * turn of libuv's pool per frame behind a stager's work on the same thread.
+   */
   async write(chunk: Buffer): Promise<void> {
     let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.length + off);
-      off += bytesWritten;
-    }
+    while (off < chunk.length) off += fs.writeSync(this.fh.fd, chunk, off, chunk.length - off, this.length + off);
     this.length += chunk.length;
   }
 
