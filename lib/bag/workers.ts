@@ -25,7 +25,11 @@ import type { BagSummary, WriteBagOptions } from './writer.js';
 export type { BagFileJob } from './bag-file.js';
 
 export interface WriteBagFileOptions extends WriteBagOptions {
-  /** where the bag is built: 'worker' (default), a bag worker thread; 'caller', this thread */
+  /**
+   * where the bag is built: 'worker' (default), a bag worker thread; 'caller', this
+   * thread. (Default 'caller' when running from the TypeScript sources with no worker
+   * script configured: see FROM_SOURCES.)
+   */
   where?: 'worker' | 'caller';
 }
 
@@ -105,6 +109,13 @@ let nextId = 1;
 
 /** marks an error after which the descriptor is still the worker's: it is closed when the worker ends */
 const FD_ADOPTED = Symbol('bag fd adopted');
+
+/**
+ * Running from the TypeScript sources (vitest), where no compiled bag-worker.js lies
+ * beside this file: unless a script is configured, `where` defaults to 'caller' (the
+ * same bytes; test/unit/bag/ts-worker.mjs is a worker script for the sources).
+ */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
 function scriptUrl(): URL | string {
   return settings.script ?? new URL('./bag-worker.js', import.meta.url);
@@ -316,7 +327,7 @@ function close(fd: number): Promise<void> {
  * function creates. Job files are only read. Resolves after `dest` is written and closed.
  */
 export async function writeBagFile(jobs: readonly BagFileJob[], dest: string, options: WriteBagFileOptions = {}): Promise<BagSummary> {
-  const { where = 'worker', signal, ...rest } = options;
+  const { where = FROM_SOURCES && settings.script === undefined ? 'caller' : 'worker', signal, ...rest } = options;
   signal?.throwIfAborted();
   // plain copies: what crosses to a worker, and a list the caller can no longer change
   const list = jobs.map((j) => ({ name: j.name, size: j.size, path: j.path }));

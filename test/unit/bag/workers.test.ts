@@ -117,6 +117,14 @@ describe('writeBagFile: same bytes wherever it is built', () => {
     expect(names).toEqual(jobs.map((j) => j.name));
   });
 
+  it('from the TypeScript sources with no worker script configured, the default is the caller', async () => {
+    configureBagWorkers({});
+    const jobs = makeJobs('sources-', [1000]);
+    const s = await writeBagFile(jobs, dest(), { codec: 'gzip' });
+    expect(s.entries).toBe(1);
+    expect(bagWorkerState().workers).toBe(0);
+  });
+
   it('an empty bag is the same too', async () => {
     const a = dest();
     const b = dest();
