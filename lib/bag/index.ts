@@ -4,4 +4,4 @@ export { BagError, type BagIssue } from './errors.js';
 export { isValidEntryName } from './names.js';
 export { bagStream, expandedSizeOf, writeBag, type BagJob, type BagSummary, type WriteBagOptions } from './writer.js';
 export { classifyBagError, readBag, type BagEntry, type ReadBagOptions } from './reader.js';
-export { BagWorkerError, bagWorkerState, configureBagWorkers, stopBagWorkers, writeBagFile, ABORT_GRACE_MS, STALL_MS, START_TIMEOUT_MS, STOP_TIMEOUT_MS, type BagFileJob, type BagWorkerSettings, type WriteBagFileOptions } from './workers.js';
+export { BagWorkerError, bagWorkerState, configureBagWorkers, prestartBagWorkers, stopBagWorkers, writeBagFile, ABORT_GRACE_MS, STALL_MS, START_TIMEOUT_MS, STOP_TIMEOUT_MS, type BagFileJob, type BagWorkerSettings, type WriteBagFileOptions } from './workers.js';

@@ -137,6 +137,18 @@ export async function stopBagWorkers(): Promise<void> {
   await Promise.all([...slots].map((slot) => stopSlot(slot, 'stopped by stopBagWorkers()')));
 }
 
+/**
+ * Start the bag workers now (up to the configured number), idle and unref'd, so that
+ * their start-up (60–120 ms) overlaps the caller's own (a session's queue scan and
+ * handshake) instead of delaying its first bag. Nothing happens when they run already,
+ * or from the TypeScript sources with no worker script configured.
+ */
+export function prestartBagWorkers(): void {
+  if (FROM_SOURCES && settings.script === undefined) return;
+  const max = Math.max(1, settings.workers ?? DEFAULTS.workers);
+  while (slots.filter((s) => !s.reason).length < max) if (!startSlot()) return;
+}
+
 /** How many bag workers are running and how many bags are being built or waiting (for benches and tests). */
 export function bagWorkerState(): { workers: number; busy: number; queued: number; threadIds: number[] } {
   return { workers: slots.length, busy: slots.filter((s) => s.busy).length, queued: queue.length, threadIds: slots.map((s) => s.worker.threadId) };

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ABORT_GRACE_MS, BagError, BagWorkerError, bagWorkerState, configureBagWorkers, readBag, stopBagWorkers, writeBag, writeBagFile, type BagCodec, type BagFileJob, type BagSummary, type WriteBagFileOptions } from '../../../lib/bag/index.js';
+import { ABORT_GRACE_MS, BagError, BagWorkerError, bagWorkerState, configureBagWorkers, prestartBagWorkers, readBag, stopBagWorkers, writeBag, writeBagFile, type BagCodec, type BagFileJob, type BagSummary, type WriteBagFileOptions } from '../../../lib/bag/index.js';
 import { fileJobs } from '../../../lib/bag/bag-file.js';
 
 const WORKER = new URL('./ts-worker.mjs', import.meta.url);
@@ -123,6 +123,20 @@ describe('writeBagFile: same bytes wherever it is built', () => {
     const s = await writeBagFile(jobs, dest(), { codec: 'gzip' });
     expect(s.entries).toBe(1);
     expect(bagWorkerState().workers).toBe(0);
+  });
+
+  it('prestartBagWorkers starts the worker idle; the first bag then uses it', async () => {
+    configureBagWorkers({});
+    prestartBagWorkers();
+    // from the sources with no script: nothing to start
+    expect(bagWorkerState().workers).toBe(0);
+    configureBagWorkers({ script: WORKER });
+    prestartBagWorkers();
+    prestartBagWorkers();
+    expect(bagWorkerState()).toMatchObject({ workers: 1, busy: 0, queued: 0 });
+    const before = bagWorkerState().threadIds;
+    await writeBagFile(makeJobs('prestart-', [1000]), dest(), { codec: 'gzip' });
+    expect(bagWorkerState().threadIds).toEqual(before);
   });
 
   it('an empty bag is the same too', async () => {
@@ -407,7 +421,7 @@ describe('writeBagFile: two bags at once', () => {
 });
 
 describe('writeBagFile: the worker never keeps a process alive', () => {
-  it('a script that builds a bag and returns exits promptly, after the bag is written', async () => {
+  it('a script that prestarts the worker, builds a bag and returns exits promptly, after the bag is written', async () => {
     const d = dest();
     const [j] = makeJobs('exit-', [100_000]);
     const hooks = new URL('./ts-hooks.mjs', import.meta.url).href;
@@ -417,6 +431,7 @@ describe('writeBagFile: the worker never keeps a process alive', () => {
       register(${JSON.stringify(hooks)});
       const bag = await import(${JSON.stringify(lib)});
       bag.configureBagWorkers({ script: new URL(${JSON.stringify(WORKER.href)}) });
+      bag.prestartBagWorkers();
       const s = await bag.writeBagFile([${JSON.stringify(j)}], ${JSON.stringify(d)}, { codec: 'br' });
       console.log(s.sha256);
     `;
