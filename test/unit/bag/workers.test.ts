@@ -405,13 +405,14 @@ describe('writeBagFile: two bags at once', () => {
   });
 
   it('with one worker, the second bag waits its turn; one in the worker and one on the caller run at once', async () => {
-    const ja = makeJobs('oneA-', Array.from({ length: 10 }, () => 50_000));
+    // the worker's bags are slow (brotli 11 on hex text), so their turn in it lasts
+    const ja = makeJobs('oneA-', Array.from({ length: 2 }, () => 200_000), (i, size) => Buffer.from(randomBytes(size / 2).toString('hex')));
     const jb = makeJobs('oneB-', Array.from({ length: 10 }, () => 40_000));
-    const pa = writeBagFile(ja, dest(), { codec: 'gzip' });
+    const pa = writeBagFile(ja, dest(), { codec: 'br', level: 11 });
     const pb = writeBagFile(jb, dest(), { codec: 'gzip' });
     await until({ busy: 1, queued: 1 });
     const [sa, sb] = await twoAtOnce(pa, pb);
-    const pc = writeBagFile(ja, dest(), { codec: 'gzip' });
+    const pc = writeBagFile(ja, dest(), { codec: 'br', level: 11 });
     const pd = writeBagFile(jb, dest(), { codec: 'gzip', where: 'caller' });
     await until({ busy: 1, queued: 0 });
     const [sc, sd] = await twoAtOnce(pc, pd);
