@@ -114,6 +114,7 @@ export class LmtpServer {
     });
     server.on('error', (err) => this.log(`lmtpd: listener error: ${err.message}`));
     (server as unknown as { server: Server }).server.on('connection', coalesceReplies);
+    greetAtOnce(server);
     return server;
   }
 
@@ -404,6 +405,44 @@ export function coalesceReplies(socket: Socket): void {
     }
     return (write as (...a: unknown[]) => boolean).apply(this, args);
   } as Socket['write'];
+}
+
+/** the parts of smtp-server's connection set-up greetAtOnce uses */
+interface ConnectionSetUp {
+  connections: Set<{ connectionReady: (next?: () => void) => void; _closing?: boolean; _closed?: boolean }>;
+  connect: (socket: Socket, options: unknown) => void;
+}
+
+/**
+ * smtp-server greets a new connection only after 100 ms, to catch clients that talk
+ * before the greeting (spam tools on the open internet). An LMTP client is the local
+ * MTA, and each of its new connections (Postfix opens up to 50 at once) would hold a
+ * delivery agent idle for those 100 ms: greet it once the connection is set up instead.
+ * The library's own timer then finds the connection greeted and does nothing. Should a
+ * later smtp-server lay its connections out differently, this does nothing either.
+ */
+export function greetAtOnce(server: SMTPServer): void {
+  const s = server as unknown as ConnectionSetUp;
+  const connect = s.connect;
+  if (typeof connect !== 'function' || !(s.connections instanceof Set)) return;
+  s.connect = function (this: ConnectionSetUp, socket: Socket, options: unknown): void {
+    connect.call(this, socket, options);
+    type Conn = ConnectionSetUp['connections'] extends Set<infer C> ? C : never;
+    let newest: Conn | undefined;
+    for (const c of this.connections) newest = c; // a Set keeps insertion order
+    const conn = newest;
+    if (!conn || typeof conn.connectionReady !== 'function') return;
+    const ready = conn.connectionReady;
+    let greeted = false;
+    conn.connectionReady = function (this: Conn, next?: () => void): void {
+      if (greeted) return;
+      greeted = true;
+      ready.call(this, next);
+    };
+    setImmediate(() => {
+      if (!conn._closing && !conn._closed) conn.connectionReady();
+    });
+  };
 }
 
 function listen(server: SMTPServer, start: (s: SMTPServer) => void): Promise<void> {

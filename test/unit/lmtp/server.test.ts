@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildRouter } from '../../../lib/lmtp/route.js';
 import { coalesceReplies, LmtpServer, removeStaleSocket } from '../../../lib/lmtp/server.js';
 import { LmtpClient } from './lmtp-client.js';
@@ -368,6 +368,31 @@ describe('coalesceReplies', () => {
     } finally {
       c.destroy();
       await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+});
+
+describe('greetAtOnce', () => {
+  it('greets a new connection without smtp-server\'s 100 ms early-talker wait, once', async () => {
+    await start();
+    // with setTimeout held, smtp-server's own timer never fires: only greetAtOnce can greet
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const raw = connect(sock);
+    let got = '';
+    raw.setEncoding('latin1');
+    raw.on('data', (d: string) => (got += d));
+    try {
+      for (let i = 0; i < 20_000 && !got.includes('\r\n'); i++) await new Promise((r) => setImmediate(r));
+      expect(got).toMatch(/^220 lmtp\.test LMTP mailbag lmtpd ready\r\n$/);
+      // the library's timer comes later and finds the connection greeted
+      vi.advanceTimersByTime(200);
+      raw.write('LHLO mta.test\r\n');
+      for (let i = 0; i < 20_000 && !got.includes('250 SIZE'); i++) await new Promise((r) => setImmediate(r));
+      expect(got.match(/^220 /gm)).toHaveLength(1);
+      expect(got).toMatch(/250 SIZE 10000\r\n$/);
+    } finally {
+      vi.useRealTimers();
+      raw.destroy();
     }
   });
 });
