@@ -358,8 +358,10 @@ async function frontDoor(name, stdin, plugins, roles = [], options = {}, postpro
   const code = join(binDir, `${name}.${hash}.code.cjs`);
   const cache = join(binDir, `${name}.${hash}.v8cache`);
   const caches = Object.fromEntries(roles.map((r) => [r, join(binDir, `${name}.${hash}.${r}.v8cache`)]));
-  writeFileSync(code, text);
-  for (const c of [cache, ...Object.values(caches)]) if (existsSync(c)) rmSync(c);
+  // a cache already there was made from this same code (the hash), so it stays in use
+  // until the sample run replaces it (by rename): processes started during a rebuild keep
+  // their cache (the code file is rewritten with the same bytes)
+  writeAtomically(code, text);
   return { name, code, cache, caches, hash };
 }
 
