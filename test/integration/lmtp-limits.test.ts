@@ -114,6 +114,47 @@ describe('bounded memory (promise 7)', () => {
   }, 240_000);
 });
 
+describe('bounded memory with docs/lmtp.md\'s 100 connections', () => {
+  let dir: string;
+  let lmtpd: Lmtpd;
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-memory-wide');
+    lmtpd = await startLmtpd({ dir, peers: { hub: ['a.test'] }, extraToml: 'max_connections = 100\n' });
+  });
+
+  afterAll(async () => {
+    await lmtpd?.stop();
+    if (dir) removeTempDir(dir);
+  });
+
+  it('100 connections in DATA at once, 6 MiB each: peak RSS stays far below what they carry', async () => {
+    const { readFileSync, readdirSync } = await import('node:fs');
+    const conns = await Promise.all(Array.from({ length: 100 }, () => session(lmtpd.socket)));
+    try {
+      for (const c of conns) {
+        await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+        expect((await c.cmd('DATA')).code).toBe(354);
+      }
+      // every connection is in the middle of its message at once, 256 KiB at a time
+      const piece = Buffer.from(`${'w'.repeat(1022)}\r\n`.repeat(256));
+      for (let round = 0; round < 24; round++) {
+        await Promise.all(conns.map((c, i) => c.writeDrained(round === 0 ? Buffer.concat([Buffer.from(`Subject: wide ${i}\r\n\r\n`), piece]) : piece)));
+      }
+      for (const c of conns) c.write('.\r\n');
+      const replies = await Promise.all(conns.map((c) => c.read()));
+      expect(replies.map((r) => r.code)).toEqual(conns.map(() => 250));
+    } finally {
+      for (const c of conns) c.destroy();
+    }
+    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${lmtpd.pid}/status`, 'latin1'))![1]) * 1024;
+    process.stderr.write(`lmtpd peak RSS with 100 connections of 6 MiB each in DATA: ${(hwm / 1048576).toFixed(1)} MiB\n`);
+    // 600 MiB were in flight at once; what stays is per connection (buffers, garbage not yet collected)
+    expect(hwm).toBeLessThan(256 * 1024 * 1024);
+    expect(readdirSync(join(lmtpd.spool, 'out', 'hub'))).toHaveLength(100);
+  }, 240_000);
+});
+
 describe('limits and malformed input against the process', () => {
   let dir: string;
   let lmtpd: Lmtpd;
