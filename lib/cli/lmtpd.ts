@@ -64,6 +64,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       (err: unknown) => log(`lmtpd: pruning the LMTP ledger failed: ${asMailbagError(err).message}`),
     );
   };
+  if (ledger.migrated) log(`lmtpd: moved ${ledger.migrated} LMTP ledger entr${ledger.migrated === 1 ? 'y' : 'ies'} of the earlier format (a file each) into day files`);
   const recovered = await ledger.recover(config.site);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
   prune();

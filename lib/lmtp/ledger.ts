@@ -84,8 +84,10 @@ export class SpoolLedger implements DedupLedger {
   private readonly now: () => number;
   /** the newest job time among the entries read (ms), 0 with none */
   newest = 0;
-  /** lookups the filter passed that the files did not confirm (false positives) */
+  /** lookups; hits the files confirmed; hits of the filter they did not (false positives) */
   readonly stats = { lookups: 0, confirmed: 0, falsePositives: 0 };
+  /** entries of the earlier format open() moved into day files */
+  migrated = 0;
 
   private constructor(private readonly spool: Spool, opts: SpoolLedgerOptions) {
     this.bits = Math.min(30, Math.max(10, opts.filterBits ?? DEFAULT_FILTER_BITS));
@@ -101,7 +103,7 @@ export class SpoolLedger implements DedupLedger {
     const l = new SpoolLedger(spool, opts);
     await spool.ensureDir(LEDGER_DIR);
     for (const peer of l.peerNames()) {
-      l.migrate(peer);
+      l.migrated += l.migrate(peer);
       l.loadPeer(peer);
     }
     return l;

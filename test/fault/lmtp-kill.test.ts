@@ -173,6 +173,7 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
     expect(readdirSync(ledgerDir).filter((n) => /^\d{4}-/.test(n))).toHaveLength(1);
 
     current = await startLmtpd({ dir: home, peers, socket: sock });
+    expect(current.log()).toMatch(/moved 1 LMTP ledger entry of the earlier format/);
     expect(readdirSync(ledgerDir).filter((n) => !/^\d{4}-/.test(n))).toEqual([]);
     expect(await send()).toMatch(new RegExp(`already queued for hub as job ${id} \\(retried transaction\\)`));
     expect(readJobs(join(home, 'spool'), 'hub')).toHaveLength(1);
