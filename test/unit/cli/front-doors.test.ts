@@ -1,6 +1,7 @@
 // The real built bins (dist/bin/mailbag.js enqueue, dist/bin/mailbag-uux.js) run as child
 // processes with a temp config and spool: exit status, the one stderr line, and the job
-// on disk (or nothing at all) for every case an MTA can hit.
+// on disk (or nothing at all) for every case an MTA can hit; and the session commands'
+// route into their bundle (sessions themselves: installed-bins.test.ts, test/integration).
 
 import { chmodSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -376,5 +377,37 @@ describe('the bundled bins (scripts/bundle-front-doors.mjs) still find their pac
     const r = await runBin(MAILBAG_BIN, ['status', '--json'], '');
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { spool: string }).spool).toBe(join(repoRoot, 'spool'));
+  });
+});
+
+// sync, serve and dispatch run from their bundle (mailbag-session.*.code.cjs): the command
+// line is split as main.ts splits it, leading --config options included
+describe('the session commands through mailbag.js and their bundle', () => {
+  it.each([['sync', /^usage: mailbag sync PEER/], ['dispatch', /^usage: mailbag dispatch/]])('%s --help prints its usage and exits 0', async (cmd, usage) => {
+    site = makeSite();
+    const r = await runBin(MAILBAG_BIN, [cmd, '--help'], '');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(usage);
+  });
+
+  it('serve --help prints its usage on stderr (stdout carries only frames)', async () => {
+    site = makeSite();
+    const r = await runBin(MAILBAG_BIN, ['serve', '--help'], '');
+    expect(r).toMatchObject({ code: 0, stdout: '' });
+    expect(r.stderr).toMatch(/^usage: mailbag serve --peer NAME/);
+  });
+
+  it('mailbag --config=FILE serve --peer NAME: the leading option reaches serve (an unknown peer: 75 and how to add it)', async () => {
+    site = makeSite();
+    const r = await runBin(MAILBAG_BIN, [`--config=${site.config}`, 'serve', '--peer', 'stranger', '--no-run'], '');
+    expect(r.code).toBe(75);
+    expect(r.stderr).toBe(`4.3.5 mailbag: unknown peer "stranger": add a [peers.stranger] section to ${site.config}\n`);
+  });
+
+  it('mailbag --config FILE sync without a peer: 75, which peer', async () => {
+    site = makeSite();
+    const r = await runBin(MAILBAG_BIN, ['--config', site.config, 'sync'], '');
+    expect(r.code).toBe(75);
+    expect(r.stderr).toMatch(/^4\.3\.5 mailbag: mailbag sync: which peer\?/);
   });
 });
