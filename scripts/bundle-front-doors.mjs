@@ -293,9 +293,11 @@ const SESSION_CACHE_READ = 4 * 1024 * 1024;
  * ("Check failed", exit 133). The session commands' caches (`verify`) therefore end in
  * the CRC-32 of V8's bytes, checked with node:zlib's crc32 (loaded by the session code
  * anyway: the bag codecs) before they go to V8: a missing, short or damaged cache, or a
- * node without zlib.crc32 (before 20.15), runs without it. The front doors' caches do
- * without (zlib would cost them 9M instructions of their 100M, a checksum in JavaScript
- * about 5M): they are written once, by rename, and only a damaged disk changes them.
+ * node without zlib.crc32 (before 20.15), runs without it. The front doors, which do not
+ * load zlib (9M instructions of their 100M; a checksum in JavaScript would cost 5M),
+ * store V8's bytes twice instead and use them only when both copies are the same (one
+ * native comparison: a damaged byte makes them differ): an MTA's front door must never
+ * die on its cache, or it would exit 133 instead of a status the MTA understands.
  * MAILBAG_MAKE_CODE_CACHE (lines of cache paths; set by this script only) makes the
  * process write the cache of what it compiled when it exits.
  */
@@ -307,14 +309,16 @@ function runner(code, cacheName, { readMax = CACHE_READ, verify = false } = {}) 
     ? `const n = readSync(fd, buf, 0, buf.length, 0) - 4;
     if (n > 0 && n + 4 < buf.length && typeof crc32 === 'function' && buf.readUInt32LE(n) === crc32(buf.subarray(0, n))) cachedData = buf.subarray(0, n);`
     : `const n = readSync(fd, buf, 0, buf.length, 0);
-    if (n < buf.length) cachedData = buf.subarray(0, n);`;
+    const h = n >> 1;
+    if (h > 0 && n < buf.length && buf.compare(buf, 0, h, h, n) === 0) cachedData = buf.subarray(0, h);`;
   const make = verify
     ? `const data = script.createCachedData();
     const out = Buffer.alloc(data.length + 4);
     out.set(data);
     out.writeUInt32LE(crc32(data), data.length);
     writeAtomically(out);`
-    : 'writeAtomically(script.createCachedData());';
+    : `const data = script.createCachedData();
+    writeAtomically(Buffer.concat([data, data]));`;
   return `const { closeSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require('node:fs');
 const { Script } = require('node:vm');
 ${verify ? "const { crc32 } = require('node:zlib');\n" : ''}const file = __dirname + '/${basename(code)}';
