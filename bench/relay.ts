@@ -45,7 +45,8 @@ const repoRoot = resolve(here, '../..');
 // the processes run from a snapshot of dist/ in the temp dir (snapshotDist), so a rebuild
 // of the checkout during the run cannot change what is measured
 let snapRoot = repoRoot;
-const mailbagBin = (): string => join(snapRoot, 'dist/bin/mailbag.js');
+// the installed bin (package.json "bin": dist/bin/mailbag.cjs), as sshd's forced command and cron run it
+const mailbagBin = (): string => join(snapRoot, 'dist/bin/mailbag.cjs');
 const TIME = '/usr/bin/time';
 const MB = 1e6;
 const MiB = 1024 * 1024;
