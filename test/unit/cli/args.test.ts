@@ -3,6 +3,7 @@ import { MailbagError } from '../../../lib/errors.js';
 import { parseEnqueueArgs } from '../../../lib/cli/enqueue-args.js';
 import { parseUuxArgs } from '../../../lib/cli/uux-args.js';
 import { enqueueArgv } from '../../../lib/cli/enqueue.js';
+import { parseRmailArgs } from '../../../lib/cli/rmail.js';
 
 function refusal(f: () => unknown): MailbagError {
   try {
@@ -164,4 +165,84 @@ describe('mailbag-uux argv: the lines MTAs write', () => {
   });
 
   it('--help', () => expect(parseUuxArgs(['--help']).request).toEqual({ kind: 'help' }));
+});
+
+/** What a parser makes of argv: its result, or the error's class, code, exit status and exact message. */
+function outcome(f: () => unknown): unknown {
+  try {
+    return { ok: f() };
+  } catch (err) {
+    expect(err).toBeInstanceOf(MailbagError);
+    const e = err as MailbagError;
+    return { error: { name: e.name, code: e.code, exitCode: e.exitCode, message: e.message } };
+  }
+}
+
+describe('the options the three front doors share (--, --help/-h, --config FILE), to the letter', () => {
+  const ENQUEUE_TAIL = ' (usage: mailbag enqueue PEER -f SENDER -- RECIPIENT... | mailbag enqueue PEER --bsmtp)';
+  const enqueueUsage = (message: string): unknown => ({ error: { name: 'MailbagError', code: 'usage', exitCode: 75, message: `${message}${ENQUEUE_TAIL}` } });
+  const msg = (peer: string, sender: string, recipients: string[], configPath?: string): unknown => ({
+    ok: { kind: 'message', peer, sender, recipients, stripFromLine: true, configPath },
+  });
+  it.each<[string[], unknown]>([
+    [['-h'], { ok: { kind: 'help' } }],
+    [['hub', '-f', 'a', '--config', 'c', '--help', '-x'], { ok: { kind: 'help' } }],
+    [['hub', '-f', 'a', '--', '--help', '-h'], msg('hub', 'a', ['--help', '-h'])],
+    [['hub', '-f', 'a', '--', '--config', 'c'], msg('hub', 'a', ['--config', 'c'])],
+    [['--config'], enqueueUsage('--config needs a FILE')],
+    [['hub', '-f', 'a', '--config'], enqueueUsage('--config needs a FILE')],
+    [['--config', '--', 'hub', '-f', 'a'], msg('hub', 'a', [], '--')],
+    [['--config', '--help', 'hub', '-f', 'a'], msg('hub', 'a', [], '--help')],
+    [['--config=', 'hub', '-f', 'a'], msg('hub', 'a', [], '')],
+    [['--config', 'one', '--config=two', 'hub', '-f', 'a'], msg('hub', 'a', [], 'two')],
+    [['--', 'hub', '-f', 'a'], enqueueUsage('no PEER given')],
+    [['hub', '-f', 'a', '-', 'b'], msg('hub', 'a', ['-', 'b'])],
+    [['hub', '-f', 'a', '--'], msg('hub', 'a', [])],
+  ])('mailbag enqueue %j', (argv, want) => {
+    expect(outcome(() => parseEnqueueArgs(argv))).toEqual(want);
+  });
+
+  const uuxUsage = (message: string): unknown => ({ error: { name: 'MailbagError', code: 'usage', exitCode: 75, message } });
+  const uux = (recipients: string[], configPath?: string): unknown => ({
+    ok: { request: { kind: 'message', peer: 'hub', sender: 'a', recipients, stripFromLine: true, configPath }, printJobId: false, grade: undefined, notify: 'failure' },
+  });
+  it.each<[string[], unknown]>([
+    [['-h'], { ok: { request: { kind: 'help' } } }],
+    [['-r', '-aa', '--config', 'c', '-h', 'hub!rmail'], { ok: { request: { kind: 'help' } } }],
+    [['--config'], uuxUsage('--config needs a FILE')],
+    [['-r', '-aa', '-', '--config'], uuxUsage('--config needs a FILE')],
+    [['--config', '-r', '-aa', '-', 'hub!rmail', '(r@b)'], uux(['r@b'], '-r')],
+    [['--config=', '-aa', '-', 'hub!rmail', '(r@b)'], uux(['r@b'], '')],
+    [['--config', 'one', '--config=two', '-aa', '-', 'hub!rmail', '(r@b)'], uux(['r@b'], 'two')],
+    [['-aa', '-', '--', 'hub!rmail', '(r@b)'], uux(['r@b'])],
+    [['-aa', '--stdin', 'hub!rmail', '(r@b)'], uux(['r@b'])],
+    [['-aa', '-', 'hub!rmail', '--help', '--config=x'], uux(['--help', '--config=x'])],
+    [['-aa', '-', '--'], uuxUsage('no command given: expected PEER!rmail or PEER!rsmtp')],
+    [['-aa', '--', '-', 'hub!rmail'], uuxUsage('command "-" names no peer: write PEER!rmail or PEER!rsmtp')],
+  ])('mailbag-uux %j', (argv, want) => {
+    expect(outcome(() => parseUuxArgs(argv))).toEqual(want);
+  });
+
+  const rmailHelp = (configPath?: string): unknown => ({ ok: { configPath, recipients: [], help: true } });
+  const rmailArgs = (recipients: string[], configPath?: string): unknown => ({ ok: { configPath, recipients, help: false } });
+  const rmailRefusal = (message: string): unknown => ({ error: { name: 'InputError', code: 'bad-recipient', exitCode: 64, message } });
+  it.each<[string[], unknown]>([
+    [[], rmailArgs([])],
+    [['--help'], rmailHelp()],
+    [['-h', 'a@y'], rmailHelp()],
+    [['--config', '/c', '-D', 'd', '-h'], rmailHelp('/c')],
+    [['--config'], { error: { name: 'MailbagError', code: 'usage', exitCode: 75, message: '--config needs a FILE' } }],
+    [['--config', '/c', 'a@y'], rmailArgs(['a@y'], '/c')],
+    [['--config=/c', '-T', 'a@y'], rmailArgs(['a@y'], '/c')],
+    [['--config', '--', '--', '-a@y'], rmailArgs(['-a@y'], '--')],
+    [['--config', 'one', '--config=two', 'a@y'], rmailArgs(['a@y'], 'two')],
+    [['a@y', '--help', '--config', 'c'], rmailArgs(['a@y', '--help', '--config', 'c'])],
+    [['--', '--help'], rmailArgs(['--help'])],
+    [['-Ddom', '-T', '-D', 'x', 'a@y'], rmailArgs(['a@y'])],
+    [['-D'], rmailRefusal('rmail: -D needs a domain')],
+    [['-x', 'a@y'], rmailRefusal('rmail: unknown option or recipient beginning with "-": "-x"')],
+    [['-'], rmailRefusal('rmail: unknown option or recipient beginning with "-": "-"')],
+  ])('rmail %j', (argv, want) => {
+    expect(outcome(() => parseRmailArgs(argv))).toEqual(want);
+  });
 });
