@@ -3,6 +3,7 @@
 // MailbagError out. `mailbag enqueue` here; uux's own syntax in uux-args.ts.
 
 import { MailbagError } from '../errors.js';
+import { scanOptions } from './argv.js';
 
 /** What a front door was asked to do; the same for `mailbag enqueue` and `mailbag-uux`. */
 export type EnqueueRequest =
@@ -49,24 +50,11 @@ export function unbracket(address: string): string {
 
 /** Parse `mailbag enqueue …` (argv after the command name). */
 export function parseEnqueueArgs(argv: readonly string[]): EnqueueRequest {
-  let configPath: string | undefined;
   let sender: string | undefined;
   let bsmtp = false;
   const positional: string[] = [];
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (a === '--help' || a === '-h') return { kind: 'help' };
-    if (a === '--config') {
-      if (i + 1 >= argv.length) throw usage('--config needs a FILE');
-      configPath = argv[++i]!;
-    } else if (a.startsWith('--config=')) {
-      configPath = a.slice('--config='.length);
-    } else if (a === '--bsmtp') {
+  const scan = scanOptions(argv, (a, i) => {
+    if (a === '--bsmtp') {
       bsmtp = true;
     } else if (a === '-f' || a === '--from') {
       if (i + 1 >= argv.length) throw usage(`${a} needs a SENDER ('' or '<>' for the null sender)`);
@@ -82,8 +70,11 @@ export function parseEnqueueArgs(argv: readonly string[]): EnqueueRequest {
     } else {
       positional.push(a);
     }
-  }
-  const rest = argv.slice(i);
+    return i;
+  }, usage);
+  if (scan.help) return { kind: 'help' };
+  const { configPath } = scan;
+  const rest = argv.slice(scan.rest);
   const peer = positional.shift();
   if (peer === undefined) throw usage('no PEER given');
   const recipients = [...positional, ...rest];

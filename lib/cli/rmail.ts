@@ -22,6 +22,7 @@ import { detectMta } from '../deliver/mta.js';
 import { DeliveryError, permanentExit } from '../deliver/result.js';
 import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
+import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
 
 export const RMAIL_USAGE = `Usage: rmail [-D DOMAIN] [--config FILE] [--] RECIPIENT...
@@ -38,28 +39,17 @@ export interface RmailArgs {
 
 /** Options as sendmail's rmail takes them (-D domain, -T); everything after them or `--` is a recipient. */
 export function parseRmailArgs(argv: string[]): RmailArgs {
-  let configPath: string | undefined;
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (a === '--help' || a === '-h') return { configPath, recipients: [], help: true };
-    if (a === '--config') {
-      configPath = argv[++i];
-      if (configPath === undefined) throw new MailbagError('usage', '--config needs a FILE');
-    } else if (a.startsWith('--config=')) configPath = a.slice(9);
-    else if (a === '-D') {
+  const scan = scanOptions(argv, (a, i) => {
+    if (a === '-D') {
       if (argv[++i] === undefined) throw new InputError('bad-recipient', 'rmail: -D needs a domain');
     } else if (a.startsWith('-D') || a === '-T') {
       // -Ddomain only changes sendmail's -p protocol word, which we do not pass; -T is rmail's debug flag
     } else if (a.startsWith('-')) {
       throw new InputError('bad-recipient', `rmail: unknown option or recipient beginning with "-": ${JSON.stringify(a.slice(0, 80))}`);
-    } else break;
-  }
-  return { configPath, recipients: argv.slice(i), help: false };
+    } else return -1;
+    return i;
+  }, (message) => new MailbagError('usage', message));
+  return { configPath: scan.configPath, recipients: scan.help ? [] : argv.slice(scan.rest), help: scan.help };
 }
 
 /** Read the envelope from a stream; returns it and a stream of the message that follows. */

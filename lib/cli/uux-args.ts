@@ -6,6 +6,7 @@
 // Pure: argv in, the same EnqueueRequest `mailbag enqueue` makes, or a MailbagError.
 
 import { InputError, MailbagError } from '../errors.js';
+import { scanOptions } from './argv.js';
 import { unbracket, type EnqueueRequest } from './enqueue-args.js';
 
 export interface UuxRequest {
@@ -49,35 +50,18 @@ function notAnAddress(next: string | undefined): boolean {
 
 /** Parse uux's command line (argv after the program name). */
 export function parseUuxArgs(argv: readonly string[]): UuxRequest | { request: { kind: 'help' } } {
-  let configPath: string | undefined;
   let sender: string | undefined;
   let stdin = false;
   let printJobId = false;
   let grade: string | undefined;
   let noMail = false;
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
+  const scan = scanOptions(argv, (a, i) => {
     if (a === '-' || a === '-p' || a === '--stdin') {
       stdin = true;
-      continue;
-    }
-    if (a === '--help' || a === '-h') return { request: { kind: 'help' } };
-    if (a === '--config') {
-      if (i + 1 >= argv.length) throw usage('--config needs a FILE');
-      configPath = argv[++i]!;
-      continue;
-    }
-    if (a.startsWith('--config=')) {
-      configPath = a.slice('--config='.length);
-      continue;
+      return i;
     }
     if (a.startsWith('--')) throw usage(`unknown option ${JSON.stringify(a)}`);
-    if (!a.startsWith('-')) break;
+    if (!a.startsWith('-')) return -1;
     // a cluster of one-letter options: -rnz, -a<sender>, -gC, -x 9
     for (let j = 1; j < a.length; j++) {
       const o = a[j]!;
@@ -112,7 +96,11 @@ export function parseUuxArgs(argv: readonly string[]): UuxRequest | { request: {
         // mailbag-uux refuses; -b: a failed job is reported by DSN anyway
       } else throw usage(`unknown uux option -${o}`);
     }
-  }
+    return i;
+  }, usage);
+  if (scan.help) return { request: { kind: 'help' } };
+  const { configPath } = scan;
+  const i = scan.rest;
   // the command: PEER!rmail or PEER!rsmtp, possibly with its arguments in the same word
   const commandWord = argv[i];
   if (commandWord === undefined) throw usage('no command given: expected PEER!rmail or PEER!rsmtp');
