@@ -2,15 +2,15 @@
 // and authorized_keys forced commands: what users run in production.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionError } from '../../lib/errors.js';
-import { commandTransport, sshTransport, type Link, type SshOptions } from '../../lib/transport/index.js';
+import { commandTransport, sshTransport, type SshOptions } from '../../lib/transport/index.js';
 import { startCutProxy } from '../helpers/cut-proxy.js';
 import { makeKey, type KeyFiles } from '../helpers/ssh-keys.js';
+import { privateFileIn, refused, roundTrip } from '../helpers/ssh-link.js';
 import { haveSshd, serveCommand, shellQuote, startSshd, type Sshd } from '../helpers/sshd.js';
 
 const present = haveSshd();
@@ -20,11 +20,7 @@ const keys: Record<string, KeyFiles> = {};
 // the forced command: reports what the client asked for on stderr, then echoes stdin
 const ECHO = `printf 'asked=%s\\n' "$SSH_ORIGINAL_COMMAND" >&2; exec cat`;
 
-function known(name: string, text: string): string {
-  const p = join(dir, name);
-  writeFileSync(p, text, { mode: 0o600 });
-  return p;
-}
+const known = privateFileIn(dir);
 
 function opts(over: Partial<SshOptions> = {}): SshOptions {
   return {
@@ -40,26 +36,6 @@ function opts(over: Partial<SshOptions> = {}): SshOptions {
   };
 }
 
-async function roundTrip(link: Link, data: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const reading = (async () => {
-    for await (const c of link.input) chunks.push(c as Buffer);
-  })();
-  link.output.end(data);
-  await reading;
-  return Buffer.concat(chunks);
-}
-
-async function refused(o: SshOptions): Promise<SessionError> {
-  try {
-    const link = await sshTransport(o).connect();
-    await link.close();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SessionError);
-    return err as SessionError;
-  }
-  throw new Error('connected');
-}
 
 describe.runIf(present)('transports against a real OpenSSH sshd', () => {
   beforeAll(async () => {

@@ -2,15 +2,15 @@
 // form, unknown, changed, revoked), client key types, agent, error classification.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionError } from '../../../lib/errors.js';
-import { generateKeyPair, sshTransport, startSshServer, type ExecRequest, type Link, type SshOptions, type SshServerHandle } from '../../../lib/transport/index.js';
+import { generateKeyPair, sshTransport, startSshServer, type ExecRequest, type SshOptions, type SshServerHandle } from '../../../lib/transport/index.js';
 import { need } from '../../helpers/need.js';
+import { privateFileIn, refused, roundTrip } from '../../helpers/ssh-link.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mailbag-ssh-'));
 const client = generateKeyPair('home');
@@ -28,11 +28,7 @@ async function echo(req: ExecRequest): Promise<number> {
   return exitWith;
 }
 
-function file(name: string, text: string): string {
-  const p = join(dir, name);
-  writeFileSync(p, text, { mode: 0o600 });
-  return p;
-}
+const file = privateFileIn(dir);
 
 function opts(over: Partial<SshOptions> = {}): SshOptions {
   return {
@@ -48,26 +44,6 @@ function opts(over: Partial<SshOptions> = {}): SshOptions {
   };
 }
 
-async function roundTrip(link: Link, data: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const reading = (async () => {
-    for await (const c of link.input) chunks.push(c as Buffer);
-  })();
-  link.output.end(data);
-  await reading;
-  return Buffer.concat(chunks);
-}
-
-async function refused(o: SshOptions): Promise<SessionError> {
-  try {
-    const link = await sshTransport(o).connect();
-    await link.close();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SessionError);
-    return err as SessionError;
-  }
-  throw new Error('connected');
-}
 
 beforeAll(async () => {
   server = await startSshServer({
