@@ -6,30 +6,17 @@
 // oversize message fails back to its sender (5.3.4), so no mail is lost on our account.
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { haveExim, startExim, type EximInstance } from '../helpers/exim.js';
 import { parseMessage, waitMaildir } from '../helpers/maildir.js';
-import { assertUserCanRun, ensureTestUser, mailbagBin, mailbagUuxBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { mailbagBin, mailbagUuxBin, removeTempDir } from '../helpers/mta-common.js';
+import { jobIds, makeMailbagSite, newJobs, passesUnchanged, rawFields } from '../helpers/mta-site.js';
 import { need } from '../helpers/need.js';
-import { makeUserSpool, readJobs, splitBsmtp, splitRmail, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
+import { readJobs, splitBsmtp, splitRmail } from '../helpers/spool-jobs.js';
 
 const ready =
   haveExim() && haveCorpus() && need('the built front doors', [mailbagBin, mailbagUuxBin], 'run npm run build (npm test does it first)');
-
-/** Header fields as raw text (continuation lines included), in order. */
-function rawFields(message: Buffer): string[] {
-  const text = message.toString('latin1');
-  const end = text.indexOf('\n\n');
-  const head = end < 0 ? text : text.slice(0, end + 1);
-  const fields: string[] = [];
-  for (const line of head.split(/(?<=\n)/)) {
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
-    else if (line !== '') fields.push(line);
-  }
-  return fields;
-}
 
 /** Fields Exim removes on receipt (return_path_remove, envelope_to_remove, delivery_date_remove). */
 const REMOVED = new Set(['return-path', 'envelope-to', 'delivery-date']);
@@ -54,12 +41,7 @@ function plainCorpusMessages(count: number, skip = 0): Buffer[] {
   const step = Math.floor(files.length / ((count + skip) * 4)) + 1;
   for (let i = 7; i < files.length && out.length < count + skip; i += step) {
     const m = readFileSync(files[i]!);
-    const text = m.toString('latin1');
-    const head = text.slice(0, text.indexOf('\n\n') + 1).toLowerCase();
-    if (m.includes(0x0d) || m.includes(0) || !text.endsWith('\n')) continue;
-    if (text.split('\n').some((l) => l.length > 990)) continue;
-    if (!/^message-id:/m.test(head) || !/^date:/m.test(head) || !/^from:/m.test(head) || /^(resent-|sender:)/m.test(head)) continue;
-    out.push(m);
+    if (passesUnchanged(m, /^(resent-|sender:)/m)) out.push(m);
   }
   return out.slice(skip);
 }
@@ -68,25 +50,11 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
   let ex: EximInstance;
   let dir: string;
   let spool: string;
-  let user: TestUser;
-
-  async function jobIds(peer: string): Promise<Set<string>> {
-    return new Set((await readJobs(spool, peer)).map((j) => j.id));
-  }
-  async function newJobs(peer: string, before: Set<string>): Promise<ReadJob[]> {
-    return (await readJobs(spool, peer)).filter((j) => !before.has(j.id));
-  }
 
   beforeAll(async () => {
-    user = ensureTestUser();
-    await assertUserCanRun(user);
-    dir = makeSharedTempDir('exim-int');
-    spool = join(dir, 'spool');
-    await makeUserSpool(spool, user);
-    const config = join(dir, 'mailbag.toml');
-    const small = join(dir, 'small.toml');
-    writeMailbagConfig(config, { spool, peers: ['hub'] });
-    writeMailbagConfig(small, { spool, peers: ['hub'], limits: { max_message_size: '4K' } });
+    const site = await makeMailbagSite('exim-int');
+    ({ dir, spool } = site);
+    const { user, config, small } = site;
     const pipe = (name: string, command: string) =>
       [
         `${name}:`,
@@ -149,12 +117,12 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     const messages = plainCorpusMessages(3);
     expect(messages.length).toBe(3);
     for (const [n, message] of messages.entries()) {
-      const before = await jobIds('hub');
+      const before = await jobIds(spool, 'hub');
       const rcpts = [`one${n}@uucp.test`, `Two.Mixed${n}@uucp.test`, `three+x${n}@uucp2.test`];
       const r = await ex.submit(`list-owner${n}@example.org`, rcpts, message);
       expect(r.code, r.stderr).toBe(0);
       await ex.waitLog(new RegExp(`[-=]> .*three\\+x${n}@uucp2\\.test.* T=mailbag_bsmtp`));
-      const jobs = await newJobs('hub', before);
+      const jobs = await newJobs(spool, 'hub', before);
       expect(jobs).toHaveLength(1);
       const job = jobs[0]!;
       expect(job.header).toMatchObject({ to: 'hub', command: 'rsmtp', args: [], sender: `list-owner${n}@example.org` });
@@ -171,11 +139,11 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
 
   test('a <> sender (submitted with -f <>) becomes a job with MAIL FROM:<>', async () => {
     const [message] = plainCorpusMessages(1, 3);
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const r = await ex.submit('<>', ['a@uucp.test', 'b@uucp.test'], message!);
     expect(r.code, r.stderr).toBe(0);
     await ex.waitLog(/[-=]> b@uucp\.test .*P=<> .*T=mailbag_bsmtp/);
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: '' });
     expect([...jobs[0]!.header.recipients].sort()).toEqual(['a@uucp.test', 'b@uucp.test']);
@@ -186,11 +154,11 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
   });
 
   test('a real Exim bounce (sender <>) reaches the peer as a BSMTP job', async () => {
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const r = await ex.submit('heidi@uucp.test', ['nobody@maildir.test'], 'From: heidi@uucp.test\nSubject: to nobody\n\nhello\n');
     expect(r.code, r.stderr).toBe(0);
     await ex.waitLog(/[-=]> heidi@uucp\.test .*P=<> .*T=mailbag_bsmtp/);
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: '', recipients: ['heidi@uucp.test'] });
     const tx = splitBsmtp(jobs[0]!.payload);
@@ -200,7 +168,7 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
   });
 
   test('a BSMTP batch fed to Exim -bS comes out as one job per transaction with its envelope', async () => {
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const stream = [
       'MAIL FROM:<>',
       'RCPT TO:<ivan@uucp.test>',
@@ -223,7 +191,7 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     const r = await ex.submitBsmtp(stream);
     expect(r.code, `${r.stdout.toString()}${r.stderr}`).toBe(0);
     await ex.waitLog(/[-=]> mallory@uucp2\.test .*T=mailbag_bsmtp/);
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(2);
     const envelopes = jobs.map((j) => [j.header.sender, [...j.header.recipients].sort()]).sort();
     expect(envelopes).toEqual([
@@ -237,12 +205,12 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
 
   test('Exim → mailbag-uux - -r PEER!rsmtp (use_bsmtp): one BSMTP job with the batch\'s envelope', async () => {
     const [message] = plainCorpusMessages(1, 4);
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const rcpts = ['nina@uux-rsmtp.test', 'Oscar@uux-rsmtp.test'];
     const r = await ex.submit('peggy@example.org', rcpts, message!);
     expect(r.code, r.stderr).toBe(0);
     await ex.waitLog(/[-=]> [^ ]*@uux-rsmtp\.test .*T=mailbag_uux_rsmtp/);
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.header).toMatchObject({ command: 'rsmtp', sender: 'peggy@example.org' });
     expect([...jobs[0]!.header.recipients].sort()).toEqual([...rcpts].sort());
@@ -253,12 +221,12 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
 
   test('Exim → mailbag-uux with README.Debian\'s rmail line: an rmail job, the sender from Exim\'s From_ prefix', async () => {
     const [message] = plainCorpusMessages(1, 5);
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const rcpts = ['quentin@uux-rmail.test', 'rupert@uux-rmail.test'];
     const r = await ex.submit('sybil@example.org', rcpts, message!);
     expect(r.code, r.stderr).toBe(0);
     await ex.waitLog(/[-=]> [^ ]*@uux-rmail\.test .*T=mailbag_uux_rmail/);
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.header).toMatchObject({ command: 'rmail', sender: 'sybil@example.org' });
     expect([...jobs[0]!.header.recipients].sort()).toEqual(rcpts);
@@ -281,7 +249,7 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
   });
 
   test('an oversize message fails (5.3.4) and bounces to its sender; no job', async () => {
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const big = `From: user@maildir.test\nSubject: too big for this peer\n\n${'0123456789abcdef'.repeat(64).concat('\n').repeat(12)}`;
     const r = await ex.submit('user@maildir.test', ['big@small.test'], big);
     expect(r.code, r.stderr).toBe(0);
@@ -292,6 +260,6 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     const [bounce] = await waitMaildir(ex.maildir('user'), 1);
     expect(bounce!.returnPath).toBe('');
     expect(bounce!.raw.toString('latin1')).toMatch(/5\.3\.4/);
-    expect(await newJobs('hub', before)).toEqual([]);
+    expect(await newJobs(spool, 'hub', before)).toEqual([]);
   });
 });

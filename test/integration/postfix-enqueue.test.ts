@@ -6,32 +6,19 @@
 // and an oversize message bounces (5.3.4), so no mail is ever lost on our account.
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { parseMessage, waitMaildir } from '../helpers/maildir.js';
-import { assertUserCanRun, ensureTestUser, mailbagBin, mailbagUuxBin, makeSharedTempDir, removeTempDir, type TestUser } from '../helpers/mta-common.js';
+import { mailbagBin, mailbagUuxBin, removeTempDir } from '../helpers/mta-common.js';
+import { jobIds, makeMailbagSite, newJobs, passesUnchanged, rawFields } from '../helpers/mta-site.js';
 import { need } from '../helpers/need.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { makeUserSpool, readJobs, splitBsmtp, splitRmail, writeMailbagConfig, type ReadJob } from '../helpers/spool-jobs.js';
+import { readJobs, splitBsmtp, splitRmail } from '../helpers/spool-jobs.js';
 
 const ready =
   havePostfix() &&
   haveCorpus() &&
   need('the built front doors', [mailbagBin, mailbagUuxBin], 'run npm run build (npm test does it first)');
-
-/** Header fields as raw text (continuation lines included), in order. */
-function rawFields(message: Buffer): string[] {
-  const text = message.toString('latin1');
-  const end = text.indexOf('\n\n');
-  const head = end < 0 ? text : text.slice(0, end + 1);
-  const fields: string[] = [];
-  for (const line of head.split(/(?<=\n)/)) {
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
-    else if (line !== '') fields.push(line);
-  }
-  return fields;
-}
 
 /** Headers Postfix's cleanup drops by default (message_drop_headers in 3.7). */
 const DROPPED = new Set(['bcc', 'content-length', 'resent-bcc', 'return-path']);
@@ -60,12 +47,7 @@ function plainCorpusMessages(count: number): Buffer[] {
   const step = Math.floor(files.length / (count * 4));
   for (let i = 0; i < files.length && out.length < count; i += step) {
     const m = readFileSync(files[i]!);
-    const text = m.toString('latin1');
-    const head = text.slice(0, text.indexOf('\n\n') + 1).toLowerCase();
-    if (m.includes(0x0d) || m.includes(0) || !text.endsWith('\n')) continue;
-    if (text.split('\n').some((l) => l.length > 990)) continue;
-    if (!/^message-id:/m.test(head) || !/^date:/m.test(head) || !/^from:/m.test(head) || /^resent-/m.test(head)) continue;
-    out.push(m);
+    if (passesUnchanged(m, /^resent-/m)) out.push(m);
   }
   return out;
 }
@@ -74,29 +56,16 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
   let pf: PostfixInstance;
   let dir: string;
   let spool: string;
-  let user: TestUser;
 
-  async function newJobs(peer: string, before: Set<string>): Promise<ReadJob[]> {
-    return (await readJobs(spool, peer)).filter((j) => !before.has(j.id));
-  }
-  async function jobIds(peer: string): Promise<Set<string>> {
-    return new Set((await readJobs(spool, peer)).map((j) => j.id));
-  }
   async function submit(args: string[], message: Buffer | string): Promise<void> {
     const r = await pf.sendmail(args, message);
     expect(r.code, r.stderr).toBe(0);
   }
 
   beforeAll(async () => {
-    user = ensureTestUser();
-    await assertUserCanRun(user);
-    dir = makeSharedTempDir('postfix-int');
-    spool = join(dir, 'spool');
-    await makeUserSpool(spool, user);
-    const config = join(dir, 'mailbag.toml');
-    const small = join(dir, 'small.toml');
-    writeMailbagConfig(config, { spool, peers: ['hub'] });
-    writeMailbagConfig(small, { spool, peers: ['hub'], limits: { max_message_size: '4K' } });
+    const site = await makeMailbagSite('postfix-int');
+    ({ dir, spool } = site);
+    const { user, config, small } = site;
     pf = await startPostfix({
       environment: { MAILBAG_CONFIG: config },
       masterCf: [
@@ -128,11 +97,11 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
     const messages = plainCorpusMessages(4);
     expect(messages.length).toBe(4);
     for (const [n, message] of messages.entries()) {
-      const before = await jobIds('hub');
+      const before = await jobIds(spool, 'hub');
       const rcpts = [`Rcpt.One${n}@uux.test`, `rcpt-two${n}@UUX2.test`, `three${n}@uux.test`];
       await submit(['-f', `Sender.${n}@Example.ORG`, '--', ...rcpts], message);
       await pf.waitQueueEmpty();
-      const jobs = await newJobs('hub', before);
+      const jobs = await newJobs(spool, 'hub', before);
       expect(jobs).toHaveLength(1); // one delivery for the three: same transport and nexthop
       const job = jobs[0]!;
       // flags=hu fold recipients to lower case (the sender is left alone)
@@ -150,11 +119,11 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
 
   test('direct enqueue transport: several recipients with their case, exact envelope and bytes', async () => {
     const [message] = plainCorpusMessages(5).slice(4);
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const rcpts = ['Mixed.Case@direct.test', 'o.brien+tag@direct.test', 'x@direct.test'];
     await submit(['-f', 'Owner-List@Lists.Example.NET', '--', ...rcpts], message!);
     await pf.waitQueueEmpty();
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     const job = jobs[0]!;
     expect(job.header).toMatchObject({ to: 'hub', command: 'rmail', sender: 'Owner-List@Lists.Example.NET' });
@@ -166,10 +135,10 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
 
   test('a null sender through the direct transport becomes a BSMTP job with MAIL FROM:<>', async () => {
     const [message] = plainCorpusMessages(6).slice(5);
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     await submit(['-f', '<>', '--', 'dan@direct.test', 'eve@direct.test'], message!);
     await pf.waitQueueEmpty();
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(1);
     const job = jobs[0]!;
     expect(job.header).toMatchObject({ to: 'hub', command: 'rsmtp', args: [], sender: '' });
@@ -184,14 +153,14 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
   });
 
   test('real bounces (Postfix-generated, sender <>) reach both transports as BSMTP jobs', async () => {
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const original = 'From: erin@direct.test\nTo: nobody@maildir.test\nSubject: to a mailbox that does not exist\n\nhello\n';
     await submit(['-f', 'erin@direct.test', '--', 'nobody@maildir.test'], original);
     await submit(['-f', 'frank@uux.test', '--', 'nobody@maildir.test'], original.replace('erin@direct', 'frank@uux'));
     await pf.waitLog(/to=<erin@direct\.test>.*relay=mailbag.*status=sent/);
     await pf.waitLog(/to=<frank@uux\.test>.*relay=mailbag-uux.*status=sent/);
     await pf.waitQueueEmpty();
-    const jobs = await newJobs('hub', before);
+    const jobs = await newJobs(spool, 'hub', before);
     expect(jobs).toHaveLength(2);
     for (const rcpt of ['erin@direct.test', 'frank@uux.test']) {
       const job = jobs.find((j) => j.header.recipients.includes(rcpt));
@@ -216,7 +185,7 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
   });
 
   test('an oversize message bounces (5.3.4) back to its sender, and no job is written', async () => {
-    const before = await jobIds('hub');
+    const before = await jobIds(spool, 'hub');
     const big = `From: user@maildir.test\nSubject: too big for this peer\n\n${'0123456789abcdef'.repeat(64).concat('\n').repeat(12)}`;
     await submit(['-f', 'user@maildir.test', '--', 'big@small.test'], big);
     const line = await pf.waitLog(/to=<big@small\.test>.*status=bounced/);
@@ -225,6 +194,6 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
     expect(bounce!.returnPath).toBe('');
     expect(bounce!.raw.toString('latin1')).toMatch(/Status: 5\.3\.4/);
     await pf.waitQueueEmpty();
-    expect(await newJobs('hub', before)).toEqual([]);
+    expect(await newJobs(spool, 'hub', before)).toEqual([]);
   });
 });
