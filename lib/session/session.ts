@@ -446,7 +446,12 @@ class Session {
       // nothing we can build is readable there: the early bags go too
       for (const e of early) await this.o.store.discardBag((await e.sealed).bag);
     } else {
-      // too large for the peer, now and on every later try: failed for good, the sender told
+      // too large for the peer, now and on every later try: failed for good, the sender told.
+      // A bag built before HELLO of such a job may still be reading its file (the bag
+      // worker reaches it when it starts that bag): it is written first, then discarded
+      // below (the plan holds no held job), so the move to failed/ cannot fail that bag
+      const heldIds = new Set(plan.held.map((j) => j.id));
+      await Promise.allSettled(early.filter((e) => e.group.some((j) => heldIds.has(j.id))).map((e) => e.written));
       for (const j of plan.held) {
         const cap = j.size > caps.maxJob + 1024 * 1024 ? `its limit of ${formatSize(caps.maxJob)} per message` : `its limit of ${formatSize(caps.maxExpanded)} per bag`;
         if (await this.o.store.failQueuedJob(j.id, `${j.size} bytes, larger than ${this.o.peer} accepts (${cap})`, '5.3.4')) this.res.held.push(j.id);

@@ -88,6 +88,51 @@ describe('bags built before the peer HELLO', () => {
     expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
   });
 
+  it('a job the peer HELLO is too small for fails for good only after the bag being built of it is written (no ENOENT in the bag worker)', async () => {
+    const { hub, home, sent } = await world('early-held', 3);
+    const big = (await enqueue(home, 'hub', messages([3 * 1024 * 1024], 83))).keys().next().value!;
+    const [a, b] = createPair();
+    const s = store(home, 'hub');
+    await s.open();
+    // the bag worker is slow to reach the big job's file (its start-up, 60-120 ms, or the
+    // bag before): as in production, the HELLO arrives while that bag is in flight
+    let bigStarted!: () => void;
+    const started = new Promise<void>((r) => (bigStarted = r));
+    let heldDone!: () => void;
+    const held = new Promise<void>((r) => (heldDone = r));
+    const write = s.writeBagFile.bind(s);
+    s.writeBagFile = async (jobs, codec) => {
+      if (jobs.some((j) => j.id === big)) {
+        bigStarted();
+        await Promise.race([held, new Promise((r) => setTimeout(r, 400))]);
+      }
+      return write(jobs, codec);
+    };
+    const fail = s.failQueuedJob.bind(s);
+    s.failQueuedJob = async (...args) => {
+      try {
+        return await fail(...args);
+      } finally {
+        heldDone();
+      }
+    };
+    const homeRun = runSession({ link: a, store: s, site: 'home', peer: 'hub', codecs: ['br', 'gzip'], caps: CAPS, keepaliveMs: 500, scanEarly: true });
+    await started;
+    // a hub that takes at most 1 MiB per message: the 3 MiB job is held, failed for good
+    const h = store(hub, 'home');
+    await h.open();
+    const [rHome] = await Promise.all([
+      homeRun,
+      runSession({ link: b, store: h, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: { ...CAPS, maxJob: 1024 * 1024 }, keepaliveMs: 500 }),
+    ]);
+    expect(rHome.held).toEqual([big]);
+    expect(rHome.sent.jobs).toBe(sent.size);
+    expect(ids(hub, 'in', 'home')).toEqual([...sent.keys()].sort());
+    expect(ids(home, 'failed', 'hub')).toEqual([big]);
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
   it('are built by sync before the link is up; a link that cannot be made leaves them pending, offered as they are next time', async () => {
     const { dir, hub, home, sent } = await world('early-link', 30);
     writeFileSync(join(dir, 'hub.toml'), `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
