@@ -48,56 +48,65 @@ function notAnAddress(next: string | undefined): boolean {
   return next === undefined || next.startsWith('-') || /^[^!()\s]+!(rmail|rsmtp)(\s|$)/.test(next);
 }
 
+/** What uux's own options asked for. */
+interface UuxOptions {
+  sender: string | undefined;
+  stdin: boolean;
+  printJobId: boolean;
+  grade: string | undefined;
+  noMail: boolean;
+}
+
+/** One of uux's own options at argv[i] into opts: the index of the last argument used, or -1 at the command. */
+function uuxOption(opts: UuxOptions, argv: readonly string[], a: string, i: number): number {
+  if (a === '-' || a === '-p' || a === '--stdin') {
+    opts.stdin = true;
+    return i;
+  }
+  if (a.startsWith('--')) throw usage(`unknown option ${JSON.stringify(a)}`);
+  if (!a.startsWith('-')) return -1;
+  // a cluster of one-letter options: -rnz, -a<sender>, -gC, -x 9
+  for (let j = 1; j < a.length; j++) {
+    const o = a[j]!;
+    if (WITH_VALUE.has(o)) {
+      let value = a.slice(j + 1);
+      if (value === '') {
+        if (o === 'a' && notAnAddress(argv[i + 1])) {
+          // `-a$sender` with an empty sender: the null sender, not the next argument
+          value = '';
+        } else {
+          if (i + 1 >= argv.length) throw usage(`-${o} needs a value`);
+          value = argv[++i]!;
+        }
+      }
+      if (o in REFUSED) throw usage(REFUSED[o]!);
+      if (o === 'a') opts.sender = value;
+      else if (o === 'g') {
+        if (!/^[0-9A-Za-z]$/.test(value)) throw usage(`-g needs a grade: one of 0-9, A-Z, a-z, not ${JSON.stringify(value)}`);
+        opts.grade = value;
+      }
+      // -x: a debugging level; nothing to debug in a spool write
+      break;
+    }
+    if (o === 'p') opts.stdin = true;
+    else if (o === 'n') opts.noMail = true;
+    else if (o === 'z') {
+      // mail on failure: Taylor uux's default already
+    }
+    else if (o === 'j') opts.printJobId = true;
+    else if (HARMLESS.has(o)) {
+      // -r: we never start a transfer; -c/-l/-C/-W concern file arguments, which
+      // mailbag-uux refuses; -b: a failed job is reported by DSN anyway
+    } else throw usage(`unknown uux option -${o}`);
+  }
+  return i;
+}
+
 /** Parse uux's command line (argv after the program name). */
 export function parseUuxArgs(argv: readonly string[]): UuxRequest | { request: { kind: 'help' } } {
-  let sender: string | undefined;
-  let stdin = false;
-  let printJobId = false;
-  let grade: string | undefined;
-  let noMail = false;
-  const scan = scanOptions(argv, (a, i) => {
-    if (a === '-' || a === '-p' || a === '--stdin') {
-      stdin = true;
-      return i;
-    }
-    if (a.startsWith('--')) throw usage(`unknown option ${JSON.stringify(a)}`);
-    if (!a.startsWith('-')) return -1;
-    // a cluster of one-letter options: -rnz, -a<sender>, -gC, -x 9
-    for (let j = 1; j < a.length; j++) {
-      const o = a[j]!;
-      if (WITH_VALUE.has(o)) {
-        let value = a.slice(j + 1);
-        if (value === '') {
-          if (o === 'a' && notAnAddress(argv[i + 1])) {
-            // `-a$sender` with an empty sender: the null sender, not the next argument
-            value = '';
-          } else {
-            if (i + 1 >= argv.length) throw usage(`-${o} needs a value`);
-            value = argv[++i]!;
-          }
-        }
-        if (o in REFUSED) throw usage(REFUSED[o]!);
-        if (o === 'a') sender = value;
-        else if (o === 'g') {
-          if (!/^[0-9A-Za-z]$/.test(value)) throw usage(`-g needs a grade: one of 0-9, A-Z, a-z, not ${JSON.stringify(value)}`);
-          grade = value;
-        }
-        // -x: a debugging level; nothing to debug in a spool write
-        break;
-      }
-      if (o === 'p') stdin = true;
-      else if (o === 'n') noMail = true;
-      else if (o === 'z') {
-        // mail on failure: Taylor uux's default already
-      }
-      else if (o === 'j') printJobId = true;
-      else if (HARMLESS.has(o)) {
-        // -r: we never start a transfer; -c/-l/-C/-W concern file arguments, which
-        // mailbag-uux refuses; -b: a failed job is reported by DSN anyway
-      } else throw usage(`unknown uux option -${o}`);
-    }
-    return i;
-  }, usage);
+  const o: UuxOptions = { sender: undefined, stdin: false, printJobId: false, grade: undefined, noMail: false };
+  const scan = scanOptions(argv, (a, i) => uuxOption(o, argv, a, i), usage);
+  const { sender, stdin, printJobId, grade, noMail } = o;
   if (scan.help) return { request: { kind: 'help' } };
   const { configPath } = scan;
   const i = scan.rest;
