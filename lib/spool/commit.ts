@@ -4,7 +4,7 @@
 // sees either no file or the whole file, and once commitFile returns the file survives
 // a crash or power cut. On any failure the tmp file is removed before the error leaves.
 
-import { closeSync, constants, fchmodSync, fsync, fsyncSync, linkSync, open as openCb, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsync, fsyncSync, linkSync, open as openCb, openSync, renameSync, unlinkSync, writeSync, writevSync, type Stats } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -399,10 +399,15 @@ export class GroupCommit {
     };
     const flush = (): void => {
       if (gatheredBytes === 0) return;
-      const data = gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, gatheredBytes);
+      const pieces = gathered;
+      const total = gatheredBytes;
       gathered = [];
       gatheredBytes = 0;
-      let off = 0;
+      // one writev(2) of the pieces as they are (no copy into one buffer); a short
+      // write (rare on a regular file) finishes with plain writes
+      let off = pieces.length === 1 ? 0 : writevSync(out, pieces);
+      if (off >= total) return;
+      const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total);
       while (off < data.byteLength) off += writeSync(out, data, off, data.byteLength - off);
     };
     const fail = (err: unknown): never => {
