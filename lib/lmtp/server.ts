@@ -9,6 +9,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
+import { finished } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
@@ -188,26 +189,37 @@ export class LmtpServer {
       share.hash.update(share.prefix);
     }
 
-    const live = (): PeerShare[] => [...shares.values()].filter((s) => !s.failure && s.draft);
+    const all = [...shares.values()];
     const fail = (share: PeerShare, err: unknown): void => {
       if (!share.failure) {
         share.failure = asMailbagError(err);
         this.log(`lmtpd: job for ${share.peer} failed: ${share.failure.message}`);
       }
     };
-    const writeAll = async (chunk: Buffer): Promise<void> => {
-      if (chunk.length === 0) return;
-      await Promise.all(live().map(async (s) => {
+    // Feed one piece of payload to every live share. The spool's store writes
+    // synchronously: then nothing is allocated per chunk beyond the encoder's output and
+    // the chunk is done when this returns; a store that writes asynchronously gets a
+    // promise to wait for (the data stream is paused meanwhile: bounded memory).
+    const writeAll = (chunk: Buffer): Promise<void> | undefined => {
+      if (chunk.length === 0) return undefined;
+      let pending: Promise<void>[] | undefined;
+      for (const s of all) {
+        if (s.failure || !s.draft) continue;
         s.hash.update(chunk);
+        let r: void | Promise<void>;
         try {
-          await s.draft!.write(chunk);
+          r = s.draft.write(chunk);
         } catch (err) {
           fail(s, err);
+          continue;
         }
-      }));
+        if (r) (pending ??= []).push(r.catch((err: unknown) => fail(s, err)));
+      }
+      if (!pending) return undefined;
+      return pending.length === 1 ? pending[0] : Promise.all(pending).then(() => undefined);
     };
 
-    await Promise.all([...shares.values()].map(async (s) => {
+    await Promise.all(all.map(async (s) => {
       try {
         s.draft = await this.opts.store.begin(
           { to: s.peer, command: 'rsmtp', args: [], sender: s.sender, recipients: s.recipients },
@@ -217,9 +229,10 @@ export class LmtpServer {
         fail(s, err);
       }
     }));
-    for (const s of live()) {
+    for (const s of all) {
+      if (s.failure || !s.draft) continue;
       try {
-        await s.draft!.write(s.prefix);
+        await s.draft.write(s.prefix);
       } catch (err) {
         fail(s, err);
       }
@@ -227,25 +240,32 @@ export class LmtpServer {
 
     const encoder = new BsmtpBodyEncoder();
     let oversize = false;
-    let broken: unknown;
     let first = true;
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (oversize) continue; // drain: smtp-server answers only once the stream has ended
+    // the data stream read with 'data' events (an async iterator costs a promise and a
+    // read() per chunk); finished() reports the end, or the client going away mid-message
+    const broken = await new Promise<unknown>((resolve) => {
+      const onData = (chunk: Buffer): void => {
+        if (oversize) return; // drain: smtp-server answers only once the stream has ended
         if (stream.sizeExceeded) {
           oversize = true;
-          continue;
+          return;
         }
-        await writeAll(encoder.push(chunk));
+        const wait = writeAll(encoder.push(chunk));
         if (first) {
           first = false;
           this.opts.faultPoint?.('lmtp-mid-data');
         }
-      }
-    } catch (err) {
-      // the client went away mid-message: nothing to reply to, nothing may stay
-      broken = err;
-    }
+        if (wait) {
+          stream.pause();
+          void wait.then(() => stream.resume());
+        }
+      };
+      stream.on('data', onData);
+      finished(stream, (err) => {
+        stream.off('data', onData);
+        resolve(err ?? undefined);
+      });
+    });
     if (stream.sizeExceeded) oversize = true;
 
     if (oversize || broken !== undefined) {

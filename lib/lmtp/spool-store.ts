@@ -42,7 +42,9 @@ export class SpoolJobStore implements JobStore {
       throw tooBig(err);
     }
     return {
-      write: async (chunk) => {
+      // synchronous: staged.write gathers the bytes and writes them without a thread-pool
+      // round trip, so no promise per chunk
+      write: (chunk) => {
         try {
           staged.write(chunk);
         } catch (err) {

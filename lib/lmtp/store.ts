@@ -13,8 +13,12 @@ export interface JobDraftHeader {
 }
 
 export interface JobDraft {
-  /** append payload bytes; rejects with the spool's error (ENOSPC → SpoolError 'spool-full') */
-  write(chunk: Buffer): Promise<void>;
+  /**
+   * append payload bytes; fails with the spool's error (ENOSPC → SpoolError 'spool-full'):
+   * a store that writes synchronously (the spool's) returns nothing and throws, one that
+   * writes asynchronously returns a promise that rejects
+   */
+  write(chunk: Buffer): void | Promise<void>;
   /** fsync, rename into out/PEER, fsync the directory; resolves with the job id once durable */
   commit(): Promise<string>;
   /** drop the partial job: nothing of it stays in the spool */
