@@ -470,7 +470,11 @@ class Session {
         offering = offering.then(async () => {
           const bag = await e.sealed;
           if (this.settled) return;
-          if (i < kept && bagFits(bag, theirs.codecs, caps) && this.state.canOffer(bag.bag)) this.offer(bag);
+          // a kept bag is the one the plan for the peer makes (its codec, jobs, sizes): it is
+          // offered as a bag built now would be, also when its compressed size is over the
+          // peer's maxBag (refused too-big, visibly; dropped here, its jobs stayed queued
+          // with nothing said, session after session)
+          if (i < kept && this.state.canOffer(bag.bag)) this.offer(bag);
           else {
             // built for caps or a codec the peer does not have: its jobs are in the bags below
             this.o.trace?.(`${this.o.site} - discarding ${bag.bag.slice(0, 12)}, built before HELLO for other caps`);

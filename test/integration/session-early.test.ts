@@ -3,6 +3,7 @@
 // when the peer's HELLO accepts the same plan, and discarded and built again when it
 // does not. Either way every job arrives exactly once and nothing is left behind.
 
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -131,6 +132,26 @@ describe('bags built before the peer HELLO', () => {
     expect(ids(home, 'failed', 'hub')).toEqual([big]);
     expect(ids(home, 'out', 'hub')).toEqual([]);
     expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
+  it('a bag built before HELLO that the peer plans the same but whose compressed size is over its maxBag is offered and refused like any new bag, not dropped in silence', async () => {
+    const { hub, home } = await world('early-maxbag', 0);
+    // incompressible: its bag is larger than the hub's 1 MiB cap on a bag's size
+    const big = (await enqueue(home, 'hub', [randomBytes(1536 * 1024)])).keys().next().value!;
+    const [a, b] = createPair();
+    const homeRun = session(home, 'hub', a, { scanEarly: true });
+    expect(await firstBag(home)).toHaveLength(1);
+    const s = store(hub, 'home');
+    await s.open();
+    const [rHome] = await Promise.all([
+      homeRun,
+      runSession({ link: b, store: s, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: { ...CAPS, maxBag: 1024 * 1024 }, keepaliveMs: 500 }),
+    ]);
+    // the same outcome as a bag built after HELLO: refused as too big, the session not drained
+    expect(rHome.refusedByPeer.map((r) => r.code)).toEqual(['too-big']);
+    expect(rHome.drained).toBe(false);
+    expect(ids(home, 'out', 'hub')).toEqual([big]);
+    expect(ids(hub, 'in', 'home')).toEqual([]);
   });
 
   it('are built by sync before the link is up; a link that cannot be made leaves them pending, offered as they are next time', async () => {
