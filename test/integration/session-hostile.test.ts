@@ -229,6 +229,69 @@ describe('a hostile peer', () => {
     await honestStillWorks();
   });
 
+  it('a link cut while a bag is staged mid-arrival: the session ends at once, HASH.d/ is removed, the partial stays for a resume', async () => {
+    const good = Array.from({ length: 12 }, () => job({}, randomBytes(20_000)));
+    const bag = gzipSync(await tarOf(good.map((j) => ({ name: j.name, bytes: j.bytes }))));
+    const frames = offerFrames(bag, undefined, 12);
+    expect(frames.length).toBeGreaterThan(4);
+    const stagingDir = join(hub.root, 'bags', 'in', 'home');
+    const [evil, far] = createPair();
+    const hubRun = hubSide(far);
+    hubRun.catch(() => {});
+    for (const f of frames.slice(0, 4)) evil.output.write(f);
+    // the stager has written jobs into HASH.d/ and waits for the bytes still to come
+    let stagedEarly = 0;
+    for (let i = 0; i < 100 && stagedEarly === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      const d = readdirSync(stagingDir).find((n) => n.endsWith('.d'));
+      stagedEarly = d ? readdirSync(join(stagingDir, d)).length : 0;
+    }
+    expect(stagedEarly).toBeGreaterThan(0);
+    evil.abort(new Error('cable pulled'));
+    // the idle timeout is 5 s: an end within 3 s is the link's end, not a timeout
+    const end = await Promise.race([hubRun.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
+    expect(end).toBe('rejected');
+    const left = readdirSync(stagingDir);
+    expect(left.filter((n) => n.endsWith('.d'))).toEqual([]);
+    expect(left.filter((n) => n.endsWith('.part'))).toHaveLength(1);
+    unharmed();
+    await honestStillWorks();
+  });
+
+  it('a bag offered again in the same session after its refusal is staged again from its partial and refused again; nothing is committed, nothing hangs', async () => {
+    const bad = job({ command: 'sh' });
+    const bag = gzipSync(await tarOf([...Array.from({ length: 6 }, () => job({}, randomBytes(20_000))), bad].map((j) => ({ name: j.name, bytes: j.bytes }))));
+    const frames = offerFrames(bag, undefined, 7);
+    const hash = createHash('sha256').update(bag).digest('hex');
+    const [evil, far] = createPair();
+    const hubRun = hubSide(far);
+    hubRun.catch(() => {});
+    const got: Frame[] = [];
+    const dec = new FrameDecoder();
+    const refusals = (): number => got.filter((f) => f.type === FRAME.REFUSE).length;
+    evil.input.on('data', (c: Buffer) => {
+      const r = dec.push(c);
+      if (r.ok) got.push(...r.value);
+    });
+    const until = async (cond: () => boolean): Promise<void> => {
+      for (let i = 0; i < 250 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    for (const f of frames) evil.output.write(f);
+    await until(() => refusals() === 1);
+    expect(refusals()).toBe(1);
+    // the same bag again: the whole of it is held, so the answer is from its end
+    evil.output.write(encodeOffer({ bag: hash, size: bag.length, codec: 'gzip', jobs: 7 }));
+    await until(() => refusals() === 2);
+    expect(refusals()).toBe(2);
+    const answers = got.filter((f) => f.type === FRAME.ANSWER).map((f) => f.payload.toString('latin1'));
+    expect(answers).toHaveLength(2);
+    expect(answers[1]).toContain(String(bag.length));
+    evil.abort(new Error('hostile test done'));
+    await hubRun.catch(() => undefined);
+    unharmed();
+    await honestStillWorks();
+  });
+
   it('a bag with a refused first entry and a wrong hash is refused as bad-hash (the hash decides first)', async () => {
     const bad = job({ from: 'office' });
     const bag = gzipSync(await tarOf([{ name: bad.name, bytes: bad.bytes }, ...Array.from({ length: 6 }, () => job({}, randomBytes(20_000))).map((j) => ({ name: j.name, bytes: j.bytes }))]));
