@@ -483,6 +483,10 @@ class Session {
         });
         offering.catch(() => void (sealFailed = true));
       }
+      // the early bags not kept are discarded before any bag is built again: a bag of the
+      // same jobs built now has the same bytes and name (a large job alone in its bag), and
+      // a discard after its seal removed its files (ENOENT when it was sent)
+      if (kept < early.length) await offering.catch(() => undefined);
       try {
         for (const group of plan.bags.slice(kept)) {
           while (building.size >= BAGS_IN_FLIGHT) await Promise.race(building);

@@ -154,6 +154,35 @@ describe('bags built before the peer HELLO', () => {
     expect(ids(hub, 'in', 'home')).toEqual([]);
   });
 
+  it('a bag built before HELLO and discarded is gone before a bag of the same bytes is built again (a large job alone in its bag: the same hash)', async () => {
+    const { hub, home, sent } = await world('early-same-hash', 6);
+    const big = await enqueue(home, 'hub', [randomBytes(1200 * 1024)]);
+    const [a, b] = createPair();
+    const s = store(home, 'hub');
+    await s.open();
+    // a slow disk: each discard's directory fsync takes its time
+    const discard = s.discardBag.bind(s);
+    s.discardBag = async (bag) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return discard(bag);
+    };
+    const homeRun = runSession({ link: a, store: s, site: 'home', peer: 'hub', codecs: ['br', 'gzip'], caps: CAPS, keepaliveMs: 500, scanEarly: true });
+    // both bags built before HELLO: the small jobs' and the large job's
+    for (let i = 0; i < 250 && bagsOut(home, 'hub', '.jobs').length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(bagsOut(home, 'hub', '.jobs')).toHaveLength(2);
+    // a hub that takes 2 jobs per bag: the small jobs are bagged again, and so is the large job, after them
+    const h = store(hub, 'home');
+    await h.open();
+    const [rHome] = await Promise.all([
+      homeRun,
+      runSession({ link: b, store: h, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: { ...CAPS, maxJobs: 2 }, keepaliveMs: 500 }),
+    ]);
+    expect(rHome.sent.jobs).toBe(sent.size + big.size);
+    expect(ids(hub, 'in', 'home')).toEqual([...sent.keys(), ...big.keys()].sort());
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
   it('are built by sync before the link is up; a link that cannot be made leaves them pending, offered as they are next time', async () => {
     const { dir, hub, home, sent } = await world('early-link', 30);
     writeFileSync(join(dir, 'hub.toml'), `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
