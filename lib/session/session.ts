@@ -8,6 +8,7 @@ import { SessionError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
 import { faultPoint } from '../spool/fault.js';
+import { YoungGcPacer } from '../memory.js';
 import type { Link } from '../transport/types.js';
 import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, encodeProgress, frameName } from './frame.js';
 import {
@@ -135,6 +136,8 @@ class Session {
   private readonly state = new SessionState();
   private readonly decoder = new FrameDecoder();
   private readonly link: Link;
+  /** young collections paced by the bag bytes moved either way (lib/memory.ts: bounded memory) */
+  private readonly gcPacer = new YoungGcPacer();
   private bytesOut = 0;
   private lastSent = Date.now();
   private lastRecv = Date.now();
@@ -563,6 +566,7 @@ class Session {
               const before = offset;
               offset += piece.length;
               this.res.sent.bytes += piece.length;
+              this.gcPacer.moved(piece.length);
               this.progress();
               if (before < half && offset >= half) {
                 await this.flushed();
@@ -668,6 +672,7 @@ class Session {
     b.length = b.writer.length;
     b.stager?.grew(b.length);
     this.res.received.bytes += chunk.length;
+    this.gcPacer.moved(chunk.length);
     if (this.res.peerHello.progress) {
       // written to the partial (it survives a crash of this process): the sender may go on
       this.dataWritten += chunk.length;

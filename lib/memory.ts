@@ -1,0 +1,57 @@
+// Young-generation collections paced by the bytes a session moves (promise 6: bounded
+// memory). Every chunk of a bag that crosses the link is a short-lived Buffer whose bytes
+// live outside V8's heap: the chunks read from a bag file, ssh2's packets, the frames.
+// V8 frees those bytes only when a collection finds their small JavaScript wrappers dead,
+// and with its default young generation (16 MiB of wrappers) and external-memory limit
+// (64 MiB) tens of MiB of dead chunks wait for it: `mailbag sync` over ssh2 peaked at
+// 150 MB relaying 10,160 messages, against 139–140 MB with a young collection every
+// 4 MiB moved (bench/README.md, "relay"). Node can be started with a smaller young
+// generation (`--max-semi-space-size`), but a forced command or a cron line runs the
+// bin as it is, and `#!/usr/bin/env -S` is not portable; so the session asks for the
+// collection itself. A young collection takes about 0.5 ms here: 4 MiB apart that is
+// about 16 ms for 136 MB.
+//
+// `gc` is not exposed to scripts unless Node runs with --expose-gc; setting the flag at
+// run time makes V8 install it in contexts created afterwards, and node:vm makes one.
+// If that ever fails the pacing is a no-op and memory is left to V8 as before.
+
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** bytes moved between two young collections */
+export const YOUNG_GC_EVERY = 4 * 1024 * 1024;
+
+type Gc = (options?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
+
+let gc: Gc | null | undefined;
+
+function collector(): Gc | null {
+  if (gc !== undefined) return gc;
+  try {
+    setFlagsFromString('--expose-gc');
+    const f: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
+    gc = typeof f === 'function' ? (f as Gc) : null;
+  } catch {
+    gc = null;
+  }
+  return gc;
+}
+
+/** Counts bytes moved and runs a young collection every `every` of them. */
+export class YoungGcPacer {
+  private since = 0;
+  /** collections run so far (for tests and traces) */
+  runs = 0;
+
+  constructor(private readonly every: number = YOUNG_GC_EVERY) {}
+
+  moved(bytes: number): void {
+    this.since += bytes;
+    if (this.since < this.every) return;
+    this.since = 0;
+    const f = collector();
+    if (!f) return;
+    f({ type: 'minor' });
+    this.runs++;
+  }
+}
