@@ -364,6 +364,18 @@ class Session {
         } else if (m.refuse.job && PERMANENT_REFUSALS.has(m.refuse.code)) {
           // one job the peer will never take must not hold the others of its bag back
           this.track(this.o.store.failRefusedJob(m.refuse.bag, m.refuse.job, `${this.o.peer} refused the job: ${m.refuse.message} (${m.refuse.code})`));
+        } else if (m.refuse.code === 'too-big') {
+          // the bag as a whole is over the peer's cap on a bag's size. A bag of one job is
+          // made of the same bytes every time: that job fails for good (5.3.4) instead of
+          // being refused again every session. A bag of several is built again, smaller:
+          // planBags keeps a bag's worst-case compressed size under the cap
+          const jobs = this.ours.get(m.refuse.bag)?.jobs ?? [];
+          const only = jobs.length === 1 ? jobs[0] : undefined;
+          this.track(
+            only === undefined
+              ? this.o.store.discardBag(m.refuse.bag)
+              : this.o.store.failRefusedJob(m.refuse.bag, only, `${this.o.peer} refused it: its bag is larger than ${this.o.peer} accepts (${m.refuse.message})`, '5.3.4'),
+          );
         }
         this.checkFinish();
         return;

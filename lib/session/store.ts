@@ -340,9 +340,9 @@ export class SessionStore {
    * in a new bag next session) and the job moves to failed/PEER/ with the reason, where
    * `mailbag failed` shows it and `mailbag retry` can put it back.
    */
-  async failRefusedJob(bag: string, id: string, reason: string, now = new Date()): Promise<boolean> {
+  async failRefusedJob(bag: string, id: string, reason: string, status = '5.7.1', now = new Date()): Promise<boolean> {
     await this.discardBag(bag);
-    return this.failQueuedJob(id, reason, '5.7.1', now);
+    return this.failQueuedJob(id, reason, status, now);
   }
 
   /**
@@ -884,6 +884,18 @@ export function bagFits(p: PendingBag, codecs: readonly BagCodec[], caps: Receiv
   );
 }
 
+/**
+ * The most bytes a bag of `expanded` tar bytes can compress to with any of our codecs,
+ * whatever the mail (incompressible attachments): brotli adds at most a few bytes per
+ * 16 KiB block, gzip 5 per stored block of 64 KiB, and both a header and a trailer; our
+ * encoders flush only at the end (test/unit/session/plan.test.ts checks the bound). Bags of several jobs are kept
+ * under the receiver's cap on a bag's size by this bound, so only a single job can ever
+ * make a bag the receiver refuses as too big.
+ */
+export function worstCompressed(expanded: number): number {
+  return expanded + 8 * Math.ceil(expanded / 16384) + 1024;
+}
+
 /** Split queued jobs into bags: small ones together (oldest first), each large one alone, after. */
 export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded: number; maxJobs: number; maxJob: number }): { bags: QueuedJob[][]; held: QueuedJob[] } {
   const bags: QueuedJob[][] = [];
@@ -907,7 +919,10 @@ export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded:
       continue;
     }
     const grows = expandedSizeOf([j.size]) - expandedSizeOf([]);
-    if (cur.length > 0 && (curBytes + j.size > targetFor(bags.length) || cur.length + 1 > caps.maxJobs || curExpanded + grows > caps.maxExpanded)) {
+    if (
+      cur.length > 0 &&
+      (curBytes + j.size > targetFor(bags.length) || cur.length + 1 > caps.maxJobs || curExpanded + grows > caps.maxExpanded || worstCompressed(curExpanded + grows) > caps.maxBag)
+    ) {
       bags.push(cur);
       cur = [];
       curBytes = 0;
