@@ -463,7 +463,10 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
       rssClient: r.rssClient, rssServer: r.rssServer, cpuClient: r.cpuClient, cpuServer: r.cpuServer, summary: r.ran.stdout.trim(),
     };
   } finally {
-    if (!w.o.keep) rmSync(s.dir, { recursive: true, force: true });
+    // the runs' files are removed with the temp dir at the end, not here: on ext4 without
+    // a journal a file created within a minute or so of many removals nearby skips every
+    // recently freed inode (`recently_deleted`), and each run would pay for the removal
+    // of the one before it (the floor's 20,000 files, then mailbag's): see bench/README.md
   }
 }
 
