@@ -44,7 +44,8 @@ function parseArgs(argv: string[]): Options {
       o.json = v;
       i++;
     } else if (a === '--methods' && v !== undefined && v.split(',').every((m) => (METHODS as readonly string[]).includes(m))) {
-      o.methods = METHODS.filter((m) => v.split(',').includes(m));
+      // in the order given: each method is released in turn, and the first one follows the submission
+      o.methods = [...new Set(v.split(','))] as Method[];
       i++;
     } else if (a === '--postconf' && v !== undefined && /^[\w-]+\s*=/.test(v)) {
       o.postconf.push(v);
