@@ -31,6 +31,14 @@ interface Options {
   callgrind: boolean;
 }
 
+const USAGE = `npm run bench -- enqueue [options]
+  --runs N          timed runs per command (default 150)
+  --warmup N        untimed runs first (default 10)
+  --messages N      corpus messages to cycle through (default 40)
+  --json FILE       figures as JSON too
+  --no-hyperfine    skip the CPU table (hyperfine)
+  --no-callgrind    skip the instruction table (valgrind's callgrind)`;
+
 function parseArgs(argv: string[]): Options {
   const o: Options = { runs: 150, warmup: 10, messages: 40, hyperfine: existsSync(HYPERFINE), callgrind: existsSync(VALGRIND) };
   for (let i = 0; i < argv.length; i++) {
@@ -50,7 +58,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--json' && v !== undefined) {
       o.json = v;
       i++;
-    } else throw new Error(`unknown option ${a} (known: --runs N, --warmup N, --messages N, --json FILE, --no-hyperfine, --no-callgrind)`);
+    } else throw new Error(`unknown option ${a}\n${USAGE}`);
   }
   return o;
 }
@@ -227,6 +235,10 @@ function fmt(n: number): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const o = parseArgs(argv);
   // what npm installs: package.json "bin" (the CommonJS bundles), not the ESM wrappers
   const bins = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
