@@ -508,12 +508,7 @@ class Session {
           // a bag that could not be made durable ends the session (below) before the next is built
           if (this.settled || sealFailed) break;
           this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs`);
-          const written = this.o.store.writeBagFile(group, codec);
-          const sealed = written.then((w) => w.sealed);
-          sealed.catch(() => {});
-          const slot = written.then(() => undefined, () => undefined);
-          building.add(slot);
-          void slot.then(() => building.delete(slot));
+          const { sealed } = startBag(this.o.store, group, codec, building);
           seals.push(sealed);
           offering = offering.then(async () => {
             const bag = await sealed;
@@ -883,12 +878,7 @@ export class EarlySend {
       while (building.size >= BAGS_IN_FLIGHT && !this.stopped) await Promise.race([...building, this.stopGate.promise]);
       if (this.stopped) break;
       this.o.trace?.(`${this.o.site} - building a bag of ${group.length} jobs (before HELLO)`);
-      const written = this.o.store.writeBagFile(group, codec);
-      const sealed = written.then((w) => w.sealed);
-      sealed.catch(() => {});
-      const slot = written.then(() => undefined, () => undefined);
-      building.add(slot);
-      void slot.then(() => building.delete(slot));
+      const { sealed, slot } = startBag(this.o.store, group, codec, building);
       if (this.built.length === 0) void sealed.then(() => !this.stopped && faultPoint('session-sender-before-hello'), () => {});
       this.built.push({ group, codec, written: slot, sealed });
     }
@@ -932,4 +922,19 @@ export async function refuseSession(link: Link, code: string, message: string): 
   const out = link.output;
   out.write(encodeError({ code, message }));
   await link.close();
+}
+
+/**
+ * Start compressing a bag of `group`: its seal (durable and named, §6), and a slot that
+ * settles when the compressor is free again, kept in `building` until then (the callers
+ * count bags in flight with it).
+ */
+function startBag(store: SessionStore, group: QueuedJob[], codec: BagCodec, building: Set<Promise<unknown>>): { sealed: Promise<PendingBag>; slot: Promise<void> } {
+  const written = store.writeBagFile(group, codec);
+  const sealed = written.then((w) => w.sealed);
+  sealed.catch(() => {});
+  const slot = written.then(() => undefined, () => undefined);
+  building.add(slot);
+  void slot.then(() => building.delete(slot));
+  return { sealed, slot };
 }
