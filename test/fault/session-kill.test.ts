@@ -94,6 +94,16 @@ function ledgerJobs(site: Site, peer: string): string[] {
   return text.split('\n').slice(1).filter(Boolean).flatMap((l) => (l.split(' ')[2] ?? '').split(',').filter(Boolean));
 }
 
+/** a new sync, again while a far `mailbag serve` is still letting go of its lock (a few times, 0.5 s apart) */
+async function syncPastLock(w: World): Promise<ReturnType<World['sync']>> {
+  let last = w.sync();
+  for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    last = w.sync();
+  }
+  return last;
+}
+
 function nothingLostNothingTwice(w: World): void {
   expect(ids(w.home, 'in', 'hub')).toEqual([...w.down.keys()].sort());
   expect(ids(w.hub, 'in', 'home')).toEqual([...w.up.keys()].sort());
@@ -107,7 +117,7 @@ function nothingLostNothingTwice(w: World): void {
 }
 
 describe.skipIf(!built)('a receiver killed while it stages a bag that is still arriving', () => {
-  it('leaves HASH.d/ beside an incomplete HASH.part; the next sync removes the one, resumes the other, and stores every job once', async () => {
+  it('leaves HASH.d/ beside its HASH.part; the next sync removes the one, resumes the other, and stores every job once', async () => {
     const w = await world();
     const first = w.sync('hub', 'session-mid-stage');
     expect(first.status, first.out + first.err).toBe(75);
@@ -119,14 +129,12 @@ describe.skipIf(!built)('a receiver killed while it stages a bag that is still a
     const hash = staged[0]!.slice(0, 64);
     expect(readdirSync(join(dir, staged[0]!)).length).toBeGreaterThan(0);
     expect(names).toContain(`${hash}.part`);
+    // the stager had bytes of the bag still to read; the partial behind it is still arriving
+    // or (when the link was quicker than the stager's first read) already complete
     const bag = statSync(join(w.home.root, 'bags', 'out', 'hub', `${hash}.bag`)).size;
-    expect(statSync(join(dir, `${hash}.part`)).size).toBeLessThan(bag);
+    expect(statSync(join(dir, `${hash}.part`)).size).toBeLessThanOrEqual(bag);
     expect(ledgerJobs(w.hub, 'home')).toEqual([]);
-    let last = w.sync();
-    for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      last = w.sync();
-    }
+    const last = await syncPastLock(w);
     expect(last.status, last.err).toBe(0);
     nothingLostNothingTwice(w);
     expect(readdirSync(dir)).toEqual([]);
@@ -143,11 +151,7 @@ describe.skipIf(!built)('a dialer killed after building a bag before the peer HE
     const early = readdirSync(out).filter((n) => n.endsWith('.bag')).map((n) => n.slice(0, 64));
     expect(early.length).toBeGreaterThan(0);
     for (const h of early) expect(readdirSync(out)).toContain(`${h}.jobs`);
-    let last = w.sync();
-    for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      last = w.sync();
-    }
+    const last = await syncPastLock(w);
     expect(last.status, last.err).toBe(0);
     nothingLostNothingTwice(w);
     const committed = readFileSync(join(w.hub.root, 'ledger', 'home'), 'utf8');
@@ -167,11 +171,7 @@ describe.skipIf(!built)('a session killed with SIGKILL at each named point', () 
         else expect(first.status, first.out + first.err).toBe(75);
         // the survivors' state is recovered by the next sessions
         // a far `mailbag serve` may still be letting go of its lock for a moment
-        let last = w.sync();
-        for (let i = 0; i < 5 && last.status !== 0 && /\(locked\)/.test(last.err); i++) {
-          await new Promise((r) => setTimeout(r, 500));
-          last = w.sync();
-        }
+        let last = await syncPastLock(w);
         if (last.status !== 0) last = w.sync();
         expect(last.status, last.err).toBe(0);
         nothingLostNothingTwice(w);
