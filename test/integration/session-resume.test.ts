@@ -3,7 +3,7 @@
 // a rebuilt bag. Bytes are counted: a resumed transfer never receives a byte twice.
 
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -132,6 +132,36 @@ describe('resume and exactly once over a cut link', () => {
     const [r] = await Promise.all([session(home, 'hub', c), session(hub, 'home', d)]);
     expect(r.received.jobs).toBe(1);
     // the second session received only what the first had not
+    expect(first!.receivedBytes + r.received.bytes).toBe(r.received.bagBytes);
+    checkArrived(hub, home, down, new Map());
+  });
+});
+
+describe('a receiver that died while it staged a bag still arriving (docs/spool.md S6)', () => {
+  it('HASH.d/ beside an incomplete HASH.part: the next session removes the one, resumes the other from its length, and stores every job once', async () => {
+    const { hub, home } = await sites();
+    // incompressible small jobs: a first bag of many entries, large enough to cut inside
+    const down = await enqueue(hub, 'home', Array.from({ length: 40 }, () => randomBytes(20_000)));
+    const [a, b] = createPair({ cutAfterBtoA: 300_000 });
+    let first: SessionProgress | undefined;
+    await Promise.allSettled([session(home, 'hub', a, { onProgress: (p) => void (first = p) }), session(hub, 'home', b)]);
+    const dir = join(home.root, 'bags', 'in', 'hub');
+    const part = readdirSync(dir).find((n) => n.endsWith('.part'))!;
+    const hash = part.slice(0, 64);
+    const partSize = statSync(join(dir, part)).size;
+    expect(partSize).toBeGreaterThan(0);
+    expect(partSize).toBeLessThan(statSync(join(hub.root, 'bags', 'out', 'home', `${hash}.bag`)).size);
+    // the state SIGKILL leaves mid-stage: jobs already written into HASH.d/, nothing committed
+    const staged = join(dir, `${hash}.d`);
+    mkdirSync(staged, { mode: 0o700 });
+    const [id] = [...down.keys()];
+    copyFileSync(join(hub.root, 'out', 'home', id!), join(staged, id!));
+    expect(ids(home, 'in', 'hub')).toEqual([]);
+    const [c, d] = createPair();
+    const [r] = await Promise.all([session(home, 'hub', c), session(hub, 'home', d)]);
+    expect(r.received.jobs).toBe(down.size);
+    expect(r.received.duplicates).toBe(0);
+    // resumed from the partial's length: no byte received twice
     expect(first!.receivedBytes + r.received.bytes).toBe(r.received.bagBytes);
     checkArrived(hub, home, down, new Map());
   });
