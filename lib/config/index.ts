@@ -322,12 +322,13 @@ function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>
   const listen = listenText === undefined ? undefined : hostPort(t, 'listen', listenText);
   const maxRecipients = t.integer('max_recipients', 100, 1, 100_000);
   const maxConnections = t.integer('max_connections', 20, 1, 10_000);
+  const workers = t.get('workers') === undefined ? undefined : t.integer('workers', 1, 1, 256);
   const defaultPeer = t.string('default_peer');
   if (defaultPeer !== undefined && !Object.hasOwn(peers, defaultPeer)) {
     t.fail('default_peer', `names "${defaultPeer}", but there is no [peers.${defaultPeer}]`);
   }
   t.finish();
-  return { socket, socketMode, listen, maxRecipients, maxConnections, defaultPeer };
+  return { socket, socketMode, listen, maxRecipients, maxConnections, workers, defaultPeer };
 }
 
 function validatePeer(t: Table, peerName: string, site: string, base: string): PeerConfig {

@@ -55,6 +55,8 @@ export interface LmtpConfig {
   maxRecipients: number;
   /** concurrent LMTP connections (default 20) */
   maxConnections: number;
+  /** listener processes sharing the sockets; undefined = one per CPU (os.availableParallelism()) */
+  workers?: number | undefined;
   /** peer for recipients no peer's domains/addresses match; undefined = refuse them */
   defaultPeer: string | undefined;
 }
