@@ -1,17 +1,35 @@
-// Bag codecs: the compression around a bag's tar stream. Brotli (quality 5 by default)
-// is the one mailbag prefers; gzip is understood everywhere; none is for tests and
-// links that compress themselves. Brotli has no magic number, so the codec travels in
-// the protocol; gzip (1F 8B) and plain tar (`ustar` at byte 257, or an empty archive) can be recognised.
-// The engines run on the calling thread (stepped.ts): one malloc arena, not one per
-// libuv pool thread, so a session's memory does not climb bag after bag.
+// Bag codecs: the compression around a bag's tar stream. zstd (zstd.ts: level 8 by
+// default) is the one mailbag prefers when both sides have its binding; brotli (quality 5
+// by default) otherwise; gzip is understood everywhere; none is for tests and links that
+// compress themselves. Brotli has no magic number, so the codec travels in the protocol;
+// zstd (28 B5 2F FD), gzip (1F 8B) and plain tar (`ustar` at byte 257, or an empty
+// archive) can be recognised. The engines run on the calling thread (stepped.ts): one
+// malloc arena, not one per libuv pool thread, so a session's memory does not climb bag
+// after bag.
 
 import { PassThrough, type Transform } from 'node:stream';
 import { constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip } from 'node:zlib';
 import { canStep, SteppedCodec } from './stepped.js';
+import { createZstdCompressor, createZstdDecompressor, zstdUnavailable } from './zstd.js';
 
-export type BagCodec = 'br' | 'gzip' | 'none';
+export { DEFAULT_ZSTD_LEVEL, ZSTD_WINDOW_LOG, ZSTD_WINDOW_LOG_MAX, zstdUnavailable } from './zstd.js';
 
-export const BAG_CODECS: readonly BagCodec[] = ['br', 'gzip', 'none'];
+export type BagCodec = 'zstd' | 'br' | 'gzip' | 'none';
+
+/** every codec, best first */
+export const BAG_CODECS: readonly BagCodec[] = ['zstd', 'br', 'gzip', 'none'];
+
+/**
+ * The codecs this process can read and build, best first: BAG_CODECS without zstd when
+ * its binding is not there (zstdUnavailable; the binding is not loaded to find out).
+ * `trace`, when given, gets one line saying why zstd is left out.
+ */
+export function usableCodecs(trace?: (line: string) => void): BagCodec[] {
+  const why = zstdUnavailable();
+  if (why === undefined) return [...BAG_CODECS];
+  trace?.(`zstd is not offered: ${why}`);
+  return BAG_CODECS.filter((c) => c !== 'zstd');
+}
 
 /**
  * brotli quality used when none is given. 5, not 4: on the bulk corpus (10,160 jobs,
@@ -31,11 +49,12 @@ export function isBagCodec(s: string): s is BagCodec {
 }
 
 export interface CompressOptions {
-  /** brotli quality 0–11 (default 5) or gzip level 1–9 (default 6) */
+  /** zstd level (default 8), brotli quality 0–11 (default 5) or gzip level 1–9 (default 6) */
   level?: number;
   /**
    * bytes that will go in, when known: streaming brotli then packs as well as one-shot
-   * compression (about 4 % smaller bags at quality 4; bench/README.md)
+   * compression (about 4 % smaller bags at quality 4; bench/README.md). For zstd it is
+   * pledged in the frame and must be exact.
    */
   sizeHint?: number;
   /** where the engine runs (default 'caller'; see CodecThread) */
@@ -68,6 +87,9 @@ function engineFor(make: (chunkSize: number) => Transform, processFlag: number, 
 
 export function createCompressor(codec: BagCodec, options: CompressOptions = {}): Transform {
   switch (codec) {
+    case 'zstd':
+      // stepped on the calling thread always: the binding has no thread pool of its own
+      return createZstdCompressor(DEFLATE_CHUNK, { level: options.level, pledgedSize: options.sizeHint });
     case 'br': {
       const params = {
         [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
@@ -91,6 +113,8 @@ export const INFLATE_CHUNK = 64 * 1024;
 
 export function createDecompressor(codec: BagCodec, options: { thread?: CodecThread } = {}): Transform {
   switch (codec) {
+    case 'zstd':
+      return createZstdDecompressor(INFLATE_CHUNK);
     case 'br':
       return engineFor((chunkSize) => createBrotliDecompress({ chunkSize }), constants.BROTLI_OPERATION_PROCESS, constants.BROTLI_OPERATION_FINISH, INFLATE_CHUNK, options.thread);
     case 'gzip':
@@ -101,10 +125,12 @@ export function createDecompressor(codec: BagCodec, options: { thread?: CodecThr
 }
 
 /**
- * What the first bytes of a bag say about its codec: 'gzip' for 1F 8B, 'none' for a
- * ustar header, undefined when they say nothing (brotli, or too few bytes).
+ * What the first bytes of a bag say about its codec: 'zstd' for 28 B5 2F FD, 'gzip' for
+ * 1F 8B, 'none' for a ustar header, undefined when they say nothing (brotli, or too few
+ * bytes).
  */
 export function sniffCodec(head: Uint8Array): BagCodec | undefined {
+  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString('latin1') === 'ustar') return 'none';
   // an empty tar stream is all zeros (its end-of-archive blocks)

@@ -20,7 +20,7 @@ import { isValidEntryName, showName } from './names.js';
 import type { BagSummary } from './writer.js';
 
 export interface ReadBagOptions {
-  /** the codec the bag was offered in; 'auto' (default) recognises gzip and plain tar, else assumes brotli */
+  /** the codec the bag was offered in; 'auto' (default) recognises zstd, gzip and plain tar, else assumes brotli */
   codec?: BagCodec | 'auto';
   /** largest entry, bytes (default LIMITS.maxJobSizeCeiling) */
   maxEntrySize?: number;
@@ -68,6 +68,8 @@ export function classifyBagError(err: unknown): unknown {
 }
 
 function codecError(said: BagCodec, seen: BagCodec | undefined): BagError | undefined {
+  if (said === 'zstd' && seen !== 'zstd') return new BagError('codec', 'bag was said to be zstd but does not start with the zstd magic 28 B5 2F FD');
+  if (said !== 'zstd' && seen === 'zstd') return new BagError('codec', `bag was said to be ${said === 'br' ? 'brotli' : said} but is zstd (starts with 28 B5 2F FD)`);
   if (said === 'gzip' && seen !== 'gzip') return new BagError('codec', 'bag was said to be gzip but does not start with the gzip magic 1F 8B');
   if (said === 'br' && seen === 'gzip') return new BagError('codec', 'bag was said to be brotli but is gzip (starts with 1F 8B)');
   if (said === 'br' && seen === 'none') return new BagError('codec', 'bag was said to be brotli but is an uncompressed tar stream');
@@ -122,9 +124,9 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
 
   // look at the first bytes to decide or check the codec
   const said = options.codec ?? 'auto';
-  // gzip and brotli are told apart by two bytes; a plain tar needs its first block.
+  // zstd, gzip and brotli are told apart by four bytes; a plain tar needs its first block.
   // Never wait for more than that: the source may be a link that has gone quiet.
-  const headWanted = said === 'gzip' || said === 'br' ? 2 : HEAD_BYTES;
+  const headWanted = said === 'gzip' || said === 'br' || said === 'zstd' ? 4 : HEAD_BYTES;
   const input = source[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let headLength = 0;

@@ -30,39 +30,50 @@ export function canStep(engine: unknown): boolean {
   return typeof e?._handle?.writeSync === 'function' && e._writeState instanceof Uint32Array && e._writeState.length >= 2;
 }
 
-export class SteppedCodec extends Transform {
-  private readonly engine: Engine;
+/** What one call into an engine did: bytes taken from the input, bytes written to the output, and whether this input (or, finishing, the stream) is done. */
+export interface StepResult {
+  taken: number;
+  produced: number;
+  done: boolean;
+}
+
+/**
+ * A compression engine stepped synchronously on the calling thread, as a Transform:
+ * subclasses say what one call into their engine does (`step`, which throws on a bad
+ * stream) and how to let it go (`release`). Output is pushed in chunks of at most
+ * `chunkSize` bytes with backpressure inside one input chunk too, and the work yields to
+ * the event loop every YIELD_BYTES. With `coalesce`, output is pushed only when a chunk
+ * is full or the stream ends (a compressor: nothing waits for its partial output).
+ */
+export abstract class SteppedTransform extends Transform {
   private out: Buffer;
   private outOff = 0;
+  /** start of the output not yet pushed (coalescing) */
+  private outStart = 0;
   /** set while a chunk waits for the reader (push returned false) */
   private waiting: (() => void) | undefined;
+  private released = false;
 
-  /**
-   * `engine` is a fresh node:zlib stream, used only for its native handle (never written
-   * to); `processFlag` and `finishFlag` are its codec's flush values (Z_NO_FLUSH/Z_FINISH,
-   * BROTLI_OPERATION_PROCESS/FINISH).
-   */
   constructor(
-    engine: unknown,
-    private readonly processFlag: number,
-    private readonly finishFlag: number,
     private readonly chunkSize: number,
+    private readonly coalesce = false,
   ) {
     super();
-    if (!canStep(engine)) throw new TypeError('this node:zlib engine cannot be stepped synchronously');
-    this.engine = engine as Engine;
-    // the engine reports a native error by destroying itself, which also emits 'error'
-    // on it: we read `errored` instead, and this keeps that event from being uncaught
-    this.engine.on('error', () => {});
     this.out = Buffer.allocUnsafe(chunkSize);
   }
 
+  /** One call into the engine: take from input[inOff, inOff + inLen), write into out[outOff, outOff + outLen). */
+  protected abstract step(input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number, finishing: boolean): StepResult;
+
+  /** Let the engine go (once, when the stream is destroyed, ended or failed). */
+  protected abstract release(): void;
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.feed(chunk, this.processFlag, cb);
+    this.feed(chunk, false, cb);
   }
 
   override _flush(cb: TransformCallback): void {
-    this.feed(Buffer.alloc(0), this.finishFlag, cb);
+    this.feed(Buffer.alloc(0), true, cb);
   }
 
   override _read(size: number): void {
@@ -76,45 +87,52 @@ export class SteppedCodec extends Transform {
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
     this.waiting = undefined;
-    try {
-      this.engine.close();
-    } catch {
-      // already closed by its own error
+    if (!this.released) {
+      this.released = true;
+      try {
+        this.release();
+      } catch {
+        // already closed by its own error
+      }
     }
     cb(err);
   }
 
   /** Run `input` through the engine, pushing output, until it is all taken in and nothing more comes out. */
-  private feed(input: Buffer, flush: number, cb: TransformCallback): void {
+  private feed(input: Buffer, finishing: boolean, cb: TransformCallback): void {
     let inOff = 0;
+    let idle = 0;
     const step = (): void => {
       let worked = 0;
       for (;;) {
         if (this.destroyed) return;
-        const handle = this.engine._handle;
-        if (!handle) return cb(this.engine.errored ?? new Error('compression engine closed'));
-        const availOutBefore = this.chunkSize - this.outOff;
-        const availInBefore = input.length - inOff;
+        const outLen = this.chunkSize - this.outOff;
+        let r: StepResult;
         try {
-          handle.writeSync(flush, input, inOff, availInBefore, this.out, this.outOff, availOutBefore);
+          r = this.step(input, inOff, input.length - inOff, this.out, this.outOff, outLen, finishing);
         } catch (err) {
           return cb(err as Error);
         }
-        if (this.engine.errored) return cb(this.engine.errored);
-        const availOut = this.engine._writeState[0]!;
-        const availIn = this.engine._writeState[1]!;
-        const produced = availOutBefore - availOut;
-        inOff += availInBefore - availIn;
-        worked += produced + availInBefore - availIn;
+        inOff += r.taken;
+        worked += r.produced + r.taken;
+        this.outOff += r.produced;
+        const full = this.outOff === this.chunkSize;
         let more = true;
-        if (produced > 0) {
-          more = this.push(this.out.subarray(this.outOff, this.outOff + produced));
-          this.outOff += produced;
+        if (this.outOff > this.outStart && (full || !this.coalesce || (finishing && r.done))) {
+          more = this.push(this.out.subarray(this.outStart, this.outOff));
+          this.outStart = this.outOff;
         }
-        if (availOut !== 0) return cb();
-        // the output chunk is full: there may be more to come, into a new one
-        this.out = Buffer.allocUnsafe(this.chunkSize);
-        this.outOff = 0;
+        if (r.done) return cb();
+        if (r.produced === 0 && r.taken === 0 && !full) {
+          // an engine that neither takes nor gives with room to do both is stuck
+          if (++idle > 2) return cb(new Error('compression engine made no progress'));
+        } else idle = 0;
+        if (full) {
+          // the output chunk is full: there may be more to come, into a new one
+          this.out = Buffer.allocUnsafe(this.chunkSize);
+          this.outOff = 0;
+          this.outStart = 0;
+        }
         if (!more) {
           this.waiting = step;
           return;
@@ -126,5 +144,44 @@ export class SteppedCodec extends Transform {
       }
     };
     step();
+  }
+}
+
+export class SteppedCodec extends SteppedTransform {
+  private readonly engine: Engine;
+
+  /**
+   * `engine` is a fresh node:zlib stream, used only for its native handle (never written
+   * to); `processFlag` and `finishFlag` are its codec's flush values (Z_NO_FLUSH/Z_FINISH,
+   * BROTLI_OPERATION_PROCESS/FINISH).
+   */
+  constructor(
+    engine: unknown,
+    private readonly processFlag: number,
+    private readonly finishFlag: number,
+    chunkSize: number,
+  ) {
+    super(chunkSize);
+    if (!canStep(engine)) throw new TypeError('this node:zlib engine cannot be stepped synchronously');
+    this.engine = engine as Engine;
+    // the engine reports a native error by destroying itself, which also emits 'error'
+    // on it: we read `errored` instead, and this keeps that event from being uncaught
+    this.engine.on('error', () => {});
+  }
+
+  protected step(input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number, finishing: boolean): StepResult {
+    const handle = this.engine._handle;
+    if (!handle) throw this.engine.errored ?? new Error('compression engine closed');
+    handle.writeSync(finishing ? this.finishFlag : this.processFlag, input, inOff, inLen, out, outOff, outLen);
+    if (this.engine.errored) throw this.engine.errored;
+    const availOut = this.engine._writeState[0]!;
+    const availIn = this.engine._writeState[1]!;
+    // zlib and brotli stop only when the input is taken and nothing more comes out, or
+    // when the output is full
+    return { taken: inLen - availIn, produced: outLen - availOut, done: availOut !== 0 };
+  }
+
+  protected release(): void {
+    this.engine.close();
   }
 }
