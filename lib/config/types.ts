@@ -55,7 +55,7 @@ export interface LmtpConfig {
   maxRecipients: number;
   /** concurrent LMTP connections (default 20) */
   maxConnections: number;
-  /** listener processes sharing the sockets; undefined = one per CPU (os.availableParallelism()) */
+  /** listener processes sharing the sockets; undefined = 1 (docs/mailbag-lmtpd.md: why) */
   workers?: number | undefined;
   /** peer for recipients no peer's domains/addresses match; undefined = refuse them */
   defaultPeer: string | undefined;
