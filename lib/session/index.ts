@@ -13,6 +13,7 @@ import type { Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { BagCodec } from './messages.js';
+import { usableCodecs } from '../bag/codec.js';
 import { EarlySend, refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
 import { SessionStore, type ReceiveCaps } from './store.js';
 
@@ -44,8 +45,9 @@ export function receiveCaps(config: Config): ReceiveCaps {
 }
 
 function codecsFor(peer: PeerConfig | undefined): BagCodec[] {
-  const first = peer?.codec ?? 'br';
-  return [first, ...(['br', 'gzip', 'none'] as BagCodec[]).filter((c) => c !== first)];
+  const usable = usableCodecs();
+  const first = peer?.codec && usable.includes(peer.codec) ? peer.codec : usable[0]!;
+  return [first, ...usable.filter((c) => c !== first)];
 }
 
 export function storeFor(config: Config, spool: Spool, peer: string, peerConfig: PeerConfig | undefined): SessionStore {

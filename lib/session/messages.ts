@@ -10,7 +10,7 @@ export const SESSION_MAGIC = 'mailbag-session';
 export const SESSION_VERSION = 1;
 export const HELLO_LINE = `${SESSION_MAGIC} ${SESSION_VERSION}\n`;
 
-export const CODECS = ['br', 'gzip', 'none'] as const;
+export const CODECS = ['zstd', 'br', 'gzip', 'none'] as const;
 export type BagCodec = (typeof CODECS)[number];
 
 const NAME_RE = /^[a-z0-9][a-z0-9.-]*$/;
@@ -195,8 +195,11 @@ export function decodeError(payload: Buffer): ErrorMessage {
   return { code: text(o.value.code, 64) || 'protocol', message: text(o.value.message, 4000) };
 }
 
-/** The first of the sender's preferred codecs that the receiver reads, if any. */
+/**
+ * The first of the sender's preferred codecs that the receiver reads; else the receiver's
+ * first that is not zstd (which only a side whose binding is there lists), if any.
+ */
 export function chooseCodec(preferred: readonly string[], theirs: readonly BagCodec[]): BagCodec | undefined {
   for (const c of preferred) if ((theirs as readonly string[]).includes(c)) return c as BagCodec;
-  return theirs[0];
+  return theirs.find((c) => c !== 'zstd');
 }

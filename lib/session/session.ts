@@ -16,6 +16,7 @@ import {
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
 import { SessionState, type Incoming } from './state.js';
+import { usableCodecs } from '../bag/codec.js';
 import { BagRefusal, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
 /**
@@ -200,7 +201,7 @@ class Session {
       encodeHello({
         site: this.o.site,
         peer: this.o.peer,
-        codecs: ['br', 'gzip', 'none'],
+        codecs: usableCodecs(this.o.trace),
         maxBag: this.o.caps.maxBag,
         maxExpanded: this.o.caps.maxExpanded,
         maxJobs: this.o.caps.maxJobs,
@@ -631,7 +632,7 @@ class Session {
       this.send(encodeRefuse(r));
       this.state.resolvedIncoming(offer.bag);
     };
-    if (!(['br', 'gzip', 'none'] as string[]).includes(offer.codec)) return refuse('protocol', `unknown codec ${offer.codec}`);
+    if (!(usableCodecs() as string[]).includes(offer.codec)) return refuse('protocol', `unknown codec ${offer.codec}`);
     if (offer.size > this.o.caps.maxBag) return refuse('too-big', `bag of ${offer.size} bytes is over the cap of ${this.o.caps.maxBag}`);
     if (offer.jobs > this.o.caps.maxJobs) return refuse('too-big', `bag of ${offer.jobs} jobs is over the cap of ${this.o.caps.maxJobs}`);
     if (this.o.store.hasBag(offer.bag)) {
