@@ -35,8 +35,10 @@ export const ZSTD_WINDOW_LOG_MAX = 23;
 /** the first four bytes of a zstd frame (0xFD2FB528, little-endian) */
 export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
-const req = createRequire(import.meta.url);
-const defaultLoad = (): Binding => req('zstd-napi/binding.js') as Binding;
+/** a require() from this module's place (in a bundle: the bundle's, in dist/bin/), made on first use */
+let req: NodeJS.Require | undefined;
+const requireHere = (): NodeJS.Require => (req ??= createRequire(import.meta.url));
+const defaultLoad = (): Binding => requireHere()('zstd-napi/binding.js') as Binding;
 
 let load: () => Binding = defaultLoad;
 let binding: Binding | undefined;
@@ -77,7 +79,7 @@ export function zstdUnavailable(): string | undefined {
       }
     } else {
       try {
-        const js = req.resolve('zstd-napi/binding.js');
+        const js = requireHere().resolve('zstd-napi/binding.js');
         const type = (process.config as { target_defaults?: { default_configuration?: string } }).target_defaults?.default_configuration ?? 'Release';
         const node = join(dirname(js), 'build', type, 'binding.node');
         unavailable = existsSync(node) ? '' : `zstd-napi's native binding was not built at install (no ${node})`;
