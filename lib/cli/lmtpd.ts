@@ -1,20 +1,30 @@
 // `mailbag lmtpd`: the LMTP listener MTAs deliver to (Postfix `lmtp:unix:…`, an Exim
 // lmtp transport, OpenSMTPD `action … lmtp`). Runs in the foreground until SIGTERM or
 // SIGINT, then stops accepting, lets transactions in progress finish and removes its
-// socket. Manual: docs/mailbag-lmtpd.md.
+// socket. With lmtp.workers (--workers) above 1 the listening sockets are shared by that
+// many worker processes (node:cluster; connections handed out in turn by this, the
+// primary process), so an MTA's parallel deliveries use every core; the primary runs the
+// ledger's start-up recovery before any worker listens, and a worker that dies stops
+// the whole service (exit 75), so that recovery runs again before mail is taken again.
+// Manual: docs/mailbag-lmtpd.md.
 
+import cluster, { type Worker } from 'node:cluster';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
+import { EX_TEMPFAIL } from '../exit.js';
 import { buildRouter } from '../lmtp/route.js';
-import { LmtpServer } from '../lmtp/server.js';
+import { LmtpServer, removeStaleSocket } from '../lmtp/server.js';
 import { SpoolLedger } from '../lmtp/ledger.js';
 import { SpoolJobStore } from '../lmtp/spool-store.js';
 import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool } from '../spool/spool.js';
 import type { CliIo } from './io.js';
+import type { Config } from '../config/types.js';
+import type { Router } from '../lmtp/route.js';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
@@ -32,6 +42,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--socket <path>', 'unix socket to listen on (default: lmtp.socket, <spool>/lmtp.sock)')
     .option('--no-socket', 'no unix socket (needs --listen or lmtp.listen)')
     .option('--listen <host:port>', 'also listen on TCP (default: lmtp.listen; port 0 picks one)')
+    .option('--workers <n>', 'listener processes sharing the sockets (default: lmtp.workers, else 1)')
     .exitOverride()
     // errors leave as one `4.3.5 …` line from run.ts, not commander's own
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
@@ -44,7 +55,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     throw err;
   }
-  const o = program.opts<{ config?: string; socket?: string | false; listen?: string }>();
+  const o = program.opts<{ config?: string; socket?: string | false; listen?: string; workers?: string }>();
   const config = loadConfig({ path: o.config, env: io.env, cwd: io.cwd });
   const router = buildRouter({ peers: config.peers, defaultPeer: config.lmtp.defaultPeer, file: config.file });
   const socketPath = o.socket === false ? undefined : o.socket ?? config.lmtp.socket;
@@ -53,11 +64,100 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     throw new MailbagError('usage', '--no-socket needs --listen HOST:PORT (or lmtp.listen in the configuration)');
   }
 
+  let workers = config.lmtp.workers ?? 1;
+  if (o.workers !== undefined) {
+    if (!/^\d{1,3}$/.test(o.workers) || Number(o.workers) < 1 || Number(o.workers) > 256) {
+      throw new MailbagError('usage', `--workers ${o.workers}: write a number from 1 to 256`);
+    }
+    workers = Number(o.workers);
+  }
+  const worker = cluster.isWorker ? io.env.MAILBAG_LMTPD_WORKER : undefined;
+  // a worker's lines say which one it is
+  const who = worker ? `lmtpd worker ${worker}: ` : 'lmtpd: ';
+  const log = (line: string): void => {
+    io.stderr.write(`${new Date().toISOString()} ${line.startsWith('lmtpd: ') ? who + line.slice(7) : line}\n`);
+  };
+  const ctx: Setup = { config, router, socketPath, listen, workers, log };
+  if (worker) return runWorker(ctx);
+  return runMain(ctx);
+}
+
+interface Setup {
+  config: Config;
+  router: Router;
+  socketPath: string | undefined;
+  listen: { host: string; port: number } | undefined;
+  workers: number;
+  log: (line: string) => void;
+}
+
+interface CommitStats {
+  batches: number;
+  files: number;
+  largest: number;
+  waitMs: number;
+}
+
+/** the messages a worker sends its primary */
+type WorkerMessage = { lmtpd: 'listening'; port?: number } | { lmtpd: 'stats'; stats: CommitStats };
+
+function commitLine(s: CommitStats): string {
+  const { batches, files, largest, waitMs } = s;
+  return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`;
+}
+
+/** SIGTERM or SIGINT, once */
+function stopSignal(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => resolve(sig);
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}
+
+/** A listener on this process: the whole service (one worker), or one worker of several. */
+async function openListener(ctx: Setup, spool: Spool, maxConnections: number, opened?: SpoolLedger, maxConnectionsText?: string): Promise<{ server: LmtpServer; committer: GroupCommit; ledger: SpoolLedger }> {
+  const { config } = ctx;
+  const ledger = opened ?? await SpoolLedger.open(spool);
+  // a batch takes every job in flight (one per connection and peer), up to 256 or a job per connection
+  const committer = new GroupCommit({ maxBatch: Math.max(256, maxConnections) });
+  const server = new LmtpServer({
+    router: ctx.router,
+    store: new SpoolJobStore(spool, config.site, committer),
+    ledger,
+    hostname: hostname() || config.site,
+    maxMessageSize: config.limits.maxMessageSize,
+    maxRecipients: Math.min(config.lmtp.maxRecipients, config.limits.maxRecipients),
+    maxConnections,
+    maxConnectionsText,
+    faultPoint,
+    log: ctx.log,
+  });
+  return { server, committer, ledger };
+}
+
+/** listen on the socket and TCP as configured; resolves with the TCP port */
+async function listenAll(ctx: Setup, server: LmtpServer, shared: boolean): Promise<number | undefined> {
+  const { config, socketPath, listen } = ctx;
+  try {
+    if (socketPath !== undefined) await server.listenUnix(socketPath, config.lmtp.socketMode, { shared });
+    return listen !== undefined ? await server.listenTcp(listen.host, listen.port) : undefined;
+  } catch (err) {
+    await server.close(0);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'ENOENT') {
+      throw new MailbagError('config', `cannot listen: ${e.message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** The service: recovery and retention here, then the listener itself or its workers. */
+async function runMain(ctx: Setup): Promise<number> {
+  const { config, socketPath, listen, log } = ctx;
+  const stopped = stopSignal();
   const spool = await Spool.open(config.spool, { create: true });
   const ledger = await SpoolLedger.open(spool);
-  const log = (line: string): void => {
-    io.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  };
   const prune = (): void => {
     ledger.prune(config.ledgerRetentionMs).then(
       (n) => n && log(`lmtpd: pruned ${n} LMTP ledger entr${n === 1 ? 'y' : 'ies'}`),
@@ -70,52 +170,186 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   prune();
   const pruner = setInterval(prune, PRUNE_EVERY_MS);
   pruner.unref();
+  const listening = (port: number | undefined): void => {
+    if (socketPath !== undefined) log(`lmtpd: listening on ${socketPath} (mode ${config.lmtp.socketMode.toString(8).padStart(4, '0')})`);
+    if (listen !== undefined) log(`lmtpd: listening on ${listen.host}:${port ?? listen.port}`);
+  };
 
-  // a batch takes every job in flight (one per connection and peer), up to 256 or a job per connection
-  const committer = new GroupCommit({ maxBatch: Math.max(256, config.lmtp.maxConnections) });
-  const server = new LmtpServer({
-    router,
-    store: new SpoolJobStore(spool, config.site, committer),
-    ledger,
-    hostname: hostname() || config.site,
-    maxMessageSize: config.limits.maxMessageSize,
-    maxRecipients: Math.min(config.lmtp.maxRecipients, config.limits.maxRecipients),
-    maxConnections: config.lmtp.maxConnections,
-    faultPoint,
-    log,
-  });
-
-  const stopped = new Promise<string>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals): void => resolve(sig);
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  });
-  try {
-    if (socketPath !== undefined) {
-      await server.listenUnix(socketPath, config.lmtp.socketMode);
-      log(`lmtpd: listening on ${socketPath} (mode ${config.lmtp.socketMode.toString(8).padStart(4, '0')})`);
+  if (ctx.workers === 1) {
+    // one process: this one listens, its ledger the one the recovery filled
+    const { server, committer } = await openListener(ctx, spool, config.lmtp.maxConnections, ledger);
+    try {
+      listening(await listenAll(ctx, server, false));
+    } catch (err) {
+      clearInterval(pruner);
+      throw err;
     }
-    if (listen !== undefined) {
-      const port = await server.listenTcp(listen.host, listen.port);
-      log(`lmtpd: listening on ${listen.host}:${port}`);
-    }
-  } catch (err) {
-    await server.close(0);
+    log(`lmtpd: spool ${spool.root}, site ${config.site}, ready`);
+    const sig = await stopped;
+    log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
+    await server.close(STOP_GRACE_MS);
     clearInterval(pruner);
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'ENOENT') {
-      throw new MailbagError('config', `cannot listen: ${e.message}`, { cause: err });
-    }
-    throw err;
+    ledger.close();
+    log(commitLine(committer.stats));
+    log('lmtpd: stopped');
+    return 0;
   }
-  log(`lmtpd: spool ${spool.root}, site ${config.site}, ready`);
-  const sig = await stopped;
-  log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
-  await server.close(30_000);
-  clearInterval(pruner);
+
+  try {
+    return await runWorkers(ctx, spool, stopped);
+  } finally {
+    clearInterval(pruner);
+    ledger.close();
+  }
+}
+
+/** grace for transactions in progress at a stop, then the workers' own exit */
+const STOP_GRACE_MS = 30_000;
+const START_TIMEOUT_MS = 60_000;
+
+/**
+ * The primary of `--workers N`: binds the sockets (through node:cluster, as the workers
+ * ask for them) and hands each new connection to the next worker in turn. Stops them on
+ * SIGTERM/SIGINT; a worker that dies stops them all and ends the service with 75, so no
+ * worker takes mail before the start-up recovery has run again (docs/spool.md, L-states).
+ */
+async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): Promise<number> {
+  const { config, socketPath, log, workers: n } = ctx;
+  if (socketPath !== undefined) await removeStaleSocket(socketPath);
+  cluster.schedulingPolicy = cluster.SCHED_RR;
+  cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
+  const alive = new Map<number, Worker>();
+  const total: CommitStats = { batches: 0, files: 0, largest: 0, waitMs: 0 };
+  const orderly = new Set<number>();
+  let stopping = false;
+  let started = 0;
+  let port: number | undefined;
+  let onStarted: () => void = () => undefined;
+  let onFailure: (why: string) => void = () => undefined;
+  let onAllGone: () => void = () => undefined;
+  const failure = new Promise<string>((resolve) => (onFailure = resolve));
+  const allGone = new Promise<void>((resolve) => (onAllGone = resolve));
+  const allStarted = new Promise<void>((resolve) => (onStarted = resolve));
+
+  const onMessage = (w: Worker, m: WorkerMessage): void => {
+    if (m?.lmtpd === 'listening') {
+      port ??= m.port;
+      if (++started === n) onStarted();
+    } else if (m?.lmtpd === 'stats') {
+      orderly.add(w.id);
+      total.batches += m.stats.batches;
+      total.files += m.stats.files;
+      total.largest = Math.max(total.largest, m.stats.largest);
+      total.waitMs += m.stats.waitMs;
+    }
+  };
+  const onExit = (w: Worker, code: number | null, signal: string | null): void => {
+    alive.delete(w.id);
+    if (!stopping && !orderly.has(w.id)) {
+      onFailure(`worker ${w.id} (pid ${w.process.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
+    } else if (!stopping) {
+      onFailure(''); // stopped on its own signal (SIGINT from a terminal reaches every process)
+    }
+    if (alive.size === 0) onAllGone();
+  };
+  cluster.on('message', onMessage);
+  cluster.on('exit', onExit);
+
+  // the socket appears with the mode bits of the primary's umask: none for others until chmod
+  const umask = process.umask(0o177);
+  for (let i = 0; i < n; i++) {
+    const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1) });
+    alive.set(w.id, w);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    allStarted.then(() => 'started'),
+    failure.then((why) => `failed: ${why || 'a worker stopped'}`),
+    stopped.then((sig) => `signal: ${sig}`),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`failed: the workers were not listening after ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  process.umask(umask);
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    for (const w of alive.values()) w.process.kill('SIGTERM');
+    let kill: NodeJS.Timeout | undefined;
+    await Promise.race([allGone, new Promise<void>((resolve) => (kill = setTimeout(resolve, STOP_GRACE_MS + 10_000)))]);
+    clearTimeout(kill);
+    if (alive.size > 0) {
+      log(`lmtpd: ${alive.size} worker(s) still running ${(STOP_GRACE_MS + 10_000) / 1000} s after SIGTERM: SIGKILL`);
+      for (const w of alive.values()) w.process.kill('SIGKILL');
+      await Promise.race([allGone, new Promise<void>((resolve) => (kill = setTimeout(resolve, 5_000)))]);
+      clearTimeout(kill);
+    }
+    cluster.off('message', onMessage);
+    cluster.off('exit', onExit);
+    if (socketPath !== undefined) {
+      try {
+        if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
+      } catch {
+        // gone with the handle
+      }
+    }
+  };
+
+  if (first !== 'started') {
+    await stopAll();
+    if (first.startsWith('signal: ')) {
+      log(`lmtpd: ${first.slice(8)} while starting: stopped`);
+      return 0;
+    }
+    throw new MailbagError('internal', `lmtpd: ${first.slice(8)} while starting (see the lines above)`);
+  }
+  const perWorker = Math.ceil(config.lmtp.maxConnections / n);
+  if (socketPath !== undefined) log(`lmtpd: listening on ${socketPath} (mode ${config.lmtp.socketMode.toString(8).padStart(4, '0')})`);
+  if (ctx.listen !== undefined) log(`lmtpd: listening on ${ctx.listen.host}:${port ?? ctx.listen.port}`);
+  log(`lmtpd: spool ${spool.root}, site ${config.site}, ${n} workers (up to ${perWorker} connection(s) each), ready`);
+
+  const outcome = await Promise.race([stopped.then((sig) => ({ sig })), failure.then((why) => ({ why }))]);
+  let code = 0;
+  if ('sig' in outcome) {
+    log(`lmtpd: ${outcome.sig}: stopping (transactions in progress may finish within ${STOP_GRACE_MS / 1000} s)`);
+  } else if (outcome.why) {
+    code = EX_TEMPFAIL;
+    log(`lmtpd: ${outcome.why}: stopping every worker (transactions in progress may finish within ${STOP_GRACE_MS / 1000} s); start lmtpd again: its start-up recovery records the jobs that worker committed last before mail is taken again`);
+  } else {
+    log('lmtpd: a worker stopped on a signal: stopping the others');
+  }
+  await stopAll();
+  log(commitLine(total));
+  log(code ? 'lmtpd: stopped after a worker failed' : 'lmtpd: stopped');
+  return code;
+}
+
+/** One worker of `--workers N`: its own spool handles, ledger reader and group commit. */
+async function runWorker(ctx: Setup): Promise<number> {
+  try {
+    return await serveAsWorker(ctx);
+  } finally {
+    // the channel to the primary would keep this process alive (also after a failure,
+    // which run.ts reports on stderr): let go of it
+    if (cluster.worker?.isConnected()) cluster.worker.disconnect();
+  }
+}
+
+async function serveAsWorker(ctx: Setup): Promise<number> {
+  const { config } = ctx;
+  const stopped = stopSignal();
+  const spool = await Spool.open(config.spool, { create: false });
+  // the connection limit is split between the workers (connections come to them in turn)
+  const share = Math.ceil(config.lmtp.maxConnections / ctx.workers);
+  const { server, committer, ledger } = await openListener(ctx, spool, share, undefined, `lmtp.max_connections = ${config.lmtp.maxConnections}, ${share} per worker`);
+  const port = await listenAll(ctx, server, true);
+  const send = (m: WorkerMessage): Promise<void> => new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(m, undefined, {}, () => resolve());
+  });
+  await send({ lmtpd: 'listening', port });
+  await stopped;
+  await server.close(STOP_GRACE_MS);
   ledger.close();
-  const { batches, files, largest, waitMs } = committer.stats;
-  log(`lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`);
-  log('lmtpd: stopped');
+  await send({ lmtpd: 'stats', stats: { ...committer.stats } });
   return 0;
 }

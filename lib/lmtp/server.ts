@@ -31,6 +31,8 @@ export interface LmtpServerOptions {
   maxRecipients: number;
   /** connections at once over all listeners (more: 421) */
   maxConnections: number;
+  /** how the 421 names the limit (default `lmtp.max_connections = N`; a worker names its share) */
+  maxConnectionsText?: string;
   /** idle time before a connection is closed (default 5 minutes, RFC 5321 §4.5.3.2) */
   idleTimeoutMs?: number;
   /** called at named points of a transaction; the fault tests kill the process there */
@@ -122,7 +124,7 @@ export class LmtpServer {
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     if (this.closing) return cb(new ReplyError(421, 'mailbag lmtpd is shutting down, try again later'));
     if (this.sessions.size >= this.opts.maxConnections) {
-      return cb(new ReplyError(421, `too many connections (lmtp.max_connections = ${this.opts.maxConnections}), try again later`));
+      return cb(new ReplyError(421, `too many connections (${this.opts.maxConnectionsText ?? `lmtp.max_connections = ${this.opts.maxConnections}`}), try again later`));
     }
     this.sessions.add(session.id);
     cb();
@@ -329,9 +331,13 @@ export class LmtpServer {
     }
   }
 
-  /** Listen on a unix socket: a stale socket of a dead listener is replaced, a live one refused. */
-  async listenUnix(path: string, mode: number): Promise<void> {
-    await removeStaleSocket(path);
+  /**
+   * Listen on a unix socket: a stale socket of a dead listener is replaced, a live one
+   * refused. `shared`: a worker of `lmtpd --workers N`, whose primary process binds the
+   * socket (node:cluster), removed the stale one before and removes the file at the end.
+   */
+  async listenUnix(path: string, mode: number, opts: { shared?: boolean } = {}): Promise<void> {
+    if (!opts.shared) await removeStaleSocket(path);
     const server = this.makeServer();
     const old = process.umask(0o177);
     try {
@@ -340,7 +346,7 @@ export class LmtpServer {
       process.umask(old);
     }
     chmodSync(path, mode);
-    this.servers.push({ server, path });
+    this.servers.push({ server, path: opts.shared ? undefined : path });
   }
 
   /** Listen on host:port (port 0: any); resolves with the port. */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
-import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { childPids, isAlive, readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { BATCH_FAULT_POINTS } from '../../lib/spool/fault.js';
 
@@ -131,6 +131,41 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
         // the retry of a transaction whose jobs were linked was recognised, not stored again
         expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
       }
+      await current.stop();
+      current = undefined;
+    });
+  }
+
+  // lmtp.workers = 2: the worker that takes the delivery dies; the primary stops the other
+  // one and exits 75 (no worker is restarted before the start-up recovery has run)
+  for (const point of ['lmtp-after-commit', 'batch-after-dir-fsync']) {
+    it(`a worker of two killed at ${point}: the service exits 75, Postfix retries after the restart, once per peer`, async () => {
+      const subject = `worker-killed-at-${point}`;
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', workers: 2, env: { MAILBAG_FAULT: point } });
+      const spool = current.spool;
+      const workers = childPids(current.pid);
+      expect(workers).toHaveLength(2);
+      const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length };
+      const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'w'.repeat(60)}\n`;
+      expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
+
+      const exit = await Promise.race([current.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 45_000))]);
+      expect(exit).toEqual({ code: 75, signal: null });
+      expect(current.log()).toMatch(/worker \d \(pid \d+\) was killed by SIGKILL: stopping every worker/);
+      expect(workers.some(isAlive)).toBe(false);
+      await pf.waitLog(/to=<x@a\.test>.*status=deferred/);
+      expect(readJobs(spool, 'hub').length - before.hub).toBeGreaterThanOrEqual(1);
+
+      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', workers: 2 });
+      expect(current.log()).toMatch(/recorded [12] job\(s\) committed just before a crash/);
+      await pf.flush();
+      await pf.waitQueueEmpty(60_000);
+      expect(readJobs(spool, 'hub').filter((j) => j.message.includes(`Subject: ${subject}\n`))).toHaveLength(1);
+      expect(readJobs(spool, 'mx2').filter((j) => j.message.includes(`Subject: ${subject}\n`))).toHaveLength(1);
+      expect(readJobs(spool, 'hub').length - before.hub).toBe(1);
+      expect(readJobs(spool, 'mx2').length - before.mx2).toBe(1);
+      expect(tmpLeftovers(spool)).toEqual([]);
+      expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
       await current.stop();
       current = undefined;
     });

@@ -28,6 +28,13 @@ describe('mailbag lmtpd arguments', () => {
     await expect(main(['--listen', 'nohost'], x)).rejects.toThrow(/--listen nohost: write HOST:PORT/);
     expect(x.err()).toBe('');
   });
+  it('refuses a --workers that is not a number from 1 to 256', async () => {
+    const x = io();
+    for (const bad of ['0', '257', 'two', '-1']) {
+      await expect(main(['--workers', bad], x)).rejects.toThrow(new RegExp(`--workers ${bad}: write a number from 1 to 256`));
+    }
+    expect(x.err()).toBe('');
+  });
   it('--no-socket needs a TCP listener', async () => {
     const x = io();
     await expect(main(['--no-socket'], x)).rejects.toThrow(/--no-socket needs --listen/);

@@ -24,6 +24,8 @@ export interface LmtpdOptions {
   socket?: string;
   socketMode?: string;
   listen?: string;
+  /** lmtp.workers (unset: lmtpd's default, 1) */
+  workers?: number;
   extraToml?: string;
   env?: NodeJS.ProcessEnv;
   uid?: number;
@@ -69,6 +71,7 @@ export function writeLmtpdConfig(o: LmtpdOptions): { config: string; spool: stri
     `socket = ${JSON.stringify(socket)}`,
     `socket_mode = ${JSON.stringify(o.socketMode ?? '0660')}`,
     ...(o.listen ? [`listen = ${JSON.stringify(o.listen)}`] : []),
+    ...(o.workers !== undefined ? [`workers = ${o.workers}`] : []),
     o.extraToml ?? '',
     '',
     peers,
@@ -164,4 +167,29 @@ export function readJobs(spool: string, peer: string): SpooledJob[] {
 export function tmpLeftovers(spool: string): string[] {
   const t = join(spool, 'tmp');
   return existsSync(t) ? readdirSync(t) : [];
+}
+
+/** the pids of a process's live children (lmtpd's workers) */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** whether a process exists (a zombie counts as gone) */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
