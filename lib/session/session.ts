@@ -163,6 +163,13 @@ class Session {
   private readonly stageWaiters: (() => void)[] = [];
   private ackChain: Promise<void> = Promise.resolve();
   private busy = 0;
+  /**
+   * local steps that follow an acknowledgement — the sender removing acknowledged jobs,
+   * the receiver moving committed ones into in/PEER/ — which BYE does not wait for (the
+   * ledger line or the `.acked` marker already decides them, and a crash leaves them to
+   * the recovery), but the session's result does
+   */
+  private readonly tails = new Set<Promise<unknown>>();
   private byeSent = false;
   private senderStarted = false;
   /** the peer's HELLO received and found right */
@@ -605,7 +612,21 @@ class Session {
       void p;
       this.progress();
     });
-    this.track(this.ackChain);
+    // not in `busy`: our BYE follows the peer's ACK (§4), not the removals, which run on
+    // while the link closes; the session's result waits for them (tail)
+    this.tail(this.ackChain);
+  }
+
+  /** a local step after an acknowledgement: the result waits for it, BYE does not */
+  private tail(p: Promise<unknown>): void {
+    this.tails.add(p);
+    p.then(
+      () => this.tails.delete(p),
+      (err: unknown) => {
+        this.tails.delete(p);
+        this.fail(err, true);
+      },
+    );
   }
 
   /** count an async step, so the session does not end before it has finished */
@@ -731,7 +752,7 @@ class Session {
           return;
         }
         this.o.trace?.(`${this.o.site} - committing ${offer.bag.slice(0, 12)}`);
-        const r = await this.o.store.finishCommit(st);
+        const r = await this.o.store.commitStaged(st);
         this.res.received.bags++;
         this.res.received.jobs += r.committed.length;
         this.res.received.duplicates += r.duplicates;
@@ -739,6 +760,9 @@ class Session {
         this.res.received.bagBytes += offer.size;
         faultPoint('session-before-ack');
         this.send(encodeAck({ bag: offer.bag, jobs: r.committed.length, duplicates: r.duplicates }));
+        // committed (the ledger line is durable): the ACK need not wait for the moves into
+        // in/PEER/ (a crash leaves them to the recovery), nor the next bag's commit
+        this.tail(this.o.store.moveCommitted(offer.bag));
         await this.flushed();
         faultPoint('session-after-ack');
       } catch (err) {
@@ -774,7 +798,16 @@ class Session {
     this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
     const r = this.res;
     r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0;
+    // the link closes while removals and moves run on; the result waits for them
+    const tails = Promise.all([...this.tails]);
     await this.link.close();
+    try {
+      while (this.tails.size > 0) await Promise.all([...this.tails]);
+      await tails;
+    } catch (err) {
+      this.reject(asMailbagError(err));
+      return;
+    }
     this.resolve(r);
   }
 
@@ -820,7 +853,7 @@ class Session {
     // settle only when no commit or removal of ours is still running: the caller
     // releases the session lock next, and another session may start at once
     for (const b of this.incoming.values()) b.stager?.stop();
-    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...[...this.incoming.values()].map((b) => b.staged)])
+    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged)])
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }

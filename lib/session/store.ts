@@ -23,6 +23,7 @@ import { readJobStream } from '../job/reader.js';
 import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Ledger } from './ledger.js';
+import { MAX_CREATE, StageOps, stageWhere } from './stage-ops.js';
 
 export const BAG_LIST_MAGIC = 'mailbag-bag 1';
 /** a job this large or larger travels alone in its own bag, after the small ones */
@@ -136,6 +137,11 @@ export interface StoreOptions {
    * sources, where tests that want the worker configure its script and say 'worker')
    */
   bagThread?: 'worker' | 'caller';
+  /**
+   * where staged jobs are created, moved and removed: the stage worker thread
+   * (lib/session/stage-ops.ts; the default where its script exists) or this thread
+   */
+  stageThread?: 'worker' | 'caller';
 }
 
 /** the built bag worker beside lib/bag/workers.js (missing when run from the .ts sources) */
@@ -168,6 +174,10 @@ export class SessionStore {
     this.ledger = await Ledger.open(join(root, 'ledger', this.peer), this.paths.tmp, this.options.ledgerRetentionMs);
     await this.recoverOutgoing();
     await this.recoverIncoming();
+  }
+
+  private ops(): StageOps {
+    return new StageOps(this.options.stageThread ?? stageWhere());
   }
 
   private get book(): Ledger {
@@ -318,7 +328,8 @@ export class SessionStore {
     const list = await this.readList(marker);
     let removed = 0;
     // the order among the unlinks does not matter (the .acked marker is durable); one
-    // at a time, directly (unlinks racing in one directory spin on its lock)
+    // at a time, directly (unlinks racing in one directory spin on its lock). Not on the
+    // stage worker: a sender that receives nothing then starts no thread (its memory)
     await eachSync(list?.jobs ?? [], (id) => {
       try {
         fs.unlinkSync(join(this.paths.out, id));
@@ -498,6 +509,7 @@ export class SessionStore {
     let failure: { err: unknown } | undefined;
     let midStage = false;
     let turn = performance.now();
+    const ops = this.ops();
     try {
       await rmQuiet(staging);
       await mkdir(staging, { mode: 0o700 });
@@ -525,12 +537,18 @@ export class SessionStore {
         // line (step 3), and a crash before that removes the whole directory (S6)
         const dest = join(staging, header.id);
         if (entry.size <= SMALL_ENTRY) {
-          // a small job is read whole and written at once, without a trip through libuv's
-          // pool: on ext4 a file create costs 0.1-1 ms of kernel time, and creates racing
-          // in one directory spin on its lock (twice the CPU); one at a time is cheapest
+          // a small job is read whole and created by the stage worker (stage-ops.ts), in
+          // batches, with synchronous calls on its own thread: on ext4 a file create costs
+          // 0.1-1 ms of kernel time, which this thread (the read loop's) no longer waits
+          // for; creates racing in one directory spin on its lock: one thread makes them
           const chunks: Buffer[] = [encodeJobHeader(header)];
-          for await (const chunk of payload) chunks.push(chunk);
-          writeNewSync(dest, Buffer.concat(chunks));
+          let len = chunks[0]!.length;
+          for await (const chunk of payload) {
+            chunks.push(chunk);
+            len += chunk.length;
+          }
+          if (len <= MAX_CREATE) await ops.create(dest, chunks, len);
+          else await writeStaged(dest, chunks, caps.maxJob + 1024 * 1024); // a header grown in its canonical form
         } else {
           await writeStaged(dest, rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
         }
@@ -539,18 +557,25 @@ export class SessionStore {
         bytes += entry.size;
         if (!midStage && src.missing > 0) {
           midStage = true;
+          // the job is in HASH.d/ (written by the worker) before this point is passed
+          await ops.flush();
           faultPoint('session-mid-stage');
         }
         // the read loop runs on this thread: give it a turn every few ms, so DATA goes on
         // being written and PROGRESS sent while this bag is staged
         if (performance.now() - turn > STAGE_SLICE_MS) {
+          ops.send();
           await new Promise<void>((r) => setImmediate(r));
           turn = performance.now();
         }
       }
+      // every job of the bag written before the bag counts as staged
+      await ops.flush();
     } catch (err) {
       failure = { err };
     }
+    // nothing the worker may still write into HASH.d/ once it is removed below
+    await ops.settle();
     try {
       // every byte through the hash, also after a refusal or when the bag ended early: the
       // hash decides first (a bag damaged on its way is bad-hash, rebuilt by the sender,
@@ -582,12 +607,22 @@ export class SessionStore {
   }
 
   /**
-   * §5 steps 2 (durability) to 5 for a staged bag: make the staged jobs durable, record
-   * the ledger line (the commit point), move the jobs into in/PEER/. One at a time: a job
-   * that another bag committed since this one was staged is dropped here as a duplicate,
-   * so it is never committed twice.
+   * §5 steps 2 (durability) to 6 for a staged bag: commitStaged(), then moveCommitted().
    */
   async finishCommit(s: StagedBag): Promise<CommitOutcome> {
+    const r = await this.commitStaged(s);
+    await this.moveCommitted(s.bag);
+    return r;
+  }
+
+  /**
+   * §5 steps 2 (durability) and 3 for a staged bag: make the staged jobs durable and
+   * record the ledger line (the commit point); the jobs are then the receiver's, in
+   * `HASH.d/` until moveCommitted() (or the recovery) puts them into in/PEER/. One at a
+   * time: a job that another bag committed since this one was staged is dropped here as
+   * a duplicate, so it is never committed twice.
+   */
+  async commitStaged(s: StagedBag): Promise<CommitOutcome> {
     const { bag, staging } = s;
     let { duplicates, bytes } = s;
     const committed: string[] = [];
@@ -606,9 +641,13 @@ export class SessionStore {
     // 3. the commit point
     await this.book.record(bag, committed);
     faultPoint('session-after-commit');
-    // 4–5. into in/PEER/, then clean up
-    await this.moveStaged(bag);
     return { committed, duplicates, bytes };
+  }
+
+  /** §5 steps 5–6 for a committed bag: its jobs into in/PEER/, then `HASH.d/` and `HASH.part` removed. */
+  async moveCommitted(bag: string): Promise<void> {
+    if (!this.book.hasBag(bag)) throw new MailbagError('internal', `bag ${bag.slice(0, 12)} moved before it was committed`);
+    await this.moveStaged(bag);
   }
 
   /** Remove what stageBag() wrote for a bag that will not be committed now. */
@@ -620,10 +659,15 @@ export class SessionStore {
     const staging = join(this.bagsIn, `${bag}.d`);
     const names = await readdir(staging).catch(() => [] as string[]);
     // each rename is on its own; the order among them does not matter (the ledger
-    // already holds the bag). One at a time, directly (see writeNewSync: renames racing
-    // in one directory spin on its lock)
+    // already holds the bag). One at a time, on the stage worker's thread (renames
+    // racing in one directory spin on its lock), while this thread receives the next bag
     const stray: string[] = [];
-    await eachSync(names, (name) => (JOB_ID_RE.test(name) ? fs.renameSync(join(staging, name), join(this.paths.in, name)) : stray.push(name)));
+    const ops = this.ops();
+    for (const name of names) {
+      if (JOB_ID_RE.test(name)) ops.rename(join(staging, name), join(this.paths.in, name));
+      else stray.push(name);
+    }
+    await ops.flush();
     for (const name of stray) await rmQuiet(join(staging, name));
     await fsyncDir(this.paths.in);
     // not fsynced: a HASH.d/ or HASH.part that comes back after a crash is removed by the
@@ -639,7 +683,7 @@ export class SessionStore {
 }
 
 /** Write a new file (O_EXCL, 0600) from chunks, at most `max` bytes; no fsync (see syncAll). */
-async function writeStaged(path: string, content: AsyncIterable<Uint8Array>, max: number): Promise<number> {
+async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, max: number): Promise<number> {
   const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   let size = 0;
   try {
@@ -724,17 +768,6 @@ async function writeSynced(path: string, data: Buffer): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-/** A new file (O_EXCL, 0600) with these bytes; no fsync (see syncStaged). */
-function writeNewSync(path: string, data: Buffer): void {
-  const fd = fs.openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  try {
-    let off = 0;
-    while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

@@ -96,8 +96,8 @@ describe('a dead link', () => {
     // the hub takes 2.5 s to commit the bag, well past home's 1 s idle timeout: only its PINGs say it is alive
     const s = store(hub, 'home');
     await s.open();
-    const commit = s.finishCommit.bind(s);
-    s.finishCommit = async (...args) => {
+    const commit = s.commitStaged.bind(s);
+    s.commitStaged = async (...args) => {
       await new Promise((r) => setTimeout(r, 2500));
       return commit(...args);
     };

@@ -8,6 +8,7 @@ import { newJobId } from '../../../lib/job/id.js';
 import { Spool } from '../../../lib/spool/spool.js';
 import { SessionStore } from '../../../lib/session/store.js';
 import { configureBagWorkers } from '../../../lib/bag/workers.js';
+import { configureStageWorker } from '../../../lib/session/stage-ops.js';
 import { runSession, type SessionOptions, type SessionResult } from '../../../lib/session/session.js';
 import type { Link } from '../../../lib/transport/types.js';
 import { generateKeyPair } from '../../../lib/transport/server.js';
@@ -24,6 +25,8 @@ export function soundKeyPair(comment: string): { privateKey: string; publicKey: 
 // bags are compressed on the worker thread, as in the built mailbag: from the TypeScript
 // sources through the bag tests' loader of lib/bag/bag-worker.ts
 configureBagWorkers({ script: new URL('../bag/ts-worker.mjs', import.meta.url) });
+// the receiver's creates, moves and removals on the stage worker thread, as in dist/
+configureStageWorker({ script: new URL('./ts-stage-worker.mjs', import.meta.url) });
 
 export interface Site {
   name: string;

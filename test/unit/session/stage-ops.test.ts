@@ -1,0 +1,93 @@
+// StageOps (lib/session/stage-ops.ts): a receiver's creates, renames and removals applied
+// in order by the stage worker thread (or on the caller's thread), flush() settling only
+// once every step is done, the first failure reported with its errno code, and a worker
+// that hangs or dies failing its batches within bounded time instead of holding them.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configureStageWorker, StageOps, stageWorkerState, stopStageWorker } from '../../../lib/session/stage-ops.js';
+import { SpoolError } from '../../../lib/errors.js';
+import { tempDir } from './sites.js';
+
+const script = new URL('./ts-stage-worker.mjs', import.meta.url);
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) cleanups.pop()!();
+  await stopStageWorker();
+  configureStageWorker({ script });
+});
+
+function dirs(label: string): { a: string; b: string } {
+  const t = tempDir(label);
+  cleanups.push(t.remove);
+  const a = join(t.dir, 'a');
+  const b = join(t.dir, 'b');
+  mkdirSync(a);
+  mkdirSync(b);
+  return { a, b };
+}
+
+describe.each(['worker', 'caller'] as const)('StageOps on the %s thread', (where) => {
+  it('creates, renames and removes, in order, and flush() waits for all of it', async () => {
+    const { a, b } = dirs(`stage-ops-${where}`);
+    const ops = new StageOps(where);
+    // more than one batch of bytes and of steps
+    const files = Array.from({ length: 300 }, (_, i) => ({ name: `f${String(i).padStart(3, '0')}`, data: Buffer.alloc(1000 + i * 7, i % 251) }));
+    for (const f of files) await ops.create(join(a, f.name), [f.data.subarray(0, 10), f.data.subarray(10)], f.data.length);
+    for (const f of files.slice(0, 200)) ops.rename(join(a, f.name), join(b, f.name));
+    for (const f of files.slice(0, 50)) ops.unlink(join(b, f.name));
+    ops.unlink(join(b, 'not-there'));
+    await ops.flush();
+    expect(readdirSync(a).sort()).toEqual(files.slice(200).map((f) => f.name));
+    expect(readdirSync(b).sort()).toEqual(files.slice(50, 200).map((f) => f.name));
+    for (const f of files.slice(50, 200)) expect(readFileSync(join(b, f.name)).equals(f.data)).toBe(true);
+    expect(ops.missing).toBe(1);
+    if (where === 'worker') expect(stageWorkerState().running).toBe(true);
+  });
+
+  it('reports the first failure with its code (a create over an existing file) and stops that batch there', async () => {
+    const { a } = dirs(`stage-ops-fail-${where}`);
+    writeFileSync(join(a, 'taken'), 'x');
+    const ops = new StageOps(where);
+    await ops.create(join(a, 'one'), [Buffer.from('1')], 1);
+    await ops.create(join(a, 'taken'), [Buffer.from('2')], 1);
+    await ops.create(join(a, 'three'), [Buffer.from('3')], 1);
+    const err = await ops.flush().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpoolError);
+    expect((err as SpoolError).message).toMatch(/creating .*taken/);
+    expect(((err as SpoolError).cause as NodeJS.ErrnoException).code).toBe('EEXIST');
+    expect(readFileSync(join(a, 'taken'), 'utf8')).toBe('x');
+    expect(existsSync(join(a, 'one'))).toBe(true);
+    expect(existsSync(join(a, 'three'))).toBe(false);
+  });
+});
+
+describe('a stage worker that fails', () => {
+  it('one that hangs is terminated after stallMs and its batch rejects', async () => {
+    const { a } = dirs('stage-ops-hang');
+    configureStageWorker({ script, workerData: { hang: true }, stallMs: 400 });
+    const ops = new StageOps('worker');
+    await ops.create(join(a, 'one'), [Buffer.from('1')], 1);
+    const started = Date.now();
+    const err = await ops.flush().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpoolError);
+    expect((err as Error).message).toMatch(/stage worker .*answered no batch/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(stageWorkerState().running).toBe(false);
+  });
+
+  it('one that exits fails its batch, and the next batch gets a new worker', async () => {
+    const { a } = dirs('stage-ops-exit');
+    configureStageWorker({ script, workerData: { exit: 3 } });
+    const ops = new StageOps('worker');
+    await ops.create(join(a, 'one'), [Buffer.from('1')], 1);
+    const err = await ops.flush().catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/stage worker stopped \(exit code 3/);
+    configureStageWorker({ script });
+    const again = new StageOps('worker');
+    await again.create(join(a, 'two'), [Buffer.from('2')], 1);
+    await again.flush();
+    expect(readFileSync(join(a, 'two'), 'utf8')).toBe('2');
+  });
+});
