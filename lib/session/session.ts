@@ -800,6 +800,7 @@ class Session {
     r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0;
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
+    tails.catch(() => {}); // awaited below, after the link has closed
     await this.link.close();
     try {
       while (this.tails.size > 0) await Promise.all([...this.tails]);

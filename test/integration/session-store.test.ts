@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createPair } from '../../lib/transport/pair.js';
 import { CAPS, enqueue, ids, makeSite, messages, payloadOf, session, store, tempDir, type Site } from '../unit/session/sites.js';
 import type { SessionStore } from '../../lib/session/store.js';
+import { runSession, type SessionResult } from '../../lib/session/session.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -104,5 +105,76 @@ describe('receiver: bags staged at once, committed one at a time', () => {
     for (const [id, p] of down) expect(payloadOf(home, 'in', 'hub', id).equals(p)).toBe(true);
     expect(rHub.received).toMatchObject({ jobs: up.size, duplicates: 0 });
     expect(rHome.received).toMatchObject({ jobs: down.size, duplicates: 0 });
+  });
+});
+
+describe('what follows an acknowledgement does not hold the session up, but its result waits for it', () => {
+  /** a home and a hub store whose moves (hub) and removals (home) each take `ms` longer */
+  async function slowTails(label: string, ms: number, failMove = false): Promise<{ home: Site; hub: Site; up: Map<string, Buffer>; lines: string[]; run: () => Promise<[PromiseSettledResult<SessionResult>, PromiseSettledResult<SessionResult>]> }> {
+    const t = tempDir(label);
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const up = await enqueue(home, 'hub', messages(Array.from({ length: 30 }, (_, i) => 2000 + 50 * i), 75));
+    const sHome = store(home, 'hub');
+    await sHome.open();
+    const sHub = store(hub, 'home');
+    await sHub.open();
+    const lines: string[] = [];
+    const acked = sHome.acked.bind(sHome);
+    sHome.acked = async (bag) => {
+      await new Promise((r) => setTimeout(r, ms));
+      const n = await acked(bag);
+      lines.push(`home removed ${n}`);
+      return n;
+    };
+    const moved = sHub.moveCommitted.bind(sHub);
+    sHub.moveCommitted = async (bag) => {
+      await new Promise((r) => setTimeout(r, ms));
+      if (failMove) throw new Error('moving failed on purpose');
+      await moved(bag);
+      lines.push('hub moved');
+    };
+    const trace = (l: string): void => void (/> (BYE|ACK)/.test(l) ? lines.push(l.replace(/ \{.*/, '').trim()) : undefined);
+    const [a, b] = createPair();
+    const run = (): Promise<[PromiseSettledResult<SessionResult>, PromiseSettledResult<SessionResult>]> =>
+      Promise.allSettled([
+        runSession({ link: a, store: sHome, site: 'home', peer: 'hub', codecs: ['br'], caps: CAPS, trace }),
+        runSession({ link: b, store: sHub, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, trace }),
+      ]) as Promise<[PromiseSettledResult<SessionResult>, PromiseSettledResult<SessionResult>]>;
+    return { home, hub, up, lines, run };
+  }
+
+  it('ACK follows the ledger line and BYE the ACKs, before the moves and removals; both results come after them', async () => {
+    const w = await slowTails('tails', 400);
+    const [rHome, rHub] = await w.run();
+    expect(rHome.status).toBe('fulfilled');
+    expect(rHub.status).toBe('fulfilled');
+    // both BYEs went out before the slow moves and removals were done
+    const byes = w.lines.filter((l) => l.endsWith('> BYE')).map((l) => w.lines.indexOf(l));
+    expect(byes).toHaveLength(2);
+    const firstTail = w.lines.findIndex((l) => l.startsWith('home removed') || l === 'hub moved');
+    expect(firstTail).toBeGreaterThan(Math.max(...byes));
+    expect(w.lines.indexOf('hub > ACK')).toBeLessThan(w.lines.indexOf('hub > BYE'));
+    // and yet when the results came, everything was in place
+    const r = (rHome as PromiseFulfilledResult<SessionResult>).value;
+    expect(r.sent.jobs).toBe(w.up.size);
+    expect(ids(w.home, 'out', 'hub')).toEqual([]);
+    expect(ids(w.hub, 'in', 'home')).toEqual([...w.up.keys()].sort());
+    expect(readdirSync(join(w.hub.root, 'bags', 'in', 'home'))).toEqual([]);
+    expect(readdirSync(join(w.home.root, 'bags', 'out', 'hub'))).toEqual([]);
+  });
+
+  it('a move that fails after BYE fails that side\'s session; the recovery finishes the move', async () => {
+    const w = await slowTails('tail-fails', 100, true);
+    const [rHome, rHub] = await w.run();
+    expect(rHome.status).toBe('fulfilled');
+    expect(rHub.status).toBe('rejected');
+    expect(String((rHub as PromiseRejectedResult).reason)).toMatch(/moving failed on purpose/);
+    // committed (ledger line) and acknowledged: home removed the jobs; the hub's next open moves them
+    expect(ids(w.home, 'out', 'hub')).toEqual([]);
+    expect(ids(w.hub, 'in', 'home')).toEqual([]);
+    await store(w.hub, 'home').open();
+    expect(ids(w.hub, 'in', 'home')).toEqual([...w.up.keys()].sort());
   });
 });
