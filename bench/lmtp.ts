@@ -30,10 +30,14 @@ interface Options {
   methods: Method[];
   /** extra main.cf lines (experiments; the recorded figures use none) */
   postconf: string[];
+  /** lmtp.workers for lmtpd (unset: its default, 1) */
+  workers?: number;
+  /** messages per method delivered (and not measured) before the measured release */
+  warmUp: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { messages: 1000, methods: [...METHODS], postconf: [] };
+  const o: Options = { messages: 1000, methods: [...METHODS], postconf: [], warmUp: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -50,7 +54,13 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--postconf' && v !== undefined && /^[\w-]+\s*=/.test(v)) {
       o.postconf.push(v);
       i++;
-    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE')`);
+    } else if (a === '--warm-up' && v !== undefined && /^\d+$/.test(v)) {
+      o.warmUp = Number(v);
+      i++;
+    } else if (a === '--lmtpd-workers' && v !== undefined && /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 256) {
+      o.workers = Number(v);
+      i++;
+    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE', --lmtpd-workers N, --warm-up N)`);
   }
   return o;
 }
@@ -87,6 +97,26 @@ function cpuMs(pid: number, children: boolean): number {
   }
 }
 
+/** the pids of a process's live children */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** CPU of lmtpd: its own and its live workers' (lmtp.workers above 1), in ms */
+function lmtpdCpuMs(pid: number): number {
+  return cpuMs(pid, false) + childPids(pid).reduce((n, c) => n + cpuMs(c, false), 0);
+}
+
 /**
  * CPU spent by a Postfix instance and everything it runs: its master's reaped children
  * (processes that exited) plus each live child with its own reaped children (a pipe
@@ -104,20 +134,22 @@ function treeCpuMs(masterPid: number, extraPid?: number): number {
       // gone meanwhile
     }
   }
-  if (extraPid !== undefined) total += cpuMs(extraPid, false);
+  if (extraPid !== undefined) total += lmtpdCpuMs(extraPid);
   return total;
 }
 
 /** Submit every message once per method over one SMTP connection; Postfix holds them all. */
-async function submitAll(pf: PostfixInstance, messages: string[], methods: Method[]): Promise<void> {
+async function submitAll(pf: PostfixInstance, messages: string[], methods: Method[], warmUp: number): Promise<void> {
   const c = await LmtpClient.connect(pf.smtpPort!, 60_000);
   try {
     if ((await c.read()).code !== 220) throw new Error('no SMTP greeting from Postfix');
     await c.cmd('EHLO bench.test');
     for (const method of methods) {
-      for (let i = 0; i < messages.length; i++) {
+      // the warm-up's messages (the first of the sample) go to warmI@, the measured ones to rcptI@
+      for (let j = 0; j < warmUp + messages.length; j++) {
+        const i = j < warmUp ? j % messages.length : j - warmUp;
         const from = await c.cmd('MAIL FROM:<sender@bench.test>');
-        const rcpt = await c.cmd(`RCPT TO:<rcpt${i}@${method}.test>`);
+        const rcpt = await c.cmd(`RCPT TO:<${j < warmUp ? 'warm' : 'rcpt'}${i}@${method}.test>`);
         if (from.code !== 250 || rcpt.code !== 250) throw new Error(`Postfix refused ${method} #${i}: ${from.raw} / ${rcpt.raw}`);
         const [r] = await c.data(readFileSync(messages[i]!), 1);
         if (r!.code !== 250) throw new Error(`Postfix refused ${messages[i]}: ${r!.raw}`);
@@ -129,24 +161,24 @@ async function submitAll(pf: PostfixInstance, messages: string[], methods: Metho
   }
 }
 
-/** queue ids in the hold queue whose recipient is in DOMAIN (postqueue -j) */
-async function heldFor(pf: PostfixInstance, domain: string): Promise<string[]> {
+/** queue ids in the hold queue whose recipient is in DOMAIN (postqueue -j) and starts with PREFIX */
+async function heldFor(pf: PostfixInstance, domain: string, prefix: string): Promise<string[]> {
   const r = await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-j'], { timeoutMs: 60_000 });
   return r.stdout.toString('utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { queue_name: string; queue_id: string; recipients: { address: string }[] })
-    .filter((m) => m.queue_name === 'hold' && m.recipients.some((x) => x.address.endsWith(`@${domain}`)))
+    .filter((m) => m.queue_name === 'hold' && m.recipients.some((x) => x.address.endsWith(`@${domain}`) && x.address.startsWith(prefix)))
     .map((m) => m.queue_id);
 }
 
 /**
  * wait until `count` reaches `want`; a deferred or bounced delivery in the log since
- * `logFrom` ends the wait. Resolves with the time (process.hrtime, ns) the first one came.
+ * `logFrom` ends the wait; `base` jobs were there before the release (the warm-up's). Resolves with the time (process.hrtime, ns) the first one came.
  */
-async function waitCount(pf: PostfixInstance, logFrom: number, count: () => number, want: number, what: string, timeoutMs: number): Promise<bigint> {
+async function waitCount(pf: PostfixInstance, logFrom: number, count: () => number, base: number, want: number, what: string, timeoutMs: number): Promise<bigint> {
   const deadline = Date.now() + timeoutMs;
   let checked = Date.now();
   let first: bigint | undefined;
   for (;;) {
-    const n = count();
+    const n = count() - base;
     if (n > 0 && first === undefined) first = process.hrtime.bigint();
     if (n >= want) return first!;
     if (Date.now() > deadline) throw new Error(`${what}: ${count()} of ${want} after ${timeoutMs} ms`);
@@ -200,7 +232,7 @@ export async function main(argv: string[]): Promise<number> {
       dir: makeOwnedDir(join(dir, 'lmtpd'), { name: 'root', uid: 0, gid: 0 }, 0o755),
       peers: { hub: ['lmtp.test'] },
       socketMode: '0666',
-      extraToml: `max_connections = ${maxConnections}\nmax_recipients = ${maxRecipients}`,
+      extraToml: `max_connections = ${maxConnections}\nmax_recipients = ${maxRecipients}${o.workers !== undefined ? `\nworkers = ${o.workers}` : ''}`,
     });
     // mailbag enqueue runs as the test user (Postfix's pipe refuses root): its own spool
     const home = makeOwnedDir(join(dir, 'enqueue'), user, 0o755);
@@ -233,8 +265,8 @@ export async function main(argv: string[]): Promise<number> {
     });
 
     const t0 = Date.now();
-    await submitAll(pf, messages, o.methods);
-    process.stderr.write(`bench lmtp: submitted ${o.methods.length} × ${messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    await submitAll(pf, messages, o.methods, o.warmUp);
+    process.stderr.write(`bench lmtp: submitted ${o.methods.length} × ${o.warmUp ? `(${o.warmUp} warm-up + ${messages.length})` : messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
     const done: Record<Method, () => number> = {
       lmtp: () => countFiles(join(lmtpd!.spool, 'out', 'hub'), () => true),
@@ -248,22 +280,36 @@ export async function main(argv: string[]): Promise<number> {
     const delaysBy: Partial<Record<Method, string>> = {};
     const firstMs: Partial<Record<Method, number>> = {};
     for (const method of o.methods) {
-      const ids = await heldFor(pf, `${method}.test`);
+      if (o.warmUp > 0) {
+        // not measured: the method's first messages (lmtpd's JIT compiles its hot paths on them)
+        const warm = await heldFor(pf, `${method}.test`, 'warm');
+        if (warm.length !== o.warmUp) throw new Error(`${method}: ${warm.length} warm-up messages on hold, expected ${o.warmUp}`);
+        const wFrom = pf.log().length;
+        const wBase = done[method]();
+        const wr = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${warm.join('\n')}\n`, timeoutMs: 60_000 });
+        if (wr.code !== 0) throw new Error(`postsuper -H: ${wr.stderr}`);
+        await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-f'], { timeoutMs: 60_000 });
+        await waitCount(pf, wFrom, done[method], wBase, o.warmUp, `${method} warm-up`, 10 * 60_000);
+        await new Promise((r) => setTimeout(r, 1000));
+        process.stderr.write(`bench lmtp: ${method}: ${o.warmUp} warm-up messages delivered\n`);
+      }
+      const ids = await heldFor(pf, `${method}.test`, 'rcpt');
       if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
       const logFrom = pf.log().length;
+      const base = done[method]();
       const cpu0 = treeCpuMs(masterPid, lmtpd.pid);
-      const lmtpdCpu0 = cpuMs(lmtpd.pid, false);
+      const lmtpdCpu0 = lmtpdCpuMs(lmtpd.pid);
       const start = process.hrtime.bigint();
       const rel = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${ids.join('\n')}\n`, timeoutMs: 60_000 });
       if (rel.code !== 0) throw new Error(`postsuper -H: ${rel.stderr}`);
       await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-f'], { timeoutMs: 60_000 });
-      const first = await waitCount(pf, logFrom, done[method], messages.length, method, 30 * 60_000);
+      const first = await waitCount(pf, logFrom, done[method], base, messages.length, method, 30 * 60_000);
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       firstMs[method] = Number(first - start) / 1e6;
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
-      if (method === 'lmtp') lmtpdCpuPerMessage = (cpuMs(lmtpd.pid, false) - lmtpdCpu0) / messages.length;
+      if (method === 'lmtp') lmtpdCpuPerMessage = (lmtpdCpuMs(lmtpd.pid) - lmtpdCpu0) / messages.length;
       const sent = pf.log().slice(logFrom).split('\n').filter((l) => / to=<.*status=sent/.test(l));
       if (method === 'lmtp') {
         // how Postfix's lmtp client used its connections: conn_use=N marks a reused one
@@ -277,13 +323,16 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`bench lmtp: ${method}: ${messages.length} in ${(ms / 1000).toFixed(2)} s\n`);
     }
     await pf.waitQueueEmpty(120_000);
-    if (o.methods.some((m) => done[m]() !== messages.length)) {
-      throw new Error(`each spool must hold exactly ${messages.length} jobs: ${o.methods.map((m) => `${m} ${done[m]()}`).join(', ')}`);
+    if (o.methods.some((m) => done[m]() !== o.warmUp + messages.length)) {
+      throw new Error(`each spool must hold exactly ${o.warmUp + messages.length} jobs: ${o.methods.map((m) => `${m} ${done[m]()}`).join(', ')}`);
     }
 
     const byName = Object.fromEntries(results.map((r) => [r.method, r])) as Partial<Record<Method, (typeof results)[number]>>;
     const ratio = (a: number | undefined, b: number): string => (a === undefined ? '–' : (a / b).toFixed(2));
-    const lmtpdPeakMb = peakRssMb(lmtpd.pid);
+    // with workers: the primary's and each worker's peak, summed (an upper bound of the whole)
+    const workerPids = childPids(lmtpd.pid);
+    const lmtpdPeakMb = [lmtpd.pid, ...workerPids].reduce((n, p) => n + peakRssMb(p), 0);
+    const lmtpdWorkers = /(\d+) workers \(/.exec(lmtpd.log())?.[1] ?? '1';
     // lmtpd says how many jobs it committed in how many batches when it stops
     await lmtpd.stop();
     const groupCommit = /group commit: (.*)/.exec(lmtpd.log())?.[1] ?? 'not reported';
@@ -296,8 +345,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     const lines = [
       `${date} — ${machine}`,
-      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method`,
-      `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
+      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method${o.warmUp ? `, each after ${o.warmUp} warm-up messages of its own (not measured)` : ''}`,
+      `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}, ${lmtpdWorkers} process(es) (lmtp.workers${o.workers !== undefined ? ' = ' + String(o.workers) : ' unset'})${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
       '',
       `load average at the end: ${readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')}`,
       '',
@@ -310,13 +359,13 @@ export async function main(argv: string[]): Promise<number> {
       ...(byName.lmtp
         ? [
             `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message (the rest is Postfix: qmgr and its lmtp client)`,
-            `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB`,
+            `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdPeakMb, firstMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), warmUp: o.warmUp, firstMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
