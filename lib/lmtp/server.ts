@@ -13,7 +13,7 @@ import { finished } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
-import { BsmtpBodyEncoder } from '../bsmtp/writer.js';
+import { LmtpBodyEncoder } from './body.js';
 import { envelopeLines, type ParsedAddress } from './envelope.js';
 import type { Router } from './route.js';
 import type { DedupLedger, JobDraft, JobStore } from './store.js';
@@ -240,7 +240,7 @@ export class LmtpServer {
       }
     }
 
-    const encoder = new BsmtpBodyEncoder();
+    const encoder = new LmtpBodyEncoder();
     let oversize = false;
     let first = true;
     // the data stream read with 'data' events (an async iterator costs a promise and a
