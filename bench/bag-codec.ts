@@ -39,6 +39,13 @@ const VARIANTS: Variant[] = [
   { label: 'gzip -1', codec: 'gzip', level: 1 },
   { label: 'gzip -6', codec: 'gzip', level: 6 },
   { label: 'gzip -9', codec: 'gzip', level: 9 },
+  // zstd through zstd-napi, always on the calling thread (or the bag worker's): --thread pool does not apply
+  { label: 'zstd -3', codec: 'zstd', level: 3 },
+  { label: 'zstd -6', codec: 'zstd', level: 6 },
+  { label: 'zstd -7', codec: 'zstd', level: 7 },
+  { label: 'zstd -8', codec: 'zstd', level: 8 },
+  { label: 'zstd -9', codec: 'zstd', level: 9 },
+  { label: 'zstd -12', codec: 'zstd', level: 12 },
 ];
 
 
