@@ -34,10 +34,10 @@ export const MAX_CREATE = 512 * 1024;
 const BATCH_OPS = 128;
 /**
  * batches with data in flight at once, in the whole process: each holds one of this many
- * shared buffers of MAX_CREATE (4 MiB in all, made once and reused: job bytes never pile
+ * shared buffers of MAX_CREATE (2 MiB in all, made once and reused: job bytes never pile
  * up as garbage in either thread's heap), and a create waits for a free one
  */
-const SLOTS = 8;
+const SLOTS = 4;
 
 export interface StageWorkerSettings {
   /** the worker's script (default ./stage-worker.js beside this file; tests give a bootstrap) */
