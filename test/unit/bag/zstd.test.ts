@@ -124,7 +124,7 @@ describe('zstd bags', () => {
     expect((fhd & 0xc0) !== 0 || (fhd & 0x20) !== 0).toBe(true);
     // a flipped bit in the checksum (the last 4 bytes) is refused
     const bad = Buffer.from(bytes);
-    bad[bad.length - 2] ^= 0x10;
+    bad.writeUInt8(bad[bad.length - 2]! ^ 0x10, bad.length - 2);
     const err = await refusal(chunked(bad), { codec: 'zstd' });
     expect(err.issue).toBe('corrupt');
     expect(err.message).toMatch(/zstd/);
