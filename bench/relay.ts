@@ -431,6 +431,30 @@ async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<
   return { ran, up: proxy.bytesUp - up0, down: proxy.bytesDown - down0, rssClient: client?.rss, rssServer: server?.rss, cpuClient: client?.cpu, cpuServer: server?.cpu };
 }
 
+/**
+ * Where a session's time went, from both ends' MAILBAG_TRACE (one clock): when serve's
+ * HELLO arrived after sync's start, HELLO to serve's BYE, serve's last byte received to
+ * its last ACK, that ACK to sync's BYE, and sync's last removal of acknowledged jobs
+ * against its BYE. Undefined when a trace lacks a line.
+ */
+export function traceTimeline(serve: string, sync: string): string | undefined {
+  const at = (text: string, re: RegExp): number[] =>
+    text.split('\n').flatMap((l) => {
+      const m = /^(\d\d):(\d\d):(\d\d\.\d+) (.*)$/.exec(l);
+      return m && re.test(m[4]!) ? [Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])] : [];
+    });
+  const start = at(sync, /process started/)[0];
+  const hello = at(serve, /^\S+ < HELLO/)[0];
+  const byeServe = at(serve, /^\S+ > BYE/)[0];
+  const lastByte = Math.max(...at(serve, /received all of/));
+  const lastAck = Math.max(...at(serve, /^\S+ > ACK/));
+  const byeSync = at(sync, /^\S+ > BYE/)[0];
+  const removed = Math.max(...at(sync, /removed \d+ jobs/));
+  if ([start, hello, byeServe, byeSync].some((x) => x === undefined) || ![lastByte, lastAck, removed].every(Number.isFinite)) return undefined;
+  const s = (x: number): string => x.toFixed(3);
+  return `HELLO at +${s(hello! - start!)} s, HELLO→serve's BYE ${s(byeServe! - hello!)} s, last byte→last ACK ${s(lastAck - lastByte)} s, last ACK→sync's BYE ${s(byeSync! - lastAck)} s, sync's last removal ${removed - byeSync! >= 0 ? '+' : ''}${s(removed - byeSync!)} s from its BYE`;
+}
+
 async function relayCorpus(w: World, files: string[], sizeLabel: string, round: number, variant: Variant): Promise<Measured> {
   const s = await makeSites(w, variant);
   try {
@@ -455,6 +479,10 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
       return { size: sizeLabel, variant, round, messages: q.jobs.size, raw: q.raw, ms: ran.ms, wire: up + down, wireUp: up, wireDown: down };
     }
     const r = await syncOnce(w, s);
+    if (w.o.trace) {
+      const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
+      if (line) log(`    run ${w.runNo} timeline: ${line}`);
+    }
     if (r.ran.code !== 0) throw new Error(`${VARIANT_LABEL[variant]} exited ${r.ran.code ?? r.ran.signal}: ${r.ran.stderr.trim()}`);
     const bad = await verifyRelayed(s, q.jobs);
     if (bad) throw new Error(`${VARIANT_LABEL[variant]}: ${bad}`);
@@ -584,6 +612,10 @@ async function bigTest(w: World, files: string[], via: 'ssh2' | 'ssh'): Promise<
     const q = await enqueueHuge(s.home, files, bytes);
     log(`  big: ${w.o.bigMB} MB job enqueued (streamed) in ${(q.ms / 1000).toFixed(1)} s; relaying…`);
     const r = await syncOnce(w, s);
+    if (w.o.trace) {
+      const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
+      if (line) log(`    run ${w.runNo} timeline: ${line}`);
+    }
     if (r.ran.code !== 0) throw new Error(`big sync exited ${r.ran.code ?? r.ran.signal}: ${r.ran.stderr.trim()}`);
     const bad = await verifyRelayed(s, new Map([[q.id, q.hash]]));
     if (bad) throw new Error(`big: ${bad}`);
