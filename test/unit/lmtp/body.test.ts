@@ -56,6 +56,17 @@ describe('LmtpBodyEncoder', () => {
     expect(encode(LmtpBodyEncoder, parts)).toBe(encode(BsmtpBodyEncoder, [text]));
   });
 
+  test('a chunk of many dot lines with bare LFs (the output outgrows the chunk) at several cuts', () => {
+    for (const body of ['.\n'.repeat(1000), `x${'\n.'.repeat(700)}`, '.a\n'.repeat(500)]) {
+      const bytes = b(body);
+      const want = encode(BsmtpBodyEncoder, [bytes]);
+      expect(want.length).toBeGreaterThan(bytes.length + 16);
+      for (const cut of [0, 1, 2, 3, 17, 999, bytes.length - 1, bytes.length]) {
+        expect(encode(LmtpBodyEncoder, [bytes.subarray(0, cut), bytes.subarray(cut)]), `cut at ${cut}`).toBe(want);
+      }
+    }
+  });
+
   test('push after end and end twice are programming errors', () => {
     const enc = new LmtpBodyEncoder();
     enc.end();
