@@ -85,6 +85,8 @@ describe('writeBagFile: same bytes wherever it is built', () => {
     ['br', 1],
     ['gzip', undefined],
     ['none', undefined],
+    ['zstd', undefined],
+    ['zstd', 3],
   ])('%s level %s: worker, caller and writeBag give the same file and summary', async (codec, level) => {
     // small jobs (read whole), one over 256 KiB (streamed), an empty one
     const jobs = makeJobs(`same${codec}${level ?? ''}-`, [5, 0, 70_000, 300_000, 1_200_000, 4096, 511, 512, 513]);
