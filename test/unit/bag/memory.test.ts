@@ -26,7 +26,7 @@ function source(size: number): Readable {
 }
 
 describe('bag memory', () => {
-  it.each<BagCodec>(['br', 'gzip'])('streams %s bags of hundreds of MB in bounded memory', { timeout: 120_000 }, async (codec) => {
+  it.each<BagCodec>(['br', 'gzip', 'zstd'])('streams %s bags of hundreds of MB in bounded memory', { timeout: 120_000 }, async (codec) => {
     global.gc?.();
     const before = process.memoryUsage().rss;
     let peak = before;
