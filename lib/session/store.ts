@@ -557,8 +557,10 @@ export class SessionStore {
         bytes += entry.size;
         if (!midStage && src.missing > 0) {
           midStage = true;
-          // the job is in HASH.d/ (written by the worker) before this point is passed
-          await ops.flush();
+          // the job is in HASH.d/ (written by the worker) before this point is passed; only
+          // when the point is armed: the flush waits for everything the worker has queued
+          // (the bag before's moves too)
+          if (MID_STAGE_ARMED) await ops.flush();
           faultPoint('session-mid-stage');
         }
         // the read loop runs on this thread: give it a turn every few ms, so DATA goes on
@@ -699,6 +701,8 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | It
   return size;
 }
 
+/** the fault test's point `session-mid-stage` is armed (lib/spool/fault.ts reads the variable once too) */
+const MID_STAGE_ARMED = process.env.MAILBAG_FAULT === 'session-mid-stage';
 /** how long a stager works before the event loop gets a turn (ms) */
 const STAGE_SLICE_MS = 4;
 /** bag entries this small are read whole and written in the background */
