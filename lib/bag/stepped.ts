@@ -1,5 +1,6 @@
-// A node:zlib engine (brotli or gzip, either direction) driven synchronously on the
-// calling thread, as a Transform. node:zlib's own streams run every chunk on whichever
+// A compression engine driven synchronously on the calling thread, as a Transform:
+// SteppedTransform is the loop, SteppedCodec drives a node:zlib engine (brotli or gzip,
+// either direction) and lib/bag/zstd.ts drives zstd's contexts the same way. node:zlib's own streams run every chunk on whichever
 // libuv pool thread is free, and glibc gives each of those threads its own malloc arena:
 // each bag's encoder or decoder (several MiB: the window, hash tables) is allocated in
 // one arena and freed into another, and a session's RSS climbs with the number of bags
