@@ -15,12 +15,33 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { CCtx, DCtx } from 'zstd-napi/binding.js';
 import { MailbagError } from '../errors.js';
 import { BagError } from './errors.js';
 import { SteppedTransform, type StepResult } from './stepped.js';
 
-type Binding = typeof import('zstd-napi/binding.js');
+// What we use of zstd-napi's binding (its binding.d.ts), written out here: the package is
+// an optional dependency, and the code must build and run where npm could not install it.
+/** [bytes left to flush or a hint of input wanted, bytes written, bytes taken] */
+type StreamResult = [number, number, number];
+interface CCtx {
+  reset(directive: number): void;
+  setParameter(param: number, value: number): void;
+  setPledgedSrcSize(size: number): void;
+  compressStream2(dst: Uint8Array, src: Uint8Array, end: number): StreamResult;
+}
+interface DCtx {
+  reset(directive: number): void;
+  setParameter(param: number, value: number): void;
+  decompressStream(dst: Uint8Array, src: Uint8Array): StreamResult;
+}
+interface Binding {
+  CCtx: new () => CCtx;
+  DCtx: new () => DCtx;
+  CParameter: { compressionLevel: number; windowLog: number; checksumFlag: number };
+  DParameter: { windowLogMax: number };
+  EndDirective: { continue: number; end: number };
+  ResetDirective: { sessionOnly: number; sessionAndParameters: number };
+}
 
 /**
  * zstd level used when none is given: on the bulk corpus (8 MiB bags) the level that
@@ -136,7 +157,7 @@ class ZstdCompress extends SteppedTransform {
     const cctx = this.cctx;
     if (!cctx) throw new Error('zstd compressor closed');
     const { EndDirective } = this.z;
-    let r: [number, number, number];
+    let r: StreamResult;
     try {
       r = cctx.compressStream2(out.subarray(outOff, outOff + outLen), input.subarray(inOff, inOff + inLen), finishing ? EndDirective.end : EndDirective.continue);
     } catch (err) {
@@ -193,7 +214,7 @@ class ZstdDecompress extends SteppedTransform {
     const dctx = this.dctx;
     if (!dctx) throw new Error('zstd decompressor closed');
     if (inLen > 0) this.started = true;
-    let r: [number, number, number];
+    let r: StreamResult;
     try {
       r = dctx.decompressStream(out.subarray(outOff, outOff + outLen), input.subarray(inOff, inOff + inLen));
     } catch (err) {
