@@ -637,8 +637,13 @@ export class SessionStore {
     }
     // every staged job durable before the commit point: one syncfs of the spool's file
     // system for a bag of many jobs, else fsyncs issued together (one journal commit)
-    // (a syncfs also wrote the directory's entries; fsyncs of the files did not)
-    if (!(await syncStaged(staging, committed.map((id) => join(staging, id))))) await fsyncDir(staging);
+    // (a syncfs also wrote the directory's entries; fsyncs of the files did not). The ACK
+    // follows the ledger line before the moves into in/PEER/: HASH.d/'s own entry (a plain
+    // mkdir) must be durable in bags/in/PEER/ too, or a power cut after the ACK can lose it
+    if (!(await syncStaged(staging, committed.map((id) => join(staging, id))))) {
+      await fsyncDir(staging);
+      await fsyncDir(this.bagsIn);
+    }
     faultPoint('session-after-stage');
     // 3. the commit point
     await this.book.record(bag, committed);
