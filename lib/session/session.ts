@@ -855,6 +855,11 @@ class Session {
     // releases the session lock next, and another session may start at once
     for (const b of this.incoming.values()) b.stager?.stop();
     void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged)])
+      .then(async () => {
+        // a commit that was running when this failed still sends its ACK and starts its
+        // moves (a tail) after the line above was read: wait for those too
+        while (this.tails.size > 0) await Promise.allSettled([...this.tails]);
+      })
       .then(() => Promise.allSettled([...this.incoming.values()].map((b) => b.writer?.close(false))))
       .then(() => this.reject(e));
   }

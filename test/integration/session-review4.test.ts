@@ -1,0 +1,59 @@
+// Review of the receiver-staging change (0aa6785…0b9704f): the moves into in/PEER/ run
+// after the ACK, outside the commit chain; the session's result (and so the release of
+// the session lock) must still wait for them on every path, also a broken session.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createPair } from '../../lib/transport/pair.js';
+import { CAPS, enqueue, ids, makeSite, messages, store, tempDir } from '../unit/session/sites.js';
+import { runSession, type SessionResult } from '../../lib/session/session.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+describe('a session that breaks while a bag is being committed', () => {
+  it('settles only after the moves of the bag it committed (the lock is not released under them)', async () => {
+    const t = tempDir('review4-broken');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const up = await enqueue(home, 'hub', messages(Array.from({ length: 10 }, (_, i) => 2000 + 50 * i), 91));
+    const sHome = store(home, 'hub');
+    await sHome.open();
+    const sHub = store(hub, 'home');
+    await sHub.open();
+    const [a, b] = createPair();
+    const events: string[] = [];
+    // the link breaks while the hub records the commit point: the session fails then,
+    // and the commit chain goes on to the ACK and starts the moves afterwards
+    const commit = sHub.commitStaged.bind(sHub);
+    sHub.commitStaged = async (s) => {
+      const r = await commit(s);
+      a.abort(new Error('cut on purpose'));
+      await new Promise((res) => setTimeout(res, 100));
+      events.push('hub committed');
+      return r;
+    };
+    const moved = sHub.moveCommitted.bind(sHub);
+    sHub.moveCommitted = async (bag) => {
+      await new Promise((res) => setTimeout(res, 400));
+      await moved(bag);
+      events.push('hub moved');
+    };
+    const [rHome, rHub] = (await Promise.allSettled([
+      runSession({ link: a, store: sHome, site: 'home', peer: 'hub', codecs: ['br'], caps: CAPS }),
+      runSession({ link: b, store: sHub, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS }).finally(() => events.push('hub settled')),
+    ])) as [PromiseSettledResult<SessionResult>, PromiseSettledResult<SessionResult>];
+    expect(rHome.status).toBe('rejected');
+    expect(rHub.status).toBe('rejected');
+    expect(events).toContain('hub committed');
+    // the hub's session must not settle (its caller releases the lock session-home next,
+    // and a new session's recovery would move the same bag at once) before its moves
+    expect(events).toEqual(['hub committed', 'hub moved', 'hub settled']);
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+  });
+});
