@@ -171,7 +171,15 @@ export class SessionStore {
     for (const d of [join(root, 'bags'), join(root, 'bags', 'out'), join(root, 'bags', 'in'), this.bagsOut, this.bagsIn, join(root, 'ledger'), join(root, 'out'), join(root, 'in'), this.paths.out, this.paths.in]) {
       await ensureDir(d);
     }
-    this.ledger = await Ledger.open(join(root, 'ledger', this.peer), this.paths.tmp, this.options.ledgerRetentionMs);
+    const ledgerPath = join(root, 'ledger', this.peer);
+    // a committed bag not yet moved (S7) may have been acknowledged (the ACK follows the
+    // ledger line, the moves come after it): its jobs are moved before the ledger is pruned,
+    // or a line past the retention would make the recovery remove them as uncommitted (S6)
+    if ((await readdir(this.bagsIn)).some((n) => n.endsWith('.d'))) {
+      this.ledger = await Ledger.open(ledgerPath, this.paths.tmp, Number.POSITIVE_INFINITY);
+      await this.recoverIncoming();
+    }
+    this.ledger = await Ledger.open(ledgerPath, this.paths.tmp, this.options.ledgerRetentionMs);
     await this.recoverOutgoing();
     await this.recoverIncoming();
   }

@@ -57,3 +57,38 @@ describe('a session that breaks while a bag is being committed', () => {
     expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
   });
 });
+
+describe('a committed bag not yet moved (S7) that was acknowledged', () => {
+  it('keeps its jobs when the next open prunes its ledger line (retention passed before the next session)', async () => {
+    const t = tempDir('review4-prune');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const up = await enqueue(home, 'hub', messages([1500, 2500, 900], 17));
+    const sHome = store(home, 'hub');
+    await sHome.open();
+    const sHub = store(hub, 'home');
+    await sHub.open();
+    // the hub commits and acknowledges, then its moves do not happen (a SIGKILL after BYE
+    // leaves the same files): S7, and the home side has removed the acknowledged jobs
+    sHub.moveCommitted = async () => {
+      await new Promise((r) => setTimeout(r, 200)); // after both BYEs
+      throw new Error('killed before the moves');
+    };
+    const [a, b] = createPair();
+    const [rHome, rHub] = await Promise.allSettled([
+      runSession({ link: a, store: sHome, site: 'home', peer: 'hub', codecs: ['br'], caps: CAPS }),
+      runSession({ link: b, store: sHub, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS }),
+    ]);
+    expect(rHome.status).toBe('fulfilled');
+    expect(rHub.status).toBe('rejected');
+    expect(ids(home, 'out', 'hub')).toEqual([]);
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home')).some((n) => n.endsWith('.d'))).toBe(true);
+    // the next session with home comes after the ledger's retention: its line is pruned
+    // on open; the recovery must still move the acknowledged jobs, not remove them
+    await new Promise((r) => setTimeout(r, 20));
+    await store(hub, 'home', { retentionMs: 5 }).open();
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+  });
+});
