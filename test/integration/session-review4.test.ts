@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPair } from '../../lib/transport/pair.js';
-import { CAPS, enqueue, ids, makeSite, messages, store, tempDir } from '../unit/session/sites.js';
+import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir } from '../unit/session/sites.js';
 import { runSession, type SessionResult } from '../../lib/session/session.js';
 
 const cleanups: (() => void)[] = [];
@@ -90,5 +90,39 @@ describe('a committed bag not yet moved (S7) that was acknowledged', () => {
     await store(hub, 'home', { retentionMs: 5 }).open();
     expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
     expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+  });
+});
+
+describe('a stage worker that dies while a bag is staged', () => {
+  it('fails the receiving session with nothing committed or left behind; the next session stores every job once', async () => {
+    const { configureStageWorker, stopStageWorker } = await import('../../lib/session/stage-ops.js');
+    const script = new URL('../unit/session/ts-stage-worker.mjs', import.meta.url);
+    const t = tempDir('review4-worker-dies');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    const up = await enqueue(home, 'hub', messages(Array.from({ length: 20 }, (_, i) => 1000 + 37 * i), 23));
+    await stopStageWorker();
+    configureStageWorker({ script, workerData: { exit: 3 } });
+    try {
+      const [a, b] = createPair();
+      const [rHome, rHub] = await Promise.allSettled([session(home, 'hub', a), session(hub, 'home', b)]);
+      expect(rHub.status).toBe('rejected');
+      expect(String((rHub as PromiseRejectedResult).reason)).toMatch(/stage worker/);
+      expect(rHome.status).toBe('rejected');
+      // nothing committed, nothing moved, no staging directory; the sender kept every job
+      expect(ids(hub, 'in', 'home')).toEqual([]);
+      expect(readdirSync(join(hub.root, 'bags', 'in', 'home')).filter((n) => n.endsWith('.d'))).toEqual([]);
+      expect(ids(home, 'out', 'hub')).toEqual([...up.keys()].sort());
+    } finally {
+      await stopStageWorker();
+      configureStageWorker({ script });
+    }
+    const [a, b] = createPair();
+    const [rHome, rHub] = await Promise.all([session(home, 'hub', a), session(hub, 'home', b)]);
+    expect(rHome.sent.jobs).toBe(up.size);
+    expect(rHub.received).toMatchObject({ jobs: up.size, duplicates: 0 });
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+    expect(ids(home, 'out', 'hub')).toEqual([]);
   });
 });
