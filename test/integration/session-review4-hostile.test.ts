@@ -1,7 +1,8 @@
 // Review of the receiver-staging change (0aa6785): the stage worker creates the staged
 // job files (O_EXCL) from names the stager validated. A bag that carries one job entry
 // twice (a hostile or broken peer) must be refused as a bad bag — not end the session
-// with a spool error, which the sender would retry with the same bag forever.
+// with a spool error, which the sender would retry with the same bag forever. (The bag
+// reader refuses the second entry by name, before the worker is asked to create it.)
 
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
