@@ -684,9 +684,12 @@ export class SessionStore {
     }
     await ops.flush();
     for (const name of stray) await rmQuiet(join(staging, name));
-    await fsyncDir(this.paths.in);
-    // not fsynced: a HASH.d/ or HASH.part that comes back after a crash is removed by the
-    // recovery (the ledger holds the bag)
+    // both directories: in/PEER/'s new entries, and HASH.d/'s removed ones, so that a
+    // power cut cannot bring back into HASH.d/ a job the runner may already have
+    // delivered (the recovery would move it in again and it would run twice)
+    await Promise.all([fsyncDir(this.paths.in), fsyncDir(staging)]);
+    // not fsynced: an empty HASH.d/ or a HASH.part that comes back after a crash is
+    // removed by the recovery (the ledger holds the bag)
     await rmQuiet(staging);
     await rmQuiet(this.partPath(bag));
   }

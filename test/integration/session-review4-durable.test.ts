@@ -53,4 +53,25 @@ describe('the commit point of a small bag (fsyncs, no syncfs)', () => {
     expect(synced).toContain(bagsIn);
     await r.moveCommitted(bag.bag);
   });
+
+  it('syncs HASH.d/ after the moves, before removing it (a power cut must not bring a moved job back into it)', async () => {
+    const t = tempDir('review4-durable-move');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    await enqueue(home, 'hub', messages([800, 1000], 34));
+    const out = store(home, 'hub');
+    await out.open();
+    const r = store(hub, 'home');
+    await r.open();
+    const bag = await out.buildBag(await out.queuedJobs(new Set()), 'br');
+    const bagsIn = join(hub.root, 'bags', 'in', 'home');
+    copyFileSync(join(home.root, 'bags', 'out', 'hub', `${bag.bag}.bag`), join(bagsIn, `${bag.bag}.part`));
+    await r.commitStaged(await r.stageBag(bag.bag, 'br', CAPS));
+    synced.length = 0;
+    await r.moveCommitted(bag.bag);
+    // the emptied HASH.d/ and in/PEER/ are both synced by the move
+    expect(synced).toContain(join(bagsIn, `${bag.bag}.d`));
+    expect(synced).toContain(join(hub.root, 'in', 'home'));
+  });
 });
