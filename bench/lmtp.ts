@@ -112,9 +112,24 @@ function childPids(pid: number): number[] {
   return out;
 }
 
+/** system (kernel) CPU of a process, stime, in ms; 0 when it is gone */
+function sysMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU of lmtpd: its own and its live workers' (lmtp.workers above 1), in ms */
 function lmtpdCpuMs(pid: number): number {
   return cpuMs(pid, false) + childPids(pid).reduce((n, c) => n + cpuMs(c, false), 0);
+}
+
+/** the system (kernel) part of lmtpdCpuMs */
+function lmtpdSysMs(pid: number): number {
+  return sysMs(pid) + childPids(pid).reduce((n, c) => n + sysMs(c), 0);
 }
 
 /**
@@ -276,6 +291,7 @@ export async function main(argv: string[]): Promise<number> {
     const masterPid = Number(readFileSync(join(pf.queueDir, 'pid/master.pid'), 'latin1').trim());
     const results: { method: Method; ms: number; perMessage: number; perSecond: number; cpuPerMessage: number }[] = [];
     let lmtpdCpuPerMessage = 0;
+    let lmtpdSysPerMessage = 0;
     let lmtpReuse = '';
     const delaysBy: Partial<Record<Method, string>> = {};
     const firstMs: Partial<Record<Method, number>> = {};
@@ -305,6 +321,7 @@ export async function main(argv: string[]): Promise<number> {
       const base = done[method]();
       const cpu0 = treeCpuMs(masterPid, lmtpd.pid);
       const lmtpdCpu0 = lmtpdCpuMs(lmtpd.pid);
+      const lmtpdSys0 = lmtpdSysMs(lmtpd.pid);
       const start = process.hrtime.bigint();
       const rel = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${ids.join('\n')}\n`, timeoutMs: 60_000 });
       if (rel.code !== 0) throw new Error(`postsuper -H: ${rel.stderr}`);
@@ -315,7 +332,10 @@ export async function main(argv: string[]): Promise<number> {
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
-      if (method === 'lmtp') lmtpdCpuPerMessage = (lmtpdCpuMs(lmtpd.pid) - lmtpdCpu0) / messages.length;
+      if (method === 'lmtp') {
+        lmtpdCpuPerMessage = (lmtpdCpuMs(lmtpd.pid) - lmtpdCpu0) / messages.length;
+        lmtpdSysPerMessage = (lmtpdSysMs(lmtpd.pid) - lmtpdSys0) / messages.length;
+      }
       const sent = pf.log().slice(logFrom).split('\n').filter((l) => / to=<.*status=sent/.test(l));
       if (method === 'lmtp') {
         // how Postfix's lmtp client used its connections: conn_use=N marks a reused one
@@ -364,14 +384,14 @@ export async function main(argv: string[]): Promise<number> {
       `first job in the spool after the release, ms: ${o.methods.map((m) => `${m} ${firstMs[m]?.toFixed(0)}`).join(', ')}`,
       ...(byName.lmtp
         ? [
-            `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message (the rest is Postfix: qmgr and its lmtp client)`,
+            `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message, of it ${lmtpdSysPerMessage.toFixed(2)} ms in the kernel (the rest of LMTP's CPU is Postfix: qmgr and its lmtp client)`,
             `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), warmUp: o.warmUp, firstMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), warmUp: o.warmUp, firstMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
