@@ -204,7 +204,7 @@ export class SessionStore {
     }
     const lines = text.split('\n');
     if (lines[0] !== BAG_LIST_MAGIC) return undefined;
-    const m = /^codec (br|gzip|none)$/.exec(lines[1] ?? '');
+    const m = /^codec (zstd|br|gzip|none)$/.exec(lines[1] ?? '');
     if (!m) return undefined;
     return { codec: m[1] as BagCodec, jobs: lines.slice(2).filter((l) => JOB_ID_RE.test(l)) };
   }
