@@ -352,7 +352,7 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   const connectTimeoutMs = t.duration('connect_timeout', 30 * SECOND);
   const keepaliveMs = t.duration('keepalive', 15 * SECOND);
   const pollMs = t.duration('poll', 15 * MINUTE);
-  const codec = t.oneOf<Codec>('codec', ['br', 'gzip', 'none'], 'br');
+  const codec = t.oneOf<Codec>('codec', ['zstd', 'br', 'gzip', 'none'], 'zstd');
 
   const actionsTable = t.table('actions');
   const actions: Record<string, string[]> = Object.create(null) as Record<string, string[]>;

@@ -5,7 +5,7 @@
 export type DeliveryMethod = 'sendmail' | 'smtp' | 'lmtp';
 export type MtaFlavour = 'auto' | 'postfix' | 'exim' | 'sendmail';
 export type PeerTransport = 'ssh' | 'command';
-export type Codec = 'br' | 'gzip' | 'none';
+export type Codec = 'zstd' | 'br' | 'gzip' | 'none';
 
 /** A TCP endpoint written `host:port` (`[::1]:25` for IPv6). */
 export interface HostPort {

@@ -1,4 +1,5 @@
-// zstd in a session (docs/protocol.md, "Codec names"): a peer whose HELLO does not list zstd (an older mailbag) gets brotli, also for the bags
+// zstd in a session (docs/protocol.md, "Codec names"): two current peers send zstd bags;
+// a peer whose HELLO does not list zstd (an older mailbag) gets brotli, also for the bags
 // built before its HELLO (discarded and built again); a side whose zstd binding cannot be
 // loaded neither lists nor chooses zstd, says why in its trace, and everything crosses.
 // The HELLO of an older peer is made by rewriting the far side's HELLO frame on its way.
@@ -112,6 +113,19 @@ function arrivedOnce(hub: Site, home: Site, sent: Map<string, Buffer>): void {
 }
 
 describe('zstd between peers', () => {
+  it('two current peers send zstd bags', async () => {
+    const { hub, home, sent } = await world('zstd-both', 60);
+    const [a, b] = createPair();
+    const offered: string[] = [];
+    const [rHome, rHub] = await Promise.all([run(home, 'hub', offersOf(a, offered), ALL), run(hub, 'home', b, ALL)]);
+    expect(rHub.peerHello.codecs).toEqual(ALL);
+    expect(rHome.peerHello.codecs).toEqual(ALL);
+    expect(offered.length).toBeGreaterThan(0);
+    expect(new Set(offered)).toEqual(new Set(['zstd']));
+    expect(rHome.sent.jobs).toBe(sent.size);
+    arrivedOnce(hub, home, sent);
+  });
+
   it('a peer listing only br, gzip and none gets br, also instead of the zstd bags built before its HELLO', async () => {
     const { hub, home, sent } = await world('zstd-older', 40);
     const [a, b] = createPair();

@@ -77,7 +77,7 @@ describe('defaults', () => {
     const p = c.peers.hub!;
     expect(p).toMatchObject({
       transport: 'ssh', port: 22, user: 'mailbag', agent: false, identity: undefined,
-      remoteCommand: 'mailbag serve --peer home', codec: 'br', accept: ['rmail', 'rsmtp'],
+      remoteCommand: 'mailbag serve --peer home', codec: 'zstd', accept: ['rmail', 'rsmtp'],
       domains: [], addresses: [], pollMs: 900_000, connectTimeoutMs: 30_000, keepaliveMs: 15_000,
     });
     expect(p.knownHosts).toMatch(/\.ssh\/known_hosts$/);
@@ -187,7 +187,7 @@ describe('every error names the file, the key and what is wrong', () => {
     ['[peers.hub]\npoll = "often"', 'peers.hub.poll', /not a duration/],
     ['[peers.hub]\nconnect_timeout = 30', 'peers.hub.connect_timeout', /duration string/],
     ['[peers.hub]\nkeepalive = "-1s"', 'peers.hub.keepalive', /not a duration/],
-    ['[peers.hub]\ncodec = "zip"', 'peers.hub.codec', /one of "br", "gzip", "none"/],
+    ['[peers.hub]\ncodec = "zip"', 'peers.hub.codec', /one of "zstd", "br", "gzip", "none"/],
     ['[peers.hub]\naccept = ["rnews"]', 'peers.hub.accept', /neither rmail, rsmtp nor defined in \[peers.hub.actions\]/],
     ['[peers.hub]\ndomains = ["a b"]', 'peers.hub.domains', /not a domain/],
     ['[peers.hub]\naddresses = ["nobody"]', 'peers.hub.addresses', /not an address/],
