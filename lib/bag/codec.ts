@@ -21,7 +21,7 @@ export const BAG_CODECS: readonly BagCodec[] = ['zstd', 'br', 'gzip', 'none'];
 
 /**
  * The codecs this process can read and build, best first: BAG_CODECS without zstd when
- * its binding is not there (zstdUnavailable; the binding is not loaded to find out).
+ * its binding cannot be loaded (zstdUnavailable loads it: a binding that exists but fails to load is not offered).
  * `trace`, when given, gets one line saying why zstd is left out.
  */
 export function usableCodecs(trace?: (line: string) => void): BagCodec[] {

@@ -12,9 +12,7 @@
 // window over 8 MiB (windowLogMax 23), bytes after the frame, and a frame cut short; the
 // reader's cap on the expanded size is checked per output chunk, as for every codec.
 
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { MailbagError } from '../errors.js';
 import { BagError } from './errors.js';
 import { SteppedTransform, type StepResult } from './stepped.js';
@@ -82,31 +80,19 @@ function zstd(): Binding {
 }
 
 /**
- * Why zstd cannot be used in this process, or undefined when it can. Does not load the
- * binding: it resolves the package and looks for its built binding.node (npm builds it
- * at install; a machine without a compiler may have none). A binding that was there but
- * failed to load says so from then on.
+ * Why zstd cannot be used in this process, or undefined when it can. Loads the binding to
+ * find out (its binding.js is one dlopen of binding.node: about 2.4 ms here, paid anyway
+ * by every session that moves a zstd bag): a binding.node that exists but cannot be
+ * loaded (built for another Node, a missing libc symbol) must not be offered in HELLO,
+ * or every zstd bag the peer sends would fail, session after session.
  */
 export function zstdUnavailable(): string | undefined {
   if (unavailable === undefined) {
-    if (binding) unavailable = '';
-    else if (load !== defaultLoad) {
-      // tests: the loader stands for the binding
-      try {
-        zstd();
-        unavailable = '';
-      } catch {
-        // zstd() set the reason
-      }
-    } else {
-      try {
-        const js = requireHere().resolve('zstd-napi/binding.js');
-        const type = (process.config as { target_defaults?: { default_configuration?: string } }).target_defaults?.default_configuration ?? 'Release';
-        const node = join(dirname(js), 'build', type, 'binding.node');
-        unavailable = existsSync(node) ? '' : `zstd-napi's native binding was not built at install (no ${node})`;
-      } catch (err) {
-        unavailable = `zstd-napi is not installed (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`;
-      }
+    try {
+      zstd();
+      unavailable = '';
+    } catch {
+      // zstd() set the reason
     }
   }
   return unavailable === '' ? undefined : unavailable;
