@@ -61,10 +61,14 @@ interface DayFile {
   offset: number;
   /** kept open for the tail reads of the current day's file */
   fd?: number;
+  /** among the days whose tail is read before each lookup (read once more when it leaves them) */
+  tailing?: boolean;
 }
 
 interface PeerFiles {
   days: Map<string, DayFile>;
+  /** the peer's day files were read once (at open, or at its first lookup here) */
+  loaded?: boolean;
   /** the day file being appended to, and its descriptor */
   appendDay?: string;
   appendFd?: number;
@@ -215,6 +219,7 @@ export class SpoolLedger implements DedupLedger {
 
   private loadPeer(peer: string): void {
     const files = this.peerFiles(peer);
+    files.loaded = true;
     let names: string[];
     try {
       names = readdirSync(this.spool.path(LEDGER_DIR, peer)).filter((n) => DAY_NAME.test(n)).sort();
@@ -236,6 +241,8 @@ export class SpoolLedger implements DedupLedger {
   private refresh(peer: string): void {
     const now = this.now();
     const files = this.peerFiles(peer);
+    // a peer another lmtpd began to record after this one opened: its earlier days too
+    if (!files.loaded) this.loadPeer(peer);
     const days = [dayName(now)];
     if (now % DAY_MS < 3_600_000) days.push(dayName(now - DAY_MS));
     for (const day of days) {
@@ -244,10 +251,17 @@ export class SpoolLedger implements DedupLedger {
         f = { day, path: this.spool.path(LEDGER_DIR, peer, day), offset: 0 };
         files.days.set(day, f);
       }
+      f.tailing = true;
       f.offset = this.scan(f.path, f.offset, (digest, id) => this.add(peer, digest, id), f);
     }
-    // descriptors of days no longer read for their tail are closed
-    for (const f of files.days.values()) if (f.fd !== undefined && !days.includes(f.day)) this.closeRead(f);
+    // a day no longer read for its tail is over (nobody appends to it now): read what was
+    // appended since this lmtpd last looked (another's entries of its last hours), then close
+    for (const f of files.days.values()) {
+      if (!f.tailing || days.includes(f.day)) continue;
+      f.tailing = false;
+      f.offset = this.scan(f.path, f.offset, (digest, id) => this.add(peer, digest, id), f);
+      this.closeRead(f);
+    }
   }
 
   private closeRead(f: DayFile): void {
