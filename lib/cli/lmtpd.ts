@@ -255,12 +255,15 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
   cluster.on('message', onMessage);
   cluster.on('exit', onExit);
 
-  // the socket appears with the mode bits of the primary's umask: none for others until chmod
-  const umask = process.umask(0o177);
   for (let i = 0; i < n; i++) {
     const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1) });
     alive.set(w.id, w);
   }
+  // the socket appears with the mode bits of the primary's umask: none for others until
+  // chmod. Set after the forks (each spawned at once, inheriting the umask then), before
+  // the workers' requests to bind (messages, handled after this): a worker under 0177 made
+  // every directory 0600, not searchable until its chmod, while the other linked into it
+  const umask = process.umask(0o177);
   let timer: NodeJS.Timeout | undefined;
   const first = await Promise.race([
     allStarted.then(() => 'started'),
