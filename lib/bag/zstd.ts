@@ -1,8 +1,8 @@
 // The zstd bag codec: libzstd through zstd-napi's Node-API binding (node:zlib has no
-// zstd before Node 22.15). The binding is loaded from node_modules the first time a zstd
-// bag is built or read, never at start-up: a session decides whether to offer zstd from
-// whether the binding is there (zstdUnavailable: a path resolved and a file looked at),
-// not by loading it. Both directions are stepped synchronously on the calling thread as
+// zstd before Node 22.15). The binding is loaded from node_modules the first time it is
+// needed, never at start-up: a session decides whether to offer zstd by loading it
+// (zstdUnavailable: one dlopen, so a binding that exists but cannot load is not offered),
+// and so does the first zstd bag built or read. Both directions are stepped synchronously on the calling thread as
 // the zlib engines are (stepped.ts), so a bag worker compresses on its own thread and a
 // receiver inflates without libuv's pool, each context reused bag after bag on its thread.
 //
