@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
 import { YoungGcPacer } from '../../lib/memory.js';
+import { builtLib, haveBuild, removeBuiltLib } from './spool/built.js';
 
 describe('YoungGcPacer', () => {
   it('runs a young collection every N bytes moved, and none before', () => {
@@ -19,4 +23,40 @@ describe('YoungGcPacer', () => {
     p.moved(999);
     expect(p.runs).toBe(1);
   });
+});
+
+describe('capYoungGeneration', () => {
+  // V8's flags are the process's: each case runs in its own node, on the built library
+  const run = (paced: boolean): { young: number; cap: number; runs: number } => {
+    const script = `
+      import { Worker } from 'node:worker_threads';
+      import { getHeapSpaceStatistics } from 'node:v8';
+      import { YoungGcPacer, YOUNG_SPACE_CAP } from ${JSON.stringify(pathToFileURL(join(builtLib(), 'memory.js')).href)};
+      const started = () => new Promise((r) => new Worker('setTimeout(() => {}, 50)', { eval: true }).once('online', r));
+      const pacer = new YoungGcPacer(256 * 1024);
+      let keep = [];
+      for (let i = 0; i < 3_000_000; i++) {
+        keep.push({ a: i, b: [i] });
+        if (keep.length > 20_000) keep = [];
+        if (${paced} && i % 100 === 0) pacer.moved(64 * 1024);
+        // a worker's start sets V8's flags back to their defaults
+        if (i % 1_000_000 === 0) await started();
+      }
+      const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
+      console.log(JSON.stringify({ young, cap: YOUNG_SPACE_CAP, runs: pacer.runs }));
+      process.exit(0);
+    `;
+    return JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 50_000 })) as { young: number; cap: number; runs: number };
+  };
+
+  it.runIf(haveBuild())('keeps the young generation at the cap while collections are paced, across worker starts', () => {
+    const free = run(false);
+    // the allocations alone grow it past the cap
+    expect(free.young).toBeGreaterThan(free.cap);
+    const capped = run(true);
+    expect(capped.runs).toBeGreaterThan(100);
+    expect(capped.young).toBeLessThanOrEqual(capped.cap);
+  });
+
+  afterAll(removeBuiltLib);
 });
