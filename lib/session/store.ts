@@ -22,6 +22,7 @@ import { encodeJobHeader } from '../job/header.js';
 import { readJobStream } from '../job/reader.js';
 import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
+import { YoungGcPacer } from '../memory.js';
 import { Ledger } from './ledger.js';
 import { MAX_CREATE, StageOps, stageWhere } from './stage-ops.js';
 
@@ -518,6 +519,10 @@ export class SessionStore {
     let midStage = false;
     let turn = performance.now();
     const ops = this.ops();
+    // the bag's expanded bytes are short-lived Buffers outside V8's heap (the inflater's
+    // 64 KiB chunks, each job's chunks until the stage worker has copied them): about
+    // five times the bytes the session's own pacer counts on the link (lib/memory.ts)
+    const gcPacer = new YoungGcPacer();
     try {
       await rmQuiet(staging);
       await mkdir(staging, { mode: 0o700 });
@@ -528,6 +533,7 @@ export class SessionStore {
         maxEntries: caps.maxJobs,
         maxEntrySize: caps.maxJob + 1024 * 1024,
       })) {
+        gcPacer.moved(entry.size);
         const { header, payload } = await readJobStream(entry.stream, `bag ${bag.slice(0, 12)} entry ${entry.name}`);
         if (header.id !== entry.name) throw new BagRefusal('bad-job', `entry ${entry.name}: its header says id ${header.id}`);
         if (header.from !== this.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${this.peer}`, header.id);
