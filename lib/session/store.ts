@@ -569,6 +569,11 @@ export class SessionStore {
         committed.push(header.id);
         sizes.set(header.id, entry.size);
         bytes += entry.size;
+        // when the reader (it reads ahead) already waits for the link, what is batched
+        // goes to the worker now, not waited for: the disk works while the link brings
+        // the rest, and a job staged mid-arrival is in HASH.d/, not in a half-full batch
+        // (before, it waited for 4 ms of work or 256 KiB, which a slow link may never bring)
+        if (src.starved) ops.send();
         if (!midStage && src.missing > 0) {
           midStage = true;
           // the job is in HASH.d/ (written by the worker) before this point is passed; only
@@ -839,6 +844,11 @@ class PartialSource {
   stopped = false;
 
   constructor(private readonly path: string, private readonly size: number, private available: number) {}
+
+  /** a read is waiting for bytes the link has not brought yet */
+  get starved(): boolean {
+    return this.wake !== undefined;
+  }
 
   /** bytes not yet read */
   get missing(): number {
