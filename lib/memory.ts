@@ -74,6 +74,9 @@ export class YoungGcPacer {
     this.since = 0;
     const f = collector();
     if (!f) return;
+    // before too: a worker started since the last one set the growth factor back to its
+    // default, and this collection could otherwise be the one that doubles the space
+    capYoungGeneration();
     f({ type: 'minor' });
     this.runs++;
     capYoungGeneration();
