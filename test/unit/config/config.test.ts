@@ -53,7 +53,7 @@ describe('the example configuration', () => {
       name: 'hub', transport: 'ssh', host: 'hub.example.org', port: 22, user: 'mailbag',
       identity: '/etc/mailbag/id_ed25519', agent: false, knownHosts: '/etc/mailbag/known_hosts',
       remoteCommand: 'mailbag serve --peer home', command: undefined,
-      connectTimeoutMs: 30_000, keepaliveMs: 15_000, pollMs: 15 * 60_000, codec: 'br',
+      connectTimeoutMs: 30_000, keepaliveMs: 15_000, pollMs: 15 * 60_000, codec: 'zstd',
       accept: ['rmail', 'rsmtp', 'rnews'], domains: ['example.org'], addresses: ['me@example.net'],
       actions: { rnews: ['/usr/bin/rnews'] },
     });
