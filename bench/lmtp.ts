@@ -16,7 +16,7 @@ import { corpusFiles, haveCorpus } from '../test/helpers/corpus.js';
 import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } from '../test/helpers/mta-common.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../test/helpers/postfix.js';
 import { LmtpClient, stuff } from '../test/unit/lmtp/lmtp-client.js';
-import { startLmtpd, type Lmtpd } from '../test/unit/lmtp/lmtpd-process.js';
+import { childPids, startLmtpd, type Lmtpd } from '../test/unit/lmtp/lmtpd-process.js';
 import { lmtpTomlNumber, postfixRecommendation } from '../test/unit/lmtp/docs-snippets.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -100,21 +100,6 @@ function cpuMs(pid: number, children: boolean): number {
   } catch {
     return 0;
   }
-}
-
-/** the pids of a process's live children */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 /** system (kernel) CPU of a process, stime, in ms; 0 when it is gone */
