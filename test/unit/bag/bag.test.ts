@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BagError, bagStream, type BagSummary, expandedSizeOf, readBag, writeBag, type BagCodec, type BagJob, type ReadBagOptions } from '../../../lib/bag/index.js';
+import { BagError, bagStream, expandedSizeOf, readBag, writeBag, type BagCodec, type BagJob } from '../../../lib/bag/index.js';
+import { readAll, refusal } from './read-all.js';
 import { paxRecord, tarOf, type RawEntry } from './craft.js';
 
 function job(name: string, data: Buffer, chunk = 4096): BagJob {
@@ -35,28 +36,6 @@ async function* chunked(bytes: Buffer, sizes: number[] = [65536]): AsyncGenerato
     yield bytes.subarray(i, i + n);
     i += n;
   }
-}
-
-async function readAll(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<{ entries: [string, Buffer][]; summary: BagSummary }> {
-  const entries: [string, Buffer][] = [];
-  const gen = readBag(source, options);
-  for (;;) {
-    const r = await gen.next();
-    if (r.done) return { entries, summary: r.value };
-    const parts: Buffer[] = [];
-    for await (const c of r.value.stream) parts.push(c as Buffer);
-    entries.push([r.value.name, Buffer.concat(parts)]);
-  }
-}
-
-async function refusal(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<BagError> {
-  try {
-    await readAll(source, options);
-  } catch (err) {
-    expect(err).toBeInstanceOf(BagError);
-    return err as BagError;
-  }
-  throw new Error('the bag was accepted');
 }
 
 const CODECS: BagCodec[] = ['br', 'gzip', 'none'];

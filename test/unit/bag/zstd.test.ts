@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BagError, bagStream, createCompressor, readBag, usableCodecs, zstdUnavailable, type BagCodec, type BagJob, type BagSummary, type ReadBagOptions } from '../../../lib/bag/index.js';
+import { bagStream, createCompressor, usableCodecs, zstdUnavailable, type BagCodec, type BagJob, type BagSummary } from '../../../lib/bag/index.js';
+import { readAll, refusal } from './read-all.js';
 import { sniffCodec } from '../../../lib/bag/codec.js';
 import { setZstdLoaderForTests, ZSTD_WINDOW_LOG_MAX } from '../../../lib/bag/zstd.js';
 import { MailbagError } from '../../../lib/errors.js';
@@ -35,28 +36,6 @@ async function build(jobs: BagJob[], codec: BagCodec = 'zstd', level?: number): 
 
 async function* chunked(bytes: Buffer, size = 65536): AsyncGenerator<Buffer> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
-}
-
-async function readAll(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<{ entries: [string, Buffer][]; summary: BagSummary }> {
-  const entries: [string, Buffer][] = [];
-  const gen = readBag(source, options);
-  for (;;) {
-    const r = await gen.next();
-    if (r.done) return { entries, summary: r.value };
-    const parts: Buffer[] = [];
-    for await (const c of r.value.stream) parts.push(c as Buffer);
-    entries.push([r.value.name, Buffer.concat(parts)]);
-  }
-}
-
-async function refusal(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<BagError> {
-  try {
-    await readAll(source, options);
-  } catch (err) {
-    expect(err).toBeInstanceOf(BagError);
-    return err as BagError;
-  }
-  throw new Error('the bag was accepted');
 }
 
 const text = (n: number, seed = 1): Buffer => {
