@@ -516,11 +516,26 @@ export class SpoolLedger implements DedupLedger {
 
   /**
    * Remove the day files whose every entry is older than `retentionMs` (the file of day D
-   * once D's end is that old), then rebuild the filter from the files left. Returns how
-   * many entries went.
+   * once D's end is that old), then rebuild the filter from the files left. The filter is
+   * rebuilt too when only another lmtpd on the spool removed them (a worker of
+   * `lmtp.workers`, whose primary or sibling pruned first): a day this ledger read that is
+   * past the retention is forgotten here whoever unlinked it, or its entries would stay in
+   * the filter for good, filling it. Returns how many entries this call removed.
    */
   async prune(retentionMs: number, now = this.now()): Promise<number> {
     let removed = 0;
+    let forgot = false;
+    const expired = (day: string): boolean => now - (Date.parse(`${day}T00:00:00Z`) + DAY_MS) > retentionMs;
+    const forget = (peer: string, day: string): void => {
+      const files = this.peers.get(peer);
+      if (files?.appendDay === day) this.closeAppend(peer);
+      const f = files?.days.get(day);
+      if (f) {
+        this.closeRead(f);
+        files!.days.delete(day);
+        forgot = true;
+      }
+    };
     for (const peer of this.peerNames()) {
       const dir = this.spool.path(LEDGER_DIR, peer);
       let names: string[];
@@ -530,18 +545,13 @@ export class SpoolLedger implements DedupLedger {
         continue;
       }
       for (const day of names) {
-        const end = Date.parse(`${day}T00:00:00Z`) + DAY_MS;
-        if (!(now - end > retentionMs)) continue;
+        if (!expired(day)) continue;
         const path = join(dir, day);
         let count = 0;
         this.scan(path, 0, () => {
           count++;
         });
-        const files = this.peers.get(peer);
-        if (files?.appendDay === day) this.closeAppend(peer);
-        const f = files?.days.get(day);
-        if (f) this.closeRead(f);
-        files?.days.delete(day);
+        forget(peer, day);
         try {
           unlinkSync(path);
           removed += count;
@@ -550,7 +560,11 @@ export class SpoolLedger implements DedupLedger {
         }
       }
     }
-    if (removed > 0) this.rebuild();
+    // the days read here that another lmtpd removed before this call looked
+    for (const [peer, files] of this.peers) {
+      for (const day of [...files.days.keys()]) if (expired(day)) forget(peer, day);
+    }
+    if (removed > 0 || forgot) this.rebuild();
     return removed;
   }
 

@@ -134,6 +134,33 @@ describe('SpoolLedger', () => {
     expect(await l.find('hub', digest('young'))).toBe(young);
   });
 
+  it('forgets a day another ledger on the spool pruned (lmtp.workers: the primary prunes first), so its entries leave this filter too', async () => {
+    let now = T0;
+    // a: the primary (it prunes); b: a worker that read the same day files
+    const a = await open({ now: () => now });
+    const b = await open({ now: () => now });
+    const old = newJobId(now);
+    await a.record('hub', digest('old'), old);
+    expect(await b.find('hub', digest('old'))).toBe(old);
+    now = Date.parse('2026-11-23T00:01:00Z');
+    const young = newJobId(now);
+    await b.record('hub', digest('young'), young);
+    expect(await a.prune(2 * DAY)).toBe(1);
+    expect(readdirSync(spool.path('lmtp-ledger', 'hub'))).toEqual(['2026-11-23']);
+    // b removed nothing itself, but its filter is rebuilt from the files left: the old
+    // digest is no longer a possible hit (no file read, no false positive counted)
+    expect(await b.prune(2 * DAY)).toBe(0);
+    const before = { ...b.stats };
+    expect(await b.find('hub', digest('old'))).toBeUndefined();
+    expect(b.stats.falsePositives).toBe(before.falsePositives);
+    expect(await b.find('hub', digest('young'))).toBe(young);
+    expect(b.stats.confirmed).toBe(before.confirmed + 1);
+    // and it keeps appending to its day file as before
+    const later = newJobId(now);
+    await b.record('hub', digest('later'), later);
+    expect(await a.find('hub', digest('later'))).toBe(later);
+  });
+
   it('moves entries of the earlier format (a file per entry) into the day file of their time', async () => {
     const hub = spool.path('lmtp-ledger', 'hub');
     mkdirSync(hub, { recursive: true });
