@@ -106,6 +106,24 @@ function commitLine(s: CommitStats): string {
   return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`;
 }
 
+/**
+ * Apply ledger_retention now and every hour. Every process with a ledger does: the one
+ * that removes a day file first logs it, and each rebuilds its own filter without the
+ * removed days (a worker's would otherwise keep every entry it ever read, filling up).
+ */
+function startPruning(ledger: SpoolLedger, config: Config, log: (line: string) => void): NodeJS.Timeout {
+  const prune = (): void => {
+    ledger.prune(config.ledgerRetentionMs).then(
+      (n) => n && log(`lmtpd: pruned ${n} LMTP ledger entr${n === 1 ? 'y' : 'ies'}`),
+      (err: unknown) => log(`lmtpd: pruning the LMTP ledger failed: ${asMailbagError(err).message}`),
+    );
+  };
+  prune();
+  const pruner = setInterval(prune, PRUNE_EVERY_MS);
+  pruner.unref();
+  return pruner;
+}
+
 /** SIGTERM or SIGINT, once */
 function stopSignal(): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -158,18 +176,10 @@ async function runMain(ctx: Setup): Promise<number> {
   const stopped = stopSignal();
   const spool = await Spool.open(config.spool, { create: true });
   const ledger = await SpoolLedger.open(spool);
-  const prune = (): void => {
-    ledger.prune(config.ledgerRetentionMs).then(
-      (n) => n && log(`lmtpd: pruned ${n} LMTP ledger entr${n === 1 ? 'y' : 'ies'}`),
-      (err: unknown) => log(`lmtpd: pruning the LMTP ledger failed: ${asMailbagError(err).message}`),
-    );
-  };
   if (ledger.migrated) log(`lmtpd: moved ${ledger.migrated} LMTP ledger entr${ledger.migrated === 1 ? 'y' : 'ies'} of the earlier format (a file each) into day files`);
   const recovered = await ledger.recover(config.site);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
-  prune();
-  const pruner = setInterval(prune, PRUNE_EVERY_MS);
-  pruner.unref();
+  const pruner = startPruning(ledger, config, log);
   const listening = (port: number | undefined): void => {
     if (socketPath !== undefined) log(`lmtpd: listening on ${socketPath} (mode ${config.lmtp.socketMode.toString(8).padStart(4, '0')})`);
     if (listen !== undefined) log(`lmtpd: listening on ${listen.host}:${port ?? listen.port}`);
@@ -243,11 +253,18 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
       total.waitMs += m.stats.waitMs;
     }
   };
+  // workers that died while the service was stopping (not the orderly way: stats, then 0)
+  const diedStopping: string[] = [];
   const onExit = (w: Worker, code: number | null, signal: string | null): void => {
     alive.delete(w.id);
-    if (!stopping && !orderly.has(w.id)) {
-      onFailure(`worker ${w.id} (pid ${w.process.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
-    } else if (!stopping) {
+    const how = `worker ${w.id} (pid ${w.process.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`;
+    if (stopping) {
+      // it may have died between a commit and its ledger entry, like one that dies while
+      // serving: the next start must know (75), not take it for a clean stop
+      if (!orderly.has(w.id) || signal || code !== 0) diedStopping.push(how);
+    } else if (!orderly.has(w.id)) {
+      onFailure(how);
+    } else {
       onFailure(''); // stopped on its own signal (SIGINT from a terminal reaches every process)
     }
     if (alive.size === 0) onAllGone();
@@ -321,6 +338,10 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
     log('lmtpd: a worker stopped on a signal: stopping the others');
   }
   await stopAll();
+  if (diedStopping.length > 0) {
+    code = EX_TEMPFAIL;
+    for (const how of diedStopping) log(`lmtpd: ${how} while stopping; start lmtpd again: its start-up recovery records the jobs that worker committed last before mail is taken again`);
+  }
   log(commitLine(total));
   log(code ? 'lmtpd: stopped after a worker failed' : 'lmtpd: stopped');
   return code;
@@ -344,7 +365,14 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   // the connection limit is split between the workers (connections come to them in turn)
   const share = Math.ceil(config.lmtp.maxConnections / ctx.workers);
   const { server, committer, ledger } = await openListener(ctx, spool, share, undefined, `lmtp.max_connections = ${config.lmtp.maxConnections}, ${share} per worker`);
-  const port = await listenAll(ctx, server, true);
+  const pruner = startPruning(ledger, config, ctx.log);
+  let port: number | undefined;
+  try {
+    port = await listenAll(ctx, server, true);
+  } catch (err) {
+    clearInterval(pruner);
+    throw err;
+  }
   const send = (m: WorkerMessage): Promise<void> => new Promise((resolve) => {
     if (!process.send || !process.connected) return resolve();
     process.send(m, undefined, {}, () => resolve());
@@ -352,6 +380,7 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   await send({ lmtpd: 'listening', port });
   await stopped;
   await server.close(STOP_GRACE_MS);
+  clearInterval(pruner);
   ledger.close();
   await send({ lmtpd: 'stats', stats: { ...committer.stats } });
   return 0;

@@ -3,7 +3,8 @@
 // and the crash paths: a worker killed with SIGKILL right after committing a job stops
 // the whole service visibly (exit 75, no process left), the next start records that job
 // in the LMTP ledger and the client's retry is recognised, not stored twice; the primary
-// killed with SIGKILL takes its workers with it and the next start replaces its socket.
+// killed with SIGKILL takes its workers with it and the next start replaces its socket;
+// a worker killed while the service stops is reported (75), not taken for a clean stop.
 
 import { statSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -129,6 +130,43 @@ describe('lmtpd with two workers', () => {
     again.destroy();
     expect(readJobs(spool, 'hub')).toHaveLength(1);
     expect(tmpLeftovers(spool)).toEqual([]);
+  });
+
+  it('a worker killed with SIGKILL while the service stops (one still in DATA) is not a clean stop: 75 and a line saying so; the next start takes mail', async () => {
+    lmtpd = await startLmtpd({ dir, peers, workers: 2 });
+    const workers = childPids(lmtpd.pid);
+    expect(workers).toHaveLength(2);
+    // a transaction in DATA keeps its worker through the stop (up to 30 s); the other goes at once
+    const c = await session(lmtpd.socket);
+    await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+    c.write('DATA\r\n');
+    expect((await c.read()).code).toBe(354);
+    c.write('From: s@src.test\r\nSubject: stopping\r\n\r\nhalf of it\r\n');
+    process.kill(lmtpd.pid, 'SIGTERM');
+    const deadline = Date.now() + 15_000;
+    while (childPids(lmtpd.pid).length !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const busy = childPids(lmtpd.pid);
+    expect(busy).toHaveLength(1);
+    expect(lmtpd.log()).toMatch(/lmtpd: SIGTERM: stopping/);
+    process.kill(busy[0]!, 'SIGKILL');
+
+    const exit = await Promise.race([lmtpd.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    expect(exit).toEqual({ code: 75, signal: null });
+    expect(lmtpd.log()).toMatch(new RegExp(`lmtpd: worker \\d \\(pid ${busy[0]}\\) was killed by SIGKILL while stopping; start lmtpd again`));
+    expect(lmtpd.log()).toMatch(/lmtpd: stopped after a worker failed\n/);
+    expect(await gone(workers)).toBe(true);
+    c.destroy();
+    // nothing of the half message was queued
+    expect(readJobs(lmtpd.spool, 'hub')).toHaveLength(0);
+    lmtpd = undefined;
+
+    lmtpd = await startLmtpd({ dir, peers, workers: 2 });
+    const d = await session(lmtpd.socket);
+    expect(await deliver(d, 'after-stop-kill')).toEqual([expect.stringMatching(/^250 2\.6\.0 queued for hub/)]);
+    d.destroy();
+    expect(await lmtpd.stop()).toBe(0);
+    expect(lmtpd.log()).toMatch(/lmtpd: stopped\n/);
+    lmtpd = undefined;
   });
 
   it('the primary killed with SIGKILL takes its workers with it; the next start replaces the stale socket', async () => {
