@@ -35,7 +35,8 @@ port.on('message', (m: ToBagWorker) => {
   }
   const ac = new AbortController();
   running.set(m.id, ac);
-  writeBagToFd(m.jobs, m.fd, { ...m.options, signal: ac.signal }).then(
+  // this thread is the bag's alone: its small job files are read with synchronous calls
+  writeBagToFd(m.jobs, m.fd, { ...m.options, readSync: true, signal: ac.signal }).then(
     (summary) => {
       running.delete(m.id);
       reply({ type: 'done', id: m.id, ok: true, summary });

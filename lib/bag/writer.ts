@@ -39,6 +39,13 @@ export interface WriteBagOptions {
   sizeHint?: number;
   /** where the compressor runs (default 'caller': see lib/bag/stepped.ts) */
   thread?: CodecThread;
+  /**
+   * read small job files (with `path`) with synchronous calls, each straight into the
+   * chunk being gathered, when its turn comes (no read-ahead). For a thread of its own,
+   * the bag worker: about a third of the CPU of the thread pool's open/read/close round
+   * trips, and no copy. The same bytes either way. (Default false.)
+   */
+  readSync?: boolean;
   signal?: AbortSignal;
 }
 
@@ -100,6 +107,12 @@ function octal(buf: Buffer, value: number, offset: number, digits: number): void
  */
 function entryHeader(name: string, size: number): Buffer {
   const h = Buffer.alloc(BLOCK);
+  writeHeader(h, name, size);
+  return h;
+}
+
+/** Write entryHeader's bytes into `h`, a zero-filled block. */
+function writeHeader(h: Buffer, name: string, size: number): void {
   h.write(name, 0, 'latin1');
   octal(h, 0o600, 100, 6);
   octal(h, 0, 108, 6);
@@ -123,8 +136,30 @@ function entryHeader(name: string, size: number): Buffer {
   for (let i = 0; i < 148; i++) sum += h[i]!;
   for (let i = 156; i < BLOCK; i++) sum += h[i]!;
   octal(h, sum, 148, 6);
-  return h;
 }
+
+/** Read up to `max` bytes of a file from its start into buf[off…]: one open, reads until EOF or `max`, one close. */
+function readIntoSync(path: string, buf: Buffer, off: number, max: number): number {
+  const fd = fs.openSync(path, 'r');
+  try {
+    let got = 0;
+    while (got < max) {
+      const n = fs.readSync(fd, buf, off + got, max - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Where small job files read synchronously go: whole entries (header, data, padding) side
+ * by side in one buffer, handed on as views (a new buffer when the next entry does not
+ * fit; a view handed on is never written again).
+ */
+const FILL_BYTES = 1024 * 1024;
 
 /** Read a small job file whole: one open, one read (two when it is exactly full), one close. */
 function readWhole(path: string, size: number): Promise<Buffer> {
@@ -195,6 +230,33 @@ async function* tarChunks(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
     parts.push(b);
     bytes += b.length;
   };
+  const readSync = options.readSync === true;
+  let into = Buffer.alloc(0);
+  let intoAt = 0;
+  /** a small job's whole entry read into `into`, added as a view (joined to the view before it when adjacent) */
+  const addSync = (job: BagJob & { path: string }): void => {
+    const pad = (BLOCK - (job.size % BLOCK)) % BLOCK;
+    // room for one byte more than declared, to see a file that grew
+    const need = BLOCK + job.size + Math.max(pad, 1);
+    if (into.length - intoAt < need) {
+      into = Buffer.allocUnsafe(Math.max(FILL_BYTES, need));
+      intoAt = 0;
+    }
+    const start = intoAt;
+    into.fill(0, start, start + BLOCK);
+    writeHeader(into.subarray(start, start + BLOCK), job.name, job.size);
+    const got = readIntoSync(job.path, into, start + BLOCK, job.size + 1);
+    if (got > job.size) throw grew(job);
+    if (got < job.size) throw shrank(job, got);
+    const end = start + BLOCK + job.size + pad;
+    if (pad) into.fill(0, start + BLOCK + job.size, end);
+    intoAt = end;
+    const last = parts[parts.length - 1];
+    if (last !== undefined && last.buffer === into.buffer && last.byteOffset + last.length === into.byteOffset + start) {
+      parts[parts.length - 1] = into.subarray(last.byteOffset - into.byteOffset, end);
+      bytes += end - start;
+    } else add(into.subarray(start, end));
+  };
   const take = (): Buffer => {
     const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
     parts = [];
@@ -212,7 +274,7 @@ async function* tarChunks(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
       const job = r.value;
       checkJob(job, seen, maxEntry);
       const entry: Ahead = { job };
-      if (job.path !== undefined && job.size <= SMALL_READ) {
+      if (job.path !== undefined && job.size <= SMALL_READ && !readSync) {
         entry.data = readWhole(job.path, job.size);
         // observed when its turn comes; a failure meanwhile must not be "unhandled"
         entry.data.catch(() => {});
@@ -228,6 +290,13 @@ async function* tarChunks(jobs: AsyncIterable<BagJob> | Iterable<BagJob>, option
       if (!next) break;
       options.signal?.throwIfAborted();
       const { job } = next;
+      if (readSync && job.path !== undefined && job.size <= SMALL_READ) {
+        addSync(job as BagJob & { path: string });
+        counts.entries++;
+        counts.expanded += BLOCK + job.size + ((BLOCK - (job.size % BLOCK)) % BLOCK);
+        if (bytes >= CHUNK_BYTES) yield take();
+        continue;
+      }
       add(entryHeader(job.name, job.size));
       if (next.data) {
         const data = await next.data;

@@ -433,4 +433,48 @@ describe('bag writer reading small job files whole (BagJob.path)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('readSync (the bag worker) gives the same bytes and chunks, and the same refusals', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'mailbag-bagsync-'));
+    try {
+      // sizes around the block, the chunk (256 KiB) and the fill buffer (1 MiB), one streamed
+      const sizes = [5, 0, 511, 512, 513, 70_000, 262_143, 262_144, 300_000, 1_048_000, 4096];
+      for (let i = 0; i < 120; i++) sizes.push((i * 7919) % 40_000);
+      const named = sizes.map((n, i) => {
+        const data = Buffer.from(`Subject: ${i}\n${'mail text '.repeat(Math.ceil(n / 10))}`.slice(0, n));
+        return { name: `j${String(i).padStart(4, '0')}`, data, path: join(dir, `j${i}`) };
+      });
+      for (const n of named) writeFileSync(n.path, n.data);
+      const jobs = (): BagJob[] => named.map((n) => ({ ...job(n.name, n.data), path: n.path }));
+      const chunksOf = async (readSync: boolean, codec: BagCodec): Promise<{ sizes: number[]; bytes: Buffer; sha256: string; expanded: number }> => {
+        // the tar chunks as the compressor gets them: codec 'none' passes them through
+        const { stream, summary } = bagStream(jobs(), { codec, readSync });
+        const out: Buffer[] = [];
+        for await (const c of stream) out.push(c as Buffer);
+        const s = await summary;
+        return { sizes: out.map((b) => b.length), bytes: Buffer.concat(out), sha256: s.sha256, expanded: s.expanded };
+      };
+      for (const codec of ['none', 'br', 'zstd'] as const) {
+        const a = await chunksOf(false, codec);
+        const b = await chunksOf(true, codec);
+        expect(b.sha256).toBe(a.sha256);
+        expect(b.expanded).toBe(a.expanded);
+        expect(b.bytes.equals(a.bytes)).toBe(true);
+        if (codec === 'none') expect(b.sizes).toEqual(a.sizes);
+      }
+      const grown = bagStream([{ ...job('g', Buffer.from('ab')), path: named[0]!.path }], { readSync: true });
+      grown.stream.resume();
+      await expect(grown.summary).rejects.toMatchObject({ issue: 'size-mismatch', message: expect.stringContaining('grew') });
+      const short = bagStream([{ ...job('s', Buffer.from('123456789')), path: named[0]!.path }], { readSync: true });
+      short.stream.resume();
+      await expect(short.summary).rejects.toMatchObject({ issue: 'size-mismatch', message: expect.stringContaining('gave 5 bytes') });
+      const gone = bagStream([{ ...job('n', Buffer.from('abc')), path: join(dir, 'nonexistent') }], { readSync: true });
+      gone.stream.resume();
+      await expect(gone.summary).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
