@@ -4,6 +4,7 @@
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
+import { leftovers } from '../session/idle-recovery.js';
 import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -30,11 +31,24 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (ids.length > 0) expired.add(peer);
     for (const id of ids) log?.(`${peer}/${id}: failed: not delivered within the queue lifetime`);
   }
+  // a session killed after its commit or ACK left work behind (docs/spool.md S4, S7): a
+  // session with that peer finishes it when it starts, and the runner below delivers it
+  // then, even when that session receives nothing; a peer not dialed now gets it finished
+  // by the runner (lib/session/idle-recovery.ts)
+  const leftBehind = new Set<string>();
+  if (run) {
+    const root = cfg.spool;
+    for (const peer of Object.keys(cfg.peers)) {
+      const l = await leftovers(root, peer);
+      if (l.staged.length + l.acked.length > 0) leftBehind.add(peer);
+    }
+  }
   const entries = await dispatchPeers({ config: cfg });
   let firstError: MailbagError | undefined;
   for (const e of entries) {
     if (e.result) {
-      const owed = expired.delete(e.peer);
+      const expiredHere = expired.delete(e.peer);
+      const owed = leftBehind.delete(e.peer) || expiredHere;
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
       if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runReceivedJobs(cfg, e.peer, log);
       if (!e.result.drained) io.stderr.write(`${e.peer}: not everything crossed (refused or held bags); see mailbag sync ${e.peer}\n`);
@@ -45,8 +59,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       firstError ??= e.error;
     }
   }
-  // notices for the expired jobs of peers no session ran with (unreachable, locked, not due)
-  if (run) for (const peer of expired) await runReceivedJobs(cfg, peer, log);
+  // notices for the expired jobs of peers no session ran with (unreachable, locked, not
+  // due), and the jobs a killed session left committed but not moved
+  if (run) for (const peer of [...new Set([...expired, ...leftBehind])].sort()) await runReceivedJobs(cfg, peer, log);
   if (entries.length === 0 && !quiet) io.stdout.write('no peer has work queued or is due\n');
   if (firstError) return firstError.exitCode;
   return 0;

@@ -20,6 +20,7 @@ import { rmailTransaction } from '../deliver/rmail.js';
 import { classifyExit, runChild } from '../deliver/sendmail.js';
 import type { NoticeRecipient } from '../notice/dsn.js';
 import { sendNotice, type NoticeRequest } from './notify.js';
+import { recoverIdlePeer } from '../session/idle-recovery.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
 import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
@@ -480,11 +481,30 @@ export class Runner {
   }
 }
 
+/** S4/S7 of a dead session with `peer`, finished under its session lock; a failure is logged, the run goes on. */
+async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<void> {
+  try {
+    const r = await recoverIdlePeer(config, spool, peer);
+    if (r.state === 'busy') log(`${peer}: a session is running (${r.reason}); the bags it has committed are its own to move`);
+    if (r.state === 'recovered' && r.moved + r.removed > 0) {
+      log(`${peer}: finished an earlier session: ${r.moved} received job(s) moved into in/${peer}/, ${r.removed} acknowledged job(s) removed from out/${peer}/`);
+    }
+  } catch (err) {
+    log(`${peer}: cannot finish an earlier session's moves now (the next session does): ${asMailbagError(err).message}`);
+  }
+}
+
 /** Run the received jobs of every peer (or the given ones). */
 export async function runJobs(o: RunOptions): Promise<RunSummary> {
   const spool = o.spool ?? (await Spool.open(o.config.spool));
   const runner = new Runner(o.config, spool, o);
   const summary: RunSummary = { done: 0, retry: 0, failed: 0, skipped: 0 };
+  // a session killed after its commit or its ACK left work for the next session with that
+  // peer (docs/spool.md S4, S7): finished here when no session runs, so committed jobs
+  // are delivered now, not when the peer next calls
+  for (const peer of o.peers ?? Object.keys(o.config.peers)) {
+    if (Object.hasOwn(o.config.peers, peer)) await finishIdleSession(o.config, spool, peer, runner.log);
+  }
   // failed/ too: a job our peer refused for good lands in failed/PEER on this side and
   // still owes its sender a notice, even when nothing came in from that peer
   const peers = o.peers ?? [...new Set([...(await spool.peers('in')), ...(await spool.peers('failed'))])];

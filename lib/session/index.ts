@@ -50,13 +50,15 @@ function codecsFor(peer: PeerConfig | undefined): BagCodec[] {
   return [first, ...usable.filter((c) => c !== first)];
 }
 
-export function storeFor(config: Config, spool: Spool, peer: string, peerConfig: PeerConfig | undefined): SessionStore {
+/** `threads: 'caller'`: bags and staged files handled on this thread (a recovery outside a session: no worker start) */
+export function storeFor(config: Config, spool: Spool, peer: string, peerConfig: PeerConfig | undefined, o: { threads?: 'caller' } = {}): SessionStore {
   return new SessionStore({
     paths: { root: spool.root, tmp: spool.tmpDir, out: spool.path('out', peer), in: spool.path('in', peer) },
     site: config.site,
     peer,
     ledgerRetentionMs: config.ledgerRetentionMs,
     accept: peerConfig ? [...peerConfig.accept, ...Object.keys(peerConfig.actions)] : undefined,
+    ...(o.threads ? { bagThread: o.threads, stageThread: o.threads } : {}),
   });
 }
 

@@ -1,0 +1,321 @@
+// A session killed after its commit (or its ACK) leaves committed jobs in the receiver's
+// bags/in/PEER/HASH.d/ (docs/spool.md S7), and a sender killed after the ACK leaves
+// acknowledged jobs in out/PEER/ (S4). `mailbag run` alone finishes both when no session
+// with that peer runs, and delivers: through a real Postfix, every job exactly once, also
+// after the next sync (the sender's re-offer is answered `have`). A session lock held by
+// a live process is respected: run leaves HASH.d/ as it is until the lock is let go.
+// Both session ends are real processes from dist/ (the dialer spawns `mailbag serve`
+// over its stdio, as in test/fault/session-kill.test.ts); SIGKILL at the named points of
+// lib/spool/fault.ts.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { newJobId } from '../../lib/job/id.js';
+import { inspectUnfinished } from '../../lib/session/idle-recovery.js';
+import { haveCorpus } from '../helpers/corpus.js';
+import { readMaildir, waitMaildir, bodyOf } from '../helpers/maildir.js';
+import { mailbagBin, repoRoot, run } from '../helpers/mta-common.js';
+import { need } from '../helpers/need.js';
+import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { plainCorpus } from '../integration/deliver-helpers.js';
+import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
+import { Spool } from '../../lib/spool/spool.js';
+
+const dist = join(repoRoot, 'dist');
+const built = need('the built mailbag', [mailbagBin, join(dist, 'lib', 'session', 'index.js')], 'run npm run build first (npm test does)');
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+interface Site {
+  name: string;
+  root: string;
+  spool: Spool;
+}
+
+function tempDir(label: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `mailbag-${label}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function makeSite(dir: string, name: string): Promise<Site> {
+  const root = join(dir, name);
+  return { name, root, spool: await Spool.open(root, { create: true }) };
+}
+
+/** One sync from home over the command transport (no SSH client needed). */
+function driver(dir: string): string {
+  const file = join(dir, 'sync-driver.mjs');
+  const url = (p: string): string => pathToFileURL(join(dist, p)).href;
+  writeFileSync(
+    file,
+    `import { loadConfig } from ${JSON.stringify(url('lib/config/index.js'))};
+import { syncPeer } from ${JSON.stringify(url('lib/session/index.js'))};
+import { commandTransport } from ${JSON.stringify(url('lib/transport/command.js'))};
+const [config, peer, ...argv] = process.argv.slice(2);
+try {
+  const r = await syncPeer({ config: loadConfig({ path: config, env: {} }), peer, transport: commandTransport({ argv }) });
+  process.stdout.write(JSON.stringify({ sent: r.sent.jobs, received: r.received.jobs, duplicates: r.received.duplicates }) + '\\n');
+  process.exit(0);
+} catch (err) {
+  process.stderr.write(String(err && err.message) + '\\n');
+  process.exit(75);
+}
+`,
+  );
+  return file;
+}
+
+interface World {
+  dir: string;
+  hub: Site;
+  home: Site;
+  hubToml: string;
+  /** one sync from home; the hub's `mailbag serve --no-run` killed at `point` when given */
+  sync(point?: string): { status: number | null; out: string; err: string };
+  /** `mailbag run --now` on the hub */
+  run(env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+async function world(delivery: string[], env: NodeJS.ProcessEnv): Promise<World> {
+  const t = tempDir('idle-recovery');
+  cleanups.push(t.remove);
+  const hub = await makeSite(t.dir, 'hub');
+  const home = await makeSite(t.dir, 'home');
+  const hubToml = join(t.dir, 'hub.toml');
+  writeFileSync(hubToml, [`site = "hub"`, `spool = ${JSON.stringify(hub.root)}`, '[delivery]', ...delivery, 'concurrency = 2', '[peers.home]', 'accept = ["rmail"]', ''].join('\n'));
+  writeFileSync(join(t.dir, 'home.toml'), `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nkeepalive = "2s"\n`);
+  const script = driver(t.dir);
+  return {
+    dir: t.dir,
+    hub,
+    home,
+    hubToml,
+    sync(point) {
+      const serve = [process.execPath, mailbagBin, 'serve', '--peer', 'home', '--no-run', '--config', hubToml];
+      const far = point ? ['env', `MAILBAG_FAULT=${point}`, ...serve] : ['env', '-u', 'MAILBAG_FAULT', ...serve];
+      const e = { ...process.env };
+      delete e.MAILBAG_FAULT;
+      const r = spawnSync(process.execPath, [script, join(t.dir, 'home.toml'), 'hub', ...far], { env: e, encoding: 'utf8', timeout: 60_000 });
+      return { status: r.status, out: r.stdout, err: r.stderr };
+    },
+    async run(extra = {}) {
+      const r = await run(process.execPath, [mailbagBin, 'run', '--config', hubToml, '--now'], { env: { ...process.env, ...env, ...extra, MAILBAG_FAULT: '' }, timeoutMs: 60_000 });
+      return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr };
+    },
+  };
+}
+
+/** rmail jobs queued on `from` for `to`: the payload a From_ line and the message. */
+async function queue(from: Site, to: string, messages: Buffer[], rcpt: string): Promise<Map<string, string>> {
+  const senders = new Map<string, string>();
+  for (let i = 0; i < messages.length; i++) {
+    const id = newJobId();
+    const sender = `s${i}-${id.slice(-6)}@corpus.test`;
+    const payload = Buffer.concat([Buffer.from(`From ${sender}  Sun Nov 22 04:10:00 2026\n`), messages[i]!]);
+    await from.spool.writeJob('out', to, { id, from: from.name, to, created: new Date().toISOString(), command: 'rmail', args: [rcpt], sender, recipients: [rcpt] }, payload);
+    senders.set(id, sender);
+  }
+  return senders;
+}
+
+function jobs(site: Site, queue: string, peer: string): string[] {
+  const dir = join(site.root, queue, peer);
+  return existsSync(dir) ? readdirSync(dir).filter((n) => /^[0-9a-f]{12}/.test(n)).sort() : [];
+}
+
+/** job ids in every HASH.d/ of bags/in/PEER/ */
+function staged(site: Site, peer: string): string[] {
+  const dir = join(site.root, 'bags', 'in', peer);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith('.d')).flatMap((d) => readdirSync(join(dir, d))).sort();
+}
+
+function ledgerJobs(site: Site, peer: string): string[] {
+  const file = join(site.root, 'ledger', peer);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').slice(1).filter(Boolean).flatMap((l) => (l.split(' ')[2] ?? '').split(',').filter(Boolean)).sort();
+}
+
+/** every file below `dir`, with its size: what "untouched" means */
+function snapshot(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string, rel: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name), `${rel}${e.name}/`);
+      else out.push(`${rel}${e.name} ${readFileSync(join(d, e.name)).length}`);
+    }
+  };
+  walk(dir, '');
+  return out.sort();
+}
+
+/** where the fake sendmail records its calls */
+function callsDir(): string {
+  const t = tempDir('idle-calls');
+  cleanups.push(t.remove);
+  mkdirSync(join(t.dir, 'calls'));
+  return join(t.dir, 'calls');
+}
+
+const postfixReady = built && havePostfix() && haveCorpus();
+
+describe.skipIf(!postfixReady)('a receiver killed after its commit: mailbag run alone delivers through Postfix', () => {
+  let pf: PostfixInstance;
+  const points = ['session-after-commit', 'session-before-ack', 'session-after-ack'];
+
+  beforeAll(async () => {
+    pf = await startPostfix({ mailboxes: points.map((_, i) => `box${i}`) });
+  }, 120_000);
+  afterAll(async () => {
+    await pf?.stop();
+  });
+
+  points.forEach((point, i) => {
+    it(`killed at ${point}: run delivers every committed job once; the next sync stores and delivers nothing again`, async () => {
+      const box = `box${i}`;
+      const w = await world(['method = "sendmail"', 'sendmail = "/usr/sbin/sendmail"'], { MAIL_CONFIG: pf.configDir });
+      const msgs = plainCorpus(12);
+      expect(msgs.length).toBe(12);
+      const up = await queue(w.home, 'hub', msgs, `${box}@maildir.test`);
+      const ids = [...up.keys()].sort();
+
+      const first = w.sync(point);
+      expect(first.status, first.out + first.err).toBe(75);
+      // committed (every job in the ledger, once), not delivered: the jobs wait in HASH.d/
+      expect(ledgerJobs(w.hub, 'home')).toEqual(ids);
+      const waiting = staged(w.hub, 'home');
+      if (point !== 'session-after-ack') expect(waiting).toEqual(ids);
+      // after the ACK the moves were under way: some may be in in/home/ already, never in both
+      expect([...waiting, ...jobs(w.hub, 'in', 'home')].sort()).toEqual(ids);
+      expect((await inspectUnfinished(w.hub.root, 'home')).unmoved.jobs).toBe(waiting.length);
+
+      // no session: `mailbag run` alone takes the dead serve's lock, moves, delivers
+      const r = await w.run();
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      if (waiting.length > 0) expect(r.stdout).toContain(`home: finished an earlier session: ${waiting.length} received job(s) moved into in/home/`);
+      expect(r.stdout).toContain('run: 12 done, 0 to retry, 0 failed, 0 skipped');
+      expect(staged(w.hub, 'home')).toEqual([]);
+      expect(readdirSync(join(w.hub.root, 'bags', 'in', 'home'))).toEqual([]);
+      expect(jobs(w.hub, 'in', 'home')).toEqual([]);
+      const got = await waitMaildir(pf.maildir(box), 12, 60_000);
+      expect(got.map((m) => m.returnPath).sort()).toEqual([...up.values()].sort());
+      for (let k = 0; k < msgs.length; k++) {
+        const sender = [...up.values()][k]!;
+        expect(got.find((m) => m.returnPath === sender)!.body.equals(bodyOf(msgs[k]!))).toBe(true);
+      }
+
+      // the sender's re-offer (its ACK may be lost) is answered `have`: stored and run never again
+      const again = w.sync();
+      expect(again.status, again.err).toBe(0);
+      expect(jobs(w.home, 'out', 'hub')).toEqual([]);
+      expect(ledgerJobs(w.hub, 'home')).toEqual(ids);
+      expect(jobs(w.hub, 'in', 'home')).toEqual([]);
+      const last = await w.run();
+      expect(last.stdout).toContain('run: 0 done');
+      expect(readMaildir(pf.maildir(box)).length).toBe(12);
+    }, 180_000);
+  });
+});
+
+describe.skipIf(!built)('mailbag run and a session lock held by a live process', () => {
+  it('leaves HASH.d/ untouched while the lock is held; once it is let go, moves and delivers every job once', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+    const up = await queue(w.home, 'hub', Array.from({ length: 6 }, (_, i) => Buffer.from(`Subject: lock ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const first = w.sync('session-after-commit');
+    expect(first.status, first.out + first.err).toBe(75);
+    const bags = join(w.hub.root, 'bags', 'in', 'home');
+    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+
+    // a live holder (this test process) takes the lock the killed serve left (its holder is dead)
+    const lock = await w.hub.spool.lock('session-home');
+    let held = true;
+    cleanups.push(() => void (held && lock.release()));
+    const before = { bags: snapshot(bags), in: snapshot(join(w.hub.root, 'in')), ledger: readFileSync(join(w.hub.root, 'ledger', 'home'), 'utf8') };
+    const r = await w.run();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`home: a session is running (lock session-home is held by pid ${process.pid}`);
+    expect(r.stdout).toContain('run: 0 done');
+    expect({ bags: snapshot(bags), in: snapshot(join(w.hub.root, 'in')), ledger: readFileSync(join(w.hub.root, 'ledger', 'home'), 'utf8') }).toEqual(before);
+    expect(readdirSync(calls)).toEqual([]);
+
+    await lock.release();
+    held = false;
+    const after = await w.run();
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toContain('home: finished an earlier session: 6 received job(s) moved into in/home/, 0 acknowledged job(s) removed from out/home/');
+    expect(after.stdout).toContain('run: 6 done');
+    expect(staged(w.hub, 'home')).toEqual([]);
+    // one sendmail call per job, each job once
+    const argvs = readdirSync(calls).filter((f) => f.endsWith('.argv'));
+    expect(argvs.length).toBe(6);
+    const senders = argvs.map((f) => readFileSync(join(calls, f), 'utf8').split('\n')[2]).sort();
+    expect(senders).toEqual([...up.values()].sort());
+  }, 120_000);
+});
+
+describe.skipIf(!built)('a sender killed after the ACK (S4)', () => {
+  it('leaves acknowledged jobs in out/PEER/; mailbag run removes them without a session, and nothing crosses twice', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+    const down = await queue(w.hub, 'home', Array.from({ length: 5 }, (_, i) => Buffer.from(`Subject: down ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const ids = [...down.keys()].sort();
+    const first = w.sync('session-sender-after-ack');
+    // the hub sends BYE once its bags are acknowledged (docs/protocol.md §4): home may
+    // have ended its session before the hub was killed
+    expect([0, 75], first.out + first.err).toContain(first.status);
+    // home committed them (once); the hub still lists them, under an .acked marker
+    expect(ledgerJobs(w.home, 'hub')).toEqual(ids);
+    expect(jobs(w.hub, 'out', 'home')).toEqual(ids);
+    expect(readdirSync(join(w.hub.root, 'bags', 'out', 'home')).some((n) => n.endsWith('.acked'))).toBe(true);
+    expect((await inspectUnfinished(w.hub.root, 'home')).acked.jobs).toBe(5);
+
+    const r = await w.run();
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('home: finished an earlier session: 0 received job(s) moved into in/home/, 5 acknowledged job(s) removed from out/home/');
+    expect(jobs(w.hub, 'out', 'home')).toEqual([]);
+    expect(readdirSync(join(w.hub.root, 'bags', 'out', 'home'))).toEqual([]);
+    expect((await inspectUnfinished(w.hub.root, 'home')).acked.jobs).toBe(0);
+
+    const again = w.sync();
+    expect(again.status, again.err).toBe(0);
+    expect(JSON.parse(again.out)).toMatchObject({ received: 0 });
+    expect(ledgerJobs(w.home, 'hub')).toEqual(ids);
+    expect(jobs(w.home, 'in', 'hub')).toEqual(ids);
+  }, 120_000);
+});
+
+describe.skipIf(!built)('mailbag dispatch and a peer it does not dial', () => {
+  it('runs the runner for a peer a killed session left committed jobs for: moved and delivered once', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+    const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: dispatch ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const first = w.sync('session-after-commit');
+    expect(first.status, first.out + first.err).toBe(75);
+    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    // the hub cannot dial home (no host): no session, only the runner
+    const r = await run(process.execPath, [mailbagBin, 'dispatch', '--config', w.hubToml], {
+      env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0', MAILBAG_FAULT: '' },
+      timeoutMs: 60_000,
+    });
+    const out = r.stdout.toString('utf8');
+    expect(r.code, r.stderr + out).toBe(0);
+    expect(out).toContain('no peer has work queued or is due');
+    expect(out).toContain('home: finished an earlier session: 4 received job(s) moved into in/home/');
+    expect(staged(w.hub, 'home')).toEqual([]);
+    expect(jobs(w.hub, 'in', 'home')).toEqual([]);
+    expect(readdirSync(calls).filter((f) => f.endsWith('.argv')).length).toBe(4);
+    // nothing left: a second dispatch runs nothing
+    const again = await run(process.execPath, [mailbagBin, 'dispatch', '--config', w.hubToml], { env: { ...process.env, FAKE_SENDMAIL_DIR: calls, MAILBAG_FAULT: '' }, timeoutMs: 60_000 });
+    expect(again.stdout.toString('utf8')).not.toContain('finished an earlier session');
+    expect(readdirSync(calls).filter((f) => f.endsWith('.argv')).length).toBe(4);
+  }, 120_000);
+});
