@@ -63,15 +63,28 @@ async function committedOf(root: string, peer: string, bags: string[]): Promise<
 /** Committed but not yet moved, and acknowledged but not yet removed: what `mailbag status` shows. */
 export interface Unfinished {
   /** S7: jobs of committed bags still in bags/in/PEER/HASH.d/ (received and acknowledged, not yet in in/PEER/) */
-  unmoved: { bags: number; jobs: number; bytes: number };
+  unmoved: UnfinishedJobs;
   /** S4: jobs still in out/PEER/ that the peer has acknowledged (they no longer wait to be sent) */
-  acked: { bags: number; jobs: number; bytes: number };
+  acked: UnfinishedJobs;
+}
+
+export interface UnfinishedJobs {
+  bags: number;
+  jobs: number;
+  bytes: number;
+  /** the smallest job id (ids sort by creation time), undefined when there are none */
+  oldest: string | undefined;
 }
 
 /** Read only, no lock: what a dead session left for PEER. A live session's bags show here too, for a moment. */
 export async function inspectUnfinished(root: string, peer: string): Promise<Unfinished> {
   const left = await leftovers(root, peer);
-  const u: Unfinished = { unmoved: { bags: 0, jobs: 0, bytes: 0 }, acked: { bags: 0, jobs: 0, bytes: 0 } };
+  const u: Unfinished = { unmoved: { bags: 0, jobs: 0, bytes: 0, oldest: undefined }, acked: { bags: 0, jobs: 0, bytes: 0, oldest: undefined } };
+  const count = (g: UnfinishedJobs, id: string, bytes: number): void => {
+    g.jobs++;
+    g.bytes += bytes;
+    if (g.oldest === undefined || id < g.oldest) g.oldest = id;
+  };
   const size = async (path: string): Promise<number | undefined> => {
     try {
       return (await stat(path)).size;
@@ -87,8 +100,7 @@ export async function inspectUnfinished(root: string, peer: string): Promise<Unf
       const s = await size(join(dir, n));
       if (s === undefined) continue;
       any = true;
-      u.unmoved.jobs++;
-      u.unmoved.bytes += s;
+      count(u.unmoved, n, s);
     }
     if (any) u.unmoved.bags++;
   }
@@ -100,8 +112,7 @@ export async function inspectUnfinished(root: string, peer: string): Promise<Unf
       const s = await size(join(root, 'out', peer, id));
       if (s === undefined) continue;
       any = true;
-      u.acked.jobs++;
-      u.acked.bytes += s;
+      count(u.acked, id, s);
     }
     if (any) u.acked.bags++;
   }

@@ -195,7 +195,10 @@ describe.skipIf(!postfixReady)('a receiver killed after its commit: mailbag run 
       if (point !== 'session-after-ack') expect(waiting).toEqual(ids);
       // after the ACK the moves were under way: some may be in in/home/ already, never in both
       expect([...waiting, ...jobs(w.hub, 'in', 'home')].sort()).toEqual(ids);
-      expect((await inspectUnfinished(w.hub.root, 'home')).unmoved.jobs).toBe(waiting.length);
+      // what `mailbag status` is to show: these jobs received (IN), not yet moved
+      const u = await inspectUnfinished(w.hub.root, 'home');
+      expect(u.unmoved).toMatchObject({ jobs: waiting.length, bags: waiting.length > 0 ? 1 : 0, oldest: waiting[0] });
+      expect(u.acked.jobs).toBe(0);
 
       // no session: `mailbag run` alone takes the dead serve's lock, moves, delivers
       const r = await w.run();
@@ -276,7 +279,7 @@ describe.skipIf(!built)('a sender killed after the ACK (S4)', () => {
     expect(ledgerJobs(w.home, 'hub')).toEqual(ids);
     expect(jobs(w.hub, 'out', 'home')).toEqual(ids);
     expect(readdirSync(join(w.hub.root, 'bags', 'out', 'home')).some((n) => n.endsWith('.acked'))).toBe(true);
-    expect((await inspectUnfinished(w.hub.root, 'home')).acked.jobs).toBe(5);
+    expect((await inspectUnfinished(w.hub.root, 'home')).acked).toMatchObject({ jobs: 5, bags: 1, oldest: ids[0] });
 
     const r = await w.run();
     expect(r.code, r.stderr).toBe(0);
