@@ -74,20 +74,24 @@ export interface UnfinishedJobs {
   bytes: number;
   /** the smallest job id (ids sort by creation time), undefined when there are none */
   oldest: string | undefined;
+  /** the earliest modification time among the job files (ms since 1970), null when there are none */
+  oldestWrittenMs: number | null;
 }
 
 /** Read only, no lock: what a dead session left for PEER. A live session's bags show here too, for a moment. */
 export async function inspectUnfinished(root: string, peer: string): Promise<Unfinished> {
   const left = await leftovers(root, peer);
-  const u: Unfinished = { unmoved: { bags: 0, jobs: 0, bytes: 0, oldest: undefined }, acked: { bags: 0, jobs: 0, bytes: 0, oldest: undefined } };
-  const count = (g: UnfinishedJobs, id: string, bytes: number): void => {
+  const none = (): UnfinishedJobs => ({ bags: 0, jobs: 0, bytes: 0, oldest: undefined, oldestWrittenMs: null });
+  const u: Unfinished = { unmoved: none(), acked: none() };
+  const count = (g: UnfinishedJobs, id: string, s: { size: number; mtimeMs: number }): void => {
     g.jobs++;
-    g.bytes += bytes;
+    g.bytes += s.size;
     if (g.oldest === undefined || id < g.oldest) g.oldest = id;
+    if (g.oldestWrittenMs === null || s.mtimeMs < g.oldestWrittenMs) g.oldestWrittenMs = s.mtimeMs;
   };
-  const size = async (path: string): Promise<number | undefined> => {
+  const size = async (path: string): Promise<{ size: number; mtimeMs: number } | undefined> => {
     try {
-      return (await stat(path)).size;
+      return await stat(path);
     } catch {
       return undefined;
     }
