@@ -4,6 +4,7 @@
 // lock `session-PEER` for its whole length, so two clients never take the same mail.
 
 import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Config, PeerConfig } from '../config/types.js';
 import { ConfigError, MailbagError, SessionError } from '../errors.js';
 import { isJobId } from '../job/header.js';
@@ -284,6 +285,16 @@ export async function dispatchPeers(o: SessionHooks & { config: Config; transpor
     }
   }
   return out;
+}
+
+/**
+ * Whether jobs from `peer` wait in in/PEER/ for the runner: a session that received
+ * nothing may still have moved some there when it started (a killed session's committed
+ * bag, docs/spool.md S7), and its run step should deliver them now. One directory read.
+ */
+export async function jobsWaiting(config: Config, peer: string): Promise<boolean> {
+  const names = await readdir(join(config.spool, 'in', peer)).catch(() => [] as string[]);
+  return names.some((n) => isJobId(n));
 }
 
 /**
