@@ -167,6 +167,31 @@ describe('ssh transport over the embedded server', () => {
     expect(err.message).toContain('authorized_keys');
   });
 
+  it('offers its key at once: no probe with method "none" first (a round trip to sshd per session)', async () => {
+    const { Server } = await import('ssh2');
+    const hostKey = generateKeyPair('probe-host').privateKey;
+    const parsed = utils.parseKey(hostKey) as { type: string; getPublicSSH(): Buffer };
+    const methods: string[] = [];
+    const probe = new Server({ hostKeys: [hostKey] }, (conn) => {
+      conn.on('error', () => {});
+      conn.on('authentication', (ctx) => {
+        methods.push(ctx.method);
+        ctx.reject(['publickey']);
+      });
+    });
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    try {
+      const port = (probe.address() as { port: number }).port;
+      const known = file('known_hosts_probe', `[127.0.0.1]:${port} ${parsed.type} ${parsed.getPublicSSH().toString('base64')}\n`);
+      const err = await refused(opts({ port, knownHosts: known }));
+      expect(err.code).toBe('auth');
+      expect(methods[0]).toBe('publickey');
+      expect(methods).not.toContain('none');
+    } finally {
+      probe.close();
+    }
+  });
+
   it('refuses a passphrase-protected key with a clear message', async () => {
     const locked = utils.generateKeyPairSync('ed25519', { passphrase: 'secret', cipher: 'aes256-ctr', rounds: 2 });
     const err = await refused(opts({ privateKey: undefined, identity: file('id_locked', locked.private) }));
