@@ -8,6 +8,7 @@ import type { CliIo } from './io.js';
 import { MailbagError } from '../errors.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
+import { inspectUnfinished } from '../session/idle-recovery.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 
 export const STATUS_USAGE = [
@@ -23,6 +24,10 @@ export interface QueueStatus {
   bytes: number;
   /** whole seconds since the oldest job was written; null when the queue is empty */
   oldestAgeSeconds: number | null;
+  /** in: of `jobs`, those of committed (acknowledged) bags not yet moved out of bags/in/PEER/HASH.d/ (mailbag run moves them) */
+  unmoved?: number;
+  /** out: of `jobs`, those PEER has acknowledged, not yet removed (mailbag run or the next session removes them) */
+  acked?: number;
 }
 
 export interface PeerStatus {
@@ -83,20 +88,37 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
     if (!qs) return { ...EMPTY };
     return { jobs: qs.jobs, bytes: qs.bytes, oldestAgeSeconds: qs.oldestAgeMs === null ? null : Math.floor(qs.oldestAgeMs / 1000) };
   };
-  const peers = [...names].sort().map((name): PeerStatus => ({
-    peer: name,
-    configured: Object.hasOwn(config.peers, name),
-    out: convert(stats[name], 'out'),
-    in: convert(stats[name], 'in'),
-    failed: convert(stats[name], 'failed'),
-  }));
+  const haveSpool = existsSync(join(config.spool, SPOOL_MARKER));
+  const peers: PeerStatus[] = [];
+  for (const name of [...names].sort()) {
+    const p: PeerStatus = {
+      peer: name,
+      configured: Object.hasOwn(config.peers, name),
+      out: convert(stats[name], 'out'),
+      in: convert(stats[name], 'in'),
+      failed: convert(stats[name], 'failed'),
+    };
+    if (haveSpool) {
+      const u = await inspectUnfinished(config.spool, name);
+      if (u.unmoved.jobs > 0) {
+        p.in.jobs += u.unmoved.jobs;
+        p.in.bytes += u.unmoved.bytes;
+        const age = Math.floor((now - u.unmoved.oldestWrittenMs!) / 1000);
+        p.in.oldestAgeSeconds = p.in.oldestAgeSeconds === null ? age : Math.max(p.in.oldestAgeSeconds, age);
+        p.in.unmoved = u.unmoved.jobs;
+      }
+      if (u.acked.jobs > 0) p.out.acked = u.acked.jobs;
+    }
+    peers.push(p);
+  }
   return { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), peers };
 }
 
 function cell(q: QueueStatus): string {
   if (q.jobs === 0) return '-';
   const age = q.oldestAgeSeconds === null ? '' : `, oldest ${formatDuration(q.oldestAgeSeconds * 1000)}`;
-  return `${q.jobs} ${q.jobs === 1 ? 'job' : 'jobs'}, ${formatSize(q.bytes)}${age}`;
+  const extra = q.unmoved ? `; ${q.unmoved} not yet moved in` : q.acked ? `; ${q.acked} acknowledged` : '';
+  return `${q.jobs} ${q.jobs === 1 ? 'job' : 'jobs'}, ${formatSize(q.bytes)}${age}${extra}`;
 }
 
 /** The human table: one line per peer, one column per queue. */
