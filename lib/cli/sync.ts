@@ -5,6 +5,8 @@
 import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
 import { expireQueued, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
+import { dialEarly } from '../transport/early.js';
+import { transportForPeer } from '../transport/for-peer.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
 
@@ -26,25 +28,37 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} sync: process started; ${traceTime()} configuration loaded\n`);
   const started = Date.now();
   const progress = io.isTTY && !quiet ? progressPrinter(io) : undefined;
-  // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
-  const expired = cfg.peers[peer] ? ((await expireQueued(cfg, peer)) ?? []) : [];
-  const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
-  if (!quiet) for (const id of expired) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+  // the link is dialled now (ssh2's load, the SSH handshake, the far serve's start), while
+  // old jobs expire and syncPeer opens the spool and takes the session lock; the session
+  // takes it over. One the session did not take (the lock is held, an error came first)
+  // is torn down below: the far serve then sees a link that closed before any HELLO
+  const peerConfig = cfg.peers[peer];
+  const early = peerConfig ? dialEarly(() => transportForPeer(peerConfig, io.env), `peer ${peer}`) : undefined;
+  let expired: string[];
   let result: SessionResult;
+  const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
   try {
-    result = await syncPeer({
-      config: cfg,
-      peer,
-      ...(progress ? { onProgress: progress.update } : {}),
-      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
-    });
-  } catch (err) {
-    progress?.clear();
-    // their senders are owed notices even though the session did not happen
-    if (run && expired.length > 0) await runReceivedJobs(cfg, peer, runLog);
-    throw err;
+    // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
+    expired = peerConfig ? ((await expireQueued(cfg, peer)) ?? []) : [];
+    if (!quiet) for (const id of expired) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+    try {
+      result = await syncPeer({
+        config: cfg,
+        peer,
+        ...(early ? { transport: early.transport } : {}),
+        ...(progress ? { onProgress: progress.update } : {}),
+        ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
+      });
+    } catch (err) {
+      progress?.clear();
+      // their senders are owed notices even though the session did not happen
+      if (run && expired.length > 0) await runReceivedJobs(cfg, peer, runLog);
+      throw err;
+    } finally {
+      progress?.clear();
+    }
   } finally {
-    progress?.clear();
+    await early?.release();
   }
   if (!quiet) io.stdout.write(`${summaryLine(peer, result, Date.now() - started)}\n`);
   // also after a refusal for good, an expiry or a job too large for the peer: the job is
