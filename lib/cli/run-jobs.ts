@@ -2,13 +2,15 @@
 // lifetime, then run the received jobs of every peer (or the named ones) once, through
 // the whitelist and the configured delivery method. Prints one line per job outcome and
 // a summary; exits 0 when the run itself worked (jobs that wait for a retry or failed
-// are in the summary and in `mailbag failed`).
+// are in the summary and in `mailbag failed`), 75 with one stderr line per peer when a
+// killed session's committed jobs could not be moved in (they are not delivered).
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
 import { runJobs } from '../runner/runner.js';
 import { expireQueued } from '../session/index.js';
 import type { CliIo } from './io.js';
+import { failureLine } from './run.js';
 
 export const RUN_USAGE = `Usage: mailbag run [--config FILE] [--peer NAME]... [--now] [--quiet]
 
@@ -55,5 +57,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     log: quiet ? undefined : (line) => io.stdout.write(`${line}\n`),
   });
   io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped\n`);
-  return 0;
+  // a killed session's committed jobs that could not be moved in are not delivered: a
+  // failure (75 for a spool that cannot be read or written), after what could be delivered
+  for (const u of summary.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+  return summary.unfinished?.[0]?.error.exitCode ?? 0;
 }

@@ -10,7 +10,7 @@
 import { readdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
-import { asMailbagError } from '../errors.js';
+import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
 import { isJobId, type JobHeader } from '../job/header.js';
 import { indexBsmtp } from '../deliver/bsmtp-index.js';
 import { Deliverer } from '../deliver/index.js';
@@ -20,7 +20,7 @@ import { rmailTransaction } from '../deliver/rmail.js';
 import { classifyExit, runChild } from '../deliver/sendmail.js';
 import type { NoticeRecipient } from '../notice/dsn.js';
 import { sendNotice, type NoticeRequest } from './notify.js';
-import { recoverIdlePeer } from '../session/idle-recovery.js';
+import { inspectUnfinished, recoverIdlePeer } from '../session/idle-recovery.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
 import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
@@ -56,6 +56,11 @@ export interface RunSummary {
   failed: number;
   /** not due yet, locked, or of an unknown peer */
   skipped: number;
+  /**
+   * peers whose killed session could not be finished (docs/spool.md S4, S7): its
+   * committed jobs stay in bags/in/PEER/ undelivered; present only when there are any
+   */
+  unfinished?: { peer: string; error: MailbagError }[];
 }
 
 /** What the whitelist says about a command for a peer: a built-in, an argv, or no. */
@@ -481,16 +486,27 @@ export class Runner {
   }
 }
 
-/** S4/S7 of a dead session with `peer`, finished under its session lock; a failure is logged, the run goes on. */
-async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<void> {
+/**
+ * S4/S7 of a dead session with `peer`, finished under its session lock. A failure (a
+ * ledger that does not read, a full disk, a permission) leaves the committed jobs where
+ * they are: it is returned, for the caller to report as a failure once the jobs already
+ * in in/PEER/ are delivered, and logged.
+ */
+async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<MailbagError | undefined> {
   try {
     const r = await recoverIdlePeer(config, spool, peer);
     if (r.state === 'busy') log(`${peer}: a session is running (${r.reason}); the bags it has committed are its own to move`);
     if (r.state === 'recovered' && r.moved + r.removed > 0) {
       log(`${peer}: finished an earlier session: ${r.moved} received job(s) moved into in/${peer}/, ${r.removed} acknowledged job(s) removed from out/${peer}/`);
     }
+    return undefined;
   } catch (err) {
-    log(`${peer}: cannot finish an earlier session's moves now (the next session does): ${asMailbagError(err).message}`);
+    const cause = err instanceof MailbagError ? err : new SpoolError(String((err as Error)?.message ?? err), { cause: err });
+    const u = await inspectUnfinished(spool.root, peer).catch(() => undefined);
+    const left = u ? ` (${u.unmoved.jobs} committed job(s) wait in bags/in/${peer}/, ${u.acked.jobs} acknowledged job(s) in out/${peer}/)` : '';
+    const e = new MailbagError(cause.code, `${peer}: cannot finish an earlier session${left}: ${cause.message}`, { cause });
+    log(e.message);
+    return e;
   }
 }
 
@@ -502,8 +518,11 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
   // a session killed after its commit or its ACK left work for the next session with that
   // peer (docs/spool.md S4, S7): finished here when no session runs, so committed jobs
   // are delivered now, not when the peer next calls
+  const unfinished: { peer: string; error: MailbagError }[] = [];
   for (const peer of o.peers ?? Object.keys(o.config.peers)) {
-    if (Object.hasOwn(o.config.peers, peer)) await finishIdleSession(o.config, spool, peer, runner.log);
+    if (!Object.hasOwn(o.config.peers, peer)) continue;
+    const error = await finishIdleSession(o.config, spool, peer, runner.log);
+    if (error) unfinished.push({ peer, error });
   }
   // failed/ too: a job our peer refused for good lands in failed/PEER on this side and
   // still owes its sender a notice, even when nothing came in from that peer
@@ -517,5 +536,6 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
     }
     await runner.runPeer(peer, summary);
   }
+  if (unfinished.length > 0) summary.unfinished = unfinished;
   return summary;
 }

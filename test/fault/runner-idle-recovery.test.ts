@@ -322,3 +322,46 @@ describe.skipIf(!built)('mailbag dispatch and a peer it does not dial', () => {
     expect(readdirSync(calls).filter((f) => f.endsWith('.argv')).length).toBe(4);
   }, 120_000);
 });
+
+describe.skipIf(!built)('a recovery that fails (a ledger that does not read)', () => {
+  it('run still delivers what is in in/PEER/, leaves HASH.d/ as it is, says on stderr what failed and exits 75 (also with --quiet)', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+    // a first session lands three jobs in in/home/ (serve runs with --no-run)
+    const early = await queue(w.home, 'hub', Array.from({ length: 3 }, (_, i) => Buffer.from(`Subject: early ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const ok = w.sync();
+    expect(ok.status, ok.err).toBe(0);
+    expect(jobs(w.hub, 'in', 'home')).toEqual([...early.keys()].sort());
+    // a second one is killed after its commit: two jobs left in HASH.d/
+    const late = await queue(w.home, 'hub', Array.from({ length: 2 }, (_, i) => Buffer.from(`Subject: late ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const killed = w.sync('session-after-commit');
+    expect(killed.status, killed.out + killed.err).toBe(75);
+    expect(staged(w.hub, 'home')).toEqual([...late.keys()].sort());
+    // the ledger's first line damaged (a disk error, a future version): no session and no
+    // recovery can read it
+    const ledger = join(w.hub.root, 'ledger', 'home');
+    writeFileSync(ledger, readFileSync(ledger, 'utf8').replace(/^mailbag-ledger 1\n/, 'mailbag-ledger 9\n'));
+    const bags = snapshot(join(w.hub.root, 'bags'));
+
+    for (const quiet of [true, false]) {
+      const r = await run(process.execPath, [mailbagBin, 'run', '--config', w.hubToml, '--now', ...(quiet ? ['--quiet'] : [])], {
+        env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0', MAILBAG_FAULT: '' },
+        timeoutMs: 60_000,
+      });
+      const out = r.stdout.toString('utf8');
+      // what is in in/home/ is delivered, once (the second run finds nothing more)
+      expect(readdirSync(calls).filter((f) => f.endsWith('.argv')).length).toBe(3);
+      expect(jobs(w.hub, 'in', 'home')).toEqual([]);
+      expect(out).toContain(quiet ? 'run: 3 done' : 'run: 0 done');
+      // the committed jobs stay where they are, and the run says so, as a failure
+      expect(snapshot(join(w.hub.root, 'bags'))).toEqual(bags);
+      expect(r.code, out + r.stderr).toBe(75);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^4\.3\.0 mailbag: home: /);
+      expect(lines[0]).toContain('ledger');
+      expect(lines[0]).toContain('unknown version 9');
+      expect(lines[0]).toContain('2 committed job(s)');
+    }
+  }, 120_000);
+});
