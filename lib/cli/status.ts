@@ -2,10 +2,10 @@
 // (out: to send; in: received, waiting for the runner; failed) and the oldest job's age.
 // Read-only: the spool is opened without cleanup and never created; one not made yet is empty.
 
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CliIo } from './io.js';
-import { MailbagError } from '../errors.js';
+import { MailbagError, SpoolError } from '../errors.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
@@ -74,11 +74,29 @@ export function parseStatusArgs(argv: readonly string[]): StatusArgs {
 
 const EMPTY: QueueStatus = { jobs: 0, bytes: 0, oldestAgeSeconds: null };
 
+/**
+ * Whether the spool has been made (its marker is there). Only a spool that does not exist
+ * is empty: one this user cannot read (the spool is its owner's, 0700) is an error, or
+ * status would show every queue empty while mail waits.
+ */
+function spoolMade(root: string): boolean {
+  try {
+    statSync(join(root, SPOOL_MARKER));
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    const who = code === 'EACCES' || code === 'EPERM' ? ' (run mailbag status as the user that owns the spool)' : '';
+    throw new SpoolError(`cannot read the spool ${root}: ${(err as Error).message}${who}`, { cause: err });
+  }
+}
+
 /** Gather the report: configured peers and every peer that has a queue in the spool. */
 export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<StatusReport> {
   let stats: Record<string, PeerStats> = {};
   // a spool nothing has been queued in yet (the checkout's spool/ holds only a README) is empty
-  if (existsSync(join(config.spool, SPOOL_MARKER))) {
+  const haveSpool = spoolMade(config.spool);
+  if (haveSpool) {
     const spool = await Spool.open(config.spool, { cleanup: false });
     stats = await spool.stats(peer, now);
   }
@@ -88,7 +106,6 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
     if (!qs) return { ...EMPTY };
     return { jobs: qs.jobs, bytes: qs.bytes, oldestAgeSeconds: qs.oldestAgeMs === null ? null : Math.floor(qs.oldestAgeMs / 1000) };
   };
-  const haveSpool = existsSync(join(config.spool, SPOOL_MARKER));
   const peers: PeerStatus[] = [];
   for (const name of [...names].sort()) {
     const p: PeerStatus = {

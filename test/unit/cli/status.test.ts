@@ -1,9 +1,11 @@
 // mailbag status and a killed session's leftovers: jobs of a committed bag still in
 // bags/in/PEER/HASH.d/ (docs/spool.md S7) count in `in`, named apart, until the idle
 // recovery moves them.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { mailbagBin, run } from '../../helpers/mta-common.js';
 import { gatherStatus } from '../../../lib/cli/status.js';
 import { recoverIdlePeer } from '../../../lib/session/idle-recovery.js';
 import { makeSite, RMAIL_PAYLOAD } from '../runner/helpers.js';
@@ -31,5 +33,43 @@ it('counts the jobs of a committed, unmoved bag in `in` as not yet moved, and no
     expect(after.peers[0]!.in.unmoved).toBeUndefined();
   } finally {
     s.cleanup();
+  }
+});
+
+it.skipIf(!existsSync(mailbagBin))('a spool it cannot read is an error (75, one 4.3.0 line naming it), not a spool with every queue empty', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailbag-status-perm-'));
+  try {
+    chmodSync(dir, 0o755);
+    const spool = join(dir, 'spool');
+    const toml = join(dir, 'mailbag.toml');
+    writeFileSync(toml, `site = "hub"\nspool = ${JSON.stringify(spool)}\n[peers.home]\naccept = ["rmail"]\n`);
+    chmodSync(toml, 0o644);
+    const env = { ...process.env, MAILBAG_FAULT: '' };
+    const q = await run(process.execPath, [mailbagBin, 'enqueue', 'home', '--config', toml, '-f', 's@x.example', '--', 'r@y.example'], { input: 'Subject: held\n\nbody\n', env });
+    expect(q.code, q.stderr).toBe(0);
+    // the spool belongs to one user (mode 0700); status is run by another one. As root,
+    // that other user is nobody and the spool is left root's; else the spool's mode is
+    // taken away from its own user
+    const asRoot = process.getuid?.() === 0;
+    const other = asRoot ? { uid: 65534, gid: 65534 } : {};
+    if (!asRoot) chmodSync(spool, 0o000);
+    try {
+      expect(statSync(spool).mode & 0o777).toBe(asRoot ? 0o700 : 0o000);
+      const r = await run(process.execPath, [mailbagBin, 'status', '--config', toml], { env, ...other });
+      const out = r.stdout.toString('utf8');
+      expect(out, r.stderr).not.toContain('home  -');
+      expect(r.code, out + r.stderr).toBe(75);
+      expect(r.stderr).toMatch(/^4\.3\.0 mailbag: .*spool/);
+      expect(r.stderr).toContain(spool);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      if (!asRoot) chmodSync(spool, 0o700);
+    }
+    // the owner sees the job
+    const mine = await run(process.execPath, [mailbagBin, 'status', '--config', toml], { env });
+    expect(mine.code, mine.stderr).toBe(0);
+    expect(mine.stdout.toString('utf8')).toMatch(/home\s+1 job/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
