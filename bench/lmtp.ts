@@ -17,7 +17,7 @@ import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } f
 import { havePostfix, startPostfix, type PostfixInstance } from '../test/helpers/postfix.js';
 import { LmtpClient, stuff } from '../test/unit/lmtp/lmtp-client.js';
 import { childPids, startLmtpd, type Lmtpd } from '../test/unit/lmtp/lmtpd-process.js';
-import { lmtpTomlNumber, postfixRecommendation } from '../test/unit/lmtp/docs-snippets.js';
+import { lmtpdEnvironment, lmtpTomlNumber, postfixRecommendation } from '../test/unit/lmtp/docs-snippets.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const TAYLOR_UUX = '/usr/bin/uux';
@@ -102,6 +102,17 @@ function cpuMs(pid: number, children: boolean): number {
   }
 }
 
+/** utime+stime of one thread of a process, in ms; 0 when it is gone */
+function threadCpuMs(pid: number, tid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** system (kernel) CPU of a process, stime, in ms; 0 when it is gone */
 function sysMs(pid: number): number {
   try {
@@ -141,6 +152,28 @@ function treeCpuMs(masterPid: number, extraPid?: number): number {
   }
   if (extraPid !== undefined) total += lmtpdCpuMs(extraPid);
   return total;
+}
+
+/**
+ * The CPU of a Postfix instance by process name (qmgr, lmtp, scache, pipe, …; `exited`:
+ * the master's reaped children), in ms, so a run says which of Postfix's processes the
+ * LMTP chain's CPU goes to. Names are the kernel's (comm), summed over processes.
+ */
+function treeCpuByName(masterPid: number): Map<string, number> {
+  const out = new Map<string, number>([['master', cpuMs(masterPid, false)], ['exited', cpuMs(masterPid, true) - cpuMs(masterPid, false)]]);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== masterPid) continue;
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      out.set(comm, (out.get(comm) ?? 0) + cpuMs(Number(name), true));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 /** Submit every message once per method over one SMTP connection; Postfix holds them all. */
@@ -269,7 +302,11 @@ export async function main(argv: string[]): Promise<number> {
     const rec = postfixRecommendation();
     const maxConnections = lmtpTomlNumber('max_connections');
     const maxRecipients = lmtpTomlNumber('max_recipients');
+    // the environment docs/lmtp.md's systemd unit gives lmtpd (UV_THREADPOOL_SIZE), unless
+    // the bench's own environment sets it (experiments)
+    const unitEnv = Object.fromEntries(Object.entries(lmtpdEnvironment()).filter(([k]) => process.env[k] === undefined));
     lmtpd = await startLmtpd({
+      env: unitEnv,
       dir: makeOwnedDir(join(dir, 'lmtpd'), { name: 'root', uid: 0, gid: 0 }, 0o755),
       peers: { hub: ['lmtp.test'] },
       socketMode: '0666',
@@ -323,8 +360,10 @@ export async function main(argv: string[]): Promise<number> {
     const results: { method: Method; ms: number; perMessage: number; perSecond: number; cpuPerMessage: number }[] = [];
     let lmtpdCpuPerMessage = 0;
     let lmtpdSysPerMessage = 0;
+    let lmtpdMainPerMessage = 0;
     let lmtpReuse = '';
     const delaysBy: Partial<Record<Method, string>> = {};
+    const postfixBy: Partial<Record<Method, string>> = {};
     const firstMs: Partial<Record<Method, number>> = {};
     for (const method of o.methods) {
       if (o.warmUp > 0) {
@@ -351,8 +390,12 @@ export async function main(argv: string[]): Promise<number> {
       const logFrom = pf.log().length;
       const base = done[method]();
       const cpu0 = treeCpuMs(masterPid, lmtpd.pid);
+      const byName0 = treeCpuByName(masterPid);
       const lmtpdCpu0 = lmtpdCpuMs(lmtpd.pid);
       const lmtpdSys0 = lmtpdSysMs(lmtpd.pid);
+      // lmtpd's event-loop thread alone (against the wall per message: is it the serial part?)
+      const mainThread = (): number => threadCpuMs(lmtpd!.pid, lmtpd!.pid);
+      const lmtpdMain0 = mainThread();
       const start = process.hrtime.bigint();
       const rel = await run('/usr/sbin/postsuper', ['-c', pf.configDir, '-H', '-'], { input: `${ids.join('\n')}\n`, timeoutMs: 60_000 });
       if (rel.code !== 0) throw new Error(`postsuper -H: ${rel.stderr}`);
@@ -363,9 +406,14 @@ export async function main(argv: string[]): Promise<number> {
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
+      // Postfix's part by process (a process that exited meanwhile moves its CPU to `exited`)
+      const byName1 = treeCpuByName(masterPid);
+      postfixBy[method] = [...byName1].map(([n, v]) => [n, (v - (byName0.get(n) ?? 0)) / messages.length] as const)
+        .filter(([, v]) => Math.abs(v) >= 0.005).sort((a, b) => b[1] - a[1]).map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ');
       if (method === 'lmtp') {
         lmtpdCpuPerMessage = (lmtpdCpuMs(lmtpd.pid) - lmtpdCpu0) / messages.length;
         lmtpdSysPerMessage = (lmtpdSysMs(lmtpd.pid) - lmtpdSys0) / messages.length;
+        lmtpdMainPerMessage = (mainThread() - lmtpdMain0) / messages.length;
       }
       const sent = pf.log().slice(logFrom).split('\n').filter((l) => / to=<.*status=sent/.test(l));
       if (method === 'lmtp') {
@@ -404,7 +452,7 @@ export async function main(argv: string[]): Promise<number> {
     const lines = [
       `${date} — ${machine}`,
       `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method${o.warmUp ? `, each after ${o.warmUp} warm-up messages of its own (not measured)` : ''}${o.lmtpdWarmUp && o.methods.includes('lmtp') ? `; lmtpd fed ${o.lmtpdWarmUp} messages straight over its socket before the submission (not measured)` : ''}`,
-      `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}, ${lmtpdWorkers} process(es) (lmtp.workers${o.workers !== undefined ? ' = ' + String(o.workers) : ' unset'})${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
+      `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}, ${lmtpdWorkers} process(es), UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? unitEnv.UV_THREADPOOL_SIZE ?? 'unset (4)'} (lmtp.workers${o.workers !== undefined ? ' = ' + String(o.workers) : ' unset'})${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
       '',
       `load average at the end: ${readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')}`,
       '',
@@ -413,17 +461,18 @@ export async function main(argv: string[]): Promise<number> {
       ...results.map((r) => `| ${label[r.method]} | ${(r.ms / 1000).toFixed(2)} | ${r.perMessage.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${ratio(byName.uux?.perMessage, r.perMessage)} | ${r.cpuPerMessage.toFixed(2)} | ${ratio(byName.uux?.cpuPerMessage, r.cpuPerMessage)} |`),
       '',
       `Postfix's mean delays=a/b/c/d per delivery, ms (before the queue manager / in it / connection set-up / transmission): ${o.methods.map((m) => `${m} ${delaysBy[m]}`).join(', ')}`,
+      `Postfix's CPU by process, ms / message: ${o.methods.map((m) => `${m}: ${postfixBy[m]}`).join('; ')}`,
       `first job in the spool after the release, ms: ${o.methods.map((m) => `${m} ${firstMs[m]?.toFixed(0)}`).join(', ')}`,
       ...(byName.lmtp
         ? [
-            `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message, of it ${lmtpdSysPerMessage.toFixed(2)} ms in the kernel (the rest of LMTP's CPU is Postfix: qmgr and its lmtp client)`,
+            `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message, of it ${lmtpdSysPerMessage.toFixed(2)} ms in the kernel, ${lmtpdMainPerMessage.toFixed(2)} ms on its event-loop thread (the rest of LMTP's CPU is Postfix: qmgr and its lmtp client)`,
             `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

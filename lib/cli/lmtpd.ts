@@ -27,6 +27,15 @@ import type { Config } from '../config/types.js';
 import type { Router } from '../lmtp/route.js';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
+/**
+ * Node's thread pool for lmtpd (docs/lmtp.md): every job's fsync, every batch's directory
+ * fsync and every job file's create wait there, and with the default 4 threads a batch's
+ * fsyncs went to the disk four at a time. libuv reads UV_THREADPOOL_SIZE once, before this
+ * module is loaded (the ES module loader reads files through the pool), so the process
+ * itself cannot take it: its environment must (the systemd unit of docs/lmtp.md); the
+ * workers of lmtp.workers get it from the primary.
+ */
+const THREAD_POOL = '64';
 
 function parseHostPort(text: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(text);
@@ -177,6 +186,9 @@ async function runMain(ctx: Setup): Promise<number> {
   const spool = await Spool.open(config.spool, { create: true });
   const ledger = await SpoolLedger.open(spool);
   if (ledger.migrated) log(`lmtpd: moved ${ledger.migrated} LMTP ledger entr${ledger.migrated === 1 ? 'y' : 'ies'} of the earlier format (a file each) into day files`);
+  if (process.env.UV_THREADPOOL_SIZE === undefined && ctx.workers === 1) {
+    log(`lmtpd: UV_THREADPOOL_SIZE is not set: Node's thread pool has 4 threads, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment (docs/lmtp.md)`);
+  }
   const recovered = await ledger.recover(config.site);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
   const pruner = startPruning(ledger, config, log);
@@ -273,7 +285,7 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
   cluster.on('exit', onExit);
 
   for (let i = 0; i < n; i++) {
-    const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1) });
+    const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? THREAD_POOL });
     alive.set(w.id, w);
   }
   // the socket appears with the mode bits of the primary's umask: none for others until

@@ -4,7 +4,7 @@
 // the page's transport map and main.cf lines; real Exim with its router and both
 // transports; OpenSMTPD's smtpd.conf passes `smtpd -n` (its Debian package unpacked).
 
-import { chmodSync, chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { ensureTestUser, freePort, makeOwnedDir, makeSharedTempDir, removeTempDi
 import { need } from '../helpers/need.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { readJobs, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
-import { lmtpPage, lmtpTomlNumber, postfixRecommendation, snippet as snippetOf } from '../unit/lmtp/docs-snippets.js';
+import { lmtpdEnvironment, lmtpPage, lmtpTomlNumber, postfixRecommendation, snippet as snippetOf } from '../unit/lmtp/docs-snippets.js';
 
 const page = lmtpPage();
 const snippet = (name: string): string => snippetOf(name, page);
@@ -63,7 +63,14 @@ describe.skipIf(!havePostfix())('docs/lmtp.md: mailbag.toml, systemd unit and Po
     makeOwnedDir(w.run, { name: user.name, uid: user.uid, gid }, parseInt(unitValue(unit, 'RuntimeDirectoryMode'), 8));
     expect(unitValue(unit, 'ExecStart')).toMatch(/ lmtpd --config /);
     const configText = localise(snippet('mailbag.toml'), w);
-    lmtpd = await startLmtpd({ dir: home, configText, spool: w.spool, socket: join(w.run, 'lmtp.sock'), uid: user.uid, gid, peers: {} });
+    // the unit's Environment= lines, as systemd passes them
+    const unitEnv = lmtpdEnvironment(page);
+    expect(unitEnv).toEqual({ UV_THREADPOOL_SIZE: '64' });
+    lmtpd = await startLmtpd({ dir: home, configText, spool: w.spool, socket: join(w.run, 'lmtp.sock'), uid: user.uid, gid, peers: {}, env: unitEnv });
+    // it took effect: the pool's 64 threads are there (beside the main thread and V8's),
+    // and lmtpd does not ask for the variable
+    expect(readdirSync(`/proc/${lmtpd.pid}/task`).length).toBeGreaterThan(64);
+    expect(lmtpd.log()).not.toMatch(/UV_THREADPOOL_SIZE is not set/);
     chownSync(join(home, 'mailbag.toml'), user.uid, user.gid);
 
     const transports = Object.fromEntries(localise(snippet('postfix-transport'), w).trim().split('\n').map((l) => l.trim().split(/\s+/) as [string, string]));

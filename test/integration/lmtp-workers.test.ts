@@ -6,7 +6,7 @@
 // killed with SIGKILL takes its workers with it and the next start replaces its socket;
 // a worker killed while the service stops is reported (75), not taken for a clean stop.
 
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort, makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
@@ -63,6 +63,11 @@ describe('lmtpd with two workers', () => {
     const workers = childPids(lmtpd.pid);
     expect(workers).toHaveLength(2);
     expect(statSync(lmtpd.socket).mode & 0o777).toBe(0o660);
+    // each worker got a thread pool of 64 (UV_THREADPOOL_SIZE from the primary, docs/lmtp.md)
+    if (process.env.UV_THREADPOOL_SIZE === undefined) {
+      for (const w of workers) expect(readdirSync(`/proc/${w}/task`).length).toBeGreaterThan(64);
+      expect(lmtpd.log()).not.toMatch(/UV_THREADPOOL_SIZE is not set/);
+    }
 
     const clients: LmtpClient[] = [];
     for (let i = 0; i < 4; i++) clients.push(await session(i % 2 ? lmtpd.socket : port));
@@ -88,6 +93,16 @@ describe('lmtpd with two workers', () => {
     expect(await gone(workers)).toBe(true);
     expect(() => statSync(lmtpd!.socket)).toThrow();
     lmtpd = undefined;
+  });
+
+  it.skipIf(process.env.UV_THREADPOOL_SIZE !== undefined)('one process started without UV_THREADPOOL_SIZE says so (its pool has Node\'s 4 threads); with it, it does not', async () => {
+    lmtpd = await startLmtpd({ dir, peers, env: { UV_THREADPOOL_SIZE: '64' } });
+    expect(lmtpd.log()).not.toMatch(/UV_THREADPOOL_SIZE is not set/);
+    expect(readdirSync(`/proc/${lmtpd.pid}/task`).length).toBeGreaterThan(64);
+    expect(await lmtpd.stop()).toBe(0);
+    lmtpd = await startLmtpd({ dir, peers });
+    expect(readdirSync(`/proc/${lmtpd.pid}/task`).length).toBeLessThan(64);
+    expect(lmtpd.log()).toMatch(/lmtpd: UV_THREADPOOL_SIZE is not set: Node's thread pool has 4 threads.*set UV_THREADPOOL_SIZE=64 in lmtpd's environment \(docs\/lmtp\.md\)/);
   });
 
   it('splits lmtp.max_connections between the workers and says so in the 421', async () => {

@@ -52,3 +52,16 @@ export function postfixRecommendation(page = lmtpPage()): { masterCf: string[]; 
   const mainCf = postfixLines('postfix-main.cf', page).filter((l) => !/^transport_maps\s*=/.test(l));
   return { masterCf, transport, mainCf, processLimit };
 }
+
+/**
+ * The environment the page's systemd unit gives lmtpd (its `Environment=NAME=VALUE`
+ * lines): the bench and the docs test start lmtpd with it, as the unit would.
+ */
+export function lmtpdEnvironment(page = lmtpPage()): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of snippet('systemd', page).split('\n')) {
+    const m = /^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$/.exec(line.trim());
+    if (m) env[m[1]!] = m[2]!;
+  }
+  return env;
+}
