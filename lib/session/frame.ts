@@ -172,11 +172,26 @@ export class FrameDecoder {
     return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\xff]/g, '?').trim();
   }
 
+  /** the first n bytes held (n ≤ pendingBytes) as one buffer: only those n are copied when they span chunks */
   private peek(n: number): Buffer {
-    if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
-    const all = Buffer.concat(this.pending);
-    this.pending = [all];
-    return all.subarray(0, n);
+    const first = this.pending[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    let used = 0;
+    while (off < n) {
+      const c = this.pending[used]!;
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k < c.length) {
+        this.pending[used] = c.subarray(k);
+        break;
+      }
+      used++;
+    }
+    this.pending.splice(0, used, out);
+    return out;
   }
 
   private take(n: number): Buffer {

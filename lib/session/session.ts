@@ -9,6 +9,7 @@ import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
 import { faultPoint } from '../spool/fault.js';
 import { YoungGcPacer } from '../memory.js';
+import { chunksOf } from '../transport/link.js';
 import type { Link } from '../transport/types.js';
 import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, encodeProgress, frameName } from './frame.js';
 import {
@@ -292,12 +293,12 @@ class Session {
 
   private async readLoop(): Promise<void> {
     try {
-      for await (const chunk of this.link.input) {
+      for await (const chunk of chunksOf(this.link.input)) {
         // after both BYEs, read on to the far side's EOF so the link can close cleanly
         if (this.ended) continue;
         if (this.settled) break;
         this.lastRecv = Date.now();
-        const frames = this.decoder.push(chunk as Buffer);
+        const frames = this.decoder.push(chunk);
         if (!frames.ok) {
           this.fail(new SessionError('protocol', `${this.o.peer}: ${frames.issue.message}`), true);
           return;
