@@ -7,6 +7,7 @@ import { MailbagError } from '../errors.js';
 import { leftovers } from '../session/idle-recovery.js';
 import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
+import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
 import { RUN_FLAGS, summaryLine } from './sync.js';
 
@@ -45,12 +46,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const entries = await dispatchPeers({ config: cfg });
   let firstError: MailbagError | undefined;
+  // the run step; a killed session's committed jobs it could not move in are a failure
+  const runStep = async (peer: string): Promise<void> => {
+    const summary = await runReceivedJobs(cfg, peer, log);
+    for (const u of summary?.unfinished ?? []) {
+      io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+      firstError ??= u.error;
+    }
+  };
   for (const e of entries) {
     if (e.result) {
       const expiredHere = expired.delete(e.peer);
       const owed = leftBehind.delete(e.peer) || expiredHere;
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
-      if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runReceivedJobs(cfg, e.peer, log);
+      if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runStep(e.peer);
       if (!e.result.drained) io.stderr.write(`${e.peer}: not everything crossed (refused or held bags); see mailbag sync ${e.peer}\n`);
     } else if (e.skipped) {
       if (!quiet) io.stdout.write(`${e.peer}: skipped: ${e.skipped}\n`);
@@ -61,7 +70,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   // notices for the expired jobs of peers no session ran with (unreachable, locked, not
   // due), and the jobs a killed session left committed but not moved
-  if (run) for (const peer of [...new Set([...expired, ...leftBehind])].sort()) await runReceivedJobs(cfg, peer, log);
+  if (run) for (const peer of [...new Set([...expired, ...leftBehind])].sort()) await runStep(peer);
   if (entries.length === 0 && !quiet) io.stdout.write('no peer has work queued or is due\n');
   if (firstError) return firstError.exitCode;
   return 0;

@@ -10,6 +10,7 @@ import { ConfigError, MailbagError, SessionError } from '../errors.js';
 import { isJobId } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
+import type { RunSummary } from '../runner/runner.js';
 import type { Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
 import { transportForPeer } from '../transport/for-peer.js';
@@ -302,7 +303,7 @@ export async function jobsWaiting(config: Config, peer: string): Promise<boolean
  * PEER`). A runner failure does not undo the session: the jobs wait in in/PEER/ for the
  * next run, and the failure is logged, not thrown.
  */
-export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<{ done: number; retry: number; failed: number; skipped: number } | undefined> {
+export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<RunSummary | undefined> {
   try {
     const { runJobs } = await import('../runner/runner.js');
     return await runJobs({ config, peers: [peer], ...(log ? { log } : {}) });

@@ -365,3 +365,29 @@ describe.skipIf(!built)('a recovery that fails (a ledger that does not read)', (
     }
   }, 120_000);
 });
+
+describe.skipIf(!built)('mailbag dispatch and a recovery that fails', () => {
+  it('a peer it does not dial whose killed session cannot be finished: one 4.3.0 line on stderr, exit 75', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+    const up = await queue(w.home, 'hub', Array.from({ length: 2 }, (_, i) => Buffer.from(`Subject: d ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const killed = w.sync('session-after-commit');
+    expect(killed.status, killed.out + killed.err).toBe(75);
+    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    const ledger = join(w.hub.root, 'ledger', 'home');
+    writeFileSync(ledger, readFileSync(ledger, 'utf8').replace(/^mailbag-ledger 1\n/, 'mailbag-ledger 9\n'));
+    for (const quiet of [true, false]) {
+      const r = await run(process.execPath, [mailbagBin, 'dispatch', '--config', w.hubToml, ...(quiet ? ['--quiet'] : [])], {
+        env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0', MAILBAG_FAULT: '' },
+        timeoutMs: 60_000,
+      });
+      const out = r.stdout.toString('utf8');
+      expect(r.code, out + r.stderr).toBe(75);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^4\.3\.0 mailbag: home: cannot finish an earlier session \(2 committed job\(s\) wait in bags\/in\/home\/.*unknown version 9/);
+      expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+      expect(readdirSync(calls)).toEqual([]);
+    }
+  }, 120_000);
+});
