@@ -40,8 +40,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (run) {
     const root = cfg.spool;
     for (const peer of Object.keys(cfg.peers)) {
-      const l = await leftovers(root, peer);
-      if (l.staged.length + l.acked.length > 0) leftBehind.add(peer);
+      // a peer whose bags cannot be read (EACCES, EIO) stops no session with the others:
+      // its run step below tries, and reports what fails
+      const l = await leftovers(root, peer).catch(() => undefined);
+      if (!l || l.staged.length + l.acked.length > 0) leftBehind.add(peer);
     }
   }
   const entries = await dispatchPeers({ config: cfg });

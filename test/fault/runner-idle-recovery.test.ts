@@ -9,7 +9,7 @@
 // lib/spool/fault.ts.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -389,5 +389,63 @@ describe.skipIf(!built)('mailbag dispatch and a recovery that fails', () => {
       expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
       expect(readdirSync(calls)).toEqual([]);
     }
+  }, 120_000);
+});
+
+describe.skipIf(!built)('mailbag dispatch and a peer whose bags it cannot read', () => {
+  it('still dials the other peers; the unreadable one is one 4.3.0 line on stderr, exit 75', async () => {
+    const t = tempDir('idle-eacces');
+    cleanups.push(t.remove);
+    chmodSync(t.dir, 0o755);
+    const hub = await makeSite(t.dir, 'hub');
+    const other = await makeSite(t.dir, 'other');
+    const hubToml = join(t.dir, 'hub.toml');
+    const otherToml = join(t.dir, 'other.toml');
+    writeFileSync(otherToml, `site = "other"\nspool = ${JSON.stringify(other.root)}\n[peers.hub]\naccept = ["rmail"]\n`);
+    const serve = [process.execPath, mailbagBin, 'serve', '--peer', 'hub', '--no-run', '--config', otherToml];
+    writeFileSync(
+      hubToml,
+      [`site = "hub"`, `spool = ${JSON.stringify(hub.root)}`, '[delivery]', `sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"', '[peers.home]', 'accept = ["rmail"]', '[peers.other]', 'transport = "command"', `command = ${JSON.stringify(serve)}`, ''].join('\n'),
+    );
+    for (const f of [hubToml, otherToml]) chmodSync(f, 0o644);
+    const down = await queue(hub, 'other', [Buffer.from('Subject: to other\n\nbody\n')], 'r@y.example');
+    // a killed session's staging directory for home that this user cannot read (left by
+    // a session someone ran as another user): as root, dispatch runs as nobody and the
+    // directory stays root's; else its mode is taken away
+    const bagsHome = join(hub.root, 'bags', 'in', 'home');
+    mkdirSync(join(bagsHome, `${'ab'.repeat(32)}.d`), { recursive: true });
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      for (const site of [hub, other]) {
+        const own = (p: string): void => {
+          chownSync(p, 65534, 65534);
+          for (const e of readdirSync(p, { withFileTypes: true })) {
+            if (e.isDirectory()) own(join(p, e.name));
+            else chownSync(join(p, e.name), 65534, 65534);
+          }
+        };
+        own(site.root);
+      }
+      chownSync(bagsHome, 0, 0);
+      chmodSync(bagsHome, 0o700);
+    } else {
+      chmodSync(bagsHome, 0o000);
+      cleanups.push(() => chmodSync(bagsHome, 0o700));
+    }
+    const r = await run(process.execPath, [mailbagBin, 'dispatch', '--config', hubToml], {
+      env: { ...process.env, MAILBAG_FAULT: '' },
+      timeoutMs: 60_000,
+      ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+    });
+    const out = r.stdout.toString('utf8');
+    // other was dialled: its job crossed
+    expect(jobs(hub, 'out', 'other'), out + r.stderr).toEqual([]);
+    expect(ledgerJobs(other, 'hub')).toEqual([...down.keys()]);
+    expect(out).toContain('other: sent 1');
+    // home: said, as a failure
+    expect(r.code, out + r.stderr).toBe(75);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^4\.3\.0 mailbag: home: cannot finish an earlier session.*EACCES/);
   }, 120_000);
 });
