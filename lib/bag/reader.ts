@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { LIMITS } from '../limits.js';
+import { chunksOf } from './chunks.js';
 import { createDecompressor, sniffCodec, type BagCodec, type CodecThread } from './codec.js';
 import { BagError } from './errors.js';
 import { isValidEntryName, showName } from './names.js';
@@ -183,7 +184,9 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   // feed the tar parser from the inflater, counting every decompressed byte
   const pump = (async (): Promise<void> => {
     try {
-      for await (const chunk of decompressor as AsyncIterable<Buffer>) {
+      // each inflated chunk as itself (the stream's own iterator concatenated what piled up
+      // while the parser was busy); the inflater is paused while one waits
+      for await (const chunk of chunksOf(decompressor, 1)) {
         expanded += chunk.length;
         if (expanded > maxExpanded) {
           throw new BagError('too-expanded', `bag expands to more than the cap of ${maxExpanded} bytes (stopped after ${expanded}; a decompression bomb?)`);

@@ -2,7 +2,7 @@
 // close() half-closes and waits a bounded time before tearing down, abort() tears down
 // at once, and the far side's stderr is kept as a bounded tail for error messages.
 
-import { finished, Writable, type Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { SessionError } from '../errors.js';
 import type { Link, LinkEnd } from './types.js';
 
@@ -158,55 +158,6 @@ export function streamLink(input: Readable, output: Writable, describe = 'stdio'
   return link;
 }
 
-/** chunks a reader of chunksOf() holds before the stream is paused */
-const CHUNKS_QUEUED = 8;
 
-/**
- * The chunks of `input` as they came, one by one, for `for await`. Unlike the stream's own
- * async iterator, which takes everything buffered with read() and so concatenates several
- * chunks into a new buffer each time the reader was busy, each chunk is handed on as
- * itself (on a receiver busy with its stager, this was about 0.1 s of `serve`'s main thread
- * in 26 MB of bags). The stream is paused while CHUNKS_QUEUED chunks wait. Ends and fails
- * as the stream's iterator does: an error or a close before the end is thrown, and a
- * reader that stops early (break, return, throw) destroys the stream.
- */
-export async function* chunksOf(input: Readable): AsyncGenerator<Buffer> {
-  const queue: Buffer[] = [];
-  /** undefined while the stream runs; null at its clean end; the error otherwise */
-  let end: Error | null | undefined;
-  let wake: (() => void) | undefined;
-  const onData = (chunk: Buffer): void => {
-    queue.push(chunk);
-    if (queue.length >= CHUNKS_QUEUED) input.pause();
-    wake?.();
-  };
-  input.on('data', onData);
-  const stop = finished(input, { writable: false }, (err) => {
-    end = err ?? null;
-    wake?.();
-  });
-  let clean = false;
-  try {
-    for (;;) {
-      const chunk = queue.shift();
-      if (chunk !== undefined) {
-        if (queue.length === 0 && input.isPaused()) input.resume();
-        yield chunk;
-        continue;
-      }
-      if (end === null) {
-        clean = true;
-        return;
-      }
-      if (end) throw end;
-      await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
-    }
-  } finally {
-    input.off('data', onData);
-    stop();
-    // as the stream's own iterator does: destroyed when the reader stops early, and at the
-    // end too when the stream destroys itself anyway (autoDestroy)
-    if (!input.destroyed && (!clean || (input as Readable & { _readableState?: { autoDestroy?: boolean } })._readableState?.autoDestroy !== false)) input.destroy();
-  }
-}
+// chunksOf moved to lib/bag/chunks.ts (the bag reader uses it too); links' readers import it from here
+export { chunksOf } from '../bag/chunks.js';
