@@ -12,6 +12,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { asMailbagError } from '../errors.js';
+import { faultPoint } from '../spool/fault.js';
 import type { Spool } from '../spool/spool.js';
 
 const STAGED_RE = /^([0-9a-f]{64})\.d$/;
@@ -154,12 +155,16 @@ export async function recoverIdlePeer(config: Config, spool: Spool, peer: string
     return { peer, state: 'busy', moved: 0, removed: 0, reason: e.message };
   }
   try {
+    // killed here or below (test/fault/runner-idle-recovery.test.ts), the lock is a dead
+    // holder's: the next session or run breaks it and finishes the same steps
+    faultPoint('run-idle-after-lock');
     // counted under the lock, before the store finishes them (for the log line)
     const u = await inspectUnfinished(spool.root, peer);
     const { storeFor } = await import('./index.js');
     // on this thread: a few renames and unlinks, not worth the stage worker's start
     const store = storeFor(config, spool, peer, config.peers[peer], { threads: 'caller' });
     await store.open();
+    faultPoint('run-idle-before-release');
     return { peer, state: 'recovered', moved: u.unmoved.jobs, removed: u.acked.jobs };
   } finally {
     await lock.release();

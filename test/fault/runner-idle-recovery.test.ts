@@ -449,3 +449,49 @@ describe.skipIf(!built)('mailbag dispatch and a peer whose bags it cannot read',
     expect(lines[0]).toMatch(/^4\.3\.0 mailbag: home: cannot finish an earlier session.*EACCES/);
   }, 120_000);
 });
+
+describe.skipIf(!built)('mailbag run killed during its recovery', () => {
+  // after-lock: nothing done yet, and a session comes next; before-release: the moves are
+  // done, and a run delivers them. The dead run's lock never refuses what comes next
+  for (const [point, next] of [['run-idle-after-lock', 'session'], ['run-idle-before-release', 'run']] as const) {
+    it(`killed at ${point}: its lock is a dead holder's, the next ${next === 'run' ? 'run and session are' : 'session is'} not refused, and every job is delivered once`, async () => {
+      const calls = callsDir();
+      const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
+      const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: k ${i}\n\nbody ${i}\n`)), 'r@y.example');
+      const ids = [...up.keys()].sort();
+      expect(w.sync('session-after-commit').status).toBe(75);
+      expect(staged(w.hub, 'home')).toEqual(ids);
+      const env = { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' };
+      const killed = await run(process.execPath, [mailbagBin, 'run', '--config', w.hubToml, '--now'], { env: { ...env, MAILBAG_FAULT: point }, timeoutMs: 60_000 });
+      expect(killed.signal, killed.stderr).toBe('SIGKILL');
+      // the dead run's lock is there; nothing was delivered
+      expect(existsSync(join(w.hub.root, 'locks', 'session-home.lock'))).toBe(true);
+      expect(readdirSync(calls)).toEqual([]);
+      if (point === 'run-idle-after-lock') expect(staged(w.hub, 'home')).toEqual(ids);
+      else expect([staged(w.hub, 'home'), jobs(w.hub, 'in', 'home')]).toEqual([[], ids]);
+      if (next === 'session') {
+        // home re-offers the bag (its ACK was lost): answered `have`, stored nothing again
+        const again = w.sync();
+        expect(again.status, again.err).toBe(0);
+        expect(JSON.parse(again.out)).toMatchObject({ received: 0 });
+        expect(jobs(w.home, 'out', 'hub')).toEqual([]);
+        expect(staged(w.hub, 'home')).toEqual([]);
+        expect(jobs(w.hub, 'in', 'home')).toEqual(ids);
+      }
+      const r = await run(process.execPath, [mailbagBin, 'run', '--config', w.hubToml, '--now'], { env: { ...env, MAILBAG_FAULT: '' }, timeoutMs: 60_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString('utf8')).not.toContain('a session is running');
+      expect(r.stdout.toString('utf8')).toContain('run: 4 done');
+      expect(ledgerJobs(w.hub, 'home')).toEqual(ids);
+      const argvs = readdirSync(calls).filter((f) => f.endsWith('.argv'));
+      expect(argvs.map((f) => readFileSync(join(calls, f), 'utf8').split('\n')[2]).sort()).toEqual([...up.values()].sort());
+      if (next === 'run') {
+        // nothing was left to finish: the run took no lock, and the dead one is broken by
+        // the next session, which is not refused
+        const later = w.sync();
+        expect(later.status, later.err).toBe(0);
+      }
+      expect(readdirSync(join(w.hub.root, 'locks'))).toEqual([]);
+    }, 120_000);
+  }
+});
