@@ -36,6 +36,8 @@ interface Options {
   warmUp: number;
   /** messages fed straight to lmtpd over its socket before the submission (not measured) */
   lmtpdWarmUp: number;
+  /** write Postfix's log here at the end (its per-delivery delays, conn_use) */
+  postfixLog?: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -62,10 +64,13 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--lmtpd-warm-up' && v !== undefined && /^\d+$/.test(v)) {
       o.lmtpdWarmUp = Number(v);
       i++;
+    } else if (a === '--postfix-log' && v !== undefined) {
+      o.postfixLog = v;
+      i++;
     } else if (a === '--lmtpd-workers' && v !== undefined && /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 256) {
       o.workers = Number(v);
       i++;
-    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE', --lmtpd-workers N, --warm-up N, --lmtpd-warm-up N)`);
+    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE', --lmtpd-workers N, --warm-up N, --lmtpd-warm-up N, --postfix-log FILE)`);
   }
   return o;
 }
@@ -428,6 +433,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`bench lmtp: ${method}: ${messages.length} in ${(ms / 1000).toFixed(2)} s\n`);
     }
     await pf.waitQueueEmpty(120_000);
+    if (o.postfixLog) writeFileSync(o.postfixLog, pf.log());
     const expected = (m: Method): number => o.warmUp + messages.length + (m === 'lmtp' ? o.lmtpdWarmUp : 0);
     if (o.methods.some((m) => done[m]() !== expected(m))) {
       throw new Error(`each spool must hold exactly the messages sent to it: ${o.methods.map((m) => `${m} ${done[m]()} of ${expected(m)}`).join(', ')}`);
