@@ -18,7 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { SpoolError } from '../errors.js';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
-import type { FromStageWorker, ToStageWorker } from './stage-worker.js';
+import { StageBatches } from './stage-batch.js';
+import { SHARED_AVAILABLE, SHARED_BEAT, SHARED_STOP, SHARED_WAITING, SHARED_WORDS, type StageRequest, type StageResult } from './stage-bag.js';
+import type { FromStageWorker, SyncfsResult, ToStageWorker } from './stage-worker.js';
 
 /** a worker not online after this long is terminated */
 export const START_TIMEOUT_MS = 30_000;
@@ -26,19 +28,6 @@ export const START_TIMEOUT_MS = 30_000;
 export const STALL_MS = 30_000;
 /** after terminate(), how long the worker may take to stop before its batches reject anyway */
 export const STOP_TIMEOUT_MS = 10_000;
-/** bytes of job data from which a batch is sent */
-const BATCH_BYTES = 256 * 1024;
-/** the largest file create() takes, and the size of each shared buffer */
-export const MAX_CREATE = 512 * 1024;
-/** steps in one batch, at most */
-const BATCH_OPS = 128;
-/**
- * batches with data in flight at once, in the whole process: each holds one of this many
- * shared buffers of MAX_CREATE (2 MiB in all, made once and reused: job bytes never pile
- * up as garbage in either thread's heap), and a create waits for a free one
- */
-const SLOTS = 4;
-
 export interface StageWorkerSettings {
   /** the worker's script (default ./stage-worker.js beside this file; tests give a bootstrap) */
   script?: URL | string;
@@ -63,8 +52,16 @@ export function configureStageWorker(next: StageWorkerSettings): void {
 }
 
 interface Pending {
-  resolve(r: StageOpsResult): void;
+  resolve(m: FromStageWorker): void;
   reject(err: Error): void;
+  /** whether this request is overdue (the worker is taken as hung) */
+  stalled(now: number, heard: number, stallMs: number): boolean;
+}
+
+/** a batch: the worker answers within STALL_MS of its sending or of its last answer, whichever is later */
+function batchStalled(): Pending['stalled'] {
+  const sent = Date.now();
+  return (now, heard, stallMs) => now - Math.max(heard, sent) > stallMs;
 }
 
 interface Thread {
@@ -82,7 +79,7 @@ let nextId = 1;
 
 function startThread(): Thread {
   const worker = new Worker(scriptUrl(), {
-    resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 },
     ...(settings.workerData === undefined ? {} : { workerData: settings.workerData }),
   });
   worker.unref();
@@ -101,12 +98,18 @@ function startThread(): Thread {
   t.timer = setInterval(() => {
     const now = Date.now();
     if (!t.online && now - started > START_TIMEOUT_MS) void stopThread(t, `did not start within ${START_TIMEOUT_MS / 1000} s`);
-    else if (t.pending.size > 0 && now - t.heard > stallMs) void stopThread(t, `answered no batch for ${Math.round(stallMs / 1000)} s`);
+    else if ([...t.pending.values()].some((p) => p.stalled(now, t.heard, stallMs))) void stopThread(t, `answered no request for ${Math.round(stallMs / 1000)} s`);
   }, Math.max(5, Math.min(1000, Math.floor(stallMs / 4))));
   t.timer.unref();
   worker.on('online', () => (t.online = true));
   worker.on('message', (m: FromStageWorker) => {
     t.heard = Date.now();
+    if ('apply' in m) {
+      // the creates of a stager on the worker, made here (stage-worker.ts says why); the
+      // bytes are in a shared buffer the worker reuses once this answer arrives
+      worker.postMessage({ id: m.id, k: 'applied', result: applyStageOps(m.apply, m.data) } satisfies ToStageWorker);
+      return;
+    }
     const p = t.pending.get(m.id);
     if (!p) return;
     t.pending.delete(m.id);
@@ -114,7 +117,7 @@ function startThread(): Thread {
       worker.unref();
       if (t.reason) void stopThread(t, t.reason);
     }
-    p.resolve(m.result);
+    p.resolve(m);
   });
   worker.on('error', (err: unknown) => {
     t.reason ??= err instanceof Error ? `uncaught ${err.name}: ${err.message}` : `uncaught ${String(err)}`;
@@ -131,7 +134,7 @@ function startThread(): Thread {
 function failPending(t: Thread, why: string): void {
   const pending = [...t.pending.values()];
   t.pending.clear();
-  for (const p of pending) p.reject(new SpoolError(`${why} before a batch of staging steps was done`));
+  for (const p of pending) p.reject(new SpoolError(`${why} before a request of staging was done`));
 }
 
 async function stopThread(t: Thread, reason: string): Promise<void> {
@@ -165,44 +168,21 @@ export function stageWorkerState(): { running: boolean; threadId: number | undef
   return { running: thread !== undefined, threadId: thread?.worker.threadId };
 }
 
-/** the shared buffers, made on first use */
-const free: Uint8Array[] = [];
-let made = 0;
-const slotWaiters: (() => void)[] = [];
-
-async function takeSlot(): Promise<Uint8Array> {
-  for (;;) {
-    const b = free.pop();
-    if (b) return b;
-    if (made < SLOTS) {
-      made++;
-      return new Uint8Array(new SharedArrayBuffer(MAX_CREATE));
-    }
-    await new Promise<void>((r) => slotWaiters.push(r));
-  }
-}
-
-function giveSlot(b: Uint8Array): void {
-  free.push(b);
-  slotWaiters.shift()?.();
-}
-
-/** a buffer a stopped worker may still have been reading: not reused (another is made) */
-function dropSlot(): void {
-  made--;
-  slotWaiters.shift()?.();
-}
-
 function runOnWorker(ops: StageOp[], data: Uint8Array | undefined): Promise<StageOpsResult> {
+  return request((id) => (data ? { id, ops, data } : { id, ops }), batchStalled()).then((m) => (m as { result: StageOpsResult }).result);
+}
+
+/** post a request to the worker (started if need be); resolves with its answer */
+function request(make: (id: number) => ToStageWorker, stalled: Pending['stalled']): Promise<FromStageWorker> {
   const t = (thread ??= startThread());
   const id = nextId++;
-  return new Promise<StageOpsResult>((resolve, reject) => {
+  return new Promise<FromStageWorker>((resolve, reject) => {
     if (t.pending.size === 0) {
       t.heard = Date.now();
       t.worker.ref();
     }
-    t.pending.set(id, { resolve, reject });
-    const m: ToStageWorker = data ? { id, ops, data } : { id, ops };
+    t.pending.set(id, { resolve, reject, stalled });
+    const m = make(id);
     try {
       // data is a view of a SharedArrayBuffer: shared, not copied
       t.worker.postMessage(m);
@@ -213,98 +193,64 @@ function runOnWorker(ops: StageOp[], data: Uint8Array | undefined): Promise<Stag
   });
 }
 
-/** an Error shaped like the one the failed system call threw (its `code` decides spool-full) */
-function opError(op: StageOp | undefined, e: { code: string | undefined; message: string }): Error {
-  const what = !op ? 'a staging step' : op.k === 'create' ? `creating ${op.path}` : op.k === 'rename' ? `renaming ${op.from}` : `removing ${op.path}`;
-  const err = new SpoolError(`${what}: ${e.message}`, { cause: Object.assign(new Error(e.message), { code: e.code }) });
-  return err;
+/** A stager running on the stage worker (stage-bag.ts), told of the partial's growth through shared memory. */
+export interface WorkerStager {
+  /** the outcome once every byte is read; rejects when the worker stops or hangs */
+  readonly done: Promise<StageResult>;
+  grew(length: number): void;
+  stop(): void;
+}
+
+/**
+ * Run a stager on the stage worker: `available` bytes of the partial are written now.
+ * Bounded: the worker beats in shared memory at each chunk it reads and each job it
+ * stages; a stager that neither waits for bytes nor beats for STALL_MS, or does not
+ * answer within STALL_MS of stop(), takes the worker down (every request it held rejects).
+ */
+export function stageOnWorker(req: StageRequest, available: number): WorkerStager {
+  const words = new BigInt64Array(new SharedArrayBuffer(SHARED_WORDS * 8));
+  words[SHARED_AVAILABLE] = BigInt(available);
+  words[SHARED_BEAT] = BigInt(Date.now());
+  let stopAt: number | undefined;
+  const stalled = (now: number, _heard: number, stallMs: number): boolean =>
+    (stopAt !== undefined && now - stopAt > stallMs) || (Atomics.load(words, SHARED_WAITING) === 0n && now - Number(Atomics.load(words, SHARED_BEAT)) > stallMs);
+  const done = request((id) => ({ id, k: 'stage', req, words }), stalled).then((m) => (m as { stage: StageResult }).stage);
+  return {
+    done,
+    grew(length: number): void {
+      if (BigInt(length) <= Atomics.load(words, SHARED_AVAILABLE)) return;
+      Atomics.store(words, SHARED_AVAILABLE, BigInt(length));
+      Atomics.notify(words, SHARED_AVAILABLE);
+    },
+    stop(): void {
+      stopAt ??= Date.now();
+      Atomics.store(words, SHARED_STOP, 1n);
+      Atomics.notify(words, SHARED_AVAILABLE);
+    },
+  };
+}
+
+/** how long `sync -f` may run (its child is killed after it) */
+export const SYNCFS_TIMEOUT_MS = 120_000;
+
+/**
+ * `sync -f DIR` started by the stage worker (a fork from that thread costs the session's
+ * thread nothing). Resolves false where it failed or is missing; bounded by
+ * SYNCFS_TIMEOUT_MS (+ STALL_MS, after which the worker is taken down).
+ */
+export async function syncfsOnWorker(dir: string): Promise<boolean> {
+  const deadline = Date.now() + SYNCFS_TIMEOUT_MS;
+  const stalled = (now: number, _heard: number, stallMs: number): boolean => now > deadline + stallMs;
+  const m = await request((id) => ({ id, k: 'syncfs', dir, timeoutMs: SYNCFS_TIMEOUT_MS }), stalled);
+  return (m as { syncfs: SyncfsResult }).syncfs.ok;
 }
 
 /**
  * One user's steps (a stager, one bag's moves, one bag's removals): batched, sent to the
- * shared worker (or applied here), the first failure kept for flush().
+ * shared worker or applied here ('caller'), the first failure kept for flush().
  */
-export class StageOps {
-  private ops: StageOp[] = [];
-  /** the shared buffer the batched creates' bytes are in */
-  private slot: Uint8Array | undefined;
-  private used = 0;
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: Error | undefined;
-  /** unlinks of files that were not there */
-  missing = 0;
-
-  constructor(private readonly where: 'worker' | 'caller') {}
-
-  /**
-   * A new file (O_EXCL, 0600) with the bytes of `parts` (`len` in all, at most
-   * MAX_CREATE). Waits for a free buffer when SLOTS batches are in flight; throws an
-   * earlier step's failure.
-   */
-  async create(path: string, parts: readonly Uint8Array[], len: number): Promise<void> {
-    if (this.failure) throw this.failure;
-    if (len > MAX_CREATE) throw new SpoolError(`staging: a file of ${len} bytes is over ${MAX_CREATE}`);
-    if (this.slot && this.used + len > MAX_CREATE) this.send();
-    this.slot ??= await takeSlot();
-    const off = this.used;
-    for (const p of parts) {
-      this.slot.set(p, this.used);
-      this.used += p.byteLength;
-    }
-    this.push({ k: 'create', path, off, len });
-  }
-
-  rename(from: string, to: string): void {
-    this.push({ k: 'rename', from, to });
-  }
-
-  unlink(path: string): void {
-    this.push({ k: 'unlink', path });
-  }
-
-  private push(op: StageOp): void {
-    this.ops.push(op);
-    if (this.ops.length >= BATCH_OPS || this.used >= BATCH_BYTES) this.send();
-  }
-
-  /** hand over what is batched */
-  send(): void {
-    if (this.ops.length === 0) return;
-    const ops = this.ops;
-    const slot = this.slot;
-    this.ops = [];
-    this.slot = undefined;
-    this.used = 0;
-    let run: Promise<StageOpsResult>;
-    if (this.where === 'caller') run = Promise.resolve(applyStageOps(ops, slot));
-    else run = runOnWorker(ops, slot);
-    const p: Promise<void> = run.then(
-      (r) => {
-        if (slot) giveSlot(slot);
-        if (r.ok) this.missing += r.missing;
-        else this.failure ??= opError(ops[r.error.index], r.error);
-      },
-      (err: unknown) => {
-        if (slot) dropSlot();
-        this.failure ??= err as Error;
-      },
-    ).finally(() => this.inflight.delete(p));
-    this.inflight.add(p);
-  }
-
-  /** send what is batched and wait until every step so far is done; throws the first failure */
-  async flush(): Promise<void> {
-    this.send();
-    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
-    if (this.failure) throw this.failure;
-  }
-
-  /** wait for every step sent, whatever the outcome (before removing what they write into); what is batched is dropped */
-  async settle(): Promise<void> {
-    this.ops = [];
-    if (this.slot) giveSlot(this.slot);
-    this.slot = undefined;
-    this.used = 0;
-    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+export class StageOps extends StageBatches {
+  constructor(where: 'worker' | 'caller') {
+    super(where === 'worker' ? runOnWorker : (ops, data) => Promise.resolve(applyStageOps(ops, data)));
   }
 }

@@ -5,26 +5,23 @@
 // crash is followed by an fsync, in the order the crash story in docs/protocol.md gives.
 
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs, { constants, createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { readBag } from '../bag/reader.js';
 import { expandedSizeOf } from '../bag/writer.js';
 import { writeBagFile } from '../bag/workers.js';
 import type { BagCodec } from '../bag/codec.js';
-import { BagError } from '../bag/errors.js';
 import { MailbagError, SpoolError } from '../errors.js';
-import { encodeJobHeader } from '../job/header.js';
-import { readJobStream } from '../job/reader.js';
 import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
-import { YoungGcPacer } from '../memory.js';
 import { Ledger } from './ledger.js';
-import { MAX_CREATE, StageOps, stageWhere } from './stage-ops.js';
+import { BagRefusal, LocalGrowth, PartialSource, fromStageFailure, stageFrom, type ReceiveCaps, type StageOutcome, type StageRequest } from './stage-bag.js';
+import { StageOps, stageOnWorker, stageWhere, syncfsOnWorker } from './stage-ops.js';
+
+export { BagRefusal, type ReceiveCaps };
 
 export const BAG_LIST_MAGIC = 'mailbag-bag 1';
 /** a job this large or larger travels alone in its own bag, after the small ones */
@@ -59,13 +56,6 @@ export interface QueuedJob {
   size: number;
 }
 
-export interface ReceiveCaps {
-  maxBag: number;
-  maxExpanded: number;
-  maxJobs: number;
-  maxJob: number;
-}
-
 export interface CommitOutcome {
   committed: string[];
   duplicates: number;
@@ -85,13 +75,6 @@ export interface StagedBag {
   /** jobs skipped because the ledger already held them */
   duplicates: number;
   bytes: number;
-}
-
-/** Refusal of one incoming bag: sent to the peer as REFUSE with this code. */
-export class BagRefusal extends Error {
-  constructor(readonly code: string, message: string, readonly job?: string) {
-    super(message);
-  }
 }
 
 /** refusals that will not change by sending the same job again */
@@ -185,8 +168,12 @@ export class SessionStore {
     await this.recoverIncoming();
   }
 
+  private where(): 'worker' | 'caller' {
+    return this.options.stageThread ?? stageWhere();
+  }
+
   private ops(): StageOps {
-    return new StageOps(this.options.stageThread ?? stageWhere());
+    return new StageOps(this.where());
   }
 
   private get book(): Ledger {
@@ -503,128 +490,34 @@ export class SessionStore {
    * Nothing is committed here; `available` is what the partial already holds.
    */
   beginStage(bag: string, codec: BagCodec, caps: ReceiveCaps, size: number, available: number): Stager {
-    const source = new PartialSource(this.partPath(bag), size, available);
-    const done = this.stageFrom(source, bag, codec, caps);
-    done.catch(() => {});
-    return { done, grew: (n) => source.grew(n), stop: () => source.stop() };
-  }
-
-  private async stageFrom(src: PartialSource, bag: string, codec: BagCodec, caps: ReceiveCaps): Promise<StagedBag> {
     const staging = join(this.bagsIn, `${bag}.d`);
-    const committed: string[] = [];
-    const sizes = new Map<string, number>();
-    let duplicates = 0;
-    let bytes = 0;
-    let failure: { err: unknown } | undefined;
-    let midStage = false;
-    let turn = performance.now();
-    const ops = this.ops();
-    // the bag's expanded bytes are short-lived Buffers outside V8's heap (the inflater's
-    // 64 KiB chunks, each job's chunks until the stage worker has copied them): about
-    // five times the bytes the session's own pacer counts on the link (lib/memory.ts)
-    const gcPacer = new YoungGcPacer();
-    try {
-      await rmQuiet(staging);
-      await mkdir(staging, { mode: 0o700 });
-      for await (const entry of readBag(src.chunks(), {
-        codec,
-        maxCompressed: caps.maxBag,
-        maxExpanded: caps.maxExpanded,
-        maxEntries: caps.maxJobs,
-        maxEntrySize: caps.maxJob + 1024 * 1024,
-      })) {
-        gcPacer.moved(entry.size);
-        const { header, payload } = await readJobStream(entry.stream, `bag ${bag.slice(0, 12)} entry ${entry.name}`);
-        if (header.id !== entry.name) throw new BagRefusal('bad-job', `entry ${entry.name}: its header says id ${header.id}`);
-        if (header.from !== this.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${this.peer}`, header.id);
-        if (header.to !== this.site) throw new BagRefusal('bad-job', `job ${header.id} is for ${header.to}, not ${this.site}`, header.id);
-        if (this.options.accept && !this.options.accept.includes(header.command)) {
-          throw new BagRefusal('forbidden-command', `job ${header.id}: command ${header.command} is not accepted from ${this.peer}`, header.id);
-        }
-        if (this.book.hasJob(header.id)) {
-          duplicates++;
-          for await (const chunk of payload) void chunk;
-          continue;
-        }
-        // the job file again: the header in its one canonical encoding, then the payload
-        // written into the staging directory only: it counts for nothing until the ledger
-        // line (step 3), and a crash before that removes the whole directory (S6)
-        const dest = join(staging, header.id);
-        if (entry.size <= SMALL_ENTRY) {
-          // a small job is read whole and created by the stage worker (stage-ops.ts), in
-          // batches, with synchronous calls on its own thread: on ext4 a file create costs
-          // 0.1-1 ms of kernel time, which this thread (the read loop's) no longer waits
-          // for; creates racing in one directory spin on its lock: one thread makes them
-          const chunks: Buffer[] = [encodeJobHeader(header)];
-          let len = chunks[0]!.length;
-          for await (const chunk of payload) {
-            chunks.push(chunk);
-            len += chunk.length;
-          }
-          if (len <= MAX_CREATE) await ops.create(dest, chunks, len);
-          else await writeStaged(dest, chunks, caps.maxJob + 1024 * 1024); // a header grown in its canonical form
-        } else {
-          await writeStaged(dest, rejoin(encodeJobHeader(header), payload), caps.maxJob + 1024 * 1024);
-        }
-        committed.push(header.id);
-        sizes.set(header.id, entry.size);
-        bytes += entry.size;
-        // when the reader (it reads ahead) already waits for the link, what is batched
-        // goes to the worker now, not waited for: the disk works while the link brings
-        // the rest, and a job staged mid-arrival is in HASH.d/, not in a half-full batch
-        // (before, it waited for 4 ms of work or 256 KiB, which a slow link may never bring)
-        if (src.starved) ops.send();
-        if (!midStage && src.missing > 0) {
-          midStage = true;
-          // the job is in HASH.d/ (written by the worker) before this point is passed; only
-          // when the point is armed: the flush waits for everything the worker has queued
-          // (the bag before's moves too)
-          if (MID_STAGE_ARMED) await ops.flush();
-          faultPoint('session-mid-stage');
-        }
-        // the read loop runs on this thread: give it a turn every few ms, so DATA goes on
-        // being written and PROGRESS sent while this bag is staged
-        if (performance.now() - turn > STAGE_SLICE_MS) {
-          ops.send();
-          await new Promise<void>((r) => setImmediate(r));
-          turn = performance.now();
-        }
-      }
-      // every job of the bag written before the bag counts as staged
-      await ops.flush();
-    } catch (err) {
-      failure = { err };
+    const req: StageRequest = { bag, codec, caps, site: this.site, peer: this.peer, accept: this.options.accept, part: this.partPath(bag), staging, size };
+    const staged = (o: StageOutcome): StagedBag => ({
+      bag,
+      staging,
+      committed: o.committed,
+      sizes: new Map(o.committed.map((id, i) => [id, o.sizes[i]!])),
+      duplicates: o.duplicates,
+      bytes: o.bytes,
+    });
+    if (this.where() === 'worker') {
+      // on the stage worker thread (stage-ops.ts, stage-bag.ts): hash, decompression,
+      // validation and the creates run there, this thread only writes the partial and
+      // tells the worker how far it has grown. The ledger is this thread's: a job it
+      // already holds is staged there and dropped as a duplicate by commitStaged()
+      const w = stageOnWorker(req, available);
+      const done = w.done.then((r) => {
+        if (!r.ok) throw fromStageFailure(r);
+        return staged(r.outcome);
+      });
+      done.catch(() => {});
+      return { done, grew: (n) => w.grew(n), stop: () => w.stop() };
     }
-    // nothing the worker may still write into HASH.d/ once it is removed below
-    await ops.settle();
-    try {
-      // every byte through the hash, also after a refusal or when the bag ended early: the
-      // hash decides first (a bag damaged on its way is bad-hash, rebuilt by the sender,
-      // never a job refused for good)
-      while (await src.next());
-    } catch (err) {
-      failure ??= { err };
-    } finally {
-      await src.close();
-    }
-    if (src.stopped || src.missing > 0) {
-      await rmQuiet(staging);
-      throw failure?.err ?? new SpoolError(`staging bag ${bag.slice(0, 12)} stopped before its end`);
-    }
-    if (src.digest() !== bag) {
-      await rmQuiet(staging);
-      await rmQuiet(this.partPath(bag));
-      throw new BagRefusal('bad-hash', `bag ${bag.slice(0, 12)}: SHA-256 of the received bytes does not match its name`);
-    }
-    if (failure) {
-      const err = failure.err;
-      await rmQuiet(staging);
-      if (err instanceof BagRefusal) throw err;
-      if (err instanceof BagError) throw new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message);
-      if (err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big')) throw new BagRefusal(err.code, err.message);
-      throw err;
-    }
-    return { bag, staging, committed, sizes, duplicates, bytes };
+    const growth = new LocalGrowth(available);
+    const source = new PartialSource(req.part, size, growth);
+    const done = stageFrom(source, req, this.ops(), (id) => this.book.hasJob(id)).then(staged);
+    done.catch(() => {});
+    return { done, grew: (n) => growth.grew(n), stop: () => growth.stop() };
   }
 
   /**
@@ -659,7 +552,7 @@ export class SessionStore {
     // (a syncfs also wrote the directory's entries; fsyncs of the files did not). The ACK
     // follows the ledger line before the moves into in/PEER/: HASH.d/'s own entry (a plain
     // mkdir) must be durable in bags/in/PEER/ too, or a power cut after the ACK can lose it
-    if (!(await syncStaged(staging, committed.map((id) => join(staging, id))))) {
+    if (!(await syncStaged(staging, committed.map((id) => join(staging, id)), this.where()))) {
       await fsyncDir(staging);
       await fsyncDir(this.bagsIn);
     }
@@ -685,15 +578,22 @@ export class SessionStore {
     const staging = join(this.bagsIn, `${bag}.d`);
     const names = await readdir(staging).catch(() => [] as string[]);
     // each rename is on its own; the order among them does not matter (the ledger
-    // already holds the bag). One at a time, on the stage worker's thread (renames
-    // racing in one directory spin on its lock), while this thread receives the next bag
+    // already holds the bag). One at a time, on this thread, which also makes the creates
+    // of a stager on the stage worker (renames racing in one directory spin on its lock),
+    // with a turn for the link every YIELD_EVERY: the stage worker meanwhile stages the
+    // next bag (before, the worker made the moves and this thread staged)
     const stray: string[] = [];
-    const ops = this.ops();
-    for (const name of names) {
-      if (JOB_ID_RE.test(name)) ops.rename(join(staging, name), join(this.paths.in, name));
-      else stray.push(name);
-    }
-    await ops.flush();
+    await eachSync(names, (name) => {
+      if (!JOB_ID_RE.test(name)) {
+        stray.push(name);
+        return;
+      }
+      try {
+        fs.renameSync(join(staging, name), join(this.paths.in, name));
+      } catch (err) {
+        throw new SpoolError(`renaming ${join(staging, name)}: ${(err as Error).message}`, { cause: err });
+      }
+    });
     for (const name of stray) await rmQuiet(join(staging, name));
     // both directories: in/PEER/'s new entries, and HASH.d/'s removed ones, so that a
     // power cut cannot bring back into HASH.d/ a job the runner may already have
@@ -711,29 +611,6 @@ export class SessionStore {
   }
 }
 
-/** Write a new file (O_EXCL, 0600) from chunks, at most `max` bytes; no fsync (see syncAll). */
-async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, max: number): Promise<number> {
-  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  let size = 0;
-  try {
-    for await (const chunk of content) {
-      size += chunk.byteLength;
-      if (size > max) throw new BagRefusal('too-big', `a job in the bag is larger than ${max} bytes`);
-      let off = 0;
-      while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
-    }
-  } finally {
-    await fh.close();
-  }
-  return size;
-}
-
-/** the fault test's point `session-mid-stage` is armed (lib/spool/fault.ts reads the variable once too) */
-const MID_STAGE_ARMED = process.env.MAILBAG_FAULT === 'session-mid-stage';
-/** how long a stager works before the event loop gets a turn (ms) */
-const STAGE_SLICE_MS = 4;
-/** bag entries this small are read whole and written in the background */
-const SMALL_ENTRY = 256 * 1024;
 /** staged jobs of one bag from which one syncfs is cheaper than an fsync each */
 const SYNCFS_MIN = 16;
 /** false once `sync -f` failed here: fsync each from then on */
@@ -746,13 +623,20 @@ let syncfsWorks = true;
  * fsync per file, as before. True when the whole file system was synced (the staging
  * directory's entries too).
  */
-async function syncStaged(dir: string, paths: string[]): Promise<boolean> {
+async function syncStaged(dir: string, paths: string[], where: 'worker' | 'caller'): Promise<boolean> {
   if (paths.length >= SYNCFS_MIN && syncfsWorks) {
-    try {
-      await execFileP('sync', ['-f', dir], { timeout: 120_000 });
-      return true;
-    } catch {
+    if (where === 'worker') {
+      // started by the stage worker: the fork of this process (~100 MB) costs this thread
+      // (the read loop's) nothing
+      if (await syncfsOnWorker(dir)) return true;
       syncfsWorks = false;
+    } else {
+      try {
+        await execFileP('sync', ['-f', dir], { timeout: 120_000 });
+        return true;
+      } catch {
+        syncfsWorks = false;
+      }
     }
   }
   await syncAll(paths);
@@ -814,11 +698,6 @@ async function eachSync<T>(items: readonly T[], step: (item: T) => void): Promis
 }
 const YIELD_EVERY = 32;
 
-async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  if (prefix.length) yield prefix;
-  yield* rest;
-}
-
 /** A bag being staged while its bytes arrive (SessionStore.beginStage). */
 export interface Stager {
   /** staged (hash matched, every entry good), or a BagRefusal, or a local failure */
@@ -827,95 +706,6 @@ export interface Stager {
   grew(length: number): void;
   /** the session ended: stop reading (done rejects, HASH.d/ is removed) */
   stop(): void;
-}
-
-/** bytes a stager reads from the partial at a time */
-const TAIL_CHUNK = 256 * 1024;
-
-/**
- * The bytes of a partial file from 0 to `size` while it grows: a read past what has been
- * written waits for grew(). Every byte read passes through the SHA-256.
- */
-class PartialSource {
-  private fh: FileHandle | undefined;
-  private pos = 0;
-  private wake: (() => void) | undefined;
-  private readonly hash = createHash('sha256');
-  stopped = false;
-
-  constructor(private readonly path: string, private readonly size: number, private available: number) {}
-
-  /** a read is waiting for bytes the link has not brought yet */
-  get starved(): boolean {
-    return this.wake !== undefined;
-  }
-
-  /** bytes not yet read */
-  get missing(): number {
-    return this.size - this.pos;
-  }
-
-  grew(length: number): void {
-    if (length > this.available) this.available = length;
-    this.poke();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.poke();
-  }
-
-  private poke(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-
-  /**
-   * the next bytes, undefined at `size`. Calls are served one after the other: the bag
-   * reader may still be waiting in one when a refusal's drain asks for the rest, and
-   * every byte must be hashed once, in order.
-   */
-  next(): Promise<Buffer | undefined> {
-    const r = this.queue.then(() => this.step());
-    this.queue = r.catch(() => undefined);
-    return r;
-  }
-
-  private queue: Promise<unknown> = Promise.resolve();
-
-  private async step(): Promise<Buffer | undefined> {
-    if (this.pos >= this.size) return undefined;
-    while (this.available <= this.pos && !this.stopped) await new Promise<void>((r) => (this.wake = r));
-    if (this.stopped) throw new SpoolError(`staging of ${this.path} stopped: the session ended`);
-    this.fh ??= await open(this.path, 'r');
-    const n = Math.min(TAIL_CHUNK, this.available - this.pos, this.size - this.pos);
-    const buf = Buffer.allocUnsafe(n);
-    const { bytesRead } = await this.fh.read(buf, 0, n, this.pos);
-    if (bytesRead === 0) throw new SpoolError(`partial bag ${this.path} is shorter than the ${this.available} bytes written to it`);
-    const b = bytesRead === n ? buf : buf.subarray(0, bytesRead);
-    this.pos += bytesRead;
-    this.hash.update(b);
-    return b;
-  }
-
-  async *chunks(): AsyncGenerator<Buffer> {
-    for (;;) {
-      const b = await this.next();
-      if (!b) return;
-      yield b;
-    }
-  }
-
-  digest(): string {
-    return this.hash.digest('hex');
-  }
-
-  async close(): Promise<void> {
-    const fh = this.fh;
-    this.fh = undefined;
-    await fh?.close();
-  }
 }
 
 /** Appends a partial bag's bytes; data is made durable by sync() (before the hash check). */

@@ -72,7 +72,7 @@ describe('a stage worker that fails', () => {
     const started = Date.now();
     const err = await ops.flush().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpoolError);
-    expect((err as Error).message).toMatch(/stage worker .*answered no batch/);
+    expect((err as Error).message).toMatch(/stage worker .*answered no request/);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(stageWorkerState().running).toBe(false);
   });
