@@ -102,6 +102,15 @@ async function sizeOf(path: string): Promise<number | undefined> {
   }
 }
 
+function sizeOfSync(path: string): number | undefined {
+  try {
+    return fs.statSync(path).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 async function rmQuiet(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
@@ -248,18 +257,16 @@ export class SessionStore {
   /** Jobs in out/PEER/ not in `exclude`, oldest first. */
   async queuedJobs(exclude: ReadonlySet<string>): Promise<QueuedJob[]> {
     const names = (await readdir(this.paths.out)).sort().filter((name) => JOB_ID_RE.test(name) && !exclude.has(name));
-    // one stat per job, several at a time (they were one awaited round trip each)
-    const sizes: (number | undefined)[] = new Array<number | undefined>(names.length);
-    await forEach(names.map((name, i) => ({ name, i })), 16, async ({ name, i }) => {
-      sizes[i] = await sizeOf(join(this.paths.out, name));
-    });
+    // one stat per job, synchronous (the pool's round trips cost 4 x the CPU: 94-110 against
+    // 25 ms for 10,160 jobs), with a turn for the event loop every YIELD_EVERY
     const jobs: QueuedJob[] = [];
-    names.forEach((id, i) => {
-      const size = sizes[i];
+    await eachSync(names, (id) => {
+      const size = sizeOfSync(join(this.paths.out, id));
       if (size !== undefined) jobs.push({ id, size });
     });
     return jobs;
   }
+
 
   /** Write a bag of these jobs into the spool, named by its hash (crash-safe, see §6). */
   async buildBag(jobs: QueuedJob[], codec: BagCodec): Promise<PendingBag> {
