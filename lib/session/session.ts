@@ -11,7 +11,7 @@ import { faultPoint } from '../spool/fault.js';
 import { YoungGcPacer } from '../memory.js';
 import { chunksOf } from '../transport/link.js';
 import type { Link } from '../transport/types.js';
-import { DATA_CHUNK, FRAME, FrameDecoder, encodeDataHead, encodeFrame, encodeProgress, frameName } from './frame.js';
+import { DATA_CHUNK, DATA_HEAD, FRAME, FrameDecoder, encodeFrame, encodeProgress, frameName, writeDataHead } from './frame.js';
 import {
   chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
   type BagCodec, type Hello, type Offer, type Refuse,
@@ -566,31 +566,48 @@ class Session {
         const p = this.ours.get(bag)!;
         let offset = from;
         const half = Math.floor(p.size / 2);
+        /** one DATA frame: its chunk copied in after the head, sent in one write (two SSH packets) */
+        const sendFrame = async (frame: Buffer, n: number): Promise<boolean> => {
+          if (this.settled) return false;
+          // flow control: never more than FLOW_WINDOW bytes past what the peer has written
+          if (this.res.peerHello.progress) {
+            while (this.state.dataSent - this.state.progress >= FLOW_WINDOW && !this.settled && !this.linkEnded) await this.progressed();
+            if (this.settled) return false;
+          }
+          this.state.dataSent += n;
+          writeDataHead(frame, bag, offset, n);
+          const ok = this.send(n === DATA_CHUNK ? frame : frame.subarray(0, DATA_HEAD + n), true);
+          const before = offset;
+          offset += n;
+          this.res.sent.bytes += n;
+          this.gcPacer.moved(n);
+          this.progress();
+          if (before < half && offset >= half) {
+            await this.flushed();
+            faultPoint('session-sender-mid-bag');
+          }
+          if (!ok) await this.drain();
+          return true;
+        };
         if (offset < p.size) {
-          for await (const chunk of this.o.store.openBag(bag, from) as AsyncIterable<Buffer>) {
-            for (let i = 0; i < chunk.length; i += DATA_CHUNK) {
-              if (this.settled) return;
-              const piece = chunk.subarray(i, i + DATA_CHUNK);
-              // flow control: never more than FLOW_WINDOW bytes past what the peer has written
-              if (this.res.peerHello.progress) {
-                while (this.state.dataSent - this.state.progress >= FLOW_WINDOW && !this.settled && !this.linkEnded) await this.progressed();
-                if (this.settled) return;
+          let frame: Buffer | undefined;
+          let filled = 0;
+          // each chunk read as itself (no concatenation of what the read-ahead holds)
+          for await (const chunk of chunksOf(this.o.store.openBag(bag, from), 1)) {
+            for (let i = 0; i < chunk.length; ) {
+              frame ??= Buffer.allocUnsafe(DATA_HEAD + DATA_CHUNK);
+              const k = Math.min(DATA_CHUNK - filled, chunk.length - i);
+              chunk.copy(frame, DATA_HEAD + filled, i, i + k);
+              filled += k;
+              i += k;
+              if (filled === DATA_CHUNK) {
+                if (!(await sendFrame(frame, filled))) return;
+                frame = undefined;
+                filled = 0;
               }
-              this.state.dataSent += piece.length;
-              this.send(encodeDataHead(bag, offset, piece.length));
-              const ok = this.send(piece, true);
-              const before = offset;
-              offset += piece.length;
-              this.res.sent.bytes += piece.length;
-              this.gcPacer.moved(piece.length);
-              this.progress();
-              if (before < half && offset >= half) {
-                await this.flushed();
-                faultPoint('session-sender-mid-bag');
-              }
-              if (!ok) await this.drain();
             }
           }
+          if (frame && filled > 0 && !(await sendFrame(frame, filled))) return;
         }
         this.o.trace?.(`${this.o.site} - sent all of ${bag.slice(0, 12)}`);
         this.state.sentAll(bag);
