@@ -513,10 +513,18 @@ export class SessionStore {
       // tells the worker how far it has grown. The ledger is this thread's: a job it
       // already holds is staged there and dropped as a duplicate by commitStaged()
       const w = stageOnWorker(req, available);
-      const done = w.done.then((r) => {
-        if (!r.ok) throw fromStageFailure(r);
-        return staged(r.outcome);
-      });
+      const done = w.done.then(
+        (r) => {
+          if (!r.ok) throw fromStageFailure(r);
+          return staged(r.outcome);
+        },
+        async (err: unknown) => {
+          // the worker stopped or hung mid-stage: what it staged is removed here (the
+          // stager's own clean-up did not run); nothing of it was committed
+          await rmQuiet(staging);
+          throw err;
+        },
+      );
       done.catch(() => {});
       return { done, grew: (n) => w.grew(n), stop: () => w.stop() };
     }

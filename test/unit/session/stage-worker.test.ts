@@ -104,6 +104,35 @@ describe('a stager on the stage worker', () => {
   });
 });
 
+describe('a receiver whose stage worker stops mid-stage', () => {
+  it('fails the bag and removes what the worker had staged in HASH.d/', async () => {
+    const t = tempDir('stage-worker-dies');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    await enqueue(home, 'hub', messages(Array.from({ length: 80 }, (_, i) => 3000 + 101 * i), 9));
+    const out = store(home, 'hub');
+    await out.open();
+    const bag = await out.buildBag(await out.queuedJobs(new Set()), 'none');
+    const bytes = readFileSync(join(home.root, 'bags', 'out', 'hub', `${bag.bag}.bag`));
+    const r = store(hub, 'home');
+    await r.open();
+    const half = Math.floor(bytes.length / 2);
+    const w = await r.openPartial(bag.bag, 0);
+    await w.write(bytes.subarray(0, half));
+    const st = r.beginStage(bag.bag, 'none', CAPS, bytes.length, half);
+    const staging = join(hub.root, 'bags', 'in', 'home', `${bag.bag}.d`);
+    // wait (bounded) until the worker has staged jobs of the half it has
+    for (let i = 0; i < 100 && !(existsSync(staging) && readdirSync(staging).length > 0); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(readdirSync(staging).length).toBeGreaterThan(0);
+    await stopStageWorker();
+    const err = await st.done.catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/stage worker/);
+    expect(existsSync(staging)).toBe(false);
+    await w.close(false);
+  });
+});
+
 describe('the syncfs helper of the stage worker', () => {
   it('runs sync -f, again and again through the one helper', async () => {
     const t = tempDir('stage-worker-syncfs');
