@@ -5,9 +5,10 @@
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
-import { runReceivedJobs, serveLink, traceTime } from '../session/index.js';
+import { jobsWaiting, runReceivedJobs, serveLink, traceTime } from '../session/index.js';
 import { streamLink } from '../transport/link.js';
 import type { CliIo } from './io.js';
+import { failureLine } from './run.js';
 
 const USAGE = 'usage: mailbag serve --peer NAME [--config FILE] [--no-run]';
 
@@ -41,8 +42,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +
       `${result.received.duplicates ? ` (${result.received.duplicates} duplicates skipped)` : ''}\n`,
   );
-  if (run && result.received.jobs > 0) {
-    await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+  // also when this session received nothing but its start moved in the jobs of a killed
+  // session (docs/spool.md S7): they are delivered now, not at the next run
+  if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) {
+    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+    // stdout is the link: a killed session's moves that could not be finished go to stderr
+    for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
   }
   return 0;
 }

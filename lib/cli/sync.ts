@@ -4,11 +4,12 @@
 
 import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
-import { expireQueued, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
+import { expireQueued, jobsWaiting, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
 import { dialEarly } from '../transport/early.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
+import { failureLine } from './run.js';
 
 const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
 /** sync's and dispatch's flags */
@@ -37,6 +38,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let expired: string[];
   let result: SessionResult;
   const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
+  // a killed session's committed jobs the run step could not move in (docs/spool.md S7):
+  // a line on stderr each, also with --quiet, and exit 75 like mailbag run
+  let unfinished: MailbagError | undefined;
+  const runStep = async (): Promise<void> => {
+    const summary = await runReceivedJobs(cfg, peer, runLog);
+    for (const u of summary?.unfinished ?? []) {
+      io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+      unfinished ??= u.error;
+    }
+  };
   try {
     // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
     expired = peerConfig ? ((await expireQueued(cfg, peer)) ?? []) : [];
@@ -52,7 +63,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } catch (err) {
       progress?.clear();
       // their senders are owed notices even though the session did not happen
-      if (run && expired.length > 0) await runReceivedJobs(cfg, peer, runLog);
+      if (run && expired.length > 0) await runStep();
       throw err;
     } finally {
       progress?.clear();
@@ -63,10 +74,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (!quiet) io.stdout.write(`${summaryLine(peer, result, Date.now() - started)}\n`);
   // also after a refusal for good, an expiry or a job too large for the peer: the job is
   // in failed/ and its sender is owed a notice
-  if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0 || result.held.length > 0 || expired.length > 0)) {
-    await runReceivedJobs(cfg, peer, runLog);
+  // also when it received nothing but its start moved in a killed session's jobs (S7)
+  if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0 || result.held.length > 0 || expired.length > 0 || (await jobsWaiting(cfg, peer)))) {
+    await runStep();
   }
-  return checkDrained(peer, result);
+  const code = checkDrained(peer, result);
+  return unfinished ? unfinished.exitCode : code;
 }
 
 /** 0 when everything crossed; otherwise throws a temporary error that says what did not. */

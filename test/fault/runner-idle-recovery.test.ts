@@ -495,3 +495,30 @@ describe.skipIf(!built)('mailbag run killed during its recovery', () => {
     }, 120_000);
   }
 });
+
+describe.skipIf(!built)("the next session's run step after a killed receiver", () => {
+  it('serve delivers the jobs its start moved in although this session received none', async () => {
+    const calls = callsDir();
+    const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], {});
+    const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: next ${i}\n\nbody ${i}\n`)), 'r@y.example');
+    const first = w.sync('session-after-commit');
+    expect(first.status, first.out + first.err).toBe(75);
+    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+
+    // the next session, with serve's run step on (no --no-run): the re-offer is answered
+    // `have`, so it receives nothing; its start moved the killed session's jobs in
+    const script = join(w.dir, 'sync-driver.mjs');
+    const serve = ['env', '-u', 'MAILBAG_FAULT', `FAKE_SENDMAIL_DIR=${calls}`, 'FAKE_SENDMAIL_EXITS=0', process.execPath, mailbagBin, 'serve', '--peer', 'home', '--config', w.hubToml];
+    const r = spawnSync(process.execPath, [script, join(w.dir, 'home.toml'), 'hub', ...serve], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ received: 0 });
+    // serve runs its run step after the link closed: wait for it, bounded
+    const deadline = Date.now() + 30_000;
+    const argvs = (): string[] => readdirSync(calls).filter((f) => f.endsWith('.argv'));
+    while (argvs().length < up.size && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    expect(argvs().length).toBe(up.size);
+    const senders = argvs().map((f) => readFileSync(join(calls, f), 'utf8').split('\n')[2]).sort();
+    expect(senders).toEqual([...up.values()].sort());
+    expect(staged(w.hub, 'home')).toEqual([]);
+  }, 120_000);
+});
