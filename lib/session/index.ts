@@ -18,6 +18,7 @@ import type { BagCodec } from './messages.js';
 import { usableCodecs } from '../bag/codec.js';
 import { EarlySend, refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
 import { SessionStore, type ReceiveCaps } from './store.js';
+import { prestartStageWorker } from './stage-ops.js';
 
 export { runSession, refuseSession, type SessionOptions, type SessionProgress, type SessionResult } from './session.js';
 export { SessionStore, planBags, type SpoolPaths, type PendingBag, type ReceiveCaps } from './store.js';
@@ -208,6 +209,9 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
     throw err;
   }
   try {
+    // the far end receives in nearly every session: its stage worker (the stager runs
+    // there) starts now, beside the store's recovery and the HELLO, not at the first OFFER
+    prestartStageWorker();
     const store = storeFor(o.config, spool, o.peer, peer);
     await store.open();
     return await sessionOn(o.link, store, spool, peer, o);

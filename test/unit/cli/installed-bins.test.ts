@@ -6,12 +6,14 @@
 // can run), with the code caches as built, missing, or damaged; and a bundled sync
 // dialing an SSH server with ssh2 from its bundle.
 
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../lib/config/index.js';
 import { serveLink } from '../../../lib/session/index.js';
 import { generateKeyPair, startSshServer } from '../../../lib/transport/server.js';
+import { writeLmtpdConfig } from '../lmtp/lmtpd-process.js';
 import { codeCaches, jobsIn, makeSite, movedPackage, repoRoot, requireBuild, runBin, tmpLeftovers, type Site } from './front-door-helpers.js';
 
 beforeAll(requireBuild);
@@ -84,6 +86,36 @@ describe('the bins package.json installs', () => {
     const u = await runBin(linkedFrom(pkg, 'mailbag-uux'), ['--config', site.config, '-r', '-aa@example.org', '-', 'hub!rmail', '(b@example.net)'], MESSAGE);
     expect(u).toMatchObject({ code: 0, stderr: '' });
     expect(jobsIn(site.spool, 'out', 'hub')).toHaveLength(2);
+  });
+
+  it.each([
+    ['mailbag.cjs (the installed bin) gives it 64', 'mailbag', 64],
+    ['the environment\'s value wins', 'mailbag', 8],
+  ])('lmtpd\'s thread pool: %s', async (_what, bin, threads) => {
+    site = makeSite();
+    const { config } = writeLmtpdConfig({ dir: site.dir, peers: { hub: ['hub.test'] } });
+    const env = { ...process.env };
+    delete env.UV_THREADPOOL_SIZE;
+    if (threads !== 64) env.UV_THREADPOOL_SIZE = String(threads);
+    const child = spawn(linked(bin), ['lmtpd', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/ready\n/.test(log) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(log).toMatch(/ready\n/);
+      // the pool's threads start at its first use (lmtpd's start already used it):
+      // beside the main thread, V8's and the inspector's, at least `threads` of them
+      const tasks = readdirSync(`/proc/${child.pid}/task`).length;
+      expect(tasks).toBeGreaterThan(threads);
+      if (threads === 8) expect(tasks).toBeLessThan(64);
+      expect(log).not.toMatch(/UV_THREADPOOL_SIZE is not set/);
+    } finally {
+      process.kill(child.pid!, 'SIGKILL');
+      await exited;
+    }
   });
 
   it('mailbag --version through the installed bin', async () => {
