@@ -32,7 +32,8 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000;
  * fsync and every job file's create wait there, and with the default 4 threads a batch's
  * fsyncs went to the disk four at a time. libuv reads UV_THREADPOOL_SIZE once, before this
  * module is loaded (the ES module loader reads files through the pool), so the process
- * itself cannot take it: its environment must (the systemd unit of docs/lmtp.md); the
+ * itself cannot take it: its environment must (the systemd unit of docs/lmtp.md), or the
+ * installed bin dist/bin/mailbag.cjs, which sets it for lmtpd before loading this; the
  * workers of lmtp.workers get it from the primary.
  */
 const THREAD_POOL = '64';
@@ -187,7 +188,7 @@ async function runMain(ctx: Setup): Promise<number> {
   const ledger = await SpoolLedger.open(spool);
   if (ledger.migrated) log(`lmtpd: moved ${ledger.migrated} LMTP ledger entr${ledger.migrated === 1 ? 'y' : 'ies'} of the earlier format (a file each) into day files`);
   if (process.env.UV_THREADPOOL_SIZE === undefined && ctx.workers === 1) {
-    log(`lmtpd: UV_THREADPOOL_SIZE is not set: Node's thread pool has 4 threads, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment (docs/lmtp.md)`);
+    log(`lmtpd: UV_THREADPOOL_SIZE is not set: Node's thread pool has 4 threads, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment, or start it as the installed \`mailbag\` command (dist/bin/mailbag.cjs), which does (docs/lmtp.md)`);
   }
   const recovered = await ledger.recover(config.site);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
