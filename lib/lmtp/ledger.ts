@@ -13,7 +13,8 @@
 // whatever the volume, promise 6); a possible hit is confirmed by reading the peer's day
 // files, newest first. Before each lookup the tail of the current day files is read from
 // where the last read stopped, so the entries another lmtpd on the same spool appends
-// are seen. Only complete, well-formed lines count: a line torn by a power cut (no LF,
+// are seen, and at the first lookup of each day the peer's directory is listed again
+// (day files another lmtpd made while this one made no lookup). Only complete, well-formed lines count: a line torn by a power cut (no LF,
 // NUL bytes) is skipped, and a writer that finds a file not ending in LF adds one first.
 // Retention deletes whole day files. Entries of the earlier format (one file per entry,
 // `lmtp-ledger/PEER/DIGEST`) are moved into the day files at open().
@@ -69,6 +70,8 @@ interface PeerFiles {
   days: Map<string, DayFile>;
   /** the peer's day files were read once (at open, or at its first lookup here) */
   loaded?: boolean;
+  /** the UTC day of the last listing of the peer's directory (loadPeer) */
+  listed?: string;
   /** the day file being appended to, and its descriptor */
   appendDay?: string;
   appendFd?: number;
@@ -220,6 +223,7 @@ export class SpoolLedger implements DedupLedger {
   private loadPeer(peer: string): void {
     const files = this.peerFiles(peer);
     files.loaded = true;
+    files.listed = dayName(this.now());
     let names: string[];
     try {
       names = readdirSync(this.spool.path(LEDGER_DIR, peer)).filter((n) => DAY_NAME.test(n)).sort();
@@ -241,8 +245,11 @@ export class SpoolLedger implements DedupLedger {
   private refresh(peer: string): void {
     const now = this.now();
     const files = this.peerFiles(peer);
-    // a peer another lmtpd began to record after this one opened: its earlier days too
-    if (!files.loaded) this.loadPeer(peer);
+    // a peer another lmtpd began to record after this one opened: its earlier days too.
+    // And at the first lookup of each day the directory again: a day file another lmtpd
+    // made while this one made no lookup at all (idle from before that day began until
+    // after the first hour of the next) was never tailed here, and would never be read
+    if (!files.loaded || files.listed !== dayName(now)) this.loadPeer(peer);
     const days = [dayName(now)];
     if (now % DAY_MS < 3_600_000) days.push(dayName(now - DAY_MS));
     for (const day of days) {
