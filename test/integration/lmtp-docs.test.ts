@@ -62,6 +62,10 @@ describe.skipIf(!havePostfix())('docs/lmtp.md: mailbag.toml, systemd unit and Po
     const gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
     makeOwnedDir(w.run, { name: user.name, uid: user.uid, gid }, parseInt(unitValue(unit, 'RuntimeDirectoryMode'), 8));
     expect(unitValue(unit, 'ExecStart')).toMatch(/ lmtpd --config /);
+    // a worker's death ends lmtpd with 75 (lmtp-workers.test.ts), and only a supervisor
+    // brings it back: the unit restarts it on a non-zero exit or a kill, not on a stop's 0
+    expect(unitValue(unit, 'Restart')).toBe('on-failure');
+    expect(unit).not.toMatch(/^(SuccessExitStatus|RestartPreventExitStatus)=.*\b75\b/m);
     const configText = localise(snippet('mailbag.toml'), w);
     // the unit's Environment= lines, as systemd passes them
     const unitEnv = lmtpdEnvironment(page);
