@@ -20,7 +20,7 @@ export interface SshOptions {
   host: string;
   port: number;
   user: string;
-  /** OpenSSH private key file (ed25519, ecdsa, rsa; no passphrase) */
+  /** OpenSSH private key file (ed25519, ecdsa, rsa; no passphrase, unless `agent` is set: then the agent signs for it) */
   identity?: string | undefined;
   /** key material instead of a file (tests, the demo) */
   privateKey?: Buffer | string | undefined;
@@ -119,6 +119,8 @@ async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
   const what = o.identity ?? 'the private key given';
   if (parsed instanceof Error) {
     const encrypted = /encrypted|passphrase/i.test(parsed.message);
+    // kept encrypted at rest and loaded into the agent (docs/security.md): the agent signs
+    if (encrypted && o.agent !== undefined && o.agent !== false) return undefined;
     throw new SessionError(
       'auth',
       encrypted

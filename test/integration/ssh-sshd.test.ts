@@ -2,7 +2,7 @@
 // and authorized_keys forced commands: what users run in production.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'ssh2';
@@ -137,6 +137,25 @@ describe.runIf(present)('transports against a real OpenSSH sshd', () => {
       execFileSync('ssh-add', ['-q', keys.rsa!.privatePath], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore', timeout: 10_000 });
       const link = await sshTransport(opts({ identity: undefined, agent: true, env: { SSH_AUTH_SOCK: sock } })).connect();
       expect((await roundTrip(link, Buffer.from('via agent'))).toString()).toBe('via agent');
+    } finally {
+      agent.kill();
+    }
+  });
+
+  it('an identity with a passphrase and agent = true: the agent (holding that key) authenticates, as docs/security.md advises', async () => {
+    const sock = join(dir, 'agent-enc.sock');
+    const encrypted = join(dir, 'id_ecdsa_encrypted');
+    copyFileSync(keys.ecdsa!.privatePath, encrypted);
+    chmodSync(encrypted, 0o600);
+    execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'secret words', '-f', encrypted], { stdio: 'ignore', timeout: 10_000 });
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+      execFileSync('ssh-add', ['-q', keys.ecdsa!.privatePath], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore', timeout: 10_000 });
+      const link = await sshTransport(opts({ identity: encrypted, agent: true, env: { SSH_AUTH_SOCK: sock } })).connect();
+      expect((await roundTrip(link, Buffer.from('key kept encrypted'))).toString()).toBe('key kept encrypted');
+      // without the agent the passphrase is still refused, with the advice
+      await expect(sshTransport(opts({ identity: encrypted })).connect()).rejects.toMatchObject({ code: 'auth', message: expect.stringMatching(/passphrase.*agent = true/) });
     } finally {
       agent.kill();
     }
