@@ -152,7 +152,9 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
   if (privateKey === undefined && agent === undefined) {
     throw new SessionError('auth', `no way to authenticate to ${o.host}${o.peer ? ` (peer ${o.peer})` : ''}: set identity to a private key file, or agent = true`);
   }
-  const authHow = [privateKey !== undefined ? `key ${o.identity ?? '(given)'}` : '', agent ? `ssh-agent ${agent}` : ''].filter(Boolean).join(', ');
+  // an identity left out (its passphrase: the agent signs for it) is named with the agent
+  const keyLeft = privateKey === undefined && (o.identity !== undefined || o.privateKey !== undefined) ? ` for the passphrase-protected ${o.identity ?? 'key given'}` : '';
+  const authHow = [privateKey !== undefined ? `key ${o.identity ?? '(given)'}` : '', agent ? `ssh-agent ${agent}${keyLeft}` : ''].filter(Boolean).join(', ');
   const knownText = await readOptional(o.knownHosts);
   const known = knownText ?? '';
   const preferred = knownHostKeyAlgorithms(known, o.host, o.port).filter((a) => HOST_KEY_ALGORITHMS.includes(a));

@@ -154,6 +154,15 @@ describe.runIf(present)('transports against a real OpenSSH sshd', () => {
       execFileSync('ssh-add', ['-q', keys.ecdsa!.privatePath], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore', timeout: 10_000 });
       const link = await sshTransport(opts({ identity: encrypted, agent: true, env: { SSH_AUTH_SOCK: sock } })).connect();
       expect((await roundTrip(link, Buffer.from('key kept encrypted'))).toString()).toBe('key kept encrypted');
+      // an agent without that key: refused, and the message says the identity was left to the agent
+      const empty = join(dir, 'agent-empty.sock');
+      const agent2 = spawn('ssh-agent', ['-D', '-a', empty], { stdio: 'ignore' });
+      try {
+        for (let i = 0; i < 200 && !existsSync(empty); i++) await new Promise((r) => setTimeout(r, 25));
+        await expect(sshTransport(opts({ identity: encrypted, agent: true, env: { SSH_AUTH_SOCK: empty } })).connect()).rejects.toMatchObject({ code: 'auth', message: expect.stringContaining(`ssh-agent ${empty} for the passphrase-protected ${encrypted}`) });
+      } finally {
+        agent2.kill();
+      }
       // without the agent the passphrase is still refused, with the advice
       await expect(sshTransport(opts({ identity: encrypted })).connect()).rejects.toMatchObject({ code: 'auth', message: expect.stringMatching(/passphrase.*agent = true/) });
     } finally {
