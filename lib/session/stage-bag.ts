@@ -106,8 +106,11 @@ export class DirectSink implements StageSink {
 export interface Growth {
   available(): number;
   stopped(): boolean;
-  /** resolves when either may have changed (or after a bounded time: the caller looks again) */
-  wait(): Promise<void>;
+  /**
+   * resolves when either may have changed since available() returned `seen` (or after a
+   * bounded time: the caller looks again)
+   */
+  wait(seen: number): Promise<void>;
   /** the stager is alive (each chunk read) */
   beat?(): void;
 }
@@ -131,7 +134,8 @@ export class LocalGrowth implements Growth {
     this.stop_ = true;
     this.poke();
   }
-  wait(): Promise<void> {
+  wait(seen: number): Promise<void> {
+    if (this.avail !== seen || this.stop_) return Promise.resolve();
     return new Promise<void>((r) => (this.wake = r));
   }
   private poke(): void {
@@ -170,12 +174,14 @@ export class SharedGrowth implements Growth {
   beat(): void {
     Atomics.store(this.words, SHARED_BEAT, BigInt(Date.now()));
   }
-  async wait(): Promise<void> {
-    const seen = Atomics.load(this.words, SHARED_AVAILABLE);
+  async wait(seen: number): Promise<void> {
     if (this.stopped()) return;
     Atomics.store(this.words, SHARED_WAITING, 1n);
     try {
-      const r = waitAsync(this.words, SHARED_AVAILABLE, seen, GROWTH_WAIT_MS);
+      // on the length the caller saw, not a fresh load: a length stored (and notified)
+      // between the caller's look and this wait ends the wait at once, instead of
+      // sleeping GROWTH_WAIT_MS on the new value (the last DATA frame of a bag)
+      const r = waitAsync(this.words, SHARED_AVAILABLE, BigInt(seen), GROWTH_WAIT_MS);
       if (r.async) await r.value;
     } finally {
       Atomics.store(this.words, SHARED_WAITING, 0n);
@@ -238,10 +244,10 @@ export class PartialSource {
 
   private async step(): Promise<Buffer | undefined> {
     if (this.pos >= this.size) return undefined;
-    while (this.growth.available() <= this.pos && !this.growth.stopped()) {
+    for (let seen = this.growth.available(); seen <= this.pos && !this.growth.stopped(); seen = this.growth.available()) {
       this.waiting = true;
       try {
-        await this.growth.wait();
+        await this.growth.wait(seen);
       } finally {
         this.waiting = false;
       }

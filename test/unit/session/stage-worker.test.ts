@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { configureStageWorker, stageOnWorker, stageWorkerState, stopStageWorker, syncfsOnWorker } from '../../../lib/session/stage-ops.js';
-import type { StageRequest } from '../../../lib/session/stage-bag.js';
+import { PartialSource, SHARED_AVAILABLE, SHARED_WORDS, SharedGrowth, type StageRequest } from '../../../lib/session/stage-bag.js';
 import { CAPS, enqueue, makeSite, messages, store, tempDir } from './sites.js';
 
 const script = new URL('./ts-stage-worker.mjs', import.meta.url);
@@ -153,5 +153,39 @@ describe('the syncfs helper of the stage worker', () => {
     } finally {
       process.env.PATH = path;
     }
+  });
+});
+
+describe('the shared growth a stager on the worker waits on', () => {
+  it('does not sleep through growth that lands between its look at the length and its wait', async () => {
+    const t = tempDir('stage-worker-race');
+    cleanups.push(t.remove);
+    const part = join(t.dir, 'x.part');
+    const bytes = Buffer.alloc(4096, 7);
+    const fd = openSync(part, 'w');
+    writeSync(fd, bytes);
+    closeSync(fd);
+    const words = new BigInt64Array(new SharedArrayBuffer(SHARED_WORDS * 8));
+    // the session's thread stores the partial's new length (and notifies) just after the
+    // stager has read the old one, before it starts to wait: the last DATA frame of a bag
+    let raced = false;
+    class Racing extends SharedGrowth {
+      override available(): number {
+        const n = super.available();
+        if (!raced) {
+          raced = true;
+          Atomics.store(words, SHARED_AVAILABLE, BigInt(bytes.length));
+          Atomics.notify(words, SHARED_AVAILABLE);
+        }
+        return n;
+      }
+    }
+    const src = new PartialSource(part, bytes.length, new Racing(words), true);
+    const started = Date.now();
+    const first = await src.next();
+    // the stager looks again at once; before, it slept the whole wait (1 s) on the new length
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(first?.length).toBe(bytes.length);
+    await src.close();
   });
 });
