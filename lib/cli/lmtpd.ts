@@ -134,12 +134,19 @@ function startPruning(ledger: SpoolLedger, config: Config, log: (line: string) =
   return pruner;
 }
 
-/** SIGTERM or SIGINT, once */
-function stopSignal(): Promise<string> {
+/**
+ * SIGTERM or SIGINT, once. `keep`: stay subscribed, so that a second one is ignored, not
+ * fatal (a worker: systemd's stop signals every process of the unit and the primary then
+ * signals its workers too; a worker killed by that second SIGTERM cut its transactions
+ * inside DATA and made the primary exit 75. The primary SIGKILLs a worker that outlives
+ * the grace.)
+ */
+function stopSignal(keep = false): Promise<string> {
   return new Promise<string>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => resolve(sig);
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    const on = keep ? process.on.bind(process) : process.once.bind(process);
+    on('SIGTERM', onSignal);
+    on('SIGINT', onSignal);
   });
 }
 
@@ -269,18 +276,28 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
   // workers that died while the service was stopping (not the orderly way: stats, then 0)
   const diedStopping: string[] = [];
   const onExit = (w: Worker, code: number | null, signal: string | null): void => {
-    alive.delete(w.id);
-    const how = `worker ${w.id} (pid ${w.process.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`;
-    if (stopping) {
-      // it may have died between a commit and its ledger entry, like one that dies while
-      // serving: the next start must know (75), not take it for a clean stop
-      if (!orderly.has(w.id) || signal || code !== 0) diedStopping.push(how);
-    } else if (!orderly.has(w.id)) {
-      onFailure(how);
-    } else {
-      onFailure(''); // stopped on its own signal (SIGINT from a terminal reaches every process)
-    }
-    if (alive.size === 0) onAllGone();
+    const judge = (): void => {
+      alive.delete(w.id);
+      const how = `worker ${w.id} (pid ${w.process.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`;
+      // its stats came (sent once its transactions were done and its ledger closed): a
+      // stop signal that reached it after that, while it exited (systemd's own SIGTERM and
+      // the primary's), cut nothing
+      const clean = orderly.has(w.id) && (signal === null ? code === 0 : signal === 'SIGTERM' || signal === 'SIGINT');
+      if (stopping) {
+        // it may have died between a commit and its ledger entry, like one that dies while
+        // serving: the next start must know (75), not take it for a clean stop
+        if (!clean) diedStopping.push(how);
+      } else if (!orderly.has(w.id)) {
+        onFailure(how);
+      } else {
+        onFailure(''); // stopped on its own signal (SIGINT from a terminal reaches every process)
+      }
+      if (alive.size === 0) onAllGone();
+    };
+    // the exit can be seen before the channel's last message (its stats) is read: judge
+    // once the channel is closed
+    if (w.isConnected()) w.once('disconnect', judge);
+    else judge();
   };
   cluster.on('message', onMessage);
   cluster.on('exit', onExit);
@@ -373,7 +390,7 @@ async function runWorker(ctx: Setup): Promise<number> {
 
 async function serveAsWorker(ctx: Setup): Promise<number> {
   const { config } = ctx;
-  const stopped = stopSignal();
+  const stopped = stopSignal(true);
   const spool = await Spool.open(config.spool, { create: false });
   // the connection limit is split between the workers (connections come to them in turn)
   const share = Math.ceil(config.lmtp.maxConnections / ctx.workers);

@@ -184,6 +184,35 @@ describe('lmtpd with two workers', () => {
     lmtpd = undefined;
   });
 
+  it('SIGTERM to every process at once (systemd\'s stop, KillMode=control-group) is a clean stop: a transaction inside DATA finishes, exit 0', async () => {
+    lmtpd = await startLmtpd({ dir, peers, workers: 2 });
+    const workers = childPids(lmtpd.pid);
+    expect(workers).toHaveLength(2);
+    const c = await session(lmtpd.socket);
+    await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+    c.write('DATA\r\n');
+    expect((await c.read()).code).toBe(354);
+    c.write('From: s@src.test\r\nSubject: systemctl stop\r\n\r\nfirst half\r\n');
+    // systemd signals every process of the unit; each worker handles its own SIGTERM, and
+    // then the primary's comes (sent here a moment later, so that the order is certain:
+    // at once, as systemd does, a worker took both in one wake-up only sometimes)
+    for (const pid of workers) process.kill(pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    if (isAlive(lmtpd.pid)) process.kill(lmtpd.pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    c.write('second half\r\n.\r\n');
+    const done = await c.read();
+    expect(done.raw).toMatch(/^250 2\.6\.0 queued for hub as job /);
+    c.destroy();
+    const exit = await Promise.race([lmtpd.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(lmtpd.log()).not.toMatch(/while stopping/);
+    expect(lmtpd.log()).toMatch(/lmtpd: stopped\n/);
+    expect(await gone(workers)).toBe(true);
+    expect(readJobs(lmtpd.spool, 'hub')).toHaveLength(1);
+    lmtpd = undefined;
+  });
+
   it('the primary killed with SIGKILL takes its workers with it; the next start replaces the stale socket', async () => {
     lmtpd = await startLmtpd({ dir, peers, workers: 2 });
     const workers = childPids(lmtpd.pid);
