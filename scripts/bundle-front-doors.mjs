@@ -630,8 +630,9 @@ ${indent(runner(enqueue.code, `'${basename(enqueue.cache)}'`))}} else if (${isSe
   require('./mailbag-session.cjs');
 } else {
   // lmtpd's fsyncs wait in Node's thread pool (docs/lmtp.md): 64 threads unless the
-  // environment says otherwise; libuv reads this once, before mailbag.js is loaded
-  if (command === 'lmtpd') process.env.UV_THREADPOOL_SIZE ??= '64';
+  // environment gives a value (an empty one would make libuv use 1 thread); libuv reads
+  // this once, before mailbag.js is loaded
+  if (command === 'lmtpd' && !process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '64';
   import('./mailbag.js');
 }
 `, 0o755);

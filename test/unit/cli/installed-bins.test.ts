@@ -89,15 +89,16 @@ describe('the bins package.json installs', () => {
   });
 
   it.each([
-    ['mailbag.cjs (the installed bin) gives it 64', 'mailbag', 64],
-    ['the environment\'s value wins', 'mailbag', 8],
-  ])('lmtpd\'s thread pool: %s', async (_what, bin, threads) => {
+    ['mailbag.cjs (the installed bin) gives it 64', undefined, 64],
+    ['an empty value counts as none (libuv would make it 1 thread)', '', 64],
+    ['the environment\'s value wins', '8', 8],
+  ])('lmtpd\'s thread pool: %s', async (_what, value, threads) => {
     site = makeSite();
     const { config } = writeLmtpdConfig({ dir: site.dir, peers: { hub: ['hub.test'] } });
     const env = { ...process.env };
     delete env.UV_THREADPOOL_SIZE;
-    if (threads !== 64) env.UV_THREADPOOL_SIZE = String(threads);
-    const child = spawn(linked(bin), ['lmtpd', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (value !== undefined) env.UV_THREADPOOL_SIZE = value;
+    const child = spawn(linked('mailbag'), ['lmtpd', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     child.stdout.on('data', (b: Buffer) => (log += b.toString()));
     child.stderr.on('data', (b: Buffer) => (log += b.toString()));
