@@ -194,8 +194,8 @@ async function runMain(ctx: Setup): Promise<number> {
   const spool = await Spool.open(config.spool, { create: true });
   const ledger = await SpoolLedger.open(spool);
   if (ledger.migrated) log(`lmtpd: moved ${ledger.migrated} LMTP ledger entr${ledger.migrated === 1 ? 'y' : 'ies'} of the earlier format (a file each) into day files`);
-  if (process.env.UV_THREADPOOL_SIZE === undefined && ctx.workers === 1) {
-    log(`lmtpd: UV_THREADPOOL_SIZE is not set: Node's thread pool has 4 threads, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment, or start it as the installed \`mailbag\` command (dist/bin/mailbag.cjs), which does (docs/lmtp.md)`);
+  if (!process.env.UV_THREADPOOL_SIZE && ctx.workers === 1) {
+    log(`lmtpd: UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE === undefined ? "is not set: Node's thread pool has 4 threads" : "is empty: Node's thread pool has 1 thread"}, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment, or start it as the installed \`mailbag\` command (dist/bin/mailbag.cjs), which does (docs/lmtp.md)`);
   }
   const recovered = await ledger.recover(config.site);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
@@ -303,7 +303,7 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
   cluster.on('exit', onExit);
 
   for (let i = 0; i < n; i++) {
-    const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? THREAD_POOL });
+    const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || THREAD_POOL });
     alive.set(w.id, w);
   }
   // the socket appears with the mode bits of the primary's umask: none for others until
