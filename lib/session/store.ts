@@ -436,8 +436,23 @@ export class SessionStore {
         continue;
       }
       const p = /^([0-9a-f]{64})\.part$/.exec(name);
-      if (p && this.book.hasBag(p[1]!)) await rmQuiet(join(this.bagsIn, name));
+      if (p && (this.book.hasBag(p[1]!) || (await this.abandoned(join(this.bagsIn, name))))) await rmQuiet(join(this.bagsIn, name));
       if (!d && !p) await rmQuiet(join(this.bagsIn, name));
+    }
+  }
+
+  /**
+   * A partial not written to for longer than the ledger's retention (S5): its sender has
+   * forgotten the bag (refused here, or discarded: a job removed, caps changed), or would
+   * have offered it again at any session since, so nobody resumes it; deleted, or each
+   * such bag would keep its bytes in bags/in/PEER/ for good. Offered after all, it is
+   * simply sent again from byte 0.
+   */
+  private async abandoned(path: string): Promise<boolean> {
+    try {
+      return Date.now() - (await stat(path)).mtimeMs > this.options.ledgerRetentionMs;
+    } catch {
+      return false;
     }
   }
 

@@ -5,7 +5,7 @@
 // session still works.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants, gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
@@ -299,6 +299,25 @@ describe('a hostile peer', () => {
     expect(r.code).toBe('bad-hash');
     expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
     unharmed();
+  });
+
+  it('the partial of a refused bag, which its sender forgets, does not stay in bags/in/ for good: gone at a session start once older than the ledger retention', async () => {
+    const bad = job({ command: 'sh' });
+    const bag = gzipSync(await tarOf([...Array.from({ length: 4 }, () => job({}, randomBytes(20_000))), bad].map((j) => ({ name: j.name, bytes: j.bytes }))));
+    const r = refusal((await hostile(offerFrames(bag, undefined, 5))).got);
+    expect(r.code).toBe('forbidden-command');
+    const dir = join(hub.root, 'bags', 'in', 'home');
+    // kept for a re-offer (answered from its end), while it is recent
+    const part = readdirSync(dir).filter((n) => n.endsWith('.part'));
+    expect(part).toHaveLength(1);
+    await honestStillWorks();
+    expect(readdirSync(dir)).toEqual(part);
+    // the sender moved the job to failed/ and forgot the bag: nobody offers it again
+    const old = new Date(Date.now() - 15 * 86400_000);
+    utimesSync(join(dir, part[0]!), old, old);
+    const [a, b] = createPair();
+    await Promise.all([session(home, 'hub', a), session(hub, 'home', b)]);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('a forbidden command, a forged origin and a job for another site are refused', async () => {
