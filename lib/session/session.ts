@@ -362,6 +362,9 @@ class Session {
         return;
       case 'ack':
         this.onAcked(m.ack.bag);
+        // the peer's ACK of our last bag may be the last thing this side waits for (our own
+        // ACKs went out before it): BYE now, or nothing would ever send it
+        this.checkFinish();
         return;
       case 'progress':
         this.wakeSender();
