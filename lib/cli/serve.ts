@@ -6,6 +6,7 @@
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
 import { jobsWaiting, runReceivedJobs, serveLink, traceTime } from '../session/index.js';
+import { stopStageWorker } from '../session/stage-ops.js';
 import { streamLink } from '../transport/link.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
@@ -32,22 +33,30 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
   if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} serve: process started; ${traceTime()} configuration loaded\n`);
   const link = streamLink(io.stdin, io.stdout, 'stdio');
-  const result = await serveLink({
-    config: cfg,
-    peer,
-    link,
-    ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
-  });
-  io.stderr.write(
-    `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +
-      `${result.received.duplicates ? ` (${result.received.duplicates} duplicates skipped)` : ''}\n`,
-  );
-  // also when this session received nothing but its start moved in the jobs of a killed
-  // session (docs/spool.md S7): they are delivered now, not at the next run
-  if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) {
-    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
-    // stdout is the link: a killed session's moves that could not be finished go to stderr
-    for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+  // the session's stage worker (started at its start, unref'd) is stopped when this
+  // process is done with it: a worker that staged nothing kept the process alive (Node
+  // refs the worker's port again when its 'message' listener is added after unref()),
+  // and with it the link: the dialer waited CLOSE_GRACE_MS for our exit status
+  try {
+    const result = await serveLink({
+      config: cfg,
+      peer,
+      link,
+      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
+    });
+    io.stderr.write(
+      `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +
+        `${result.received.duplicates ? ` (${result.received.duplicates} duplicates skipped)` : ''}\n`,
+    );
+    // also when this session received nothing but its start moved in the jobs of a killed
+    // session (docs/spool.md S7): they are delivered now, not at the next run
+    if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) {
+      const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+      // stdout is the link: a killed session's moves that could not be finished go to stderr
+      for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+    }
+  } finally {
+    await stopStageWorker();
   }
   return 0;
 }
