@@ -186,7 +186,6 @@ function startSlot(): Slot | undefined {
     for (const req of queue.splice(0)) finish(req, new BagWorkerError(`cannot start a bag worker: ${(err as Error).message}`, { cause: err }));
     return undefined;
   }
-  worker.unref();
   let exited!: () => void;
   const slot: Slot = { worker, online: false, busy: undefined, reason: undefined, startTimer: undefined, heard: 0, watch: undefined, exited: new Promise<void>((r) => (exited = r)) };
   slot.startTimer = setTimeout(() => {
@@ -233,6 +232,9 @@ function startSlot(): Slot | undefined {
     }
     pump();
   });
+  // after the listeners: adding a 'message' listener refs the worker's port again (Node
+  // 20), so an idle worker unref'd before it kept its process alive for ever
+  worker.unref();
   slots.push(slot);
   return slot;
 }

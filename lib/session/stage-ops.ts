@@ -82,7 +82,6 @@ function startThread(): Thread {
     resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 },
     ...(settings.workerData === undefined ? {} : { workerData: settings.workerData }),
   });
-  worker.unref();
   let exited!: () => void;
   const started = Date.now();
   const t: Thread = {
@@ -128,6 +127,9 @@ function startThread(): Thread {
     exited();
     failPending(t, `the stage worker stopped (exit code ${code}${t.reason ? `: ${t.reason}` : ''})`);
   });
+  // after the listeners: adding a 'message' listener refs the worker's port again (Node
+  // 20), so an idle worker unref'd before it kept its process alive for ever
+  worker.unref();
   return t;
 }
 

@@ -424,6 +424,32 @@ describe('writeBagFile: two bags at once', () => {
 });
 
 describe('writeBagFile: the worker never keeps a process alive', () => {
+  it('a script that prestarts the worker and builds nothing exits by itself', async () => {
+    const hooks = new URL('./ts-hooks.mjs', import.meta.url).href;
+    const lib = new URL('../../../lib/bag/index.ts', import.meta.url).href;
+    const script = join(dir, 'prestart-only.mjs');
+    writeFileSync(
+      script,
+      `
+      import { register } from 'node:module';
+      register(${JSON.stringify(hooks)});
+      const bag = await import(${JSON.stringify(lib)});
+      bag.configureBagWorkers({ script: new URL(${JSON.stringify(WORKER.href)}) });
+      bag.prestartBagWorkers();
+      await new Promise((r) => setTimeout(r, 200));
+      console.log(bag.bagWorkerState().workers);
+    `,
+    );
+    const out = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [script], { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number | string }).code ?? (err as { signal?: string }).signal ?? null) : 0, stdout, stderr }));
+    });
+    // before: the idle worker's port, ref'd again by its 'message' listener, held the
+    // process until the timeout killed it
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(Number(out.stdout)).toBeGreaterThan(0);
+  }, 30_000);
+
   it('a script that prestarts the worker, builds a bag and returns exits promptly, after the bag is written', async () => {
     const d = dest();
     const [j] = makeJobs('exit-', [100_000]);

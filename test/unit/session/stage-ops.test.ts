@@ -91,3 +91,33 @@ describe('a stage worker that fails', () => {
     expect(readFileSync(join(a, 'two'), 'utf8')).toBe('2');
   });
 });
+
+describe('an idle stage worker never keeps its process alive', () => {
+  it('a script that prestarts the worker and sends it nothing exits by itself (serve with nothing to receive)', async () => {
+    const t = tempDir('stage-idle-exit');
+    cleanups.push(t.remove);
+    const hooks = new URL('../bag/ts-hooks.mjs', import.meta.url).href;
+    const lib = new URL('../../../lib/session/stage-ops.ts', import.meta.url).href;
+    const file = join(t.dir, 'prestart.mjs');
+    writeFileSync(
+      file,
+      `import { register } from 'node:module';
+register(${JSON.stringify(hooks)});
+const ops = await import(${JSON.stringify(lib)});
+ops.configureStageWorker({ script: new URL(${JSON.stringify(script.href)}) });
+ops.prestartStageWorker();
+await new Promise((r) => setTimeout(r, 200));
+console.log(ops.stageWorkerState().running);
+`,
+    );
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [file], { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number | string }).code ?? (err as { signal?: string }).signal ?? null) : 0, stdout, stderr }));
+    });
+    // before: the worker's port, ref'd again by its 'message' listener, held the process
+    // until the timeout killed it (code null, SIGTERM)
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toBe('true\n');
+  }, 30_000);
+});
