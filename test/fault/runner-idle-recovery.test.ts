@@ -12,7 +12,6 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { newJobId } from '../../lib/job/id.js';
 import { inspectUnfinished } from '../../lib/session/idle-recovery.js';
@@ -20,6 +19,7 @@ import { haveCorpus } from '../helpers/corpus.js';
 import { readMaildir, waitMaildir, bodyOf } from '../helpers/maildir.js';
 import { mailbagBin, repoRoot, run } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
+import { writeSyncDriver } from '../helpers/sync-driver.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { plainCorpus } from '../integration/deliver-helpers.js';
 import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
@@ -49,29 +49,6 @@ async function makeSite(dir: string, name: string): Promise<Site> {
   return { name, root, spool: await Spool.open(root, { create: true }) };
 }
 
-/** One sync from home over the command transport (no SSH client needed). */
-function driver(dir: string): string {
-  const file = join(dir, 'sync-driver.mjs');
-  const url = (p: string): string => pathToFileURL(join(dist, p)).href;
-  writeFileSync(
-    file,
-    `import { loadConfig } from ${JSON.stringify(url('lib/config/index.js'))};
-import { syncPeer } from ${JSON.stringify(url('lib/session/index.js'))};
-import { commandTransport } from ${JSON.stringify(url('lib/transport/command.js'))};
-const [config, peer, ...argv] = process.argv.slice(2);
-try {
-  const r = await syncPeer({ config: loadConfig({ path: config, env: {} }), peer, transport: commandTransport({ argv }) });
-  process.stdout.write(JSON.stringify({ sent: r.sent.jobs, received: r.received.jobs, duplicates: r.received.duplicates }) + '\\n');
-  process.exit(0);
-} catch (err) {
-  process.stderr.write(String(err && err.message) + '\\n');
-  process.exit(75);
-}
-`,
-  );
-  return file;
-}
-
 interface World {
   dir: string;
   hub: Site;
@@ -91,7 +68,7 @@ async function world(delivery: string[], env: NodeJS.ProcessEnv): Promise<World>
   const hubToml = join(t.dir, 'hub.toml');
   writeFileSync(hubToml, [`site = "hub"`, `spool = ${JSON.stringify(hub.root)}`, '[delivery]', ...delivery, 'concurrency = 2', '[peers.home]', 'accept = ["rmail"]', ''].join('\n'));
   writeFileSync(join(t.dir, 'home.toml'), `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nkeepalive = "2s"\n`);
-  const script = driver(t.dir);
+  const script = writeSyncDriver(t.dir);
   return {
     dir: t.dir,
     hub,

@@ -8,9 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { need } from '../helpers/need.js';
+import { writeSyncDriver } from '../helpers/sync-driver.js';
 import { enqueue, ids, makeSite, messages, payloadOf, tempDir, type Site } from '../unit/session/sites.js';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -25,29 +26,6 @@ afterEach(() => {
 
 const RECEIVER_POINTS = ['session-mid-bag', 'session-mid-stage', 'session-after-stage', 'session-after-commit', 'session-before-ack', 'session-after-ack'];
 const SENDER_POINTS = ['session-sender-mid-bag', 'session-sender-after-ack', 'session-sender-after-remove'];
-
-/** A small driver: one sync from home over the command transport (no SSH client needed). */
-function driver(dir: string): string {
-  const file = join(dir, 'sync-driver.mjs');
-  const url = (p: string): string => pathToFileURL(join(dist, p)).href;
-  writeFileSync(
-    file,
-    `import { loadConfig } from ${JSON.stringify(url('lib/config/index.js'))};
-import { syncPeer } from ${JSON.stringify(url('lib/session/index.js'))};
-import { commandTransport } from ${JSON.stringify(url('lib/transport/command.js'))};
-const [config, peer, ...argv] = process.argv.slice(2);
-try {
-  const r = await syncPeer({ config: loadConfig({ path: config, env: {} }), peer, transport: commandTransport({ argv }) });
-  process.stdout.write(JSON.stringify({ sent: r.sent.jobs, received: r.received.jobs, duplicates: r.received.duplicates, drained: r.drained }) + '\\n');
-  process.exit(0);
-} catch (err) {
-  process.stderr.write(String(err && err.message) + '\\n');
-  process.exit(75);
-}
-`,
-  );
-  return file;
-}
 
 interface World {
   dir: string;
@@ -70,7 +48,7 @@ async function world(): Promise<World> {
   const noise = (): Buffer[] => Array.from({ length: 40 }, () => randomBytes(8000));
   const down = await enqueue(hub, 'home', [...messages([800, 5000, 20000], 21), ...noise(), randomBytes(700_000)]);
   const up = await enqueue(home, 'hub', [...messages([1500, 9000], 22), ...noise(), randomBytes(500_000)]);
-  const script = driver(t.dir);
+  const script = writeSyncDriver(t.dir);
   const sync: World['sync'] = (faultSide, point, farDelay) => {
     const serve = [...(farDelay ? ['sh', '-c', `sleep ${farDelay}; exec "$@"`, 'sh'] : []), process.execPath, bin, 'serve', '--peer', 'home', '--no-run', '--config', join(t.dir, 'hub.toml')];
     // the far side gets the fault only when it is the one to die (never by inheritance)
