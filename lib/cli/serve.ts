@@ -34,9 +34,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} serve: process started; ${traceTime()} configuration loaded\n`);
   const link = streamLink(io.stdin, io.stdout, 'stdio');
   // the session's stage worker (started at its start, unref'd) is stopped when this
-  // process is done with it: a worker that staged nothing kept the process alive (Node
-  // refs the worker's port again when its 'message' listener is added after unref()),
-  // and with it the link: the dialer waited CLOSE_GRACE_MS for our exit status
+  // process is done with it, bounded, rather than left for the exit: anything of it that
+  // kept the process alive would hold the link open too, and the dialer would wait
+  // CLOSE_GRACE_MS for our exit status (as an idle worker did before 10d54e5)
   try {
     const result = await serveLink({
       config: cfg,
