@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { asMailbagError } from '../errors.js';
 import { faultPoint } from '../spool/fault.js';
+import { JOB_ID_RE } from '../job/header.js';
 import type { Spool } from '../spool/spool.js';
 
 const STAGED_RE = /^([0-9a-f]{64})\.d$/;
 const ACKED_RE = /^([0-9a-f]{64})\.acked$/;
-const JOB_RE = /^[0-9a-f]{12}[0-9a-z]{4,52}$/;
 
 async function names(dir: string): Promise<string[]> {
   try {
@@ -101,7 +101,7 @@ export async function inspectUnfinished(root: string, peer: string): Promise<Unf
     const dir = join(root, 'bags', 'in', peer, `${bag}.d`);
     let any = false;
     for (const n of await names(dir)) {
-      if (!JOB_RE.test(n)) continue;
+      if (!JOB_ID_RE.test(n)) continue;
       const s = await size(join(dir, n));
       if (s === undefined) continue;
       any = true;
@@ -113,7 +113,7 @@ export async function inspectUnfinished(root: string, peer: string): Promise<Unf
     const list = await readFile(join(root, 'bags', 'out', peer, `${bag}.acked`), 'utf8').catch(() => '');
     let any = false;
     for (const id of list.split('\n').slice(2)) {
-      if (!JOB_RE.test(id)) continue;
+      if (!JOB_ID_RE.test(id)) continue;
       const s = await size(join(root, 'out', peer, id));
       if (s === undefined) continue;
       any = true;
