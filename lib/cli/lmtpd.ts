@@ -197,7 +197,7 @@ async function runMain(ctx: Setup): Promise<number> {
   if (!process.env.UV_THREADPOOL_SIZE && ctx.workers === 1) {
     log(`lmtpd: UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE === undefined ? "is not set: Node's thread pool has 4 threads" : "is empty: Node's thread pool has 1 thread"}, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment, or start it as the installed \`mailbag\` command (dist/bin/mailbag.cjs), which does (docs/lmtp.md)`);
   }
-  const recovered = await ledger.recover(config.site);
+  const recovered = await ledger.recover(config.site, config.ledgerRetentionMs);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
   const pruner = startPruning(ledger, config, log);
   const listening = (port: number | undefined): void => {

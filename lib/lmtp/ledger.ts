@@ -38,6 +38,8 @@ const LEGACY_NAME = /^[0-9a-f]{64}$/;
 const PEER_NAME = /^[a-z0-9][a-z0-9.-]{0,63}$/;
 const LINE = /^([0-9a-f]{64}) ([0-9a-f]{12}[0-9a-z]{4,52})$/;
 const DAY_MS = 86_400_000;
+/** ledger_retention's default (lib/config/index.ts), for recover() called without it */
+const DEFAULT_RETENTION_MS = 14 * DAY_MS;
 const READ_CHUNK = 64 * 1024;
 /** 2^24 bits (2 MiB): below 0.1 % false positives up to a million entries in the retention */
 const DEFAULT_FILTER_BITS = 24;
@@ -89,8 +91,6 @@ export class SpoolLedger implements DedupLedger {
   private readonly filter: Uint32Array;
   private readonly peers = new Map<string, PeerFiles>();
   private readonly now: () => number;
-  /** the newest job time among the entries read (ms), 0 with none */
-  newest = 0;
   /** lookups; hits the files confirmed; hits of the filter they did not (false positives) */
   readonly stats = { lookups: 0, confirmed: 0, falsePositives: 0 };
   /** entries of the earlier format open() moved into day files */
@@ -155,10 +155,8 @@ export class SpoolLedger implements DedupLedger {
     return out;
   }
 
-  private add(peer: string, digest: string, id: string): void {
+  private add(peer: string, digest: string): void {
     for (const b of this.positions(peer, digest)) this.filter[b >>> 5]! |= 1 << (b & 31);
-    const t = jobIdTime(id);
-    if (t > this.newest) this.newest = t;
   }
 
   private mayHave(peer: string, digest: string): boolean {
@@ -233,7 +231,7 @@ export class SpoolLedger implements DedupLedger {
     for (const day of names) {
       const path = this.spool.path(LEDGER_DIR, peer, day);
       const f = files.days.get(day) ?? { day, path, offset: 0 };
-      f.offset = this.scan(path, f.offset, (digest, id) => this.add(peer, digest, id));
+      f.offset = this.scan(path, f.offset, (digest) => this.add(peer, digest));
       files.days.set(day, f);
     }
   }
@@ -259,14 +257,14 @@ export class SpoolLedger implements DedupLedger {
         files.days.set(day, f);
       }
       f.tailing = true;
-      f.offset = this.scan(f.path, f.offset, (digest, id) => this.add(peer, digest, id), f);
+      f.offset = this.scan(f.path, f.offset, (digest) => this.add(peer, digest), f);
     }
     // a day no longer read for its tail is over (nobody appends to it now): read what was
     // appended since this lmtpd last looked (another's entries of its last hours), then close
     for (const f of files.days.values()) {
       if (!f.tailing || days.includes(f.day)) continue;
       f.tailing = false;
-      f.offset = this.scan(f.path, f.offset, (digest, id) => this.add(peer, digest, id), f);
+      f.offset = this.scan(f.path, f.offset, (digest) => this.add(peer, digest), f);
       this.closeRead(f);
     }
   }
@@ -322,7 +320,7 @@ export class SpoolLedger implements DedupLedger {
       this.closeAppend(peer);
       throw spoolErrorFrom(err, 'recording in the LMTP ledger');
     }
-    this.add(peer, digest, jobId);
+    this.add(peer, digest);
   }
 
   private closeAppend(peer: string): void {
@@ -478,35 +476,45 @@ export class SpoolLedger implements DedupLedger {
 
   /**
    * After a crash: a job committed just before the listener died may have no entry yet
-   * (the entry is appended right after the commit, and not fsynced). Jobs are
-   * time-sortable, so only the ones made since ten minutes before the newest entry (or
-   * in the last hour, with no entry at all) can lack one; their payload digests are
-   * recorded now, before the listener accepts the MTA's retry. Returns how many entries
-   * were added.
+   * (the entry is appended right after the commit, and not fsynced). Which jobs can lack
+   * one does not depend on when they were committed: a job's id is made when its
+   * transaction's DATA begins, and DATA may last as long as the MTA keeps sending (the
+   * idle timeout bounds each pause, not the whole), and a commit as long as the disk takes.
+   * So every job of this site's LMTP kind (`rsmtp`) in `out/` made within `retentionMs`
+   * (ledger_retention: the span the ledger deduplicates at all, L5) whose id has no line in
+   * the ledger gets its payload digest recorded now, before the listener accepts the MTA's
+   * retry. Only the day files from the oldest such job's day on are read (an entry is
+   * appended on or after its job's day), and memory is the jobs' listing, not the
+   * ledger's size. Returns how many entries were added.
    */
-  async recover(site: string, now = this.now()): Promise<number> {
-    // jobs committed in parallel with the newest entry (other connections) are covered by the slack
-    const since = this.newest > 0 ? this.newest - 10 * 60_000 : now - 60 * 60_000;
+  async recover(site: string, retentionMs = DEFAULT_RETENTION_MS, now = this.now()): Promise<number> {
+    const since = now - retentionMs;
     let added = 0;
     for (const peer of await this.spool.peers('out')) {
       const recent = (await this.spool.listJobs('out', peer)).filter((ref) => jobIdTime(ref.id) >= since);
       if (recent.length === 0) continue;
-      // the job ids the ledger holds from that time on: a job whose id is there has its entry
-      const known = new Set<string>();
-      for (const f of this.peers.get(peer)?.days.values() ?? []) {
-        // a day that ended before `since` holds no entry of those jobs
-        if (Date.parse(`${f.day}T00:00:00Z`) + DAY_MS < since) continue;
+      // the ids not seen in the ledger yet: a line naming one takes it out
+      const missing = new Set(recent.map((ref) => ref.id));
+      // a day before the oldest job's (a clock a little behind when the entry was made)
+      let from = Number.POSITIVE_INFINITY;
+      for (const ref of recent) from = Math.min(from, jobIdTime(ref.id) - DAY_MS);
+      const days = [...(this.peers.get(peer)?.days.values() ?? [])].sort((a, b) => (a.day < b.day ? 1 : -1));
+      for (const f of days) {
+        // newest first: the jobs lately committed are the ones still in out/
+        if (missing.size === 0) break;
+        if (Date.parse(`${f.day}T00:00:00Z`) + DAY_MS < from) break;
         this.scan(f.path, 0, (_d, id) => {
-          if (jobIdTime(id) >= since - DAY_MS) known.add(id);
+          missing.delete(id);
+          return missing.size === 0;
         });
       }
       for (const ref of recent) {
-        if (known.has(ref.id)) continue;
+        if (!missing.has(ref.id)) continue;
         let job;
         try {
           job = await this.spool.readJob(ref);
         } catch {
-          continue; // not ours to judge here; the runner reports bad jobs
+          continue; // not ours to judge here (or sent and removed meanwhile); the runner reports bad jobs
         }
         if (job.header.from !== site || job.header.command !== 'rsmtp') continue;
         const hash = createHash('sha256');
@@ -578,7 +586,6 @@ export class SpoolLedger implements DedupLedger {
   /** Clear the filter and read every day file again (after old ones went). */
   private rebuild(): void {
     this.filter.fill(0);
-    this.newest = 0;
     for (const files of this.peers.values()) {
       for (const f of files.days.values()) {
         this.closeRead(f);

@@ -21,11 +21,14 @@ export class SpoolJobStore implements JobStore {
     private readonly spool: Spool,
     private readonly site: string,
     private readonly committer: GroupCommit = new GroupCommit(),
+    /** the clock for job ids and `created` (tests) */
+    private readonly now: () => number = Date.now,
   ) {}
 
   async begin(h: JobDraftHeader, opts: { maxSize: number }): Promise<JobDraft> {
-    const id = newJobId();
-    const header = { id, from: this.site, to: h.to, created: new Date().toISOString(), command: h.command, args: h.args, sender: h.sender, recipients: h.recipients };
+    const t = this.now();
+    const id = newJobId(t);
+    const header = { id, from: this.site, to: h.to, created: new Date(t).toISOString(), command: h.command, args: h.args, sender: h.sender, recipients: h.recipients };
     const head = encodeJobHeader(header);
     const ref = this.spool.ref('out', h.to, id);
     if (!this.dirs.has(h.to)) {

@@ -200,4 +200,63 @@ describe('SpoolLedger.recover', () => {
     expect(await (await open()).recover('elsewhere')).toBe(0);
     expect(existsSync(spool.path('lmtp-ledger', 'hub', dayName(Date.now())))).toBe(true);
   });
+
+  // A big message on a slow link: its job id is made when its DATA begins, and the other
+  // connections' transactions go on meanwhile. Killed after its commit, before its entry:
+  // the recovery used to look only at jobs made since ten minutes before the newest entry,
+  // missed this one, and the MTA's retry was stored twice.
+  it('records a job whose DATA began long before the newest entry (a long DATA phase cut after the commit)', async () => {
+    let clock = T0;
+    const store = new SpoolJobStore(spool, 'home', undefined, () => clock);
+    const ledger = await open({ now: () => clock });
+    const h = { to: 'hub', command: 'rsmtp' as const, args: [], sender: '', recipients: ['a@x.test'] };
+    const slow = await store.begin(h, { maxSize: 10_000 });
+    const big = Buffer.from(`MAIL FROM:<>\nRCPT TO:<a@x.test>\nDATA\n${'slow line\n'.repeat(500)}.\n`);
+    slow.write(big.subarray(0, 100));
+    // 40 minutes of other transactions, each committed and recorded
+    for (let m = 1; m <= 40; m++) {
+      clock = T0 + m * 60_000;
+      const other = Buffer.from(`MAIL FROM:<>\nRCPT TO:<b@x.test>\nDATA\nmessage ${m}\n.\n`);
+      const d = await store.begin({ ...h, recipients: ['b@x.test'] }, { maxSize: 1000 });
+      d.write(other);
+      await ledger.record('hub', digest(other.toString()), await d.commit());
+    }
+    slow.write(big.subarray(100));
+    const id = await slow.commit();
+    // killed here: no entry for it
+    clock += 5_000;
+    const after = await open({ now: () => clock });
+    expect(await after.find('hub', digest(big.toString()))).toBeUndefined();
+    expect(await after.recover('home', 14 * DAY)).toBe(1);
+    expect(await after.find('hub', digest(big.toString()))).toBe(id);
+    // the 40 others had their entries: none recorded again
+    expect(readFileSync(spool.path('lmtp-ledger', 'hub', dayName(clock)), 'latin1').split('\n').filter(Boolean)).toHaveLength(1 + 41);
+  });
+
+  it('looks at the jobs made within the retention: days-old jobs without an entry too, not older ones', async () => {
+    let clock = T0;
+    const store = new SpoolJobStore(spool, 'home', undefined, () => clock);
+    const ledger = await open({ now: () => clock });
+    const h = { to: 'hub', command: 'rsmtp' as const, args: [], sender: '', recipients: ['a@x.test'] };
+    const job = async (text: string, entry: boolean): Promise<string> => {
+      const d = await store.begin(h, { maxSize: 1000 });
+      d.write(Buffer.from(text));
+      const id = await d.commit();
+      if (entry) await ledger.record('hub', digest(text), id);
+      return id;
+    };
+    await job('older than the retention\n', false);
+    clock = T0 + 2 * DAY;
+    await job('with an entry, two days later\n', true);
+    const lost = await job('no entry, two days later\n', false);
+    clock = T0 + 5 * DAY;
+    await job('with an entry, five days later\n', true);
+    clock = T0 + 6 * DAY;
+    const after = await open({ now: () => clock });
+    // retention 5 days: the jobs of day 0 are past it (their entries would be pruned by now)
+    expect(await after.recover('home', 5 * DAY)).toBe(1);
+    expect(await after.find('hub', digest('no entry, two days later\n'))).toBe(lost);
+    expect(await after.find('hub', digest('older than the retention\n'))).toBeUndefined();
+    expect(await after.recover('home', 5 * DAY)).toBe(0);
+  });
 });
