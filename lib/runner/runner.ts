@@ -20,7 +20,7 @@ import { rmailTransaction } from '../deliver/rmail.js';
 import { classifyExit, runChild } from '../deliver/sendmail.js';
 import type { NoticeRecipient } from '../notice/dsn.js';
 import { sendNotice, type NoticeRequest } from './notify.js';
-import { inspectUnfinished, recoverIdlePeer } from '../session/idle-recovery.js';
+import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '../session/idle-recovery.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
 import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
@@ -427,86 +427,154 @@ export class Runner {
     }
   }
 
-  /** Run every due job of one peer with bounded concurrency. */
-  async runPeer(peer: string, summary: RunSummary): Promise<void> {
-    let lock;
-    try {
-      lock = await this.spool.lock(`runner.${peer}`);
-    } catch (err) {
-      const e = asMailbagError(err);
-      if (e.code !== 'locked') throw e;
-      this.log(`${peer}: another runner is at work; skipped`);
-      summary.skipped++;
+  /**
+   * Run every due job of one peer with bounded concurrency, under the peer's runner lock.
+   * A killed session's last steps (S4, S7) are finished under that lock first, so the
+   * jobs they move in are run by the same runner. A runner that finds the lock taken
+   * leaves the peer to its holder, and the holder runs what comes in before it ends:
+   * after each pass it finishes a killed session again and lists in/PEER/ again, and
+   * after letting go it looks once more and takes the lock back when there are jobs it
+   * has not seen. Whoever moves jobs in tries the lock afterwards, so no job waits for a
+   * later run because two runners met.
+   */
+  async runPeer(peer: string, summary: RunSummary, unfinished: { peer: string; error: MailbagError }[] = []): Promise<void> {
+    const seen = new Set<string>();
+    const pass: PassState = { busyReported: false, recovery: 'clean' };
+    for (let round = 0; ; round++) {
+      let lock;
+      try {
+        lock = await this.spool.lock(`runner.${peer}`);
+      } catch (err) {
+        const e = asMailbagError(err);
+        if (e.code !== 'locked') throw e;
+        // after our own round: the new holder lists in/PEER/ once it has the lock
+        if (round > 0) return;
+        this.log(`${peer}: another runner is at work (${e.message}); it runs ${peer}'s jobs, also those that come in before it ends`);
+        summary.skipped++;
+        return;
+      }
+      try {
+        if (round === 0) {
+          await this.removeOrphanRecords(peer);
+          const first = this.newDeliverer();
+          try {
+            await this.pendingNotices(first, peer);
+          } finally {
+            await first.close();
+          }
+        }
+        for (;;) {
+          await this.finishIdle(peer, pass, unfinished);
+          const refs = (await this.spool.listJobs('in', peer)).filter((r) => !seen.has(r.id));
+          if (refs.length === 0) break;
+          for (const r of refs) seen.add(r.id);
+          await this.runRefs(peer, refs, summary);
+        }
+      } finally {
+        await lock.release();
+      }
+      if (!(await this.moreToRun(peer, seen, pass))) return;
+    }
+  }
+
+  /** S4/S7 of a dead session with `peer`, under our runner lock; a failure is reported once. */
+  private async finishIdle(peer: string, pass: PassState, unfinished: { peer: string; error: MailbagError }[]): Promise<void> {
+    if (pass.recovery === 'failed' || !Object.hasOwn(this.config.peers, peer)) return;
+    const r = await finishIdleSession(this.config, this.spool, peer, pass.busyReported ? () => undefined : this.log);
+    if ('error' in r) {
+      pass.recovery = 'failed';
+      unfinished.push({ peer, error: r.error });
       return;
     }
-    try {
-      await this.removeOrphanRecords(peer);
-      const refs = await this.spool.listJobs('in', peer);
-      const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
-      let next = 0;
-      const first = this.newDeliverer();
+    pass.recovery = r.state;
+    if (r.state === 'busy') pass.busyReported = true;
+    // what the recovery leaves (a bag it keeps): not a reason to come back for
+    else pass.left = leftoversKey(await leftovers(this.spool.root, peer).catch(() => undefined));
+  }
+
+  /**
+   * After letting go of the lock: jobs in in/PEER/ this runner has not seen (moved in by
+   * someone who found the lock ours), or a killed session's leftovers that appeared after
+   * our last look (when that look was not stopped by a live session or a failure).
+   */
+  private async moreToRun(peer: string, seen: Set<string>, pass: PassState): Promise<boolean> {
+    if ((await this.spool.listJobs('in', peer)).some((r) => !seen.has(r.id))) return true;
+    if (pass.recovery === 'busy' || pass.recovery === 'failed') return false;
+    const now = leftoversKey(await leftovers(this.spool.root, peer).catch(() => undefined));
+    return now !== '' && now !== pass.left;
+  }
+
+  /** One pass over `refs` with delivery.concurrency workers, in batches with a journal each. */
+  private async runRefs(peer: string, refs: JobRef[], summary: RunSummary): Promise<void> {
+    const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      const d = this.newDeliverer();
       try {
-        await this.pendingNotices(first, peer);
-      } finally {
-        await first.close();
-      }
-      const worker = async (): Promise<void> => {
-        const d = this.newDeliverer();
-        try {
-          while (next < refs.length) {
-            // a batch: one journal commit before, one directory fsync after
-            const size = Math.max(1, Math.min(BATCH, Math.ceil((refs.length - next) / width)));
-            const batch = refs.slice(next, next + size);
-            next += batch.length;
-            const journal = await startBatch(this.spool, peer, batch.map((r) => r.id));
-            faultPoint('runner-after-started');
-            for (const ref of batch) {
-              let outcome: 'done' | 'retry' | 'failed' | 'skipped';
-              try {
-                outcome = await this.runOne(ref, d);
-              } catch (err) {
-                // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
-                this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
-                outcome = 'retry';
-              }
-              summary[outcome]++;
+        while (next < refs.length) {
+          // a batch: one journal commit before, one directory fsync after
+          const size = Math.max(1, Math.min(BATCH, Math.ceil((refs.length - next) / width)));
+          const batch = refs.slice(next, next + size);
+          next += batch.length;
+          const journal = await startBatch(this.spool, peer, batch.map((r) => r.id));
+          faultPoint('runner-after-started');
+          for (const ref of batch) {
+            let outcome: 'done' | 'retry' | 'failed' | 'skipped';
+            try {
+              outcome = await this.runOne(ref, d);
+            } catch (err) {
+              // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
+              this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
+              outcome = 'retry';
             }
-            await this.spool.fsyncDir('in', peer);
-            faultPoint('runner-after-batch');
-            await endBatch(this.spool, peer, journal);
+            summary[outcome]++;
           }
-        } finally {
-          await d.close();
+          await this.spool.fsyncDir('in', peer);
+          faultPoint('runner-after-batch');
+          await endBatch(this.spool, peer, journal);
         }
-      };
-      await Promise.all(Array.from({ length: width }, worker));
-    } finally {
-      await lock.release();
-    }
+      } finally {
+        await d.close();
+      }
+    };
+    await Promise.all(Array.from({ length: width }, worker));
   }
 }
 
+interface PassState {
+  /** "a session is running" said once per peer and run */
+  busyReported: boolean;
+  /** the last look at a killed session's leftovers */
+  recovery: 'clean' | 'busy' | 'recovered' | 'failed';
+  /** the leftovers that look left in place (leftoversKey) */
+  left?: string;
+}
+
+function leftoversKey(l: Leftovers | undefined): string {
+  return l ? [...l.staged.map((h) => `${h}.d`), ...l.acked.map((h) => `${h}.acked`)].sort().join(' ') : '';
+}
+
 /**
- * S4/S7 of a dead session with `peer`, finished under its session lock. A failure (a
- * ledger that does not read, a full disk, a permission) leaves the committed jobs where
- * they are: it is returned, for the caller to report as a failure once the jobs already
- * in in/PEER/ are delivered, and logged.
+ * S4/S7 of a dead session with `peer`, finished under its session lock (the caller holds
+ * the peer's runner lock). A failure (a ledger that does not read, a full disk, a
+ * permission) leaves the committed jobs where they are: it is returned, for the caller to
+ * report as a failure once the jobs already in in/PEER/ are delivered, and logged.
  */
-async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<MailbagError | undefined> {
+async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<{ state: 'clean' | 'busy' | 'recovered' } | { error: MailbagError }> {
   try {
     const r = await recoverIdlePeer(config, spool, peer);
     if (r.state === 'busy') log(`${peer}: a session is running (${r.reason}); the bags it has committed are its own to move`);
     if (r.state === 'recovered' && r.moved + r.removed > 0) {
       log(`${peer}: finished an earlier session: ${r.moved} received job(s) moved into in/${peer}/, ${r.removed} acknowledged job(s) removed from out/${peer}/`);
     }
-    return undefined;
+    return { state: r.state };
   } catch (err) {
     const cause = err instanceof MailbagError ? err : new SpoolError(String((err as Error)?.message ?? err), { cause: err });
     const u = await inspectUnfinished(spool.root, peer).catch(() => undefined);
     const left = u ? ` (${u.unmoved.jobs} committed job(s) wait in bags/in/${peer}/, ${u.acked.jobs} acknowledged job(s) in out/${peer}/)` : '';
     const e = new MailbagError(cause.code, `${peer}: cannot finish an earlier session${left}: ${cause.message}`, { cause });
     log(e.message);
-    return e;
+    return { error: e };
   }
 }
 
@@ -516,17 +584,22 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
   const runner = new Runner(o.config, spool, o);
   const summary: RunSummary = { done: 0, retry: 0, failed: 0, skipped: 0 };
   // a session killed after its commit or its ACK left work for the next session with that
-  // peer (docs/spool.md S4, S7): finished here when no session runs, so committed jobs
-  // are delivered now, not when the peer next calls
+  // peer (docs/spool.md S4, S7): finished by the runner of that peer (Runner.runPeer),
+  // under its runner lock, so committed jobs are delivered now, not when the peer next
+  // calls. Besides the peers with jobs in in/ or failed/ (failed/: a job our peer refused
+  // for good still owes its sender a notice), every configured peer with such leftovers.
   const unfinished: { peer: string; error: MailbagError }[] = [];
-  for (const peer of o.peers ?? Object.keys(o.config.peers)) {
-    if (!Object.hasOwn(o.config.peers, peer)) continue;
-    const error = await finishIdleSession(o.config, spool, peer, runner.log);
-    if (error) unfinished.push({ peer, error });
+  let peers = o.peers;
+  if (!peers) {
+    const found = new Set([...(await spool.peers('in')), ...(await spool.peers('failed'))]);
+    for (const peer of Object.keys(o.config.peers)) {
+      if (found.has(peer)) continue;
+      // one that cannot be read is tried: its failure is reported
+      const l = await leftovers(spool.root, peer).catch(() => undefined);
+      if (!l || l.staged.length + l.acked.length > 0) found.add(peer);
+    }
+    peers = [...found];
   }
-  // failed/ too: a job our peer refused for good lands in failed/PEER on this side and
-  // still owes its sender a notice, even when nothing came in from that peer
-  const peers = o.peers ?? [...new Set([...(await spool.peers('in')), ...(await spool.peers('failed'))])];
   for (const peer of peers) {
     if (!o.config.peers[peer]) {
       // jobs of a peer this configuration does not know stay where they are
@@ -534,7 +607,7 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
       summary.skipped += (await spool.listJobs('in', peer)).length;
       continue;
     }
-    await runner.runPeer(peer, summary);
+    await runner.runPeer(peer, summary, unfinished);
   }
   if (unfinished.length > 0) summary.unfinished = unfinished;
   return summary;

@@ -4,8 +4,8 @@
 // removes acknowledged jobs from out/PEER/ after the ACK. A process killed in between
 // (SIGKILL, a power cut) leaves that work to the next session with PEER, which on a site
 // polled rarely may be hours away: committed, acknowledged jobs not delivered meanwhile.
-// The runner (`mailbag run`, and the run step of serve, sync and dispatch) therefore
-// takes the peer's session lock without waiting — never while a live session holds it —
+// The runner (`mailbag run`, and the run step of serve, sync and dispatch) therefore,
+// holding the peer's runner lock, takes the peer's session lock without waiting — never while a live session holds it —
 // and runs the store's recoveries (SessionStore.open), then lets go and delivers.
 
 import { readdir, readFile, stat } from 'node:fs/promises';

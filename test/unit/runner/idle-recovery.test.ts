@@ -128,4 +128,53 @@ describe('finishing a dead session without one', () => {
     await runJobs({ config: site.config, spool: site.spool, env: site.env });
     expect(readdirSync(join(site.spool.root, 'bags', 'in', 'stranger'))).toHaveLength(2);
   });
+
+  it('another runner holding the peer\'s runner lock (and, in its recovery, the session lock) is named as a runner, not a session; nothing is touched', async () => {
+    site = await makeSite();
+    const ids = await stagedBag(site, 2, 'committed');
+    // what another run holds while it finishes the killed session: its runner lock, then the session lock
+    const runner = await site.spool.lock('runner.hub');
+    const session = await site.spool.lock('session-hub');
+    try {
+      const lines: string[] = [];
+      const summary = await runJobs({ config: site.config, spool: site.spool, env: site.env, log: (l) => lines.push(l) });
+      expect(summary).toEqual({ done: 0, retry: 0, failed: 0, skipped: 1 });
+      expect(lines).toEqual([`hub: another runner is at work (lock runner.hub is held by pid ${process.pid} since ${runner.info.since}); it runs hub's jobs, also those that come in before it ends`]);
+      expect(readdirSync(join(site.spool.root, 'bags', 'in', 'hub', `${HASH}.d`)).sort()).toEqual(ids);
+      expect(inQueue(site)).toEqual([]);
+    } finally {
+      await session.release();
+      await runner.release();
+    }
+  });
+
+  it('a job moved in just as the runner lets go of its lock (its mover found the lock taken) is run: the runner looks again after letting go', async () => {
+    site = await makeSite();
+    await site.receive({ command: 'rmail', args: ['r@y.example'], sender: 's@x.example' }, RMAIL_PAYLOAD);
+    let takings = 0;
+    let late: string | undefined;
+    const lock = site.spool.lock.bind(site.spool);
+    const s = site;
+    site.spool.lock = async (name, opts) => {
+      const l = await lock(name, opts);
+      if (name !== 'runner.hub') return l;
+      takings++;
+      const release = l.release;
+      // a session moves a job in while the lock is still ours, and finds it taken
+      return { ...l, release: async () => {
+        if (late === undefined) late = await s.receive({ command: 'rmail', args: ['r@y.example'], sender: 's@x.example' }, RMAIL_PAYLOAD);
+        await release();
+      } };
+    };
+    const lines: string[] = [];
+    const summary = await runJobs({ config: site.config, spool: site.spool, env: site.env, log: (l) => lines.push(l) });
+    expect(summary).toEqual({ done: 2, retry: 0, failed: 0, skipped: 0 });
+    expect(lines).toContain(`hub/${late}: done`);
+    expect(takings).toBe(2);
+    expect(inQueue(site)).toEqual([]);
+    // nothing new: the lock is taken once
+    takings = 0;
+    expect(await runJobs({ config: site.config, spool: site.spool, env: site.env })).toEqual({ done: 0, retry: 0, failed: 0, skipped: 0 });
+    expect(takings).toBe(1);
+  });
 });
