@@ -6,7 +6,8 @@ import { SessionError } from '../errors.js';
 import type { PeerConfig } from '../config/types.js';
 import type { Transport } from './types.js';
 
-export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env): Promise<Transport> {
+/** `trace`: one line per step of an SSH connection (MAILBAG_TRACE) */
+export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env, trace?: (line: string) => void): Promise<Transport> {
   if (peer.transport === 'command') {
     if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
     const { commandTransport } = await import('./command.js');
@@ -14,6 +15,7 @@ export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv 
   }
   if (!peer.host) throw new SessionError('config', `peers.${peer.name}.host is not set: this site cannot dial ${peer.name}`);
   const { sshTransport } = await import('./ssh.js');
+  trace?.('ssh: ssh2 loaded');
   return sshTransport({
     host: peer.host,
     port: peer.port,
@@ -26,5 +28,6 @@ export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv 
     keepaliveMs: peer.keepaliveMs,
     env,
     peer: peer.name,
+    ...(trace ? { trace } : {}),
   });
 }

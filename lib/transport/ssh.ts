@@ -40,6 +40,8 @@ export interface SshOptions {
   env?: NodeJS.ProcessEnv;
   /** for messages: the peer's name and the config file, so errors say what to edit */
   peer?: string | undefined;
+  /** one line per step of the connection (MAILBAG_TRACE): TCP, keys exchanged, host key, authenticated, exec */
+  trace?: ((line: string) => void) | undefined;
 }
 
 /** host key algorithms ssh2 speaks, in its own order of preference */
@@ -162,6 +164,8 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
   const connectTimeout = o.connectTimeoutMs ?? 30_000;
 
   let hostKeyError: SessionError | undefined;
+  const trace = o.trace;
+  trace?.(`ssh: connecting to ${knownHostsName(o.host, o.port)}`);
   const client = new Client();
   const config: ConnectConfig = {
     host: o.host,
@@ -173,6 +177,7 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
     algorithms: { serverHostKey: serverHostKey as never },
     hostVerifier: (key: Buffer) => {
       const v = checkHostKey(known, o.host, o.port, key);
+      trace?.(`ssh: host key ${keyTypeOf(key)} ${v.verdict}`);
       if (v.verdict === 'ok') return true;
       hostKeyError = new SessionError('host-key', hostKeyMessage(v, o, key, knownText === undefined));
       return false;
@@ -212,8 +217,13 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
     options?.signal?.addEventListener('abort', onAbort);
     client.on('error', onError);
     client.on('close', onClose);
+    if (trace) {
+      client.once('connect', () => trace('ssh: TCP connected'));
+      client.once('handshake', (n) => trace(`ssh: keys exchanged (${n.kex}, ${n.serverHostKey}, ${n.cs.cipher}${n.cs.mac ? ` ${n.cs.mac}` : ''})`));
+    }
     client.once('ready', () => {
       ready = true;
+      trace?.('ssh: authenticated');
       client.exec(o.remoteCommand, (err, ch) => {
         if (err) return fail(new SessionError('peer-refused', `${describe}: the server refused to run the command: ${err.message}`, { cause: err }));
         if (finished) {
@@ -222,6 +232,7 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
         }
         finished = true;
         cleanup();
+        trace?.('ssh: exec channel open');
         resolve(ch);
       });
     });

@@ -88,6 +88,25 @@ describe('ssh transport over the embedded server', () => {
     expect((await roundTrip(link, Buffer.from('x'))).toString()).toBe('x');
   });
 
+  it('traces each step of the connection when asked (MAILBAG_TRACE), in order', async () => {
+    const lines: string[] = [];
+    const link = await sshTransport(opts({ trace: (l) => lines.push(l) })).connect();
+    expect((await roundTrip(link, Buffer.from('t'))).toString()).toBe('t');
+    expect(lines).toEqual([
+      `ssh: connecting to [127.0.0.1]:${server.port}`,
+      'ssh: TCP connected',
+      'ssh: host key ssh-ed25519 ok',
+      expect.stringMatching(/^ssh: keys exchanged \([^,]+, ssh-ed25519, [^)]+\)$/),
+      'ssh: authenticated',
+      'ssh: exec channel open',
+    ]);
+    // a refused host key is traced as what it is
+    const refusedLines: string[] = [];
+    const other = generateKeyPair('other').publicKey.split(' ').slice(0, 2).join(' ');
+    expect((await refused(opts({ knownHosts: file('known_traced', `[127.0.0.1]:${server.port} ${other}\n`), trace: (l) => refusedLines.push(l) }))).code).toBe('host-key');
+    expect(refusedLines).toContain('ssh: host key ssh-ed25519 changed');
+  });
+
   it('reports the remote exit status and stderr', async () => {
     exitWith = 75;
     try {
