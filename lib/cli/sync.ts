@@ -5,6 +5,7 @@
 import { loadConfig, formatSize } from '../config/index.js';
 import { MailbagError, SessionError } from '../errors.js';
 import { expireQueued, jobsWaiting, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
+import { Spool } from '../spool/spool.js';
 import { dialEarly } from '../transport/early.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { CliIo } from './io.js';
@@ -34,7 +35,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // takes it over. One the session did not take (the lock is held, an error came first)
   // is torn down below: the far serve then sees a link that closed before any HELLO
   const peerConfig = cfg.peers[peer];
-  const early = peerConfig ? dialEarly(() => transportForPeer(peerConfig, io.env), `peer ${peer}`) : undefined;
+  const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
+  const early = peerConfig ? dialEarly(() => transportForPeer(peerConfig, io.env, trace), `peer ${peer}`) : undefined;
   let expired: string[];
   let result: SessionResult;
   const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
@@ -49,16 +51,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
   };
   try {
+    // one spool for the expiry and the session (each opened its own before: two checks of
+    // the whole tree and two sweeps of tmp/); none for a peer that is not configured
+    const spool = peerConfig ? await Spool.open(cfg.spool, { create: true }) : undefined;
     // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
-    expired = peerConfig ? ((await expireQueued(cfg, peer)) ?? []) : [];
+    expired = spool ? ((await expireQueued(cfg, peer, { spool })) ?? []) : [];
     if (!quiet) for (const id of expired) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
     try {
       result = await syncPeer({
         config: cfg,
         peer,
+        ...(spool ? { spool } : {}),
         ...(early ? { transport: early.transport } : {}),
         ...(progress ? { onProgress: progress.update } : {}),
-        ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
+        ...(trace ? { trace } : {}),
       });
     } catch (err) {
       progress?.clear();

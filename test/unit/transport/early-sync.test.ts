@@ -4,8 +4,9 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { main } from '../../../lib/cli/sync.js';
+import { Spool } from '../../../lib/spool/spool.js';
 import { makeSite, tempDir } from '../session/sites.js';
 
 function alive(pid: number): boolean {
@@ -31,6 +32,7 @@ describe('mailbag sync dials early', () => {
       const command = ['/bin/sh', '-c', `echo $$ > ${marker}; exec "$0" -e "$1"`, process.execPath, far];
       writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify(command)}\n`);
       const held = await home.spool.lock('session-hub');
+      const spy = vi.spyOn(Spool, 'open');
       const stderr = new PassThrough();
       const stdout = new PassThrough();
       stdout.resume();
@@ -43,7 +45,11 @@ describe('mailbag sync dials early', () => {
       } finally {
         await held.release();
       }
+      const opened = spy.mock.calls.map((c) => c[0]);
+      spy.mockRestore();
       expect(error).toMatchObject({ code: 'locked' });
+      // one spool for the expiry and the session (each opened its own before)
+      expect(opened).toEqual([home.root]);
       // a far side that was started (dialled early: when the lock is found held first, it
       // may not have been) is gone again
       if (existsSync(marker)) {
