@@ -133,7 +133,8 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
 
 function cell(q: QueueStatus): string {
   if (q.jobs === 0) return '-';
-  const age = q.oldestAgeSeconds === null ? '' : `, oldest ${formatDuration(q.oldestAgeSeconds * 1000)}`;
+  // whole seconds (formatDuration would show a job under a second old as 0ms)
+  const age = q.oldestAgeSeconds === null ? '' : `, oldest ${q.oldestAgeSeconds < 1 ? '0s' : formatDuration(q.oldestAgeSeconds * 1000)}`;
   const extra = q.unmoved ? `; ${q.unmoved} not yet moved in` : q.acked ? `; ${q.acked} acknowledged` : '';
   return `${q.jobs} ${q.jobs === 1 ? 'job' : 'jobs'}, ${formatSize(q.bytes)}${age}${extra}`;
 }

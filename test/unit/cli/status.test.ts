@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { mailbagBin, run } from '../../helpers/mta-common.js';
-import { gatherStatus } from '../../../lib/cli/status.js';
+import { formatStatus, gatherStatus } from '../../../lib/cli/status.js';
 import { recoverIdlePeer } from '../../../lib/session/idle-recovery.js';
 import { makeSite, RMAIL_PAYLOAD } from '../runner/helpers.js';
 
@@ -72,4 +72,12 @@ it.skipIf(!existsSync(mailbagBin))('a spool it cannot read is an error (75, one 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+it('shows ages in whole seconds, also a job less than a second old (0s, not 0ms)', () => {
+  const q = (oldestAgeSeconds: number | null, jobs = 1) => ({ jobs, bytes: 279, oldestAgeSeconds });
+  const text = formatStatus({
+    version: 1, site: 'home', spool: '/s', generated: '', peers: [{ peer: 'hub', configured: true, out: q(0), in: q(3725), failed: q(null, 0) }],
+  });
+  expect(text).toMatch(/^hub +1 job, 279, oldest 0s +1 job, 279, oldest 1h2m +-$/m);
 });
