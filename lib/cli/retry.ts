@@ -1,6 +1,7 @@
-// `mailbag retry [PEER/]ID`: put one failed job back into in/PEER. Its failure is
-// cleared and its queue lifetime restarts; recipients already accepted are kept, so
-// they never get the message twice. The next `mailbag run` (or session) delivers it.
+// `mailbag retry [PEER/]ID`: put one failed job back into in/PEER, or out/PEER for one
+// that failed on its way out. Its failure is cleared and its queue lifetime restarts;
+// recipients already accepted are kept, so they never get the message twice. The next
+// `mailbag run` (or session) delivers it; the next session sends an outgoing one.
 
 import { loadConfig } from '../config/index.js';
 import { MailbagError } from '../errors.js';
@@ -26,6 +27,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const spool = await Spool.open(config.spool);
   const ref = await findFailed(spool, name);
   const back = await retryFailed(spool, ref);
-  io.stdout.write(`${back.peer}/${back.id} is back in in/${back.peer}; run: mailbag run --peer ${back.peer}\n`);
+  // an outgoing job (expired, too big, refused by the peer) goes back to out/PEER
+  const next = back.queue === 'out' ? `the next session sends it (mailbag sync ${back.peer})` : `run: mailbag run --peer ${back.peer}`;
+  io.stdout.write(`${back.peer}/${back.id} is back in ${back.queue}/${back.peer}; ${next}\n`);
   return 0;
 }
