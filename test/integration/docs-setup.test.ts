@@ -6,12 +6,14 @@
 // the test user; received jobs go to a recording sendmail of each site, since real MTAs
 // are other tests' business). Mail must cross both ways.
 
-import { chownSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chownSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, repoRoot, run, type RunResult, type TestUser } from '../helpers/mta-common.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
+import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
 import { docSnippet } from './docs-snippet.js';
 
 const page = 'setup.md';
@@ -96,7 +98,9 @@ describe.skipIf(!haveSshd())('docs/setup.md: a hub and a home site as the page s
     chownSync(join(homeDir, 'known_hosts'), user.uid, user.gid);
   }, 120_000);
 
+  const mounted: string[] = [];
   afterAll(async () => {
+    while (mounted.length) unmount(mounted.pop()!);
     await sshd?.stop();
     if (dir) removeTempDir(dir);
   });
@@ -145,6 +149,44 @@ describe.skipIf(!haveSshd())('docs/setup.md: a hub and a home site as the page s
     expect(r.stdout.toString()).toMatch(/^run: \d+ done/m);
     const f = await sh(snippet('after-full-disk'));
     expect(f.code, f.stderr).toBe(0);
+  });
+
+  it.skipIf(!canMount('docs/setup.md, after a full disk'))('a full spool: enqueue and the session exit 75 (4.3.1); after space is freed the page\'s two commands finish everything, nothing left to delete', async () => {
+    // home's spool on a 400K file system: one 200K message fits, the next does not
+    const small = join(dir, 'small');
+    mountTmpfs(small, '400k');
+    mounted.push(small);
+    chownSync(small, user.uid, user.gid);
+    const smallToml = join(homeDir, 'small.toml');
+    writeFileSync(smallToml, readFileSync(homeToml, 'utf8').replace(join(homeDir, 'spool'), join(small, 'spool')));
+    const asSmall = (args: string[], input = ''): Promise<RunResult> =>
+      run(mailbagCjs, args, { uid: user.uid, gid: user.gid, env: { ...process.env, MAILBAG_CONFIG: smallToml }, input, timeoutMs: 60_000 });
+    const big = (subject: string): string => `Subject: ${subject}\n\n${(randomBytes(150_000).toString('base64').match(/.{1,76}/g) ?? []).join('\n')}\n`;
+
+    expect((await asSmall(['enqueue', 'hub', '-f', 'you@example.org', '--', 'up@example.net'], big('up'))).code).toBe(0);
+    const full = await asSmall(['enqueue', 'hub', '-f', 'you@example.org', '--', 'up2@example.net'], big('up2'));
+    expect(full.code).toBe(75);
+    expect(full.stderr).toMatch(/^4\.3\.1 mailbag: spool full/);
+    for (const rcpt of ['down1@example.org', 'down2@example.org']) {
+      expect((await asHub(['enqueue', 'home', '-f', 'world@example.com', '--', rcpt], big(rcpt))).code).toBe(0);
+    }
+    const broke = await asSmall(['sync', 'hub']);
+    expect(broke.code).toBe(75);
+    expect(broke.stderr).toMatch(/^4\.3\.1 /m);
+
+    execFileSync('mount', ['-o', 'remount,size=4m', small], { stdio: 'pipe' });
+    const f = await run('sh', ['-ec', snippet('after-full-disk').replaceAll('runuser -u mailbag --', `runuser -u ${user.name} --`).replaceAll('/usr/local/bin/mailbag', mailbagCjs)], {
+      env: { ...process.env, MAILBAG_CONFIG: smallToml },
+      timeoutMs: 60_000,
+    });
+    expect(f.code, f.stderr).toBe(0);
+    expect(log(homeSendmail)).toMatch(/-- down1@example\.org\n/);
+    expect(log(homeSendmail)).toMatch(/-- down2@example\.org\n/);
+    expect(log(hubSendmail)).toMatch(/-- up@example\.net\n/);
+    const st = JSON.parse((await asSmall(['status', '--json'])).stdout.toString()) as { peers: Array<Record<string, { jobs: number }>> };
+    expect([st.peers[0]!.out!.jobs, st.peers[0]!.in!.jobs, st.peers[0]!.failed!.jobs]).toEqual([0, 0, 0]);
+    expect(readdirSync(join(small, 'spool', 'tmp'))).toEqual([]);
+    expect(readdirSync(join(small, 'spool', 'bags', 'in', 'hub'))).toEqual([]);
   });
 
   it.skipIf(!existsSync('/usr/bin/systemd-analyze'))('systemd accepts the units and timers (systemd-analyze verify)', () => {
