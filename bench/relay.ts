@@ -22,12 +22,14 @@
 // relayed once uncut for reference and once with the link cut (RST at the proxy) halfway
 // through the upstream bytes, then resumed: what crossed twice is counted at the proxy.
 // With --big a 1 GB message (bulk messages concatenated, streamed to disk, never held in
-// memory) is relayed, with the peak RSS of both ends.
+// memory) is relayed, with the peak RSS of both ends; first the free space of --tmp is
+// checked against what the run writes at its peak (bigSpaceNeeded: 2.4 GB for 1 GB). A
+// failed process is reported with the tail of its stderr (exitReport), where its cause is.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -62,6 +64,8 @@ interface Options {
   sizes: number[];
   rounds: number;
   variants: Variant[];
+  /** the corpus relays (--no-corpus: only the cut and/or big tests) */
+  corpus: boolean;
   cut: boolean;
   cutMB: number;
   big: boolean;
@@ -99,8 +103,8 @@ const USAGE = `usage: npm run bench -- relay [options]
   --tmp DIR         put the temp dir (both spools, the floor's files) in DIR, e.g. /dev/shm to take the disk out
   --timeout S       bound for one timed process (default 900)`;
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { sizes: [], rounds: 0, variants: ['floor', 'ssh2', 'ssh'], cut: true, cutMB: 100, big: false, bigMB: 1000, keep: false, timeoutS: 900 };
+export function parseArgs(argv: string[]): Options {
+  const o: Options = { sizes: [], rounds: 0, variants: ['floor', 'ssh2', 'ssh'], corpus: true, cut: true, cutMB: 100, big: false, bigMB: 1000, keep: false, timeoutS: 900 };
   let all = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -119,7 +123,7 @@ function parseArgs(argv: string[]): Options {
       o.variants = vs as Variant[];
     }
     else if (a === '--no-cut') o.cut = false;
-    else if (a === '--no-corpus') o.variants = [];
+    else if (a === '--no-corpus') o.corpus = false;
     else if (a === '--cut-mb') o.cutMB = num();
     else if (a === '--big') o.big = true;
     else if (a === '--big-mb') o.bigMB = num();
@@ -139,6 +143,60 @@ function parseArgs(argv: string[]): Options {
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
+}
+
+/** stderr lines kept in a failure's report: the cause is often at the end, after the first line */
+const STDERR_TAIL_LINES = 40;
+
+/**
+ * Why a timed process failed: `WHAT exited CODE`, then the last STDERR_TAIL_LINES lines of
+ * its stderr (MAILBAG_TRACE lines left out), each on its own indented line.
+ */
+export function exitReport(what: string, ran: Pick<Ran, 'code' | 'signal' | 'stderr'>): string {
+  const lines = ran.stderr.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '' && !/^\d\d:\d\d:\d\d\.\d+ /.test(l));
+  const tail = lines.slice(-STDERR_TAIL_LINES);
+  const cut = lines.length > tail.length ? [`    (${lines.length - tail.length} earlier stderr lines left out)`] : [];
+  return [`${what} exited ${ran.code ?? ran.signal}${tail.length ? '; its stderr:' : ', nothing on stderr'}`, ...cut, ...tail.map((l) => `    ${l}`)].join('\n');
+}
+
+/** A failure report in one line for a table cell: its first line and its last (the cause, usually). */
+export function oneLine(report: string): string {
+  const lines = report.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.length > 1 ? `${lines[0]} … ${lines[lines.length - 1]}` : (lines[0] ?? '');
+}
+
+/** Free and total bytes of the file system that holds `dir`. */
+export async function diskSpace(dir: string): Promise<{ free: number; total: number }> {
+  const s = await statfs(dir);
+  return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+}
+
+/**
+ * What the big test writes at its peak, on the one file system of --tmp: the job in the
+ * sender's out/ and the same job staged on the receiver (2 × the message), the bag on the
+ * way (the receiver's partial; the bulk corpus compresses to 0.19 × at the bench's zstd
+ * level, so 0.25 × is allowed), and 128 MiB for the rest (spools, the corpus runs' files).
+ * Measured: 2.29 GB at the peak of a 1,000 MB run.
+ */
+export function bigSpaceNeeded(messageBytes: number): number {
+  return 2 * messageBytes + Math.ceil(messageBytes / 4) + 128 * MiB;
+}
+
+/** Undefined when `free` bytes are enough for a big test of `messageBytes`; else what to do. */
+export function bigSpaceProblem(dir: string, messageBytes: number, free: number): string | undefined {
+  const need = bigSpaceNeeded(messageBytes);
+  if (free >= need) return undefined;
+  return (
+    `not enough free space for the ${(messageBytes / MB).toFixed(0)} MB big test in ${dir}: it needs about ${(need / MB).toFixed(0)} MB ` +
+    `(the job in both spools, its compressed bag, 128 MiB more), ${(free / MB).toFixed(0)} MB are free; ` +
+    `give --tmp a larger file system or --big-mb a smaller message`
+  );
+}
+
+/** `…: the file system of DIR has N MB free of M MB`, for a failure that may be a full disk. */
+async function spaceNote(dir: string): Promise<string> {
+  const d = await diskSpace(dir).catch(() => undefined);
+  return d ? `    the file system of ${dir} has ${(d.free / MB).toFixed(0)} MB free of ${(d.total / MB).toFixed(0)} MB now` : `the free space of ${dir} cannot be read`;
 }
 
 function sha256(b: Uint8Array): string {
@@ -471,7 +529,7 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
       const ran = await run(['bash', '-c', `set -o pipefail; tar c -C '${src}' . | gzip -6 | ${quoted}`], w.o.timeoutS);
       const up = w.proxy.bytesUp - up0;
       const down = w.proxy.bytesDown - down0;
-      if (ran.code !== 0) throw new Error(`floor exited ${ran.code ?? ran.signal}: ${ran.stderr.trim()}`);
+      if (ran.code !== 0) throw new Error(exitReport('floor', ran));
       // the floor moved every file, byte for byte
       const names = readdirSync(src);
       if (readdirSync(dest).length !== names.length) throw new Error(`floor: ${readdirSync(dest).length} files arrived, ${names.length} sent`);
@@ -483,7 +541,7 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
       const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
       if (line) log(`    run ${w.runNo} timeline: ${line}`);
     }
-    if (r.ran.code !== 0) throw new Error(`${VARIANT_LABEL[variant]} exited ${r.ran.code ?? r.ran.signal}: ${r.ran.stderr.trim()}`);
+    if (r.ran.code !== 0) throw new Error(exitReport(VARIANT_LABEL[variant], r.ran));
     const bad = await verifyRelayed(s, q.jobs);
     if (bad) throw new Error(`${VARIANT_LABEL[variant]}: ${bad}`);
     return {
@@ -559,7 +617,7 @@ async function cutTest(w: World, files: string[], via: 'ssh2' | 'ssh'): Promise<
     const q = await enqueueHuge(ref.home, files, bytes);
     log(`  cut test: reference ${w.o.cutMB} MB job enqueued in ${(q.ms / 1000).toFixed(1)} s`);
     const r = await syncOnce(w, ref);
-    if (r.ran.code !== 0) throw new Error(`cut reference sync exited ${r.ran.code ?? r.ran.signal}: ${r.ran.stderr.trim()}`);
+    if (r.ran.code !== 0) throw new Error(`${exitReport('cut reference sync', r.ran)}\n${await spaceNote(w.dir)}`);
     const bad = await verifyRelayed(ref, new Map([[q.id, q.hash]]));
     if (bad) throw new Error(`cut reference: ${bad}`);
     refUp = r.up;
@@ -582,7 +640,7 @@ async function cutTest(w: World, files: string[], via: 'ssh2' | 'ssh'): Promise<
     const parts = existsSync(partDir) ? readdirSync(partDir).filter((n) => n.endsWith('.part')) : [];
     const partial = parts.reduce((sum, n) => sum + statSync(join(partDir, n)).size, 0);
     const second = await syncOnce(w, s, proxy);
-    if (second.ran.code !== 0) throw new Error(`resumed sync exited ${second.ran.code ?? second.ran.signal}: ${second.ran.stderr.trim()}`);
+    if (second.ran.code !== 0) throw new Error(`${exitReport('resumed sync', second.ran)}\n${await spaceNote(w.dir)}`);
     const bad = await verifyRelayed(s, new Map([[q.id, q.hash]]));
     if (bad) throw new Error(`cut test: ${bad}`);
     return {
@@ -607,6 +665,11 @@ interface BigResult {
 
 async function bigTest(w: World, files: string[], via: 'ssh2' | 'ssh'): Promise<BigResult> {
   const bytes = w.o.bigMB * MB;
+  // a full disk half-way through says less than this, and after minutes
+  const space = await diskSpace(w.dir);
+  const short = bigSpaceProblem(w.dir, bytes, space.free);
+  if (short) throw new Error(short);
+  log(`  big: ${(space.free / MB).toFixed(0)} MB free in ${w.dir}, about ${(bigSpaceNeeded(bytes) / MB).toFixed(0)} MB needed`);
   const s = await makeSites(w, via);
   try {
     const q = await enqueueHuge(s.home, files, bytes);
@@ -616,7 +679,7 @@ async function bigTest(w: World, files: string[], via: 'ssh2' | 'ssh'): Promise<
       const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
       if (line) log(`    run ${w.runNo} timeline: ${line}`);
     }
-    if (r.ran.code !== 0) throw new Error(`big sync exited ${r.ran.code ?? r.ran.signal}: ${r.ran.stderr.trim()}`);
+    if (r.ran.code !== 0) throw new Error(`${exitReport('big sync', r.ran)}\n${await spaceNote(w.dir)}`);
     const bad = await verifyRelayed(s, new Map([[q.id, q.hash]]));
     if (bad) throw new Error(`big: ${bad}`);
     return { messageBytes: bytes, enqueueMs: q.ms, ms: r.ran.ms, wireUp: r.up, wireDown: r.down, rssClient: r.rssClient, rssServer: r.rssServer };
@@ -676,7 +739,7 @@ export async function main(argv: string[]): Promise<number> {
     log(`bench relay: sshd pid ${sshd.pid} on 127.0.0.1:${sshd.port}, counting proxy on :${proxy.port}, temp ${dir}`);
 
     const results: Measured[] = [];
-    for (const size of o.sizes) {
+    for (const size of o.corpus ? o.sizes : []) {
       const files = Number.isFinite(size) ? bulk.slice(0, size) : bulk;
       const label = `${files.length}`;
       const rounds = o.rounds || (files.length < 5000 ? 3 : 1);
@@ -685,7 +748,7 @@ export async function main(argv: string[]): Promise<number> {
           try {
             results.push(await relayCorpus(w, files, label, round, v));
           } catch (err) {
-            const failed = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+            const failed = err instanceof Error ? err.message : String(err);
             log(`  FAILED ${label} round ${round} ${VARIANT_LABEL[v]}: ${failed}`);
             results.push({ size: label, variant: v, round, messages: files.length, raw: NaN, ms: NaN, wire: NaN, wireUp: NaN, wireDown: NaN, failed });
           }
@@ -695,11 +758,12 @@ export async function main(argv: string[]): Promise<number> {
     // the huge transfers go over ssh2 unless it failed above (then the system ssh)
     const ssh2Failed = results.some((r) => r.variant === 'ssh2' && r.failed);
     const via: 'ssh2' | 'ssh' = o.via ?? (ssh2Failed ? 'ssh' : 'ssh2');
+    // the whole report (exitReport: the stderr tail, where a cause such as a full disk is)
     const attempt = async <T>(what: string, f: () => Promise<T>): Promise<T | string> => {
       try {
         return await f();
       } catch (err) {
-        const failed = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+        const failed = err instanceof Error ? err.message : String(err);
         log(`  FAILED ${what}: ${failed}`);
         return failed;
       }
@@ -715,8 +779,10 @@ export async function main(argv: string[]): Promise<number> {
     const dirty = git(['status', '--porcelain', '--', 'lib', 'bin']) ? ', lib/ or bin/ modified in the work tree' : '';
     const lines = [`${date} — ${machine}; mailbag at ${git(['rev-parse', '--short', 'HEAD']) || process.env.MAILBAG_COMMIT || 'unknown commit'}${dirty}`, ''];
     if (o.shim) lines.push(SHIM_NOTE, '');
-    lines.push('| messages (raw MB) | variant | wall s (median) | × floor | wire MB | wire / raw | peak RSS sync / serve MB | CPU s sync / serve (median) | rounds |');
-    lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+    if (results.length > 0) {
+      lines.push('| messages (raw MB) | variant | wall s (median) | × floor | wire MB | wire / raw | peak RSS sync / serve MB | CPU s sync / serve (median) | rounds |');
+      lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+    }
     const sizes = [...new Set(results.map((r) => r.size))];
     for (const size of sizes) {
       const floor = results.filter((r) => r.size === size && r.variant === 'floor');
@@ -727,7 +793,7 @@ export async function main(argv: string[]): Promise<number> {
         const rs = all.filter((r) => !r.failed);
         const failures = all.filter((r) => r.failed);
         if (!rs.length) {
-          lines.push(`| ${size} | ${VARIANT_LABEL[v]} | FAILED: ${failures[0]!.failed!.slice(0, 200).replace(/\|/g, '/')} | | | | | | ${all.length} |`);
+          lines.push(`| ${size} | ${VARIANT_LABEL[v]} | FAILED: ${oneLine(failures[0]!.failed!).slice(0, 300).replace(/\|/g, '/')} | | | | | | ${all.length} |`);
           continue;
         }
         const ms = median(rs.map((r) => r.ms));
@@ -740,7 +806,7 @@ export async function main(argv: string[]): Promise<number> {
         );
       }
     }
-    lines.push('', 'targets: wall ≤ 1.0 × floor; wire ≤ 0.20 × raw corpus bytes; peak RSS ≤ 150 MB (each end)');
+    if (results.length > 0) lines.push('', 'targets: wall ≤ 1.0 × floor; wire ≤ 0.20 × raw corpus bytes; peak RSS ≤ 150 MB (each end)');
     if (typeof cut === 'string') lines.push('', `cut and resume: FAILED: ${cut}`);
     else if (cut) {
       lines.push(
