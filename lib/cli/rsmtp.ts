@@ -99,7 +99,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         }
       }
       await save();
-      io.stdout.write(`transaction ${tx.index + 1} (line ${tx.line}) from <${tx.sender}>: ${results.map((r) => `<${r.address}> ${r.kind} ${r.diagnostic}`).join('; ')}\n`);
+      // no results: every recipient was settled by an earlier run of this same input
+      const outcome = results.length ? results.map((r) => `<${r.address}> ${r.kind} ${r.diagnostic}`).join('; ') : 'settled by an earlier run of this input';
+      io.stdout.write(`transaction ${tx.index + 1} (line ${tx.line}) from <${tx.sender}>: ${outcome}\n`);
     };
     try {
       await d.deliverBatch(idx.transactions, (i) => settled(idx.transactions[i]!), record);
