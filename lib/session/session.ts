@@ -61,6 +61,13 @@ export interface SessionOptions {
   scanEarly?: boolean;
   /** the same, started before the link was up (syncPeer); implies scanEarly */
   early?: EarlySend;
+  /**
+   * the store still opening (its recovery; serveLink): our HELLO goes out at once, as
+   * nothing in it depends on the store, and nothing received is handled before this
+   * resolves; a rejection ends the session with ERROR (code `spool`, `spool-full` or
+   * `internal`), and the session settles only once it has settled
+   */
+  opened?: Promise<unknown>;
   onProgress?: (p: SessionProgress) => void;
   /** called with one line per frame sent and received (debugging) */
   trace?: (line: string) => void;
@@ -293,6 +300,8 @@ class Session {
 
   private async readLoop(): Promise<void> {
     try {
+      // frames that come meanwhile wait in the link's input
+      if (this.o.opened) await this.o.opened;
       for await (const chunk of chunksOf(this.link.input)) {
         // after both BYEs, read on to the far side's EOF so the link can close cleanly
         if (this.ended) continue;
@@ -873,9 +882,13 @@ class Session {
       this.link.abort(e);
     }
     // settle only when no commit or removal of ours is still running: the caller
-    // releases the session lock next, and another session may start at once
+    // releases the session lock next, and another session may start at once; after an
+    // ERROR we sent, also only once the link is down (the far side has read it and
+    // ended, or the 2 s above passed): a far `serve` still opening its store when we
+    // refused its HELLO is done with its spool by then
     for (const b of this.incoming.values()) b.stager?.stop();
-    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged)])
+    const linkDown = tellPeer ? [this.link.done] : [];
+    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged), ...linkDown])
       .then(async () => {
         // a commit that was running when this failed still sends its ACK and starts its
         // moves (a tail) after the line above was read: wait for those too
