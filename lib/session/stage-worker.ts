@@ -14,8 +14,8 @@
 // Messages in:  { id, ops, data? } | { id, k: 'stage', req, words } | { id, k: 'syncfs', dir }
 // Messages out: { id, result } | { id, stage } | { id, syncfs }, once per request
 
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
 import { StageBatches, type BatchRunner } from './stage-batch.js';
@@ -77,23 +77,39 @@ port.on('message', (m: ToStageWorker) => {
 });
 
 /**
- * The syncfs helper: `sh` reading one directory a line and answering each with the exit
- * status of `sync -f DIR` (127 where `sync` is missing). It ends when its stdin closes
- * (this thread or process ends). Requests are answered in order.
+ * The syncfs helper: a `sh` loop reading one directory a line and answering each with the
+ * exit status of `sync -f DIR` (127 where `sync` is missing). It ends when its input
+ * closes (this thread or process ends). Requests are answered in order.
+ *
+ * The loop is not a child of this process: the shell this thread spawns starts it in the
+ * background, says its pid ("pid N") and exits at once (reaped here while this thread
+ * runs). A child's exit is collected by the event loop of the thread that spawned it, so
+ * a loop spawned directly stayed a zombie of the whole process once this thread was
+ * terminated (hung, or stopped at the session's end) until the process exited; now its
+ * input closes with this thread, it ends, and init collects it. The loop talks through
+ * the child's fd 3 (a socket both ways): Node closes a child's stdin when the child exits.
  */
 interface Helper {
-  child: ChildProcessByStdio<Writable, Readable, null>;
+  child: ChildProcess;
+  /** requests out, answers in: the child's fd 3 */
+  io: Duplex;
+  /** the loop's pid, once the shell has said it */
+  pid: number | undefined;
   waiting: { done: (r: SyncfsResult) => void; timer: NodeJS.Timeout }[];
   out: string;
   dead: string | undefined;
 }
 
-const HELPER_SCRIPT = 'while IFS= read -r d; do sync -f "$d" >/dev/null 2>&1; echo $?; done';
+const HELPER_LOOP = 'while IFS= read -r d; do sync -f "$d" >/dev/null 2>&1; echo $?; done';
+// the loop is the script's $0 (a background list's stdin would be /dev/null: fd 3 is
+// redirected explicitly)
+const HELPER_SCRIPT = '/bin/sh -c "$0" <&3 >&3 3<&- & echo "pid $!" >&3';
 let helper: Helper | undefined;
 
 function startHelper(): Helper {
-  const child = spawn('/bin/sh', ['-c', HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const h: Helper = { child, waiting: [], out: '', dead: undefined };
+  const child = spawn('/bin/sh', ['-c', HELPER_SCRIPT, HELPER_LOOP], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const io = child.stdio[3] as Duplex;
+  const h: Helper = { child, io, pid: undefined, waiting: [], out: '', dead: undefined };
   const die = (why: string): void => {
     if (h.dead) return;
     h.dead = why;
@@ -102,18 +118,26 @@ function startHelper(): Helper {
       clearTimeout(w.timer);
       w.done({ ok: false, message: `the syncfs helper ${why}` });
     }
-    child.kill('SIGKILL');
+    killHelper(h);
   };
   child.on('error', (err) => die(`failed: ${err.message}`));
-  child.on('exit', (code, signal) => die(`exited (${signal ?? code})`));
-  child.stdin.on('error', (err) => die(`failed: ${err.message}`));
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (text: string) => {
+  // the shell exits once it has started the loop; the loop's end closes fd 3
+  child.on('exit', (code, signal) => {
+    if (code !== 0) die(`exited (${signal ?? code})`);
+  });
+  io.on('error', (err) => die(`failed: ${err.message}`));
+  io.on('close', () => die('exited'));
+  io.setEncoding('utf8');
+  io.on('data', (text: string) => {
     h.out += text;
     let nl: number;
     while ((nl = h.out.indexOf('\n')) >= 0) {
       const line = h.out.slice(0, nl);
       h.out = h.out.slice(nl + 1);
+      if (line.startsWith('pid ')) {
+        h.pid = Number(line.slice(4)) || undefined;
+        continue;
+      }
       const w = h.waiting.shift();
       if (!w) continue;
       clearTimeout(w.timer);
@@ -122,9 +146,21 @@ function startHelper(): Helper {
   });
   // not what keeps this thread (or the process) alive
   child.unref();
-  (child.stdin as unknown as { unref?: () => void }).unref?.();
-  (child.stdout as unknown as { unref?: () => void }).unref?.();
+  (io as unknown as { unref?: () => void }).unref?.();
   return h;
+}
+
+/** Take a helper down: the loop by its pid while fd 3 is open (it is alive: the pid is its own), and the shell. */
+function killHelper(h: Helper): void {
+  if (h.pid !== undefined && !h.io.destroyed) {
+    try {
+      process.kill(h.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  h.child.kill('SIGKILL');
+  h.io.destroy();
 }
 
 /** `sync -f dir` through the helper; a directory name with a line break goes to a child of its own */
@@ -140,8 +176,8 @@ function syncfs(dir: string, timeoutMs: number, done: (r: SyncfsResult) => void)
   // caller then fsyncs each file)
   const timer = setTimeout(() => {
     if (helper === h) helper = undefined;
-    h.child.kill('SIGKILL');
+    killHelper(h);
   }, timeoutMs);
   h.waiting.push({ done, timer });
-  h.child.stdin.write(`${dir}\n`);
+  h.io.write(`${dir}\n`);
 }

@@ -141,6 +141,23 @@ describe('the syncfs helper of the stage worker', () => {
     expect(await syncfsOnWorker(t.dir)).toBe(true);
   });
 
+  it('a worker terminated after a hang leaves no process of its helper behind (the shell was a zombie until the process exited)', async () => {
+    const t = tempDir('stage-worker-zombie');
+    cleanups.push(t.remove);
+    await stopStageWorker();
+    const before = new Set(shChildren());
+    configureStageWorker({ script, workerData: { hangAt: 2 }, stallMs: 400 });
+    expect(await syncfsOnWorker(t.dir)).toBe(true);
+    // the second request finds the worker hung: it is terminated after stallMs
+    const req: StageRequest = { bag: 'f'.repeat(64), codec: 'none', caps: CAPS, site: 'hub', peer: 'home', part: join(t.dir, 'x.part'), staging: join(t.dir, 'x.d'), size: 1 };
+    const err = await stageOnWorker(req, 0).done.catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/stage worker .*answered no request/);
+    // bounded: the thread ends and the helper's stdin closes with it
+    const left = (): string[] => shChildren().filter((c) => !before.has(c));
+    for (let i = 0; i < 100 && left().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(left()).toEqual([]);
+  });
+
   it('answers false where sync cannot be run (the caller then fsyncs each file)', async () => {
     const t = tempDir('stage-worker-nosync');
     cleanups.push(t.remove);
@@ -155,6 +172,24 @@ describe('the syncfs helper of the stage worker', () => {
     }
   });
 });
+
+/** this process's children that run sh (a zombie too), as "PID STATE" */
+function shChildren(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(ppid) === process.pid && comm === 'sh') found.push(`${pid} ${state}`);
+  }
+  return found;
+}
 
 describe('the shared growth a stager on the worker waits on', () => {
   it('does not sleep through growth that lands between its look at the length and its wait', async () => {
