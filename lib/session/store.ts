@@ -15,6 +15,7 @@ import { expandedSizeOf } from '../bag/writer.js';
 import { writeBagFile } from '../bag/workers.js';
 import type { BagCodec } from '../bag/codec.js';
 import { MailbagError, SpoolError } from '../errors.js';
+import { JOB_ID_RE } from '../job/header.js';
 import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Ledger } from './ledger.js';
@@ -81,8 +82,6 @@ export interface StagedBag {
 export const PERMANENT_REFUSALS: ReadonlySet<string> = new Set(['forbidden-command', 'bad-job', 'too-big']);
 
 const execFileP = promisify(execFile);
-
-const JOB_ID_RE = /^[0-9a-f]{12}[0-9a-z]{4,52}$/;
 
 async function exists(path: string): Promise<boolean> {
   try {
