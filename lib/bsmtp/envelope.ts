@@ -44,6 +44,40 @@ export function paramsFromObject(args: Record<string, string | boolean | undefin
   return out;
 }
 
+/**
+ * The path at the start of a MAIL FROM / RCPT TO argument (what follows the colon;
+ * leading spaces and tabs skipped): `<…>`, where a quoted local part may hold `>`, or a
+ * bare word. An obsolete source route (`<@a,@b:user@c>`) is dropped, the mailbox kept
+ * (RFC 5321 §4.1.1.3). Returns the path (`''` for `<>`), the text after it and whether
+ * it was in brackets, or undefined for a `<` that is never closed.
+ */
+export function splitPath(arg: string): { path: string; rest: string; bracketed: boolean } | undefined {
+  const s = arg.replace(/^[ \t]+/, '');
+  let path: string;
+  let rest: string;
+  const bracketed = s.startsWith('<');
+  if (bracketed) {
+    let j = 1;
+    let quoted = false;
+    for (; j < s.length; j++) {
+      const c = s[j];
+      if (quoted && c === '\\') j++;
+      else if (c === '"') quoted = !quoted;
+      else if (c === '>' && !quoted) break;
+    }
+    if (j >= s.length) return undefined;
+    path = s.slice(1, j);
+    rest = s.slice(j + 1);
+  } else {
+    const m = /^([^ \t]*)(.*)$/s.exec(s)!;
+    path = m[1]!;
+    rest = m[2]!;
+  }
+  const route = /^@[^:]*:(.*)$/s.exec(path);
+  if (route) path = route[1]!;
+  return { path, rest, bracketed };
+}
+
 const PARAM_NAME = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 // eslint-disable-next-line no-control-regex
 const PARAM_VALUE_BAD = /[\u0000-\u0020\u007f]/;

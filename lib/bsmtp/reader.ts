@@ -1,5 +1,8 @@
 // A push reader for batched SMTP: fed arbitrary chunks, it emits each transaction's
-// envelope, its body in chunks (dot-unstuffed, LF line ends) and its end. It accepts
+// envelope, its body in chunks (dot-unstuffed, LF line ends) and its end, with the byte
+// offsets of the body's (still dot-stuffed) text in the input: the one BSMTP parser of
+// mailbag, for the enqueue front door and for the runner's index of a job
+// (lib/deliver/bsmtp-index.ts, which reads bodies from the spool file by those offsets). It accepts
 // what Exim -bS accepts that matters in practice (HELO/EHLO as RSET, QUIT, lower-case
 // verbs, `MAIL FROM: a` without brackets, CRLF or LF) and refuses the rest with a
 // literal code. Memory is bounded by the longest command line, never the message size.
@@ -7,7 +10,7 @@
 import { InputError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { checkRecipient, checkSender } from '../envelope/address.js';
-import { parseParam, type BsmtpEnvelope, type EsmtpParam } from './envelope.js';
+import { parseParam, splitPath, type BsmtpEnvelope, type EsmtpParam } from './envelope.js';
 
 export type BsmtpIssueCode =
   | 'bsmtp-incomplete' // input ended inside DATA (no final `.`), inside a command line, or after MAIL/RCPT without DATA
@@ -36,12 +39,19 @@ export interface BsmtpIssue {
 export type BsmtpResult<T> = { ok: true; value: T } | { ok: false; issue: BsmtpIssue };
 
 export type BsmtpEvent =
-  /** DATA was accepted: the body of transaction `index` (0-based) follows */
-  | { type: 'message'; envelope: BsmtpEnvelope; index: number; line: number }
+  /**
+   * DATA was accepted: the body of transaction `index` (0-based) follows, from byte
+   * `dataStart` of the input (the first byte after the DATA line, counted from the first
+   * byte pushed); `line` is its MAIL command's
+   */
+  | { type: 'message'; envelope: BsmtpEnvelope; index: number; line: number; dataStart: number }
   /** body bytes, un-stuffed, LF line ends; a slice of the input when possible */
   | { type: 'body'; chunk: Buffer }
-  /** the final `.` of the current message: it is complete (`size` body bytes) */
-  | { type: 'end-of-message'; index: number; size: number }
+  /**
+   * the final `.` of the current message: it is complete (`size` body bytes); its
+   * dot-stuffed text ends before byte `dataEnd` of the input, where the `.` line starts
+   */
+  | { type: 'end-of-message'; index: number; size: number; dataEnd: number }
   /** QUIT: anything after it is ignored */
   | { type: 'quit'; line: number }
   /** the first error; the reader accepts nothing after it */
@@ -53,6 +63,8 @@ export interface BsmtpReaderOptions {
   maxMessageSize?: number;
   maxCommandLine?: number;
   maxTextLine?: number;
+  /** false: no 'body' events (sizes and checks as usual), for a caller that reads the text by offset */
+  bodies?: boolean;
 }
 
 const CR = 0x0d;
@@ -78,8 +90,15 @@ export class BsmtpReader {
   readonly #maxMessageSize: number;
   readonly #maxCommandLine: number;
   readonly #maxTextLine: number;
+  readonly #bodies: boolean;
 
   #mode: Mode = 'command';
+  /** input offset of the current chunk's first byte */
+  #offset = 0;
+  /** input offset just after the command line being executed */
+  #cmdEnd = 0;
+  /** input offset of the current text line's first byte (data mode) */
+  #textLineAt = 0;
   #line = 1;
   // command mode
   #cmd: Buffer[] = [];
@@ -101,6 +120,7 @@ export class BsmtpReader {
     this.#maxMessageSize = options.maxMessageSize ?? Number.POSITIVE_INFINITY;
     this.#maxCommandLine = options.maxCommandLine ?? LIMITS.maxBsmtpCommandLine;
     this.#maxTextLine = options.maxTextLine ?? LIMITS.maxBsmtpTextLine;
+    this.#bodies = options.bodies ?? true;
   }
 
   /** true once QUIT, an error or end() has been seen: further input is ignored */
@@ -114,6 +134,7 @@ export class BsmtpReader {
     while (i < chunk.length && !this.done) {
       i = this.#mode === 'data' ? this.#data(chunk, i, events) : this.#command(chunk, i, events);
     }
+    this.#offset += chunk.length;
     return events;
   }
 
@@ -124,14 +145,14 @@ export class BsmtpReader {
       return events;
     }
     if (this.#mode === 'data') {
-      this.#fail(events, 'bsmtp-incomplete', `input ended inside the DATA of transaction ${this.#transactions} (no final ".")`);
+      this.#fail(events, 'bsmtp-incomplete', `transaction ${this.#transactions} (MAIL in line ${this.#mailLine}) is incomplete: input ended inside its DATA (no final ".")`);
       return events;
     }
     if (this.#cmdLength > 0) {
       // a last command line without its LF: only a bare QUIT is taken as complete
       const last = Buffer.concat(this.#cmd).toString('latin1').replace(/\r$/, '');
       if (last.toUpperCase() !== 'QUIT') {
-        this.#fail(events, 'bsmtp-incomplete', 'input ended inside a command line');
+        this.#fail(events, 'bsmtp-incomplete', 'incomplete: input ended inside a command line');
         return events;
       }
       this.#cmd = [];
@@ -141,7 +162,7 @@ export class BsmtpReader {
       return events;
     }
     if (this.#sender !== null) {
-      this.#fail(events, 'bsmtp-incomplete', `input ended after MAIL (line ${this.#mailLine}) without DATA`);
+      this.#fail(events, 'bsmtp-incomplete', `transaction ${this.#transactions} (MAIL in line ${this.#mailLine}) is incomplete: input ended before its DATA`);
       return events;
     }
     this.#mode = 'ended';
@@ -167,7 +188,7 @@ export class BsmtpReader {
     this.#cmdLength += stop - i;
     // one CR before the LF is allowed on top of the limit
     if (this.#cmdLength > this.#maxCommandLine + 1) {
-      this.#fail(events, 'bsmtp-command-too-long', `command line longer than ${this.#maxCommandLine} bytes`);
+      this.#fail(events, 'bsmtp-command-too-long', `command line too long (over ${this.#maxCommandLine} bytes)`);
       return chunk.length;
     }
     this.#cmd.push(Buffer.from(chunk.subarray(i, stop)));
@@ -177,9 +198,10 @@ export class BsmtpReader {
     this.#cmdLength = 0;
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
     if (line.length > this.#maxCommandLine) {
-      this.#fail(events, 'bsmtp-command-too-long', `command line longer than ${this.#maxCommandLine} bytes`);
+      this.#fail(events, 'bsmtp-command-too-long', `command line too long (over ${this.#maxCommandLine} bytes)`);
       return chunk.length;
     }
+    this.#cmdEnd = this.#offset + lf + 1;
     this.#execute(line, events);
     this.#line++;
     return lf + 1;
@@ -224,27 +246,11 @@ export class BsmtpReader {
   #path(arg: string, keyword: string): { address: string; params: EsmtpParam[] } | string {
     const m = /^ *([A-Za-z]+):/.exec(arg);
     if (!m || (m[1] as string).toUpperCase() !== keyword) return `expected "${keyword}:"`;
-    let rest = arg.slice(m[0].length).replace(/^ +/, '');
-    let address: string;
-    if (rest.startsWith('<')) {
-      let j = 1;
-      let quoted = false;
-      for (; j < rest.length; j++) {
-        const c = rest[j];
-        if (quoted && c === '\\') j++;
-        else if (c === '"') quoted = !quoted;
-        else if (c === '>' && !quoted) break;
-      }
-      if (j >= rest.length) return 'unterminated "<"';
-      address = rest.slice(1, j);
-      rest = rest.slice(j + 1);
-      if (rest !== '' && !rest.startsWith(' ')) return 'garbage after ">"';
-    } else {
-      const end = rest.indexOf(' ');
-      address = end === -1 ? rest : rest.slice(0, end);
-      rest = end === -1 ? '' : rest.slice(end);
-      if (address === '') return 'no address';
-    }
+    const split = splitPath(arg.slice(m[0].length));
+    if (!split) return 'unterminated "<"';
+    const { path: address, rest, bracketed } = split;
+    if (bracketed && rest !== '' && !rest.startsWith(' ')) return 'garbage after ">"';
+    if (!bracketed && address === '') return 'no address';
     const params: EsmtpParam[] = [];
     for (const word of rest.split(' ')) {
       if (word === '') continue;
@@ -291,6 +297,7 @@ export class BsmtpReader {
       envelope: { sender: this.#sender, mailParams: this.#mailParams, recipients: this.#recipients },
       index: this.#transactions - 1,
       line: this.#mailLine,
+      dataStart: this.#cmdEnd,
     });
     this.#reset();
     this.#mode = 'data';
@@ -306,7 +313,7 @@ export class BsmtpReader {
     let size = 0;
     const emit = (piece: Uint8Array): void => {
       if (piece.length === 0) return;
-      out.push(piece);
+      if (this.#bodies) out.push(piece);
       size += piece.length;
     };
     const flush = (): boolean => {
@@ -324,7 +331,7 @@ export class BsmtpReader {
     const tooLong = (trailingCr: number): boolean => {
       if (this.#lineLength - Math.min(trailingCr, 1) <= this.#maxTextLine) return false;
       flush();
-      if (this.#mode !== 'failed') this.#fail(events, 'bsmtp-line-too-long', `message text line longer than ${this.#maxTextLine} bytes`);
+      if (this.#mode !== 'failed') this.#fail(events, 'bsmtp-line-too-long', `message text line too long (over ${this.#maxTextLine} bytes)`);
       return true;
     };
     const len = chunk.length;
@@ -332,6 +339,7 @@ export class BsmtpReader {
     while (i < len) {
       if (this.#text === 'line-start') {
         this.#lineLength = 0;
+        this.#textLineAt = this.#offset + i;
         if (chunk[i] === DOT) {
           this.#text = 'dot';
           this.#lineLength = 1;
@@ -353,7 +361,7 @@ export class BsmtpReader {
           this.#pendingCr = 0;
           this.#line++;
           if (!flush()) return len;
-          events.push({ type: 'end-of-message', index: this.#transactions - 1, size: this.#size });
+          events.push({ type: 'end-of-message', index: this.#transactions - 1, size: this.#size, dataEnd: this.#textLineAt });
           this.#mode = 'command';
           return i + 1;
         }

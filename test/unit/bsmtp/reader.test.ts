@@ -281,3 +281,27 @@ describe('BsmtpChecker and validateBsmtp', () => {
     expect(!r.ok && r.issue.code).toBe('bsmtp-sequence');
   });
 });
+
+describe('BSMTP reader: byte offsets of the DATA text (what lib/deliver/bsmtp-index.ts reads bodies by)', () => {
+  const input = 'EHLO hub\r\nMAIL FROM:<a@x>\r\nRCPT TO:<r@y>\r\nDATA\r\nSubject: s\r\n\r\n..x\r\n.\r\nMAIL FROM:<>\nRCPT TO:<p@y>\nDATA\n.\nQUIT\n';
+  const stuffed = ['Subject: s\r\n\r\n..x\r\n', ''];
+
+  test('dataStart and dataEnd frame the dot-stuffed text, whatever the chunk borders; without bodies, no body events and the same sizes', () => {
+    for (let cut = 0; cut <= input.length; cut++) {
+      for (const bodies of [true, false]) {
+        const r = new BsmtpReader({ bodies });
+        const events = [...r.push(b(input.slice(0, cut))), ...r.push(b(input.slice(cut))), ...r.end()];
+        const starts = events.flatMap((e) => (e.type === 'message' ? [e.dataStart] : []));
+        const ends = events.flatMap((e) => (e.type === 'end-of-message' ? [e.dataEnd] : []));
+        expect(starts.map((s, i) => input.slice(s, ends[i])), `cut ${cut}`).toEqual(stuffed);
+        expect(events.flatMap((e) => (e.type === 'end-of-message' ? [e.size] : []))).toEqual([15, 0]); // un-stuffed, LF line ends
+        expect(events.some((e) => e.type === 'body')).toBe(bodies);
+      }
+    }
+  });
+
+  test('a source route is dropped, the mailbox kept (RFC 5321 §4.1.1.3)', () => {
+    const v = read('MAIL FROM:<@hub.example,@gw.example:a@x> RET=HDRS\nRCPT TO:<@gw.example:r@y>\nDATA\nbody\n.\n');
+    expect(v.transactions[0]!.envelope).toEqual({ sender: 'a@x', mailParams: [{ name: 'RET', value: 'HDRS' }], recipients: [{ address: 'r@y', params: [] }] });
+  });
+});
