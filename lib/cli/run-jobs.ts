@@ -43,10 +43,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } else throw new MailbagError('usage', `mailbag run: unknown argument ${JSON.stringify(a)} (see mailbag run --help)`);
   }
   const config = loadConfig({ path: configPath, env: io.env, cwd: io.cwd });
+  // a name the configuration does not have (a typo) would run nothing and exit 0
+  const unknown = peers.filter((p) => !Object.hasOwn(config.peers, p));
+  if (unknown.length > 0) {
+    throw new MailbagError('unknown-peer', `no peer ${unknown.map((p) => JSON.stringify(p)).join(', ')} in the configuration (peers: ${Object.keys(config.peers).sort().join(', ') || 'none'})`);
+  }
   // outgoing jobs older than queue_lifetime fail here too, so a cron'd run sends their
   // notices while the peer stays unreachable (a peer in a session now is left to it)
   for (const peer of peers.length > 0 ? peers : Object.keys(config.peers).sort()) {
-    if (!Object.hasOwn(config.peers, peer)) continue;
     for (const id of (await expireQueued(config, peer)) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
   }
   const summary = await runJobs({

@@ -7,7 +7,7 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
-import { readdir, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
@@ -22,6 +22,7 @@ import type { NoticeRecipient } from '../notice/dsn.js';
 import { sendNotice, type NoticeRequest } from './notify.js';
 import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '../session/idle-recovery.js';
 import { faultPoint } from '../spool/fault.js';
+import { parseLock } from '../spool/lock.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
 import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
@@ -351,12 +352,26 @@ export class Runner {
     await writeState(this.spool, peer, id, state);
   }
 
-  /** Failed jobs whose notice has not gone out yet (a crash or a temporary refusal). */
+  /**
+   * Failed jobs whose notice has not gone out yet (a crash or a temporary refusal). A job
+   * that cannot be read stops only its own notice: said once and recorded when that is for
+   * good (nobody can be told), left for the next run when temporary.
+   */
   private async pendingNotices(d: Deliverer, peer: string): Promise<void> {
     for (const ref of await this.spool.listJobs('failed', peer)) {
       const state = await readState(this.spool, peer, ref.id).catch(() => undefined);
       if (!state?.failed || state.failed.noticeSent) continue;
-      const job = await this.spool.readJob(ref);
+      let job: OpenJob;
+      try {
+        job = await this.spool.readJob(ref);
+      } catch (err) {
+        const e = asMailbagError(err);
+        this.log(`${peer}/${ref.id}: no notice can be sent${e.temporary ? ' now' : ''}: ${e.message}`);
+        if (e.temporary) continue;
+        state.failed.noticeSent = true;
+        await writeState(this.spool, peer, ref.id, state);
+        continue;
+      }
       const txs = await this.transactionsOf(job);
       if (txs && Object.keys(state.tx).length === 0) {
         // failed as a whole before any delivery (our peer refused it for good): every
@@ -447,6 +462,8 @@ export class Runner {
       } catch (err) {
         const e = asMailbagError(err);
         if (e.code !== 'locked') throw e;
+        // a file there that is not a lock stops every runner of the peer: not "another runner"
+        if (!(await this.lockHeld(`runner.${peer}`))) throw e;
         // after our own round: the new holder lists in/PEER/ once it has the lock
         if (round > 0) return;
         this.log(`${peer}: another runner is at work (${e.message}); it runs ${peer}'s jobs, also those that come in before it ends`);
@@ -475,6 +492,12 @@ export class Runner {
       }
       if (!(await this.moreToRun(peer, seen, pass))) return;
     }
+  }
+
+  /** Whether locks/NAME.lock is a lock someone holds (not gone, not a file of something else). */
+  private async lockHeld(name: string): Promise<boolean> {
+    const text = await readFile(this.spool.path('locks', `${name}.lock`), 'utf8').catch(() => undefined);
+    return text === undefined || parseLock(text) !== undefined;
   }
 
   /** S4/S7 of a dead session with `peer`, under our runner lock; a failure is reported once. */

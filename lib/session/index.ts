@@ -6,7 +6,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PeerConfig } from '../config/types.js';
-import { ConfigError, MailbagError, SessionError } from '../errors.js';
+import { asMailbagError, ConfigError, MailbagError, SessionError } from '../errors.js';
 import { isJobId } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
@@ -305,14 +305,17 @@ export async function jobsWaiting(config: Config, peer: string): Promise<boolean
 /**
  * Hand the jobs a session received from `peer` to the runner (lib/runner, `mailbag run
  * PEER`). A runner failure does not undo the session: the jobs wait in in/PEER/ for the
- * next run, and the failure is logged, not thrown.
+ * next run. It is returned in `unfinished` (temporary: 75), as a killed session's moves
+ * that cannot be finished are, for the caller to report (sync and dispatch on stderr and
+ * in their exit status, serve on stderr), never only logged.
  */
-export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<RunSummary | undefined> {
+export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<RunSummary> {
   try {
     const { runJobs } = await import('../runner/runner.js');
     return await runJobs({ config, peers: [peer], ...(log ? { log } : {}) });
   } catch (err) {
-    log?.(`the received jobs wait in in/${peer}/ for mailbag run: ${err instanceof Error ? err.message : String(err)}`);
-    return undefined;
+    const cause = asMailbagError(err);
+    const error = new MailbagError(cause.temporary ? cause.code : 'internal', `${peer}: the received jobs wait in in/${peer}/ for the next mailbag run: ${cause.message}`, { cause });
+    return { done: 0, retry: 0, failed: 0, skipped: 0, unfinished: [{ peer, error }] };
   }
 }

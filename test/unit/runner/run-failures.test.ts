@@ -1,0 +1,92 @@
+// Failures of a run that must not pass for success: a runner lock file that is not a
+// lock (no other runner is at work: nothing would ever run the peer's jobs), a run step
+// of a session whose runner fails (sync, serve and dispatch report it and sync exits 75,
+// also with --quiet), one unreadable job in failed/ (it stopped every peer's delivery),
+// and `mailbag run --peer` with a name the configuration does not have.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { main as runMain } from '../../../lib/cli/run-jobs.js';
+import type { CliIo } from '../../../lib/cli/io.js';
+import { failureLine } from '../../../lib/cli/run.js';
+import { asMailbagError } from '../../../lib/errors.js';
+import { newJobId } from '../../../lib/job/id.js';
+import { runJobs } from '../../../lib/runner/runner.js';
+import { readState, writeState, emptyState } from '../../../lib/runner/state.js';
+import { runReceivedJobs } from '../../../lib/session/index.js';
+import { makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
+
+let site: Site | undefined;
+afterEach(() => {
+  site?.cleanup();
+  site = undefined;
+});
+
+async function run(s: Site, argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const o: Buffer[] = [];
+  const e: Buffer[] = [];
+  out.on('data', (c: Buffer) => o.push(c));
+  err.on('data', (c: Buffer) => e.push(c));
+  const io: CliIo = { stdin: Readable.from([]), stdout: out, stderr: err, env: s.env, cwd: s.dir, isTTY: false };
+  const code = await runMain(['--config', join(s.dir, 'mailbag.toml'), ...argv], io);
+  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
+}
+
+describe('failures a run must not hide', () => {
+  it('a runner lock file that is not a lock: mailbag run exits 75 naming it (not "another runner is at work", exit 0)', async () => {
+    site = await makeSite();
+    await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const junk = join(site.spool.root, 'locks', 'runner.hub.lock');
+    writeFileSync(junk, 'leftover\n');
+    const err = await run(site, []).then(() => undefined, (e: unknown) => e);
+    // what runAsProcess makes of it: this line on stderr, exit 75
+    expect(asMailbagError(err).exitCode).toBe(75);
+    expect(failureLine(err, 'mailbag run')).toBe(`4.3.0 mailbag run: spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running`);
+    expect(site.sendmailCalls()).toHaveLength(0);
+  });
+
+  it('a session\'s run step whose runner fails returns the failure (sync prints it and exits 75), not a log line alone', async () => {
+    site = await makeSite();
+    await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    writeFileSync(join(site.spool.root, 'locks', 'runner.hub.lock'), 'leftover\n');
+    const lines: string[] = [];
+    const summary = await runReceivedJobs(site.config, 'hub', (l) => lines.push(l));
+    expect(summary?.unfinished).toHaveLength(1);
+    const e = summary!.unfinished![0]!;
+    expect(e.peer).toBe('hub');
+    expect(e.error.exitCode).toBe(75);
+    expect(e.error.message).toMatch(/^hub: the received jobs wait in in\/hub\/ for the next mailbag run: spool: .* is not a mailbag lock file/);
+  });
+
+  it('an unreadable job in failed/ that still owes a notice does not stop the delivery of the other jobs', async () => {
+    site = await makeSite({ toml: '[peers.hub2]\ntransport = "command"\ncommand = ["true"]' });
+    const bad = newJobId();
+    await site.spool.ensureDir('failed', 'hub');
+    writeFileSync(join(site.spool.root, 'failed', 'hub', bad), 'not a job at all\n');
+    await writeState(site.spool, 'hub', bad, { ...emptyState(), failed: { reason: 'refused by hub', at: new Date().toISOString(), status: '5.7.1', noticeSent: false } });
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const lines: string[] = [];
+    const summary = await runJobs({ config: site.config, spool: site.spool, env: site.env, log: (l) => lines.push(l) });
+    expect(summary).toMatchObject({ done: 1, retry: 0, failed: 0 });
+    expect(lines).toContain(`hub/${id}: done`);
+    expect(lines.some((l) => l.startsWith(`hub/${bad}: no notice can be sent: `))).toBe(true);
+    // said once: the next run does not try again
+    expect((await readState(site.spool, 'hub', bad))?.failed?.noticeSent).toBe(true);
+    const again: string[] = [];
+    await runJobs({ config: site.config, spool: site.spool, env: site.env, log: (l) => again.push(l) });
+    expect(again.filter((l) => l.includes(bad))).toEqual([]);
+  });
+
+  it('mailbag run --peer NAME for a peer the configuration does not have: 75 and 4.3.5 (a typo ran nothing and exited 0)', async () => {
+    site = await makeSite();
+    await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const err = await run(site, ['--peer', 'hbu']).then(() => undefined, (e: unknown) => e);
+    expect(asMailbagError(err).exitCode).toBe(75);
+    expect(failureLine(err, 'mailbag run')).toBe('4.3.5 mailbag run: no peer "hbu" in the configuration (peers: hub)');
+    expect(site.sendmailCalls()).toHaveLength(0);
+  });
+});
