@@ -3,13 +3,13 @@
 // lock is held) is skipped, so two dispatchers never take the same mail.
 
 import { loadConfig } from '../config/index.js';
-import { MailbagError } from '../errors.js';
+import { asMailbagError, MailbagError } from '../errors.js';
 import { leftovers } from '../session/idle-recovery.js';
 import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
-import { RUN_FLAGS, summaryLine } from './sync.js';
+import { checkDrained, RUN_FLAGS, summaryLine } from './sync.js';
 
 const USAGE = 'usage: mailbag dispatch [--config FILE] [--no-run] [--quiet]';
 
@@ -62,7 +62,15 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const owed = leftBehind.delete(e.peer) || expiredHere;
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
       if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runStep(e.peer);
-      if (!e.result.drained) io.stderr.write(`${e.peer}: not everything crossed (refused or held bags); see mailbag sync ${e.peer}\n`);
+      // as for mailbag sync: what did not cross (refused bags, jobs too large for the peer,
+      // failed here) makes the exit status, with the reasons on stderr
+      try {
+        checkDrained(e.peer, e.result);
+      } catch (err) {
+        const error = asMailbagError(err);
+        io.stderr.write(`${failureLine(error, e.peer)}\n`);
+        firstError ??= error;
+      }
     } else if (e.skipped) {
       if (!quiet) io.stdout.write(`${e.peer}: skipped: ${e.skipped}\n`);
     } else if (e.error) {
