@@ -2,6 +2,7 @@
 // in-process with their own streams, environment and working directory.
 
 import type { Readable, Writable } from 'node:stream';
+import { armSpoolOwnerSwitch } from '../spool/owner.js';
 
 export interface CliIo {
   stdin: Readable;
@@ -13,7 +14,14 @@ export interface CliIo {
   isTTY: boolean;
 }
 
+/**
+ * The io of the command this process runs (lib/cli/run.ts's runAsProcess). Being the
+ * process also arms lib/spool/owner.ts: started as root on a spool that belongs to
+ * another user, the command becomes that user when it loads its configuration (a line
+ * on stderr with MAILBAG_TRACE).
+ */
 export function processIo(): CliIo {
+  armSpoolOwnerSwitch(process.env, process.env.MAILBAG_TRACE ? (line) => void process.stderr.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) : undefined);
   // Getters, not values: touching process.stdin/stdout/stderr builds a stream each
   // (a few ms), and the front doors an MTA runs once per message may never need one.
   return {

@@ -3,6 +3,8 @@
 // is checked: an unknown key or a wrong type is a ConfigError naming the file, the key
 // and what is wrong. Synchronous and cheap, because the enqueue front doors load it once
 // per message (they are bundled into one file, so even the TOML parser costs no lookups).
+// In a command run as its own process, started as root on a spool another user owns,
+// loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -11,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../errors.js';
 import { LIMITS } from '../limits.js';
+import { becomeSpoolOwner, spoolOwnerSwitchArmed } from '../spool/owner.js';
 import { parseDuration, parseSize } from './units.js';
 import type {
   Codec, Config, DeliveryConfig, DeliveryMethod, Endpoint, HostPort, LimitsConfig, LmtpConfig,
@@ -46,8 +49,21 @@ export interface LoadConfigOptions {
   systemFile?: string;
 }
 
-/** Find, read and validate the configuration (see the search order above). */
+/**
+ * Find, read and validate the configuration (see the search order above). In a process
+ * armed for it (lib/spool/owner.ts), started as root on a spool that belongs to another
+ * user, the process becomes that user here, before anything else is opened, and the
+ * configuration is read again as that user: the run is the one the owner would make
+ * (a file the owner cannot read fails as it would for the owner; the defaults that
+ * depend on HOME are the owner's).
+ */
 export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const config = findConfig(options);
+  if (!spoolOwnerSwitchArmed()) return config;
+  return becomeSpoolOwner(config.spool) ? findConfig(options) : config;
+}
+
+function findConfig(options: LoadConfigOptions): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const explicit = options.path ?? (env.MAILBAG_CONFIG || undefined);
