@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { SpoolError } from '../errors.js';
+import { tierUpLater } from '../memory.js';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
 import { StageBatches } from './stage-batch.js';
 import { SHARED_AVAILABLE, SHARED_BEAT, SHARED_STOP, SHARED_WAITING, SHARED_WORDS, type StageRequest, type StageResult } from './stage-bag.js';
@@ -155,8 +156,13 @@ export function stageWhere(): 'worker' | 'caller' {
   return STAGE_WORKER_BUILT || settings.script !== undefined ? 'worker' : 'caller';
 }
 
-/** Start the stage worker now, idle and unref'd, so its start-up overlaps other work. */
+/**
+ * Start the stage worker now, idle and unref'd, so its start-up overlaps other work. A
+ * receiver's process (serveLink, at serve's start) also asks V8 to tier up later
+ * (lib/memory.ts: most of what a short session runs is not worth optimizing).
+ */
 export function prestartStageWorker(): void {
+  tierUpLater();
   if (stageWhere() === 'worker') thread ??= startThread();
 }
 

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { YoungGcPacer } from '../../lib/memory.js';
+import { INTERRUPT_BUDGET, YoungGcPacer } from '../../lib/memory.js';
 import { builtLib, haveBuild, removeBuiltLib } from './spool/built.js';
 
 describe('YoungGcPacer', () => {
@@ -62,4 +62,22 @@ describe('capYoungGeneration', () => {
   });
 
   afterAll(removeBuiltLib);
+});
+
+describe('tierUpLater', () => {
+  // V8's flags are the process's: read in children (the TypeScript sources through the
+  // bag tests' module hooks), through the tag V8 derives from them
+  const hooks = JSON.stringify(new URL('./bag/ts-hooks.mjs', import.meta.url).href);
+  const src = (p: string): string => JSON.stringify(new URL(`../../lib/${p}`, import.meta.url).href);
+  const print = 'console.log((await import("node:v8")).cachedDataVersionTag());';
+  const tag = (args: string[], script: string): number =>
+    Number(execFileSync(process.execPath, [...args, '--input-type=module', '-e', `import { register } from 'node:module'; register(${hooks}); ${script}`], { encoding: 'utf8', timeout: 50_000 }).trim().split('\n').pop());
+
+  it('sets V8\'s interrupt budget to INTERRUPT_BUDGET; a receiver\'s prestart of the stage worker does so', () => {
+    const plain = tag([], print);
+    const budget = tag([`--interrupt-budget=${INTERRUPT_BUDGET}`], print);
+    expect(budget).not.toBe(plain);
+    expect(tag([], `const m = await import(${src('memory.ts')}); ${print} m.tierUpLater(); ${print}`)).toBe(budget);
+    expect(tag([], `const m = await import(${src('session/stage-ops.ts')}); m.prestartStageWorker(); ${print} await m.stopStageWorker();`)).toBe(budget);
+  });
 });
