@@ -217,10 +217,15 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
     options?.signal?.addEventListener('abort', onAbort);
     client.on('error', onError);
     client.on('close', onClose);
-    if (trace) {
-      client.once('connect', () => trace('ssh: TCP connected'));
-      client.once('handshake', (n) => trace(`ssh: keys exchanged (${n.kex}, ${n.serverHostKey}, ${n.cs.cipher}${n.cs.mac ? ` ${n.cs.mac}` : ''})`));
-    }
+    client.once('connect', () => {
+      // before ssh2 writes anything: without TCP_NODELAY, Nagle holds each small packet
+      // written right after another (NEWKEYS then SERVICE_REQUEST, the signed userauth
+      // request, the exec request) until the first is acknowledged, and the far side delays
+      // that ACK by up to 40 ms: 35-65 ms more from connect to the exec channel on loopback
+      client.setNoDelay(true);
+      trace?.('ssh: TCP connected');
+    });
+    if (trace) client.once('handshake', (n) => trace(`ssh: keys exchanged (${n.kex}, ${n.serverHostKey}, ${n.cs.cipher}${n.cs.mac ? ` ${n.cs.mac}` : ''})`));
     client.once('ready', () => {
       ready = true;
       trace?.('ssh: authenticated');

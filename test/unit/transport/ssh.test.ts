@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utils } from 'ssh2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateKeyPair, sshTransport, startSshServer, type ExecRequest, type SshOptions, type SshServerHandle } from '../../../lib/transport/index.js';
 import { need } from '../../helpers/need.js';
 import { privateFileIn, refused, roundTrip } from '../../helpers/ssh-link.js';
@@ -105,6 +105,26 @@ describe('ssh transport over the embedded server', () => {
     const other = generateKeyPair('other').publicKey.split(' ').slice(0, 2).join(' ');
     expect((await refused(opts({ knownHosts: file('known_traced', `[127.0.0.1]:${server.port} ${other}\n`), trace: (l) => refusedLines.push(l) }))).code).toBe('host-key');
     expect(refusedLines).toContain('ssh: host key ssh-ed25519 changed');
+  });
+
+  it('turns Nagle off on its TCP socket before the handshake (small packets in a row are not held for an ACK)', async () => {
+    const { Socket } = await import('node:net');
+    const noDelay = vi.spyOn(Socket.prototype, 'setNoDelay');
+    const written = vi.spyOn(Socket.prototype, 'write');
+    try {
+      const link = await sshTransport(opts()).connect();
+      expect((await roundTrip(link, Buffer.from('n'))).toString()).toBe('n');
+      const on = noDelay.mock.calls.findIndex((c) => c[0] === true);
+      expect(on).toBeGreaterThanOrEqual(0);
+      // on the client's socket, before its first write there (its version line)
+      const sock = noDelay.mock.contexts[on];
+      const first = written.mock.contexts.findIndex((c) => c === sock);
+      expect(first).toBeGreaterThanOrEqual(0);
+      expect(noDelay.mock.invocationCallOrder[on]!).toBeLessThan(written.mock.invocationCallOrder[first]!);
+    } finally {
+      noDelay.mockRestore();
+      written.mockRestore();
+    }
   });
 
   it('reports the remote exit status and stderr', async () => {
