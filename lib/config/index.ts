@@ -47,6 +47,8 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** the system file to try third; default /etc/mailbag/mailbag.toml (tests point it elsewhere) */
   systemFile?: string;
+  /** where the package lives, for the default spool; default packageRoot() (tests point it elsewhere) */
+  packageRoot?: string;
 }
 
 /**
@@ -60,26 +62,33 @@ export interface LoadConfigOptions {
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const config = findConfig(options);
   if (!spoolOwnerSwitchArmed()) return config;
-  return becomeSpoolOwner(config.spool) ? findConfig(options) : config;
+  let spool: string;
+  try {
+    spool = config.spool;
+  } catch {
+    return config; // no spool is set (an installed package): the command that needs one says so
+  }
+  return becomeSpoolOwner(spool) ? findConfig(options) : config;
 }
 
 function findConfig(options: LoadConfigOptions): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
+  const root = options.packageRoot ?? packageRoot();
   const explicit = options.path ?? (env.MAILBAG_CONFIG || undefined);
   if (explicit !== undefined) {
     const file = resolve(cwd, explicit);
-    return parseConfig(readConfigFile(file, true)!, file);
+    return parseConfig(readConfigFile(file, true)!, file, root);
   }
   const system = options.systemFile ?? SYSTEM_CONFIG;
   const text = readConfigFile(system, false);
-  if (text === undefined) return defaultConfig();
-  return parseConfig(text, system);
+  if (text === undefined) return defaultConfig(root);
+  return parseConfig(text, system, root);
 }
 
 /** The configuration used when there is no file: the checkout's spool, the host's name. */
-export function defaultConfig(): Config {
-  return validate({}, undefined, packageRoot());
+export function defaultConfig(root: string = packageRoot()): Config {
+  return validate({}, undefined, root, root);
 }
 
 function readConfigFile(file: string, required: boolean): string | undefined {
@@ -93,8 +102,11 @@ function readConfigFile(file: string, required: boolean): string | undefined {
   }
 }
 
-/** Parse and validate the text of a configuration file; `file` names it in errors and anchors relative paths. */
-export function parseConfig(text: string, file: string): Config {
+/**
+ * Parse and validate the text of a configuration file; `file` names it in errors and
+ * anchors relative paths; `root` is where the package lives (the default spool).
+ */
+export function parseConfig(text: string, file: string, root: string = packageRoot()): Config {
   let raw: Record<string, unknown>;
   try {
     raw = parseToml(text) as Record<string, unknown>;
@@ -104,7 +116,7 @@ export function parseConfig(text: string, file: string): Config {
     const where = e.line !== undefined ? `line ${e.line}, column ${e.column}: ` : '';
     throw new ConfigError(`not valid TOML: ${where}${first}`, { file, cause: err });
   }
-  return validate(raw, file, dirname(file));
+  return validate(raw, file, dirname(file), root);
 }
 
 /** Where this package lives: lib/config/ in a checkout, dist/lib/config/ when built. */
@@ -112,6 +124,25 @@ export function packageRoot(): string {
   let root = fileURLToPath(new URL('../..', import.meta.url));
   if (basename(root) === 'dist') root = dirname(root);
   return root.replace(/\/+$/, '') || '/';
+}
+
+/**
+ * The default spool: `spool/` of a checkout (README's `npm start` demo, a fresh clone's
+ * tests). undefined for an installed package (a `node_modules` component in its path):
+ * `npm install -g` replaces the package's directory on upgrade, and a spool in it goes
+ * with it, jobs and ledger included (verified). There `spool` must be set.
+ */
+export function defaultSpool(root: string = packageRoot()): string | undefined {
+  return root.split('/').includes('node_modules') ? undefined : join(root, 'spool');
+}
+
+/** The error a missing `spool` of an installed package gives, when the spool is first needed. */
+function spoolNotSet(file: string | undefined, root: string): ConfigError {
+  return new ConfigError(
+    `not set, and the default (${join(root, 'spool')}) lies inside the installed package, which the next npm install -g replaces with every job in it: ` +
+      `set spool = "/var/spool/mailbag" (or another directory owned by the account that runs mailbag) in ${file ?? SYSTEM_CONFIG}`,
+    { file: file ?? '(built-in defaults)', key: 'spool' },
+  );
 }
 
 // ---------------------------------------------------------------------------------
@@ -267,11 +298,12 @@ function hostSiteName(): string {
   return label || 'localhost';
 }
 
-function validate(raw: Raw, file: string | undefined, base: string): Config {
+function validate(raw: Raw, file: string | undefined, base: string, root: string): Config {
   const top = new Table(file, '', raw);
   const siteText = top.string('site');
   const site = siteText === undefined ? hostSiteName() : name(top, 'site', siteText, 'site');
-  const spool = path(top, 'spool', base) ?? join(packageRoot(), 'spool');
+  // '' while unset in an installed package: the getters below throw where it is needed
+  const spool = path(top, 'spool', base) ?? defaultSpool(root) ?? '';
   const queueLifetimeMs = top.duration('queue_lifetime', 5 * DAY);
   const ledgerRetentionMs = top.duration('ledger_retention', 14 * DAY);
   const limits = validateLimits(top.table('limits'));
@@ -286,7 +318,22 @@ function validate(raw: Raw, file: string | undefined, base: string): Config {
   peersTable.finish();
   const lmtp = validateLmtp(top.table('lmtp'), spool, peers);
   top.finish();
-  return { file, site, spool, queueLifetimeMs, ledgerRetentionMs, limits, delivery, lmtp, peers };
+  const config: Config = { file, site, spool, queueLifetimeMs, ledgerRetentionMs, limits, delivery, lmtp, peers };
+  if (spool === '') {
+    // an installed package without `spool`: the commands that never open a spool (rmail,
+    // an rsmtp without one) still work; every other fails, with exit 75 (4.3.5), when it
+    // first asks for the spool, so an MTA keeps the mail until the admin has set it
+    const fail = (): never => {
+      throw spoolNotSet(file, root);
+    };
+    Object.defineProperty(config, 'spool', { get: fail, enumerable: true });
+    // lmtp.socket is relative to the spool unless written as an absolute path
+    const socket = isTable(raw.lmtp) ? raw.lmtp.socket : undefined;
+    if (typeof socket !== 'string' || !isAbsolute(socket)) {
+      Object.defineProperty(config.lmtp, 'socket', { get: fail, enumerable: true });
+    }
+  }
+  return config;
 }
 
 function validateLimits(t: Table): LimitsConfig {
