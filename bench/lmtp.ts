@@ -378,6 +378,8 @@ export async function main(argv: string[]): Promise<number> {
     // how long the release itself took: postsuper -H (moving the held queue files) and postqueue -f
     // lmtp: when the 1st, 10th and 50th measured transactions began their DATA, ms after postsuper -H returned
     let dataMs: number[] = [];
+    // lmtp: per job, from its id and its file's mtime and ctime (median / 90th percentile, ms)
+    let jobSpans = '';
     const releaseMs: Partial<Record<Method, { postsuper: number; postqueue: number; jobsBeforeFlush: number }>> = {};
     for (const method of o.methods) {
       if (o.warmUp > 0) {
@@ -429,9 +431,21 @@ export async function main(argv: string[]): Promise<number> {
       firstMs[method] = Number(first - released) / 1e6;
       if (method === 'lmtp') {
         // a job's id holds the time its DATA began at lmtpd: when the first deliveries got that far
-        const began = readdirSync(join(lmtpd.spool, 'out', 'hub')).map((n) => parseInt(n.slice(0, 12), 16)).filter((t) => t >= startWall).sort((a, b) => a - b);
+        const hub = join(lmtpd.spool, 'out', 'hub');
+        const jobs = readdirSync(hub).map((n) => ({ n, t: parseInt(n.slice(0, 12), 16) })).filter((j) => j.t >= startWall).sort((a, b) => a.t - b.t);
         const flushWall = startWall + Number(released - start) / 1e6;
-        dataMs = [began[0], began[9], began[49]].map((t) => (t === undefined ? NaN : t - flushWall));
+        dataMs = [jobs[0]?.t, jobs[9]?.t, jobs[49]?.t].map((t) => (t === undefined ? NaN : t - flushWall));
+        // and from each job file's times: DATA begun → its last write (the message received),
+        // last write → linked into out/hub (link(2) sets the ctime; after the job's fsync)
+        const spans = jobs.map((j) => {
+          const st = statSync(join(hub, j.n));
+          return { receive: st.mtimeMs - j.t, commit: st.ctimeMs - st.mtimeMs };
+        });
+        const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
+        const p90 = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length * 0.9)] ?? NaN;
+        const show = (part: typeof spans): string =>
+          `receiving ${median(part.map((x) => x.receive)).toFixed(1)} / ${p90(part.map((x) => x.receive)).toFixed(1)}, written → linked ${median(part.map((x) => x.commit)).toFixed(1)} / ${p90(part.map((x) => x.commit)).toFixed(1)}`;
+        jobSpans = `first 50 jobs: ${show(spans.slice(0, 50))}; all: ${show(spans)}`;
       }
       releaseMs[method] = { postsuper: Number(released - start) / 1e6, postqueue: Number(flushed - released) / 1e6, jobsBeforeFlush: jobsAtFlush };
       // let the last pipe daemons reap their children before the CPU is read
@@ -500,13 +514,14 @@ export async function main(argv: string[]): Promise<number> {
       ...(byName.lmtp
         ? [
             `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message, of it ${lmtpdSysPerMessage.toFixed(2)} ms in the kernel, ${lmtpdMainPerMessage.toFixed(2)} ms on its event-loop thread (the rest of LMTP's CPU is Postfix: qmgr and its lmtp client)`,
+            `lmtpd, per job (median / 90th percentile, ms; from its id, mtime and ctime): ${jobSpans}`,
             `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, jobSpans, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
