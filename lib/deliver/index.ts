@@ -9,7 +9,7 @@ import type { DeliveryConfig } from '../config/types.js';
 import { detectMta, type MtaKind } from './mta.js';
 import type { Transaction } from './message.js';
 import type { RecipientResult } from './result.js';
-import { deliverWithSendmail } from './sendmail.js';
+import { childEnded, deliverWithSendmail } from './sendmail.js';
 import { SmtpLinkError, SmtpSession } from './smtp-client.js';
 import { deliverWithEximBatch } from './exim-bs.js';
 
@@ -104,7 +104,8 @@ export class Deliverer {
       child.once('spawn', () => resolve(undefined));
       child.once('error', (e) => resolve(e));
     });
-    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    // its 'close', or soon after its exit when a process it left behind holds its pipes
+    const exited = childEnded(child);
     let i = 0;
     try {
       const spawnError = await spawned;

@@ -5,7 +5,7 @@
 // The exit status is read as sendmail itself reads a mailer's: 71/74/75 and signals
 // are temporary, anything else permanent.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { openPlain, paramValue, xtextDecode, type Transaction } from './message.js';
 import type { RecipientResult } from './result.js';
@@ -50,6 +50,34 @@ export interface ChildOutcome {
   spawnError?: Error;
 }
 
+/**
+ * How long after a command's exit its stdout and stderr may stay open: a process it left
+ * behind (a background delivery that kept our pipes) would otherwise hold the runner until
+ * it ends, and the timeout's SIGKILL reaches only the command itself.
+ */
+export const CHILD_CLOSE_GRACE_MS = 2_000;
+
+/**
+ * The child's end: its 'close', or CHILD_CLOSE_GRACE_MS after its 'exit' when something
+ * it started still holds its pipes (they are then let go: what comes later is not read).
+ */
+export function childEnded(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    let grace: NodeJS.Timeout | undefined;
+    child.once('exit', (code, signal) => {
+      grace = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        resolve({ code, signal });
+      }, CHILD_CLOSE_GRACE_MS);
+    });
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      if (grace) clearTimeout(grace);
+      resolve({ code, signal });
+    });
+  });
+}
+
 /** Run a program with `input` as stdin; bounded wait; output kept to its first 4 KiB. */
 export function runChild(program: string, argv: string[], input: Readable | Buffer | undefined, env: NodeJS.ProcessEnv, timeoutMs = 600_000): Promise<ChildOutcome> {
   return new Promise((resolve) => {
@@ -75,7 +103,7 @@ export function runChild(program: string, argv: string[], input: Readable | Buff
       if (input && !Buffer.isBuffer(input)) input.destroy();
       resolve({ code: null, signal: null, output, spawnError: err });
     });
-    child.on('close', (code, signal) => {
+    void childEnded(child).then(({ code, signal }) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -87,4 +87,33 @@ describe('deliverWithSendmail', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('runChild and a command that leaves a process behind', () => {
+  it('returns the exit status once the command has exited, not when what it started lets go of its stdout', async () => {
+    const { runChild } = await import('../../../lib/deliver/sendmail.js');
+    const dir = mkdtempSync(join(tmpdir(), 'mailbag-runchild-'));
+    const pidFile = join(dir, 'pid');
+    const doneFile = join(dir, 'done');
+    try {
+      // a sendmail that hands the message to a background process (it keeps our pipes) and exits 0
+      const program = join(dir, 'sendmail');
+      writeFileSync(program, `#!/bin/sh\ncat > /dev/null\necho queued\n(sleep 20; : > ${JSON.stringify(doneFile)}) &\necho $! > ${JSON.stringify(pidFile)}\nexit 0\n`, { mode: 0o755 });
+      const out = await runChild(program, ['-oi', '--', 'r@y'], Buffer.from('Subject: x\n\nbody\n'), process.env);
+      expect(out).toMatchObject({ code: 0, signal: null });
+      expect(out.output).toContain('queued');
+      // answered while the process left behind still runs (before: only once it had ended)
+      expect(existsSync(doneFile)).toBe(false);
+    } finally {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
