@@ -58,8 +58,11 @@ export interface RunSummary {
   /** not due yet, locked, or of an unknown peer */
   skipped: number;
   /**
-   * peers whose killed session could not be finished (docs/spool.md S4, S7): its
-   * committed jobs stay in bags/in/PEER/ undelivered; present only when there are any
+   * failures of the run that leave jobs undelivered, present only when there are any:
+   * a peer whose killed session could not be finished (docs/spool.md S4, S7: its
+   * committed jobs stay in bags/in/PEER/), a peer with jobs our own spool kept from
+   * running (a runner record it cannot read, a full disk; one entry per peer), and from
+   * lib/session runReceivedJobs, a runner that failed as a whole
    */
   unfinished?: { peer: string; error: MailbagError }[];
 }
@@ -453,8 +456,17 @@ export class Runner {
    * later run because two runners met.
    */
   async runPeer(peer: string, summary: RunSummary, unfinished: { peer: string; error: MailbagError }[] = []): Promise<void> {
+    const pass: PassState = { busyReported: false, recovery: 'clean', spoolFailures: 0 };
+    try {
+      await this.rounds(peer, summary, unfinished, pass);
+    } finally {
+      const first = pass.firstSpoolFailure;
+      if (first) unfinished.push({ peer, error: new MailbagError(first.code, `${peer}: ${pass.spoolFailures} job(s) could not be run (${first.message})`, { cause: first }) });
+    }
+  }
+
+  private async rounds(peer: string, summary: RunSummary, unfinished: { peer: string; error: MailbagError }[], pass: PassState): Promise<void> {
     const seen = new Set<string>();
-    const pass: PassState = { busyReported: false, recovery: 'clean' };
     for (let round = 0; ; round++) {
       let lock;
       try {
@@ -485,7 +497,7 @@ export class Runner {
           const refs = (await this.spool.listJobs('in', peer)).filter((r) => !seen.has(r.id));
           if (refs.length === 0) break;
           for (const r of refs) seen.add(r.id);
-          await this.runRefs(peer, refs, summary);
+          await this.runRefs(peer, refs, summary, pass);
         }
       } finally {
         await lock.release();
@@ -528,7 +540,7 @@ export class Runner {
   }
 
   /** One pass over `refs` with delivery.concurrency workers, in batches with a journal each. */
-  private async runRefs(peer: string, refs: JobRef[], summary: RunSummary): Promise<void> {
+  private async runRefs(peer: string, refs: JobRef[], summary: RunSummary, pass: PassState): Promise<void> {
     const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -547,8 +559,15 @@ export class Runner {
               outcome = await this.runOne(ref, d);
             } catch (err) {
               // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
-              this.log(`${peer}/${ref.id}: ${asMailbagError(err).message}`);
+              const e = asMailbagError(err);
+              this.log(`${peer}/${ref.id}: ${e.message}`);
               outcome = 'retry';
+              // our own spool (a record it cannot read, a full disk): not a retry that ends
+              // by itself, a failure of the run (reported once per peer, after the others)
+              if (e.code === 'spool' || e.code === 'spool-full') {
+                pass.spoolFailures++;
+                pass.firstSpoolFailure ??= new MailbagError(e.code, `${peer}/${ref.id}: ${e.message}`, { cause: e });
+              }
             }
             summary[outcome]++;
           }
@@ -571,6 +590,9 @@ interface PassState {
   recovery: 'clean' | 'busy' | 'recovered' | 'failed';
   /** the leftovers that look left in place (leftoversKey) */
   left?: string;
+  /** jobs that could not be run because of our own spool, and the first such error */
+  spoolFailures: number;
+  firstSpoolFailure?: MailbagError;
 }
 
 function leftoversKey(l: Leftovers | undefined): string {

@@ -89,4 +89,19 @@ describe('failures a run must not hide', () => {
     expect(failureLine(err, 'mailbag run')).toBe('4.3.5 mailbag run: no peer "hbu" in the configuration (peers: hub)');
     expect(site.sendmailCalls()).toHaveLength(0);
   });
+
+  it('a job whose runner record this mailbag cannot read (another version) fails the run, once per peer, and the other jobs are run', async () => {
+    site = await makeSite();
+    const stuck = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    await site.spool.ensureDir('run');
+    await site.spool.ensureDir('run', 'hub');
+    writeFileSync(join(site.spool.root, 'run', 'hub', stuck), 'mailbag-run 9\n{}\n');
+    const ok = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const r = await run(site, []);
+    // before: "1 to retry" and exit 0 at every run, the job never run and never expired
+    expect(r.code).toBe(75);
+    expect(r.out).toContain(`hub/${ok}: done`);
+    expect(r.out).toContain('run: 1 done, 1 to retry, 0 failed, 0 skipped');
+    expect(r.err).toBe(`4.3.0 mailbag: hub: 1 job(s) could not be run (hub/${stuck}: ${join(site.spool.root, 'run', 'hub', stuck)}: not a runner record of a version this mailbag knows ("mailbag-run 9"))\n`);
+  });
 });
