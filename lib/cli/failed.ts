@@ -1,7 +1,7 @@
 // `mailbag failed [PEER]`: the jobs that failed for good, with the reason the runner
 // recorded and whether the sender's notice went out. `--json` for scripts.
 
-import { loadConfig } from '../config/index.js';
+import { loadConfig, requirePeer } from '../config/index.js';
 import { listFailed } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
@@ -24,6 +24,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   const spool = await Spool.open(config.spool);
   const jobs = await listFailed(spool, peer);
+  if (peer !== undefined && jobs.length === 0 && !Object.hasOwn(config.peers, peer)) {
+    // as mailbag status PEER: a peer no longer configured may still have failed jobs to
+    // show; one with none is a typo, not a peer without failures (75, 4.3.5, the file to add it to)
+    requirePeer(config, peer);
+  }
   if (json) {
     io.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
     return 0;

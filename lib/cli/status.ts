@@ -1,21 +1,27 @@
 // `mailbag status [PEER] [--json]`: per peer, the jobs and bytes waiting in each queue
 // (out: to send; in: received, waiting for the runner; failed) and the oldest job's age.
-// Read-only: the spool is opened without cleanup and never created; one not made yet is empty.
+// `--jobs`: each received job that waits for the runner, with its attempts, next attempt
+// and last error (the runner's record, run/PEER/ID), so an admin sees why mail is stuck
+// without retrying it. Read-only: the spool is opened without cleanup and never created;
+// one not made yet is empty.
 
 import { statSync } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliIo } from './io.js';
 import { MailbagError, SpoolError } from '../errors.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
+import { readState } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 
 export const STATUS_USAGE = [
-  'Usage: mailbag status [--config FILE] [--json] [PEER]',
+  'Usage: mailbag status [--config FILE] [--json] [--jobs] [PEER]',
   '',
   'Per peer: jobs and bytes queued to send (out), received and waiting for the runner',
-  '(in), and failed, with the age of the oldest job in each. See docs/mailbag-status.md.',
+  '(in), and failed, with the age of the oldest job in each. With --jobs: each job',
+  'waiting in in/ with its attempts, next attempt and last error. See docs/mailbag-status.md.',
   '',
 ].join('\n');
 
@@ -48,24 +54,60 @@ export interface StatusReport {
   peers: PeerStatus[];
 }
 
+/** One received job waiting for the runner (in/PEER/ID), with the runner's record of it. */
+export interface WaitingJob {
+  peer: string;
+  id: string;
+  /** from the job's header; null when the header cannot be read (then `problem` says why) */
+  command: string | null;
+  sender: string | null;
+  recipients: string[];
+  /** bytes of the job file */
+  bytes: number;
+  /** whole seconds since it was written into in/PEER */
+  ageSeconds: number;
+  /** attempts begun so far (0: not tried yet) */
+  attempts: number;
+  /** ISO time before which the runner does not try it again; null: at the next run */
+  nextAttempt: string | null;
+  /** why the latest attempt did not finish */
+  lastError: string | null;
+  /** ISO time of a hand-over whose outcome is not recorded: a runner is at it, or one was killed then */
+  startedAt: string | null;
+  /** the job or its record cannot be read */
+  problem?: string;
+}
+
+export interface JobsReport {
+  version: 1;
+  site: string;
+  spool: string;
+  generated: string;
+  jobs: WaitingJob[];
+  /** per peer, jobs of a killed session's committed bags not yet moved into in/ (mailbag run moves them) */
+  unmoved: Record<string, number>;
+}
+
 interface StatusArgs {
   peer: string | undefined;
   json: boolean;
+  jobs: boolean;
   configPath: string | undefined;
   help: boolean;
 }
 
 export function parseStatusArgs(argv: readonly string[]): StatusArgs {
-  const out: StatusArgs = { peer: undefined, json: false, configPath: undefined, help: false };
+  const out: StatusArgs = { peer: undefined, json: false, jobs: false, configPath: undefined, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json') out.json = true;
+    else if (a === '--jobs') out.jobs = true;
     else if (a === '--help' || a === '-h') out.help = true;
     else if (a === '--config') {
       if (i + 1 >= argv.length) throw new MailbagError('usage', '--config needs a FILE');
       out.configPath = argv[++i]!;
     } else if (a.startsWith('--config=')) out.configPath = a.slice('--config='.length);
-    else if (a.startsWith('-')) throw new MailbagError('usage', `unknown option ${JSON.stringify(a)} (usage: mailbag status [--json] [PEER])`);
+    else if (a.startsWith('-')) throw new MailbagError('usage', `unknown option ${JSON.stringify(a)} (usage: mailbag status [--json] [--jobs] [PEER])`);
     else if (out.peer === undefined) out.peer = a;
     else throw new MailbagError('usage', 'mailbag status takes at most one PEER');
   }
@@ -131,6 +173,81 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
   return { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), peers };
 }
 
+/** Gather the --jobs report: every job of in/PEER (or of every peer), oldest first, with its runner record. */
+export async function gatherJobs(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<JobsReport> {
+  const report: JobsReport = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), jobs: [], unmoved: {} };
+  if (!spoolMade(config.spool)) return report;
+  const spool = await Spool.open(config.spool, { cleanup: false });
+  const names = peer !== undefined ? [peer] : [...new Set([...Object.keys(config.peers), ...(await spool.peers('in'))])].sort();
+  for (const name of names) {
+    for (const ref of await spool.listJobs('in', name)) {
+      const st = await lstat(ref.path).catch(() => undefined);
+      if (!st?.isFile()) continue; // taken by a runner meanwhile
+      const job: WaitingJob = {
+        peer: name, id: ref.id, command: null, sender: null, recipients: [], bytes: st.size,
+        ageSeconds: Math.max(0, Math.floor((now - st.mtimeMs) / 1000)),
+        attempts: 0, nextAttempt: null, lastError: null, startedAt: null,
+      };
+      const problems: string[] = [];
+      try {
+        const { header } = await spool.readJob(ref);
+        job.command = header.command;
+        job.sender = header.sender;
+        job.recipients = header.recipients.length > 0 ? header.recipients : header.args;
+      } catch (err) {
+        problems.push(err instanceof Error ? err.message : String(err));
+      }
+      try {
+        const state = await readState(spool, name, ref.id);
+        if (state) {
+          job.attempts = state.attempts;
+          job.nextAttempt = state.nextAttempt ?? null;
+          job.lastError = state.failed?.reason ?? state.lastError ?? null;
+          job.startedAt = state.startedAt ?? null;
+        }
+      } catch (err) {
+        problems.push(`its runner record: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (problems.length > 0) job.problem = problems.join('; ');
+      report.jobs.push(job);
+    }
+    const u = await inspectUnfinished(config.spool, name);
+    if (u.unmoved.jobs > 0) report.unmoved[name] = u.unmoved.jobs;
+  }
+  return report;
+}
+
+function age(seconds: number): string {
+  return seconds < 1 ? '0s' : formatDuration(seconds * 1000);
+}
+
+/** The --jobs text: two lines per job, what it is and where its delivery stands. */
+export function formatJobs(report: JobsReport, peer: string | undefined, now: number = Date.now()): string {
+  const lines = [`site ${report.site}, spool ${report.spool}`];
+  for (const j of report.jobs) {
+    const what = j.command === null ? 'unreadable job' : `${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}`;
+    lines.push(`${j.peer}/${j.id}  ${what}  size ${formatSize(j.bytes)}, received ${age(j.ageSeconds)} ago`);
+    const parts: string[] = [];
+    if (j.startedAt !== null) parts.push(`handed to the MTA at ${j.startedAt}, outcome not recorded (a runner is at it, or was stopped then)`);
+    if (j.attempts === 0 && j.startedAt === null) parts.push('not tried yet: the next mailbag run delivers it');
+    else if (j.attempts > 0) parts.push(`${j.attempts} attempt${j.attempts === 1 ? '' : 's'}`);
+    if (j.nextAttempt !== null) {
+      const wait = Math.ceil((Date.parse(j.nextAttempt) - now) / 1000);
+      parts.push(wait > 0 ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt})`);
+    }
+    if (j.lastError !== null) parts.push(`last error: ${j.lastError.replace(/[\r\n]+/g, ' ')}`);
+    if (j.problem !== undefined) parts.push(`cannot read ${j.problem.replace(/[\r\n]+/g, ' ')}`);
+    lines.push(`    ${parts.join('; ')}`);
+  }
+  for (const [p, n] of Object.entries(report.unmoved)) {
+    lines.push(`${p}: ${n} job${n === 1 ? '' : 's'} of a stopped session not yet moved into in/ (mailbag run moves and delivers them)`);
+  }
+  if (report.jobs.length === 0 && Object.keys(report.unmoved).length === 0) {
+    lines.push(peer !== undefined ? `no received jobs waiting for ${peer}` : 'no received jobs waiting');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 function cell(q: QueueStatus): string {
   if (q.jobs === 0) return '-';
   // whole seconds (formatDuration would show a job under a second old as 0ms)
@@ -159,6 +276,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const config = loadConfig({ path: args.configPath, env: io.env, cwd: io.cwd });
+  if (args.jobs) {
+    const now = Date.now();
+    const jobs = await gatherJobs(config, args.peer, now);
+    if (args.peer !== undefined && !Object.hasOwn(config.peers, args.peer) && jobs.jobs.length === 0 && !jobs.unmoved[args.peer]) {
+      // as below: a peer no longer configured may still have jobs; one with none is a typo
+      requirePeer(config, args.peer);
+    }
+    io.stdout.write(args.json ? `${JSON.stringify(jobs, null, 2)}\n` : formatJobs(jobs, args.peer, now));
+    return 0;
+  }
   const report = await gatherStatus(config, args.peer);
   const one = report.peers[0];
   if (args.peer !== undefined && one && !one.configured && one.out.jobs + one.in.jobs + one.failed.jobs === 0) {
