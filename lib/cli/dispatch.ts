@@ -26,9 +26,21 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const log = quiet ? undefined : (l: string): void => void io.stdout.write(`${l}\n`);
   // jobs queued longer than queue_lifetime fail first, for every peer (also one that
   // cannot be reached, or that only dials us); their notices go out below
+  // (one whose expiry fails, its ledger not readable, stops no session with the others:
+  // said on stderr, and the exit status)
   const expired = new Set<string>();
+  let firstError: MailbagError | undefined;
   for (const peer of Object.keys(cfg.peers).sort()) {
-    const ids = (await expireQueued(cfg, peer)) ?? [];
+    let ids: string[];
+    try {
+      ids = (await expireQueued(cfg, peer)) ?? [];
+    } catch (err) {
+      const e = asMailbagError(err);
+      const error = new MailbagError(e.code, `${peer}: cannot expire the old outgoing jobs: ${e.message}`, { cause: e });
+      io.stderr.write(`${failureLine(error, 'mailbag')}\n`);
+      firstError ??= error;
+      continue;
+    }
     if (ids.length > 0) expired.add(peer);
     for (const id of ids) log?.(`${peer}/${id}: failed: not delivered within the queue lifetime`);
   }
@@ -47,7 +59,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
   }
   const entries = await dispatchPeers({ config: cfg });
-  let firstError: MailbagError | undefined;
   // the run step; a killed session's committed jobs it could not move in are a failure
   const runStep = async (peer: string): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, log);

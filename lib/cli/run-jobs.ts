@@ -6,7 +6,7 @@
 // killed session's committed jobs could not be moved in (they are not delivered).
 
 import { loadConfig } from '../config/index.js';
-import { MailbagError } from '../errors.js';
+import { asMailbagError, MailbagError } from '../errors.js';
 import { runJobs } from '../runner/runner.js';
 import { expireQueued } from '../session/index.js';
 import type { CliIo } from './io.js';
@@ -50,8 +50,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   // outgoing jobs older than queue_lifetime fail here too, so a cron'd run sends their
   // notices while the peer stays unreachable (a peer in a session now is left to it)
+  // one peer whose expiry fails (its ledger does not read) keeps no other peer's mail
+  // from being delivered: said after the run, with its exit status
+  const failures: MailbagError[] = [];
   for (const peer of peers.length > 0 ? peers : Object.keys(config.peers).sort()) {
-    for (const id of (await expireQueued(config, peer)) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+    try {
+      for (const id of (await expireQueued(config, peer)) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+    } catch (err) {
+      const e = asMailbagError(err);
+      failures.push(new MailbagError(e.code, `${peer}: cannot expire the old outgoing jobs: ${e.message}`, { cause: e }));
+    }
   }
   const summary = await runJobs({
     config,
@@ -63,6 +71,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped\n`);
   // a killed session's committed jobs that could not be moved in are not delivered: a
   // failure (75 for a spool that cannot be read or written), after what could be delivered
-  for (const u of summary.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
-  return summary.unfinished?.[0]?.error.exitCode ?? 0;
+  failures.push(...(summary.unfinished ?? []).map((u) => u.error));
+  for (const e of failures) io.stderr.write(`${failureLine(e, 'mailbag')}\n`);
+  return failures[0]?.exitCode ?? 0;
 }

@@ -4,7 +4,7 @@
 // also with --quiet), one unreadable job in failed/ (it stopped every peer's delivery),
 // and `mailbag run --peer` with a name the configuration does not have.
 
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -103,5 +103,21 @@ describe('failures a run must not hide', () => {
     expect(r.out).toContain(`hub/${ok}: done`);
     expect(r.out).toContain('run: 1 done, 1 to retry, 0 failed, 0 skipped');
     expect(r.err).toBe(`4.3.0 mailbag: hub: 1 job(s) could not be run (hub/${stuck}: ${join(site.spool.root, 'run', 'hub', stuck)}: not a runner record of a version this mailbag knows ("mailbag-run 9"))\n`);
+  });
+
+  it('expiring one peer\'s old outgoing jobs fails (its ledger does not read): the other peers\' jobs are still run, then the failure is said, 75', async () => {
+    site = await makeSite({ toml: '[peers.hub2]\ntransport = "command"\ncommand = ["true"]' });
+    // an outgoing job for hub2 older than the queue lifetime (5 days), and hub2's ledger of another version
+    const old = newJobId(Date.now() - 6 * 86_400_000);
+    await site.spool.writeJob('out', 'hub2', { id: old, from: 'home', to: 'hub2', created: new Date(Date.now() - 6 * 86_400_000).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 's@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
+    mkdirSync(join(site.spool.root, 'ledger'), { recursive: true });
+    writeFileSync(join(site.spool.root, 'ledger', 'hub2'), 'mailbag-ledger 9\n');
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    // before: the run stopped at hub2's expiry (exit 75) and hub's job waited
+    const r = await run(site, []);
+    expect(r.code).toBe(75);
+    expect(r.out).toContain(`hub/${id}: done`);
+    expect(r.err).toMatch(/^4\.3\.0 mailbag: hub2: cannot expire the old outgoing jobs: ledger .*: unknown version 9\n$/);
+    expect(site.sendmailCalls()).toHaveLength(1);
   });
 });
