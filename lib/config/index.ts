@@ -68,7 +68,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   } catch {
     return config; // no spool is set (an installed package): the command that needs one says so
   }
-  return becomeSpoolOwner(spool) ? findConfig(options) : config;
+  const owner = becomeSpoolOwner(spool);
+  if (!owner) return config;
+  try {
+    return findConfig(options);
+  } catch (err) {
+    // say why root's command reads as another user (a file only root can read)
+    if (err instanceof ConfigError) err.message += ` (read as uid ${owner.uid}${owner.user ? ` (${owner.user})` : ''}, the owner of the spool ${spool}, which this command started as root became)`;
+    throw err;
+  }
 }
 
 function findConfig(options: LoadConfigOptions): Config {

@@ -125,6 +125,14 @@ describe.skipIf(!isRoot)('root on a spool that belongs to another user', () => {
     expect(notOwnedBy(spool, 54321)).toEqual([]);
   }, 60_000);
 
+  it('a configuration only root can read: the owner cannot read it either, and the error says why root read as the owner', async () => {
+    const toml = join(dir, 'secret.toml');
+    writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(home)}\n`, { mode: 0o600 });
+    const r = await asRoot(['status', '--config', toml]);
+    expect(r.code, r.stderr).toBe(75);
+    expect(r.stderr.trim()).toBe(`4.3.5 mailbag: ${toml}: cannot read the configuration file: permission denied (read as uid ${user.uid} (${user.name}), the owner of the spool ${home}, which this command started as root became)`);
+  }, 60_000);
+
   it('a spool root owns stays root\'s: no switch, no line', async () => {
     const spool = join(dir, 'rootspool');
     const toml = join(dir, 'root.toml');
