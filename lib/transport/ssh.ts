@@ -14,6 +14,7 @@ const { Client, utils } = ssh2;
 import { SessionError } from '../errors.js';
 import { checkHostKey, fingerprintOf, keyTypeOf, knownHostKeyAlgorithms, knownHostsName, type HostKeyVerdict } from './known-hosts.js';
 import { BaseLink } from './link.js';
+import type { EarlySocket } from './for-peer.js';
 import type { ConnectOptions, Link, Transport } from './types.js';
 
 export interface SshOptions {
@@ -134,15 +135,35 @@ async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
   return material;
 }
 
-export function sshTransport(o: SshOptions): Transport {
+/**
+ * `first`: a TCP connection to o.host:o.port opened already (for-peer.ts, before ssh2 was
+ * loaded), which the first connect() takes over; later ones open their own
+ */
+export function sshTransport(o: SshOptions, first?: EarlySocket): Transport {
   const describe = `ssh ${o.user}@${knownHostsName(o.host, o.port)} ${JSON.stringify(o.remoteCommand)}`;
+  let early = first;
   return {
     describe: () => describe,
-    connect: (options?: ConnectOptions) => connectSsh(o, describe, options),
+    connect: (options?: ConnectOptions) => {
+      const socket = early;
+      early = undefined;
+      return connectSsh(o, describe, options, socket);
+    },
   };
 }
 
-async function connectSsh(o: SshOptions, describe: string, options?: ConnectOptions): Promise<Link> {
+async function connectSsh(o: SshOptions, describe: string, options?: ConnectOptions, early?: EarlySocket): Promise<Link> {
+  try {
+    return await connectWith(o, describe, options, early);
+  } catch (err) {
+    // a connection opened early that ssh2 did not take over (an error or an abort came
+    // first) is closed here; one it took is closed already
+    early?.socket.destroy();
+    throw err;
+  }
+}
+
+async function connectWith(o: SshOptions, describe: string, options?: ConnectOptions, early?: EarlySocket): Promise<Link> {
   const env = o.env ?? process.env;
   const privateKey = await loadKey(o);
   let agent: string | undefined;
@@ -223,7 +244,7 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
       // request, the exec request) until the first is acknowledged, and the far side delays
       // that ACK by up to 40 ms: 35-65 ms more from connect to the exec channel on loopback
       client.setNoDelay(true);
-      trace?.('ssh: TCP connected');
+      trace?.(early ? 'ssh: handshake starts on the connection opened early' : 'ssh: TCP connected');
     });
     if (trace) client.once('handshake', (n) => trace(`ssh: keys exchanged (${n.kex}, ${n.serverHostKey}, ${n.cs.cipher}${n.cs.mac ? ` ${n.cs.mac}` : ''})`));
     client.once('ready', () => {
@@ -241,6 +262,12 @@ async function connectSsh(o: SshOptions, describe: string, options?: ConnectOpti
         resolve(ch);
       });
     });
+    if (early) {
+      // refused, reset or closed before ssh2 took it: reported as ssh2 reports its own
+      const err = early.error() ?? (early.socket.destroyed ? new Error('the connection closed') : undefined);
+      if (err) return onError(Object.assign(err, { level: 'client-socket' }));
+      config.sock = early.socket;
+    }
     client.connect(config);
   });
 

@@ -349,4 +349,79 @@ describe('transportForPeer', () => {
     await expect(transportForPeer({ ...base, host: undefined })).rejects.toThrow(/host is not set/);
     await expect(transportForPeer({ ...base, transport: 'command' })).rejects.toThrow(/command is not set/);
   });
+
+  describe('openEarly: the TCP connection opened before ssh2 is loaded', () => {
+    /** a TCP relay to the embedded server that counts the connections it gets and notes when each ends */
+    async function relay(): Promise<{ port: number; accepted: number; ended: number; close: () => Promise<void> }> {
+      const { connect } = await import('node:net');
+      const r = { port: 0, accepted: 0, ended: 0, close: async () => {} };
+      const srv = createServer((c) => {
+        r.accepted++;
+        const up = connect(server.port, '127.0.0.1');
+        c.pipe(up).pipe(c);
+        c.on('error', () => {});
+        up.on('error', () => c.destroy());
+        c.on('close', () => {
+          r.ended++;
+          up.destroy();
+        });
+      });
+      await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+      r.port = (srv.address() as { port: number }).port;
+      r.close = () => new Promise((res) => srv.close(() => res()));
+      return r;
+    }
+    const until = async (ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
+    };
+    const peerAt = (port: number) => ({
+      name: 'hub', transport: 'ssh' as const, host: '127.0.0.1', port, user: 'mailbag', identity: file('id_early', client.privateKey), agent: false,
+      knownHosts: file(`known_early_${port}`, `[127.0.0.1]:${port} ${server.hostPublicKey}\n`), remoteCommand: 'mailbag serve --peer home', command: undefined,
+      connectTimeoutMs: 5000, keepaliveMs: 1000, pollMs: 60_000, codec: 'br' as const, accept: ['rmail'], domains: [], addresses: [], actions: {},
+    });
+
+    it('is open before connect(), which takes it over: one connection, a working link', async () => {
+      const { transportForPeer } = await import('../../../lib/transport/index.js');
+      const r = await relay();
+      try {
+        const lines: string[] = [];
+        const t = await transportForPeer(peerAt(r.port), {}, (l) => lines.push(l), { openEarly: true });
+        await until(() => r.accepted === 1);
+        expect(r.accepted).toBe(1);
+        const link = await t.connect();
+        expect((await roundTrip(link, Buffer.from('early'))).toString()).toBe('early');
+        expect(r.accepted).toBe(1);
+        expect(lines).toContain('ssh: handshake starts on the connection opened early');
+        // a second connect() opens its own
+        const again = await t.connect();
+        expect((await roundTrip(again, Buffer.from('2'))).toString()).toBe('2');
+        expect(r.accepted).toBe(2);
+      } finally {
+        await r.close();
+      }
+    });
+
+    it('refused: connect() says unreachable; aborted before connect(): the connection is closed', async () => {
+      const { transportForPeer } = await import('../../../lib/transport/index.js');
+      const { dialEarly } = await import('../../../lib/transport/early.js');
+      const probe = createServer();
+      await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
+      const dead = (probe.address() as { port: number }).port;
+      await new Promise((res) => probe.close(res));
+      const t = await transportForPeer(peerAt(dead), {}, undefined, { openEarly: true });
+      await new Promise((res) => setTimeout(res, 50));
+      await expect(t.connect()).rejects.toMatchObject({ code: 'unreachable', message: expect.stringContaining('cannot connect') });
+      // mailbag sync's early dial, released (the lock was held) before the link was taken
+      const r = await relay();
+      try {
+        const early = dialEarly(() => transportForPeer(peerAt(r.port), {}, undefined, { openEarly: true }), 'peer hub');
+        await until(() => r.accepted === 1);
+        await early.release();
+        await until(() => r.ended === 1);
+        expect([r.accepted, r.ended]).toEqual([1, 1]);
+      } finally {
+        await r.close();
+      }
+    });
+  });
 });
