@@ -12,12 +12,13 @@ import { createHash } from 'node:crypto';
 import fs, { constants } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { readBag } from '../bag/reader.js';
 import type { BagCodec } from '../bag/codec.js';
 import { BagError } from '../bag/errors.js';
 import { MailbagError, SpoolError } from '../errors.js';
-import { encodeJobHeader } from '../job/header.js';
-import { readJobStream } from '../job/reader.js';
+import { encodeJobHeader, type JobHeader } from '../job/header.js';
+import { JobHeaderReader, readJobStream } from '../job/reader.js';
 import { faultPoint } from '../spool/fault.js';
 import { YoungGcPacer } from '../memory.js';
 
@@ -310,7 +311,37 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | It
   return size;
 }
 
-async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/**
+ * Every chunk of a (small) bag entry, read as it flows. Through a Readable's async
+ * iterator and readJobStream's generator, one of each per job, the stage worker took
+ * about 30 % more CPU (their listeners, promises and the garbage they leave): 1,460 ms
+ * against 1,060 for 10,160 jobs.
+ */
+function gather(stream: Readable): Promise<Buffer[]> {
+  return new Promise<Buffer[]>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.once('end', () => resolve(chunks));
+    stream.once('error', reject);
+  });
+}
+
+/** A whole job's chunks as its header and its payload's chunks; throws as readJobStream does (MailbagError bad-job). */
+export function splitJob(chunks: readonly Buffer[], what: string): { header: JobHeader; payload: Buffer[] } {
+  const reader = new JobHeaderReader();
+  for (let i = 0; i < chunks.length; i++) {
+    const r = reader.push(chunks[i]!);
+    if (!r.ok) throw new MailbagError('bad-job', `${what}: ${r.issue.message}`);
+    if (r.value.done) {
+      const rest = chunks.slice(i + 1);
+      return { header: r.value.header, payload: r.value.rest.length > 0 ? [r.value.rest, ...rest] : rest };
+    }
+  }
+  const r = reader.end();
+  throw new MailbagError('bad-job', `${what}: ${r.ok ? 'truncated' : r.issue.message}`);
+}
+
+async function* rejoin(prefix: Buffer, rest: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<Buffer> {
   if (prefix.length) yield prefix;
   yield* rest;
 }
@@ -357,7 +388,11 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
       maxEntrySize: caps.maxJob + 1024 * 1024,
     })) {
       gcPacer.moved(entry.size);
-      const { header, payload } = await readJobStream(entry.stream, `bag ${bag.slice(0, 12)} entry ${entry.name}`);
+      const what = `bag ${bag.slice(0, 12)} entry ${entry.name}`;
+      // a small entry is gathered whole, then split into header and payload; a larger one
+      // is streamed
+      const small = entry.size <= SMALL_ENTRY ? splitJob(await gather(entry.stream), what) : undefined;
+      const { header, payload } = small ?? (await readJobStream(entry.stream, what));
       if (header.id !== entry.name) throw new BagRefusal('bad-job', `entry ${entry.name}: its header says id ${header.id}`);
       if (header.from !== req.peer) throw new BagRefusal('bad-job', `job ${header.id} claims to come from ${header.from}, not ${req.peer}`, header.id);
       if (header.to !== req.site) throw new BagRefusal('bad-job', `job ${header.id} is for ${header.to}, not ${req.site}`, header.id);
@@ -366,24 +401,20 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
       }
       if (hasJob?.(header.id)) {
         duplicates++;
-        for await (const chunk of payload) void chunk;
+        if (!small) for await (const chunk of payload) void chunk;
         continue;
       }
       // the job file again: the header in its one canonical encoding, then the payload
       // written into the staging directory only: it counts for nothing until the ledger
       // line (step 3), and a crash before that removes the whole directory (S6)
       const dest = join(staging, header.id);
-      if (entry.size <= SMALL_ENTRY) {
-        // a small job is read whole and created through the sink: on the stage worker at
-        // once, else in batches by the stage worker (on ext4 a file create costs 0.1-1 ms
-        // of kernel time; creates racing in one directory spin on its lock: one thread
-        // makes them)
-        const chunks: Buffer[] = [encodeJobHeader(header)];
-        let len = chunks[0]!.length;
-        for await (const chunk of payload) {
-          chunks.push(chunk);
-          len += chunk.length;
-        }
+      if (small) {
+        // a small job is created through the sink: on the stage worker at once, else in
+        // batches by the stage worker (on ext4 a file create costs 0.1-1 ms of kernel
+        // time; creates racing in one directory spin on its lock: one thread makes them)
+        const chunks: Buffer[] = [encodeJobHeader(header), ...small.payload];
+        let len = 0;
+        for (const chunk of chunks) len += chunk.length;
         if (len <= MAX_SINK_CREATE) await ops.create(dest, chunks, len);
         else await writeStaged(dest, chunks, caps.maxJob + 1024 * 1024); // a header grown in its canonical form
       } else {
