@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, constants, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailbagError, SpoolError } from '../errors.js';
+import { decodeJobHeader, MAX_JOB_PREFIX, type JobHeader } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { FILE_MODE, fsyncDirSync, spoolErrorFrom, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
@@ -84,6 +85,32 @@ function completeLines(text: string): { lines: string[]; used: number } {
   const last = text.lastIndexOf('\n');
   if (last < 0) return { lines: [], used: 0 };
   return { lines: text.slice(0, last).split('\n'), used: last + 1 };
+}
+
+/** the first bytes read for a job's header; a longer header is read whole (up to MAX_JOB_PREFIX) */
+const HEAD_PEEK = 4096;
+
+/** A job file's header, from its first bytes; undefined when it cannot be read or decoded. */
+function peekJobHeader(path: string): JobHeader | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  try {
+    let buf = Buffer.allocUnsafe(HEAD_PEEK);
+    let r = decodeJobHeader(buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)));
+    if (!r.ok && r.issue.code === 'truncated') {
+      buf = Buffer.allocUnsafe(MAX_JOB_PREFIX);
+      r = decodeJobHeader(buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)));
+    }
+    return r.ok ? r.value.header : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export class SpoolLedger implements DedupLedger {
@@ -510,6 +537,10 @@ export class SpoolLedger implements DedupLedger {
       }
       for (const ref of recent) {
         if (!missing.has(ref.id)) continue;
+        // the front doors' jobs (rmail, or another site's) never have an entry: their
+        // headers are read with one synchronous read each, not a job reader each
+        const head = peekJobHeader(ref.path);
+        if (!head || head.from !== site || head.command !== 'rsmtp') continue;
         let job;
         try {
           job = await this.spool.readJob(ref);

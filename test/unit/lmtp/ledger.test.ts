@@ -251,10 +251,16 @@ describe('SpoolLedger.recover', () => {
     const lost = await job('no entry, two days later\n', false);
     clock = T0 + 5 * DAY;
     await job('with an entry, five days later\n', true);
+    // a front door's job (rmail) and another site's never have an entry: read, not recorded
+    const header = { from: 'home', to: 'hub', created: new Date(clock).toISOString(), command: 'rmail', args: ['a@x.test'], sender: '', recipients: ['a@x.test'] };
+    await spool.writeJob('out', 'hub', { ...header, id: newJobId(clock) }, Buffer.from('rmail job\n'));
+    await spool.writeJob('out', 'hub', { ...header, id: newJobId(clock), from: 'elsewhere', command: 'rsmtp', args: [] }, Buffer.from('not ours\n'));
     clock = T0 + 6 * DAY;
     const after = await open({ now: () => clock });
     // retention 5 days: the jobs of day 0 are past it (their entries would be pruned by now)
     expect(await after.recover('home', 5 * DAY)).toBe(1);
+    expect(await after.find('hub', digest('rmail job\n'))).toBeUndefined();
+    expect(await after.find('hub', digest('not ours\n'))).toBeUndefined();
     expect(await after.find('hub', digest('no entry, two days later\n'))).toBe(lost);
     expect(await after.find('hub', digest('older than the retention\n'))).toBeUndefined();
     expect(await after.recover('home', 5 * DAY)).toBe(0);
