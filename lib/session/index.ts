@@ -160,7 +160,7 @@ function hooks(o: SessionHooks): SessionHooks {
 }
 
 /** One session on a link, in either role, then the time it ended (dispatch's poll). */
-async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string; scanEarly?: boolean; early?: EarlySend }): Promise<SessionResult> {
+async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: PeerConfig, o: SessionHooks & { config: Config; peer: string; scanEarly?: boolean; early?: EarlySend; opened?: Promise<unknown> }): Promise<SessionResult> {
   const result = await runSession({
     link,
     store,
@@ -171,6 +171,7 @@ async function sessionOn(link: Link, store: SessionStore, spool: Spool, peer: Pe
     keepaliveMs: peer.keepaliveMs || 15_000,
     ...(o.scanEarly ? { scanEarly: true } : {}),
     ...(o.early ? { early: o.early } : {}),
+    ...(o.opened ? { opened: o.opened } : {}),
     ...hooks(o),
   });
   await markSession(spool, o.peer);
@@ -213,8 +214,17 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
     // there) starts now, beside the store's recovery and the HELLO, not at the first OFFER
     prestartStageWorker();
     const store = storeFor(o.config, spool, o.peer, peer);
-    await store.open();
-    return await sessionOn(o.link, store, spool, peer, o);
+    // our HELLO goes out while the store opens (its recovery): nothing in it depends on
+    // the store; the session handles nothing the client sends before the store is open,
+    // and a store that cannot be opened ends it with ERROR
+    const opened = store.open();
+    opened.catch(() => {});
+    try {
+      return await sessionOn(o.link, store, spool, peer, { ...o, opened });
+    } finally {
+      // never release the lock while the recovery still runs
+      await opened.catch(() => undefined);
+    }
   } finally {
     await lock.release();
   }
