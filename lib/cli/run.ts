@@ -38,11 +38,16 @@ export function splitCommandLine(argv: readonly string[]): CommandLine {
   return { name, args: [...global, ...args] };
 }
 
-/** Format an error as the one line an MTA or admin reads. */
+/**
+ * Format an error as the one line an MTA or admin reads. The program's name is put in
+ * front once: a message that already begins with it (`rmail: no recipients`, as the
+ * runner's failed/ reasons want it) is not prefixed again.
+ */
 export function failureLine(err: unknown, prefix?: string): string {
   const e = asMailbagError(err);
   const message = e.message.replace(/[\r\n]+/g, ' ').trim();
-  return `${e.status} ${prefix ? `${prefix}: ` : ''}${message}`;
+  const named = !prefix || message.startsWith(`${prefix}: `);
+  return `${e.status} ${named ? '' : `${prefix}: `}${message}`;
 }
 
 /** Run a main function as this process: exit code and stderr from its outcome. */

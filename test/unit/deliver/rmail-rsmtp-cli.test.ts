@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main as rmail, parseRmailArgs } from '../../../lib/cli/rmail.js';
 import { main as rsmtp } from '../../../lib/cli/rsmtp.js';
 import { failureLine } from '../../../lib/cli/run.js';
-import { asMailbagError } from '../../../lib/errors.js';
+import { asMailbagError, InputError } from '../../../lib/errors.js';
 import type { CliIo } from '../../../lib/cli/io.js';
 import { FAKE_SENDMAIL } from '../runner/helpers.js';
 import { Spool } from '../../../lib/spool/index.js';
@@ -97,5 +97,29 @@ describe('rsmtp', () => {
     // a@y refused → notice to s@x with -f <>; b@y refused → sender <> → no notice
     expect(argvOf(3)).toEqual(['-oi', '-f', '<>', '--', 's@x']);
     expect((await call(rsmtp, [], 'junk\n')).code).toBe(65);
+  });
+});
+
+describe('the failure line names the program once', () => {
+  // req-audit #3: `printf 'x\n' | rmail` printed `5.1.3 rmail: rmail: no recipients`
+  async function line(tool: typeof rmail, name: string, argv: string[], input: string): Promise<string> {
+    const io: CliIo = { stdin: Readable.from([Buffer.from(input)]), stdout: new PassThrough(), stderr: new PassThrough(), env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' }, cwd: dir, isTTY: false };
+    try {
+      await tool(['--config', config, ...argv], io);
+    } catch (err) {
+      return failureLine(err, name);
+    }
+    throw new Error('no failure');
+  }
+  it('rmail: a message that already begins with the program name is not prefixed again', async () => {
+    expect(await line(rmail, 'rmail', [], 'x\n')).toBe('5.1.3 rmail: no recipients');
+    expect(await line(rmail, 'rmail', ['a@y'], 'x\n')).toBe('5.6.0 rmail: the payload does not begin with a UUCP "From " line');
+    expect(await line(rmail, 'rmail', ['-x'], 'x\n')).toBe('5.1.3 rmail: unknown option or recipient beginning with "-": "-x"');
+  });
+  it('any other message gets the name once, also one that only contains it', () => {
+    expect(failureLine(new InputError('bad-bsmtp', 'line 1: x'), 'rsmtp')).toBe('5.5.2 rsmtp: line 1: x');
+    expect(failureLine(new InputError('bad-bsmtp', 'rsmtp: x'), 'rsmtp')).toBe('5.5.2 rsmtp: x');
+    expect(failureLine(new InputError('bad-bsmtp', 'rsmtpd: x'), 'rsmtp')).toBe('5.5.2 rsmtp: rsmtpd: x');
+    expect(failureLine(new InputError('bad-bsmtp', 'see rsmtp: x'), 'rsmtp')).toBe('5.5.2 rsmtp: see rsmtp: x');
   });
 });
