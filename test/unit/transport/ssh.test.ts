@@ -107,7 +107,7 @@ describe('ssh transport over the embedded server', () => {
     expect(refusedLines).toContain('ssh: host key ssh-ed25519 changed');
   });
 
-  it('turns Nagle off on its TCP socket before the handshake (small packets in a row are not held for an ACK)', async () => {
+  it('turns Nagle off on its TCP socket for the handshake (small packets in a row are not held for an ACK), on again for the session', async () => {
     const { Socket } = await import('node:net');
     const noDelay = vi.spyOn(Socket.prototype, 'setNoDelay');
     const written = vi.spyOn(Socket.prototype, 'write');
@@ -121,6 +121,9 @@ describe('ssh transport over the embedded server', () => {
       const first = written.mock.contexts.findIndex((c) => c === sock);
       expect(first).toBeGreaterThanOrEqual(0);
       expect(noDelay.mock.invocationCallOrder[on]!).toBeLessThan(written.mock.invocationCallOrder[first]!);
+      // and on again for the session once the exec channel is open
+      const calls = noDelay.mock.calls.filter((_c, i) => noDelay.mock.contexts[i] === sock).map((c) => c[0]);
+      expect(calls).toEqual([true, false]);
     } finally {
       noDelay.mockRestore();
       written.mockRestore();
