@@ -95,7 +95,8 @@ function passwdOf(ids: PosixIds, uid: number): { user: string; gid: number; home
  * spool (ownerToBecome): supplementary groups (initgroups, or only the group when the
  * uid has no account), then the gid, then the uid — real, effective and saved, so there
  * is no way back. Returns who it became, or undefined when nothing changed. A switch
- * that fails leaves a SpoolError (temporary: exit 75), never a root process on the spool.
+ * that fails, or one that would keep root's group (gid 0), leaves a SpoolError
+ * (temporary: exit 75), never a root process on the spool.
  */
 export function becomeSpoolOwner(spool: string): SpoolOwner | undefined {
   const ids = posixIds();
@@ -104,6 +105,15 @@ export function becomeSpoolOwner(spool: string): SpoolOwner | undefined {
   if (!target) return undefined;
   const pw = passwdOf(ids, target.uid);
   const owner: SpoolOwner = { uid: target.uid, gid: pw?.gid ?? target.gid, user: pw?.user, home: pw?.home };
+  if (owner.gid === 0) {
+    // root's group is a privilege too (files of group root): `chown N SPOOL` leaves the
+    // spool's group root's, which a uid without an account would take on
+    const whose = pw ? `the primary group of ${pw.user}` : `the spool's group, taken by a uid without an account`;
+    throw new SpoolError(
+      `started as root on the spool ${spool}, which belongs to uid ${target.uid}${pw ? ` (${pw.user})` : ''}, and would keep root's group (gid 0: ${whose}): ` +
+        `give the spool the account's own group (chown ${target.uid}:GROUP ${spool}) or run mailbag as that user`,
+    );
+  }
   try {
     if (owner.user !== undefined) ids.initgroups(owner.user, owner.gid);
     else ids.setgroups([owner.gid]);

@@ -125,6 +125,28 @@ describe.skipIf(!isRoot)('root on a spool that belongs to another user', () => {
     expect(notOwnedBy(spool, 54321)).toEqual([]);
   }, 60_000);
 
+  it('a spool whose owner would keep root\'s group (gid 0) is refused: exit 75, one line, nothing queued', async () => {
+    // chown 54323 SPOOL leaves the group root's: a uid without an account takes the
+    // spool's group, and a process of uid 54323 in group 0 keeps root's group
+    const spool = join(dir, 'rootgroup');
+    await Spool.open(spool, { create: true });
+    const own = (p: string): void => {
+      chownSync(p, 54323, 0);
+      if (lstatSync(p).isDirectory()) for (const n of readdirSync(p)) own(join(p, n));
+    };
+    own(spool);
+    const toml = join(dir, 'rootgroup.toml');
+    writeFileSync(toml, `site = "num"\nspool = ${JSON.stringify(spool)}\n[peers.hub]\nhost = "hub.invalid"\n`, { mode: 0o644 });
+    for (const args of [['enqueue', 'hub', '--config', toml, '-f', 's@x.example', '--', 'r@y.example'], ['status', '--config', toml]]) {
+      const r = await asRoot(args, message(6), { MAILBAG_TRACE: '1' });
+      expect(r.code, r.stderr).toBe(75);
+      expect(r.stderr).not.toContain('now running as');
+      expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^4\.3\.0 mailbag: .*uid 54323.*root's group \(gid 0: /)]);
+    }
+    expect(readdirSync(join(spool, 'out'))).toEqual([]);
+    expect(notOwnedBy(spool, 54323)).toEqual([]);
+  }, 60_000);
+
   it('a configuration only root can read: the owner cannot read it either, and the error says why root read as the owner', async () => {
     const toml = join(dir, 'secret.toml');
     writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(home)}\n`, { mode: 0o600 });
