@@ -27,8 +27,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const spool = await Spool.open(config.spool);
   const ref = await findFailed(spool, name);
   const back = await retryFailed(spool, ref);
-  // an outgoing job (expired, too big, refused by the peer) goes back to out/PEER
-  const next = back.queue === 'out' ? `the next session sends it (mailbag sync ${back.peer})` : `run: mailbag run --peer ${back.peer}`;
+  // an outgoing job (expired, too big, refused by the peer) goes back to out/PEER; a
+  // site that does not dial the peer (no host: the hub) waits for the peer's session
+  const peer = Object.hasOwn(config.peers, back.peer) ? config.peers[back.peer] : undefined;
+  const dials = peer !== undefined && (peer.transport === 'command' ? (peer.command?.length ?? 0) > 0 : Boolean(peer.host));
+  const session = dials ? `mailbag sync ${back.peer}` : `when ${back.peer} connects: this site does not dial it`;
+  const next = back.queue === 'out' ? `the next session sends it (${session})` : `run: mailbag run --peer ${back.peer}`;
   io.stdout.write(`${back.peer}/${back.id} is back in ${back.queue}/${back.peer}; ${next}\n`);
   return 0;
 }

@@ -29,3 +29,24 @@ it('an expired outgoing job: "back in out/hub", and the next step is a session, 
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
   expect(Buffer.concat(chunks).toString()).toBe(`hub/${id} is back in out/hub; the next session sends it (mailbag sync hub)\n`);
 });
+
+it('on a site that never dials the peer (no host: the hub), the next session is the one the peer starts, not mailbag sync', async () => {
+  site = await makeSite();
+  // the hub's view of home: a peer that dials in, never dialled (no host)
+  const { writeFileSync } = await import('node:fs');
+  const toml = join(site.dir, 'hub.toml');
+  writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(site.spool.root)}\n[peers.hub]\naccept = ["rmail"]\n`);
+  const made = Date.now() - 6 * 86_400_000;
+  const id = newJobId(made);
+  await site.spool.writeJob('out', 'hub', { id, from: 'home', to: 'hub', created: new Date(made).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'a@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
+  expect(await expireQueued(site.config, 'hub', { spool: site.spool })).toEqual([id]);
+
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const code = await retryMain(['--config', toml, `hub/${id}`], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: site.env, cwd: site.dir, isTTY: false });
+  expect(code).toBe(0);
+  expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
+  // mailbag sync hub would fail here: peers.hub.host is not set
+  expect(Buffer.concat(chunks).toString()).toBe(`hub/${id} is back in out/hub; the next session sends it (when hub connects: this site does not dial it)\n`);
+});
