@@ -12,6 +12,7 @@
 
 import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { SpoolError } from '../errors.js';
 
 /** The identity a process takes on to work on a spool. */
@@ -64,15 +65,21 @@ export function spoolOwnerSwitchArmed(): boolean {
 
 /**
  * The uid and gid of the spool root's owner when a process with effective uid `euid`
- * must become them: euid is 0 and the root (followed if a symbolic link) exists and
- * belongs to another uid. undefined otherwise (a spool not made yet is made by whoever
- * runs; a non-root process cannot switch and gets EACCES where it may not write).
+ * must become them: euid is 0 and the root (followed if a symbolic link) belongs to
+ * another uid. A spool not made yet goes by the nearest directory above it that exists:
+ * made in the account's directory (a spool in its home), it is made as the account, not
+ * as root (whose spool the account could not use, and root would make directories where
+ * another user can move things under it); in root's directory (/var/spool), by root.
+ * undefined when there is nothing to switch to (a non-root process cannot switch and
+ * gets EACCES where it may not write).
  */
 export function ownerToBecome(spool: string, euid: number | undefined): { uid: number; gid: number } | undefined {
   if (euid !== 0) return undefined;
-  const st = statSync(spool, { throwIfNoEntry: false });
-  if (!st || st.uid === 0) return undefined;
-  return { uid: st.uid, gid: st.gid };
+  for (let p = resolve(spool); ; p = dirname(p)) {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st) return st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid };
+    if (dirname(p) === p) return undefined;
+  }
 }
 
 /** The passwd entry of `uid` (name, primary group, home), read as that uid: Node looks up only its own. */

@@ -125,6 +125,22 @@ describe.skipIf(!isRoot)('root on a spool that belongs to another user', () => {
     expect(notOwnedBy(spool, 54321)).toEqual([]);
   }, 60_000);
 
+  it('a spool not made yet in the user\'s directory is made as the user, not as root', async () => {
+    // a spool in the account's home (the hub's account has one): root's first command
+    // lays it out as the owner of the directory it goes in
+    const parent = makeOwnedDir(join(dir, 'account-home'), user, 0o755);
+    const spool = join(parent, 'spool');
+    const toml = join(dir, 'new-spool.toml');
+    writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(spool)}\n[peers.hub]\nhost = "hub.invalid"\n`, { mode: 0o644 });
+    const q = await asRoot(['enqueue', 'hub', '--config', toml, '-f', 's@x.example', '--', 'r@y.example'], message(7), { MAILBAG_TRACE: '1' });
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stderr).toContain(`the spool ${spool} belongs to uid ${user.uid} (${user.name}): now running as uid ${user.uid}`);
+    expect(readdirSync(join(spool, 'out', 'hub'))).toHaveLength(1);
+    expect(notOwnedBy(spool, user.uid)).toEqual([]);
+    const q2 = await asOwner(['enqueue', 'hub', '--config', toml, '-f', 's@x.example', '--', 'r@y.example'], message(8));
+    expect(q2.code, q2.stderr).toBe(0);
+  }, 60_000);
+
   it('a spool whose owner would keep root\'s group (gid 0) is refused: exit 75, one line, nothing queued', async () => {
     // chown 54323 SPOOL leaves the group root's: a uid without an account takes the
     // spool's group, and a process of uid 54323 in group 0 keeps root's group

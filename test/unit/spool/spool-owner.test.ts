@@ -21,11 +21,11 @@ function tmp(): string {
   return d;
 }
 
-it('root becomes the owner of a spool another uid owns; never for a root-owned or missing spool, never when not root', () => {
+it('root becomes the owner of a spool another uid owns; never for a root-owned one or one to be made in root\'s directory, never when not root', () => {
   const d = tmp();
   const spool = join(d, 'spool');
   writeFileSync(join(d, 'x'), '');
-  expect(ownerToBecome(spool, 0)).toBeUndefined(); // not made yet: whoever runs makes it
+  expect(ownerToBecome(spool, 0)).toBeUndefined(); // not made yet, in root's directory: root makes it
   expect(ownerToBecome(d, 1234)).toBeUndefined(); // not root: cannot switch
   if (!isRoot) return;
   expect(ownerToBecome(d, 0)).toBeUndefined(); // root's own
@@ -36,6 +36,17 @@ it('root becomes the owner of a spool another uid owns; never for a root-owned o
   const link = join(tmp(), 'link');
   symlinkSync(d, link);
   expect(ownerToBecome(link, 0)).toEqual({ uid: 4321, gid: 4322 });
+});
+
+it.skipIf(!isRoot)('a spool not made yet: the owner of the nearest directory above it that exists, who would make it', () => {
+  const d = tmp();
+  // under root's directory: root makes it (docs/setup.md makes it first, as the account)
+  expect(ownerToBecome(join(d, 'a', 'spool'), 0)).toBeUndefined();
+  // under the account's directory (a spool in its home): made as the account, never as root
+  chownSync(d, 4321, 4322);
+  expect(ownerToBecome(join(d, 'spool'), 0)).toEqual({ uid: 4321, gid: 4322 });
+  expect(ownerToBecome(join(d, 'a', 'b', 'spool'), 0)).toEqual({ uid: 4321, gid: 4322 });
+  expect(ownerToBecome(join(d, 'a', 'spool'), 4321)).toBeUndefined();
 });
 
 it.skipIf(!isRoot)('a library caller as root on another user\'s spool stays root (only processIo() arms the switch)', () => {
