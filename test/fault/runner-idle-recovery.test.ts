@@ -167,7 +167,7 @@ describe.skipIf(!postfixReady)('a receiver killed after its commit: mailbag run 
       const first = w.sync(point);
       expect(first.status, first.out + first.err).toBe(75);
       // committed (every job in the ledger, once), not delivered: the jobs wait in HASH.d/
-      expect(ledgerJobs(w.hub, 'home')).toEqual(ids);
+      expect(ledgerJobs(w.hub, 'home'), first.out + first.err).toEqual(ids);
       const waiting = staged(w.hub, 'home');
       if (point !== 'session-after-ack') expect(waiting).toEqual(ids);
       // after the ACK the moves were under way: some may be in in/home/ already, never in both
@@ -213,7 +213,7 @@ describe.skipIf(!built)('mailbag run and a session lock held by a live process',
     const first = w.sync('session-after-commit');
     expect(first.status, first.out + first.err).toBe(75);
     const bags = join(w.hub.root, 'bags', 'in', 'home');
-    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    expect(staged(w.hub, 'home'), first.out + first.err).toEqual([...up.keys()].sort());
 
     // a live holder (this test process) takes the lock the killed serve left (its holder is dead)
     const lock = await w.hub.spool.lock('session-home');
@@ -253,7 +253,7 @@ describe.skipIf(!built)('a sender killed after the ACK (S4)', () => {
     // have ended its session before the hub was killed
     expect([0, 75], first.out + first.err).toContain(first.status);
     // home committed them (once); the hub still lists them, under an .acked marker
-    expect(ledgerJobs(w.home, 'hub')).toEqual(ids);
+    expect(ledgerJobs(w.home, 'hub'), first.out + first.err).toEqual(ids);
     expect(jobs(w.hub, 'out', 'home')).toEqual(ids);
     expect(readdirSync(join(w.hub.root, 'bags', 'out', 'home')).some((n) => n.endsWith('.acked'))).toBe(true);
     expect((await inspectUnfinished(w.hub.root, 'home')).acked).toMatchObject({ jobs: 5, bags: 1, oldest: ids[0] });
@@ -280,7 +280,7 @@ describe.skipIf(!built)('mailbag dispatch and a peer it does not dial', () => {
     const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: dispatch ${i}\n\nbody ${i}\n`)), 'r@y.example');
     const first = w.sync('session-after-commit');
     expect(first.status, first.out + first.err).toBe(75);
-    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    expect(staged(w.hub, 'home'), first.out + first.err).toEqual([...up.keys()].sort());
     // the hub cannot dial home (no host): no session, only the runner
     const r = await run(process.execPath, [mailbagBin, 'dispatch', '--config', w.hubToml], {
       env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0', MAILBAG_FAULT: '' },
@@ -313,7 +313,7 @@ describe.skipIf(!built)('a recovery that fails (a ledger that does not read)', (
     const late = await queue(w.home, 'hub', Array.from({ length: 2 }, (_, i) => Buffer.from(`Subject: late ${i}\n\nbody ${i}\n`)), 'r@y.example');
     const killed = w.sync('session-after-commit');
     expect(killed.status, killed.out + killed.err).toBe(75);
-    expect(staged(w.hub, 'home')).toEqual([...late.keys()].sort());
+    expect(staged(w.hub, 'home'), killed.out + killed.err).toEqual([...late.keys()].sort());
     // the ledger's first line damaged (a disk error, a future version): no session and no
     // recovery can read it
     const ledger = join(w.hub.root, 'ledger', 'home');
@@ -350,7 +350,7 @@ describe.skipIf(!built)('mailbag dispatch and a recovery that fails', () => {
     const up = await queue(w.home, 'hub', Array.from({ length: 2 }, (_, i) => Buffer.from(`Subject: d ${i}\n\nbody ${i}\n`)), 'r@y.example');
     const killed = w.sync('session-after-commit');
     expect(killed.status, killed.out + killed.err).toBe(75);
-    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    expect(staged(w.hub, 'home'), killed.out + killed.err).toEqual([...up.keys()].sort());
     const ledger = join(w.hub.root, 'ledger', 'home');
     writeFileSync(ledger, readFileSync(ledger, 'utf8').replace(/^mailbag-ledger 1\n/, 'mailbag-ledger 9\n'));
     for (const quiet of [true, false]) {
@@ -436,8 +436,9 @@ describe.skipIf(!built)('mailbag run killed during its recovery', () => {
       const w = await world([`sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"'], { FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' });
       const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: k ${i}\n\nbody ${i}\n`)), 'r@y.example');
       const ids = [...up.keys()].sort();
-      expect(w.sync('session-after-commit').status).toBe(75);
-      expect(staged(w.hub, 'home')).toEqual(ids);
+      const killedSync = w.sync('session-after-commit');
+      expect(killedSync.status, killedSync.out + killedSync.err).toBe(75);
+      expect(staged(w.hub, 'home'), killedSync.out + killedSync.err).toEqual(ids);
       const env = { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' };
       const killed = await run(process.execPath, [mailbagBin, 'run', '--config', w.hubToml, '--now'], { env: { ...env, MAILBAG_FAULT: point }, timeoutMs: 60_000 });
       expect(killed.signal, killed.stderr).toBe('SIGKILL');
@@ -480,7 +481,7 @@ describe.skipIf(!built)("the next session's run step after a killed receiver", (
     const up = await queue(w.home, 'hub', Array.from({ length: 4 }, (_, i) => Buffer.from(`Subject: next ${i}\n\nbody ${i}\n`)), 'r@y.example');
     const first = w.sync('session-after-commit');
     expect(first.status, first.out + first.err).toBe(75);
-    expect(staged(w.hub, 'home')).toEqual([...up.keys()].sort());
+    expect(staged(w.hub, 'home'), first.out + first.err).toEqual([...up.keys()].sort());
 
     // the next session, with serve's run step on (no --no-run): the re-offer is answered
     // `have`, so it receives nothing; its start moved the killed session's jobs in
