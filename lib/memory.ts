@@ -96,8 +96,17 @@ export class YoungGcPacer {
  */
 export const INTERRUPT_BUDGET = 4 * 67_584;
 
-/** Ask V8 to tier up later (INTERRUPT_BUDGET); false where the flag cannot be set. */
+/**
+ * Ask V8 to tier up later (INTERRUPT_BUDGET); false where the flag cannot be set, or is
+ * not to be: while the build makes the session bundle's code caches
+ * (MAILBAG_MAKE_CODE_CACHE, scripts/bundle-front-doors.mjs). V8 stamps a code cache
+ * with a hash of its flags when it is made, at the process's exit, and refuses it where
+ * the flags differ when it is read, which is before anything runs: a serve cache made
+ * with this flag set was refused at every serve's start (its bundle compiled afresh,
+ * about 25 ms of serve's CPU in a one-job session).
+ */
 export function tierUpLater(): boolean {
+  if (process.env.MAILBAG_MAKE_CODE_CACHE) return false;
   try {
     setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
     return true;

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { INTERRUPT_BUDGET, YoungGcPacer } from '../../lib/memory.js';
 import { builtLib, haveBuild, removeBuiltLib } from './spool/built.js';
@@ -79,5 +80,37 @@ describe('tierUpLater', () => {
     expect(budget).not.toBe(plain);
     expect(tag([], `const m = await import(${src('memory.ts')}); ${print} m.tierUpLater(); ${print}`)).toBe(budget);
     expect(tag([], `const m = await import(${src('session/stage-ops.ts')}); m.prestartStageWorker(); ${print} await m.stopStageWorker();`)).toBe(budget);
+  });
+
+  it('leaves V8\'s flags alone while the build makes the code caches (MAILBAG_MAKE_CODE_CACHE)', () => {
+    const plain = tag([], print);
+    const script = `const m = await import(${src('memory.ts')}); console.log(m.tierUpLater()); ${print}`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import { register } from 'node:module'; register(${hooks}); ${script}`], {
+      encoding: 'utf8',
+      timeout: 50_000,
+      env: { ...process.env, MAILBAG_MAKE_CODE_CACHE: '/nonexistent/x.v8cache' },
+    }).trim().split('\n');
+    expect(out.slice(-2)).toEqual(['false', String(plain)]);
+  });
+
+  // V8 refuses a code cache made under other flags: the build's sample serve (which makes
+  // the serve cache at its exit) once set the budget, and every serve, which reads the
+  // cache before anything runs, compiled its bundle afresh
+  it.runIf(haveBuild())('the built session bundle\'s serve and sync code caches are taken by a node with its default flags', () => {
+    const bin = join(fileURLToPath(new URL('../../dist/bin/', import.meta.url)));
+    const code = readdirSync(bin).find((f) => /^mailbag-session\.[0-9a-f]{16}\.code\.cjs$/.test(f));
+    expect(code).toBeDefined();
+    const base = code!.replace(/\.code\.cjs$/, '');
+    const script = `
+      const { readFileSync } = require('node:fs');
+      const { Script } = require('node:vm');
+      const code = readFileSync(${JSON.stringify(join(bin, code!))}, 'utf8');
+      for (const role of ['serve', 'sync']) {
+        const buf = readFileSync(${JSON.stringify(join(bin, base))} + '.' + role + '.v8cache');
+        const s = new Script(code, { filename: 'x.cjs', cachedData: buf.subarray(0, buf.length - 4) });
+        console.log(role, s.cachedDataRejected ? 'refused' : 'taken');
+      }`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 50_000 });
+    expect(out.trim().split('\n')).toEqual(['serve taken', 'sync taken']);
   });
 });
