@@ -652,7 +652,16 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
       summary.skipped += (await spool.listJobs('in', peer)).length;
       continue;
     }
-    await runner.runPeer(peer, summary, unfinished);
+    // one peer whose runner fails (a runner lock file that is not a lock, a queue it
+    // cannot read) stops no other peer's delivery: said after, as a failure of the run
+    try {
+      await runner.runPeer(peer, summary, unfinished);
+    } catch (err) {
+      const cause = asMailbagError(err);
+      const error = new MailbagError(cause.temporary ? cause.code : 'internal', `${peer}: the received jobs wait in in/${peer}/ for the next mailbag run: ${cause.message}`, { cause });
+      runner.log(error.message);
+      unfinished.push({ peer, error });
+    }
   }
   if (unfinished.length > 0) summary.unfinished = unfinished;
   return summary;

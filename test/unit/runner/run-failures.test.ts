@@ -4,7 +4,7 @@
 // also with --quiet), one unreadable job in failed/ (it stopped every peer's delivery),
 // and `mailbag run --peer` with a name the configuration does not have.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -42,11 +42,29 @@ describe('failures a run must not hide', () => {
     await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
     const junk = join(site.spool.root, 'locks', 'runner.hub.lock');
     writeFileSync(junk, 'leftover\n');
-    const err = await run(site, []).then(() => undefined, (e: unknown) => e);
-    // what runAsProcess makes of it: this line on stderr, exit 75
-    expect(asMailbagError(err).exitCode).toBe(75);
-    expect(failureLine(err, 'mailbag run')).toBe(`4.3.0 mailbag run: spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running`);
+    const r = await run(site, []);
+    expect(r.code).toBe(75);
+    expect(r.err).toBe(`4.3.0 mailbag: hub: the received jobs wait in in/hub/ for the next mailbag run: spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running\n`);
     expect(site.sendmailCalls()).toHaveLength(0);
+  });
+
+  it('one peer whose runner fails (a runner lock file that is not a lock) stops no other peer\'s delivery: said after, 75', async () => {
+    site = await makeSite({ toml: '[peers.hub2]\ntransport = "command"\ncommand = ["true"]' });
+    // hub2 sorts after hub in in/, and a peer listed first whose runner fails used to end the run there
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    await site.spool.writeJob('in', 'hub2', { id: newJobId(), from: 'hub2', to: 'home', created: new Date().toISOString(), command: 'rmail', args: ['r2@y.example'], sender: '', recipients: [] }, Buffer.from(RMAIL_PAYLOAD));
+    for (const bad of ['hub', 'hub2']) {
+      writeFileSync(join(site.spool.root, 'locks', `runner.${bad}.lock`), 'leftover\n');
+      const good = bad === 'hub' ? 'hub2' : 'hub';
+      const r = await run(site, []);
+      // before: runJobs threw at the bad peer: the good one's job waited (or was run and the run still ended there)
+      expect(r.code, r.out + r.err).toBe(75);
+      expect(r.err).toMatch(new RegExp(`^4\\.3\\.0 mailbag: ${bad}: the received jobs wait in in/${bad}/ for the next mailbag run: spool: .* is not a mailbag lock file; remove it if no mailbag is running\n$`));
+      expect(r.out).toMatch(new RegExp(`^${good}/[0-9a-f]+: done$`, 'm'));
+      rmSync(join(site.spool.root, 'locks', `runner.${bad}.lock`));
+    }
+    expect(site.sendmailCalls()).toHaveLength(2);
+    expect(id).toBeTruthy();
   });
 
   it('a session\'s run step whose runner fails returns the failure (sync prints it and exits 75), not a log line alone', async () => {
