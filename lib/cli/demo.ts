@@ -6,11 +6,12 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
 import tar from 'tar-stream';
-import { formatSize, loadConfig, packageRoot } from '../config/index.js';
+import { defaultSpool, formatSize, loadConfig, packageRoot } from '../config/index.js';
 import type { Config } from '../config/types.js';
 import { formatFromLine } from '../envelope/index.js';
 import { MailbagError } from '../errors.js';
@@ -135,7 +136,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } else throw new MailbagError('usage', `unexpected argument ${JSON.stringify(a)} (${USAGE})`);
   }
   const started = Date.now();
-  const base = dir ? resolve(io.cwd, dir) : join(packageRoot(), 'spool', 'demo');
+  // a checkout's spool/demo (npm start); an installed package has no spool of its own
+  // (defaultSpool, 7a6bfc1) and may not be writable: a new directory under $TMPDIR there
+  const base = dir
+    ? resolve(io.cwd, dir)
+    : defaultSpool() !== undefined
+      ? join(packageRoot(), 'spool', 'demo')
+      : await mkdtemp(join(tmpdir(), 'mailbag-demo-'));
   await rm(base, { recursive: true, force: true });
   await mkdir(base, { recursive: true, mode: 0o700 });
   const hubRoot = join(base, 'hub');

@@ -79,4 +79,16 @@ describe.skipIf(existsSync(SYSTEM_CONFIG))('an installed package without `spool`
     expect(r, r.stderr).toMatchObject({ code: 0, stderr: '' });
     expect(readdirSync(join(spool, 'out', 'hub'))).toHaveLength(1);
   }, 60_000);
+
+  it('mailbag demo works in a new directory under $TMPDIR, not inside the package', async () => {
+    const tmp = join(dir, 'tmp');
+    mkdirSync(tmp);
+    const r = await runBin(bin('mailbag.cjs'), ['demo', '--down', '3', '--up', '2'], '', { TMPDIR: tmp, MAILBAG_CORPUS: join(dir, 'no-corpus') });
+    expect(r.code, r.stderr).toBe(0);
+    const made = readdirSync(tmp).filter((n) => n.startsWith('mailbag-demo-'));
+    expect(made).toHaveLength(1);
+    expect(r.stdout).toContain(join(tmp, made[0]!));
+    expect(readdirSync(join(tmp, made[0]!)).sort()).toEqual(expect.arrayContaining(['home', 'hub']));
+    expect(existsSync(join(pkg, 'spool'))).toBe(false);
+  }, 60_000);
 });
