@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { asMailbagError } from '../errors.js';
 import { faultPoint } from '../spool/fault.js';
+import { parseLock } from '../spool/lock.js';
 import { JOB_ID_RE } from '../job/header.js';
 import type { Spool } from '../spool/spool.js';
 
@@ -152,6 +153,9 @@ export async function recoverIdlePeer(config: Config, spool: Spool, peer: string
   } catch (err) {
     const e = asMailbagError(err);
     if (e.code !== 'locked') throw e;
+    // a file there that is not a lock is no session: nothing would ever finish these steps
+    const text = await readFile(spool.path('locks', `session-${peer}.lock`), 'utf8').catch(() => undefined);
+    if (text !== undefined && parseLock(text) === undefined) throw e;
     return { peer, state: 'busy', moved: 0, removed: 0, reason: e.message };
   }
   try {

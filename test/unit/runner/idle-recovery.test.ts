@@ -177,4 +177,21 @@ describe('finishing a dead session without one', () => {
     expect(await runJobs({ config: site.config, spool: site.spool, env: site.env })).toEqual({ done: 0, retry: 0, failed: 0, skipped: 0 });
     expect(takings).toBe(1);
   });
+
+  it('a file at the session lock\'s name that is not a lock is no running session: the run says it cannot finish the earlier session and fails (not "a session is running", exit 0)', async () => {
+    site = await makeSite();
+    const ids = await stagedBag(site, 2, 'committed');
+    const junk = join(site.spool.root, 'locks', 'session-hub.lock');
+    writeFileSync(junk, '');
+    await expect(recoverIdlePeer(site.config, site.spool, 'hub')).rejects.toThrow(`spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running`);
+    const lines: string[] = [];
+    const summary = await runJobs({ config: site.config, spool: site.spool, env: site.env, log: (l) => lines.push(l) });
+    expect(lines.join('\n')).not.toContain('a session is running');
+    expect(summary.unfinished).toHaveLength(1);
+    expect(summary.unfinished![0]!.error.exitCode).toBe(75);
+    expect(summary.unfinished![0]!.error.message).toBe(`hub: cannot finish an earlier session (2 committed job(s) wait in bags/in/hub/, 0 acknowledged job(s) in out/hub/): spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running`);
+    // nothing touched: the jobs wait where they are
+    expect(readdirSync(join(site.spool.root, 'bags', 'in', 'hub', `${HASH}.d`)).sort()).toEqual(ids);
+    expect(site.sendmailCalls()).toHaveLength(0);
+  });
 });
