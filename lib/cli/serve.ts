@@ -12,6 +12,8 @@ import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 
 const USAGE = 'usage: mailbag serve --peer NAME [--config FILE] [--no-run]';
+/** a session that failed so committed nothing and leaves the run step to others */
+const NO_RUN_AFTER = new Set(['locked', 'usage', 'unknown-peer', 'peer-refused']);
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let peer: string | undefined;
@@ -37,24 +39,39 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // process is done with it, bounded, rather than left for the exit: anything of it that
   // kept the process alive would hold the link open too, and the dialer would wait
   // CLOSE_GRACE_MS for our exit status (as an idle worker did before 10d54e5)
+  // a log line must not end the process when whatever read our stderr is gone (sshd's
+  // side of a cut link): the run step after a broken session still has jobs to deliver
+  io.stderr.on('error', () => {});
+  const runStep = async (): Promise<void> => {
+    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+    // stdout is the link: a killed session's moves that could not be finished go to stderr
+    for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
+  };
   try {
-    const result = await serveLink({
-      config: cfg,
-      peer,
-      link,
-      ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
-    });
+    let result;
+    try {
+      result = await serveLink({
+        config: cfg,
+        peer,
+        link,
+        ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
+      });
+    } catch (err) {
+      // a session that broke after this side committed jobs (the link cut after our ACK,
+      // the client's disk full): they are delivered now, not at the next session or
+      // mailbag run; the exit status stays the session's. Not when another session holds
+      // the lock (it runs them), nor for a peer that is not ours to serve or a HELLO
+      // refused either way (nothing was committed; §2: nothing of any queue is touched)
+      if (run && !(err instanceof MailbagError && NO_RUN_AFTER.has(err.code)) && (await jobsWaiting(cfg, peer))) await runStep();
+      throw err;
+    }
     io.stderr.write(
       `mailbag serve: ${peer}: sent ${result.sent.jobs} jobs, received ${result.received.jobs}` +
         `${result.received.duplicates ? ` (${result.received.duplicates} duplicates skipped)` : ''}\n`,
     );
     // also when this session received nothing but its start moved in the jobs of a killed
     // session (docs/spool.md S7): they are delivered now, not at the next run
-    if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) {
-      const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
-      // stdout is the link: a killed session's moves that could not be finished go to stderr
-      for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
-    }
+    if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) await runStep();
   } finally {
     await stopStageWorker();
   }

@@ -68,8 +68,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       });
     } catch (err) {
       progress?.clear();
-      // their senders are owed notices even though the session did not happen
-      if (run && expired.length > 0) await runStep();
+      // their senders are owed notices even though the session did not happen; and a
+      // session that broke after this side committed jobs (the link cut after our ACK, the
+      // far disk full) delivers them now, not at the next session or mailbag run. The exit
+      // status stays the session's. Not while another session holds the lock (it runs them)
+      const locked = err instanceof MailbagError && err.code === 'locked';
+      if (run && (expired.length > 0 || (!locked && peerConfig !== undefined && (await jobsWaiting(cfg, peer))))) await runStep();
       throw err;
     } finally {
       progress?.clear();
