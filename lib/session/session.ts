@@ -230,7 +230,8 @@ class Session {
     const idle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
     this.timer = setInterval(() => {
       const now = Date.now();
-      if (now - this.lastRecv > idle) {
+      // while the store opens nothing is read, so silence says nothing about the link
+      if (!this.opening && now - this.lastRecv > idle) {
         this.fail(new SessionError('timeout', `nothing received from ${this.o.peer} for ${Math.round((now - this.lastRecv) / 1000)} s: the link is dead`), true);
         return;
       }
@@ -260,6 +261,8 @@ class Session {
   }
 
   private closing = false;
+  /** the store still opening (SessionOptions.opened): nothing is read meanwhile */
+  private opening = false;
   private linkEnded = false;
   private reading: Promise<void> = Promise.resolve();
   private pumpDone: Promise<void> = Promise.resolve();
@@ -300,8 +303,17 @@ class Session {
 
   private async readLoop(): Promise<void> {
     try {
-      // frames that come meanwhile wait in the link's input
-      if (this.o.opened) await this.o.opened;
+      // frames that come meanwhile wait in the link's input (bounded: an unread stream
+      // stops reading its source); the idle clock starts when they can be read
+      if (this.o.opened) {
+        this.opening = true;
+        try {
+          await this.o.opened;
+        } finally {
+          this.opening = false;
+          this.lastRecv = Date.now();
+        }
+      }
       for await (const chunk of chunksOf(this.link.input)) {
         // after both BYEs, read on to the far side's EOF so the link can close cleanly
         if (this.ended) continue;

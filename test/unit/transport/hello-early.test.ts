@@ -54,6 +54,28 @@ describe("a session's HELLO while its store opens", () => {
     }
   });
 
+  it('a store that opens for longer than the idle timeout is no dead link: the session waits for it', async () => {
+    const t = tempDir('hello-early-slow');
+    try {
+      const home = await makeSite(t.dir, 'home');
+      const hub = await makeSite(t.dir, 'hub');
+      const up = await enqueue(home, 'hub', messages([800], 63));
+      const [homeLink, hubLink] = createPair();
+      const gate = held();
+      const hubStore = store(hub, 'home');
+      const opened = gate.promise.then(() => hubStore.open());
+      // home's frames (HELLO, OFFER, PINGs) wait unread while the hub's recovery runs 4 idle timeouts
+      const hubSide = runSession({ link: hubLink, store: hubStore, site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: CAPS, keepaliveMs: 50, idleTimeoutMs: 250, opened });
+      const homeSide = session(home, 'hub', homeLink, { keepaliveMs: 50, idleTimeoutMs: 250 });
+      setTimeout(() => gate.resolve(), 1000);
+      const [a, b] = await Promise.all([homeSide, hubSide]);
+      expect(a.drained && b.drained).toBe(true);
+      expect(ids(hub, 'in', 'home')).toEqual([...up.keys()]);
+    } finally {
+      t.remove();
+    }
+  });
+
   it('a store that cannot be opened ends the session with ERROR after the HELLO; nothing leaves the peer', async () => {
     const t = tempDir('hello-early-fail');
     try {
