@@ -423,7 +423,7 @@ export async function main(argv: string[]): Promise<number> {
       const first = await waitCount(pf, logFrom, done[method], base, messages.length, method, 30 * 60_000);
       const end = process.hrtime.bigint();
       // the clock runs from the moment the messages may be delivered: postsuper -H has moved
-      // them out of the hold queue (the bench's own device, no part of delivering mail: 65-695 ms
+      // them out of the hold queue (the bench's own device, no part of delivering mail: 52-695 ms
       // for 1,000 files in session 6), and postqueue -f asks the queue manager for them.
       // Until session 5 it also counted postsuper -H: that figure is printed beside it.
       const ms = Number(end - released) / 1e6;
