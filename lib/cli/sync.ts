@@ -36,7 +36,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // is torn down below: the far serve then sees a link that closed before any HELLO
   const peerConfig = cfg.peers[peer];
   const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
-  const early = peerConfig ? dialEarly(() => transportForPeer(peerConfig, io.env, trace, { openEarly: true }), `peer ${peer}`) : undefined;
+  const early = peerConfig ? dialEarly(() => transportForPeer(peerConfig, io.env, trace, { openEarly: true, site: cfg.site }), `peer ${peer}`) : undefined;
   let expired: string[];
   let result: SessionResult;
   const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);

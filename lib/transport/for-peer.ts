@@ -20,8 +20,9 @@ export interface EarlySocket {
  * connection before ssh2 is loaded and the key is read: sshd forks and reads its
  * configuration and host keys before it sends its banner (17-39 ms on loopback), which
  * then overlaps our own preparations. Its first connect() takes that connection over.
+ * `site`: this site's name, for the refused key's message (`--peer SITE` on the far side).
  */
-export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env, trace?: (line: string) => void, o: { openEarly?: boolean } = {}): Promise<Transport> {
+export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv = process.env, trace?: (line: string) => void, o: { openEarly?: boolean; site?: string } = {}): Promise<Transport> {
   if (peer.transport === 'command') {
     if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
     const { commandTransport } = await import('./command.js');
@@ -61,6 +62,7 @@ export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv 
     keepaliveMs: peer.keepaliveMs,
     env,
     peer: peer.name,
+    ...(o.site ? { site: o.site } : {}),
     ...(trace ? { trace } : {}),
   }, early);
 }

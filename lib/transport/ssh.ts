@@ -41,6 +41,8 @@ export interface SshOptions {
   env?: NodeJS.ProcessEnv;
   /** for messages: the peer's name and the config file, so errors say what to edit */
   peer?: string | undefined;
+  /** for messages: this site's name, the `--peer` of the far side's forced command */
+  site?: string | undefined;
   /** one line per step of the connection (MAILBAG_TRACE): TCP, keys exchanged, host key, authenticated, exec */
   trace?: ((line: string) => void) | undefined;
 }
@@ -90,7 +92,7 @@ export function classifySshError(err: Error & { level?: string; code?: string },
       return new SessionError(
         'auth',
         `${where} refused authentication (${authHow}). Check that the public key is in ~${o.user}/.ssh/authorized_keys on ${o.host}, ` +
-          `as command="mailbag serve --peer SITE",restrict ssh-…, and that the user and identity in the peer's configuration are right`,
+          `as command="mailbag serve --peer ${o.site ?? 'SITE'}",restrict ssh-…, and that the user and identity in the peer's configuration are right`,
         { cause: err },
       );
     case 'client-timeout':

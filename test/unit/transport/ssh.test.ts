@@ -207,6 +207,13 @@ describe('ssh transport over the embedded server', () => {
     const err = await refused(opts({ privateKey: stranger.privateKey }));
     expect(err.code).toBe('auth');
     expect(err.message).toContain('authorized_keys');
+    expect(err.message).toContain('command="mailbag serve --peer SITE",restrict');
+  });
+
+  it("a refused key's message names this site as the far side's --peer when it is known", async () => {
+    const err = await refused(opts({ privateKey: stranger.privateKey, site: 'home' }));
+    expect(err.code).toBe('auth');
+    expect(err.message).toContain('command="mailbag serve --peer home",restrict');
   });
 
   it('offers its key at once: no probe with method "none" first (a round trip to sshd per session)', async () => {
