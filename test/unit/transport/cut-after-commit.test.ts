@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough, type Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main as serveMain } from '../../../lib/cli/serve.js';
 import { main as syncMain } from '../../../lib/cli/sync.js';
@@ -61,11 +61,18 @@ interface Run {
   cuts: () => number;
 }
 
-function sink(): { stream: Writable; text: () => string } {
-  const s = new PassThrough();
+/** a stderr that keeps its text; after gone(), a write fails as one to a closed pipe does */
+function sink(): { stream: Writable; text: () => string; gone: () => void } {
   let text = '';
-  s.on('data', (d: Buffer) => (text += d.toString()));
-  return { stream: s, text: () => text };
+  let gone = false;
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (gone) return cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      text += chunk.toString();
+      cb();
+    },
+  });
+  return { stream, text: () => text, gone: () => void (gone = true) };
 }
 
 /** sync home→hub through the bridge; `watch`: whose frames are read for the receiver's ACK */
@@ -93,6 +100,8 @@ async function runCut(dir: string, hub: Site, home: Site, watch: 'serve-to-sync'
       cut = true;
       cuts++;
       conn.destroy();
+      // sshd's side of a cut link goes away with it: serve's stderr too
+      serveErr.gone();
       toServe.end();
       fromServe.resume();
     };
