@@ -13,7 +13,7 @@ import { failureLine } from './run.js';
 
 const USAGE = 'usage: mailbag serve --peer NAME [--config FILE] [--no-run]';
 /** a session that failed so committed nothing and leaves the run step to others */
-const NO_RUN_AFTER = new Set(['locked', 'usage', 'unknown-peer', 'peer-refused']);
+const NO_RUN_AFTER = new Set(['locked', 'usage', 'unknown-peer']);
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let peer: string | undefined;
@@ -59,9 +59,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } catch (err) {
       // a session that broke after this side committed jobs (the link cut after our ACK,
       // the client's disk full): they are delivered now, not at the next session or
-      // mailbag run; the exit status stays the session's. Not when another session holds
-      // the lock (it runs them), nor for a peer that is not ours to serve or a HELLO
-      // refused either way (nothing was committed; §2: nothing of any queue is touched)
+      // mailbag run; the exit status stays the session's (a client's ERROR, spool-full
+      // among them, is peer-refused). Not when another session holds the lock (it runs
+      // them), nor for a peer that is not ours to serve
       if (run && !(err instanceof MailbagError && NO_RUN_AFTER.has(err.code)) && (await jobsWaiting(cfg, peer))) await runStep();
       throw err;
     }

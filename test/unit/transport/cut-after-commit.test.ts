@@ -76,7 +76,8 @@ function sink(): { stream: Writable; text: () => string; gone: () => void } {
 }
 
 /** sync home→hub through the bridge; `watch`: whose frames are read for the receiver's ACK */
-async function runCut(dir: string, hub: Site, home: Site, watch: 'serve-to-sync' | 'sync-to-serve'): Promise<Run & { server: Server }> {
+/** `lastWord`: a frame serve gets at the cut, before its input ends (the client's ERROR) */
+async function runCut(dir: string, hub: Site, home: Site, watch: 'serve-to-sync' | 'sync-to-serve', lastWord?: Buffer): Promise<Run & { server: Server }> {
   const fake = join(dir, 'sendmail');
   // a stand-in sendmail that keeps each message it is given
   writeFileSync(fake, `#!/bin/sh\ncat > "$0.$$.msg"\nexit 0\n`, { mode: 0o755 });
@@ -102,6 +103,7 @@ async function runCut(dir: string, hub: Site, home: Site, watch: 'serve-to-sync'
       conn.destroy();
       // sshd's side of a cut link goes away with it: serve's stderr too
       serveErr.gone();
+      if (lastWord) toServe.write(lastWord);
       toServe.end();
       fromServe.resume();
     };
@@ -144,6 +146,31 @@ describe('a session cut after the receiver committed', () => {
         expect(serve, r.serveErr()).toMatchObject({ exitCode: 75 });
         expect(sync, r.syncErr()).toMatchObject({ exitCode: 75 });
         // committed by hub, and delivered by that same serve
+        expect(ids(hub, 'in', 'home'), r.serveErr()).toEqual([]);
+        expect(delivered(t.dir)).toHaveLength(up.size);
+      } finally {
+        await new Promise((res) => r.server.close(res));
+      }
+    } finally {
+      t.remove();
+    }
+  }, 60_000);
+
+  it("serve delivers what it committed when the client's disk fills after its ACK (the client's ERROR spool-full)", async () => {
+    const t = tempDir('cut-commit-full');
+    try {
+      const hub = await makeSite(t.dir, 'hub');
+      const home = await makeSite(t.dir, 'home');
+      const up = await enqueue(home, 'hub', messages([600, 1100], 73));
+      const json = Buffer.from(JSON.stringify({ code: 'spool-full', message: 'spool: no space left on device' }));
+      const error = Buffer.concat([Buffer.from([0x02, 0, 0, 0, 0]), json]);
+      error.writeUInt32BE(json.length, 1);
+      const r = await runCut(t.dir, hub, home, 'serve-to-sync', error);
+      try {
+        const [serve] = await Promise.all([r.serve, r.sync]);
+        expect(r.cuts()).toBe(1);
+        // the client's ERROR is the session's failure (peer-refused, 75)
+        expect(serve, r.serveErr()).toMatchObject({ exitCode: 75, message: expect.stringContaining('no space left') });
         expect(ids(hub, 'in', 'home'), r.serveErr()).toEqual([]);
         expect(delivered(t.dir)).toHaveLength(up.size);
       } finally {
