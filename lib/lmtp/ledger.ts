@@ -548,8 +548,15 @@ export class SpoolLedger implements DedupLedger {
           continue; // not ours to judge here (or sent and removed meanwhile); the runner reports bad jobs
         }
         if (job.header.from !== site || job.header.command !== 'rsmtp') continue;
+        // the payload is opened again by its path: a session may have sent and removed the
+        // job since its header was read (ENOENT). Skipped like a job gone before, not the
+        // end of the recovery (and of lmtpd's start)
         const hash = createHash('sha256');
-        for await (const chunk of job.payload()) hash.update(chunk as Buffer);
+        try {
+          for await (const chunk of job.payload()) hash.update(chunk as Buffer);
+        } catch {
+          continue;
+        }
         const digest = hash.digest('hex');
         if (this.findSync(peer, digest) === undefined) {
           this.recordSync(peer, digest, ref.id);

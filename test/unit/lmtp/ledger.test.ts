@@ -266,3 +266,32 @@ describe('SpoolLedger.recover', () => {
     expect(await after.recover('home', 5 * DAY)).toBe(0);
   });
 });
+
+describe('SpoolLedger.recover while a session sends', () => {
+  // A session sends and removes jobs from out/ while lmtpd starts. readJob reads a job's
+  // header and closes it; its payload is opened again by path when it is hashed. A job
+  // removed in between made the payload's stream fail with ENOENT, which ended the
+  // recovery and with it lmtpd's start (exit 75): it must be skipped like a job gone
+  // before its header was read, and the other jobs still recorded.
+  it('skips a job removed between its header and its payload, and records the others', async () => {
+    const store = new SpoolJobStore(spool, 'home');
+    const h = { to: 'hub', command: 'rsmtp' as const, args: [], sender: '', recipients: ['a@x.test'] };
+    const job = async (text: string): Promise<string> => {
+      const d = await store.begin(h, { maxSize: 1000 });
+      d.write(Buffer.from(text));
+      return d.commit();
+    };
+    const gone = await job('sent meanwhile\n');
+    const kept = await job('still here\n');
+    const ledger = await open();
+    const readJob = spool.readJob.bind(spool);
+    spool.readJob = async (ref) => {
+      const j = await readJob(ref);
+      if (ref.id === gone) rmSync(ref.path); // the session's removal, after the header was read
+      return j;
+    };
+    expect(await ledger.recover('home')).toBe(1);
+    expect(await ledger.find('hub', digest('still here\n'))).toBe(kept);
+    expect(await ledger.find('hub', digest('sent meanwhile\n'))).toBeUndefined();
+  });
+});
