@@ -882,6 +882,9 @@ class Session {
     if (tellPeer && (input.readableEnded || input.destroyed || this.link.output.destroyed)) tellPeer = false;
     if (tellPeer) {
       const out = this.link.output;
+      // what nobody reads (a store that failed to open: nothing was) is read and dropped,
+      // so the far side's close after our ERROR ends the link now, not the 2 s below
+      if (!input.destroyed && input.listenerCount('data') === 0 && input.listenerCount('readable') === 0) input.resume();
       if (!out.destroyed && !out.writableEnded) {
         out.write(encodeError({ code: peerCode ?? (e.code === 'protocol' || e.code === 'timeout' ? e.code : e.code === 'locked' ? 'locked' : e.code === 'spool-full' ? 'spool-full' : e.code === 'spool' ? 'spool' : 'internal'), message: e.message }));
         out.end();

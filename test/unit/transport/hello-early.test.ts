@@ -5,6 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { SpoolError } from '../../../lib/errors.js';
 import { runSession } from '../../../lib/session/session.js';
+import { PassThrough } from 'node:stream';
+import { streamLink } from '../../../lib/transport/link.js';
 import { createPair } from '../../../lib/transport/pair.js';
 import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir } from '../session/sites.js';
 
@@ -71,6 +73,35 @@ describe("a session's HELLO while its store opens", () => {
       const [a, b] = await Promise.all([homeSide, hubSide]);
       expect(a.drained && b.drained).toBe(true);
       expect(ids(hub, 'in', 'home')).toEqual([...up.keys()]);
+    } finally {
+      t.remove();
+    }
+  });
+
+  it('after its ERROR for a store that failed, the link ends when the peer closes, not torn down', async () => {
+    const t = tempDir('hello-early-end');
+    try {
+      const home = await makeSite(t.dir, 'home');
+      const hub = await makeSite(t.dir, 'hub');
+      await enqueue(home, 'hub', messages([500], 64));
+      // two stdio-like links (serve's is streamLink over its stdin/stdout): what one side
+      // closes, the other reads the end of
+      const [homeIn, homeOut, hubIn, hubOut] = [new PassThrough(), new PassThrough(), new PassThrough(), new PassThrough()];
+      homeOut.pipe(hubIn);
+      hubOut.pipe(homeIn);
+      homeOut.on('close', () => hubIn.end());
+      const homeLink = streamLink(homeIn, homeOut, 'home');
+      const hubLink = streamLink(hubIn, hubOut, 'hub');
+      const gate = held();
+      const hubSide = runSession({ link: hubLink, store: store(hub, 'home'), site: 'hub', peer: 'home', codecs: ['br', 'gzip'], caps: CAPS, keepaliveMs: 500, opened: gate.promise });
+      hubSide.catch(() => {});
+      const homeSide = session(home, 'hub', homeLink);
+      homeSide.catch(() => {});
+      gate.reject(new SpoolError('cannot open the ledger: EACCES'));
+      await expect(homeSide).rejects.toMatchObject({ code: 'peer-refused' });
+      await expect(hubSide).rejects.toMatchObject({ code: 'spool' });
+      // read to its end (the peer closed after our ERROR), not aborted by the 2 s bound
+      expect(await hubLink.done).toMatchObject({ ok: true });
     } finally {
       t.remove();
     }
