@@ -11,9 +11,20 @@
 // removes the lock file, and only after re-reading that it still carries nonce N. Since
 // nonces are never reused and one token name has one winner, two breakers can never
 // both remove a lock, and nobody ever removes a live holder's lock.
+//
+// A lock file that does not read as a lock (empty, zeros, cut short) is what a power cut
+// leaves: the link reached the disk, the bytes did not (nothing is fsynced: a lock means
+// nothing once its holder is gone, and a power cut ends every holder). No running mailbag
+// ever shows such a file: its lock appears by link() already complete. Such junk is taken
+// over like a dead holder's lock when it provably cannot be a running mailbag's: written
+// before this boot (Linux: btime in /proc/stat), or unreadable for longer than
+// JUNK_GRACE_MS. It is broken the same race-free way, with `junk-INODE-MTIMENS` as the
+// nonce (a real nonce has no '-'), and its winner removes it only while the same inode
+// still holds junk. A younger junk file is refused, and a lock of another version
+// (`mailbag-lock 2`) is always refused, by name: it may be a newer mailbag's.
 
 import { readFileSync, unlinkSync } from 'node:fs';
-import { chmod, link, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MailbagError, SpoolError } from '../errors.js';
@@ -23,6 +34,12 @@ import { bootId, holderAlive, processStartTime } from './process.js';
 
 export const LOCK_MAGIC_LINE = 'mailbag-lock 1\n';
 const MAX_BREAK_TOKENS = 16;
+/**
+ * How long a lock file must have been unreadable as a lock (by its mtime) before it is
+ * taken over though written during this boot. A mailbag's lock is complete when its name
+ * appears, so no writer of ours is ever seen mid-way; this is the margin for anything else.
+ */
+export const JUNK_GRACE_MS = 10_000;
 
 export interface LockInfo {
   pid: number;
@@ -38,6 +55,8 @@ export interface LockOptions {
   wait?: boolean;
   /** how long to wait at most (default 10 s); then SpoolError 'locked' */
   timeoutMs?: number;
+  /** where the line saying a junk lock file was taken over goes (default: stderr) */
+  log?: (line: string) => void;
 }
 
 export interface Lock {
@@ -107,14 +126,80 @@ function myInfo(): LockInfo {
 
 /** Read a lock or token file; undefined when it is gone, 'bad' when it is not ours. */
 async function readLockFile(path: string): Promise<LockInfo | undefined | 'bad'> {
-  let text: string;
+  const text = await readText(path);
+  if (text === undefined) return undefined;
+  return parseLock(text) ?? 'bad';
+}
+
+async function readText(path: string): Promise<string | undefined> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  return parseLock(text) ?? 'bad';
+}
+
+/** The version a `mailbag-lock V` file says it is in, when it is not ours (1). */
+function otherVersion(text: string): string | undefined {
+  const m = /^mailbag-lock ([^\s]+)\n/.exec(text);
+  return m && m[1] !== '1' ? m[1] : undefined;
+}
+
+/** when this boot began, in ms since the epoch (Linux: btime of /proc/stat), or undefined */
+export function bootTimeMs(): number | undefined {
+  try {
+    const m = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'latin1'));
+    return m ? Number(m[1]) * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Junk {
+  /** the nonce its break tokens use: `junk-INODE-MTIMENS` */
+  id: string;
+  ino: bigint;
+  mtimeNs: bigint;
+  /** what it is and why it is stale, for the line saying it was taken over */
+  what: string;
+}
+
+/**
+ * Judge the file at `path`, which did not read as a lock: undefined when it is gone (or
+ * reads as a lock now), a Junk when it provably is no running mailbag's, else the
+ * SpoolError to refuse with.
+ */
+async function judgeJunk(path: string, now = Date.now()): Promise<Junk | SpoolError | undefined> {
+  let st;
+  try {
+    st = await stat(path, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const text = await readText(path);
+  if (text === undefined || parseLock(text) !== undefined) return undefined;
+  const v = otherVersion(text);
+  if (v !== undefined) return new SpoolError(`spool: ${path}: lock file version ${v} is not supported; this mailbag reads version 1 (remove it if no mailbag is running)`, { code: 'locked' });
+  const refuse = new SpoolError(`spool: ${path} is not a mailbag lock file; remove it if no mailbag is running`, { code: 'locked' });
+  const mtimeMs = Number(st.mtimeNs / 1_000_000n);
+  const boot = bootTimeMs();
+  const written = new Date(mtimeMs).toISOString();
+  let why: string;
+  if (boot !== undefined && mtimeMs < boot) why = `written ${written}, before this boot (${new Date(boot).toISOString()})`;
+  else if (now - mtimeMs > JUNK_GRACE_MS) why = `unchanged since ${written}`;
+  else return refuse;
+  const what = st.size === 0n ? 'empty' : `${st.size} bytes that are not a lock`;
+  return { id: `junk-${st.ino}-${st.mtimeNs}`, ino: st.ino, mtimeNs: st.mtimeNs, what: `${what}, ${why}` };
+}
+
+/** Whether `path` is still the junk file `j` (same inode and mtime, still not a lock). */
+async function stillJunk(path: string, j: Junk): Promise<boolean> {
+  const st = await stat(path, { bigint: true }).catch(() => undefined);
+  if (!st || st.ino !== j.ino || st.mtimeNs !== j.mtimeNs) return false;
+  const text = await readText(path);
+  return text !== undefined && parseLock(text) === undefined && otherVersion(text) === undefined;
 }
 
 function alive(info: LockInfo): boolean {
@@ -140,27 +225,39 @@ async function createExclusive(path: string, info: LockInfo, tmpDir: string): Pr
 }
 
 /**
- * Remove the stale lock at `path` carrying `nonce`, if this process wins the right to.
- * Returns true when the caller should simply try to acquire again (the stale lock is
- * gone or was replaced), false when another live breaker is at work (wait for it).
+ * Remove the stale lock at `path` carrying `nonce` (for junk: its id, and `isStale` says
+ * whether the file is still that junk), if this process wins the right to. Returns
+ * 'removed' when this process removed it, 'gone' when the caller should simply try to
+ * acquire again (the stale lock is gone or was replaced), false when another live
+ * breaker is at work (wait for it).
  */
-async function breakStale(locksDir: string, tmpDir: string, file: string, nonce: string): Promise<boolean> {
+async function breakStale(
+  locksDir: string,
+  tmpDir: string,
+  file: string,
+  nonce: string,
+  isStale?: () => Promise<boolean>,
+): Promise<'removed' | 'gone' | false> {
   const path = join(locksDir, file);
   const prefix = `${file}.break.${nonce}.`;
+  const stillStale = isStale ?? (async () => {
+    const cur = await readLockFile(path);
+    return cur !== undefined && cur !== 'bad' && cur.nonce === nonce;
+  });
   for (let k = 1; k <= MAX_BREAK_TOKENS; k++) {
     const token = join(locksDir, `${prefix}${k}`);
     if (await createExclusive(token, myInfo(), tmpDir)) {
       if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
-      const cur = await readLockFile(path);
-      if (cur !== undefined && cur !== 'bad' && cur.nonce === nonce) await unlink(path).catch(() => undefined);
+      let removed = false;
+      if (await stillStale()) removed = await unlink(path).then(() => true, () => false);
       // tokens for nonce N mean nothing once the lock with nonce N is gone
       for (const n of await readdir(locksDir)) {
         if (n.startsWith(prefix)) await unlink(join(locksDir, n)).catch(() => undefined);
       }
-      return true;
+      return removed ? 'removed' : 'gone';
     }
     const t = await readLockFile(token);
-    if (t === undefined) return true; // cleaned up: the stale lock was removed meanwhile
+    if (t === undefined) return 'gone'; // cleaned up: the stale lock was removed meanwhile
     if (t !== 'bad' && alive(t)) return false; // another breaker is at work: wait
     // that breaker died holding its token: try the next one
   }
@@ -181,9 +278,32 @@ const raceDelayMs = Number(process.env.MAILBAG_LOCK_RACE_DELAY_MS) || 0;
  */
 export async function acquireLock(locksDir: string, tmpDir: string, name: string, opts: LockOptions = {}): Promise<Lock> {
   if (!isName(name)) throw new MailbagError('internal', `bad lock name ${JSON.stringify(name)}`);
+  const path = join(locksDir, `${name}.lock`);
+  // a junk file this process removed: said once, as taken over when this process then
+  // holds the lock, as removed when another got in first
+  const removed: { what?: string } = {};
+  const say = (taken: boolean): void => {
+    if (removed.what === undefined) return;
+    const was = `${path} was not a mailbag lock file (${removed.what}); a power cut leaves such files`;
+    (opts.log ?? stderrLine)(taken ? `mailbag: spool: took over lock ${name}: ${was}` : `mailbag: spool: removed a stale lock file: ${was}`);
+  };
+  try {
+    const lock = await takeLock(locksDir, tmpDir, name, opts, removed);
+    say(true);
+    return lock;
+  } catch (err) {
+    say(false);
+    throw err;
+  }
+}
+
+async function takeLock(locksDir: string, tmpDir: string, name: string, opts: LockOptions, removed: { what?: string }): Promise<Lock> {
   const file = `${name}.lock`;
   const path = join(locksDir, file);
   const deadline = Date.now() + (opts.wait ? (opts.timeoutMs ?? 10_000) : 0);
+  // a junk lock file another process is taking over: worth a short wait even without
+  // `wait`, its breaker is done in milliseconds and then holds the lock (or lets go)
+  let junkDeadline: number | undefined;
   let pause = 10;
   for (;;) {
     const info = myInfo();
@@ -196,9 +316,18 @@ export async function acquireLock(locksDir: string, tmpDir: string, name: string
       }
       holder = await readLockFile(path);
       if (holder === 'bad') {
-        throw new SpoolError(`spool: ${path} is not a mailbag lock file; remove it if no mailbag is running`, { code: 'locked' });
-      }
-      if (holder !== undefined && !alive(holder)) {
+        const junk = await judgeJunk(path);
+        if (junk === undefined) continue; // gone (or a lock now): try again
+        if (junk instanceof SpoolError) throw junk;
+        if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
+        const r = await breakStale(locksDir, tmpDir, file, junk.id, () => stillJunk(path, junk));
+        if (r === 'removed') removed.what = junk.what;
+        if (r) continue;
+        junkDeadline ??= Date.now() + JUNK_BREAKER_WAIT_MS;
+        if (Date.now() >= Math.max(deadline, junkDeadline)) {
+          throw new SpoolError(`spool: ${path} is not a mailbag lock file and another process is taking it over`, { code: 'locked' });
+        }
+      } else if (holder !== undefined && !alive(holder)) {
         if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
         if (await breakStale(locksDir, tmpDir, file, holder.nonce)) continue;
       }
@@ -206,12 +335,22 @@ export async function acquireLock(locksDir: string, tmpDir: string, name: string
       throw spoolErrorFrom(err, `taking lock ${name}`);
     }
     if (holder === undefined) continue; // released just now: try again
-    if (Date.now() >= deadline) {
+    if (holder !== 'bad' && Date.now() >= deadline) {
       const where = holder.host === hostname() ? '' : ` on host ${holder.host} (remove ${path} if that host no longer uses this spool)`;
       throw new SpoolError(`lock ${name} is held by pid ${holder.pid}${where} since ${holder.since}`, { code: 'locked' });
     }
-    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
+    await sleep(Math.min(pause, Math.max(1, Math.max(deadline, junkDeadline ?? 0) - Date.now())));
     pause = Math.min(pause * 1.5, 250);
+  }
+}
+
+const JUNK_BREAKER_WAIT_MS = 2_000;
+
+function stderrLine(line: string): void {
+  try {
+    process.stderr.write(`${line}\n`);
+  } catch {
+    // a closed stderr (serve after its sshd went) is no reason to fail
   }
 }
 
