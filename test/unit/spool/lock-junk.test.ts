@@ -8,7 +8,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { main as runMain } from '../../../lib/cli/run-jobs.js';
+import { makeSite, RMAIL_PAYLOAD } from '../runner/helpers.js';
 import { builtLib, haveBuild, removeBuiltLib } from './built.js';
 import { LOCK_MAGIC_LINE, parseLock, Spool } from '../../../lib/spool/index.js';
 import { JUNK_GRACE_MS } from '../../../lib/spool/lock.js';
@@ -94,6 +97,34 @@ describe.runIf(btime !== undefined)('a junk lock file written before this boot',
     expect((err as Error).message).toBe(`spool: ${path}: lock file version 2 is not supported; this mailbag reads version 1 (remove it if no mailbag is running)`);
     expect(readFileSync(path, 'utf8')).toBe(v2);
     expect(logged).toEqual([]);
+  });
+});
+
+describe.runIf(btime !== undefined)('mailbag run after a power cut left its runner lock empty', () => {
+  it('takes the lock over, says so on stderr, delivers the job and exits 0 (75, "remove it", nothing delivered before)', async () => {
+    const site = await makeSite();
+    const said: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (said.push(String(chunk)), true));
+    try {
+      await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+      const junk = join(site.spool.root, 'locks', 'runner.hub.lock');
+      writeFileSync(junk, '');
+      utimesSync(junk, btime! - 600, btime! - 600);
+      const err = new PassThrough();
+      const e: Buffer[] = [];
+      err.on('data', (c: Buffer) => e.push(c));
+      const io = { stdin: Readable.from([]), stdout: new PassThrough().resume(), stderr: err, env: site.env, cwd: site.dir, isTTY: false };
+      const code = await runMain(['--config', join(site.dir, 'mailbag.toml')], io);
+      spy.mockRestore();
+      expect(Buffer.concat(e).toString()).toBe('');
+      expect(code).toBe(0);
+      expect(site.sendmailCalls()).toHaveLength(1);
+      expect(said.join('')).toMatch(new RegExp(`^mailbag: spool: took over lock runner\\.hub: ${junk} was not a mailbag lock file \\(empty, written .*, before this boot .*\\); a power cut leaves such files\n$`));
+      expect(existsSync(junk)).toBe(false);
+    } finally {
+      spy.mockRestore();
+      site.cleanup();
+    }
   });
 });
 
