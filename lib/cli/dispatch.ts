@@ -5,7 +5,7 @@
 import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { leftovers } from '../session/idle-recovery.js';
-import { dispatchPeers, expireQueued, runReceivedJobs } from '../session/index.js';
+import { dispatchPeers, expireQueued, jobsWaiting, runReceivedJobs } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
@@ -87,6 +87,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } else if (e.error) {
       io.stderr.write(`${e.error.status} ${e.peer}: ${e.error.message}\n`);
       firstError ??= e.error;
+      // a session that broke after we committed jobs (the link cut after our ACK, the far
+      // disk full): they are delivered now, not at the next session or mailbag run, and the
+      // exit status stays the session's. Not while another session holds the lock (that one
+      // runs them); a peer owed the run step anyway gets it once, below
+      if (run && e.error.code !== 'locked' && !leftBehind.has(e.peer) && !expired.has(e.peer) && (await jobsWaiting(cfg, e.peer))) await runStep(e.peer);
     }
   }
   // notices for the expired jobs of peers no session ran with (unreachable, locked, not
