@@ -5,7 +5,7 @@
 import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { leftovers } from '../session/idle-recovery.js';
-import { dispatchPeers, expireQueued, jobsWaiting, runReceivedJobs } from '../session/index.js';
+import { dispatchPeers, expireQueued, jobsWaiting, runReceivedJobs, traceTime } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
@@ -58,7 +58,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       if (!l || l.staged.length + l.acked.length > 0) leftBehind.add(peer);
     }
   }
-  const entries = await dispatchPeers({ config: cfg });
+  // MAILBAG_TRACE: each session's frames and its link's ssh steps, as for mailbag sync
+  const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
+  const entries = await dispatchPeers({ config: cfg, ...(trace ? { trace } : {}) });
   // the run step; a killed session's committed jobs it could not move in are a failure
   const runStep = async (peer: string): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, log);

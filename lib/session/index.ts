@@ -126,7 +126,8 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
     };
     let link: Link;
     try {
-      const transport = o.transport ?? (await transportForPeer(peer));
+      // the site names our --peer in a refused key's message; the trace gets the ssh steps
+      const transport = o.transport ?? (await transportForPeer(peer, process.env, o.trace, { site: o.config.site }));
       link = await transport.connect();
     } catch (err) {
       await giveUp();

@@ -1,12 +1,17 @@
-// `mailbag dispatch` after a session that failed, as mailbag sync does (lib/cli/dispatch.ts):
+// `mailbag dispatch` after a session that failed, as mailbag sync does (lib/cli/dispatch.ts,
+// lib/session/index.ts syncPeer):
 // - its link cut right after this side's first ACK: the jobs it committed are handed to
 //   the runner by that same dispatch (unless --no-run), which still exits 75, rather than
-//   left in in/PEER/ until the next session or `mailbag run` (req-review4 #1).
+//   left in in/PEER/ until the next session or `mailbag run` (req-review4 #1);
+// - a key the far sshd refuses: the message names this site in the forced command it
+//   suggests (`--peer home`, not `--peer SITE`), and MAILBAG_TRACE shows the ssh steps
+//   (req-review4 #2).
 //
 // dispatch runs in this process and dials hub through the command transport: a small node
 // bridge between its stdio and a Unix socket of this test, whose other end is hub's
 // `mailbag serve` (in this process too). The test reads the frames dispatch sends and cuts
 // both ways right after its first ACK (as cut-after-commit.test.ts does for sync).
+// The refused key: dispatch dials ssh2's embedded server, which knows another key.
 import { readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -14,7 +19,8 @@ import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main as dispatchMain } from '../../../lib/cli/dispatch.js';
 import { main as serveMain } from '../../../lib/cli/serve.js';
-import { enqueue, ids, makeSite, messages, tempDir, type Site } from '../session/sites.js';
+import { generateKeyPair, startSshServer } from '../../../lib/transport/server.js';
+import { enqueue, ids, makeSite, messages, soundKeyPair, tempDir, type Site } from '../session/sites.js';
 
 const ACK = 0x21;
 
@@ -169,6 +175,48 @@ describe('mailbag dispatch after a session cut after it committed', () => {
         await new Promise((res) => r.server.close(res));
       }
     } finally {
+      t.remove();
+    }
+  }, 60_000);
+});
+
+describe('mailbag dispatch with a key the far side refuses', () => {
+  it("names this site as the far side's --peer, and traces the ssh steps with MAILBAG_TRACE", async () => {
+    const t = tempDir('dispatch-refused');
+    const authorized = generateKeyPair('authorized');
+    const server = await startSshServer({
+      hostKeys: [soundKeyPair('hub-host').privateKey],
+      authorizedKeys: [{ key: authorized.publicKey, peer: 'home' }],
+      onExec: () => Promise.resolve(1),
+    });
+    try {
+      const home = await makeSite(t.dir, 'home');
+      const key = join(t.dir, 'id_stranger');
+      writeFileSync(key, generateKeyPair('stranger').privateKey, { mode: 0o600 });
+      const kh = join(t.dir, 'known_hosts');
+      writeFileSync(kh, `${server.knownHostsLine}\n`, { mode: 0o600 });
+      const toml = join(t.dir, 'home.toml');
+      writeFileSync(
+        toml,
+        `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${server.port}\nuser = "mailbag"\n` +
+          `identity = ${JSON.stringify(key)}\nknown_hosts = ${JSON.stringify(kh)}\nconnect_timeout = "10s"\n`,
+      );
+      const err = sink();
+      const code = await dispatchMain(['--config', toml, '--quiet'], {
+        stdin: new PassThrough(),
+        stdout: new PassThrough().resume(),
+        stderr: err.stream,
+        env: { PATH: process.env.PATH ?? '', MAILBAG_TRACE: '1' },
+        cwd: t.dir,
+        isTTY: false,
+      });
+      expect(code, err.text()).toBe(77); // auth: EX_NOPERM
+      expect(err.text()).toContain('refused authentication');
+      expect(err.text()).toContain('command="mailbag serve --peer home",restrict');
+      expect(err.text()).not.toContain('--peer SITE');
+      expect(err.text()).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ssh: connecting to \\[127\\.0\\.0\\.1\\]:${server.port}$`, 'm'));
+    } finally {
+      await server.close();
       t.remove();
     }
   }, 60_000);
