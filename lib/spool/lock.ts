@@ -249,10 +249,24 @@ async function breakStale(
     if (await createExclusive(token, myInfo(), tmpDir)) {
       if (raceDelayMs > 0) await sleep(Math.random() * raceDelayMs);
       let removed = false;
-      if (await stillStale()) removed = await unlink(path).then(() => true, () => false);
-      // tokens for nonce N mean nothing once the lock with nonce N is gone
-      for (const n of await readdir(locksDir)) {
-        if (n.startsWith(prefix)) await unlink(join(locksDir, n)).catch(() => undefined);
+      try {
+        if (await stillStale()) {
+          // gone meanwhile is fine; any other failure (EPERM on an immutable file, EIO)
+          // ends this attempt: called 'gone', it was tried again at once, for ever
+          removed = await unlink(path).then(
+            () => true,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code === 'ENOENT') return false;
+              throw err;
+            },
+          );
+        }
+      } finally {
+        // tokens for nonce N mean nothing once the lock with nonce N is gone, and this
+        // attempt's token nothing once it gave up
+        for (const n of await readdir(locksDir)) {
+          if (n.startsWith(prefix)) await unlink(join(locksDir, n)).catch(() => undefined);
+        }
       }
       return removed ? 'removed' : 'gone';
     }
