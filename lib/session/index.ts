@@ -6,12 +6,12 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PeerConfig } from '../config/types.js';
-import { asMailbagError, ConfigError, MailbagError, SessionError } from '../errors.js';
+import { asMailbagError, ConfigError, MailbagError, SessionError, SpoolError } from '../errors.js';
 import { isJobId } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
 import type { RunSummary } from '../runner/runner.js';
-import type { Lock } from '../spool/lock.js';
+import { parseLock, type Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { BagCodec } from './messages.js';
@@ -70,6 +70,11 @@ async function lockPeer(spool: Spool, peer: string): Promise<Lock> {
     return await spool.lock(`session-${peer}`);
   } catch (err) {
     if (err instanceof MailbagError && err.code === 'locked') {
+      // a file there that is not a lock (another version's, junk too young to take over:
+      // lib/spool/lock.ts) is no session: it stops every session with the peer until it is
+      // removed, so it is said as it is and fails (75), never 'locked' (dispatch: skipped, 0)
+      const text = await readFile(spool.path('locks', `session-${peer}.lock`), 'utf8').catch(() => undefined);
+      if (text !== undefined && parseLock(text) === undefined) throw new SpoolError(err.message, { cause: err });
       throw new SessionError('locked', `another session with ${peer} is running (lock session-${peer} in ${spool.path('locks')})`, { cause: err });
     }
     throw err;

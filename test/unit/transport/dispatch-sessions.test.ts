@@ -18,6 +18,8 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main as dispatchMain } from '../../../lib/cli/dispatch.js';
+import { syncPeer } from '../../../lib/session/index.js';
+import { loadConfig } from '../../../lib/config/index.js';
 import { main as serveMain } from '../../../lib/cli/serve.js';
 import { generateKeyPair, startSshServer } from '../../../lib/transport/server.js';
 import { enqueue, ids, makeSite, messages, soundKeyPair, tempDir, type Site } from '../session/sites.js';
@@ -220,4 +222,67 @@ describe('mailbag dispatch with a key the far side refuses', () => {
       t.remove();
     }
   }, 60_000);
+});
+
+// A file at locks/session-PEER.lock that is not a lock no session holds: a lock of another
+// version (never broken, docs/spool.md state 9) or junk too young to take over. It stops
+// every session with the peer until someone removes it, so dispatch must say so and fail
+// (75), not report the peer skipped because 'another session with hub is running' and
+// exit 0 (with --quiet: nothing at all), every time, while the peer's mail waits.
+describe('mailbag dispatch over a session lock file that is not a lock', () => {
+  async function homeWithHub(dir: string): Promise<{ toml: string; lockFile: string; home: Site }> {
+    const home = await makeSite(dir, 'home');
+    const toml = join(dir, 'home.toml');
+    // never dialed: the session lock comes first
+    writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify([process.execPath, '-e', 'process.exit(3)'])}\n`);
+    return { toml, lockFile: join(home.root, 'locks', 'session-hub.lock'), home };
+  }
+  const dispatch = async (toml: string, dir: string): Promise<{ code: number; err: string; out: string }> => {
+    const err = sink();
+    let out = '';
+    const stdout = new Writable({ write: (c: Buffer, _e, cb) => ((out += c.toString()), cb()) });
+    const code = await dispatchMain(['--config', toml], { stdin: new PassThrough(), stdout, stderr: err.stream, env: { PATH: process.env.PATH ?? '' }, cwd: dir, isTTY: false });
+    return { code, err: err.text(), out };
+  };
+  const FILES: [string, string, string][] = [
+    ['a lock of another version', `mailbag-lock 2\n${JSON.stringify({ pid: 1, host: 'x', nonce: 'newer' })}\n`, 'lock file version 2 is not supported'],
+    ['an empty file written just now', '', 'is not a mailbag lock file; remove it if no mailbag is running'],
+  ];
+  it.each(FILES)('(%s) says what the file is and exits 75; mailbag sync says the same', async (_kind, content, says) => {
+    const t = tempDir('dispatch-lock-junk');
+    try {
+      const { toml, lockFile } = await homeWithHub(t.dir);
+      writeFileSync(lockFile, content);
+      const r = await dispatch(toml, t.dir);
+      expect(r.code, r.err + r.out).toBe(75);
+      expect(r.err).toContain(`${lockFile}`);
+      expect(r.err).toContain(says);
+      expect(r.out).not.toContain('skipped');
+      const cfg = loadConfig({ path: toml, env: { PATH: process.env.PATH ?? '' }, cwd: t.dir });
+      const e = await syncPeer({ config: cfg, peer: 'hub' }).then(() => undefined, (x: unknown) => x);
+      expect(e).toMatchObject({ exitCode: 75 });
+      expect((e as Error).message).toContain(says);
+      expect((e as Error).message).not.toContain('another session');
+    } finally {
+      t.remove();
+    }
+  });
+
+  it('still skips the peer, exit 0, while a live session holds the lock', async () => {
+    const t = tempDir('dispatch-lock-held');
+    try {
+      const { toml, home } = await homeWithHub(t.dir);
+      const held = await home.spool.lock('session-hub');
+      try {
+        const r = await dispatch(toml, t.dir);
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toContain('hub: skipped: another session with hub is running');
+        expect(r.err).toBe('');
+      } finally {
+        await held.release();
+      }
+    } finally {
+      t.remove();
+    }
+  });
 });
