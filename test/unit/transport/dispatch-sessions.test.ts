@@ -10,74 +10,20 @@
 // dispatch runs in this process and dials hub through the command transport: a small node
 // bridge between its stdio and a Unix socket of this test, whose other end is hub's
 // `mailbag serve` (in this process too). The test reads the frames dispatch sends and cuts
-// both ways right after its first ACK (as cut-after-commit.test.ts does for sync).
+// both ways right after its first ACK (test/helpers/ack-bridge.ts, as cut-after-commit.test.ts
+// does for sync).
 // The refused key: dispatch dials ssh2's embedded server, which knows another key.
-import { readdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main as dispatchMain } from '../../../lib/cli/dispatch.js';
 import { syncPeer } from '../../../lib/session/index.js';
 import { loadConfig } from '../../../lib/config/index.js';
-import { main as serveMain } from '../../../lib/cli/serve.js';
 import { generateKeyPair, startSshServer } from '../../../lib/transport/server.js';
+import { cutLink, delivered, sink } from '../../helpers/ack-bridge.js';
 import { enqueue, ids, makeSite, messages, soundKeyPair, tempDir, type Site } from '../session/sites.js';
-
-const ACK = 0x21;
-
-/** a stderr that keeps its text; after gone(), a write fails as one to a closed pipe does */
-function sink(): { stream: Writable; text: () => string; gone: () => void } {
-  let text = '';
-  let gone = false;
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (gone) return cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { stream, text: () => text, gone: () => void (gone = true) };
-}
-
-/** the frames of one direction, read as they pass; `onAck` after the first ACK's last byte */
-function acker(onAck: () => void): (chunk: Buffer, forward: (b: Buffer) => void) => void {
-  let head = Buffer.alloc(0);
-  let left = 0;
-  let isAck = false;
-  let done = false;
-  return (chunk, forward) => {
-    if (done) return;
-    let at = 0;
-    while (at < chunk.length) {
-      if (left > 0) {
-        const n = Math.min(left, chunk.length - at);
-        at += n;
-        left -= n;
-      } else {
-        const need = 5 - head.length;
-        head = Buffer.concat([head, chunk.subarray(at, at + need)]);
-        at += Math.min(need, chunk.length - at);
-        if (head.length < 5) break;
-        isAck = head[0] === ACK;
-        left = head.readUInt32BE(1);
-        head = Buffer.alloc(0);
-      }
-      if (left === 0 && head.length === 0 && isAck) {
-        // up to and with the ACK, nothing after it
-        forward(chunk.subarray(0, at));
-        done = true;
-        onAck();
-        return;
-      }
-    }
-    forward(chunk);
-  };
-}
-
-function delivered(dir: string): string[] {
-  return readdirSync(dir).filter((n) => n.startsWith('sendmail.') && n.endsWith('.msg'));
-}
 
 interface Cut {
   dispatch: Promise<number>;
@@ -90,48 +36,10 @@ interface Cut {
 
 /** `mailbag dispatch` at home (its only peer hub, due by its poll), cut after home's first ACK */
 async function dispatchCut(dir: string, hub: Site, home: Site, flags: string[]): Promise<Cut> {
-  const fake = join(dir, 'sendmail');
-  // a stand-in sendmail that keeps each message it is given
-  writeFileSync(fake, `#!/bin/sh\ncat > "$0.$$.msg"\nexit 0\n`, { mode: 0o755 });
-  const delivery = `[delivery]\nmethod = "sendmail"\nsendmail = ${JSON.stringify(fake)}\nmta = "sendmail"\n`;
-  const hubToml = join(dir, 'hub.toml');
-  writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n${delivery}[peers.home]\n`);
-  const sock = join(dir, 'link.sock');
-  const bridge = `const s = require('net').connect(${JSON.stringify(sock)}); process.stdin.pipe(s); s.pipe(process.stdout); s.on('error', () => {}); s.on('close', () => process.exit(255)); setTimeout(() => process.exit(3), 30000).unref();`;
-  const homeToml = join(dir, 'home.toml');
-  writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n${delivery}[peers.hub]\ntransport = "command"\ncommand = ${JSON.stringify([process.execPath, '-e', bridge])}\n`);
-  const serveErr = sink();
+  const link = await cutLink(dir, hub, home, { watch: 'to-serve', serveArgs: ['--no-run'] });
   const dispatchErr = sink();
-  let cuts = 0;
-  let serveDone!: (p: Promise<unknown>) => void;
-  const serve = new Promise<unknown>((r) => (serveDone = r));
-  const server = createServer((conn: Socket) => {
-    const toServe = new PassThrough();
-    const fromServe = new PassThrough();
-    let cut = false;
-    const cutNow = (): void => {
-      cut = true;
-      cuts++;
-      conn.destroy();
-      serveErr.gone();
-      toServe.end();
-      fromServe.resume();
-    };
-    const up = acker(cutNow);
-    conn.on('error', () => {});
-    conn.on('data', (c: Buffer) => !cut && up(c, (b) => toServe.write(b)));
-    conn.on('end', () => !cut && toServe.end());
-    fromServe.on('data', (c: Buffer) => !cut && conn.write(c));
-    serveDone(
-      serveMain(['--peer', 'home', '--config', hubToml, '--no-run'], { stdin: toServe, stdout: fromServe, stderr: serveErr.stream, env: { PATH: process.env.PATH ?? '' }, cwd: dir, isTTY: false }).then(
-        (code) => ({ code }),
-        (err: unknown) => err,
-      ),
-    );
-  });
-  await new Promise<void>((r) => server.listen(sock, r));
-  const dispatch = dispatchMain(['--config', homeToml, '--quiet', ...flags], { stdin: new PassThrough(), stdout: new PassThrough().resume(), stderr: dispatchErr.stream, env: { PATH: process.env.PATH ?? '' }, cwd: dir, isTTY: false });
-  return { server, serve, dispatch, dispatchErr: dispatchErr.text, serveErr: serveErr.text, cuts: () => cuts };
+  const dispatch = dispatchMain(['--config', link.homeToml, '--quiet', ...flags], { stdin: new PassThrough(), stdout: new PassThrough().resume(), stderr: dispatchErr.stream, env: { PATH: process.env.PATH ?? '' }, cwd: dir, isTTY: false });
+  return { server: link.server, serve: link.serve, dispatch, dispatchErr: dispatchErr.text, serveErr: link.serveErr, cuts: link.cuts };
 }
 
 describe('mailbag dispatch after a session cut after it committed', () => {
