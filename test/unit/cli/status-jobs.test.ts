@@ -4,29 +4,18 @@
 // status NOSUCHPEER` agree (an unknown peer with nothing queued is an error, 75).
 
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main as statusMain, type JobsReport } from '../../../lib/cli/status.js';
 import { main as failedMain } from '../../../lib/cli/failed.js';
 import { main as runMain } from '../../../lib/cli/run-jobs.js';
-import type { CliIo } from '../../../lib/cli/io.js';
 import { MailbagError } from '../../../lib/errors.js';
-import { makeSite, RMAIL_PAYLOAD, type Site } from '../runner/helpers.js';
+import { cliCommand as cmd, makeSite, RMAIL_PAYLOAD, type Site } from '../runner/helpers.js';
 
 let site: Site | undefined;
 afterEach(() => {
   site?.cleanup();
   site = undefined;
 });
-
-async function cmd(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[]): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const file = join(s.dir, 'mailbag.toml');
-  const code = await main(['--config', file, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
-  return { code, out: Buffer.concat(chunks).toString() };
-}
 
 async function refused(f: () => Promise<unknown>): Promise<MailbagError> {
   try {

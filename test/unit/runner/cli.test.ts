@@ -1,29 +1,17 @@
 // mailbag run / failed / retry as commands: argv parsed, output for the admin, the job
 // really moves between the queues.
 
-import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main as failedMain } from '../../../lib/cli/failed.js';
 import { main as retryMain } from '../../../lib/cli/retry.js';
 import { main as runMain } from '../../../lib/cli/run-jobs.js';
-import type { CliIo } from '../../../lib/cli/io.js';
-import { makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
+import { cliCommand as cmd, makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
 
 let site: Site | undefined;
 afterEach(() => {
   site?.cleanup();
   site = undefined;
 });
-
-async function cmd(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[]): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const file = join(s.dir, 'mailbag.toml');
-  const code = await main(['--config', file, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
-  return { code, out: Buffer.concat(chunks).toString() };
-}
 
 describe('mailbag run, failed, retry', () => {
   it('run fails a refused job, failed lists it with its reason, retry puts it back, run delivers it', async () => {

@@ -5,7 +5,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { CliIo } from '../../../lib/cli/io.js';
 import { loadConfig, type Config } from '../../../lib/config/index.js';
 import { newJobId, type JobHeader } from '../../../lib/job/index.js';
 import { Spool } from '../../../lib/spool/index.js';
@@ -85,3 +87,13 @@ export async function makeSite(opts: { toml?: string; exits?: string; flavour?: 
 
 export const MESSAGE = 'From: a@x.example\nTo: r@y.example\nSubject: hello\n\nbody line\n.leading dot\nFrom inside body\n';
 export const RMAIL_PAYLOAD = `From a!b!user  Sun Nov 22 04:10:00 2026 remote from c\n${MESSAGE}`;
+
+/** A command's main run in-process on site `s` (its mailbag.toml): the exit code and stdout. */
+export async function cliCommand(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[]): Promise<{ code: number; out: string }> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const file = join(s.dir, 'mailbag.toml');
+  const code = await main(['--config', file, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
+  return { code, out: Buffer.concat(chunks).toString() };
+}

@@ -2,6 +2,7 @@
 // may be rebuilt by someone else while a child is importing it, so each test file takes
 // its own copy of dist/lib once, into a temp dir, and its children import from there.
 
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,4 +33,25 @@ export function builtLib(): string {
 export function removeBuiltLib(): void {
   if (copy) rmSync(copy, { recursive: true, force: true });
   copy = undefined;
+}
+
+/**
+ * Run `script` as an ES module in a child node (MAILBAG_LOCK_RACE_DELAY_MS=30, so racers
+ * meet), killed after `timeoutMs`; resolves to its exit code. Each child's exit and stderr
+ * are pushed to `stderrs`, for a failing assertion to show why.
+ */
+export function runRacer(script: string, stderrs: string[], timeoutMs: number): Promise<number | null> {
+  return new Promise((res, rej) => {
+    const env = { ...process.env, MAILBAG_LOCK_RACE_DELAY_MS: '30' };
+    const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'], env });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', rej);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      stderrs.push(`pid ${p.pid} exit ${code} ${signal ?? ''}: ${err.trim()}`);
+      res(code);
+    });
+  });
 }

@@ -4,7 +4,6 @@
 // JUNK_GRACE_MS, is taken over like a dead holder's lock; a younger one, or a lock of
 // another version, is refused. Racing processes over one junk file: exactly one wins.
 
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main as runMain } from '../../../lib/cli/run-jobs.js';
 import { makeSite, RMAIL_PAYLOAD } from '../runner/helpers.js';
-import { builtLib, haveBuild, removeBuiltLib } from './built.js';
+import { builtLib, haveBuild, removeBuiltLib, runRacer } from './built.js';
 import { LOCK_MAGIC_LINE, parseLock, Spool } from '../../../lib/spool/index.js';
 import { JUNK_GRACE_MS } from '../../../lib/spool/lock.js';
 
@@ -173,21 +172,7 @@ describe.runIf(btime !== undefined && haveBuild())('processes racing for a junk 
   afterAll(removeBuiltLib);
 
   const stderrs: string[] = [];
-  function run(script: string): Promise<number | null> {
-    return new Promise((res, rej) => {
-      const env = { ...process.env, MAILBAG_LOCK_RACE_DELAY_MS: '30' };
-      const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'], env });
-      let err = '';
-      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      p.on('error', rej);
-      p.on('close', (code, signal) => {
-        clearTimeout(timer);
-        stderrs.push(`pid ${p.pid} exit ${code} ${signal ?? ''}: ${err.trim()}`);
-        res(code);
-      });
-    });
-  }
+  const run = (script: string): Promise<number | null> => runRacer(script, stderrs, 60_000);
 
   // each child tries once, without waiting; the winner logs 'got PID' and holds the lock
   // until every other child has logged how it lost (bounded), so no loser can come late

@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SpoolError } from '../../../lib/errors.js';
-import { builtLib, haveBuild, removeBuiltLib } from './built.js';
+import { builtLib, haveBuild, removeBuiltLib, runRacer } from './built.js';
 import { LOCK_MAGIC_LINE, parseLock, Spool, type LockInfo } from '../../../lib/spool/index.js';
 
 
@@ -138,21 +138,7 @@ describe.runIf(haveBuild())('lock contention between processes', () => {
   // a child's stderr, kept so a failing assertion can show why the child failed
   const stderrs: string[] = [];
 
-  function run(script: string): Promise<number | null> {
-    return new Promise((res, rej) => {
-      const env = { ...process.env, MAILBAG_LOCK_RACE_DELAY_MS: '30' };
-      const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'], env });
-      let err = '';
-      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
-      p.on('error', rej);
-      p.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (err || code !== 0) stderrs.push(`pid ${p.pid} exit ${code} ${signal ?? ''}: ${err.trim()}`);
-        res(code);
-      });
-    });
-  }
+  const run = (script: string): Promise<number | null> => runRacer(script, stderrs, 90_000);
 
   function checkExclusive(log: string, expected: number): void {
     const text = readFileSync(log, 'utf8');
