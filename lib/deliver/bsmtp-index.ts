@@ -11,7 +11,7 @@
 // delivered.
 
 import { createReadStream } from 'node:fs';
-import { splitPath, type EsmtpParam } from '../bsmtp/envelope.js';
+import type { EsmtpParam } from '../bsmtp/envelope.js';
 import { BsmtpReader, type BsmtpEvent } from '../bsmtp/reader.js';
 import { InputError } from '../errors.js';
 import type { Recipient, Transaction } from './message.js';
@@ -25,18 +25,6 @@ export interface BsmtpIndex {
 /** `NAME=value` / `NAME`, as lib/deliver's transactions carry parameters */
 function paramText(p: EsmtpParam): string {
   return p.value === null ? p.name : `${p.name}=${p.value}`;
-}
-
-/**
- * Split `<a@b> P=1 Q` or ` a@b` (a MAIL FROM / RCPT TO argument after its colon) into
- * the path (without brackets; `''` for `<>`; a source route dropped) and its parameters
- * as written. The path is lib/bsmtp's splitPath.
- */
-export function parsePathAndParams(rest: string): { path: string; params: string[] } | undefined {
-  const split = splitPath(rest);
-  if (!split) return undefined;
-  const after = split.rest.trim();
-  return { path: split.path, params: after === '' ? [] : after.split(/[ \t]+/) };
 }
 
 /** Index the BSMTP payload at `path` from byte `offset`. */

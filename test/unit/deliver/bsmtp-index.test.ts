@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { indexBsmtp, parsePathAndParams } from '../../../lib/deliver/bsmtp-index.js';
+import { indexBsmtp } from '../../../lib/deliver/bsmtp-index.js';
 import { openPlain, openSmtpData } from '../../../lib/deliver/message.js';
 import { parseEximBatchError } from '../../../lib/deliver/exim-bs.js';
 
@@ -20,17 +20,6 @@ async function read(s: NodeJS.ReadableStream): Promise<string> {
   for await (const c of s as AsyncIterable<Buffer>) chunks.push(c);
   return Buffer.concat(chunks).toString('latin1');
 }
-
-describe('parsePathAndParams', () => {
-  it('reads brackets, quoted local parts, no brackets, params, source routes', () => {
-    expect(parsePathAndParams('<a@b> RET=HDRS  ENVID=x')).toEqual({ path: 'a@b', params: ['RET=HDRS', 'ENVID=x'] });
-    expect(parsePathAndParams(' a@b')).toEqual({ path: 'a@b', params: [] });
-    expect(parsePathAndParams('<>')).toEqual({ path: '', params: [] });
-    expect(parsePathAndParams('<"a >b"@c> X=1')).toEqual({ path: '"a >b"@c', params: ['X=1'] });
-    expect(parsePathAndParams('<@r1,@r2:u@d>')).toEqual({ path: 'u@d', params: [] });
-    expect(parsePathAndParams('<a@b')).toBeUndefined();
-  });
-});
 
 describe('indexBsmtp', () => {
   it('finds every transaction of an Exim-shaped batch with its byte range, after an offset', async () => {
