@@ -60,10 +60,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   // MAILBAG_TRACE: each session's frames and its link's ssh steps, as for mailbag sync
   const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
-  const entries = await dispatchPeers({ config: cfg, ...(trace ? { trace } : {}) });
+  const entries = await dispatchPeers({ config: cfg, env: io.env, ...(trace ? { trace } : {}) });
   // the run step; a killed session's committed jobs it could not move in are a failure
   const runStep = async (peer: string): Promise<void> => {
-    const summary = await runReceivedJobs(cfg, peer, log);
+    const summary = await runReceivedJobs(cfg, peer, log, io.env);
     for (const u of summary?.unfinished ?? []) {
       io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
       firstError ??= u.error;

@@ -105,6 +105,8 @@ export interface SyncOptions extends SessionHooks {
   /** default: from the peer's configuration */
   transport?: Transport;
   spool?: Spool;
+  /** environment of the transport command (ssh's SSH_AUTH_SOCK, PATH): the calling command's, default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Dial one peer and run one session, both directions. */
@@ -132,7 +134,7 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
     let link: Link;
     try {
       // the site names our --peer in a refused key's message; the trace gets the ssh steps
-      const transport = o.transport ?? (await transportForPeer(peer, process.env, o.trace, { site: o.config.site }));
+      const transport = o.transport ?? (await transportForPeer(peer, o.env ?? process.env, o.trace, { site: o.config.site }));
       link = await transport.connect();
     } catch (err) {
       await giveUp();
@@ -291,7 +293,7 @@ export async function peersDue(config: Config, spool: Spool, now = Date.now()): 
 }
 
 /** One session with every peer that is due (sequentially); a peer already in a session is skipped. */
-export async function dispatchPeers(o: SessionHooks & { config: Config; transports?: Record<string, Transport> }): Promise<DispatchEntry[]> {
+export async function dispatchPeers(o: SessionHooks & { config: Config; transports?: Record<string, Transport>; env?: NodeJS.ProcessEnv }): Promise<DispatchEntry[]> {
   const spool = await Spool.open(o.config.spool, { create: true });
   const out: DispatchEntry[] = [];
   for (const d of await peersDue(o.config, spool)) {
@@ -325,10 +327,11 @@ export async function jobsWaiting(config: Config, peer: string): Promise<boolean
  * that cannot be finished are, for the caller to report (sync and dispatch on stderr and
  * in their exit status, serve on stderr), never only logged.
  */
-export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void): Promise<RunSummary> {
+export async function runReceivedJobs(config: Config, peer: string, log?: (line: string) => void, env?: NodeJS.ProcessEnv): Promise<RunSummary> {
   try {
     const { runJobs } = await import('../runner/runner.js');
-    return await runJobs({ config, peers: [peer], ...(log ? { log } : {}) });
+    // the MTA commands get the calling command's environment (MAIL_CONFIG, PATH)
+    return await runJobs({ config, peers: [peer], ...(log ? { log } : {}), ...(env ? { env } : {}) });
   } catch (err) {
     const cause = asMailbagError(err);
     const error = new MailbagError(cause.temporary ? cause.code : 'internal', `${peer}: the received jobs wait in in/${peer}/ for the next mailbag run: ${cause.message}`, { cause });
