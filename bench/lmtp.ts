@@ -9,11 +9,19 @@
 // with it as it was counted until session 5). Every message must arrive.
 // Postfix's LMTP service and lmtpd's limits are the ones docs/lmtp.md recommends, read
 // from the page's snippets.
+// Besides, LMTP listeners that store nothing (bench/lmtp-sink.ts), delivered to by the
+// same Postfix service with the same settings and timed the same way (until the N-th
+// transaction is answered): `sink` (a minimal hand-written server), `smtp-server` (the
+// library lmtpd uses, draining each message), `lmtp-server` (lmtpd's listener code with a
+// store that discards). uux ÷ sink is the best ratio any LMTP listener could reach with
+// this Postfix on this machine.
 
+import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { taylorConfig } from './taylor.js';
+import { SINK_KINDS, type SinkKind } from './lmtp-sink.js';
 import { fileURLToPath } from 'node:url';
 import { corpusFiles, haveCorpus } from '../test/helpers/corpus.js';
 import { ensureTestUser, makeOwnedDir, makeSharedTempDir, removeTempDir, run } from '../test/helpers/mta-common.js';
@@ -24,8 +32,32 @@ import { lmtpdEnvironment, lmtpTomlNumber, postfixRecommendation } from '../test
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const TAYLOR_UUX = '/usr/bin/uux';
-const METHODS = ['lmtp', 'enqueue', 'uux'] as const;
+const METHODS = ['lmtp', 'enqueue', 'uux', ...SINK_KINDS] as const;
 type Method = (typeof METHODS)[number];
+/** what runs unless --methods says otherwise */
+const DEFAULT_METHODS: Method[] = ['lmtp', 'enqueue', 'uux', 'sink'];
+const isSink = (m: Method): m is SinkKind => (SINK_KINDS as readonly string[]).includes(m);
+
+const USAGE = `usage: npm run bench -- lmtp [options]
+  --messages N           measured messages per method (default 1000)
+  --methods A,B,…        in the order released (default ${DEFAULT_METHODS.join(',')}); of:
+                           lmtp         Postfix → mailbag lmtpd (docs/lmtp.md's service)
+                           enqueue      Postfix's pipe → mailbag enqueue, one process per message
+                           uux          Postfix's pipe → Taylor uux (Debian's master.cf line)
+                           sink         Postfix → a minimal LMTP server that stores nothing
+                           smtp-server  Postfix → the smtp-server library, draining each message
+                           lmtp-server  Postfix → lmtpd's listener code, its store discarding
+                         (the three sinks: the same Postfix service and settings as lmtp,
+                         bench/lmtp-sink.ts; uux ÷ sink is the best any listener could do)
+  --warm-up N            per method, N messages delivered through Postfix first (not measured)
+  --lmtpd-warm-up N      N messages fed straight over its socket to lmtpd and to each sink
+                         before the submission (not measured)
+  --postconf 'K = V'     an extra main.cf line (experiments; the recorded figures use none)
+  --lmtpd-workers N      lmtp.workers for lmtpd
+  --postfix-log FILE     keep Postfix's log (delays=, conn_use= per delivery)
+  --json FILE            the figures as JSON
+Needs root, the shared corpus, Postfix and Taylor UUCP. For repeatable figures a fresh
+file system: TMPDIR=$(/work/brief/freshfs.sh NAME) node dist/bench/run.js lmtp …`;
 
 interface Options {
   messages: number;
@@ -44,7 +76,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { messages: 1000, methods: [...METHODS], postconf: [], warmUp: 0, lmtpdWarmUp: 0 };
+  const o: Options = { messages: 1000, methods: [...DEFAULT_METHODS], postconf: [], warmUp: 0, lmtpdWarmUp: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -73,7 +105,10 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--lmtpd-workers' && v !== undefined && /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 256) {
       o.workers = Number(v);
       i++;
-    } else throw new Error(`unknown option ${a} (known: --messages N, --json FILE, --methods ${METHODS.join(',')}, --postconf 'NAME = VALUE', --lmtpd-workers N, --warm-up N, --lmtpd-warm-up N, --postfix-log FILE)`);
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}\n${USAGE}`);
   }
   return o;
 }
@@ -146,7 +181,7 @@ function lmtpdSysMs(pid: number): number {
  * (processes that exited) plus each live child with its own reaped children (a pipe
  * daemon reaps the uux or mailbag it ran), and lmtpd when given.
  */
-function treeCpuMs(masterPid: number, extraPid?: number): number {
+function treeCpuMs(masterPid: number, extraPids: number[]): number {
   let total = cpuMs(masterPid, true);
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -158,7 +193,7 @@ function treeCpuMs(masterPid: number, extraPid?: number): number {
       // gone meanwhile
     }
   }
-  if (extraPid !== undefined) total += lmtpdCpuMs(extraPid);
+  for (const pid of extraPids) total += lmtpdCpuMs(pid);
   return total;
 }
 
@@ -273,6 +308,54 @@ async function waitCount(pf: PostfixInstance, logFrom: number, count: () => numb
   }
 }
 
+/** one of bench/lmtp-sink.ts's listeners, forked; its count of answered transactions comes over IPC */
+interface Sink {
+  kind: SinkKind;
+  child: ChildProcess;
+  pid: number;
+  socket: string;
+  /** transactions answered so far (as last reported: at most 10 ms old, exact at a target) */
+  answered(): number;
+  /** ask for a report at once when the count reaches n (and for the first one after this) */
+  target(n: number): void;
+  stop(): Promise<void>;
+}
+
+async function startSink(kind: SinkKind, socket: string, env: NodeJS.ProcessEnv): Promise<Sink> {
+  const child = fork(join(repoRoot, 'dist/bench/lmtp-sink.js'), [kind, socket], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let n = 0;
+  let ready = false;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.on('message', (m: { n?: number; ready?: boolean }) => {
+    if (m.ready) ready = true;
+    if (typeof m.n === 'number') n = m.n;
+  });
+  const deadline = Date.now() + 20_000;
+  while (!ready) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`LMTP sink ${kind} exited before it was ready`);
+    if (Date.now() > deadline) {
+      process.kill(child.pid!, 'SIGKILL');
+      throw new Error(`LMTP sink ${kind} not ready within 20 s`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    kind,
+    child,
+    pid: child.pid!,
+    socket,
+    answered: () => n,
+    target: (t) => child.send({ target: t }),
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const t = setTimeout(() => process.kill(child.pid!, 'SIGKILL'), 5000);
+      child.send({ stop: true });
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
 /** peak resident set of a process (VmHWM), MB; 0 when it is gone */
 function peakRssMb(pid: number): number {
   try {
@@ -299,9 +382,10 @@ export async function main(argv: string[]): Promise<number> {
   const dir = makeSharedTempDir('bench-lmtp');
   let pf: PostfixInstance | undefined;
   let lmtpd: Lmtpd | undefined;
-  // an interrupted bench must not leave its Postfix and lmtpd running
+  const sinks = new Map<SinkKind, Sink>();
+  // an interrupted bench must not leave its Postfix, lmtpd and sinks running
   const onSignal = (): void => {
-    void Promise.allSettled([pf?.stop(), lmtpd?.stop()]).then(() => process.exit(130));
+    void Promise.allSettled([pf?.stop(), lmtpd?.stop(), ...[...sinks.values()].map((k) => k.stop())]).then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -320,6 +404,9 @@ export async function main(argv: string[]): Promise<number> {
       socketMode: '0666',
       extraToml: `max_connections = ${maxConnections}\nmax_recipients = ${maxRecipients}${o.workers !== undefined ? `\nworkers = ${o.workers}` : ''}`,
     });
+    // the sinks asked for, each on its own socket (Postfix's lmtp client runs as postfix)
+    const sinkDir = makeOwnedDir(join(dir, 'sinks'), { name: 'root', uid: 0, gid: 0 }, 0o755);
+    for (const m of o.methods) if (isSink(m)) sinks.set(m, await startSink(m, join(sinkDir, `${m}.sock`), unitEnv));
     // mailbag enqueue runs as the test user (Postfix's pipe refuses root): its own spool
     const home = makeOwnedDir(join(dir, 'enqueue'), user, 0o755);
     const enqueueConfig = join(home, 'mailbag.toml');
@@ -337,7 +424,8 @@ export async function main(argv: string[]): Promise<number> {
         `uucp unix - n n - - pipe flags=Fqhu user=${user.name} argv=${TAYLOR_UUX} -I ${uucp.config} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
         ...rec.masterCf,
       ],
-      transports: { 'lmtp.test': `${rec.transport}:unix:${lmtpd.socket}`, 'enqueue.test': 'mailbag:hub', 'uux.test': 'uucp:hub' },
+      // the sinks through the very service lmtpd gets (its master.cf line and concurrency)
+      transports: { 'lmtp.test': `${rec.transport}:unix:${lmtpd.socket}`, 'enqueue.test': 'mailbag:hub', 'uux.test': 'uucp:hub', ...Object.fromEntries([...sinks].map(([k, v]) => [`${k}.test`, `${rec.transport}:unix:${v.socket}`])) },
       mainCf: [
         `smtpd_recipient_restrictions = check_recipient_access texthash:${access}, permit_mynetworks, reject`,
         'mailbag_destination_recipient_limit = 1',
@@ -356,14 +444,33 @@ export async function main(argv: string[]): Promise<number> {
       await feedLmtpd(lmtpd.socket, messages, o.lmtpdWarmUp);
       process.stderr.write(`bench lmtp: ${o.lmtpdWarmUp} messages fed straight to lmtpd in ${((Date.now() - t1) / 1000).toFixed(1)} s (warm-up, not measured)\n`);
     }
+    for (const sink of sinks.values()) {
+      if (o.lmtpdWarmUp === 0) break;
+      const t1 = Date.now();
+      await feedLmtpd(sink.socket, messages, o.lmtpdWarmUp);
+      process.stderr.write(`bench lmtp: ${o.lmtpdWarmUp} messages fed straight to the ${sink.kind} sink in ${((Date.now() - t1) / 1000).toFixed(1)} s (warm-up, not measured)\n`);
+    }
     await submitAll(pf, messages, o.methods, o.warmUp);
     process.stderr.write(`bench lmtp: submitted ${o.methods.length} × ${o.warmUp ? `(${o.warmUp} warm-up + ${messages.length})` : messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
+    // the stop condition: lmtp and enqueue, the N-th job in the spool (linked after its
+    // fsync, just before the reply); uux, its N-th C. file; a sink, its N-th transaction answered
+    const sinkCount = (k: SinkKind) => (): number => sinks.get(k)?.answered() ?? 0;
     const done: Record<Method, () => number> = {
       lmtp: () => countFiles(join(lmtpd!.spool, 'out', 'hub'), () => true),
       enqueue: () => countFiles(join(home, 'spool', 'out', 'hub'), () => true),
       uux: () => countFiles(uucp.spool, (n) => n.startsWith('C.')),
+      sink: sinkCount('sink'),
+      'smtp-server': sinkCount('smtp-server'),
+      'lmtp-server': sinkCount('lmtp-server'),
     };
+    // every listener's CPU is in every method's figure (an idle one adds nothing)
+    const listenerPids = [lmtpd.pid, ...[...sinks.values()].map((k) => k.pid)];
+    const listenerPid = (m: Method): number | undefined => (m === 'lmtp' ? lmtpd!.pid : isSink(m) ? sinks.get(m)!.pid : undefined);
+    // each LMTP listener's own CPU: total, kernel, event-loop thread, ms / message
+    const listenerBy: Partial<Record<Method, { cpu: number; sys: number; main: number }>> = {};
+    // deliveries on a reused connection / all, per LMTP method
+    const reuseBy: Partial<Record<Method, string>> = {};
     const masterPid = Number(readFileSync(join(pf.queueDir, 'pid/master.pid'), 'latin1').trim());
     const results: { method: Method; ms: number; perMessage: number; perSecond: number; cpuPerMessage: number }[] = [];
     let lmtpdCpuPerMessage = 0;
@@ -407,13 +514,15 @@ export async function main(argv: string[]): Promise<number> {
       if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
       const logFrom = pf.log().length;
       const base = done[method]();
-      const cpu0 = treeCpuMs(masterPid, lmtpd.pid);
+      if (isSink(method)) sinks.get(method)!.target(base + messages.length);
+      const cpu0 = treeCpuMs(masterPid, listenerPids);
       const byName0 = treeCpuByName(masterPid);
-      const lmtpdCpu0 = lmtpdCpuMs(lmtpd.pid);
-      const lmtpdSys0 = lmtpdSysMs(lmtpd.pid);
-      // lmtpd's event-loop thread alone (against the wall per message: is it the serial part?)
-      const mainThread = (): number => threadCpuMs(lmtpd!.pid, lmtpd!.pid);
-      const lmtpdMain0 = mainThread();
+      // the method's listener (lmtpd or a sink): its CPU, kernel part, and its event-loop
+      // thread alone (against the wall per message: is it the serial part?)
+      const lPid = listenerPid(method);
+      const listenerNow = (): { cpu: number; sys: number; main: number } =>
+        lPid === undefined ? { cpu: 0, sys: 0, main: 0 } : { cpu: lmtpdCpuMs(lPid), sys: lmtpdSysMs(lPid), main: threadCpuMs(lPid, lPid) };
+      const listener0 = listenerNow();
       const activeBefore = new Set(activeQueue());
       const start = process.hrtime.bigint();
       const startWall = Date.now();
@@ -459,21 +568,26 @@ export async function main(argv: string[]): Promise<number> {
       releaseMs[method] = { postsuper: Number(released - start) / 1e6, postqueue: Number(flushed - released) / 1e6, jobsBeforeFlush: jobsAtFlush, activeBeforeFlush: activeAtFlush };
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
-      const cpu = treeCpuMs(masterPid, lmtpd.pid) - cpu0;
+      const cpu = treeCpuMs(masterPid, listenerPids) - cpu0;
       // Postfix's part by process (a process that exited meanwhile moves its CPU to `exited`)
       const byName1 = treeCpuByName(masterPid);
       postfixBy[method] = [...byName1].map(([n, v]) => [n, (v - (byName0.get(n) ?? 0)) / messages.length] as const)
         .filter(([, v]) => Math.abs(v) >= 0.005).sort((a, b) => b[1] - a[1]).map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ');
+      if (lPid !== undefined) {
+        const l1 = listenerNow();
+        listenerBy[method] = { cpu: (l1.cpu - listener0.cpu) / messages.length, sys: (l1.sys - listener0.sys) / messages.length, main: (l1.main - listener0.main) / messages.length };
+      }
       if (method === 'lmtp') {
-        lmtpdCpuPerMessage = (lmtpdCpuMs(lmtpd.pid) - lmtpdCpu0) / messages.length;
-        lmtpdSysPerMessage = (lmtpdSysMs(lmtpd.pid) - lmtpdSys0) / messages.length;
-        lmtpdMainPerMessage = (mainThread() - lmtpdMain0) / messages.length;
+        lmtpdCpuPerMessage = listenerBy.lmtp!.cpu;
+        lmtpdSysPerMessage = listenerBy.lmtp!.sys;
+        lmtpdMainPerMessage = listenerBy.lmtp!.main;
       }
       const sent = pf.log().slice(logFrom).split('\n').filter((l) => / to=<.*status=sent/.test(l));
       if (method === 'lmtp') {
         // how Postfix's lmtp client used its connections: conn_use=N marks a reused one
         lmtpReuse = `${sent.filter((l) => /conn_use=\d+/.test(l)).length} of ${sent.length} deliveries on a reused connection`;
       }
+      if (lPid !== undefined) reuseBy[method] = `${sent.filter((l) => /conn_use=\d+/.test(l)).length}/${sent.length}`;
       // Postfix's delays=a/b/c/d per delivery (before qmgr, in qmgr, connection set-up, transmission), averaged
       const delays = [0, 0, 0, 0];
       for (const l of sent) (/delays=([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(l) ?? []).slice(1).forEach((v, i) => (delays[i]! += Number(v)));
@@ -483,7 +597,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     await pf.waitQueueEmpty(120_000);
     if (o.postfixLog) writeFileSync(o.postfixLog, pf.log());
-    const expected = (m: Method): number => o.warmUp + messages.length + (m === 'lmtp' ? o.lmtpdWarmUp : 0);
+    // a sink's count comes at most 10 ms late: let its last report in
+    if (sinks.size) await new Promise((r) => setTimeout(r, 100));
+    const expected = (m: Method): number => o.warmUp + messages.length + (m === 'lmtp' || isSink(m) ? o.lmtpdWarmUp : 0);
     if (o.methods.some((m) => done[m]() !== expected(m))) {
       throw new Error(`each spool must hold exactly the messages sent to it: ${o.methods.map((m) => `${m} ${done[m]()} of ${expected(m)}`).join(', ')}`);
     }
@@ -503,10 +619,18 @@ export async function main(argv: string[]): Promise<number> {
       lmtp: 'LMTP → mailbag lmtpd',
       enqueue: 'pipe → mailbag enqueue',
       uux: 'pipe → Taylor uux',
+      sink: 'LMTP → minimal sink (stores nothing)',
+      'smtp-server': 'LMTP → smtp-server draining (stores nothing)',
+      'lmtp-server': "LMTP → lmtpd's listener, store discarding",
     };
+    const sinkLines = o.methods.filter(isSink).map((m) => {
+      const l = listenerBy[m];
+      return `of ${m}'s CPU, the sink itself: ${l?.cpu.toFixed(2)} ms / message, of it ${l?.sys.toFixed(2)} in the kernel, ${l?.main.toFixed(2)} on its event-loop thread; ${reuseBy[m]} deliveries on a reused connection`;
+    });
+    const best = byName.sink ?? byName['smtp-server'] ?? byName['lmtp-server'];
     const lines = [
       `${date} — ${machine}`,
-      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method${o.warmUp ? `, each after ${o.warmUp} warm-up messages of its own (not measured)` : ''}${o.lmtpdWarmUp && o.methods.includes('lmtp') ? `; lmtpd fed ${o.lmtpdWarmUp} messages straight over its socket before the submission (not measured)` : ''}`,
+      `${messages.length} corpus (bulk) messages, ${(bytes / 1024 / 1024).toFixed(1)} MiB, released from Postfix's hold queue per method${o.warmUp ? `, each after ${o.warmUp} warm-up messages of its own (not measured)` : ''}${o.lmtpdWarmUp && (o.methods.includes('lmtp') || sinks.size) ? `; lmtpd${sinks.size ? ' and each sink' : ''} fed ${o.lmtpdWarmUp} messages straight over its socket before the submission (not measured)` : ''}`,
       `LMTP as docs/lmtp.md recommends: master.cf \`${rec.masterCf.join(' / ').replace(/\s+/g, ' ')}\`; main.cf ${rec.mainCf.map((l) => `\`${l}\``).join(', ')}; lmtpd lmtp.max_connections = ${maxConnections}, ${lmtpdWorkers} process(es), UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? unitEnv.UV_THREADPOOL_SIZE ?? 'unset (4)'} (lmtp.workers${o.workers !== undefined ? ' = ' + String(o.workers) : ' unset'})${o.postconf.length ? `; changed for this run: ${o.postconf.map((l) => `\`${l}\``).join(', ')}` : ''}`,
       '',
       `load average at the end: ${readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ')}`,
@@ -528,15 +652,20 @@ export async function main(argv: string[]): Promise<number> {
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
+      ...sinkLines,
+      ...(best && byName.uux
+        ? [`the best any LMTP listener could do with this Postfix here (uux ÷ ${best.method}, a listener that stores nothing): wall ${ratio(byName.uux.perMessage, best.perMessage)} ×, CPU ${ratio(byName.uux.cpuPerMessage, best.cpuPerMessage)} ×${best.perMessage * 3 > byName.uux.perMessage ? ' — below 3 ×: no listener can meet the target by wall time in this run' : ''}`]
+        : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, jobSpans, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, listenerBy, reuseBy, delaysBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, jobSpans, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await pf?.stop();
     await lmtpd?.stop(); // a second stop of a stopped lmtpd returns at once
+    for (const sink of sinks.values()) await sink.stop();
     removeTempDir(dir);
   }
 }
