@@ -24,6 +24,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const cfg = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   const started = Date.now();
   const log = quiet ? undefined : (l: string): void => void io.stdout.write(`${l}\n`);
+  // the spool's informational lines (a junk lock file taken over) follow --quiet too
+  const spoolLog = log ?? ((): void => undefined);
   // jobs queued longer than queue_lifetime fail first, for every peer (also one that
   // cannot be reached, or that only dials us); their notices go out below
   // (one whose expiry fails, its ledger not readable, stops no session with the others:
@@ -33,7 +35,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   for (const peer of Object.keys(cfg.peers).sort()) {
     let ids: string[];
     try {
-      ids = (await expireQueued(cfg, peer)) ?? [];
+      ids = (await expireQueued(cfg, peer, { log: spoolLog })) ?? [];
     } catch (err) {
       const e = asMailbagError(err);
       const error = new MailbagError(e.code, `${peer}: cannot expire the old outgoing jobs: ${e.message}`, { cause: e });
@@ -60,7 +62,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   // MAILBAG_TRACE: each session's frames and its link's ssh steps, as for mailbag sync
   const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
-  const entries = await dispatchPeers({ config: cfg, env: io.env, ...(trace ? { trace } : {}) });
+  const entries = await dispatchPeers({ config: cfg, env: io.env, log: spoolLog, ...(trace ? { trace } : {}) });
   // the run step; a killed session's committed jobs it could not move in are a failure
   const runStep = async (peer: string): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, log, io.env);

@@ -53,9 +53,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // one peer whose expiry fails (its ledger does not read) keeps no other peer's mail
   // from being delivered: said after the run, with its exit status
   const failures: MailbagError[] = [];
+  // informational lines (a junk lock file taken over among them) go to stdout, none for --quiet
+  const log = quiet ? (): void => undefined : (line: string): void => void io.stdout.write(`${line}\n`);
   for (const peer of peers.length > 0 ? peers : Object.keys(config.peers).sort()) {
     try {
-      for (const id of (await expireQueued(config, peer)) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
+      for (const id of (await expireQueued(config, peer, { log })) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
     } catch (err) {
       const e = asMailbagError(err);
       failures.push(new MailbagError(e.code, `${peer}: cannot expire the old outgoing jobs: ${e.message}`, { cause: e }));
@@ -66,7 +68,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     peers: peers.length > 0 ? peers : undefined,
     force,
     env: io.env,
-    log: quiet ? undefined : (line) => io.stdout.write(`${line}\n`),
+    log,
   });
   io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped\n`);
   // a killed session's committed jobs that could not be moved in are not delivered: a

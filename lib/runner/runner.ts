@@ -470,7 +470,8 @@ export class Runner {
     for (let round = 0; ; round++) {
       let lock;
       try {
-        lock = await this.spool.lock(`runner.${peer}`);
+        // a junk lock file taken over is said with the run's other lines (none for --quiet)
+        lock = await this.spool.lock(`runner.${peer}`, { log: this.log });
       } catch (err) {
         const e = asMailbagError(err);
         if (e.code !== 'locked') throw e;
@@ -515,7 +516,7 @@ export class Runner {
   /** S4/S7 of a dead session with `peer`, under our runner lock; a failure is reported once. */
   private async finishIdle(peer: string, pass: PassState, unfinished: { peer: string; error: MailbagError }[]): Promise<void> {
     if (pass.recovery === 'failed' || !Object.hasOwn(this.config.peers, peer)) return;
-    const r = await finishIdleSession(this.config, this.spool, peer, pass.busyReported ? () => undefined : this.log);
+    const r = await finishIdleSession(this.config, this.spool, peer, pass.busyReported ? () => undefined : this.log, this.log);
     if ('error' in r) {
       pass.recovery = 'failed';
       unfinished.push({ peer, error: r.error });
@@ -605,9 +606,9 @@ function leftoversKey(l: Leftovers | undefined): string {
  * permission) leaves the committed jobs where they are: it is returned, for the caller to
  * report as a failure once the jobs already in in/PEER/ are delivered, and logged.
  */
-async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void): Promise<{ state: 'clean' | 'busy' | 'recovered' } | { error: MailbagError }> {
+async function finishIdleSession(config: Config, spool: Spool, peer: string, log: (line: string) => void, lockLog: (line: string) => void): Promise<{ state: 'clean' | 'busy' | 'recovered' } | { error: MailbagError }> {
   try {
-    const r = await recoverIdlePeer(config, spool, peer);
+    const r = await recoverIdlePeer(config, spool, peer, { log: lockLog });
     if (r.state === 'busy') log(`${peer}: a session is running (${r.reason}); the bags it has committed are its own to move`);
     if (r.state === 'recovered' && r.moved + r.removed > 0) {
       log(`${peer}: finished an earlier session: ${r.moved} received job(s) moved into in/${peer}/, ${r.removed} acknowledged job(s) removed from out/${peer}/`);

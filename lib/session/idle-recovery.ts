@@ -144,12 +144,13 @@ export interface IdleRecovery {
  * recoveries (SessionStore.open, the same steps a session starts with, the ledger's
  * pruning included), the lock released. Nothing to finish: two directory reads, no lock.
  */
-export async function recoverIdlePeer(config: Config, spool: Spool, peer: string): Promise<IdleRecovery> {
+export async function recoverIdlePeer(config: Config, spool: Spool, peer: string, o: { log?: (line: string) => void } = {}): Promise<IdleRecovery> {
   const left = await leftovers(spool.root, peer);
   if (left.staged.length === 0 && left.acked.length === 0) return { peer, state: 'clean', moved: 0, removed: 0 };
   let lock;
   try {
-    lock = await spool.lock(`session-${peer}`);
+    // a junk lock file taken over is said where the command says its other lines
+    lock = await spool.lock(`session-${peer}`, o.log ? { log: o.log } : {});
   } catch (err) {
     const e = asMailbagError(err);
     if (e.code !== 'locked') throw e;

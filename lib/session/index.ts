@@ -65,9 +65,10 @@ export function storeFor(config: Config, spool: Spool, peer: string, peerConfig:
   });
 }
 
-async function lockPeer(spool: Spool, peer: string): Promise<Lock> {
+/** `log`: where the command's informational lines go (a junk lock file taken over); default stderr */
+async function lockPeer(spool: Spool, peer: string, log?: (line: string) => void): Promise<Lock> {
   try {
-    return await spool.lock(`session-${peer}`);
+    return await spool.lock(`session-${peer}`, log ? { log } : {});
   } catch (err) {
     if (err instanceof MailbagError && err.code === 'locked') {
       // a file there that is not a lock (another version's, junk too young to take over:
@@ -107,6 +108,8 @@ export interface SyncOptions extends SessionHooks {
   spool?: Spool;
   /** environment of the transport command (ssh's SSH_AUTH_SOCK, PATH): the calling command's, default process.env */
   env?: NodeJS.ProcessEnv;
+  /** the command's informational lines (a junk lock file taken over): a no-op for --quiet; default stderr */
+  log?: (line: string) => void;
 }
 
 /** Dial one peer and run one session, both directions. */
@@ -118,7 +121,7 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
     throw new ConfigError(`unknown peer ${o.peer}`);
   }
   const spool = o.spool ?? (await Spool.open(o.config.spool, { create: true }));
-  const lock = await lockPeer(spool, o.peer);
+  const lock = await lockPeer(spool, o.peer, o.log);
   try {
     const store = storeFor(o.config, spool, o.peer, peer);
     // the spool's recovery, the scan of our queue and the first bags run while the link
@@ -244,7 +247,7 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
  * unreachable. Under the session lock; undefined when a session holds it (that session
  * has the jobs in its bags; the next call expires them).
  */
-export async function expireQueued(config: Config, peer: string, o: { spool?: Spool; now?: Date } = {}): Promise<string[] | undefined> {
+export async function expireQueued(config: Config, peer: string, o: { spool?: Spool; now?: Date; log?: (line: string) => void } = {}): Promise<string[] | undefined> {
   const spool = o.spool ?? (await Spool.open(config.spool, { create: true }));
   // nothing old queued (the usual case): no lock, no store
   const now = o.now ?? new Date();
@@ -252,7 +255,7 @@ export async function expireQueued(config: Config, peer: string, o: { spool?: Sp
   if (!names.some((n) => isJobId(n) && now.getTime() - jobIdTime(n) > config.queueLifetimeMs)) return [];
   let lock: Lock;
   try {
-    lock = await lockPeer(spool, peer);
+    lock = await lockPeer(spool, peer, o.log);
   } catch (err) {
     if (err instanceof MailbagError && err.code === 'locked') return undefined;
     throw err;
@@ -293,7 +296,7 @@ export async function peersDue(config: Config, spool: Spool, now = Date.now()): 
 }
 
 /** One session with every peer that is due (sequentially); a peer already in a session is skipped. */
-export async function dispatchPeers(o: SessionHooks & { config: Config; transports?: Record<string, Transport>; env?: NodeJS.ProcessEnv }): Promise<DispatchEntry[]> {
+export async function dispatchPeers(o: SessionHooks & { config: Config; transports?: Record<string, Transport>; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<DispatchEntry[]> {
   const spool = await Spool.open(o.config.spool, { create: true });
   const out: DispatchEntry[] = [];
   for (const d of await peersDue(o.config, spool)) {

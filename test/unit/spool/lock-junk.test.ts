@@ -100,7 +100,7 @@ describe.runIf(btime !== undefined)('a junk lock file written before this boot',
 });
 
 describe.runIf(btime !== undefined)('mailbag run after a power cut left its runner lock empty', () => {
-  it('takes the lock over, says so on stderr, delivers the job and exits 0 (75, "remove it", nothing delivered before)', async () => {
+  it('takes the lock over, says so with its other lines (stdout; none with --quiet: runner/lock-quiet), delivers the job and exits 0 (75, "remove it", nothing delivered before)', async () => {
     const site = await makeSite();
     const said: string[] = [];
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (said.push(String(chunk)), true));
@@ -112,13 +112,17 @@ describe.runIf(btime !== undefined)('mailbag run after a power cut left its runn
       const err = new PassThrough();
       const e: Buffer[] = [];
       err.on('data', (c: Buffer) => e.push(c));
-      const io = { stdin: Readable.from([]), stdout: new PassThrough().resume(), stderr: err, env: site.env, cwd: site.dir, isTTY: false };
+      const out = new PassThrough();
+      const o: Buffer[] = [];
+      out.on('data', (c: Buffer) => o.push(c));
+      const io = { stdin: Readable.from([]), stdout: out, stderr: err, env: site.env, cwd: site.dir, isTTY: false };
       const code = await runMain(['--config', join(site.dir, 'mailbag.toml')], io);
       spy.mockRestore();
       expect(Buffer.concat(e).toString()).toBe('');
+      expect(said.join('')).toBe('');
       expect(code).toBe(0);
       expect(site.sendmailCalls()).toHaveLength(1);
-      expect(said.join('')).toMatch(new RegExp(`^mailbag: spool: took over lock runner\\.hub: ${junk} was not a mailbag lock file \\(empty, written .*, before this boot .*\\); a power cut leaves such files\n$`));
+      expect(Buffer.concat(o).toString()).toMatch(new RegExp(`^mailbag: spool: took over lock runner\\.hub: ${junk} was not a mailbag lock file \\(empty, written .*, before this boot .*\\); a power cut leaves such files\n`));
       expect(existsSync(junk)).toBe(false);
     } finally {
       spy.mockRestore();
