@@ -6,6 +6,7 @@ import { listFailed } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
+import { spoolMade } from './status.js';
 
 export const FAILED_USAGE = `Usage: mailbag failed [--config FILE] [--json] [PEER]
 
@@ -22,8 +23,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const json = args.flags.has('json');
   const peer = args.words[0];
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
-  const spool = await Spool.open(config.spool);
-  const jobs = await listFailed(spool, peer);
+  // a spool not made yet has no failed jobs (as mailbag status shows it empty); one that
+  // cannot be read, or a spool path that is not a directory, is an error
+  const jobs = spoolMade(config, 'mailbag failed') ? await listFailed(await Spool.open(config.spool, { cleanup: false }), peer) : [];
   if (peer !== undefined && jobs.length === 0 && !Object.hasOwn(config.peers, peer)) {
     // as mailbag status PEER: a peer no longer configured may still have failed jobs to
     // show; one with none is a typo, not a peer without failures (75, 4.3.5, the file to add it to)

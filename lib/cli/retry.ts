@@ -9,6 +9,7 @@ import { findFailed, retryFailed } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
+import { spoolMade } from './status.js';
 
 export const RETRY_USAGE = `Usage: mailbag retry [--config FILE] [PEER/]ID
 
@@ -24,9 +25,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const name = args.words[0];
   if (name === undefined) throw new MailbagError('usage', 'mailbag retry: which job? (see mailbag failed)');
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
-  const spool = await Spool.open(config.spool);
-  const ref = await findFailed(spool, name);
-  const back = await retryFailed(spool, ref);
+  // a spool not made yet has no failed job to put back: said as for an empty spool
+  const spool = spoolMade(config, 'mailbag retry') ? await Spool.open(config.spool) : undefined;
+  const ref = await findFailed(spool, name); // without a spool: "no failed job NAME"
+  const back = await retryFailed(spool!, ref);
   // an outgoing job (expired, too big, refused by the peer) goes back to out/PEER; a
   // site that does not dial the peer (no host: the hub) waits for the peer's session
   const peer = Object.hasOwn(config.peers, back.peer) ? config.peers[back.peer] : undefined;

@@ -9,7 +9,8 @@ import { statSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliIo } from './io.js';
-import { MailbagError, SpoolError } from '../errors.js';
+import { ConfigError, MailbagError, SpoolError } from '../errors.js';
+import type { Config } from '../config/types.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
@@ -118,26 +119,47 @@ const EMPTY: QueueStatus = { jobs: 0, bytes: 0, oldestAgeSeconds: null };
 
 /**
  * Whether the spool has been made (its marker is there). Only a spool that does not exist
- * is empty: one this user cannot read (the spool is its owner's, 0700) is an error, or
- * status would show every queue empty while mail waits.
+ * (or a directory nothing has been queued in yet) is empty: one this user cannot read (the
+ * spool is its owner's, 0700) is an error, or status would show every queue empty while
+ * mail waits; so is a spool path that names something other than a directory (a file, a
+ * path through a file), a configuration error. For the commands that only read the spool:
+ * status, failed, retry.
  */
-function spoolMade(root: string): boolean {
+export function spoolMade(config: Pick<Config, 'spool' | 'file'>, command = 'mailbag status'): boolean {
+  const root = config.spool;
+  const unreadable = (err: unknown): SpoolError => {
+    const code = (err as NodeJS.ErrnoException).code;
+    const who = code === 'EACCES' || code === 'EPERM' ? ` (run ${command} as the user that owns the spool)` : '';
+    return new SpoolError(`cannot read the spool ${root}: ${(err as Error).message}${who}`, { cause: err });
+  };
+  let st;
+  try {
+    st = statSync(root);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw notDirectory(config, err);
+    throw unreadable(err);
+  }
+  if (!st.isDirectory()) throw notDirectory(config);
   try {
     statSync(join(root, SPOOL_MARKER));
     return true;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    const who = code === 'EACCES' || code === 'EPERM' ? ' (run mailbag status as the user that owns the spool)' : '';
-    throw new SpoolError(`cannot read the spool ${root}: ${(err as Error).message}${who}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw unreadable(err);
   }
+}
+
+function notDirectory(config: Pick<Config, 'spool' | 'file'>, cause?: unknown): ConfigError {
+  // ConfigError puts `FILE: spool: ` in front
+  return new ConfigError(`${JSON.stringify(config.spool)} is not a directory (nor a place for one)`, { key: 'spool', ...(config.file ? { file: config.file } : {}), ...(cause ? { cause } : {}) });
 }
 
 /** Gather the report: configured peers and every peer that has a queue in the spool. */
 export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<StatusReport> {
   let stats: Record<string, PeerStats> = {};
   // a spool nothing has been queued in yet (the checkout's spool/ holds only a README) is empty
-  const haveSpool = spoolMade(config.spool);
+  const haveSpool = spoolMade(config);
   if (haveSpool) {
     const spool = await Spool.open(config.spool, { cleanup: false });
     stats = await spool.stats(peer, now);
@@ -176,7 +198,7 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
 /** Gather the --jobs report: every job of in/PEER (or of every peer), oldest first, with its runner record. */
 export async function gatherJobs(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<JobsReport> {
   const report: JobsReport = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), jobs: [], unmoved: {} };
-  if (!spoolMade(config.spool)) return report;
+  if (!spoolMade(config)) return report;
   const spool = await Spool.open(config.spool, { cleanup: false });
   const names = peer !== undefined ? [peer] : [...new Set([...Object.keys(config.peers), ...(await spool.peers('in'))])].sort();
   for (const name of names) {

@@ -50,16 +50,20 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
   return out;
 }
 
-/** Find a failed job by `ID` or `PEER/ID`. */
-export async function findFailed(spool: Spool, name: string): Promise<JobRef> {
+/**
+ * Find a failed job by `ID` or `PEER/ID`; `spool` undefined: a spool not made yet, which
+ * has none (the name is still checked).
+ */
+export async function findFailed(spool: Spool | undefined, name: string): Promise<JobRef> {
   const slash = name.indexOf('/');
   const peer = slash >= 0 ? name.slice(0, slash) : undefined;
   const id = slash >= 0 ? name.slice(slash + 1) : name;
   if (!isJobId(id) || (peer !== undefined && !isName(peer))) throw new MailbagError('usage', `${JSON.stringify(name)} is not a job id (or PEER/ID)`);
-  const peers = peer !== undefined ? [peer] : await spool.peers('failed');
-  for (const p of peers) {
-    const ref = (await spool.listJobs('failed', p)).find((r) => r.id === id);
-    if (ref) return ref;
+  if (spool) {
+    for (const p of peer !== undefined ? [peer] : await spool.peers('failed')) {
+      const ref = (await spool.listJobs('failed', p)).find((r) => r.id === id);
+      if (ref) return ref;
+    }
   }
   throw new MailbagError('usage', `no failed job ${name} (see mailbag failed)`);
 }
