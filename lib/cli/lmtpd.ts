@@ -106,14 +106,17 @@ interface CommitStats {
   files: number;
   largest: number;
   waitMs: number;
+  queueMs: number;
+  fsyncMs: number;
 }
 
 /** the messages a worker sends its primary */
 type WorkerMessage = { lmtpd: 'listening'; port?: number } | { lmtpd: 'stats'; stats: CommitStats };
 
 function commitLine(s: CommitStats): string {
-  const { batches, files, largest, waitMs } = s;
-  return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${files ? (waitMs / files).toFixed(1) : '0'} ms from commit to durable on average`;
+  const { batches, files, largest, waitMs, queueMs, fsyncMs } = s;
+  const avg = (ms: number): string => (files ? (ms / files).toFixed(1) : '0');
+  return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${avg(waitMs)} ms from commit to durable on average (${avg(queueMs)} waiting for the batch in progress, ${avg(fsyncMs)} in its batch's file fsyncs, ${avg(waitMs - queueMs - fsyncMs)} placing, directory fsync and answering)`;
 }
 
 /**
@@ -249,7 +252,7 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
   cluster.schedulingPolicy = cluster.SCHED_RR;
   cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
   const alive = new Map<number, Worker>();
-  const total: CommitStats = { batches: 0, files: 0, largest: 0, waitMs: 0 };
+  const total: CommitStats = { batches: 0, files: 0, largest: 0, waitMs: 0, queueMs: 0, fsyncMs: 0 };
   const orderly = new Set<number>();
   let stopping = false;
   let started = 0;
@@ -271,6 +274,8 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
       total.files += m.stats.files;
       total.largest = Math.max(total.largest, m.stats.largest);
       total.waitMs += m.stats.waitMs;
+      total.queueMs += m.stats.queueMs;
+      total.fsyncMs += m.stats.fsyncMs;
     }
   };
   // workers that died while the service was stopping (not the orderly way: stats, then 0)
