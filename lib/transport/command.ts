@@ -16,6 +16,8 @@ export interface CommandOptions {
   cwd?: string;
   /** after close() or abort(), how long the child gets after SIGTERM before SIGKILL (default 2 s) */
   killGraceMs?: number;
+  /** one line per step (MAILBAG_TRACE): the child spawned */
+  trace?: ((line: string) => void) | undefined;
 }
 
 /** What an exit status of the transport command means, for the session's error. */
@@ -48,6 +50,7 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
   const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env, cwd: o.cwd, shell: false });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', () => {
+      o.trace?.(`command: ${basename(file)} spawned (pid ${child.pid})`);
       child.off('error', reject);
       resolve();
     });

@@ -26,7 +26,7 @@ export async function transportForPeer(peer: PeerConfig, env: NodeJS.ProcessEnv 
   if (peer.transport === 'command') {
     if (!peer.command || peer.command.length === 0) throw new SessionError('config', `peers.${peer.name}.command is not set (transport = "command" needs an argv)`);
     const { commandTransport } = await import('./command.js');
-    return commandTransport({ argv: peer.command, env });
+    return commandTransport({ argv: peer.command, env, ...(trace ? { trace } : {}) });
   }
   if (!peer.host) throw new SessionError('config', `peers.${peer.name}.host is not set: this site cannot dial ${peer.name}`);
   let early: EarlySocket | undefined;

@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { PeerConfig } from '../../../lib/config/types.js';
 import { commandTransport, type Link } from '../../../lib/transport/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mailbag-cmd-'));
@@ -75,6 +76,24 @@ describe('command transport', () => {
     expect(end.ok).toBe(false);
     expect(end.signal).toBe('SIGTERM');
     expect(end.error?.message).toContain('dead link');
+  });
+
+  it('traces the spawn with the child pid (MAILBAG_TRACE), given through transportForPeer', async () => {
+    const { transportForPeer } = await import('../../../lib/transport/index.js');
+    const lines: string[] = [];
+    const peer: PeerConfig = {
+      name: 'hub', transport: 'command', host: undefined, port: 22, user: 'mailbag', identity: undefined, agent: false, knownHosts: join(dir, 'known_hosts'),
+      remoteCommand: 'mailbag serve --peer home', command: ['cat'], connectTimeoutMs: 5000, keepaliveMs: 1000, pollMs: 60_000, codec: 'br', accept: ['rmail'], domains: [], addresses: [], actions: {},
+    };
+    const link = await (await transportForPeer(peer, process.env, (l) => lines.push(l))).connect();
+    link.output.end('x');
+    expect(await readAll(link)).toBe('x');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^command: cat spawned \(pid [1-9]\d*\)$/);
+    // no trace function: no line, and the link works as before
+    const quiet = await commandTransport({ argv: ['cat'] }).connect();
+    quiet.output.end('y');
+    expect(await readAll(quiet)).toBe('y');
   });
 
   it('close() ends stdin and waits for the child', async () => {
