@@ -2,7 +2,7 @@
 // recorded and whether the sender's notice went out. `--json` for scripts.
 
 import { loadConfig, requirePeer } from '../config/index.js';
-import { listFailed } from '../runner/failed.js';
+import { listFailed, type FailedJob } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -13,6 +13,15 @@ export const FAILED_USAGE = `Usage: mailbag failed [--config FILE] [--json] [PEE
 List the jobs that failed for good (spool failed/PEER) with their reasons.
 Put one back with: mailbag retry [PEER/]ID
 `;
+
+/** sent; given up TIME (…); pending (deferred since …, next attempt after …); ? without a record */
+function noticeWords(j: FailedJob): string {
+  if (j.noticeSent === undefined) return '?';
+  if (j.noticeSent) return 'sent';
+  if (j.noticeGivenUp) return `given up ${j.noticeGivenUp}${j.noticeDeferredSince ? ` (the mail system deferred it from ${j.noticeDeferredSince} on)` : ''}`;
+  if (j.noticeDeferredSince) return `pending (deferred since ${j.noticeDeferredSince}, next attempt after ${j.noticeNextAttempt ?? '?'})`;
+  return 'pending';
+}
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const args = parseCommonArgs(argv, { command: 'mailbag failed', usage: 'see mailbag failed --help', flags: { '--json': 'json' }, words: 1 });
@@ -41,7 +50,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   for (const j of jobs) {
     io.stdout.write(`${j.peer}/${j.id}  ${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}\n`);
-    io.stdout.write(`    created ${j.created}, failed ${j.failedAt ?? '?'}, notice ${j.noticeSent === undefined ? '?' : j.noticeSent ? 'sent' : 'pending'}\n`);
+    io.stdout.write(`    created ${j.created}, failed ${j.failedAt ?? '?'}, notice ${noticeWords(j)}\n`);
     io.stdout.write(`    ${j.reason.replace(/[\r\n]+/g, ' ')}\n`);
   }
   return 0;

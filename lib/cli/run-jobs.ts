@@ -70,7 +70,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     env: io.env,
     log,
   });
-  io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped\n`);
+  // a notice given up is an outcome, like a failed job: in the summary (also with --quiet), exit 0
+  const givenUp = summary.noticesGivenUp ? `, ${summary.noticesGivenUp} notice${summary.noticesGivenUp === 1 ? '' : 's'} given up` : '';
+  io.stdout.write(`run: ${summary.done} done, ${summary.retry} to retry, ${summary.failed} failed, ${summary.skipped} skipped${givenUp}\n`);
   // a killed session's committed jobs that could not be moved in are not delivered: a
   // failure (75 for a spool that cannot be read or written), after what could be delivered
   failures.push(...(summary.unfinished ?? []).map((u) => u.error));

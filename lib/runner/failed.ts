@@ -6,7 +6,7 @@
 import { MailbagError } from '../errors.js';
 import { isJobId, isName } from '../job/header.js';
 import type { JobRef, Spool } from '../spool/index.js';
-import { readState, writeState, emptyState } from './state.js';
+import { readState, writeState, emptyState, type RunState } from './state.js';
 
 export interface FailedJob {
   peer: string;
@@ -18,6 +18,23 @@ export interface FailedJob {
   reason: string;
   failedAt: string | undefined;
   noticeSent: boolean | undefined;
+  /** ISO time the notice was given up (the MTA deferred it for longer than queue_lifetime) */
+  noticeGivenUp?: string;
+  /** a notice the MTA deferred: since when, and when it is tried again */
+  noticeDeferredSince?: string;
+  noticeNextAttempt?: string;
+}
+
+/** What the record says of the notice, for FailedJob (fields present only when set). */
+function noticeFields(state: RunState | undefined): Pick<FailedJob, 'noticeSent' | 'noticeGivenUp' | 'noticeDeferredSince' | 'noticeNextAttempt'> {
+  const f = state?.failed;
+  const out: Pick<FailedJob, 'noticeSent' | 'noticeGivenUp' | 'noticeDeferredSince' | 'noticeNextAttempt'> = { noticeSent: f?.noticeSent };
+  if (f?.noticeGivenUp) out.noticeGivenUp = f.noticeGivenUp;
+  if (f && !f.noticeSent && state?.noticeRetry) {
+    out.noticeDeferredSince = state.noticeRetry.since;
+    if (!f.noticeGivenUp) out.noticeNextAttempt = state.noticeRetry.nextAttempt;
+  }
+  return out;
 }
 
 /** Failed jobs of one peer or all, oldest first within a peer. */
@@ -31,7 +48,7 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
       try {
         header = (await spool.readJob(ref)).header;
       } catch (err) {
-        out.push({ peer: p, id: ref.id, created: '', command: '?', sender: '', recipients: [], reason: state?.failed?.reason ?? (err as Error).message, failedAt: state?.failed?.at, noticeSent: state?.failed?.noticeSent });
+        out.push({ peer: p, id: ref.id, created: '', command: '?', sender: '', recipients: [], reason: state?.failed?.reason ?? (err as Error).message, failedAt: state?.failed?.at, ...noticeFields(state) });
         continue;
       }
       out.push({
@@ -43,7 +60,7 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
         recipients: header.recipients.length > 0 ? header.recipients : header.args,
         reason: state?.failed?.reason ?? 'no reason recorded',
         failedAt: state?.failed?.at,
-        noticeSent: state?.failed?.noticeSent,
+        ...noticeFields(state),
       });
     }
   }
@@ -80,6 +97,8 @@ export async function retryFailed(spool: Spool, ref: JobRef, now = new Date()): 
   state.nextAttempt = undefined;
   state.startedAt = undefined;
   state.retriedAt = now.toISOString();
+  // the notices owed were for the failures cleared here: a new failure owes a new one
+  state.noticeRetry = undefined;
   for (const p of Object.values(state.tx)) {
     p.failed = [];
     p.noticed = false;

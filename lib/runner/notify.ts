@@ -25,7 +25,7 @@ export interface NoticeRequest {
  * or can never go out (null sender: nobody to tell; refused for good), false to try
  * again on a later run.
  */
-export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; log: (line: string) => void }, n: NoticeRequest): Promise<boolean> {
+export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; log: (line: string) => void; deferred?: (diagnostic: string) => void }, n: NoticeRequest): Promise<boolean> {
   if (n.sender === '' || n.sender === '<>' || n.recipients.length === 0) return true;
   let original: Buffer | undefined;
   let complete = false;
@@ -65,7 +65,9 @@ export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; l
   const [res] = await d.deliver(noticeTx, new Set());
   faultPoint('runner-after-notice');
   if (!res || res.kind === 'temporary') {
-    ctx.log(`notice to <${n.sender}> for job ${n.jobId}: will retry: ${res?.diagnostic ?? 'no result'}`);
+    // `deferred`: the caller says what comes next (when, or that it gives up)
+    if (ctx.deferred) ctx.deferred(res?.diagnostic ?? 'no result');
+    else ctx.log(`notice to <${n.sender}> for job ${n.jobId}: will retry: ${res?.diagnostic ?? 'no result'}`);
     return false;
   }
   if (res.kind === 'permanent') ctx.log(`notice to <${n.sender}> for job ${n.jobId} refused: ${res.diagnostic}`);

@@ -36,6 +36,25 @@ export function backoffMs(attempts: number): number {
   return Math.min(5 * 60_000 * 2 ** Math.max(0, attempts - 1), 4 * 3_600_000);
 }
 
+/** Whether a notice the MTA deferred may be tried again at `now` (its backoff has passed). */
+export function noticeDue(state: RunState, now: Date): boolean {
+  return !state.noticeRetry || Date.parse(state.noticeRetry.nextAttempt) <= now.getTime();
+}
+
+/** Record that the MTA deferred a notice: the next try waits as a job's retry would. */
+function deferNotice(state: RunState, now: Date): NonNullable<RunState['noticeRetry']> {
+  const r = state.noticeRetry ?? { since: fmt(now), attempts: 0, nextAttempt: fmt(now) };
+  r.attempts++;
+  r.nextAttempt = fmt(new Date(now.getTime() + backoffMs(r.attempts)));
+  state.noticeRetry = r;
+  return r;
+}
+
+/** Whether a transaction's refused recipients still wait for their notice. */
+function noticeOwed(state: RunState): boolean {
+  return Object.values(state.tx).some((p) => p.failed.length > 0 && !p.noticed);
+}
+
 export interface RunOptions {
   config: Config;
   /** an open spool (default: Spool.open(config.spool)) */
@@ -65,6 +84,12 @@ export interface RunSummary {
    * lib/session runReceivedJobs, a runner that failed as a whole
    */
   unfinished?: { peer: string; error: MailbagError }[];
+  /**
+   * notices of failed jobs given up in this run, present only when there are any: the MTA
+   * deferred them for longer than queue_lifetime (each said once, recorded in the job's
+   * state: `mailbag failed` shows "notice given up")
+   */
+  noticesGivenUp?: number;
 }
 
 /** What the whitelist says about a command for a peer: a built-in, an argv, or no. */
@@ -139,15 +164,21 @@ class JobRun {
     if (newFailures) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
   }
 
-  /** Send (once) the notice for a transaction's failed recipients. */
-  async noticeFor(tx: Transaction, reason: string): Promise<void> {
+  /**
+   * Send (once) the notice for a transaction's failed recipients. False when the MTA
+   * deferred it: recorded (RunState.noticeRetry), to be tried again after the backoff —
+   * by this job's next attempt while others of its recipients wait, else from failed/,
+   * which also gives it its end.
+   */
+  async noticeFor(tx: Transaction, reason: string): Promise<boolean> {
     const p = this.progress(tx.index);
-    if (p.noticed || p.failed.length === 0) return;
+    if (p.noticed || p.failed.length === 0) return true;
     const rcpts: NoticeRecipient[] = p.failed.map((f) => {
       const r = tx.recipients.find((x) => x.address === f.address);
       const orcpt = r ? paramValue(r.params, 'ORCPT') : undefined;
       return { recipient: f.address, status: f.status, diagnostic: f.diagnostic, originalRecipient: orcpt ? xtextDecode(orcpt) : undefined };
     });
+    let why = 'no result';
     const sent = await this.r.sendNotice(this.deliverer, {
       sender: tx.sender,
       recipients: rcpts,
@@ -155,19 +186,23 @@ class JobRun {
       jobId: this.header.id,
       created: this.header.created,
       tx,
-    });
+    }, (diagnostic) => (why = diagnostic));
     if (sent) {
       p.noticed = true;
-      await this.save();
+      if (!noticeOwed(this.state)) this.state.noticeRetry = undefined;
+    } else {
+      const r = deferNotice(this.state, this.r.now());
+      this.r.log(`${this.peer}/${this.header.id}: notice to <${tx.sender}>: will retry after ${r.nextAttempt}: ${why}`);
     }
+    await this.save();
+    return sent;
   }
 
-  /** Everything the job had to do is settled (each recipient accepted or failed and noticed). */
-  private allSettled(txs: Transaction[]): boolean {
+  /** Each recipient of the job is settled: accepted, or refused (its notice sent or owed). */
+  private recipientsSettled(txs: Transaction[]): boolean {
     return txs.every((tx) => {
       const s = this.settled(tx);
-      const p = this.state.tx[String(tx.index)];
-      return tx.recipients.every((r) => s.has(r.address)) && (!p || p.failed.length === 0 || p.noticed);
+      return tx.recipients.every((r) => s.has(r.address));
     });
   }
 
@@ -202,8 +237,12 @@ class JobRun {
         if (e.temporary) throw e;
         return this.fail(e.message, e.status, undefined);
       }
-      // a notice may be owed from an attempt that crashed before sending it
-      for (const tx of txs) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
+      // a notice may be owed from an attempt that crashed before sending it, or one the
+      // MTA deferred: tried again once its backoff has passed (--now: at once), not at
+      // every run
+      if (this.r.force || noticeDue(this.state, now)) {
+        for (const tx of txs) if (!(await this.noticeFor(tx, 'the mail system refused a recipient permanently'))) break;
+      }
     }
     if (expired) {
       return this.fail(`not delivered within the queue lifetime (${Math.round(this.r.config.queueLifetimeMs / 3_600_000)} h)`, '4.4.7', txs, 'expired');
@@ -230,7 +269,11 @@ class JobRun {
       const lastIndex = list[list.length - 1]!.index;
       await this.deliverer.deliverBatch(list, (i) => this.settled(list[i]!), (tx, res) => this.record(tx, res, tx.index === lastIndex));
     }
-    if (this.allSettled(list)) {
+    // every recipient accepted or refused: delivery is over. A notice the MTA deferred does
+    // not keep the job in in/ (where it would end as "not delivered within the queue
+    // lifetime"): the job fails with the refusal, and failed/ retries the notice with its
+    // backoff and its end (Runner.finishFailedNotices)
+    if (this.recipientsSettled(list)) {
       if (problem) return this.fail(`the BSMTP job ends badly after its complete transactions: ${problem}`, '5.5.2', list);
       // a recipient refused for good: the job goes to failed/ with the MTA's words as its
       // reason (its notices are out already; accepted recipients stay recorded)
@@ -302,6 +345,8 @@ export class Runner {
   readonly env: NodeJS.ProcessEnv;
   readonly now: () => Date;
   readonly log: (line: string) => void;
+  /** notices given up in this run (deferred for longer than queue_lifetime) */
+  noticesGivenUp = 0;
 
   constructor(readonly config: Config, readonly spool: Spool, o: Omit<RunOptions, 'config' | 'spool' | 'peers'> = {}) {
     this.force = o.force ?? false;
@@ -314,16 +359,28 @@ export class Runner {
     return new Deliverer({ delivery: this.config.delivery, env: this.env, site: this.config.site || hostname() });
   }
 
-  async sendNotice(d: Deliverer, n: NoticeRequest): Promise<boolean> {
-    return sendNotice(d, { site: this.config.site || hostname(), now: this.now(), log: this.log }, n);
+  /** `deferred`: told the MTA's words when it defers the notice (then the caller logs) */
+  async sendNotice(d: Deliverer, n: NoticeRequest, deferred?: (diagnostic: string) => void): Promise<boolean> {
+    return sendNotice(d, { site: this.config.site || hostname(), now: this.now(), log: this.log, ...(deferred ? { deferred } : {}) }, n);
   }
 
-  /** Send what a failed job still owes: per-transaction notices, or one for the whole job. */
+  /**
+   * Send what a failed job still owes: per-transaction notices, or one for the whole job.
+   * A notice the MTA defers is tried again after the backoff (pendingNotices), and given
+   * up once it has been deferred for longer than queue_lifetime (Postfix's
+   * bounce_queue_lifetime, which defaults to the same 5 days): recorded in the job's
+   * state (`mailbag failed`: "notice given up"), said once, counted in the run's summary.
+   */
   async finishFailedNotices(d: Deliverer, job: OpenJob, state: RunState, txs: Transaction[] | undefined): Promise<void> {
-    if (!state.failed || state.failed.noticeSent) return;
+    if (!state.failed || state.failed.noticeSent || state.failed.noticeGivenUp) return;
+    // deferred a moment ago (this attempt, or a run in its backoff): not again yet
+    if (!this.force && !noticeDue(state, this.now())) return;
     const peer = job.ref.peer;
     const id = job.header.id;
     let all = true;
+    const owed: string[] = [];
+    let why = 'no result';
+    const deferred = (diagnostic: string): void => void (why = diagnostic);
     if (txs) {
       for (const tx of txs) {
         const p = state.tx[String(tx.index)];
@@ -335,9 +392,12 @@ export class Runner {
           jobId: id,
           created: job.header.created,
           tx,
-        });
+        }, deferred);
         if (ok) p.noticed = true;
-        else all = false;
+        else {
+          all = false;
+          owed.push(tx.sender);
+        }
       }
     } else {
       const already = new Set(Object.values(state.tx).flatMap((p) => p.accepted));
@@ -349,9 +409,24 @@ export class Runner {
         jobId: id,
         created: job.header.created,
         tx: undefined,
-      });
+      }, deferred);
+      if (!all) owed.push(job.header.sender);
     }
-    if (all) state.failed.noticeSent = true;
+    if (all) {
+      state.failed.noticeSent = true;
+      state.noticeRetry = undefined;
+    } else {
+      const now = this.now();
+      const r = deferNotice(state, now);
+      const to = [...new Set(owed)].map((s) => `<${s}>`).join(', ');
+      if (now.getTime() - Date.parse(r.since) >= this.config.queueLifetimeMs) {
+        state.failed.noticeGivenUp = fmt(now);
+        this.noticesGivenUp++;
+        this.log(`${peer}/${id}: notice to ${to} given up: the mail system has deferred it since ${r.since} (${r.attempts} attempts), longer than the queue lifetime (${Math.round(this.config.queueLifetimeMs / 3_600_000)} h): ${why}`);
+      } else {
+        this.log(`${peer}/${id}: notice to ${to}: will retry after ${r.nextAttempt}: ${why}`);
+      }
+    }
     await writeState(this.spool, peer, id, state);
   }
 
@@ -363,7 +438,9 @@ export class Runner {
   private async pendingNotices(d: Deliverer, peer: string): Promise<void> {
     for (const ref of await this.spool.listJobs('failed', peer)) {
       const state = await readState(this.spool, peer, ref.id).catch(() => undefined);
-      if (!state?.failed || state.failed.noticeSent) continue;
+      if (!state?.failed || state.failed.noticeSent || state.failed.noticeGivenUp) continue;
+      // one the MTA deferred: again after its backoff (--now: at once), not at every run
+      if (!this.force && !noticeDue(state, this.now())) continue;
       let job: OpenJob;
       try {
         job = await this.spool.readJob(ref);
@@ -665,5 +742,6 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
     }
   }
   if (unfinished.length > 0) summary.unfinished = unfinished;
+  if (runner.noticesGivenUp > 0) summary.noticesGivenUp = runner.noticesGivenUp;
   return summary;
 }

@@ -38,8 +38,21 @@ export interface RunState {
   tx: Record<string, TxProgress>;
   /** ISO time `mailbag retry` put the job back: its queue lifetime counts from here */
   retriedAt?: string | undefined;
+  /**
+   * a notice the MTA deferred (exit 75, a 4xx reply): since when (ISO), how many times,
+   * and when it may be tried again (the job's backoff); gone once no notice is owed
+   */
+  noticeRetry?: { since: string; attempts: number; nextAttempt: string } | undefined;
   /** set when the job failed for good (then it is, or is about to be, in failed/) */
-  failed?: { reason: string; at: string; status: string; noticeSent: boolean } | undefined;
+  failed?: {
+    reason: string;
+    at: string;
+    status: string;
+    /** the notice went out (or there is nobody to send it to) */
+    noticeSent: boolean;
+    /** ISO time the notice was given up: the MTA deferred it for longer than queue_lifetime */
+    noticeGivenUp?: string | undefined;
+  } | undefined;
 }
 
 export function emptyState(): RunState {
