@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // mailbag-uux: a drop-in for `uux` in an MTA's UUCP transport (docs/mailbag-uux.md).
+// scripts/bundle-front-doors.mjs replaces the #! line above with the launcher's two lines
+// (bin/launcher.ts): sh finds node even outside the caller's PATH, or exits 75.
 // The program is lib/cli/uux.ts, bundled by scripts/bundle-front-doors.mjs into one
 // CommonJS file next to this one: an MTA starts it once per message, and a CommonJS
 // file spares Node its ES module loader and the eager built-in imports that come with it.

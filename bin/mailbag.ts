@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // mailbag: the command-line tool. Each command lives in lib/cli/; main.ts dispatches.
+// scripts/bundle-front-doors.mjs replaces the #! line above with the launcher's two lines
+// (bin/launcher.ts): sh finds node even outside the caller's PATH, or exits 75.
 // `mailbag enqueue`, which an MTA runs once per message, and the session commands
 // (`serve`, `sync`, `dispatch`: two Node start-ups before every session's first bag) go
 // to their CommonJS bundles, each run with V8's code cache (scripts/bundle-front-doors.mjs:

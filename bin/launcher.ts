@@ -1,0 +1,92 @@
+// The first two lines of every front door an MTA, UUCP or cron runs (dist/bin/mailbag.cjs,
+// mailbag-uux.cjs, rmail.js, rsmtp.js, and the mailbag.js and mailbag-uux.js entries),
+// written by scripts/bundle-front-doors.mjs. With `#!/usr/bin/env node`, a node outside
+// the caller's PATH (Postfix's pipe(8) always runs commands with PATH=/usr/bin:/bin, Exim's
+// pipe with /bin:/usr/bin, cron likewise) made `env` exit 127, and Postfix bounced the
+// mail to its sender for a configuration slip (../shared/DESIGN.md, promise 5: the MTA is
+// never misled). So each file is a sh/JavaScript polyglot:
+//
+//   #!/bin/sh
+//   ":" //; set -f; IFS=:; for _mb_d in ${PATH-}; do …; done; for _mb_n in PLACES; do …; done; printf … "4.3.5 …" >&2; exit 75
+//
+// The kernel runs the file with sh, which finds node (PATH first, then the fixed places,
+// then the node that built the package) and `exec`s it on "$0" (the path the file was run
+// by: through npm's bin link node resolves the link itself) with "$@", so node is the
+// same process (stdin, its exit status and signals reach the caller unchanged, as with
+// env). No node anywhere: one line on stderr that names the program, the places searched
+// and what to do, and exit 75 (EX_TEMPFAIL), so the MTA keeps the mail queued. sh never
+// reads past that line. Node reads the file as JavaScript: the #! line is a comment, line
+// two the string ":" (a directive, so a 'use strict' after it still counts) and a line
+// comment. sh forks nothing here: no command substitution, and `[`, `printf` and `exec`
+// are built in.
+
+/** Where node is looked for after the caller's PATH, in this order (docs/setup.md). */
+export const NODE_PLACES = ['/usr/local/bin/node', '/usr/bin/node', '/usr/bin/nodejs'];
+
+/** The status line's start: 4.3.5, a configuration error the admin must fix (lib/exit.ts's 'config'). */
+export const LAUNCH_STATUS = '4.3.5';
+
+/** What a path must look like to be written into the sh line (and a JS comment) as it is. */
+const PLAIN_PATH = /^\/[\w@%+=:,./-]*$/;
+
+/** The first line of a front door that has the launcher (the second starts with `":" //;`). */
+export const LAUNCHER_MARK = '#!/bin/sh\n":" //;';
+
+export interface LauncherOptions {
+  /** the program's name in the error line (`mailbag`, `mailbag-uux`, `rmail`, `rsmtp`) */
+  program: string;
+  /**
+   * the node that built the package (process.execPath at build time): tried last. Left out
+   * when it is one of `places`, or (with a warning from the caller) not a plain path.
+   */
+  buildNode?: string;
+  /** the fixed places (default NODE_PLACES); tests give their own */
+  places?: string[];
+}
+
+/** The places a launcher tries after PATH: `places`, then `buildNode` when it is usable. */
+export function launcherPlaces(o: LauncherOptions): string[] {
+  const places = o.places ?? NODE_PLACES;
+  for (const p of places) if (!PLAIN_PATH.test(p)) throw new Error(`launcher: not a plain absolute path: ${JSON.stringify(p)}`);
+  const extra = o.buildNode !== undefined && PLAIN_PATH.test(o.buildNode) && !places.includes(o.buildNode) ? [o.buildNode] : [];
+  return [...places, ...extra];
+}
+
+/** Is `path` one a launcher can name (absolute, no spaces, quotes or shell characters)? */
+export function isPlainPath(path: string): boolean {
+  return PLAIN_PATH.test(path);
+}
+
+/** The two lines (each ending in a newline) that start a front door. */
+export function launcherLines(o: LauncherOptions): string {
+  if (!/^[\w-]+$/.test(o.program)) throw new Error(`launcher: not a program name: ${JSON.stringify(o.program)}`);
+  const places = launcherPlaces(o);
+  // [ -f ] as well as [ -x ]: a directory named node is executable too. The variables'
+  // names are unlikely to be in the environment (sh would pass a changed one on to node);
+  // printf, not echo: dash's echo reads backslashes in PATH as escapes
+  const tryNode = 'if [ -f "$_mb_n" ] && [ -x "$_mb_n" ]; then exec "$_mb_n" -- "$0" "$@"; fi';
+  const line =
+    `":" //; set -f; IFS=:; for _mb_d in \${PATH-}; do _mb_n=\${_mb_d:-.}/node; ${tryNode}; done; ` +
+    `for _mb_n in ${places.join(' ')}; do ${tryNode}; done; ` +
+    `printf '%s\\n' "${LAUNCH_STATUS} ${o.program}: cannot start: no node in PATH (\${PATH-}) nor at ${places.join(', ')}; ` +
+    `install Node.js 20 or later there, or link yours to /usr/local/bin/node (docs/setup.md)" >&2; exit 75`;
+  return `#!/bin/sh\n${line}\n`;
+}
+
+/**
+ * `text` (a front door's JavaScript) with the launcher in front: a `#!` line it starts
+ * with is replaced, and so are a launcher's two lines. `added` is how many lines the
+ * file gained, for its source map.
+ */
+export function withLauncher(text: string, o: LauncherOptions): { text: string; added: number } {
+  const head = launcherLines(o);
+  if (text.startsWith(LAUNCHER_MARK)) {
+    const end = text.indexOf('\n', text.indexOf('\n') + 1);
+    return { text: head + text.slice(end + 1), added: 0 };
+  }
+  if (text.startsWith('#!')) {
+    const end = text.indexOf('\n');
+    return { text: head + (end < 0 ? '' : text.slice(end + 1)), added: 1 };
+  }
+  return { text: head + text, added: 2 };
+}
