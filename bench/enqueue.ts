@@ -196,8 +196,36 @@ async function cpuWithHyperfine(commands: Command[], message: string, o: Options
 
 interface CallgrindStats {
   name: string;
-  /** instructions per seed, in SEEDS order */
+  /** instructions per seed, in SEEDS order (the launcher's included) */
   instructions: number[];
+  /** of those, what the bin's #! line runs before node (the same for every seed) */
+  launcher: number;
+}
+
+/**
+ * The instructions a bin's #! line costs before node starts: the bin exec'd as an MTA
+ * execs it, under callgrind with node itself not traced (--trace-children-skip) and a
+ * dump before each execve, so what is counted is the interpreter's work (sh's search for
+ * node, or env's execvp through PATH) up to the exec of node; its parts are summed.
+ */
+function launcherInstructions(c: Command, message: string, dir: string): number {
+  const prefix = join(dir, 'launcher.callgrind');
+  for (const f of readdirSync(dir)) if (f.startsWith('launcher.callgrind.')) rmSync(join(dir, f));
+  const fd = openSync(message, 'r');
+  try {
+    execFileSync(VALGRIND, ['--tool=callgrind', '--trace-children=yes', '--trace-children-skip=*/node,*/nodejs', '--dump-before=*execve*', `--callgrind-out-file=${prefix}.%p`, ...c.argv], {
+      stdio: [fd, 'ignore', 'ignore'],
+      env: c.env ?? process.env,
+    });
+  } finally {
+    closeSync(fd);
+  }
+  let total = 0;
+  for (const f of readdirSync(dir).filter((n) => n.startsWith('launcher.callgrind.'))) {
+    for (const m of readFileSync(join(dir, f), 'latin1').matchAll(/^summary: (\d+)$/gm)) total += Number(m[1]);
+  }
+  if (total === 0) throw new Error(`${c.name}: no callgrind summary for its #! line`);
+  return total;
 }
 
 /**
@@ -206,11 +234,14 @@ interface CallgrindStats {
  * so each command runs once per seed of SEEDS with `node --random-seed=S` (which fixes
  * the hash seed too and, unlike --hash-seed, leaves every code cache usable), and the
  * ratios are of sums over the same seeds. The bins run as `node --random-seed=S BIN`,
- * since a #! line cannot take the flag; the `env` of their #! line is not counted.
+ * since a #! line cannot take the flag; what runs before node (the #! line's program:
+ * the launcher's sh since bin/launcher.ts, `env` before it) is counted once by
+ * launcherInstructions and added to every seed's count.
  */
 function countWithCallgrind(commands: Command[], message: string, dir: string): CallgrindStats[] {
   const out = join(dir, 'callgrind.out');
   return commands.map((c) => {
+    const launcher = c.argv[0] === process.execPath ? 0 : launcherInstructions(c, message, dir);
     const instructions = SEEDS.map((seed) => {
       const argv = c.argv[0] === process.execPath ? c.argv.slice(1) : c.argv;
       const fd = openSync(message, 'r');
@@ -224,9 +255,9 @@ function countWithCallgrind(commands: Command[], message: string, dir: string): 
       }
       const m = /^summary: (\d+)$/m.exec(readFileSync(out, 'latin1'));
       if (!m) throw new Error(`${c.name}: no callgrind summary`);
-      return Number(m[1]);
+      return Number(m[1]) + launcher;
     });
-    return { name: c.name, instructions };
+    return { name: c.name, instructions, launcher };
   });
 }
 
@@ -337,11 +368,13 @@ export async function main(argv: string[]): Promise<number> {
       const ibase = sum(instructions[0]!.instructions);
       lines.push(
         '',
-        `Instructions per message (callgrind, all threads; one ${median.size}-byte message; node --random-seed=S for S in ${SEEDS.join(', ')}): independent of the load`,
+        `Instructions per message (callgrind, all threads; one ${median.size}-byte message; node --random-seed=S for S in ${SEEDS.join(', ')}; each seed's count includes the #! line's program before node): independent of the load`,
         '',
-        `| command | ${SEEDS.map((s) => `seed ${s}`).join(' | ')} | sum / node |`,
-        `|---|${SEEDS.map(() => '---:').join('|')}|---:|`,
-        ...instructions.map((c) => `| ${c.name} | ${c.instructions.map((n) => `${(n / 1e6).toFixed(1)}M`).join(' | ')} | ${(sum(c.instructions) / ibase).toFixed(3)} |`),
+        `| command | ${SEEDS.map((s) => `seed ${s}`).join(' | ')} | of which #! line | sum / node |`,
+        `|---|${SEEDS.map(() => '---:').join('|')}|---:|---:|`,
+        ...instructions.map(
+          (c) => `| ${c.name} | ${c.instructions.map((n) => `${(n / 1e6).toFixed(1)}M`).join(' | ')} | ${c.launcher ? `${(c.launcher / 1e6).toFixed(2)}M` : '–'} | ${(sum(c.instructions) / ibase).toFixed(3)} |`,
+        ),
       );
     }
     process.stdout.write(lines.join('\n') + '\n');
