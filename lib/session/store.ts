@@ -160,8 +160,15 @@ export class SessionStore {
   /** Make the directories and run both recoveries (docs/protocol.md crash stories). */
   async open(): Promise<void> {
     const root = this.paths.root;
-    for (const d of [join(root, 'bags'), join(root, 'bags', 'out'), join(root, 'bags', 'in'), this.bagsOut, this.bagsIn, join(root, 'ledger'), join(root, 'out'), join(root, 'in'), this.paths.out, this.paths.in]) {
-      await ensureDir(d);
+    // level by level, each level's directories at once (a parent is there before its
+    // children): serve's OFFERs wait for this, and one at a time it was ten mkdirs (and
+    // on a new spool ten parent fsyncs) in a row
+    for (const level of [
+      [join(root, 'bags'), join(root, 'ledger'), join(root, 'out'), join(root, 'in')],
+      [join(root, 'bags', 'out'), join(root, 'bags', 'in'), this.paths.out, this.paths.in],
+      [this.bagsOut, this.bagsIn],
+    ]) {
+      await Promise.all(level.map((d) => ensureDir(d)));
     }
     const ledgerPath = join(root, 'ledger', this.peer);
     // a committed bag not yet moved (S7) may have been acknowledged (the ACK follows the
