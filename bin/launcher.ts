@@ -20,11 +20,17 @@
 // comment. sh forks nothing here: no command substitution, and `[`, `printf` and `exec`
 // are built in.
 
+import { MEANINGS } from '../lib/exit.js';
+
 /** Where node is looked for after the caller's PATH, in this order (docs/setup.md). */
 export const NODE_PLACES = ['/usr/local/bin/node', '/usr/bin/node', '/usr/bin/nodejs'];
 
-/** The status line's start: 4.3.5, a configuration error the admin must fix (lib/exit.ts's 'config'). */
-export const LAUNCH_STATUS = '4.3.5';
+/**
+ * No node is a configuration error the admin must fix, with the MTA keeping the mail:
+ * lib/exit.ts's `config` (75, 4.3.5), the one table of meanings.
+ */
+const NO_NODE = MEANINGS.config;
+export const LAUNCH_STATUS = NO_NODE.status;
 
 /** What a path must look like to be written into the sh line (and a JS comment) as it is. */
 const PLAIN_PATH = /^\/[\w@%+=:,./-]*$/;
@@ -69,7 +75,7 @@ export function launcherLines(o: LauncherOptions): string {
     `":" //; set -f; IFS=:; for _mb_d in \${PATH-}; do _mb_n=\${_mb_d:-.}/node; ${tryNode}; done; ` +
     `for _mb_n in ${places.join(' ')}; do ${tryNode}; done; ` +
     `printf '%s\\n' "${LAUNCH_STATUS} ${o.program}: cannot start: no node in PATH (\${PATH-}) nor at ${places.join(', ')}; ` +
-    `install Node.js 20 or later there, or link yours to /usr/local/bin/node (docs/setup.md)" >&2; exit 75`;
+    `install Node.js 20 or later there, or link yours to /usr/local/bin/node (docs/setup.md)" >&2; exit ${NO_NODE.exitCode}`;
   return `#!/bin/sh\n${line}\n`;
 }
 
