@@ -5,7 +5,7 @@
 // without retrying it. Read-only: the spool is opened without cleanup and never created;
 // one not made yet is empty.
 
-import { statSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliIo } from './io.js';
@@ -118,8 +118,9 @@ export function parseStatusArgs(argv: readonly string[]): StatusArgs {
 const EMPTY: QueueStatus = { jobs: 0, bytes: 0, oldestAgeSeconds: null };
 
 /**
- * Whether the spool has been made (its marker is there). Only a spool that does not exist
- * (or a directory nothing has been queued in yet) is empty: one this user cannot read (the
+ * Whether the spool has been made (its marker is there, or a queue: a spool that lost its
+ * marker is Spool.open's error). Only a spool that does not exist (or a directory nothing
+ * has been queued in yet) is empty: one this user cannot read (the
  * spool is its owner's, 0700) is an error, or status would show every queue empty while
  * mail waits; so is a spool path that names something other than a directory (a file, a
  * path through a file), a configuration error. For the commands that only read the spool:
@@ -145,7 +146,13 @@ export function spoolMade(config: Pick<Config, 'spool' | 'file'>, command = 'mai
     statSync(join(root, SPOOL_MARKER));
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unreadable(err);
+  }
+  // no marker: empty only when no queue was ever made there (the marker comes first). A
+  // spool whose marker went (by hand, a partial restore) may hold mail: Spool.open says so
+  try {
+    return [...QUEUES, 'bags'].some((d) => lstatSync(join(root, d), { throwIfNoEntry: false }) !== undefined);
+  } catch (err) {
     throw unreadable(err);
   }
 }

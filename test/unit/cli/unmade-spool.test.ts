@@ -86,6 +86,21 @@ describe('a spool not made yet', () => {
     }
   });
 
+  it('a spool whose marker is gone but that holds queues (mail may wait there): an error, not an empty list', async () => {
+    const s = site((d) => {
+      const root = join(d, 'spool');
+      // what a made spool holds, its mailbag-spool marker removed (by hand, a partial restore)
+      mkdirSync(join(root, 'failed', 'hub'), { recursive: true });
+      writeFileSync(join(root, 'failed', 'hub', newJobId()), 'a failed job\n');
+      return root;
+    });
+    for (const [main, argv] of [[failedMain, []], [retryMain, [newJobId()]], [statusMain, []]] as const) {
+      const f = await failure(cmd(main, s.toml, [...argv]));
+      expect(f.exitCode).toBe(75);
+      expect(f.line).toMatch(/^4\.3\.0 .* is not a mailbag spool \(no mailbag-spool file\)/);
+    }
+  });
+
   it('a spool path that cannot be read (a symbolic link loop): an error, not an empty list', async () => {
     const s = site((d) => {
       symlinkSync(join(d, 'spool'), join(d, 'spool'));
