@@ -192,6 +192,7 @@ class JobRun {
       if (!noticeOwed(this.state)) this.state.noticeRetry = undefined;
     } else {
       const r = deferNotice(this.state, this.r.now());
+      this.r.noticeDeferredNow.add(`${this.peer}/${this.header.id}`);
       this.r.log(`${this.peer}/${this.header.id}: notice to <${tx.sender}>: will retry after ${r.nextAttempt}: ${why}`);
     }
     await this.save();
@@ -347,6 +348,11 @@ export class Runner {
   readonly log: (line: string) => void;
   /** notices given up in this run (deferred for longer than queue_lifetime) */
   noticesGivenUp = 0;
+  /**
+   * jobs (PEER/ID) whose notice the MTA deferred in this run: not tried again in it, also
+   * with --now (which ignores the backoff of earlier runs)
+   */
+  readonly noticeDeferredNow = new Set<string>();
 
   constructor(readonly config: Config, readonly spool: Spool, o: Omit<RunOptions, 'config' | 'spool' | 'peers'> = {}) {
     this.force = o.force ?? false;
@@ -373,10 +379,10 @@ export class Runner {
    */
   async finishFailedNotices(d: Deliverer, job: OpenJob, state: RunState, txs: Transaction[] | undefined): Promise<void> {
     if (!state.failed || state.failed.noticeSent || state.failed.noticeGivenUp) return;
-    // deferred a moment ago (this attempt, or a run in its backoff): not again yet
-    if (!this.force && !noticeDue(state, this.now())) return;
     const peer = job.ref.peer;
     const id = job.header.id;
+    // deferred a moment ago (this attempt, or a run in its backoff): not again yet
+    if (this.noticeDeferredNow.has(`${peer}/${id}`) || (!this.force && !noticeDue(state, this.now()))) return;
     let all = true;
     const owed: string[] = [];
     let why = 'no result';
@@ -418,6 +424,7 @@ export class Runner {
     } else {
       const now = this.now();
       const r = deferNotice(state, now);
+      this.noticeDeferredNow.add(`${peer}/${id}`);
       const to = [...new Set(owed)].map((s) => `<${s}>`).join(', ');
       if (now.getTime() - Date.parse(r.since) >= this.config.queueLifetimeMs) {
         state.failed.noticeGivenUp = fmt(now);

@@ -101,6 +101,23 @@ describe('a notice the MTA defers', () => {
     expect(st?.failed).toBeUndefined();
   });
 
+  it('--now ignores the backoff of earlier runs, but a notice deferred in this run is not tried again in it', async () => {
+    // the job is refused (67) and fails at once; its notice, deferred when the refusal is
+    // recorded, was tried a second time by the failure's own notice step with --now
+    site = await makeSite({ exits: 'r@y.example=67,c!a!b!user=75' });
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const t0 = Date.now();
+    const first = await run(site, t0, true);
+    expect(first.summary.failed).toBe(1);
+    expect(notices(site)).toBe(1);
+    expect(first.log.filter((l) => l.includes('will retry'))).toHaveLength(1);
+    expect((await readState(site.spool, 'hub', id))?.noticeRetry).toEqual({ since: new Date(t0).toISOString(), attempts: 1, nextAttempt: new Date(t0 + backoffMs(1)).toISOString() });
+    // the next --now run a minute later: tried again (from failed/), once
+    await run(site, t0 + MIN, true);
+    expect(notices(site)).toBe(2);
+    expect((await readState(site.spool, 'hub', id))?.noticeRetry?.attempts).toBe(2);
+  });
+
   it('mailbag run --quiet that gives one up: exit 0, the summary says so (the line itself is not printed)', async () => {
     site = await makeSite({ exits: 'r@y.example=67,c!a!b!user=75' });
     const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
