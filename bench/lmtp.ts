@@ -197,25 +197,44 @@ function treeCpuMs(masterPid: number, extraPids: number[]): number {
   return total;
 }
 
-/**
- * The CPU of a Postfix instance by process name (qmgr, lmtp, scache, pipe, …; `exited`:
- * the master's reaped children), in ms, so a run says which of Postfix's processes the
- * LMTP chain's CPU goes to. Names are the kernel's (comm), summed over processes.
- */
-function treeCpuByName(masterPid: number): Map<string, number> {
-  const out = new Map<string, number>([['master', cpuMs(masterPid, false)], ['exited', cpuMs(masterPid, true) - cpuMs(masterPid, false)]]);
+interface TreeSnapshot {
+  /** the master's own CPU, and its reaped children's */
+  master: number;
+  reaped: number;
+  /** each live child: its name (comm) and CPU with its own reaped children's */
+  procs: Map<number, { comm: string; cpu: number }>;
+}
+
+/** The CPU of a Postfix instance's processes, by pid (see postfixCpuBy). */
+function treeSnapshot(masterPid: number): TreeSnapshot {
+  const procs = new Map<number, { comm: string; cpu: number }>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== masterPid) continue;
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      out.set(comm, (out.get(comm) ?? 0) + cpuMs(Number(name), true));
+      procs.set(Number(name), { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), cpu: cpuMs(Number(name), true) });
     } catch {
       // gone meanwhile
     }
   }
+  return { master: cpuMs(masterPid, false), reaped: cpuMs(masterPid, true) - cpuMs(masterPid, false), procs };
+}
+
+/**
+ * The CPU a Postfix instance spent between two snapshots by process name (qmgr, lmtp,
+ * scache, pipe, …; names are the kernel's, comm), in ms, so a run says which of Postfix's
+ * processes the chain's CPU goes to. `exited`: processes that exited meanwhile (their
+ * CPU since the first snapshot, from the master's reaped total: Postfix ends idle or
+ * well-used delivery agents, max_idle and max_use), whatever their name.
+ */
+function postfixCpuBy(a: TreeSnapshot, b: TreeSnapshot): Map<string, number> {
+  const out = new Map<string, number>([['master', b.master - a.master]]);
+  let vanished = 0;
+  for (const [pid, p] of a.procs) if (!b.procs.has(pid)) vanished += p.cpu;
+  out.set('exited', b.reaped - a.reaped - vanished);
+  for (const [pid, p] of b.procs) out.set(p.comm, (out.get(p.comm) ?? 0) + p.cpu - (a.procs.get(pid)?.cpu ?? 0));
   return out;
 }
 
@@ -448,7 +467,7 @@ export async function main(argv: string[]): Promise<number> {
       if (o.lmtpdWarmUp === 0) break;
       const t1 = Date.now();
       await feedLmtpd(sink.socket, messages, o.lmtpdWarmUp);
-      process.stderr.write(`bench lmtp: ${o.lmtpdWarmUp} messages fed straight to the ${sink.kind} sink in ${((Date.now() - t1) / 1000).toFixed(1)} s (warm-up, not measured)\n`);
+      process.stderr.write(`bench lmtp: ${o.lmtpdWarmUp} messages fed straight to the sink '${sink.kind}' in ${((Date.now() - t1) / 1000).toFixed(1)} s (warm-up, not measured)\n`);
     }
     await submitAll(pf, messages, o.methods, o.warmUp);
     process.stderr.write(`bench lmtp: submitted ${o.methods.length} × ${o.warmUp ? `(${o.warmUp} warm-up + ${messages.length})` : messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
@@ -516,7 +535,7 @@ export async function main(argv: string[]): Promise<number> {
       const base = done[method]();
       if (isSink(method)) sinks.get(method)!.target(base + messages.length);
       const cpu0 = treeCpuMs(masterPid, listenerPids);
-      const byName0 = treeCpuByName(masterPid);
+      const tree0 = treeSnapshot(masterPid);
       // the method's listener (lmtpd or a sink): its CPU, kernel part, and its event-loop
       // thread alone (against the wall per message: is it the serial part?)
       const lPid = listenerPid(method);
@@ -569,9 +588,8 @@ export async function main(argv: string[]): Promise<number> {
       // let the last pipe daemons reap their children before the CPU is read
       await new Promise((r) => setTimeout(r, 500));
       const cpu = treeCpuMs(masterPid, listenerPids) - cpu0;
-      // Postfix's part by process (a process that exited meanwhile moves its CPU to `exited`)
-      const byName1 = treeCpuByName(masterPid);
-      postfixBy[method] = [...byName1].map(([n, v]) => [n, (v - (byName0.get(n) ?? 0)) / messages.length] as const)
+      // Postfix's part by process (processes that exited meanwhile: `exited`)
+      postfixBy[method] = [...postfixCpuBy(tree0, treeSnapshot(masterPid))].map(([n, v]) => [n, v / messages.length] as const)
         .filter(([, v]) => Math.abs(v) >= 0.005).sort((a, b) => b[1] - a[1]).map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ');
       if (lPid !== undefined) {
         const l1 = listenerNow();
