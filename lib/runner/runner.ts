@@ -333,7 +333,12 @@ class JobRun {
     }
     await this.save();
     faultPoint('runner-after-fail-record');
-    if (this.job.ref.queue === 'in') await this.r.spool.moveJob(this.job.ref, 'failed');
+    if (this.job.ref.queue === 'in') {
+      const moved = await this.r.spool.moveJob(this.job.ref, 'failed');
+      // the notices return the message from where the job is now (its in/ name is gone)
+      const from = this.job.ref.path;
+      txs = txs?.map((tx) => (tx.body.path === from ? { ...tx, body: { ...tx.body, path: moved.path } } : tx));
+    }
     faultPoint('runner-after-fail-move');
     await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
     this.r.log(`${this.peer}/${this.header.id}: ${kind}: ${reason}`);
