@@ -7,18 +7,19 @@
 // never misled). So each file is a sh/JavaScript polyglot:
 //
 //   #!/bin/sh
-//   ":" //; set -f; IFS=:; for _mb_d in ${PATH-}; do …; done; for _mb_n in PLACES; do …; done; printf … "4.3.5 …" >&2; exit 75
+//   ":" //; trap 'exit 75' EXIT; …; set -f; IFS=:; for _mb_d in ${PATH-}; do …; done; for _mb_n in PLACES; do …; done; printf … "4.3.5 …" >&2; exit 75
 //
 // The kernel runs the file with sh, which finds node (PATH first, then the fixed places,
 // then the node that built the package) and `exec`s it on "$0" (the path the file was run
 // by: through npm's bin link node resolves the link itself) with "$@", so node is the
 // same process (stdin, its exit status and signals reach the caller unchanged, as with
 // env). No node anywhere: one line on stderr that names the program, the places searched
-// and what to do, and exit 75 (EX_TEMPFAIL), so the MTA keeps the mail queued. sh never
+// and what to do, and exit 75 (EX_TEMPFAIL), so the MTA keeps the mail queued; a node
+// found that cannot be executed: sh's own line, and exit 75 too. sh never
 // reads past that line. Node reads the file as JavaScript: the #! line is a comment, line
 // two the string ":" (a directive, so a 'use strict' after it still counts) and a line
-// comment. sh forks nothing here: no command substitution, and `[`, `printf` and `exec`
-// are built in.
+// comment. sh forks nothing here: no command substitution, and `[`, `printf`, `trap`,
+// `shopt` (bash's, only there) and `exec` are built in.
 
 import { MEANINGS } from '../lib/exit.js';
 
@@ -67,12 +68,20 @@ export function isPlainPath(path: string): boolean {
 export function launcherLines(o: LauncherOptions): string {
   if (!/^[\w-]+$/.test(o.program)) throw new Error(`launcher: not a program name: ${JSON.stringify(o.program)}`);
   const places = launcherPlaces(o);
-  // [ -f ] as well as [ -x ]: a directory named node is executable too. The variables'
-  // names are unlikely to be in the environment (sh would pass a changed one on to node);
-  // printf, not echo: dash's echo reads backslashes in PATH as escapes
-  const tryNode = 'if [ -f "$_mb_n" ] && [ -x "$_mb_n" ]; then exec "$_mb_n" -- "$0" "$@"; fi';
+  // [ -f ] as well as [ -x ]: a directory named node is executable too; [ -s ]: sh runs
+  // an empty executable file as an empty script, exit 0, and the MTA would call the mail
+  // delivered. The variables' names are unlikely to be in the environment (sh would pass
+  // a changed one on to node); printf, not echo: dash's echo reads backslashes in PATH as
+  // escapes
+  const tryNode = 'if [ -f "$_mb_n" ] && [ -s "$_mb_n" ] && [ -x "$_mb_n" ]; then exec "$_mb_n" -- "$0" "$@"; fi';
+  // a node that is there but cannot be executed (its ELF interpreter or a #! line's
+  // missing: ENOENT) makes a non-interactive sh exit 127 or 126 at the exec, which the MTA
+  // takes for a hard failure and bounces: dash (and the other ash shells) run the EXIT
+  // trap then, bash instead goes on past a failed exec with execfail (its own message
+  // first on stderr either way). A successful exec drops the trap with the shell.
+  const onFail = `trap 'exit ${NO_NODE.exitCode}' EXIT; if [ -n "\${BASH_VERSION-}" ]; then shopt -s execfail; fi`;
   const line =
-    `":" //; set -f; IFS=:; for _mb_d in \${PATH-}; do _mb_n=\${_mb_d:-.}/node; ${tryNode}; done; ` +
+    `":" //; ${onFail}; set -f; IFS=:; for _mb_d in \${PATH-}; do _mb_n=\${_mb_d:-.}/node; ${tryNode}; done; ` +
     `for _mb_n in ${places.join(' ')}; do ${tryNode}; done; ` +
     `printf '%s\\n' "${LAUNCH_STATUS} ${o.program}: cannot start: no node in PATH (\${PATH-}) nor at ${places.join(', ')}; ` +
     `install Node.js 20 or later there, or link yours to /usr/local/bin/node (docs/setup.md)" >&2; exit ${NO_NODE.exitCode}`;

@@ -127,6 +127,29 @@ describe('where the launcher looks for node', () => {
     expect(parsed(await exec(probe('cjs', { places }), [])).by).toBe('ok');
   });
 
+  it('skips an empty executable file named node (sh would run it as an empty script: exit 0, the mail called delivered)', async () => {
+    const places = [join(dir, 'e', 'node'), join(dir, 'ok', 'node')];
+    mkdirSync(join(dir, 'e'));
+    writeFileSync(places[0]!, '', { mode: 0o755 });
+    fakeNode(places[1]!, 'ok');
+    expect(parsed(await exec(probe('cjs', { places }), [])).by).toBe('ok');
+    rmSync(places[1]!);
+    expect((await exec(probe('cjs', { places }), [])).code).toBe(75);
+  });
+
+  for (const shell of ['/bin/sh', '/bin/bash']) {
+    it(`${shell}: a node there that cannot be executed (its interpreter missing: ENOENT at exec) ends in 75, not 127`, async () => {
+      const places = [join(dir, 'bad', 'node')];
+      mkdirSync(join(dir, 'bad'));
+      writeFileSync(places[0]!, `#!${join(dir, 'no-such-interpreter')}\n`, { mode: 0o755 });
+      const file = probe('cjs', { places });
+      const r = await exec(shell, [file, 'x']);
+      expect(r.code, r.stderr).toBe(75);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(places[0]!);
+    });
+  }
+
   it('no node anywhere: exit 75 and one line naming the program, PATH, every place and what to do; the script never runs', async () => {
     const places = [join(dir, 'p1', 'node'), join(dir, 'p2', 'node')];
     const build = join(dir, 'build', 'node');
