@@ -114,12 +114,22 @@ export class ToSmtpData extends LineTransform {
 /** Plain message text (LF) as a stream, whatever the job stored. */
 export function openPlain(body: BodySource): Readable {
   const raw = openRaw(body);
-  return body.stuffed ? raw.pipe(new DotUnstuff()) : raw;
+  return body.stuffed ? through(raw, new DotUnstuff()) : raw;
 }
 
 /** Message text as SMTP DATA (CRLF, stuffed, ending in CRLF; no final `.`). */
 export function openSmtpData(body: BodySource): Readable {
-  return openRaw(body).pipe(new ToSmtpData(body.stuffed));
+  return through(openRaw(body), new ToSmtpData(body.stuffed));
+}
+
+/**
+ * `raw` piped into `t`, with raw's error passed on (a pipe does not: the reader of `t`
+ * would wait for ever and the error would have no listener), and raw closed with `t`.
+ */
+function through(raw: Readable, t: Transform): Readable {
+  raw.once('error', (err) => t.destroy(err));
+  t.once('close', () => raw.destroy());
+  return raw.pipe(t);
 }
 
 /** Read the first `max` bytes of the plain message (for notices); `complete` says if that was all. */
