@@ -317,7 +317,7 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | It
  * about 30 % more CPU (their listeners, promises and the garbage they leave): 1,460 ms
  * against 1,060 for 10,160 jobs.
  */
-export function gather(stream: Readable): Promise<Buffer[]> {
+function gather(stream: Readable): Promise<Buffer[]> {
   return new Promise<Buffer[]>((resolve, reject) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));

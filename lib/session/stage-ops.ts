@@ -157,18 +157,13 @@ export function stageWhere(): 'worker' | 'caller' {
 }
 
 /**
- * Start the stage worker now, unref'd, so its start-up and its first uses (a warm-up:
- * stage-warm.ts) overlap other work. A receiver's process (serveLink, at serve's start)
- * also asks V8 to tier up later (lib/memory.ts: most of what a short session runs is
- * not worth optimizing).
+ * Start the stage worker now, idle and unref'd, so its start-up overlaps other work. A
+ * receiver's process (serveLink, at serve's start) also asks V8 to tier up later
+ * (lib/memory.ts: most of what a short session runs is not worth optimizing).
  */
 export function prestartStageWorker(): void {
   tierUpLater();
-  if (stageWhere() !== 'worker' || thread) return;
-  thread = startThread();
-  // no answer: the worker pays its first uses now, on a core the start-up leaves idle,
-  // not on the first bag (stage-warm.ts); the first request stops it
-  thread.worker.postMessage({ id: 0, k: 'warm' } satisfies ToStageWorker);
+  if (stageWhere() === 'worker') thread ??= startThread();
 }
 
 /** Stop the stage worker (bounded); batches it holds reject. */

@@ -10,13 +10,9 @@
 //   starts at the first one and keeps (one fork of this ~100 MB process per session, not
 //   one per bag, and never on the session's thread), answered with its exit status.
 // Batches are applied between a stager's slices (it yields every few ms).
-// A receiver that starts the worker ahead of its first bag (prestartStageWorker: serve)
-// also sends 'warm' (no answer): the worker then pays its first uses before any bag
-// comes — lib/session/stage-warm.ts's dry run of a stager over a small bag in memory,
-// which stops at its next step once a request arrives, then the syncfs helper's fork.
 //
-// Messages in:  { id, ops, data? } | { id, k: 'stage', req, words } | { id, k: 'syncfs', dir } | { id, k: 'warm' }
-// Messages out: { id, result } | { id, stage } | { id, syncfs }, once per request ('warm': none)
+// Messages in:  { id, ops, data? } | { id, k: 'stage', req, words } | { id, k: 'syncfs', dir }
+// Messages out: { id, result } | { id, stage } | { id, syncfs }, once per request
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
@@ -24,14 +20,12 @@ import { parentPort } from 'node:worker_threads';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
 import { StageBatches, type BatchRunner } from './stage-batch.js';
 import { DirectSink, PartialSource, SharedGrowth, stageFrom, toStageResult, type StageRequest, type StageResult } from './stage-bag.js';
-import { warmStager } from './stage-warm.js';
 
 export type ToStageWorker =
   | { id: number; k?: undefined; ops: StageOp[]; data?: Uint8Array }
   | { id: number; k: 'applied'; result: StageOpsResult }
   | { id: number; k: 'stage'; req: StageRequest; words: BigInt64Array }
-  | { id: number; k: 'syncfs'; dir: string; timeoutMs: number }
-  | { id: number; k: 'warm' };
+  | { id: number; k: 'syncfs'; dir: string; timeoutMs: number };
 
 export type SyncfsResult = { ok: true } | { ok: false; message: string };
 
@@ -64,19 +58,7 @@ const onSessionThread: BatchRunner = (ops, data) =>
 /** steps in one batch of creates for the session's thread */
 const APPLY_BATCH_OPS = 32;
 
-/** a request has come: a warm-up under way stops at its next step */
-let requested = false;
-
 port.on('message', (m: ToStageWorker) => {
-  if (m.k === 'warm') {
-    if (requested) return;
-    // then the syncfs helper, wanted at the first commit
-    void warmStager({ stop: () => requested }).then(() => {
-      helper ??= startHelper();
-    });
-    return;
-  }
-  requested = true;
   if (m.k === 'applied') {
     const done = applying.get(m.id);
     applying.delete(m.id);

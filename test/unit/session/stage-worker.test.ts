@@ -7,8 +7,8 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { configureStageWorker, prestartStageWorker, stageOnWorker, stageWorkerState, stopStageWorker, syncfsOnWorker } from '../../../lib/session/stage-ops.js';
+import { join } from 'node:path';
+import { configureStageWorker, stageOnWorker, stageWorkerState, stopStageWorker, syncfsOnWorker } from '../../../lib/session/stage-ops.js';
 import { PartialSource, SHARED_AVAILABLE, SHARED_WORDS, SharedGrowth, type StageRequest } from '../../../lib/session/stage-bag.js';
 import { CAPS, enqueue, makeSite, messages, store, tempDir } from './sites.js';
 
@@ -130,42 +130,6 @@ describe('a receiver whose stage worker stops mid-stage', () => {
     expect((err as Error).message).toMatch(/stage worker/);
     expect(existsSync(staging)).toBe(false);
     await w.close(false);
-  });
-});
-
-describe('a prestarted stage worker (serve)', () => {
-  it('warms up, then stages a bag and syncs as usual; the warm-up writes nothing', async () => {
-    const t = tempDir('stage-worker-warm');
-    cleanups.push(t.remove);
-    await stopStageWorker();
-    prestartStageWorker();
-    expect(stageWorkerState().running).toBe(true);
-    // the bag is made while the worker warms up (and forks its syncfs helper after)
-    const { bytes, req, ids } = await aBag('stage-worker-warm-bag', 40);
-    const fd = openSync(req.part, 'w');
-    writeSync(fd, bytes, 0, bytes.length, 0);
-    closeSync(fd);
-    const r = await stageOnWorker(req, bytes.length).done;
-    expect(r.ok).toBe(true);
-    if (!r.ok) return;
-    expect([...r.outcome.committed].sort()).toEqual(ids);
-    expect(readdirSync(req.staging).sort()).toEqual(ids);
-    // the warm-up wrote nothing: only the partial and the staged bag
-    expect(readdirSync(dirname(req.part)).sort()).toEqual([`${req.bag}.d`, `${req.bag}.part`]);
-    expect(await syncfsOnWorker(t.dir)).toBe(true);
-    expect(await syncfsOnWorker(t.dir)).toBe(true);
-  });
-
-  it('a request that comes during the warm-up is served (the warm-up stops at its next step)', async () => {
-    await stopStageWorker();
-    const { bytes, req, ids } = await aBag('stage-worker-warm-early', 25);
-    const fd = openSync(req.part, 'w');
-    writeSync(fd, bytes, 0, bytes.length, 0);
-    closeSync(fd);
-    prestartStageWorker();
-    const r = await stageOnWorker(req, bytes.length).done;
-    expect(r.ok).toBe(true);
-    if (r.ok) expect([...r.outcome.committed].sort()).toEqual(ids);
   });
 });
 
