@@ -129,4 +129,39 @@ describe.skipIf(!ready)('runner killed at each point, then run again', () => {
       expect(tally(s).notices.length).toBe(expected.notices);
     });
   }
+
+  // a BSMTP job: one transaction refused for good, one accepted; the notice deferred (75)
+  // in the killed run and the next, accepted in the third. The job fails with the refusal
+  // once both are settled (it does not wait in in/ for its notice); the accepted recipient
+  // keeps its delivery; no run dies (after runner-after-fail-record the notice was read
+  // from the job's old place in in/: an uncaught ENOENT, exit 75, before 8ed9ff8)
+  const deferredNotice = ['runner-after-handover', 'runner-after-progress', 'runner-after-notice', 'runner-after-fail-record', 'runner-after-fail-move'];
+  for (const point of deferredNotice) {
+    it(`BSMTP, one refused, one accepted, the notice deferred: killed at ${point}`, async () => {
+      const s = await makeSite();
+      const h: JobHeader = { id: newJobId(), from: 'hub', to: 'home', created: new Date().toISOString(), command: 'rsmtp', args: [], sender: 's@x.example', recipients: ['bad@y.example', 'ok@y.example'] };
+      const tx = (rcpt: string): string => `MAIL FROM:<s@x.example>\nRCPT TO:<${rcpt}>\nDATA\n${MESSAGE}.\n`;
+      await s.spool.writeJob('in', 'hub', h, Buffer.from(tx('bad@y.example') + tx('ok@y.example')));
+      const deferring = 'bad@y.example=67,s@x.example=75,0';
+      expect((await runner(s, deferring, point)).signal).toBe('SIGKILL');
+      const again = await runner(s, deferring);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toBe('');
+      expect(await queues(s)).toEqual({ in: 0, failed: 1, records: 1 });
+      const accepting = await runner(s, 'bad@y.example=67,0');
+      expect(accepting.code, accepting.stderr).toBe(0);
+      const t = tally(s);
+      // ok@ handed over once (each kill point comes first with bad@'s transaction)
+      expect(t.deliveries.filter((r) => r === 'ok@y.example')).toEqual(['ok@y.example']);
+      expect(t.notices.every((r) => r === 's@x.example')).toBe(true);
+      const state = JSON.parse(readFileSync(join(s.spool.root, 'run', 'hub', h.id), 'utf8').split('\n')[1]!) as { failed: { noticeSent: boolean; reason: string }; tx: Record<string, { accepted: string[] }> };
+      expect(state.failed.noticeSent).toBe(true);
+      expect(state.failed.reason).toMatch(/^<bad@y\.example>: /);
+      expect(state.tx['1']!.accepted).toEqual(['ok@y.example']);
+      // the notice accepted: never again
+      const sent = t.notices.length;
+      await runner(s, '0');
+      expect(tally(s).notices.length).toBe(sent);
+    });
+  }
 });
