@@ -88,20 +88,47 @@ export function launcherLines(o: LauncherOptions): string {
   return `#!/bin/sh\n${line}\n`;
 }
 
+/** The oldest Node.js release line the programs run on (package.json's engines, docs/setup.md). */
+export const NODE_MAJOR = 20;
+
+/** How the line versionCheck makes starts (withLauncher finds it there on a second build). */
+const CHECK_MARK = 'if (+process.versions.node.split(';
+
 /**
- * `text` (a front door's JavaScript) with the launcher in front: a `#!` line it starts
- * with is replaced, and so are a launcher's two lines. `added` is how many lines the
- * file gained, for its source map.
+ * A line of JavaScript, the first statement a front door runs: a node older than
+ * NODE_MAJOR found first (Debian 12's and Ubuntu 24.04's /usr/bin/node is 18, Ubuntu
+ * 22.04's 12; with Postfix's PATH=/usr/bin:/bin it comes before /usr/local/bin/node) ends
+ * the program with one line and 75, so the MTA keeps the mail, instead of running
+ * untested or failing on syntax with exit 1 (which it bounces). Plain ES5, so any node
+ * parses it; the CommonJS loaders around it keep to ES2019 (node 10 and later parse them
+ * whole, test/unit/launcher). In an ES module entry it runs after the imports are loaded:
+ * a node too old to load them (before 16) may fail there first.
+ */
+export function versionCheck(o: LauncherOptions): string {
+  if (!/^[\w-]+$/.test(o.program)) throw new Error(`launcher: not a program name: ${JSON.stringify(o.program)}`);
+  const places = launcherPlaces(o);
+  return (
+    `${CHECK_MARK}'.')[0] < ${NODE_MAJOR}) { process.stderr.write('${LAUNCH_STATUS} ${o.program}: cannot start: ' + process.execPath + ' is Node.js ' + process.version + ', and mailbag needs ${NODE_MAJOR} or later; ` +
+    `upgrade it, or remove it so that a newer node is found (in PATH (' + (process.env.PATH || '') + ') first, then at ${places.join(', ')}) (docs/setup.md)\\n'); process.exit(${NO_NODE.exitCode}); }\n`
+  );
+}
+
+/**
+ * `text` (a front door's JavaScript, an ES module) with the launcher in front and the
+ * version check after it: a `#!` line it starts with is replaced, and so are a
+ * launcher's two lines and the check after them. `added` is how many lines the file
+ * gained, for its source map.
  */
 export function withLauncher(text: string, o: LauncherOptions): { text: string; added: number } {
-  const head = launcherLines(o);
+  const head = launcherLines(o) + versionCheck(o);
   if (text.startsWith(LAUNCHER_MARK)) {
-    const end = text.indexOf('\n', text.indexOf('\n') + 1);
+    let end = text.indexOf('\n', text.indexOf('\n') + 1);
+    if (text.startsWith(CHECK_MARK, end + 1)) end = text.indexOf('\n', end + 1);
     return { text: head + text.slice(end + 1), added: 0 };
   }
   if (text.startsWith('#!')) {
     const end = text.indexOf('\n');
-    return { text: head + (end < 0 ? '' : text.slice(end + 1)), added: 1 };
+    return { text: head + (end < 0 ? '' : text.slice(end + 1)), added: 2 };
   }
-  return { text: head + text, added: 2 };
+  return { text: head + text, added: 3 };
 }

@@ -14,7 +14,8 @@ import { SourceMap, type SourceMapPayload } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isPlainPath, launcherLines, launcherPlaces, NODE_PLACES, withLauncher } from '../../../bin/launcher.js';
+import ts from 'typescript';
+import { isPlainPath, launcherLines, launcherPlaces, NODE_MAJOR, NODE_PLACES, versionCheck, withLauncher } from '../../../bin/launcher.js';
 
 let dir: string;
 beforeEach(() => {
@@ -223,36 +224,104 @@ describe('what node gets from the launcher', () => {
   });
 });
 
+describe('a node older than Node.js 20 found first (Debian 12\'s /usr/bin/node is 18)', () => {
+  /** A "node" that runs the real one as if it were `version` (process.version and versions.node). */
+  function oldNode(path: string, version: string): string {
+    mkdirSync(join(path, '..'), { recursive: true });
+    const preload = join(dir, 'as-old.cjs');
+    writeFileSync(preload, `Object.defineProperty(process, 'version', { value: 'v${version}' });\nObject.defineProperty(process, 'versions', { value: { ...process.versions, node: '${version}' } });\n`);
+    writeFileSync(path, `#!/bin/sh\nexec ${process.execPath} -r ${preload} "$@"\n`, { mode: 0o755 });
+    return path;
+  }
+
+  for (const kind of ['cjs', 'mjs'] as const) {
+    it(`${kind}: exit 75 and one line naming the program, the node and its version; the script never runs`, async () => {
+      const places = [join(dir, 'p1', 'node')];
+      const o = { program: 'rmail', places };
+      // as the build writes the front doors: the CommonJS loaders with the check after
+      // 'use strict', tsc's ES module entries through withLauncher
+      const text = kind === 'cjs' ? `${launcherLines(o)}'use strict';\n${versionCheck(o)}${PROBE_BODY}` : withLauncher(`${PROBE_BODY}export {};\n`, o).text;
+      const file = join(dir, `probe.${kind}`);
+      writeFileSync(file, text, { mode: 0o755 });
+      oldNode(places[0]!, '18.20.4');
+      const path = `${join(dir, 'empty')}:/nonexistent`;
+      const r = await exec(file, ['x'], { input: 'From x\n', env: { PATH: path } });
+      expect(r.code).toBe(75);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        `4.3.5 rmail: cannot start: ${process.execPath} is Node.js v18.20.4, and mailbag needs ${NODE_MAJOR} or later; ` +
+          `upgrade it, or remove it so that a newer node is found (in PATH (${path}) first, then at ${places[0]}) (docs/setup.md)\n`,
+      );
+      // 20 and later run the script
+      oldNode(places[0]!, `${NODE_MAJOR}.0.0`);
+      expect(parsed(await exec(file, ['x'], { env: { PATH: path } })).argv).toEqual(['x']);
+      oldNode(places[0]!, '100.1.2');
+      expect(parsed(await exec(file, ['x'], { env: { PATH: path } })).argv).toEqual(['x']);
+    });
+  }
+
+  it('the check is ES5 (a node of any age parses it), a statement in a script and in a module', () => {
+    const check = versionCheck({ program: 'mailbag', places: ['/p/node'] });
+    expect(check.split('\n')).toHaveLength(2);
+    expect(esSyntaxSince(check)).toBe('es5');
+    expect(() => new Script(`${launcherLines({ program: 'mailbag', places: ['/p/node'] })}'use strict';\n${check}1;\n`)).not.toThrow();
+  });
+});
+
+/**
+ * 'es5' or 'es2019' when `code` has no syntax newer than that (TypeScript emits it as it
+ * is for that target, as for the newest), else 'newer'.
+ */
+function esSyntaxSince(code: string): 'es5' | 'es2019' | 'newer' {
+  const emit = (target: ts.ScriptTarget) =>
+    ts.transpileModule(code, { fileName: 'x.js', compilerOptions: { target, allowJs: true, module: ts.ModuleKind.Preserve } }).outputText;
+  const newest = emit(ts.ScriptTarget.ESNext);
+  if (emit(ts.ScriptTarget.ES5) === newest) return 'es5';
+  return emit(ts.ScriptTarget.ES2019) === newest ? 'es2019' : 'newer';
+}
+
 describe('withLauncher (the build puts it in front of tsc\'s entries)', () => {
   const o = { program: 'rmail', places: ['/p/node'] };
-  const head = launcherLines(o);
+  const head = launcherLines(o) + versionCheck(o);
 
-  it('in front of a file without a #! line: two lines added', () => {
-    expect(withLauncher('x();\n', o)).toEqual({ text: `${head}x();\n`, added: 2 });
+  it('in front of a file without a #! line: the two lines and the version check added', () => {
+    expect(withLauncher('x();\n', o)).toEqual({ text: `${head}x();\n`, added: 3 });
   });
 
-  it('instead of a #! line: one line added', () => {
-    expect(withLauncher('#!/usr/bin/env node\nx();\n', o)).toEqual({ text: `${head}x();\n`, added: 1 });
+  it('instead of a #! line: two lines added', () => {
+    expect(withLauncher('#!/usr/bin/env node\nx();\n', o)).toEqual({ text: `${head}x();\n`, added: 2 });
   });
 
-  it('instead of a launcher already there (a second run of the build): nothing added', () => {
+  it('instead of a launcher and check already there (a second run of the build): nothing added', () => {
     const once = withLauncher('x();\n', { program: 'rmail', places: ['/old/node'] }).text;
     expect(withLauncher(once, o)).toEqual({ text: `${head}x();\n`, added: 0 });
   });
 
   it('the two lines are sh (sh -n) and JavaScript (compiled as a script and as a module body)', () => {
-    expect(head.split('\n')).toHaveLength(3);
-    expect(head.startsWith('#!/bin/sh\n":" //; ')).toBe(true);
+    const lines = launcherLines(o);
+    expect(lines.split('\n')).toHaveLength(3);
+    expect(lines.startsWith('#!/bin/sh\n":" //; ')).toBe(true);
     const file = join(dir, 'head.sh');
-    writeFileSync(file, head);
+    writeFileSync(file, lines);
     expect(spawnSync('/bin/sh', ['-n', file]).status).toBe(0);
-    expect(() => new Script(`${head}'use strict';\n1;\n`)).not.toThrow();
+    expect(spawnSync('/bin/bash', ['-n', file]).status).toBe(0);
+    expect(() => new Script(`${lines}'use strict';\n1;\n`)).not.toThrow();
   });
 });
 
 describe('the built entries (npm run build)', () => {
   const root = join(import.meta.dirname, '../../..');
   const built = ['mailbag.js', 'mailbag-uux.js', 'rmail.js', 'rsmtp.js'].map((f) => join(root, 'dist/bin', f));
+  const loaders = ['mailbag.cjs', 'mailbag-uux.cjs'].map((f) => join(root, 'dist/bin', f));
+
+  it.skipIf(!loaders.every((f) => existsSync(f)))('the CommonJS front doors run the version check first and keep to ES2019 (an old node parses them and reaches it)', () => {
+    for (const file of loaders) {
+      const lines = readFileSync(file, 'utf8').split('\n');
+      expect(lines[2], file).toBe("'use strict';");
+      expect(lines[3], file).toMatch(/^if \(\+process\.versions\.node\.split\('\.'\)\[0\] < 20\) \{ process\.stderr\.write\('4\.3\.5 mailbag(-uux)?: cannot start: /);
+      expect(esSyntaxSince(lines.join('\n')), file).not.toBe('newer');
+    }
+  });
 
   it.skipIf(!built.every((f) => existsSync(f)))('tsc\'s entries start with the launcher, and their source maps still point at the right lines', () => {
     for (const file of built) {
