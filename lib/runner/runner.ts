@@ -157,7 +157,10 @@ class JobRun {
       }
       if (res.kind === 'temporary') this.state.lastError = `${res.address}: ${res.diagnostic}`;
     }
-    if (newFailures) p.noticed = false;
+    if (newFailures) {
+      p.noticed = false;
+      this.newNoticeOwed();
+    }
     if (last && results.every((r) => r.kind === 'accepted') && Object.keys(this.state.tx).length === 1 && p.failed.length === 0) return;
     await this.save();
     faultPoint('runner-after-progress');
@@ -197,6 +200,15 @@ class JobRun {
     }
     await this.save();
     return sent;
+  }
+
+  /**
+   * A failure joins the notices owed: while an earlier one is deferred, the lifetime after
+   * which they are given up counts from now, so the new one gets its own queue_lifetime
+   * (the earlier one at most that much longer; the record is saved by the caller).
+   */
+  private newNoticeOwed(): void {
+    if (this.state.noticeRetry) this.state.noticeRetry.since = fmt(this.r.now());
   }
 
   /** Each recipient of the job is settled: accepted, or refused (its notice sent or owed). */
@@ -327,6 +339,7 @@ class JobRun {
           if (!settled.has(r.address)) {
             p.failed.push({ address: r.address, status, diagnostic: `x-mailbag; ${reason}` });
             p.noticed = false;
+            this.newNoticeOwed();
           }
         }
       }

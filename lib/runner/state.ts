@@ -39,8 +39,9 @@ export interface RunState {
   /** ISO time `mailbag retry` put the job back: its queue lifetime counts from here */
   retriedAt?: string | undefined;
   /**
-   * a notice the MTA deferred (exit 75, a 4xx reply): since when (ISO), how many times,
-   * and when it may be tried again (the job's backoff); gone once no notice is owed
+   * a notice the MTA deferred (exit 75, a 4xx reply): since when (ISO; or since the last
+   * refusal that joined the owed notices), how many times, and when it may be tried again
+   * (the job's backoff); gone once no notice is owed
    */
   noticeRetry?: { since: string; attempts: number; nextAttempt: string } | undefined;
   /** set when the job failed for good (then it is, or is about to be, in failed/) */

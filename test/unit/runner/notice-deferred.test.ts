@@ -118,6 +118,31 @@ describe('a notice the MTA defers', () => {
     expect((await readState(site.spool, 'hub', id))?.noticeRetry?.attempts).toBe(2);
   });
 
+  it('a refusal that joins the owed notices later gets its own queue_lifetime: not given up with the earlier one', async () => {
+    // a@ refused at t0, its notice deferred; b@ deferred until day 4, then refused: its
+    // notice (deferred too) had been owed one day when the first one's lifetime ran out
+    site = await makeSite({ exits: 'a@y.example=67,b@y.example=75,s@x.example=75' });
+    site.config.delivery.mta = 'sendmail';
+    const payload = `MAIL FROM:<s@x.example>\nRCPT TO:<a@y.example>\nDATA\n${MESSAGE}.\nMAIL FROM:<s@x.example>\nRCPT TO:<b@y.example>\nDATA\n${MESSAGE}.\n`;
+    const id = await site.receive({ command: 'rsmtp' }, payload);
+    const t0 = Date.now();
+    expect((await run(site, t0)).summary.retry).toBe(1);
+    site.env.FAKE_SENDMAIL_EXITS = 'a@y.example=67,b@y.example=67,s@x.example=75';
+    const day4 = t0 + 4 * 24 * HOUR;
+    expect((await run(site, day4)).summary.failed).toBe(1);
+    const life = site.config.queueLifetimeMs;
+    // past a@'s lifetime, not b@'s: deferred again, kept
+    const mid = await run(site, t0 + life + HOUR);
+    expect(mid.summary.noticesGivenUp).toBeUndefined();
+    expect((await readState(site.spool, 'hub', id))?.failed?.noticeGivenUp).toBeUndefined();
+    // the MTA takes notices again: both go out
+    site.env.FAKE_SENDMAIL_EXITS = 'a@y.example=67,b@y.example=67,s@x.example=0';
+    const before = notices(site);
+    await run(site, t0 + life + 6 * HOUR);
+    expect(notices(site)).toBe(before + 2);
+    expect((await readState(site.spool, 'hub', id))?.failed?.noticeSent).toBe(true);
+  });
+
   it('mailbag run --quiet that gives one up: exit 0, the summary says so (the line itself is not printed)', async () => {
     site = await makeSite({ exits: 'r@y.example=67,c!a!b!user=75' });
     const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
