@@ -101,8 +101,8 @@ const CHECK_MARK = 'if (+process.versions.node.split(';
  * the program with one line and 75, so the MTA keeps the mail, instead of running
  * untested or failing on syntax with exit 1 (which it bounces). Plain ES5, so any node
  * parses it; the CommonJS loaders around it keep to ES2019 (node 10 and later parse them
- * whole, test/unit/launcher). In an ES module entry it runs after the imports are loaded:
- * a node too old to load them (before 16) may fail there first.
+ * whole, test/unit/launcher). In an ES module entry it runs after the static imports are
+ * loaded, so bin/rmail.ts and bin/rsmtp.ts import their program with import() instead.
  */
 export function versionCheck(o: LauncherOptions): string {
   if (!/^[\w-]+$/.test(o.program)) throw new Error(`launcher: not a program name: ${JSON.stringify(o.program)}`);

@@ -314,6 +314,15 @@ describe('the built entries (npm run build)', () => {
   const built = ['mailbag.js', 'mailbag-uux.js', 'rmail.js', 'rsmtp.js'].map((f) => join(root, 'dist/bin', f));
   const loaders = ['mailbag.cjs', 'mailbag-uux.cjs'].map((f) => join(root, 'dist/bin', f));
 
+  const esBins = ['rmail.js', 'rsmtp.js'].map((f) => join(root, 'dist/bin', f));
+  it.skipIf(!esBins.every((f) => existsSync(f)))('rmail and rsmtp (ES modules) load nothing before the version check: no static import, the check the first statement', () => {
+    for (const file of esBins) {
+      const text = readFileSync(file, 'utf8');
+      expect(text, file).not.toMatch(/^\s*import\s*[\w{*'"]/m);
+      expect(`${text.split('\n')[2]}\n`, file).toBe(versionCheck({ program: file.split('/').pop()!.replace(/\.js$/, ''), buildNode: process.execPath }));
+    }
+  });
+
   it.skipIf(!loaders.every((f) => existsSync(f)))('the CommonJS front doors run the version check first and keep to ES2019 (an old node parses them and reaches it)', () => {
     for (const file of loaders) {
       const lines = readFileSync(file, 'utf8').split('\n');
@@ -333,9 +342,10 @@ describe('the built entries (npm run build)', () => {
       const lines = js.split('\n');
       let checked = 0;
       lines.forEach((line, i) => {
-        const m = /^import .* from '([^']+)';$/.exec(line);
+        // a static import, or the import() of rmail and rsmtp
+        const m = /^import .* from '([^']+)';$/.exec(line) ?? /import\('([^']+)'\)/.exec(line);
         if (!m) return;
-        const entry = map.findEntry(i, 0) as { originalLine?: number };
+        const entry = map.findEntry(i, m.index) as { originalLine?: number };
         expect(entry.originalLine, `${file}:${i + 1}`).toBeTypeOf('number');
         expect(ts[entry.originalLine!]).toContain(m[1]!);
         checked++;
