@@ -56,8 +56,9 @@ const USAGE = `usage: npm run bench -- lmtp [options]
   --lmtpd-workers N      lmtp.workers for lmtpd
   --postfix-log FILE     keep Postfix's log (delays=, conn_use= per delivery)
   --json FILE            the figures as JSON
-Needs root, the shared corpus, Postfix and Taylor UUCP. For repeatable figures a fresh
-file system: TMPDIR=$(/work/brief/freshfs.sh NAME) node dist/bench/run.js lmtp …`;
+Needs root, the shared corpus, Postfix and Taylor UUCP. Postfix's queue and the spools
+are made under TMPDIR: for repeatable figures point it at a freshly made file system for
+each run (bench/README.md, lmtp).`;
 
 interface Options {
   messages: number;
