@@ -50,10 +50,13 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
   const open = new Set<Socket>();
   const cutters = new Set<(how: 'reset' | 'hang') => void>();
 
-  const server = createServer((client) => {
+  // TCP_NODELAY both ways: each chunk is forwarded as it came, as without a proxy (with
+  // Nagle, a small packet written right after another waited for the far side's delayed
+  // ACK: ~40 ms per SSH handshake step)
+  const server = createServer({ noDelay: true }, (client) => {
     const n = connections++;
     const limit = typeof rule === 'function' ? rule(n) : rule;
-    const upstream = connect(options.target.port, options.target.host);
+    const upstream = connect({ port: options.target.port, host: options.target.host, noDelay: true });
     open.add(client);
     open.add(upstream);
     let counted = 0;
