@@ -43,7 +43,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // side of a cut link): the run step after a broken session still has jobs to deliver
   io.stderr.on('error', () => {});
   const runStep = async (): Promise<void> => {
-    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`));
+    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`), io.env);
     // stdout is the link: a killed session's moves that could not be finished go to stderr
     for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
   };

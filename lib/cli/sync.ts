@@ -40,11 +40,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let expired: string[];
   let result: SessionResult;
   const runLog = quiet ? undefined : (line: string): void => void io.stdout.write(`${line}\n`);
+  // the spool's informational lines (a junk lock file taken over) go with the others
+  const spoolLog = (line: string): void => runLog?.(line);
   // a killed session's committed jobs the run step could not move in (docs/spool.md S7):
   // a line on stderr each, also with --quiet, and exit 75 like mailbag run
   let unfinished: MailbagError | undefined;
   const runStep = async (): Promise<void> => {
-    const summary = await runReceivedJobs(cfg, peer, runLog);
+    const summary = await runReceivedJobs(cfg, peer, runLog, io.env);
     for (const u of summary?.unfinished ?? []) {
       io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
       unfinished ??= u.error;
@@ -55,12 +57,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     // the whole tree and two sweeps of tmp/); none for a peer that is not configured
     const spool = peerConfig ? await Spool.open(cfg.spool, { create: true }) : undefined;
     // jobs queued longer than queue_lifetime fail first, also when the peer cannot be reached
-    expired = spool ? ((await expireQueued(cfg, peer, { spool })) ?? []) : [];
+    expired = spool ? ((await expireQueued(cfg, peer, { spool, log: spoolLog })) ?? []) : [];
     if (!quiet) for (const id of expired) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
     try {
       result = await syncPeer({
         config: cfg,
         peer,
+        env: io.env,
+        log: spoolLog,
         ...(spool ? { spool } : {}),
         ...(early ? { transport: early.transport } : {}),
         ...(progress ? { onProgress: progress.update } : {}),
