@@ -17,48 +17,50 @@ afterEach(() => {
   site = undefined;
 });
 
+/**
+ * A site whose peer is a transport command that writes what it finds in its env (to the
+ * returned file), then fails; a received job waits in in/hub; the command's env (not this
+ * process's) carries MAILBAG_TEST_MARK and the fake sendmail's FAKE_SENDMAIL_DIR.
+ */
+async function siteWithMarkingDialer(): Promise<{ s: Site; mark: string }> {
+  const s = await makeSite();
+  site = s;
+  const mark = join(s.dir, 'mark');
+  const toml = join(s.dir, 'mailbag.toml');
+  const dialer = JSON.stringify(['sh', '-c', 'printf "%s" "${MAILBAG_TEST_MARK:-unset}" > "$0"; exit 1', mark]);
+  writeFileSync(toml, readFileSync(toml, 'utf8').replace('command = ["true"]', `command = ${dialer}`));
+  await s.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+  expect(process.env.MAILBAG_TEST_MARK).toBeUndefined();
+  expect(process.env.FAKE_SENDMAIL_DIR).toBeUndefined();
+  s.env = { ...s.env, MAILBAG_TEST_MARK: 'from io.env' };
+  return { s, mark };
+}
+
+/** The dialer saw the command's env, and the run step's sendmail took the job with it. */
+async function expectRunWithCommandEnv(s: Site, mark: string): Promise<void> {
+  expect(readFileSync(mark, 'utf8')).toBe('from io.env');
+  // the fake sendmail found its FAKE_SENDMAIL_DIR in the command's env and took the job
+  // (before: it exited 2 without it, the job failed)
+  expect(s.sendmailCalls().map((c) => c.argv)).toEqual([['-oi', '-f', 'c!a!b!user', '--', 'r@y.example']]);
+  expect(await s.spool.listJobs('in', 'hub')).toEqual([]);
+  expect(await s.spool.listJobs('failed', 'hub')).toEqual([]);
+}
+
 describe('mailbag dispatch in-process with its own environment', () => {
   it('dials with the command\'s env and runs the waiting jobs with it', async () => {
-    site = await makeSite();
-    const mark = join(site.dir, 'mark');
-    // the "peer": a transport command that writes what it finds in its env, then fails
-    const toml = join(site.dir, 'mailbag.toml');
-    const dialer = JSON.stringify(['sh', '-c', 'printf "%s" "${MAILBAG_TEST_MARK:-unset}" > "$0"; exit 1', mark]);
-    writeFileSync(toml, readFileSync(toml, 'utf8').replace('command = ["true"]', `command = ${dialer}`));
-    await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-    expect(process.env.MAILBAG_TEST_MARK).toBeUndefined();
-    expect(process.env.FAKE_SENDMAIL_DIR).toBeUndefined();
-    site.env = { ...site.env, MAILBAG_TEST_MARK: 'from io.env' };
-    const r = await cliCommand(dispatchMain, site, []);
+    const { s, mark } = await siteWithMarkingDialer();
+    const r = await cliCommand(dispatchMain, s, []);
     // the session failed (the dialer exits 1): 75, as before
     expect(r.code).toBe(75);
-    expect(readFileSync(mark, 'utf8')).toBe('from io.env');
-    // the run step after the failed session: the fake sendmail found its FAKE_SENDMAIL_DIR
-    // in the command's env and took the job (before: it exited 2 without it, the job failed)
-    expect(site.sendmailCalls().map((c) => c.argv)).toEqual([['-oi', '-f', 'c!a!b!user', '--', 'r@y.example']]);
-    expect(await site.spool.listJobs('in', 'hub')).toEqual([]);
-    expect(await site.spool.listJobs('failed', 'hub')).toEqual([]);
+    await expectRunWithCommandEnv(s, mark);
   });
 });
 
 describe('mailbag sync in-process with its own environment', () => {
   it('dials with the command\'s env and its run step delivers with it', async () => {
-    site = await makeSite();
-    const mark = join(site.dir, 'mark');
-    const toml = join(site.dir, 'mailbag.toml');
-    const dialer = JSON.stringify(['sh', '-c', 'printf "%s" "${MAILBAG_TEST_MARK:-unset}" > "$0"; exit 1', mark]);
-    writeFileSync(toml, readFileSync(toml, 'utf8').replace('command = ["true"]', `command = ${dialer}`));
-    await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-    expect(process.env.MAILBAG_TEST_MARK).toBeUndefined();
-    expect(process.env.FAKE_SENDMAIL_DIR).toBeUndefined();
-    site.env = { ...site.env, MAILBAG_TEST_MARK: 'from io.env' };
+    const { s, mark } = await siteWithMarkingDialer();
     // the session fails (the dialer exits 1): sync throws it for main.ts to turn into 75
-    await expect(cliCommand(syncMain, site, ['hub'])).rejects.toThrow(/session with hub broke: sh exited with status 1/);
-    expect(readFileSync(mark, 'utf8')).toBe('from io.env');
-    // sync's run step after the failed session: sendmail ran with the command's env
-    // (before: runReceivedJobs had none, the fake sendmail exited 2, the job failed)
-    expect(site.sendmailCalls().map((c) => c.argv)).toEqual([['-oi', '-f', 'c!a!b!user', '--', 'r@y.example']]);
-    expect(await site.spool.listJobs('in', 'hub')).toEqual([]);
-    expect(await site.spool.listJobs('failed', 'hub')).toEqual([]);
+    await expect(cliCommand(syncMain, s, ['hub'])).rejects.toThrow(/session with hub broke: sh exited with status 1/);
+    await expectRunWithCommandEnv(s, mark);
   });
 });
