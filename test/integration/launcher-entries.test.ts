@@ -8,11 +8,10 @@
 // sendmail got), the same exit status. bin/launcher.ts; the sh line's own cases (order,
 // signals, odd arguments) are test/unit/launcher/launcher.test.ts's.
 
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { makeSharedTempDir, removeTempDir, repoRoot } from '../helpers/mta-common.js';
+import { makeSharedTempDir, removeTempDir, repoRoot, run } from '../helpers/mta-common.js';
 import { readJobs } from '../helpers/spool-jobs.js';
 import { Spool } from '../../lib/spool/index.js';
 import { docSnippet } from './docs-snippet.js';
@@ -49,32 +48,10 @@ const CALLS: Record<Program, { args: string[]; input: Buffer | string }> = {
 
 const argsOf = (program: Program, config: string): string[] => ['--config', config, ...CALLS[program].args];
 
-interface Ran {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function spawnRun(argv: string[], input: Buffer | string, env: NodeJS.ProcessEnv): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.stdin.on('error', () => {});
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-    child.stdin.end(input);
-  });
+/** Run argv with its input and env (test/helpers/mta-common.ts's run), stdout as text. */
+async function spawnRun(argv: string[], input: Buffer | string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const r = await run(argv[0]!, argv.slice(1), { input, env });
+  return { ...r, stdout: r.stdout.toString('utf8') };
 }
 
 describe.skipIf(!ready)('the front doors find node themselves, or exit 75 with one line', () => {
