@@ -24,7 +24,7 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { buildRouter } from '../lib/lmtp/route.js';
-import { coalesceReplies, greetAtOnce, LmtpServer } from '../lib/lmtp/server.js';
+import { coalesceReplies, greetAtOnce, LmtpServer, lmtpProtocolOptions } from '../lib/lmtp/server.js';
 import type { JobStore } from '../lib/lmtp/store.js';
 
 export const SINK_KINDS = ['sink', 'smtp-server', 'lmtp-server'] as const;
@@ -113,22 +113,10 @@ export function minimalSink(answered: () => void): Server {
   });
 }
 
-/** smtp-server as lmtpd configures it (lib/lmtp/server.ts), draining each message. */
+/** smtp-server as lmtpd configures it (lib/lmtp/server.ts lmtpProtocolOptions), draining each message. */
 export function librarySink(answered: () => void): SMTPServer {
   const server = new SMTPServer({
-    lmtp: true,
-    name: 'sink.bench',
-    banner: 'LMTP sink ready',
-    heloResponse: '%s LMTP sink',
-    size: MAX_SIZE,
-    maxRecipients: 1000,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: true,
-    hideENHANCEDSTATUSCODES: false,
-    hideDSN: false,
-    authOptional: true,
-    disableReverseLookup: true,
-    lenientAddressParsing: true,
+    ...lmtpProtocolOptions({ hostname: 'sink.bench', maxMessageSize: MAX_SIZE, maxRecipients: 1000 }),
     logger: false,
     onData: (stream, session, cb) => {
       stream.on('data', () => undefined);

@@ -10,7 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
 import { finished } from 'node:stream';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { LmtpBodyEncoder } from './body.js';
@@ -63,6 +63,33 @@ interface PeerShare {
 }
 
 /** One listener set (unix socket, TCP) sharing the routing, the store and the limits. */
+/**
+ * What lmtpd's smtp-server speaks (LMTP, the extensions it advertises, its limits), apart
+ * from its handlers and timeouts; the bench's library sink (bench/lmtp-sink.ts) uses the
+ * same, so the two differ only in what they do with a message.
+ */
+export function lmtpProtocolOptions(o: { hostname: string; maxMessageSize: number; maxRecipients: number }): SMTPServerOptions {
+  return {
+    lmtp: true,
+    name: o.hostname,
+    banner: 'mailbag lmtpd ready',
+    // the client's name would read "[undefined]" on a unix socket: leave it out
+    heloResponse: '%s mailbag lmtpd',
+    size: o.maxMessageSize,
+    maxRecipients: o.maxRecipients,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: true,
+    // both are off by default in smtp-server; we carry DSN parameters to the peer
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
+    authOptional: true,
+    disableReverseLookup: true,
+    // MTAs deliver what they accepted; refusing an odd but harmless local part here
+    // would bounce it. Control characters are still refused by smtp-server.
+    lenientAddressParsing: true,
+  };
+}
+
 export class LmtpServer {
   private readonly servers: { server: SMTPServer; path?: string }[] = [];
   private readonly sessions = new Set<string>();
@@ -82,23 +109,7 @@ export class LmtpServer {
   private makeServer(): SMTPServer {
     const o = this.opts;
     const server = new SMTPServer({
-      lmtp: true,
-      name: o.hostname,
-      banner: 'mailbag lmtpd ready',
-      // the client's name would read "[undefined]" on a unix socket: leave it out
-      heloResponse: '%s mailbag lmtpd',
-      size: o.maxMessageSize,
-      maxRecipients: o.maxRecipients,
-      disabledCommands: ['AUTH', 'STARTTLS'],
-      hideSTARTTLS: true,
-      // both are off by default in smtp-server; we carry DSN parameters to the peer
-      hideENHANCEDSTATUSCODES: false,
-      hideDSN: false,
-      authOptional: true,
-      disableReverseLookup: true,
-      // MTAs deliver what they accepted; refusing an odd but harmless local part here
-      // would bounce it. Control characters are still refused by smtp-server.
-      lenientAddressParsing: true,
+      ...lmtpProtocolOptions(o),
       socketTimeout: o.idleTimeoutMs ?? 5 * 60_000,
       closeTimeout: 30_000,
       logger: false,
