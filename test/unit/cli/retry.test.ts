@@ -1,12 +1,11 @@
 // mailbag retry says where the job went: a job that failed on its way out goes back to
 // out/PEER, for the next session; one that came in goes back to in/PEER, for mailbag run.
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterEach, expect, it } from 'vitest';
 import { main as retryMain } from '../../../lib/cli/retry.js';
 import { newJobId } from '../../../lib/job/index.js';
 import { expireQueued } from '../../../lib/session/index.js';
-import { makeSite, RMAIL_PAYLOAD, type Site } from '../runner/helpers.js';
+import { cliCommand, makeSite, RMAIL_PAYLOAD, type Site } from '../runner/helpers.js';
 
 let site: Site | undefined;
 afterEach(() => {
@@ -21,13 +20,10 @@ it('an expired outgoing job: "back in out/hub", and the next step is a session, 
   await site.spool.writeJob('out', 'hub', { id, from: 'home', to: 'hub', created: new Date(made).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'a@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
   expect(await expireQueued(site.config, 'hub', { spool: site.spool })).toEqual([id]);
 
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await retryMain(['--config', join(site.dir, 'mailbag.toml'), `hub/${id}`], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: site.env, cwd: site.dir, isTTY: false });
+  const { code, out } = await cliCommand(retryMain, site, [`hub/${id}`]);
   expect(code).toBe(0);
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
-  expect(Buffer.concat(chunks).toString()).toBe(`hub/${id} is back in out/hub; the next session sends it (mailbag sync hub)\n`);
+  expect(out).toBe(`hub/${id} is back in out/hub; the next session sends it (mailbag sync hub)\n`);
 });
 
 it('on a site that never dials the peer (no host: the hub), the next session is the one the peer starts, not mailbag sync', async () => {
@@ -41,12 +37,9 @@ it('on a site that never dials the peer (no host: the hub), the next session is 
   await site.spool.writeJob('out', 'hub', { id, from: 'home', to: 'hub', created: new Date(made).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'a@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
   expect(await expireQueued(site.config, 'hub', { spool: site.spool })).toEqual([id]);
 
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await retryMain(['--config', toml, `hub/${id}`], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: site.env, cwd: site.dir, isTTY: false });
+  const { code, out } = await cliCommand(retryMain, site, [`hub/${id}`], toml);
   expect(code).toBe(0);
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
   // mailbag sync hub would fail here: peers.hub.host is not set
-  expect(Buffer.concat(chunks).toString()).toBe(`hub/${id} is back in out/hub; the next session sends it (when hub connects: this site does not dial it)\n`);
+  expect(out).toBe(`hub/${id} is back in out/hub; the next session sends it (when hub connects: this site does not dial it)\n`);
 });

@@ -89,11 +89,10 @@ export const MESSAGE = 'From: a@x.example\nTo: r@y.example\nSubject: hello\n\nbo
 export const RMAIL_PAYLOAD = `From a!b!user  Sun Nov 22 04:10:00 2026 remote from c\n${MESSAGE}`;
 
 /** A command's main run in-process on site `s` (its mailbag.toml): the exit code and stdout. */
-export async function cliCommand(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[]): Promise<{ code: number; out: string }> {
+export async function cliCommand(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[], config = join(s.dir, 'mailbag.toml')): Promise<{ code: number; out: string }> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
-  const file = join(s.dir, 'mailbag.toml');
-  const code = await main(['--config', file, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
+  const code = await main(['--config', config, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
   return { code, out: Buffer.concat(chunks).toString() };
 }
