@@ -37,6 +37,12 @@ const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const DAY = 24 * 60 * MINUTE;
 const MIB = 1024 * 1024;
+/**
+ * The longest duration that may become a timer: Node's timers hold at most 2^31 - 1 ms
+ * (24.8 days) and fire after 1 ms for anything longer, so connect_timeout = "30d" failed
+ * every connection at once and keepalive = "30d" sent a keepalive every millisecond.
+ */
+const MAX_TIMER_MS = 24 * DAY;
 
 export interface LoadConfigOptions {
   /** `--config FILE` from the command line (relative to cwd) */
@@ -229,14 +235,18 @@ class Table {
     return n;
   }
 
-  /** `def` in milliseconds: a default is not parsed (a front door loads the configuration once per message) */
-  duration(k: string, def: number): number {
+  /**
+   * `def` in milliseconds: a default is not parsed (a front door loads the configuration
+   * once per message). `max`: for a duration that becomes a timer (MAX_TIMER_MS).
+   */
+  duration(k: string, def: number, max?: number): number {
     const v = this.get(k);
     if (v === undefined) return def;
     if (typeof v !== 'string') this.fail(k, `must be a duration string like "30s", "15m" or "5d", not ${typeName(v)}`);
     const ms = parseDuration(v);
     if (typeof ms === 'string') this.fail(k, ms);
     if (ms <= 0) this.fail(k, 'must be longer than zero');
+    if (max !== undefined && ms > max) this.fail(k, `must be at most "${max / DAY}d": "${v}" does not fit in a timer`);
     return ms;
   }
 
@@ -424,8 +434,8 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   const knownHosts = path(t, 'known_hosts', base) ?? defaultKnownHosts();
   const remoteCommand = t.string('remote_command') ?? `mailbag serve --peer ${site}`;
   if (remoteCommand.trim() === '') t.fail('remote_command', 'must not be empty');
-  const connectTimeoutMs = t.duration('connect_timeout', 30 * SECOND);
-  const keepaliveMs = t.duration('keepalive', 15 * SECOND);
+  const connectTimeoutMs = t.duration('connect_timeout', 30 * SECOND, MAX_TIMER_MS);
+  const keepaliveMs = t.duration('keepalive', 15 * SECOND, MAX_TIMER_MS);
   const pollMs = t.duration('poll', 15 * MINUTE);
   const codec = t.oneOf<Codec>('codec', ['zstd', 'br', 'gzip', 'none'], 'zstd');
 
