@@ -57,12 +57,30 @@ export function formatBsmtpEnvelope(init: BsmtpEnvelopeInit): string {
  * every run of CRs just before an LF is dropped (CRLF → LF); a CR anywhere else is
  * kept; a body that does not end with LF gets one (after dropping trailing CRs); an
  * empty body stays empty. A `.` is added before every line that begins with `.`
- * (headers too). `end()` returns the rest and the final `.\n`.
+ * (headers too). `end()` returns the rest and the final `.\n`. A line that would come out
+ * longer than `maxLine` bytes (default LIMITS.maxBsmtpTextLine, what lib/bsmtp's reader
+ * takes; its LF not counted, an added dot counted) throws InputError `bad-message`: the
+ * reader on the far side would refuse the job, whose sender may be `<>` (nobody told).
  */
 export class BsmtpBodyEncoder {
   #atLineStart = true;
   #pendingCr = 0;
   #ended = false;
+  /** bytes written of the current output line */
+  #lineLength = 0;
+  readonly #maxLine: number;
+
+  constructor(options: { maxLine?: number } = {}) {
+    this.#maxLine = options.maxLine ?? LIMITS.maxBsmtpTextLine;
+  }
+
+  /** count `n` more bytes on the current output line */
+  #grow(n: number): void {
+    this.#lineLength += n;
+    if (this.#lineLength > this.#maxLine) {
+      throw new InputError('bad-message', `a line of the message is longer than ${this.#maxLine} bytes, more than a BSMTP job carries`);
+    }
+  }
 
   push(chunk: Uint8Array): Buffer {
     if (this.#ended) throw new Error('BsmtpBodyEncoder: push after end');
@@ -79,20 +97,26 @@ export class BsmtpBodyEncoder {
       if (chunk[k] === LF) {
         out.push(LF_BUF);
         this.#atLineStart = true;
+        this.#lineLength = 0;
         i = k + 1;
       } else {
+        this.#grow(this.#pendingCr);
         out.push(Buffer.alloc(this.#pendingCr, CR));
         this.#atLineStart = false;
       }
       this.#pendingCr = 0;
     }
     while (i < len) {
-      if (this.#atLineStart && chunk[i] === DOT) out.push(DOT_BUF);
+      if (this.#atLineStart && chunk[i] === DOT) {
+        this.#grow(1);
+        out.push(DOT_BUF);
+      }
       this.#atLineStart = false;
       const lf = chunk.indexOf(LF, i);
       const stop = lf === -1 ? len : lf;
       let end = stop;
       while (end > i && chunk[end - 1] === CR) end--;
+      this.#grow(end - i);
       if (lf === -1) {
         if (end > i) out.push(chunk.subarray(i, end));
         this.#pendingCr = len - end;
@@ -105,6 +129,7 @@ export class BsmtpBodyEncoder {
         out.push(LF_BUF);
       }
       this.#atLineStart = true;
+      this.#lineLength = 0;
       i = lf + 1;
     }
     return Buffer.concat(out);
