@@ -93,6 +93,8 @@ function findConfig(options: LoadConfigOptions): Config {
   // URL and path (about 2M instructions per message in the front-door bundles)
   const root = options.packageRoot;
   const explicit = options.path ?? (env.MAILBAG_CONFIG || undefined);
+  // `--config ""` (or `--config=`): resolved, it would be the current directory
+  if (explicit === '') throw new ConfigError('--config names no file: give the path of the configuration file');
   if (explicit !== undefined) {
     const file = resolve(cwd, explicit);
     return parseConfig(readConfigFile(file, true)!, file, root);
@@ -108,13 +110,22 @@ export function defaultConfig(root: string = packageRoot()): Config {
   return validate({}, undefined, root, root);
 }
 
+/** Why a configuration file could not be read, in words, for the errno codes an admin meets. */
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'it is a directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  ELOOP: 'too many symbolic links (a loop?)',
+};
+
 function readConfigFile(file: string, required: boolean): string | undefined {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (!required && code === 'ENOENT') return undefined;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    const why = Object.hasOwn(READ_ERRORS, code ?? '') ? READ_ERRORS[code!]! : String(code ?? err);
     throw new ConfigError(`cannot read the configuration file: ${why}`, { file, cause: err });
   }
 }

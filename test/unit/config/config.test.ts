@@ -253,7 +253,7 @@ describe('search order', () => {
     try {
       if (process.getuid?.() === 0) {
         // root reads anything: a directory in the file's place gives the same refusal
-        expect(() => loadConfig({ env: {}, systemFile: dir })).toThrow(new RegExp(`^${dir}: cannot read the configuration file: EISDIR`));
+        expect(() => loadConfig({ env: {}, systemFile: dir })).toThrow(new RegExp(`^${dir}: cannot read the configuration file: it is a directory$`));
       } else {
         expect(() => loadConfig({ env: {}, systemFile: f })).toThrow(/permission denied/);
       }
