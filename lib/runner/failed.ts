@@ -3,7 +3,7 @@
 // cleared but its progress kept, so recipients already accepted are not sent the
 // message again, and its queue lifetime starts over.
 
-import { MailbagError } from '../errors.js';
+import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
 import { isJobId, isName } from '../job/header.js';
 import type { JobRef, Spool } from '../spool/index.js';
 import { readState, writeState, emptyState, type RunState } from './state.js';
@@ -86,27 +86,52 @@ export async function findFailed(spool: Spool | undefined, name: string): Promis
 }
 
 /**
+ * How long `mailbag retry` waits for a runner of the job's peer (which holds its runner
+ * lock for a whole run) before it gives up with exit 75.
+ */
+export const RETRY_LOCK_WAIT_MS = 10_000;
+
+/**
  * Put a failed job back for the runner: clear the failure and the recipients that
  * failed (they are tried again), keep those accepted, restart the lifetime. The state
  * is written before the move, so a crash between leaves a failed job that simply
- * fails again or is retried again.
+ * fails again or is retried again. Done under the peer's runner lock (waiting at most
+ * `lockWaitMs`): a runner at work on the peer reads and saves the records of its failed
+ * jobs (their notices) and finishes a job in in/ whose record says failed, so without
+ * the lock it would save the failure again over the retry and move the job back.
  */
-export async function retryFailed(spool: Spool, ref: JobRef, now = new Date()): Promise<JobRef> {
-  const state = (await readState(spool, ref.peer, ref.id)) ?? emptyState();
-  state.failed = undefined;
-  state.nextAttempt = undefined;
-  state.startedAt = undefined;
-  state.retriedAt = now.toISOString();
-  // the notices owed were for the failures cleared here: a new failure owes a new one
-  state.noticeRetry = undefined;
-  for (const p of Object.values(state.tx)) {
-    p.failed = [];
-    p.noticed = false;
+export async function retryFailed(spool: Spool, ref: JobRef, now = new Date(), o: { lockWaitMs?: number } = {}): Promise<JobRef> {
+  let lock;
+  try {
+    lock = await spool.lock(`runner.${ref.peer}`, { wait: true, timeoutMs: o.lockWaitMs ?? RETRY_LOCK_WAIT_MS });
+  } catch (err) {
+    const e = asMailbagError(err);
+    if (e.code !== 'locked') throw e;
+    throw new SpoolError(`${ref.peer}/${ref.id} is not put back: a runner of ${ref.peer} is at work (${e.message}); try again when it is done`, { code: 'locked', cause: e });
   }
-  await writeState(spool, ref.peer, ref.id, state);
-  // a job that failed on its way out (expired, too big or refused by the peer) goes back
-  // to out/PEER to be sent again; one that came in goes back to in/PEER for the runner
-  const { header } = await spool.readJob(ref);
-  const outbound = header.to === ref.peer && header.from !== ref.peer;
-  return spool.moveJob(ref, outbound ? 'out' : 'in');
+  try {
+    // another retry may have put it back while we waited
+    if (!(await spool.listJobs('failed', ref.peer)).some((r) => r.id === ref.id)) {
+      throw new MailbagError('usage', `no failed job ${ref.peer}/${ref.id} (see mailbag failed)`);
+    }
+    const state = (await readState(spool, ref.peer, ref.id)) ?? emptyState();
+    state.failed = undefined;
+    state.nextAttempt = undefined;
+    state.startedAt = undefined;
+    state.retriedAt = now.toISOString();
+    // the notices owed were for the failures cleared here: a new failure owes a new one
+    state.noticeRetry = undefined;
+    for (const p of Object.values(state.tx)) {
+      p.failed = [];
+      p.noticed = false;
+    }
+    await writeState(spool, ref.peer, ref.id, state);
+    // a job that failed on its way out (expired, too big or refused by the peer) goes back
+    // to out/PEER to be sent again; one that came in goes back to in/PEER for the runner
+    const { header } = await spool.readJob(ref);
+    const outbound = header.to === ref.peer && header.from !== ref.peer;
+    return await spool.moveJob(ref, outbound ? 'out' : 'in');
+  } finally {
+    await lock.release();
+  }
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newJobId } from '../../lib/job/id.js';
+import { readState, writeState } from '../../lib/runner/state.js';
 import { Spool } from '../../lib/spool/spool.js';
 import { mailbagBin, run, waitFor } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
@@ -151,5 +152,56 @@ describe.skipIf(!built)('two mailbag run processes at once', () => {
     expect(Buffer.concat(out1).toString('utf8')).toContain('run: 2 done, 0 to retry, 0 failed, 0 skipped');
     expect(inQueue(w)).toEqual([]);
     expect(sendmailCalls(w)).toBe(2);
+  }, 60_000);
+
+  it('mailbag retry while a run holds the runner lock waits for it: the run does not undo the retry (before: the run saved the job\'s failure again and moved it back to failed/)', async () => {
+    const w = await world();
+    // a failed job whose notice is still owed: the run sends it first, to the held sendmail
+    const id = newJobId();
+    await w.spool.writeJob('failed', 'hub', { id, from: 'hub', to: 'home', created: new Date().toISOString(), command: 'rmail', args: ['r@y.example'], sender: 's@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
+    const at = new Date().toISOString();
+    await writeState(w.spool, 'hub', id, {
+      attempts: 1,
+      tx: { '0': { accepted: [], failed: [{ address: 'r@y.example', status: '4.4.7', diagnostic: 'x-mailbag; not delivered' }], noticed: false } },
+      failed: { reason: 'not delivered within the queue lifetime (120 h)', at, status: '4.4.7', noticeSent: false },
+    });
+    const spawnMailbag = (args: string[]) => {
+      const child = spawn(process.execPath, [mailbagBin, ...args, '--config', w.toml], { env: w.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => out.push(b));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
+      cleanups.push(() => {
+        clearTimeout(killer);
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+      return { exited, text: () => Buffer.concat(out).toString('utf8') };
+    };
+    const first = spawnMailbag(['run']);
+    await waitFor(() => existsSync(w.held), 20_000, 'the run to hand the notice over');
+    const retry = spawnMailbag(['retry', `hub/${id}`]);
+    // the retry either is done at once (no lock: before) or waits for the run's lock
+    await Promise.race([retry.exited, new Promise((r) => setTimeout(r, 1500))]);
+    writeFileSync(w.gate, '');
+    expect(await first.exited, first.text()).toBe(0);
+    expect(await retry.exited, retry.text()).toBe(0);
+    expect(retry.text()).toBe(`hub/${id} is back in in/hub; run: mailbag run --peer hub\n`);
+    expect(readdirSync(join(w.root, 'failed', 'hub'))).toEqual([]);
+    // back in in/hub with its failure cleared (or already delivered: the run, letting go of
+    // its lock, looks at in/hub once more and may have found it there)
+    if (inQueue(w).length > 0) {
+      expect(inQueue(w)).toEqual([id]);
+      const st = await readState(w.spool, 'hub', id);
+      expect(st?.failed).toBeUndefined();
+      expect(st?.retriedAt).toBeDefined();
+    }
+    // delivered by the next run at the latest; the notice went out once, before
+    const again = await run(process.execPath, [mailbagBin, 'run', '--config', w.toml], { env: w.env, timeoutMs: 30_000 });
+    expect(again.code, String(again.stderr)).toBe(0);
+    expect(inQueue(w)).toEqual([]);
+    expect(readdirSync(join(w.root, 'failed', 'hub'))).toEqual([]);
+    expect(sendmailCalls(w)).toBe(2);
+    expect(readdirSync(join(w.root, 'locks'))).toEqual([]);
   }, 60_000);
 });

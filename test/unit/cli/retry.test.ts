@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { main as retryMain } from '../../../lib/cli/retry.js';
 import { newJobId } from '../../../lib/job/index.js';
+import { findFailed, retryFailed } from '../../../lib/runner/failed.js';
+import { readState } from '../../../lib/runner/state.js';
 import { expireQueued } from '../../../lib/session/index.js';
 import { cliCommand, makeSite, RMAIL_PAYLOAD, type Site } from '../runner/helpers.js';
 
@@ -42,4 +44,27 @@ it('on a site that never dials the peer (no host: the hub), the next session is 
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
   // mailbag sync hub would fail here: peers.hub.host is not set
   expect(out).toBe(`hub/${id} is back in out/hub; the next session sends it (when hub connects: this site does not dial it)\n`);
+});
+
+it('a runner of the peer at work for longer than the wait: not put back, exit 75 with a line that says why; the job stays failed', async () => {
+  site = await makeSite();
+  const made = Date.now() - 6 * 86_400_000;
+  const id = newJobId(made);
+  await site.spool.writeJob('out', 'hub', { id, from: 'home', to: 'hub', created: new Date(made).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'a@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
+  expect(await expireQueued(site.config, 'hub', { spool: site.spool })).toEqual([id]);
+  const before = await readState(site.spool, 'hub', id);
+  // the runner of hub (this process here) holds its lock
+  const lock = await site.spool.lock('runner.hub');
+  try {
+    const err = await retryFailed(site.spool, await findFailed(site.spool, `hub/${id}`), new Date(), { lockWaitMs: 200 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'locked', exitCode: 75 });
+    expect((err as Error).message).toMatch(new RegExp(`^hub/${id} is not put back: a runner of hub is at work \\(lock runner\\.hub is held by pid ${process.pid} since [^)]+\\); try again when it is done$`));
+  } finally {
+    await lock.release();
+  }
+  expect((await site.spool.listJobs('failed', 'hub')).map((r) => r.id)).toEqual([id]);
+  expect(await readState(site.spool, 'hub', id)).toEqual(before);
+  // once the runner is done, it goes back
+  expect((await cliCommand(retryMain, site, [`hub/${id}`])).code).toBe(0);
+  expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
 });
