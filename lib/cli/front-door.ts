@@ -41,6 +41,7 @@ export function isNullSender(sender: string): boolean {
 }
 
 const FROM_PREFIX = Buffer.from('From ');
+const GT_FROM_PREFIX = Buffer.from('>From ');
 /** the first bytes of an envelope line: `From ` or `>From ` */
 const F = 0x46;
 const GT = 0x3e;
@@ -139,7 +140,9 @@ class FromLineTaker {
     if (outcome === null) return null;
     if (outcome.ok) return { lead: Buffer.from(outcome.value.rest), sender: outcome.value.envelope.sender };
     const all = Buffer.concat(this.seen);
-    if (all.subarray(0, FROM_PREFIX.length).equals(FROM_PREFIX)) {
+    // a `>From ` line is envelope to rmail as much as a `From ` line: left at the start
+    // of the message it would follow our From_ line and break the job's envelope there
+    if (all.subarray(0, FROM_PREFIX.length).equals(FROM_PREFIX) || all.subarray(0, GT_FROM_PREFIX.length).equals(GT_FROM_PREFIX)) {
       throw new InputError('bad-envelope', `the From_ line on stdin is refused: ${outcome.issue.message}`);
     }
     return { lead: all, sender: undefined };
