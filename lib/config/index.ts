@@ -31,6 +31,8 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9.-]*$/;
 /** A job command or action name. */
 const COMMAND_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 const BUILTIN_COMMANDS = ['rmail', 'rsmtp'];
+/** The keys of a peer that only the built-in SSH client reads (transport = "ssh"). */
+const SSH_ONLY_KEYS = ['host', 'port', 'user', 'identity', 'agent', 'known_hosts', 'remote_command', 'connect_timeout'];
 
 // units of the defaults below (written out, not parsed: see Table.duration and Table.size)
 const SECOND = 1000;
@@ -449,6 +451,13 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   const keepaliveMs = t.duration('keepalive', 15 * SECOND, MAX_TIMER_MS);
   const pollMs = t.duration('poll', 15 * MINUTE);
   const codec = t.oneOf<Codec>('codec', ['zstd', 'br', 'gzip', 'none'], 'zstd');
+  if (transport === 'command') {
+    // only the command's argv runs: these would be silently ignored (ssh dialling port 22
+    // with ~/.ssh's keys while the file says port 2222 and an identity)
+    for (const k of SSH_ONLY_KEYS) {
+      if (Object.hasOwn(t.raw, k)) t.fail(k, 'is used only with transport = "ssh" (this peer has transport = "command": put it in the command\'s argv, or in ssh_config)');
+    }
+  }
 
   const actionsTable = t.table('actions');
   const actions: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
