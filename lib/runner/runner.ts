@@ -271,8 +271,11 @@ class JobRun {
       faultPoint('runner-after-handover');
       const c = classifyExit(out, action.argv[0]!);
       if (c.kind === 'accepted') return this.done();
+      // as uuxqt reads a command (DESIGN.md promise 4): only 75 (a signal, a program that
+      // cannot run) is temporary; 74 and 71, temporary for a sendmail, fail here for good,
+      // with a permanent status for the notice's "Action: failed"
       if (out.code === 75 || out.signal || out.spawnError) return this.retry(c.diagnostic);
-      return this.fail(c.diagnostic, c.status, undefined);
+      return this.fail(c.diagnostic, c.kind === 'permanent' ? c.status : '5.3.0', undefined);
     }
 
     const list = txs!;
