@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
@@ -109,6 +109,28 @@ function soundKeyPair(comment: string): { privateKey: string; publicKey: string 
   }
 }
 
+/** What a demo makes in its directory: the only names it removes again. */
+const DEMO_NAMES = new Set(['hub', 'home', 'hub.toml', 'home.toml', 'home_id_ed25519', 'home_known_hosts']);
+
+/**
+ * The demo removes its directory and makes it again: refuse one that holds anything it
+ * did not make (`--dir /var/spool/mailbag` would have taken the real spool with it).
+ */
+async function refuseForeign(base: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(base);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw new MailbagError('usage', `--dir ${base} ${code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${String(code ?? err)})`}: name an empty or new directory (${USAGE})`, { cause: err });
+  }
+  const foreign = names.filter((n) => !DEMO_NAMES.has(n)).sort();
+  if (foreign.length > 0) {
+    throw new MailbagError('usage', `--dir ${base} holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}, which the demo did not make: name an empty or new directory (${USAGE})`);
+  }
+}
+
 function toml(s: string): string {
   return JSON.stringify(s);
 }
@@ -126,7 +148,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     };
     if (a === '--down') down = num();
     else if (a === '--up') up = num();
-    else if (a === '--dir') dir = argv[++i];
+    else if (a === '--dir') {
+      dir = argv[++i];
+      // an empty DIR would be the current directory, removed with all in it
+      if (!dir) throw new MailbagError('usage', `--dir needs a DIR (${USAGE})`);
+    }
     else if (a === '--config' || a.startsWith('--config=')) {
       if (a === '--config') i++;
       // the demo never reads a configuration: it makes its own two
@@ -143,6 +169,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     : defaultSpool() !== undefined
       ? join(packageRoot(), 'spool', 'demo')
       : await mkdtemp(join(tmpdir(), 'mailbag-demo-'));
+  await refuseForeign(base);
   await rm(base, { recursive: true, force: true });
   await mkdir(base, { recursive: true, mode: 0o700 });
   const hubRoot = join(base, 'hub');
