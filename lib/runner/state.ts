@@ -76,7 +76,16 @@ export async function readState(spool: Spool, peer: string, id: string): Promise
     const first = text.slice(0, text.indexOf('\n') >>> 0).slice(0, 40);
     throw new MailbagError('spool', `${statePath(spool, peer, id)}: not a runner record of a version this mailbag knows (${JSON.stringify(first)})`);
   }
-  const v = JSON.parse(text.slice(RUN_MAGIC_LINE.length)) as RunState;
+  // cut short or corrupt (records are committed whole: a disk or a hand did this): a spool
+  // failure naming the file, which the run reports (exit 75) while the job waits, not an
+  // "unexpected error" retried silently at every run
+  let v: RunState;
+  try {
+    v = JSON.parse(text.slice(RUN_MAGIC_LINE.length)) as RunState;
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof v.attempts !== 'number') throw new Error('not a record object');
+  } catch (err) {
+    throw new MailbagError('spool', `${statePath(spool, peer, id)}: runner record does not read (cut short or corrupt: ${(err as Error).message}); remove it to run the job afresh (recipients it recorded as accepted would get the message again)`, { cause: err });
+  }
   v.tx ??= {};
   return v;
 }

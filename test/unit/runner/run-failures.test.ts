@@ -123,6 +123,26 @@ describe('failures a run must not hide', () => {
     expect(r.err).toBe(`4.3.0 mailbag: hub: 1 job(s) could not be run (hub/${stuck}: ${join(site.spool.root, 'run', 'hub', stuck)}: not a runner record of a version this mailbag knows ("mailbag-run 9"))\n`);
   });
 
+  it('a job whose runner record is cut short or corrupt (a disk, a hand) fails the run naming the file, and the other jobs are run', async () => {
+    site = await makeSite();
+    const stuck = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    await site.spool.ensureDir('run');
+    await site.spool.ensureDir('run', 'hub');
+    const file = join(site.spool.root, 'run', 'hub', stuck);
+    writeFileSync(file, 'mailbag-run 1\n{"attempts":1,"tx":{"0":{"accep');
+    const ok = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
+    const r = await run(site, ['--quiet']);
+    // before: "unexpected error: …" without the file, exit 0 at every run (nothing at all
+    // with --quiet): the job never run, never expired
+    expect(r.code).toBe(75);
+    expect(r.out).toBe('run: 1 done, 1 to retry, 0 failed, 0 skipped\n');
+    expect(r.err).toMatch(new RegExp(`^4\\.3\\.0 mailbag: hub: 1 job\\(s\\) could not be run \\(hub/${stuck}: ${file}: runner record does not read \\(cut short or corrupt: .*\\); remove it to run the job afresh \\(recipients it recorded as accepted would get the message again\\)\\)\n$`));
+    // the job is kept, the other delivered
+    expect((await site.spool.listJobs('in', 'hub')).map((j) => j.id)).toEqual([stuck]);
+    expect(site.sendmailCalls()).toHaveLength(1);
+    expect(ok).toBeTruthy();
+  });
+
   it('expiring one peer\'s old outgoing jobs fails (its ledger does not read): the other peers\' jobs are still run, then the failure is said, 75', async () => {
     site = await makeSite({ toml: '[peers.hub2]\ntransport = "command"\ncommand = ["true"]' });
     // an outgoing job for hub2 older than the queue lifetime (5 days), and hub2's ledger of another version
