@@ -110,10 +110,23 @@ export function formatParams(params: readonly EsmtpParam[]): string {
 
 export type EnvelopeIssueCode = 'bad-sender' | 'bad-recipient' | 'no-recipients' | 'bad-bsmtp';
 
+/**
+ * Does `address`, written as `<address>`, read back as itself (splitPath)? Not when its
+ * quotes do not pair up (`a"b@x`, as an MTA may pass a local part it has dequoted: the
+ * reader then finds no end to the `<`), nor with a source route (`@r:u@x` reads as `u@x`).
+ */
+function readsBack(address: string): boolean {
+  const split = splitPath(`<${address}>`);
+  return split !== undefined && split.path === address && split.rest === '';
+}
+
+const NOT_READ_BACK = 'cannot be written in a BSMTP path so that it reads back as itself (an unpaired `"` or a trailing `\\` in quotes, or a source route)';
+
 /** The checks applied to an envelope before it is written (the reader applies the same). */
 export function checkBsmtpEnvelope(env: BsmtpEnvelope): Result<BsmtpEnvelope, EnvelopeIssueCode> {
   const s = checkSender(env.sender, 'bsmtp');
   if (!s.ok) return s;
+  if (!readsBack(env.sender)) return { ok: false, issue: { code: 'bad-sender', message: `sender ${JSON.stringify(env.sender.slice(0, 80))} ${NOT_READ_BACK}` } };
   for (const p of env.mailParams) {
     const why = checkParam(p);
     if (why) return { ok: false, issue: { code: 'bad-bsmtp', message: why } };
@@ -122,6 +135,7 @@ export function checkBsmtpEnvelope(env: BsmtpEnvelope): Result<BsmtpEnvelope, En
   for (const r of env.recipients) {
     const c = checkRecipient(r.address, 'bsmtp');
     if (!c.ok) return c;
+    if (!readsBack(r.address)) return { ok: false, issue: { code: 'bad-recipient', message: `recipient ${JSON.stringify(r.address.slice(0, 80))} ${NOT_READ_BACK}` } };
     for (const p of r.params) {
       const why = checkParam(p);
       if (why) return { ok: false, issue: { code: 'bad-bsmtp', message: why } };

@@ -6,7 +6,7 @@
 // both of its paths (async stdin and the synchronous one the real process uses), and
 // nothing is left in the spool.
 
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -46,7 +46,8 @@ const ways = [
 ] as const;
 
 function leftInSpool(): string[] {
-  return [...readdirSync(join(config.spool, 'out', 'hub')), ...readdirSync(join(config.spool, 'tmp'))];
+  const out = join(config.spool, 'out', 'hub');
+  return [...(existsSync(out) ? readdirSync(out) : []), ...readdirSync(join(config.spool, 'tmp'))];
 }
 
 describe('a null-sender message becomes a BSMTP job the far side can read, or is refused', () => {
@@ -85,6 +86,20 @@ describe('a null-sender message becomes a BSMTP job the far side can read, or is
       const read = readBsmtp(Buffer.concat(chunks));
       if (!read.ok) throw new Error(read.issue.message);
       expect(read.value.transactions[0]!.body.equals(normaliseBody(message))).toBe(true);
+    });
+  }
+
+  for (const [how, enqueue] of ways) {
+    it(`${how}: a recipient that would not read back from a BSMTP path (an unpaired quote, a source route): 64 5.1.3, nothing in the spool`, async () => {
+      for (const rcpt of ['a"b@example.org', '"a\\"@example.org', '@relay.example:u@example.org']) {
+        envelope.recipients = [rcpt];
+        try {
+          await expect(enqueue(Buffer.from('Subject: bounce\n\nx\n'))).rejects.toMatchObject({ code: 'bad-recipient' });
+        } finally {
+          envelope.recipients = ['postmaster@example.org'];
+        }
+        expect(leftInSpool()).toEqual([]);
+      }
     });
   }
 });

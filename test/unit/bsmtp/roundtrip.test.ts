@@ -11,6 +11,7 @@ import {
   type BsmtpEnvelope,
   type BsmtpEvent,
 } from '../../../lib/bsmtp/index.js';
+import { InputError } from '../../../lib/errors.js';
 
 /** bodies made of the pieces that matter, and arbitrary bytes */
 const piece = fc.oneof(
@@ -84,6 +85,34 @@ describe('BSMTP round trip (fast-check)', () => {
         });
       }),
       { numRuns: 500 },
+    );
+  });
+
+  // odd addresses, as an MTA may hand them over unquoted (Exim's $local_part is the
+  // dequoted form: RCPT TO:<"a\\"b"@x> gives a"b): quotes, backslashes, a source route
+  const odd = fc.oneof(
+    address,
+    fc.stringMatching(/^[A-Za-z0-9"\\@:., !-]{1,16}$/).filter((s) => !s.startsWith('-')),
+    fc.tuple(atom, atom).map(([l, d]) => `${l}"${l}@${d}`),
+    fc.tuple(atom, atom).map(([l, d]) => `"${l}\\"@${d}`),
+    fc.tuple(atom, atom).map(([l, d]) => `@${d}:${l}@${d}`),
+  );
+  test('an envelope the writer takes reads back unchanged; one it cannot is refused when written, never garbled', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.constant(''), odd), fc.array(odd, { minLength: 1, maxLength: 3 }), (sender, rcpts) => {
+        const env: BsmtpEnvelope = { sender, mailParams: [], recipients: rcpts.map((address) => ({ address, params: [] })) };
+        let stream: Buffer;
+        try {
+          stream = encodeBsmtp(env, Buffer.from('x\n'));
+        } catch (err) {
+          expect(err).toBeInstanceOf(InputError);
+          return;
+        }
+        const { events, messages } = readAll([stream]);
+        expect(events.filter((e) => e.type === 'error'), stream.toString()).toEqual([]);
+        expect(messages.map((m) => m.envelope)).toEqual([env]);
+      }),
+      { numRuns: 2000 },
     );
   });
 
