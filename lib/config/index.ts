@@ -438,6 +438,12 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   const host = t.string('host');
   if (host === '') t.fail('host', 'must not be empty');
   if (host !== undefined && /[\s/]/.test(host)) t.fail('host', `"${host}" is not a host name`);
+  if (host?.includes(':') && !/^[0-9a-f.]*:[0-9a-f.]*:[0-9a-f:.]*(%[\w.-]+)?$/i.test(host)) {
+    // a name holds no colon, an IPv6 address two or more: "hub:2222" would be looked up as a name
+    const port = /^(?:\[[^\]]*\]|[^:[\]]*):(\d+)$/.exec(host)?.[1];
+    const advice = port !== undefined ? `write the port as port = ${port}` : /^\[.*\]$/.test(host) ? 'write an IPv6 address without brackets' : 'a host name holds no colon';
+    t.fail('host', `"${host}" is not a host name or address: ${advice}`);
+  }
   const port = t.integer('port', 22, 1, 65535);
   const userText = t.string('user');
   if (userText !== undefined && (userText === '' || /\s/.test(userText))) t.fail('user', `"${userText}" is not a user name`);
