@@ -57,8 +57,9 @@ function isMailerDaemon(sender: string): boolean {
  * a control character or NUL; over LIMITS.maxAddressLength bytes; for BSMTP, `<` or `>`.
  * For rmail (a From_ line) also: the null sender, `<>` and `MAILER-DAEMON` (rmail
  * receivers cannot carry a null sender: send it as BSMTP `MAIL FROM:<>`), whitespace
- * (the sender is one word of the line), and a `!` at the start or end (sendmail's rmail
- * refuses the first and cannot split the second).
+ * (the sender is one word of the line), a `!` at the start or end (sendmail's rmail
+ * refuses the first and cannot split the second), and a last `!`-part `<>` (`a!<>`,
+ * which the receiver reads as the null sender).
  */
 export function checkSender(sender: string, job: AddressJob): Result<string, 'bad-sender'> {
   const fail = (why: string): Result<string, 'bad-sender'> => ({
@@ -75,6 +76,8 @@ export function checkSender(sender: string, job: AddressJob): Result<string, 'ba
   if (isMailerDaemon(sender)) return fail('stands for the null sender, which an rmail job cannot carry (use BSMTP)');
   if (sender.includes(' ')) return fail('contains a space, which a From_ line cannot carry');
   if (sender.startsWith('!') || sender.endsWith('!')) return fail('begins or ends with "!"');
+  // rmail reads the user after the last `!`; a user `<>` is the null sender to it
+  if (sender.endsWith('!<>')) return fail('ends in "!<>", which an rmail receiver reads as the null sender');
   return { ok: true, value: sender };
 }
 

@@ -307,6 +307,33 @@ describe('formatFromLine', () => {
   });
 });
 
+describe('formatFromLine takes only a sender that reads back as itself', () => {
+  test('property: any string the writer takes parses back to the same sender, on one line', () => {
+    // odd senders: every printable ASCII character but the space, `<>` and bang paths,
+    // UTF-8 and C1 controls and the other Unicode spaces (not what C's isspace() splits at)
+    const odd = fc.oneof(
+      fc.stringMatching(/^[!-~]{1,12}$/),
+      fc.array(fc.constantFrom('a', '!', '<>', '<', '>', '@', '"', '\\', 'MAILER-DAEMON', 'remote', 'from', '\u0085', '\u00a0', '\u2028', 'ü'), { minLength: 1, maxLength: 6 }).map((p) => p.join('')),
+    );
+    const site = fc.option(fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,8}$/), { nil: undefined });
+    fc.assert(
+      fc.property(odd, site, (s, remoteFrom) => {
+        let line: string;
+        try {
+          line = formatFromLine({ sender: s, date: new Date(0), ...(remoteFrom !== undefined ? { remoteFrom } : {}) });
+        } catch (err) {
+          expect(err).toBeInstanceOf(InputError);
+          return;
+        }
+        const e = parse(`${line}Subject: x\n`);
+        expect(e.sender, line).toBe(remoteFrom !== undefined ? `${remoteFrom}!${s}` : s);
+        expect(e.lines).toBe(1);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
 describe('leadingFromLines (what a message must lose before it follows our From_ line)', () => {
   test('From_ and >From_ lines at the start, any number of ">"', () => {
     const m = b(`From a@x  ${DATE}\n>From b@x ${DATE}\n>>From c\nSubject: s\n\nFrom d\n`);
