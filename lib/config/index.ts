@@ -310,6 +310,8 @@ function path(t: Table, k: string, base: string, def?: string): string | undefin
   const v = t.string(k) ?? def;
   if (v === undefined) return undefined;
   if (v === '') t.fail(k, 'must not be empty');
+  // no shell reads this file: "~/spool" would be a directory named ~ beside the file
+  if (v.startsWith('~')) t.fail(k, `"${v}": "~" is not expanded here: write the whole path, like "/home/mailbag/${v.replace(/^~[^/]*\/?/, '')}"`);
   return isAbsolute(v) ? v : resolve(base, v);
 }
 
