@@ -14,7 +14,7 @@ import type { Config } from '../config/types.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
-import { readState } from '../runner/state.js';
+import { readState, retryTimeCome } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 
 export const STATUS_USAGE = [
@@ -262,7 +262,9 @@ export function formatJobs(report: JobsReport, peer: string | undefined, now: nu
     else if (j.attempts > 0) parts.push(`${j.attempts} attempt${j.attempts === 1 ? '' : 's'}`);
     if (j.nextAttempt !== null) {
       const wait = Math.ceil((Date.parse(j.nextAttempt) - now) / 1000);
-      parts.push(wait > 0 ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt})`);
+      // further ahead than any backoff: set by a clock that has gone back since (run runs it)
+      const ahead = retryTimeCome(j.nextAttempt, new Date(now)) && wait > 0 ? ', set by a clock ahead of this one' : '';
+      parts.push(!retryTimeCome(j.nextAttempt, new Date(now)) ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt}${ahead})`);
     }
     if (j.lastError !== null) parts.push(`last error: ${j.lastError.replace(/[\r\n]+/g, ' ')}`);
     if (j.problem !== undefined) parts.push(`cannot read ${j.problem.replace(/[\r\n]+/g, ' ')}`);

@@ -24,7 +24,7 @@ import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '.
 import { faultPoint } from '../spool/fault.js';
 import { parseLock } from '../spool/lock.js';
 import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
-import { emptyState, endBatch, isBatchName, readState, removeState, startBatch, writeState, type RunState, type TxProgress } from './state.js';
+import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
 
@@ -33,17 +33,20 @@ export const BATCH = 32;
 
 /** Retry delays: 5 min, doubling, at most 4 h (uuxqt retries on its next run; we pace it). */
 export function backoffMs(attempts: number): number {
-  return Math.min(5 * 60_000 * 2 ** Math.max(0, attempts - 1), 4 * 3_600_000);
+  return Math.min(5 * 60_000 * 2 ** Math.max(0, attempts - 1), MAX_BACKOFF_MS);
 }
 
 /** Whether a notice the MTA deferred may be tried again at `now` (its backoff has passed). */
 export function noticeDue(state: RunState, now: Date): boolean {
-  return !state.noticeRetry || Date.parse(state.noticeRetry.nextAttempt) <= now.getTime();
+  return !state.noticeRetry || retryTimeCome(state.noticeRetry.nextAttempt, now);
 }
 
 /** Record that the MTA deferred a notice: the next try waits as a job's retry would. */
 function deferNotice(state: RunState, now: Date): NonNullable<RunState['noticeRetry']> {
   const r = state.noticeRetry ?? { since: fmt(now), attempts: 0, nextAttempt: fmt(now) };
+  // deferred "since" a time after now: the clock has gone back since; its lifetime counts
+  // from now, not from a time this clock has not reached (it would never be given up)
+  if (Date.parse(r.since) > now.getTime()) r.since = fmt(now);
   r.attempts++;
   r.nextAttempt = fmt(new Date(now.getTime() + backoffMs(r.attempts)));
   state.noticeRetry = r;
@@ -260,7 +263,7 @@ class JobRun {
     if (expired) {
       return this.fail(`not delivered within the queue lifetime (${Math.round(this.r.config.queueLifetimeMs / 3_600_000)} h)`, '4.4.7', txs, 'expired');
     }
-    if (!this.r.force && this.state.nextAttempt && Date.parse(this.state.nextAttempt) > now.getTime()) return 'skipped';
+    if (!this.r.force && !retryTimeCome(this.state.nextAttempt, now)) return 'skipped';
 
     // the batch journal (Runner.runPeer) already says this job is being handed over
     this.state.attempts++;

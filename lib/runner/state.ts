@@ -56,6 +56,20 @@ export interface RunState {
   } | undefined;
 }
 
+/** The longest retry delay (lib/runner backoffMs: 5 min, doubling, at most this). */
+export const MAX_BACKOFF_MS = 4 * 3_600_000;
+
+/**
+ * Whether a retry time (ISO) has come at `now`. One further ahead than the longest backoff
+ * was set by a clock that has gone back since (a wrong RTC corrected, an admin's date):
+ * due now, not when this clock catches up with it. Unreadable: due.
+ */
+export function retryTimeCome(at: string | undefined, now: Date): boolean {
+  if (at === undefined) return true;
+  const wait = Date.parse(at) - now.getTime();
+  return !(wait > 0) || wait > MAX_BACKOFF_MS;
+}
+
 export function emptyState(): RunState {
   return { attempts: 0, tx: {} };
 }
