@@ -52,7 +52,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (name === '--version' || name === '-V') {
     const { readFile } = await import('node:fs/promises');
-    const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const { packageRoot } = await import('../config/index.js');
+    // the package's root as the configuration finds it: lib/cli/ in the sources, dist/lib/cli/ built
+    const pkg = JSON.parse(await readFile(`${packageRoot()}/package.json`, 'utf8')) as { version: string };
     io.stdout.write(`mailbag ${pkg.version}\n`);
     return 0;
   }
