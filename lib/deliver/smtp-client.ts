@@ -18,6 +18,9 @@ export interface Reply {
   text: string;
 }
 
+/** How long a write may wait for the server to read (RFC 5321 §4.5.3.2.5: a data block, 3 minutes). */
+export const WRITE_TIMEOUT_MS = 180_000;
+
 /** Thrown when the connection fails or a reply is unreadable: the whole attempt is temporary. */
 export class SmtpLinkError extends Error {
   /** true when the message end was sent: the server may have taken it (the SMTP window) */
@@ -112,6 +115,8 @@ export interface SmtpSessionOptions {
   /** reply timeout for commands (default 120 s) and after the data (default 600 s) */
   commandTimeoutMs?: number;
   dataTimeoutMs?: number;
+  /** how long a write may wait for the server to take data (default 180 s, RFC 5321 §4.5.3.2.5) */
+  writeTimeoutMs?: number;
   /** what to call on close (kill a child, end a socket) */
   close?: () => void;
 }
@@ -185,12 +190,28 @@ export class SmtpSession {
   private async write(text: string | Buffer): Promise<void> {
     if (this.broken) throw this.broken;
     if (!this.output.write(text)) {
-      await Promise.race([
-        once(this.output, 'drain'),
-        once(this.output, 'close').then(() => {
-          throw new SmtpLinkError('connection closed while writing');
-        }),
-      ]);
+      // a server that stops reading but keeps the connection would hold the runner (and
+      // its peer's runner lock) for ever: no progress for the write timeout ends the attempt
+      const ms = this.o.writeTimeoutMs ?? WRITE_TIMEOUT_MS;
+      const ac = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          once(this.output, 'drain', { signal: ac.signal }),
+          once(this.output, 'close', { signal: ac.signal }).then(() => {
+            throw new SmtpLinkError('connection closed while writing');
+          }),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new SmtpLinkError(`the server took no data for ${ms / 1000} s (it stopped reading)`)), ms);
+          }),
+        ]);
+      } catch (e) {
+        if (e instanceof SmtpLinkError) this.broken ??= e;
+        throw e;
+      } finally {
+        clearTimeout(timer);
+        ac.abort();
+      }
     }
     if (this.broken) throw this.broken;
   }
