@@ -14,7 +14,7 @@ import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { becomeSpoolOwner, spoolOwnerSwitchArmed } from '../spool/owner.js';
-import { parseDuration, parseSize } from './units.js';
+import { formatDuration, parseDuration, parseSize } from './units.js';
 import type {
   Codec, Config, DeliveryConfig, DeliveryMethod, Endpoint, HostPort, LimitsConfig, LmtpConfig,
   MtaFlavour, PeerConfig, PeerTransport,
@@ -343,6 +343,13 @@ function validate(raw: Raw, file: string | undefined, base: string, root: string
   const spool = path(top, 'spool', base) ?? defaultSpool(root) ?? '';
   const queueLifetimeMs = top.duration('queue_lifetime', 5 * DAY);
   const ledgerRetentionMs = top.duration('ledger_retention', 14 * DAY);
+  if (ledgerRetentionMs < queueLifetimeMs) {
+    // a job is offered again (a lost acknowledgement, an MTA's LMTP retry) for as long as
+    // it lives: the ledger must remember it as long, or promise 2 has a hole
+    const given = top.raw.ledger_retention;
+    const what = typeof given === 'string' ? `"${given}"` : `${formatDuration(ledgerRetentionMs)} (the default)`;
+    top.fail('ledger_retention', `${what} is shorter than queue_lifetime (${formatDuration(queueLifetimeMs)}): a job offered again after a lost acknowledgement could be stored twice; make it at least as long`);
+  }
   const limits = validateLimits(top.table('limits'));
   const delivery = validateDelivery(top.table('delivery'), base);
   const peersTable = top.table('peers');
