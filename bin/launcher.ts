@@ -102,7 +102,10 @@ const CHECK_MARK = 'if (+process.versions.node.split(';
  * untested or failing on syntax with exit 1 (which it bounces). Plain ES5, so any node
  * parses it; the CommonJS loaders around it keep to ES2019 (node 10 and later parse them
  * whole, test/unit/launcher). In an ES module entry it runs after the static imports are
- * loaded, so bin/rmail.ts and bin/rsmtp.ts import their program with import() instead.
+ * loaded, so the ES entries (bin/mailbag.ts, mailbag-uux.ts, rmail.ts, rsmtp.ts) import
+ * their program with import() instead, keep to ES2019 and use neither import.meta nor a
+ * top-level await (a node before 12 ignores "type": "module" and reads them as scripts;
+ * the build empties tsc's `export {};` line for it).
  */
 export function versionCheck(o: LauncherOptions): string {
   if (!/^[\w-]+$/.test(o.program)) throw new Error(`launcher: not a program name: ${JSON.stringify(o.program)}`);

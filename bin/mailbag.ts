@@ -10,7 +10,12 @@
 // module loader for their code; everything else loads as usual.
 // The package's `mailbag` bin is dist/bin/mailbag.cjs (scripts/bundle-front-doors.mjs), a
 // CommonJS entry that routes the same way without the ES module loader's start-up.
-import { createRequire } from 'node:module';
+// Nothing is loaded before the version check the build puts first: no static import (an
+// ES module loads those before its first statement), no import.meta, no top-level await
+// and no syntax after ES2019 (a node before 12 reads this file as a script, one before 14
+// cannot parse ?.): an old node gets the check's line and 75, not a syntax error and exit
+// 1, which the MTA would bounce. The bundles are loaded with import() (relative to this
+// file, as createRequire(import.meta.url) did).
 
 /** The commands that run from a bundle, and its loader next to this file. */
 const BUNDLED: Record<string, string> = {
@@ -23,15 +28,14 @@ const BUNDLED: Record<string, string> = {
 /** The command word, past main.ts's leading `--config FILE` / `--config=FILE` options. */
 function commandName(argv: string[]): string | undefined {
   let i = 0;
-  while (argv[i] === '--config' || argv[i]?.startsWith('--config=')) i += argv[i] === '--config' ? 2 : 1;
+  while (argv[i] === '--config' || (argv[i] !== undefined && argv[i]!.startsWith('--config='))) i += argv[i] === '--config' ? 2 : 1;
   return argv[i];
 }
 
 const command = commandName(process.argv.slice(2));
-if (command !== undefined && Object.hasOwn(BUNDLED, command)) {
-  createRequire(import.meta.url)(BUNDLED[command]!);
+const bundle = command !== undefined && Object.prototype.hasOwnProperty.call(BUNDLED, command) ? BUNDLED[command] : undefined;
+if (bundle !== undefined) {
+  void import(bundle);
 } else {
-  const { runAsProcess } = await import('../lib/cli/run.js');
-  const { main } = await import('../lib/cli/main.js');
-  await runAsProcess(main, 'mailbag');
+  void Promise.all([import('../lib/cli/run.js'), import('../lib/cli/main.js')]).then(([{ runAsProcess }, { main }]) => runAsProcess(main, 'mailbag'));
 }

@@ -82,7 +82,13 @@ const launcher = (program) => `${launcherLines({ program, buildNode })}'use stri
  */
 for (const [file, program] of [['mailbag.js', 'mailbag'], ['mailbag-uux.js', 'mailbag-uux'], ['rmail.js', 'rmail'], ['rsmtp.js', 'rsmtp']]) {
   const path = join(binDir, file);
-  const { text, added } = withLauncher(readFileSync(path, 'utf8'), { program, buildNode });
+  const launched = withLauncher(readFileSync(path, 'utf8'), { program, buildNode });
+  // tsc ends an entry that neither imports nor exports statically with `export {};`, which
+  // a node before 12 (reading the file as a script: it ignores "type": "module") cannot
+  // parse, so it would fail with exit 1 before the version check. An ES module it stays
+  // (the package type says so); the line is emptied, so the source map still fits.
+  const text = launched.text.replace(/^export \{\};$/m, '');
+  const { added } = launched;
   if (added > 0 && existsSync(`${path}.map`)) {
     const map = JSON.parse(readFileSync(`${path}.map`, 'utf8'));
     map.mappings = ';'.repeat(added) + map.mappings;
