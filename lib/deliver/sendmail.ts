@@ -48,6 +48,8 @@ export interface ChildOutcome {
   output: string;
   /** spawn failed (ENOENT, EACCES…) */
   spawnError?: Error;
+  /** killed by us: still running at the time limit (ms) */
+  timedOutMs?: number;
 }
 
 /**
@@ -93,7 +95,11 @@ export function runChild(program: string, argv: string[], input: Readable | Buff
       return;
     }
     let settled = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     child.on('error', (err) => {
@@ -108,7 +114,7 @@ export function runChild(program: string, argv: string[], input: Readable | Buff
       settled = true;
       clearTimeout(timer);
       if (input && !Buffer.isBuffer(input)) input.destroy();
-      resolve({ code, signal, output });
+      resolve(timedOut && signal === 'SIGKILL' ? { code, signal, output, timedOutMs: timeoutMs } : { code, signal, output });
     });
     // the child may exit before reading everything: its exit status tells what happened
     child.stdin.on('error', () => undefined);
@@ -134,7 +140,10 @@ export function classifyExit(o: ChildOutcome, what: string): { kind: RecipientRe
   if (o.spawnError) {
     return { kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; cannot run ${what}: ${o.spawnError.message}` };
   }
-  if (o.signal) return { kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; ${what} killed by ${o.signal}` };
+  if (o.signal) {
+    const limit = o.timedOutMs !== undefined ? `: still running after the ${o.timedOutMs / 1000} s time limit` : '';
+    return { kind: 'temporary', status: '4.3.0', diagnostic: `x-unix; ${what} killed by ${o.signal}${limit}` };
+  }
   if (o.code === 0) return { kind: 'accepted', status: '2.0.0', diagnostic: `x-unix; ${what} exited 0` };
   const diag = `x-unix; ${what} exited ${o.code}${text ? `: ${text}` : ''}`;
   if (o.code === 75 || o.code === 74 || o.code === 71) {

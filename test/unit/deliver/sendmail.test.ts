@@ -117,3 +117,14 @@ describe('runChild and a command that leaves a process behind', () => {
     }
   }, 60_000);
 });
+
+describe('runChild and a command that hangs', () => {
+  it('is killed at the time limit, and its diagnostic says so (temporary), not a bare "killed by SIGKILL" an admin reads as the OOM killer', async () => {
+    const { runChild } = await import('../../../lib/deliver/sendmail.js');
+    const out = await runChild('/bin/sleep', ['30'], undefined, process.env, 300);
+    expect(out).toMatchObject({ code: null, signal: 'SIGKILL' });
+    expect(classifyExit(out, 'sendmail')).toEqual({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-unix; sendmail killed by SIGKILL: still running after the 0.3 s time limit' });
+    // a signal from elsewhere is said as it was
+    expect(classifyExit({ code: null, signal: 'SIGTERM', output: '' }, 'sendmail')).toEqual({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-unix; sendmail killed by SIGTERM' });
+  }, 10_000);
+});
