@@ -15,6 +15,21 @@ export interface CliIo {
 }
 
 /**
+ * process.cwd(), or where it was when it has been removed (process.cwd() throws ENOENT
+ * then): $PWD when absolute, else /. Never a throw: processIo() runs before anything
+ * catches, and node's own exit 1 would make an MTA bounce the mail. An absolute path
+ * resolves as usual; a relative one names a file that is not there, and says so.
+ */
+function currentDirectory(): string {
+  try {
+    return process.cwd();
+  } catch {
+    const pwd = process.env.PWD;
+    return pwd !== undefined && pwd.startsWith('/') ? pwd : '/';
+  }
+}
+
+/**
  * The io of the command this process runs (lib/cli/run.ts's runAsProcess). Being the
  * process also arms lib/spool/owner.ts: started as root on a spool that belongs to
  * another user, the command becomes that user when it loads its configuration (a line
@@ -35,7 +50,7 @@ export function processIo(): CliIo {
       return process.stderr;
     },
     env: process.env,
-    cwd: process.cwd(),
+    cwd: currentDirectory(),
     get isTTY() {
       return Boolean(process.stderr.isTTY);
     },
