@@ -123,11 +123,11 @@ async function refuseForeign(base: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    throw new MailbagError('usage', `--dir ${base} ${code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${String(code ?? err)})`}: name an empty or new directory (${USAGE})`, { cause: err });
+    throw new MailbagError('usage', `${base} ${code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${String(code ?? err)})`}: name an empty or new directory with --dir (${USAGE})`, { cause: err });
   }
   const foreign = names.filter((n) => !DEMO_NAMES.has(n)).sort();
   if (foreign.length > 0) {
-    throw new MailbagError('usage', `--dir ${base} holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}, which the demo did not make: name an empty or new directory (${USAGE})`);
+    throw new MailbagError('usage', `${base} holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}, which the demo did not make (it removes its directory and makes it again): name an empty or new directory with --dir (${USAGE})`);
   }
 }
 

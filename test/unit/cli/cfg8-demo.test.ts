@@ -42,7 +42,7 @@ describe('mailbag demo --dir', () => {
     const e = await refusal(['--dir', spool, '--down', '0', '--up', '0'], dir);
     expect(e.code).toBe('usage');
     expect(e.exitCode).toBe(75);
-    expect(e.message).toBe(`--dir ${spool} holds out, which the demo did not make: name an empty or new directory (usage: mailbag demo [--down N] [--up N] [--dir DIR])`);
+    expect(e.message).toBe(`${spool} holds out, which the demo did not make (it removes its directory and makes it again): name an empty or new directory with --dir (usage: mailbag demo [--down N] [--up N] [--dir DIR])`);
     expect(readFileSync(join(spool, 'out', 'hub', 'job'), 'utf8')).toBe('queued mail');
   });
 
@@ -50,7 +50,7 @@ describe('mailbag demo --dir', () => {
     const f = join(dir, 'notes.txt');
     writeFileSync(f, 'mine');
     const e = await refusal(['--dir', f, '--down', '0', '--up', '0'], dir);
-    expect(e.message).toMatch(/^--dir \S+notes\.txt is not a directory: /);
+    expect(e.message).toMatch(/^\S+notes\.txt is not a directory: /);
     expect(readFileSync(f, 'utf8')).toBe('mine');
   });
 
