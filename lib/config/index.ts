@@ -6,7 +6,7 @@
 // In a command run as its own process, started as root on a spool another user owns,
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,6 +112,15 @@ export function defaultConfig(root: string = packageRoot()): Config {
   return validate({}, undefined, root, root);
 }
 
+/** What `file` links to when it is a symbolic link; undefined when it is none or not there. */
+function linkTarget(file: string): string | undefined {
+  try {
+    return readlinkSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Why a configuration file could not be read, in words, for the errno codes an admin meets. */
 const READ_ERRORS: Record<string, string> = {
   ENOENT: 'no such file',
@@ -126,6 +135,9 @@ function readConfigFile(file: string, required: boolean): string | undefined {
     return readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    // a link whose target is missing (a file system not mounted) is there: not "no file"
+    const target = code === 'ENOENT' ? linkTarget(file) : undefined;
+    if (target !== undefined) throw new ConfigError(`cannot read the configuration file: it is a symbolic link to ${target}, which does not exist`, { file, cause: err });
     if (!required && code === 'ENOENT') return undefined;
     const why = Object.hasOwn(READ_ERRORS, code ?? '') ? READ_ERRORS[code!]! : String(code ?? err);
     throw new ConfigError(`cannot read the configuration file: ${why}`, { file, cause: err });

@@ -1,6 +1,6 @@
 // The configuration file an admin names that cannot be read: one line that says why in
 // words, and never the current directory read in its place.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,5 +34,29 @@ describe('the file named', () => {
     const f = join(dir, 'plain');
     writeFileSync(f, 'x');
     expect(() => loadConfig({ path: join(f, 'mailbag.toml'), env: {} })).toThrow(`${join(f, 'mailbag.toml')}: cannot read the configuration file: a part of the path is not a directory`);
+  });
+});
+
+describe('the system file as a dangling symbolic link', () => {
+  // /etc/mailbag/mailbag.toml -> /srv/conf/mailbag.toml with /srv not mounted (or the
+  // target misspelt) was read as "no file": the built-in defaults, no peers, and for an
+  // installed package "spool: not set … set spool in /etc/mailbag/mailbag.toml"
+  it('is an error that names the link and its target, not the built-in defaults', () => {
+    const link = join(dir, 'system-link.toml');
+    const target = join(dir, 'not-mounted', 'mailbag.toml');
+    symlinkSync(target, link);
+    let caught: unknown;
+    try {
+      loadConfig({ env: {}, systemFile: link });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).message).toBe(`${link}: cannot read the configuration file: it is a symbolic link to ${target}, which does not exist`);
+    expect((caught as ConfigError).exitCode).toBe(75);
+  });
+
+  it('a system file that is not there at all still means the built-in defaults', () => {
+    expect(loadConfig({ env: {}, systemFile: join(dir, 'no-such-dir', 'mailbag.toml') }).file).toBeUndefined();
   });
 });
