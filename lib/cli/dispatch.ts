@@ -5,7 +5,7 @@
 import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { leftovers } from '../session/idle-recovery.js';
-import { dispatchPeers, expireQueued, jobsWaiting, runReceivedJobs, traceTime } from '../session/index.js';
+import { dispatchPeers, expireQueued, jobsWaiting, peersToExpire, runReceivedJobs, traceTime } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
@@ -32,7 +32,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // said on stderr, and the exit status)
   const expired = new Set<string>();
   let firstError: MailbagError | undefined;
-  for (const peer of Object.keys(cfg.peers).sort()) {
+  // (also a peer removed from the configuration while jobs for it wait in out/)
+  for (const peer of await peersToExpire(cfg)) {
     let ids: string[];
     try {
       ids = (await expireQueued(cfg, peer, { log: spoolLog })) ?? [];

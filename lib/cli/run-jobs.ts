@@ -8,7 +8,7 @@
 import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { runJobs } from '../runner/runner.js';
-import { expireQueued } from '../session/index.js';
+import { expireQueued, peersToExpire } from '../session/index.js';
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 
@@ -55,7 +55,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const failures: MailbagError[] = [];
   // informational lines (a junk lock file taken over among them) go to stdout, none for --quiet
   const log = quiet ? (): void => undefined : (line: string): void => void io.stdout.write(`${line}\n`);
-  for (const peer of peers.length > 0 ? peers : Object.keys(config.peers).sort()) {
+  // (without --peer also a peer removed from the configuration while jobs for it wait)
+  for (const peer of peers.length > 0 ? peers : await peersToExpire(config)) {
     try {
       for (const id of (await expireQueued(config, peer, { log })) ?? []) if (!quiet) io.stdout.write(`${peer}/${id}: failed: not delivered within the queue lifetime\n`);
     } catch (err) {

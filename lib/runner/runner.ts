@@ -563,6 +563,56 @@ export class Runner {
   }
 
   /**
+   * A peer not in the configuration (removed while jobs for it wait): there is no whitelist
+   * to run its received jobs by, so they wait, said at every run; one older than
+   * queue_lifetime fails for good (4.4.7) with its notice, as a configured peer's would,
+   * and the notices its failed jobs owe (an expired outgoing job) are sent. Under its
+   * runner lock; a runner holding that lock does the same.
+   */
+  async unknownPeer(peer: string, summary: RunSummary): Promise<void> {
+    const refs = await this.spool.listJobs('in', peer);
+    let lock;
+    try {
+      lock = await this.spool.lock(`runner.${peer}`, { log: this.log });
+    } catch (err) {
+      const e = asMailbagError(err);
+      if (e.code !== 'locked' || !(await this.lockHeld(`runner.${peer}`))) throw e;
+      summary.skipped += refs.length;
+      return;
+    }
+    const d = this.newDeliverer();
+    try {
+      await this.pendingNotices(d, peer);
+      const hours = Math.round(this.config.queueLifetimeMs / 3_600_000);
+      let left = 0;
+      for (const ref of refs) {
+        let job: OpenJob;
+        try {
+          job = await this.spool.readJob(ref);
+        } catch {
+          left++;
+          continue;
+        }
+        const state = (await readState(this.spool, peer, ref.id).catch(() => undefined)) ?? emptyState();
+        const from = Math.max(Date.parse(job.header.created), state.retriedAt ? Date.parse(state.retriedAt) : 0);
+        if (!(this.now().getTime() - from > this.config.queueLifetimeMs)) {
+          left++;
+          continue;
+        }
+        await new JobRun(this, job, state, d).fail(`not delivered within the queue lifetime (${hours} h): ${peer} is not a configured peer`, '4.4.7', undefined, 'expired');
+        summary.failed++;
+      }
+      if (left > 0) {
+        this.log(`${peer}: not a configured peer; ${left} inbound job(s) left alone, each fails once older than queue_lifetime (${hours} h)`);
+        summary.skipped += left;
+      }
+    } finally {
+      await d.close();
+      await lock.release();
+    }
+  }
+
+  /**
    * Run every due job of one peer with bounded concurrency, under the peer's runner lock.
    * A killed session's last steps (S4, S7) are finished under that lock first, so the
    * jobs they move in are run by the same runner. A runner that finds the lock taken
@@ -764,16 +814,13 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
     peers = [...found];
   }
   for (const peer of peers) {
-    if (!o.config.peers[peer]) {
-      // jobs of a peer this configuration does not know stay where they are
-      runner.log(`${peer}: not a configured peer; its inbound jobs are left alone`);
-      summary.skipped += (await spool.listJobs('in', peer)).length;
-      continue;
-    }
     // one peer whose runner fails (a runner lock file that is not a lock, a queue it
     // cannot read) stops no other peer's delivery: said after, as a failure of the run
     try {
-      await runner.runPeer(peer, summary, unfinished);
+      // jobs of a peer this configuration does not know (removed from it) are not run, and
+      // fail once older than queue_lifetime, with their notices
+      if (!Object.hasOwn(o.config.peers, peer)) await runner.unknownPeer(peer, summary);
+      else await runner.runPeer(peer, summary, unfinished);
     } catch (err) {
       const cause = asMailbagError(err);
       const error = new MailbagError(cause.temporary ? cause.code : 'internal', `${peer}: the received jobs wait in in/${peer}/ for the next mailbag run: ${cause.message}`, { cause });

@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, ConfigError, MailbagError, SessionError, SpoolError } from '../errors.js';
-import { isJobId } from '../job/header.js';
+import { isJobId, isName } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
 import type { RunSummary } from '../runner/runner.js';
@@ -267,6 +267,16 @@ export async function expireQueued(config: Config, peer: string, o: { spool?: Sp
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The peers whose old outgoing jobs are expired: every configured one, and any the
+ * configuration no longer has that still has a directory in out/ (removed while jobs for
+ * it were queued: they would never be sent, nor ever fail).
+ */
+export async function peersToExpire(config: Config): Promise<string[]> {
+  const gone = (await readdir(join(config.spool, 'out')).catch(() => [] as string[])).filter((n) => isName(n) && !Object.hasOwn(config.peers, n));
+  return [...Object.keys(config.peers), ...gone].sort();
 }
 
 export interface DispatchEntry {
