@@ -19,6 +19,9 @@ const SECTIONS: Record<string, { heading: RegExp; open: string }> = {
   'peers.NAME': { heading: /^### `\[peers\.NAME\]`/, open: '[peers.hub]\n' },
 };
 
+/** The docs' type cells, by `section|key`. */
+const types: Record<string, string> = {};
+
 /** The docs' table rows of each section: key → its default cell. */
 function documented(): Record<string, Map<string, string>> {
   const out: Record<string, Map<string, string>> = {};
@@ -29,8 +32,11 @@ function documented(): Record<string, Map<string, string>> {
       if (section !== undefined) out[section] = new Map();
       continue;
     }
-    const row = /^\| `([a-z_]+)` \| [^|]+ \| (.*?) \| .* \|$/.exec(line);
-    if (row && section !== undefined) out[section]!.set(row[1]!, row[2]!);
+    const row = /^\| `([a-z_]+)` \| ([^|]+) \| (.*?) \| .* \|$/.exec(line);
+    if (row && section !== undefined) {
+      out[section]!.set(row[1]!, row[3]!);
+      types[`${section}|${row[1]!}`] = row[2]!;
+    }
   }
   return out;
 }
@@ -96,5 +102,31 @@ describe('docs/configuration.md and the example against the code', () => {
       }
     }
     expect(checked).toBeGreaterThan(25);
+  });
+
+  it('every range the docs give ("integer 1–256", "size, at most 256G", "duration, at most "24d"") is the code\'s', () => {
+    let checked = 0;
+    for (const [where, type] of Object.entries(types)) {
+      const [section, key] = where.split('|') as [string, string];
+      const open = `site = "home"\n${SECTIONS[section]!.open}`;
+      const load = (value: string): unknown => parseConfig(`${open}${key} = ${value}\n`, '/etc/m/m.toml');
+      const refused = (value: string): void => expect(() => load(value), `${where} = ${value}`).toThrow(`: ${section === '' ? '' : `${section.replace('NAME', 'hub')}.`}${key}: `);
+      const int = /^integer (\d+)–(\d+)$/.exec(type);
+      const most = /at most `?"?(\d+)([KMGTdhms]?)"?`?$/.exec(type);
+      if (int) {
+        const [min, max] = [Number(int[1]), Number(int[2])];
+        expect(() => load(String(min))).not.toThrow();
+        expect(() => load(String(max))).not.toThrow();
+        refused(String(min - 1));
+        refused(String(max + 1));
+      } else if (most) {
+        const value = `${most[1]}${most[2]}`;
+        const over = `${Number(most[1]) + 1}${most[2]}`;
+        expect(() => load(`"${value}"`), `${where} = "${value}"`).not.toThrow();
+        refused(`"${over}"`);
+      } else continue;
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(11);
   });
 });
