@@ -543,8 +543,12 @@ export class Runner {
   }
 
   /**
-   * A record whose job is in neither in/ nor failed/ belongs to a job that was done
-   * (removed) just before a crash: the record goes too.
+   * A record whose job is in none of in/, out/ and failed/ belongs to a job that was done
+   * (removed) just before a crash, or sent: the record goes too. One in out/ is kept: an
+   * outgoing job `mailbag retry` put back, whose lifetime counts from its `retriedAt`
+   * (without it the next expiry failed the job again at once). out/ is listed before
+   * failed/: a session or expiry moving a job from out/ to failed/ (its record written
+   * first) meanwhile is seen in one of them.
    */
   private async removeOrphanRecords(peer: string): Promise<void> {
     let names: string[];
@@ -553,7 +557,8 @@ export class Runner {
     } catch {
       return;
     }
-    const live = new Set([...(await this.spool.listJobs('in', peer)), ...(await this.spool.listJobs('failed', peer))].map((r) => r.id));
+    const live = new Set<string>();
+    for (const q of ['in', 'out', 'failed'] as const) for (const r of await this.spool.listJobs(q, peer)) live.add(r.id);
     for (const id of names) {
       if (isJobId(id) && !live.has(id)) await removeState(this.spool, peer, id);
       // we hold the peer's runner lock: a journal here is a dead runner's; its jobs

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { main as retryMain } from '../../../lib/cli/retry.js';
+import { main as runMain } from '../../../lib/cli/run-jobs.js';
 import { newJobId } from '../../../lib/job/index.js';
 import { findFailed, retryFailed } from '../../../lib/runner/failed.js';
 import { readState } from '../../../lib/runner/state.js';
@@ -67,4 +68,26 @@ it('a runner of the peer at work for longer than the wait: not put back, exit 75
   // once the runner is done, it goes back
   expect((await cliCommand(retryMain, site, [`hub/${id}`])).code).toBe(0);
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
+});
+
+it('an expired outgoing job put back stays queued for a new queue_lifetime across mailbag runs while the peer stays unreachable (before: the second run failed it again)', async () => {
+  site = await makeSite();
+  const made = Date.now() - 6 * 86_400_000;
+  const id = newJobId(made);
+  await site.spool.writeJob('out', 'hub', { id, from: 'home', to: 'hub', created: new Date(made).toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'a@x.example', recipients: ['r@y.example'] }, Buffer.from(RMAIL_PAYLOAD));
+  expect(await expireQueued(site.config, 'hub', { spool: site.spool })).toEqual([id]);
+  // its notice goes out with the first run
+  expect((await cliCommand(runMain, site, ['--quiet'])).out).toBe('run: 0 done, 0 to retry, 0 failed, 0 skipped\n');
+  expect(site.sendmailCalls()).toHaveLength(1);
+  expect((await cliCommand(retryMain, site, [`hub/${id}`])).code).toBe(0);
+  // cron runs mailbag run every few minutes; hub cannot be reached meanwhile
+  for (let i = 0; i < 3; i++) {
+    const r = await cliCommand(runMain, site, []);
+    expect(r.out).not.toContain('failed: not delivered within the queue lifetime');
+  }
+  expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
+  expect(await site.spool.listJobs('failed', 'hub')).toEqual([]);
+  expect((await readState(site.spool, 'hub', id))?.retriedAt).toBeDefined();
+  // no second notice
+  expect(site.sendmailCalls()).toHaveLength(1);
 });
