@@ -43,12 +43,15 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
   const out: FailedJob[] = [];
   for (const p of peers) {
     for (const ref of await spool.listJobs('failed', p)) {
-      const state = await readState(spool, p, ref.id).catch(() => undefined);
+      // a record that does not read (cut short, another version) is said as the reason:
+      // it holds the reason and whether the sender was told
+      let recordProblem: string | undefined;
+      const state = await readState(spool, p, ref.id).catch((err: unknown) => void (recordProblem = (err as Error).message));
       let header;
       try {
         header = (await spool.readJob(ref)).header;
       } catch (err) {
-        out.push({ peer: p, id: ref.id, created: '', command: '?', sender: '', recipients: [], reason: state?.failed?.reason ?? (err as Error).message, failedAt: state?.failed?.at, ...noticeFields(state) });
+        out.push({ peer: p, id: ref.id, created: '', command: '?', sender: '', recipients: [], reason: recordProblem ?? state?.failed?.reason ?? (err as Error).message, failedAt: state?.failed?.at, ...noticeFields(state) });
         continue;
       }
       out.push({
@@ -58,7 +61,7 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
         command: header.command,
         sender: header.sender,
         recipients: header.recipients.length > 0 ? header.recipients : header.args,
-        reason: state?.failed?.reason ?? 'no reason recorded',
+        reason: recordProblem ?? state?.failed?.reason ?? 'no reason recorded',
         failedAt: state?.failed?.at,
         ...noticeFields(state),
       });
