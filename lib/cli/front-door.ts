@@ -182,18 +182,22 @@ function planMessage(config: Config, peer: string, recipients: readonly string[]
     throw new MailbagError('usage', 'no sender: give -a SENDER, or a From_ line on stdin');
   }
   const nullSender = isNullSender(sender);
-  if (!nullSender) {
-    const checked = checkSender(sender, 'rmail');
-    if (!checked.ok) throw new InputError('bad-sender', checked.issue.message);
-  }
-  checkRecipients(config, recipients, nullSender ? 'bsmtp' : 'rmail');
-  if (!nullSender) {
+  // rmail cannot carry the null sender (formats checklist 3), nor a sender with a space
+  // (`"john smith"@x`) or a `!` at either end, nor a recipient with a space (checklist
+  // 6): BSMTP (`MAIL FROM:<>`, `RCPT TO:<"jane doe"@x>`) carries them
+  // (what neither can carry is refused below with BSMTP's reason, the wider of the two)
+  const rmail = !nullSender && checkSender(sender, 'rmail').ok && recipients.every((r) => checkRecipient(r, 'rmail').ok);
+  if (rmail) {
+    checkRecipients(config, recipients, 'rmail');
     const header = newHeader(config, peer, now, { command: 'rmail', args: [...recipients], sender, recipients: [...recipients] });
     return { header, head: Buffer.from(formatFromLine({ sender, date: now })), bsmtp: false };
   }
-  // rmail cannot carry the null sender (formats checklist 3): BSMTP `MAIL FROM:<>`
-  const head = Buffer.from(formatBsmtpEnvelope({ sender: '', recipients: [...recipients] }));
-  const header = newHeader(config, peer, now, { command: 'rsmtp', args: [], sender: '', recipients: [...recipients] });
+  const bsmtpSender = nullSender ? '' : sender;
+  const checked = checkSender(bsmtpSender, 'bsmtp');
+  if (!checked.ok) throw new InputError('bad-sender', checked.issue.message);
+  checkRecipients(config, recipients, 'bsmtp');
+  const head = Buffer.from(formatBsmtpEnvelope({ sender: bsmtpSender, recipients: [...recipients] }));
+  const header = newHeader(config, peer, now, { command: 'rsmtp', args: [], sender: bsmtpSender, recipients: [...recipients] });
   return { header, head, bsmtp: true };
 }
 
