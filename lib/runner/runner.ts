@@ -716,10 +716,11 @@ export class Runner {
   private async runRefs(peer: string, refs: JobRef[], summary: RunSummary, pass: PassState): Promise<void> {
     const width = Math.max(1, Math.min(this.config.delivery.concurrency, refs.length || 1));
     let next = 0;
+    let stop = false;
     const worker = async (): Promise<void> => {
       const d = this.newDeliverer();
       try {
-        while (next < refs.length) {
+        while (next < refs.length && !stop) {
           // a batch: one journal commit before, one directory fsync after
           const size = Math.max(1, Math.min(BATCH, Math.ceil((refs.length - next) / width)));
           const batch = refs.slice(next, next + size);
@@ -752,7 +753,15 @@ export class Runner {
         await d.close();
       }
     };
-    await Promise.all(Array.from({ length: width }, worker));
+    // a worker that fails (our own spool: a journal that cannot be written) stops the others
+    // taking new batches, and the pass ends only when each has finished its batch: never
+    // while one still hands jobs to the MTA, since the caller then lets go of the runner lock
+    const outcomes = await Promise.allSettled(Array.from({ length: width }, () => worker().catch((err: unknown) => {
+      stop = true;
+      throw err;
+    })));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 
