@@ -7,7 +7,7 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
-import { readdir, readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
@@ -107,6 +107,17 @@ export function resolveAction(peer: PeerConfig | undefined, command: string): { 
 /** argv of an admin action: the configured words, then `--` and the job's arguments. */
 export function actionArgv(argv: string[], args: string[]): string[] {
   return args.length > 0 ? [...argv.slice(1), '--', ...args] : argv.slice(1);
+}
+
+/**
+ * When a received job's queue lifetime began (ms): its creation, or its last `mailbag
+ * retry`. Made "in the future" by a peer whose clock is ahead, it counts from its arrival
+ * here (the file's mtime, by our clock), or it would be retried until that time came.
+ */
+async function lifetimeFrom(job: OpenJob, state: RunState, now: Date): Promise<number> {
+  let made = Date.parse(job.header.created);
+  if (made > now.getTime()) made = Math.min(made, await stat(job.ref.path).then((st) => st.mtimeMs, () => made));
+  return Math.max(made, state.retriedAt ? Date.parse(state.retriedAt) : 0);
 }
 
 function fmt(d: Date): string {
@@ -236,7 +247,7 @@ class JobRun {
   async run(): Promise<'done' | 'retry' | 'failed' | 'skipped'> {
     const now = this.r.now();
     const peerConfig = this.r.config.peers[this.peer];
-    const age = now.getTime() - Math.max(Date.parse(this.header.created), this.state.retriedAt ? Date.parse(this.state.retriedAt) : 0);
+    const age = now.getTime() - (await lifetimeFrom(this.job, this.state, now));
     const expired = age > this.r.config.queueLifetimeMs;
     const action = resolveAction(peerConfig, this.header.command);
 
@@ -599,8 +610,8 @@ export class Runner {
           continue;
         }
         const state = (await readState(this.spool, peer, ref.id).catch(() => undefined)) ?? emptyState();
-        const from = Math.max(Date.parse(job.header.created), state.retriedAt ? Date.parse(state.retriedAt) : 0);
-        if (!(this.now().getTime() - from > this.config.queueLifetimeMs)) {
+        const now = this.now();
+        if (!(now.getTime() - (await lifetimeFrom(job, state, now)) > this.config.queueLifetimeMs)) {
           left++;
           continue;
         }

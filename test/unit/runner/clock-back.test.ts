@@ -4,6 +4,7 @@
 // job (or notice) is due now, not months later (before: skipped, silently, until the clock
 // caught up with it; `mailbag status` said "next attempt in 200d").
 
+import { utimesSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main as statusMain } from '../../../lib/cli/status.js';
 import { backoffMs, runJobs } from '../../../lib/runner/runner.js';
@@ -68,5 +69,21 @@ describe('the clock set back', () => {
     });
     await runJobs({ config: site.config, spool: site.spool, env: site.env, now: () => new Date(now) });
     expect((await readState(site.spool, 'hub', id))?.noticeRetry).toEqual({ since: new Date(now).toISOString(), attempts: 2, nextAttempt: new Date(now + backoffMs(2)).toISOString() });
+  });
+
+  it('a job made "in the future" by a peer whose clock is ahead still ends: its lifetime counts from its arrival here (before: retried every 4 h until that time came)', async () => {
+    site = await makeSite({ exits: '75' });
+    const now = Date.now();
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'], created: new Date(now + 10 * 365 * DAY).toISOString() }, RMAIL_PAYLOAD);
+    // it arrived 6 days ago (by our clock), and the MTA has deferred it since
+    const file = site.spool.ref('in', 'hub', id).path;
+    utimesSync(file, new Date(now - 6 * DAY), new Date(now - 6 * DAY));
+    const summary = await runJobs({ config: site.config, spool: site.spool, env: site.env, now: () => new Date(now) });
+    expect(summary).toEqual({ done: 0, retry: 0, failed: 1, skipped: 0 });
+    expect((await readState(site.spool, 'hub', id))?.failed).toMatchObject({ status: '4.4.7' });
+    // one that arrived a day ago waits
+    const young = await site.receive({ command: 'rmail', args: ['q@y.example'], created: new Date(now + 10 * 365 * DAY).toISOString() }, RMAIL_PAYLOAD);
+    utimesSync(site.spool.ref('in', 'hub', young).path, new Date(now - DAY), new Date(now - DAY));
+    expect(await runJobs({ config: site.config, spool: site.spool, env: site.env, now: () => new Date(now) })).toEqual({ done: 0, retry: 1, failed: 0, skipped: 0 });
   });
 });
