@@ -12,5 +12,16 @@
 // before an ES module's first statement) nor through import.meta (a node before 12 reads
 // this file as a script, where import.meta is a syntax error): an old node gets the
 // check's line and 75, not a syntax error and exit 1, which the MTA would bounce.
+
+/**
+ * The program could not be loaded (a package half replaced by an upgrade, a rebuild in
+ * place under way, a file lost): a condition of this host, so 75 and one line (the MTA
+ * keeps the mail, uuxqt the job), not node's exit 1. test/unit/launcher/partial-install.
+ */
+function cannotStart(err: unknown): void {
+  process.stderr.write(`4.3.0 mailbag-uux: cannot start: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`);
+  process.exit(75);
+}
+
 const loader = './mailbag-uux.cjs';
-void import(loader);
+import(loader).catch(cannotStart);

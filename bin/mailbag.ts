@@ -32,10 +32,20 @@ function commandName(argv: string[]): string | undefined {
   return argv[i];
 }
 
+/**
+ * The program could not be loaded (a package half replaced by an upgrade, a rebuild in
+ * place under way, a file lost): a condition of this host, so 75 and one line (the MTA
+ * keeps the mail, uuxqt the job), not node's exit 1. test/unit/launcher/partial-install.
+ */
+function cannotStart(err: unknown): void {
+  process.stderr.write(`4.3.0 mailbag: cannot start: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`);
+  process.exit(75);
+}
+
 const command = commandName(process.argv.slice(2));
 const bundle = command !== undefined && Object.prototype.hasOwnProperty.call(BUNDLED, command) ? BUNDLED[command] : undefined;
 if (bundle !== undefined) {
-  void import(bundle);
+  import(bundle).catch(cannotStart);
 } else {
-  void Promise.all([import('../lib/cli/run.js'), import('../lib/cli/main.js')]).then(([{ runAsProcess }, { main }]) => runAsProcess(main, 'mailbag'));
+  void Promise.all([import('../lib/cli/run.js'), import('../lib/cli/main.js')]).then(([{ runAsProcess }, { main }]) => runAsProcess(main, 'mailbag'), cannotStart);
 }
