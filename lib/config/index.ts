@@ -327,6 +327,18 @@ function path(t: Table, k: string, base: string, def?: string): string | undefin
   return isAbsolute(v) ? v : resolve(base, v);
 }
 
+/**
+ * A unix socket's path holds at most 108 bytes (sun_path on Linux); Node truncates a
+ * longer one without a word, so the socket would be made (or looked for) elsewhere.
+ */
+const MAX_SOCKET_PATH = 108;
+
+function socketPath(t: Table, k: string, p: string, advice: string): string {
+  const bytes = Buffer.byteLength(p);
+  if (bytes > MAX_SOCKET_PATH) t.fail(k, `${p} is ${bytes} bytes, and a unix socket's path holds at most ${MAX_SOCKET_PATH}: ${advice}`);
+  return p;
+}
+
 function hostPort(t: Table, k: string, text: string): HostPort {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : 0;
@@ -418,7 +430,7 @@ function validateDelivery(t: Table, base: string): DeliveryConfig {
     if (lmtpText === '') t.fail('lmtp', 'must not be empty');
     lmtp = /^(\[[^\]]*\]|[^\s:/[\]]+):\d+$/.test(lmtpText)
       ? hostPort(t, 'lmtp', lmtpText)
-      : { path: path(t, 'lmtp', base)! };
+      : { path: socketPath(t, 'lmtp', path(t, 'lmtp', base)!, 'give a shorter path (a link to the socket will do)') };
   }
   if (method === 'lmtp' && lmtp === undefined) {
     t.fail('lmtp', 'is required when method = "lmtp": a socket path or host:port');
@@ -430,6 +442,20 @@ function validateDelivery(t: Table, base: string): DeliveryConfig {
 
 function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>): LmtpConfig {
   const socket = path(t, 'socket', spool, 'lmtp.sock')!;
+  // (without a spool, a relative socket is refused when it is first asked for: validate)
+  const given = t.raw.socket;
+  // set: refused now; the default under a deep spool: refused where it is used (lmtpd),
+  // not by every command (without a spool, a relative socket fails when asked for: validate)
+  let tooLong: ConfigError | undefined;
+  if (given !== undefined && (spool !== '' || (typeof given === 'string' && isAbsolute(given)))) {
+    socketPath(t, 'socket', socket, 'set lmtp.socket to a shorter absolute path');
+  } else if (spool !== '') {
+    try {
+      socketPath(t, 'socket', socket, 'set lmtp.socket to a shorter absolute path');
+    } catch (err) {
+      tooLong = err as ConfigError;
+    }
+  }
   const modeRaw = t.get('socket_mode');
   let socketMode = 0o660;
   if (modeRaw !== undefined) {
@@ -447,7 +473,16 @@ function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>
     t.fail('default_peer', `names "${defaultPeer}", but there is no [peers.${defaultPeer}]`);
   }
   t.finish();
-  return { socket, socketMode, listen, maxRecipients, maxConnections, workers, defaultPeer };
+  const lmtp: LmtpConfig = { socket, socketMode, listen, maxRecipients, maxConnections, workers, defaultPeer };
+  if (tooLong) {
+    Object.defineProperty(lmtp, 'socket', {
+      get: () => {
+        throw tooLong;
+      },
+      enumerable: true,
+    });
+  }
+  return lmtp;
 }
 
 function validatePeer(t: Table, peerName: string, site: string, base: string): PeerConfig {
