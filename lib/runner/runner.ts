@@ -120,6 +120,14 @@ async function lifetimeFrom(job: OpenJob, state: RunState, now: Date): Promise<n
   return Math.max(made, state.retriedAt ? Date.parse(state.retriedAt) : 0);
 }
 
+/**
+ * A failure reason as a notice's Diagnostic-Code: one that already starts with its type
+ * (a command's `x-unix; …`, an MTA's `smtp; …`) as it is, ours under `x-mailbag;`.
+ */
+function diagnosticOf(reason: string): string {
+  return /^[a-z0-9-]+; /i.test(reason) ? reason : `x-mailbag; ${reason}`;
+}
+
 function fmt(d: Date): string {
   return d.toISOString();
 }
@@ -354,7 +362,7 @@ class JobRun {
         const p = this.progress(tx.index);
         for (const r of tx.recipients) {
           if (!settled.has(r.address)) {
-            p.failed.push({ address: r.address, status, diagnostic: `x-mailbag; ${reason}` });
+            p.failed.push({ address: r.address, status, diagnostic: diagnosticOf(reason) });
             p.noticed = false;
             this.newNoticeOwed();
           }
@@ -445,7 +453,7 @@ export class Runner {
       const rcpts = job.header.recipients.length > 0 ? job.header.recipients : job.header.args;
       all = await this.sendNotice(d, {
         sender: job.header.sender,
-        recipients: rcpts.filter((r) => !already.has(r)).map((r) => ({ recipient: r, status: state.failed!.status, diagnostic: `x-mailbag; ${state.failed!.reason}` })),
+        recipients: rcpts.filter((r) => !already.has(r)).map((r) => ({ recipient: r, status: state.failed!.status, diagnostic: diagnosticOf(state.failed!.reason) })),
         reason: state.failed.reason,
         jobId: id,
         created: job.header.created,
@@ -509,7 +517,7 @@ export class Runner {
         // recipient fails with the recorded reason, as JobRun.fail records it
         const { reason, status } = state.failed;
         for (const tx of txs) {
-          state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: `x-mailbag; ${reason}` })), noticed: false };
+          state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: diagnosticOf(reason) })), noticed: false };
         }
       }
       await this.finishFailedNotices(d, job, state, txs);
