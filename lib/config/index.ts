@@ -442,10 +442,9 @@ function validateDelivery(t: Table, base: string): DeliveryConfig {
 
 function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>): LmtpConfig {
   const socket = path(t, 'socket', spool, 'lmtp.sock')!;
-  // (without a spool, a relative socket is refused when it is first asked for: validate)
+  // set: refused now; the default under a deep spool: refused where it is read (lmtpd),
+  // not by every command. Without a spool, a relative socket fails when read (validate)
   const given = t.raw.socket;
-  // set: refused now; the default under a deep spool: refused where it is used (lmtpd),
-  // not by every command (without a spool, a relative socket fails when asked for: validate)
   let tooLong: ConfigError | undefined;
   if (given !== undefined && (spool !== '' || (typeof given === 'string' && isAbsolute(given)))) {
     socketPath(t, 'socket', socket, 'set lmtp.socket to a shorter absolute path');
