@@ -55,7 +55,7 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     const site = await makeMailbagSite('exim-int');
     ({ dir, spool } = site);
     const { user, config, small } = site;
-    const pipe = (name: string, command: string) =>
+    const pipe = (name: string, command: string, environment = `MAILBAG_CONFIG=${config}`) =>
       [
         `${name}:`,
         '  driver = pipe',
@@ -64,8 +64,11 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
         '  batch_max = 100',
         `  user = ${user.name}`,
         `  group = ${user.name}`,
-        `  environment = MAILBAG_CONFIG=${config}`,
+        `  environment = ${environment}`,
         '  temp_errors = 75',
+        '  freeze_signal',
+        '  freeze_exec_fail',
+        '  timeout_defer',
         '  return_fail_output',
         '  log_fail_output',
         '  log_defer_output',
@@ -93,6 +96,11 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
         '  domains = small.test',
         '  route_data = hub',
         '  transport = mailbag_small',
+        'to_crash:',
+        '  driver = manualroute',
+        '  domains = crash.test',
+        '  route_data = hub',
+        '  transport = mailbag_crash',
         '',
       ].join('\n'),
       transports:
@@ -103,7 +111,10 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
         // -a$sender_address: Exim 4.96 refuses it ("Tainted arg 3 for … transport
         // command"), so the sender comes from the From_ line, as with real rmail
         pipe('mailbag_uux_rmail', `${mailbagUuxBin} - -r -gC $host!rmail $pipe_addresses`).replace('  use_bsmtp\n  batch_max = 100\n', '  batch_max = 20\n') +
-        pipe('mailbag_small', `${mailbagBin} enqueue --config ${small} $host --bsmtp`),
+        pipe('mailbag_small', `${mailbagBin} enqueue --config ${small} $host --bsmtp`) +
+        // killed by SIGKILL in the middle of writing its job (lib/spool/fault.ts), as a
+        // crash or the OOM killer would stop it
+        pipe('mailbag_crash', `${mailbagBin} enqueue $host --bsmtp`, `MAILBAG_CONFIG=${config}:MAILBAG_FAULT=mid-write`),
       mailboxes: ['user'],
     });
   });
@@ -261,5 +272,22 @@ describe.skipIf(!ready)('real Exim → mailbag enqueue --bsmtp (pipe, use_bsmtp)
     expect(bounce!.returnPath).toBe('');
     expect(bounce!.raw.toString('latin1')).toMatch(/5\.3\.4/);
     expect(await newJobs(spool, 'hub', before)).toEqual([]);
+  });
+
+  test('mailbag killed by a signal (a crash): Exim keeps the message (frozen), no bounce, no job', async () => {
+    const before = await jobIds(spool, 'hub');
+    const queuedBefore = new Set(await ex.queue());
+    const r = await ex.submit('crash-sender@maildir.test', ['someone@crash.test'], 'From: crash-sender@maildir.test\nSubject: crash\n\nbody\n');
+    expect(r.code, r.stderr).toBe(0);
+    const line = await ex.waitLog(/someone@crash\.test .*T=mailbag_crash/);
+    // `**` is a failure: Exim bounces the message to its sender
+    expect(line).not.toMatch(/\*\* someone@crash\.test/);
+    expect(line).toMatch(/signal 9/);
+    expect(ex.mainlog()).toMatch(/Frozen/);
+    const kept = (await ex.queue()).filter((id) => !queuedBefore.has(id));
+    expect(kept).toHaveLength(1);
+    expect(ex.mainlog()).not.toMatch(/<= <> .*\n.*crash-sender@maildir\.test/);
+    expect(await newJobs(spool, 'hub', before)).toEqual([]);
+    await ex.exim(['-Mrm', ...kept]);
   });
 });
