@@ -67,6 +67,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // the run step; a killed session's committed jobs it could not move in are a failure
   const runStep = async (peer: string): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, log, io.env);
+    // a notice given up is said also with --quiet, as mailbag run's summary says it
+    const n = summary.noticesGivenUp ?? 0;
+    if (n > 0) io.stdout.write(`${peer}: ${n} notice${n === 1 ? '' : 's'} given up (mailbag failed ${peer})\n`);
     for (const u of summary?.unfinished ?? []) {
       io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
       firstError ??= u.error;
