@@ -60,6 +60,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
+    // `mailbag --quiet sync hub`: only --config may come before the command
+    if (name.startsWith('-')) throw new MailbagError('usage', `unknown option '${name}' before the command: options go after it (mailbag COMMAND [options]; see mailbag --help)`);
     throw new MailbagError('usage', `unknown command '${name}' (see mailbag --help)`);
   }
   const mod = await entry.load();

@@ -38,4 +38,9 @@ describe('mailbag', () => {
     await expect(main(['bogus'], io())).rejects.toThrow(new MailbagError('usage', "unknown command 'bogus' (see mailbag --help)"));
     await expect(main(['--config', '/x.toml', 'bogus'], io())).rejects.toMatchObject({ code: 'usage', exitCode: 75 });
   });
+
+  it('an option before the command is called an option, not a command', async () => {
+    await expect(main(['--quiet', 'sync', 'hub'], io())).rejects.toThrow(new MailbagError('usage', "unknown option '--quiet' before the command: options go after it (mailbag COMMAND [options]; see mailbag --help)"));
+    await expect(main(['-q'], io())).rejects.toMatchObject({ code: 'usage', message: expect.stringMatching(/^unknown option '-q' before the command/) as unknown });
+  });
 });
