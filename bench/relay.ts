@@ -467,12 +467,14 @@ function syncEnv(o: Options): NodeJS.ProcessEnv {
   return env;
 }
 
-async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<{ ran: Ran; up: number; down: number; rssClient?: number; rssServer?: number; cpuClient?: number; cpuServer?: number }> {
+async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<{ ran: Ran; exitAt: Date; up: number; down: number; rssClient?: number; rssServer?: number; cpuClient?: number; cpuServer?: number }> {
   const clientRss = join(s.dir, `sync-${Date.now()}.rss`);
   const serveBefore = timeLines(s.serveRss).length;
   const up0 = proxy.bytesUp;
   const down0 = proxy.bytesDown;
+  const spawned = Date.now();
   const ran = await run([TIME, '-f', TIME_FORMAT, '-o', clientRss, process.execPath, ...nodeArgs(w.o), ...(w.o.shim ? shimArgs() : []), mailbagBin(), 'sync', 'hub', '--no-run', '--config', s.homeToml], w.o.timeoutS, syncEnv(w.o));
+  const exitAt = new Date(spawned + ran.ms);
   if (w.o.trace) writeFileSync(join(w.o.trace, `run-${w.runNo}-sync.trace`), ran.stderr, { flag: 'a' });
   const client = await peakRss(clientRss, 5000);
   // the far side's serve ends after the client: wait (bounded) for its line
@@ -486,16 +488,18 @@ async function syncOnce(w: World, s: Sites, proxy: CutProxy = w.proxy): Promise<
     }
     await sleep(50);
   }
-  return { ran, up: proxy.bytesUp - up0, down: proxy.bytesDown - down0, rssClient: client?.rss, rssServer: server?.rss, cpuClient: client?.cpu, cpuServer: server?.cpu };
+  return { ran, exitAt, up: proxy.bytesUp - up0, down: proxy.bytesDown - down0, rssClient: client?.rss, rssServer: server?.rss, cpuClient: client?.cpu, cpuServer: server?.cpu };
 }
 
 /**
  * Where a session's time went, from both ends' MAILBAG_TRACE (one clock): when serve's
  * HELLO arrived after sync's start, HELLO to serve's BYE, serve's last byte received to
- * its last ACK, that ACK to sync's BYE, and sync's last removal of acknowledged jobs
- * against its BYE. Undefined when a trace lacks a line.
+ * its last ACK, that ACK to sync's BYE, sync's last removal of acknowledged jobs
+ * against its BYE, and (given `exitAt`, when the bench saw sync exit) sync's BYE to its
+ * exit: the session's end (the link's close, the far serve's exit). Undefined when a
+ * trace lacks a line.
  */
-export function traceTimeline(serve: string, sync: string): string | undefined {
+export function traceTimeline(serve: string, sync: string, exitAt?: Date): string | undefined {
   const at = (text: string, re: RegExp): number[] =>
     text.split('\n').flatMap((l) => {
       const m = /^(\d\d):(\d\d):(\d\d\.\d+) (.*)$/.exec(l);
@@ -510,7 +514,10 @@ export function traceTimeline(serve: string, sync: string): string | undefined {
   const removed = Math.max(...at(sync, /removed \d+ jobs/));
   if ([start, hello, byeServe, byeSync].some((x) => x === undefined) || ![lastByte, lastAck, removed].every(Number.isFinite)) return undefined;
   const s = (x: number): string => x.toFixed(3);
-  return `HELLO at +${s(hello! - start!)} s, HELLO→serve's BYE ${s(byeServe! - hello!)} s, last byte→last ACK ${s(lastAck - lastByte)} s, last ACK→sync's BYE ${s(byeSync! - lastAck)} s, sync's last removal ${removed - byeSync! >= 0 ? '+' : ''}${s(removed - byeSync!)} s from its BYE`;
+  // the trace's clock is the time of day (UTC); a session across midnight gets no exit figure
+  const exit = exitAt ? exitAt.getUTCHours() * 3600 + exitAt.getUTCMinutes() * 60 + exitAt.getUTCSeconds() + exitAt.getUTCMilliseconds() / 1000 : undefined;
+  const toExit = exit !== undefined && exit >= byeSync! ? `, sync's BYE→its exit ${s(exit - byeSync!)} s` : '';
+  return `HELLO at +${s(hello! - start!)} s, HELLO→serve's BYE ${s(byeServe! - hello!)} s, last byte→last ACK ${s(lastAck - lastByte)} s, last ACK→sync's BYE ${s(byeSync! - lastAck)} s, sync's last removal ${removed - byeSync! >= 0 ? '+' : ''}${s(removed - byeSync!)} s from its BYE${toExit}`;
 }
 
 async function relayCorpus(w: World, files: string[], sizeLabel: string, round: number, variant: Variant): Promise<Measured> {
@@ -538,7 +545,7 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
     }
     const r = await syncOnce(w, s);
     if (w.o.trace) {
-      const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
+      const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr, r.exitAt);
       if (line) log(`    run ${w.runNo} timeline: ${line}`);
     }
     if (r.ran.code !== 0) throw new Error(exitReport(VARIANT_LABEL[variant], r.ran));

@@ -38,6 +38,13 @@ export interface LinkParts {
   /** destroy the underlying connection or process; called once, by abort() or a timed-out close() */
   teardown: (error: Error | undefined) => void;
   closeGraceMs?: number;
+  /** called by close() right before our output is ended (ssh: TCP_NODELAY, so the EOF is not held back) */
+  beforeEnd?: () => void;
+  /**
+   * close() is done once our output has finished: it does not wait for the far side's EOF
+   * (the far end of a session on stdio, whose dialer waits for its exit instead)
+   */
+  closeWithoutEof?: boolean;
 }
 
 /** A Link over given streams; the transport calls settle() when it knows how the link ended. */
@@ -107,7 +114,15 @@ export class BaseLink implements Link {
   }
 
   async close(): Promise<LinkEnd> {
-    if (!this.output.writableEnded && !this.output.destroyed) this.output.end();
+    if (!this.output.writableEnded && !this.output.destroyed) {
+      try {
+        this.parts.beforeEnd?.();
+      } catch {
+        // the connection is already gone: end() below finds out
+      }
+      this.output.end();
+    }
+    if (this.parts.closeWithoutEof) return this.closeOnFinish();
     // bytes the far side sent that nobody will read must not hold the link open (an SSH
     // channel, for one, reports its close only after its data has been consumed)
     if (!this.input.destroyed && this.input.listenerCount('data') === 0 && this.input.listenerCount('readable') === 0) this.input.resume();
@@ -128,18 +143,58 @@ export class BaseLink implements Link {
     }
     return this.done;
   }
+
+  /**
+   * closeWithoutEof: done (ok) once our output has finished, bounded by the grace time;
+   * what the far side may still send is not read (after both BYEs nothing is due, and
+   * the far side's EOF can trail by a delayed ACK: its ssh sends it as a small segment
+   * behind our last one, with Nagle on)
+   */
+  private async closeOnFinish(): Promise<LinkEnd> {
+    const out = this.output;
+    const grace = this.parts.closeGraceMs ?? CLOSE_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.done.then(() => true),
+      new Promise<boolean>((resolve) => {
+        if (out.writableFinished) return resolve(true);
+        const done = (): void => resolve(!out.destroyed || out.writableFinished);
+        out.once('finish', done);
+        out.once('close', done);
+        out.once('error', () => resolve(false));
+      }),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), grace);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    if (finished) {
+      this.settle({ ok: true });
+      // not read any more: an open input would keep the process (and the far side's wait for our exit) going
+      this.input.destroy();
+    } else {
+      this.teardownOnce(undefined);
+      this.settle({ ok: false, error: new SessionError('timeout', `${this.describe()}: our output did not finish within ${grace} ms`) });
+    }
+    return this.done;
+  }
 }
 
 /**
  * A Link over two existing streams — the far end of a session run as a forced command
  * (`mailbag serve` on its stdin/stdout). Done when the input has ended and the output
- * has finished.
+ * has finished, or, after close(), once the output has finished: the dialer waits for
+ * this process's exit (its ssh reports the exit status), not the other way round, so
+ * close() does not wait for the dialer's EOF, which its ssh may hold back behind the
+ * last frame for a delayed ACK (~40 ms at every session's end).
  */
 export function streamLink(input: Readable, output: Writable, describe = 'stdio'): Link {
   const link: BaseLink = new BaseLink({
     input,
     output,
     describe,
+    closeWithoutEof: true,
     teardown: (error) => {
       const err = new SessionError('link', `${describe} aborted${error ? `: ${error.message}` : ''}`, { cause: error });
       link.settle({ ok: false, error: err });

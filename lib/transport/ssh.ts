@@ -245,7 +245,7 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
       // written right after another (NEWKEYS then SERVICE_REQUEST, the signed userauth
       // request, the exec request) until the first is acknowledged, and the far side delays
       // that ACK by up to 40 ms: 35-65 ms more from connect to the exec channel on loopback.
-      // Only for the handshake: see the exec channel below
+      // For the handshake (see the exec channel below) and the session's end (close())
       client.setNoDelay(true);
       trace?.(early ? 'ssh: handshake starts on the connection opened early' : 'ssh: TCP connected');
     });
@@ -285,6 +285,10 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
     input: channel,
     output: channel,
     describe,
+    // the session's last packets (BYE, then the channel's EOF and CLOSE) are small: with
+    // Nagle, the EOF waited for the far side's (delayed) ACK of the BYE, ~35 ms, and serve
+    // for the EOF before it could exit
+    beforeEnd: () => client.setNoDelay(true),
     teardown: (error) => {
       linkError ??= error
         ? error instanceof SessionError

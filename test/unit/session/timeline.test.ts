@@ -32,6 +32,14 @@ describe('traceTimeline', () => {
     );
   });
 
+  it("adds sync's BYE to its exit when the bench saw the exit, on the trace's clock (UTC time of day)", () => {
+    expect(traceTimeline(serve, sync, new Date('2026-11-22T12:17:51.341Z'))).toBe(
+      "HELLO at +0.499 s, HELLO→serve's BYE 0.505 s, last byte→last ACK 0.073 s, last ACK→sync's BYE 0.073 s, sync's last removal +0.000 s from its BYE, sync's BYE→its exit 0.043 s",
+    );
+    // an exit before the BYE (another day's clock) gives no figure
+    expect(traceTimeline(serve, sync, new Date('2026-11-22T00:00:01.000Z'))).not.toContain('exit');
+  });
+
   it('says nothing when a side has no BYE (a broken session) or nothing was removed', () => {
     expect(traceTimeline(serve, sync.replace(/.*home > BYE.*\n/g, ''))).toBeUndefined();
     expect(traceTimeline(serve, sync.replace(/.*removed.*\n/g, ''))).toBeUndefined();

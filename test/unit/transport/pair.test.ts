@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createPair, pairTransport, streamLink } from '../../../lib/transport/index.js';
+import { BaseLink, createPair, pairTransport, streamLink } from '../../../lib/transport/index.js';
 import type { Link } from '../../../lib/transport/index.js';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 
 async function readAll(link: Link): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -105,6 +105,33 @@ describe('streamLink', () => {
     expect(s).toBe('abc');
     expect((await link.done).ok).toBe(true);
     expect(link.describe()).toBe('test-stdio');
+  });
+
+  it("close() is done once our output finished, without waiting for the far side's EOF (serve: the dialer waits for our exit)", async () => {
+    const inp = new PassThrough();
+    const out = new PassThrough();
+    const link = streamLink(inp, out, 'test-stdio');
+    const got: Buffer[] = [];
+    out.on('data', (c: Buffer) => got.push(c));
+    link.output.write('BYE');
+    // the far side never ends its output: close() still returns, ok, within the test's time
+    const end = await link.close();
+    expect(end.ok).toBe(true);
+    expect(Buffer.concat(got).toString()).toBe('BYE');
+    expect(out.writableFinished).toBe(true);
+    // nothing reads the input any more (an open stdin would keep serve's process up)
+    expect(inp.destroyed).toBe(true);
+  });
+
+  it('close() still reports an output that cannot finish within the grace time', async () => {
+    const inp = new PassThrough();
+    // an output whose writes never complete (a far side that stopped reading)
+    const out = new Writable({ write: () => {} });
+    const link = new BaseLink({ input: inp, output: out, describe: 'stuck', teardown: () => out.destroy(), closeGraceMs: 50, closeWithoutEof: true });
+    link.output.write('x');
+    const end = await link.close();
+    expect(end.ok).toBe(false);
+    expect(end.error?.code).toBe('timeout');
   });
 });
 

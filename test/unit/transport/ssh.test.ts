@@ -130,6 +130,29 @@ describe('ssh transport over the embedded server', () => {
     }
   });
 
+  it('turns Nagle off again when the link closes, so the EOF after the last frame is not held for an ACK', async () => {
+    const { Socket } = await import('node:net');
+    const noDelay = vi.spyOn(Socket.prototype, 'setNoDelay');
+    try {
+      const link = await sshTransport(opts()).connect();
+      const chunks: Buffer[] = [];
+      const reading = (async () => {
+        for await (const c of link.input) chunks.push(c as Buffer);
+      })();
+      link.output.write('bye');
+      const sock = noDelay.mock.contexts[noDelay.mock.calls.findIndex((c) => c[0] === true)];
+      const on = (): boolean[] => noDelay.mock.calls.filter((_c, i) => noDelay.mock.contexts[i] === sock).map((c) => c[0] as boolean);
+      expect(on()).toEqual([true, false]);
+      const end = await link.close();
+      await reading;
+      expect(Buffer.concat(chunks).toString()).toBe('bye');
+      expect(end.ok).toBe(true);
+      expect(on()).toEqual([true, false, true]);
+    } finally {
+      noDelay.mockRestore();
+    }
+  });
+
   it('reports the remote exit status and stderr', async () => {
     exitWith = 75;
     try {
