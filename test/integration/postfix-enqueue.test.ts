@@ -76,6 +76,8 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
         // part of the message), q to quote odd local parts, no case folding
         `mailbag unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${mailbagBin} enqueue $nexthop -f $sender -- $recipient`,
         `mailbag-small unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${mailbagBin} enqueue --config ${small} $nexthop -f $sender -- $recipient`,
+        // the direct line, killed by SIGKILL in the middle of writing its job (lib/spool/fault.ts)
+        `mailbag-crash unix - n n - - pipe flags=q null_sender= user=${user.name} argv=/usr/bin/env MAILBAG_FAULT=mid-write ${mailbagBin} enqueue $nexthop -f $sender -- $recipient`,
       ],
       transports: {
         'uux.test': 'mailbag-uux:hub',
@@ -83,6 +85,7 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
         'direct.test': 'mailbag:hub',
         'unknown.test': 'mailbag:nosuchpeer',
         'small.test': 'mailbag-small:hub',
+        'crash.test': 'mailbag-crash:hub',
       },
       mailboxes: ['user'],
     });
@@ -195,5 +198,16 @@ describe.skipIf(!ready)('real Postfix → mailbag pipe transports', () => {
     expect(bounce!.raw.toString('latin1')).toMatch(/Status: 5\.3\.4/);
     await pf.waitQueueEmpty();
     expect(await newJobs(spool, 'hub', before)).toEqual([]);
+  });
+
+  test('mailbag killed by a signal (a crash) makes Postfix defer: the mail stays queued, no job, no bounce', async () => {
+    const before = await jobIds(spool, 'hub');
+    await submit(['-f', 'user@maildir.test', '--', 'someone@crash.test'], 'From: user@maildir.test\nSubject: crash\n\nbody\n');
+    const line = await pf.waitLog(/to=<someone@crash\.test>.*status=(deferred|bounced)/);
+    expect(line).toMatch(/status=deferred/);
+    expect(line).toMatch(/signal 9/);
+    expect(pf.queued().length).toBe(1);
+    expect(await newJobs(spool, 'hub', before)).toEqual([]);
+    await pf.deleteQueued();
   });
 });
