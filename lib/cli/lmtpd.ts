@@ -19,6 +19,7 @@ import { buildRouter } from '../lmtp/route.js';
 import { LmtpServer, removeStaleSocket } from '../lmtp/server.js';
 import { SpoolLedger } from '../lmtp/ledger.js';
 import { SpoolJobStore } from '../lmtp/spool-store.js';
+import { LmtpJournal, replayJournals, type JournalStats } from '../lmtp/journal.js';
 import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool } from '../spool/spool.js';
@@ -116,7 +117,17 @@ type WorkerMessage = { lmtpd: 'listening'; port?: number } | { lmtpd: 'stats'; s
 function commitLine(s: CommitStats): string {
   const { batches, files, largest, waitMs, queueMs, fsyncMs } = s;
   const avg = (ms: number): string => (files ? (ms / files).toFixed(1) : '0');
-  return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${avg(waitMs)} ms from commit to durable on average (${avg(queueMs)} waiting for the batch in progress, ${avg(fsyncMs)} in its batch's file fsyncs, ${avg(waitMs - queueMs - fsyncMs)} placing, directory fsync and answering)`;
+  return `lmtpd: group commit: ${files} job(s) in ${batches} batch(es), ${batches ? (files / batches).toFixed(1) : '0'} per batch, largest ${largest}, ${avg(waitMs)} ms from commit to durable on average (${avg(queueMs)} waiting for the batch in progress, ${avg(fsyncMs)} in its batch's flush, ${avg(waitMs - queueMs - fsyncMs)} placing, directory fsync and answering)`;
+}
+
+/** the two committers' figures as one (the journal's jobs, and the larger ones staged in tmp/) */
+function sumStats(g: CommitStats, j: JournalStats | undefined): CommitStats {
+  if (!j) return { ...g };
+  return { batches: g.batches + j.batches, files: g.files + j.files, largest: Math.max(g.largest, j.largest), waitMs: g.waitMs + j.waitMs, queueMs: g.queueMs + j.queueMs, fsyncMs: g.fsyncMs + j.fsyncMs };
+}
+
+function journalLine(j: JournalStats, staged: number): string {
+  return `lmtpd: journal: ${j.files} job(s) in ${j.batches} flush(es), written into out/ ${j.materialized ? (j.lagMs / j.materialized).toFixed(1) : '0'} ms after their answer on average, ${j.resets} reset(s); ${staged} larger job(s) staged in tmp/${j.direct ? `, ${j.direct} written straight into out/ (journal full or out/ failing)` : ''}`;
 }
 
 /**
@@ -154,14 +165,19 @@ function stopSignal(keep = false): Promise<string> {
 }
 
 /** A listener on this process: the whole service (one worker), or one worker of several. */
-async function openListener(ctx: Setup, spool: Spool, maxConnections: number, opened?: SpoolLedger, maxConnectionsText?: string): Promise<{ server: LmtpServer; committer: GroupCommit; ledger: SpoolLedger }> {
+async function openListener(ctx: Setup, spool: Spool, maxConnections: number, opened?: SpoolLedger, maxConnectionsText?: string): Promise<{ server: LmtpServer; committer: GroupCommit; journal: LmtpJournal | undefined; ledger: SpoolLedger }> {
   const { config } = ctx;
   const ledger = opened ?? await SpoolLedger.open(spool);
   // a batch takes every job in flight (one per connection and peer), up to 256 or a job per connection
-  const committer = new GroupCommit({ maxBatch: Math.max(256, maxConnections) });
+  const maxBatch = Math.max(256, maxConnections);
+  const committer = new GroupCommit({ maxBatch });
+  // this process's own journal (a journal no running lmtpd holds is replayed first)
+  const { journal, replayed, unavailable } = await LmtpJournal.open(spool, { fallback: committer, log: ctx.log, maxBatch });
+  if (replayed) ctx.log(`lmtpd: wrote ${replayed} job(s) from the LMTP journal into out/`);
+  if (unavailable) ctx.log(`lmtpd: no LMTP journal (${unavailable}): every job is made durable with its own fsync, as for a large message`);
   const server = new LmtpServer({
     router: ctx.router,
-    store: new SpoolJobStore(spool, config.site, committer),
+    store: new SpoolJobStore(spool, config.site, committer, Date.now, journal),
     ledger,
     hostname: hostname() || config.site,
     maxMessageSize: config.limits.maxMessageSize,
@@ -171,7 +187,7 @@ async function openListener(ctx: Setup, spool: Spool, maxConnections: number, op
     faultPoint,
     log: ctx.log,
   });
-  return { server, committer, ledger };
+  return { server, committer, journal, ledger };
 }
 
 /** listen on the socket and TCP as configured; resolves with the TCP port */
@@ -200,6 +216,10 @@ async function runMain(ctx: Setup): Promise<number> {
   if (!process.env.UV_THREADPOOL_SIZE && ctx.workers === 1) {
     log(`lmtpd: UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE === undefined ? "is not set: Node's thread pool has 4 threads" : "is empty: Node's thread pool has 1 thread"}, and the fsyncs of concurrent deliveries wait for each other there; set UV_THREADPOOL_SIZE=${THREAD_POOL} in lmtpd's environment, or start it as the installed \`mailbag\` command (dist/bin/mailbag.cjs), which does (docs/lmtp.md)`);
   }
+  // jobs answered 250 that a crash left in a journal go into out/ first, so that the
+  // ledger's recovery below sees them (docs/spool.md, L7)
+  const replayed = await replayJournals(spool);
+  if (replayed) log(`lmtpd: wrote ${replayed} job(s) from the LMTP journal into out/`);
   const recovered = await ledger.recover(config.site, config.ledgerRetentionMs);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);
   const pruner = startPruning(ledger, config, log);
@@ -210,7 +230,7 @@ async function runMain(ctx: Setup): Promise<number> {
 
   if (ctx.workers === 1) {
     // one process: this one listens, its ledger the one the recovery filled
-    const { server, committer } = await openListener(ctx, spool, config.lmtp.maxConnections, ledger);
+    const { server, committer, journal } = await openListener(ctx, spool, config.lmtp.maxConnections, ledger);
     try {
       listening(await listenAll(ctx, server, false));
     } catch (err) {
@@ -221,9 +241,11 @@ async function runMain(ctx: Setup): Promise<number> {
     const sig = await stopped;
     log(`lmtpd: ${sig}: stopping (transactions in progress may finish within 30 s)`);
     await server.close(STOP_GRACE_MS);
+    await journal?.close(STOP_GRACE_MS);
     clearInterval(pruner);
     ledger.close();
-    log(commitLine(committer.stats));
+    log(commitLine(sumStats(committer.stats, journal?.stats)));
+    if (journal) log(journalLine(journal.stats, committer.stats.files));
     log('lmtpd: stopped');
     return 0;
   }
@@ -399,7 +421,7 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   const spool = await Spool.open(config.spool, { create: false });
   // the connection limit is split between the workers (connections come to them in turn)
   const share = Math.ceil(config.lmtp.maxConnections / ctx.workers);
-  const { server, committer, ledger } = await openListener(ctx, spool, share, undefined, `lmtp.max_connections = ${config.lmtp.maxConnections}, ${share} per worker`);
+  const { server, committer, journal, ledger } = await openListener(ctx, spool, share, undefined, `lmtp.max_connections = ${config.lmtp.maxConnections}, ${share} per worker`);
   const pruner = startPruning(ledger, config, ctx.log);
   let port: number | undefined;
   try {
@@ -415,8 +437,10 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   await send({ lmtpd: 'listening', port });
   await stopped;
   await server.close(STOP_GRACE_MS);
+  await journal?.close(STOP_GRACE_MS);
   clearInterval(pruner);
   ledger.close();
-  await send({ lmtpd: 'stats', stats: { ...committer.stats } });
+  if (journal) ctx.log(journalLine(journal.stats, committer.stats.files));
+  await send({ lmtpd: 'stats', stats: sumStats(committer.stats, journal?.stats) });
   return 0;
 }

@@ -1,8 +1,11 @@
-// The LMTP listener's JobStore and DedupLedger on the real spool. A job is staged in
-// the spool's tmp/ as the message arrives (bounded memory: written in 64 KiB pieces)
-// and committed by a GroupCommit: with the jobs of the other transactions that ended
-// meanwhile it is fsynced, linked into out/PEER and its directory fsynced, and only then
-// does commit() resolve (promise 1). An aborted job leaves nothing behind.
+// The LMTP listener's JobStore and DedupLedger on the real spool. With lmtpd's journal
+// (journal.ts) a job of up to 128 KiB is gathered in memory and committed into the
+// journal with the jobs of the other transactions that ended meanwhile (one flush), then
+// written into out/PEER. Otherwise, and for a larger job, it is staged in the spool's
+// tmp/ as the message arrives (bounded memory: written in 64 KiB pieces) and committed
+// by a GroupCommit: fsynced with the others, linked into out/PEER and its directory
+// fsynced. Either way commit() resolves only once the job is durable (promise 1). An
+// aborted job leaves nothing behind.
 // The dedup ledger on the spool is SpoolLedger (ledger.ts).
 
 import { InputError } from '../errors.js';
@@ -11,6 +14,7 @@ import { newJobId } from '../job/id.js';
 import { LIMITS } from '../limits.js';
 import { GroupCommit } from '../spool/commit.js';
 import type { Spool } from '../spool/spool.js';
+import type { LmtpJournal } from './journal.js';
 import type { JobDraft, JobDraftHeader, JobStore } from './store.js';
 
 export class SpoolJobStore implements JobStore {
@@ -23,6 +27,8 @@ export class SpoolJobStore implements JobStore {
     private readonly committer: GroupCommit = new GroupCommit(),
     /** the clock for job ids and `created` (tests) */
     private readonly now: () => number = Date.now,
+    /** lmtpd's write-ahead journal (journal.ts): jobs up to its limit are made durable there, larger ones by the committer */
+    private readonly journal?: LmtpJournal,
   ) {}
 
   async begin(h: JobDraftHeader, opts: { maxSize: number }): Promise<JobDraft> {
@@ -36,7 +42,8 @@ export class SpoolJobStore implements JobStore {
       this.dirs.add(h.to);
     }
     const max = Math.min(opts.maxSize, LIMITS.maxJobSizeCeiling);
-    const staged = await this.committer.stage(ref.path, { tmpDir: this.spool.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' });
+    const stageOpts = { tmpDir: this.spool.tmpDir, noReplace: true, maxSize: head.length + max, label: 'job' };
+    const staged = this.journal ? this.journal.stage(ref.path, stageOpts) : await this.committer.stage(ref.path, stageOpts);
     const tooBig = (err: unknown): unknown =>
       err instanceof InputError && err.code === 'too-big' ? new InputError('too-big', `message is larger than the limit of ${max} bytes`, { cause: err }) : err;
     try {

@@ -375,7 +375,6 @@ export class GroupCommit {
    */
   async stage(dest: string, opts: CommitOptions): Promise<StagedFile> {
     const tmp = join(opts.tmpDir, tmpName(opts.label));
-    const max = opts.maxSize ?? Number.POSITIVE_INFINITY;
     let fd: number | undefined;
     try {
       // in the thread pool: creating a file can wait for the journal commit of a batch,
@@ -390,7 +389,29 @@ export class GroupCommit {
       ignoreErrors(() => unlinkSync(tmp));
       throw spoolErrorFrom(err, `writing ${dest}`);
     }
-    const out = fd;
+    return this.staged(dest, opts, tmp, fd);
+  }
+
+  /**
+   * stage() with the tmp file created by a synchronous call on the caller's thread (for
+   * a caller that cannot wait: lmtpd's journal, when a message outgrows it mid-stream).
+   */
+  stageSync(dest: string, opts: CommitOptions): StagedFile {
+    const tmp = join(opts.tmpDir, tmpName(opts.label));
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+      fchmodSync(fd, FILE_MODE);
+    } catch (err) {
+      if (fd !== undefined) ignoreErrors(() => closeSync(fd!));
+      ignoreErrors(() => unlinkSync(tmp));
+      throw spoolErrorFrom(err, `writing ${dest}`);
+    }
+    return this.staged(dest, opts, tmp, fd);
+  }
+
+  private staged(dest: string, opts: CommitOptions, tmp: string, out: number): StagedFile {
+    const max = opts.maxSize ?? Number.POSITIVE_INFINITY;
     let size = 0;
     let gathered: Uint8Array[] = [];
     let gatheredBytes = 0;

@@ -55,8 +55,9 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
       expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
       await pf.waitLog(new RegExp(`to=<x@a\\.test>.*status=deferred`));
       expect(pf.queued()).toHaveLength(1);
-      // mid-DATA the partial jobs are tmp files of a dead process, never in out/
-      if (point === 'lmtp-mid-data') expect(tmpLeftovers(spool).length).toBeGreaterThan(0);
+      // mid-DATA the partial jobs are tmp files of a dead process (or were in its memory:
+      // lmtpd's journal holds a job in memory until it outgrows the journal), never in out/
+      if (point === 'lmtp-mid-data') expect(readJobs(spool, 'hub').length - before.hub).toBe(0);
       expect(readJobs(spool, 'hub').length - before.hub).toBeLessThanOrEqual(1);
 
       // back up (the spool's start-up cleanup removes the dead writer's tmp files; the
@@ -89,10 +90,13 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
       const spool = current.spool;
       const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length };
       // each message is one transaction with a job for each peer: the two jobs end
-      // together and go in one batch, with a directory fsync for each of out/hub, out/mx2
+      // together and go in one batch, with a directory fsync for each of out/hub, out/mx2.
+      // Larger than lmtpd's journal takes (lib/lmtp/journal.ts, JOURNAL_MAX_JOB): these
+      // are staged in tmp/ and committed by GroupCommit (test/fault/lmtp-journal.test.ts
+      // kills it around the journal)
       const subjects = [1, 2, 3].map((n) => `batch-${point}-${n}`);
       for (const subject of subjects) {
-        const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'b'.repeat(60)}\n`;
+        const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${`${'b'.repeat(60)}\n`.repeat(2500)}`;
         expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
       }
 
@@ -146,7 +150,9 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL: Postfix retries, the spool
       const workers = childPids(current.pid);
       expect(workers).toHaveLength(2);
       const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length };
-      const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'w'.repeat(60)}\n`;
+      // batch-after-dir-fsync is GroupCommit's: a message larger than the journal takes
+      const body = point === 'batch-after-dir-fsync' ? `${'w'.repeat(60)}\n`.repeat(2500) : `${'w'.repeat(60)}\n`;
+      const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${body}`;
       expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
 
       const exit = await Promise.race([current.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 45_000))]);

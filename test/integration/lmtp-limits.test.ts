@@ -1,9 +1,10 @@
 // `mailbag lmtpd` as a process at its limits: a spool on a full tmpfs (451 with a clear
 // text, nothing partial left, Postfix keeps the mail and delivers it once there is
-// room), an oversize message (SIZE advertised, 552), malformed LMTP, the connection cap.
+// room; too small for lmtpd's journal, and with the journal made but the disk filling
+// behind it), an oversize message (SIZE advertised, 552), malformed LMTP, the connection cap.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
@@ -11,6 +12,7 @@ import { isRoot, makeSharedTempDir, removeTempDir } from '../helpers/mta-common.
 import { need } from '../helpers/need.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { JOURNAL_SIZE } from '../../lib/lmtp/journal.js';
 
 const canMount = need('root (mounts a small tmpfs for the full-spool test)', isRoot ? [] : ['uid 0'], 'run as root');
 
@@ -44,6 +46,8 @@ describe.skipIf(!canMount || !havePostfix())('a full spool', () => {
   });
 
   it('answers 451 with a clear text, leaves nothing partial, and the MTA delivers once there is room', async () => {
+    // no room for the journal: every job is committed with its own fsyncs
+    expect(lmtpd.log()).toMatch(/no LMTP journal \(.*no space left on device.*\): every job is made durable with its own fsync/i);
     const line = '0123456789abcdef'.repeat(4);
     const big = `Subject: too big for the disk\n\n${`${line}\n`.repeat(6000)}`;
     // directly: the reply says why
@@ -68,6 +72,74 @@ describe.skipIf(!canMount || !havePostfix())('a full spool', () => {
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.message).toContain('Subject: too big for the disk\n');
     expect(jobs[0]!.message.endsWith(`\n\n${`${line}\n`.repeat(6000)}`)).toBe(true);
+  });
+});
+
+describe.skipIf(!canMount)('a spool filling up behind the journal', () => {
+  let dir: string;
+  let mnt: string;
+  let lmtpd: Lmtpd;
+
+  beforeAll(async () => {
+    dir = makeSharedTempDir('lmtp-full-journal');
+    mnt = join(dir, 'fs');
+    mkdirSync(mnt);
+    // the journal (made whole at start) and about 400 KiB more
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${JOURNAL_SIZE + 400 * 1024},mode=0755`, 'tmpfs', mnt]);
+    lmtpd = await startLmtpd({ dir: mnt, peers: { hub: ['a.test'] }, socket: join(dir, 'lmtp.sock'), socketMode: '0666' });
+  });
+
+  afterAll(async () => {
+    await lmtpd?.stop();
+    if (mnt) execFileSync('umount', [mnt]);
+    if (dir) removeTempDir(dir);
+  });
+
+  it('jobs answered 250 stay in the journal until there is room; new ones get 451 and leave nothing; none lost, none twice', async () => {
+    expect(lmtpd.log()).not.toMatch(/no LMTP journal/);
+    const line = '0123456789abcdef'.repeat(4);
+    const body = (n: number): string => `Subject: filling ${n}\n\n${`${line}\n`.repeat(900)}`;
+    const accepted: number[] = [];
+    const refused: number[] = [];
+    const c = await session(lmtpd.socket);
+    try {
+      for (let n = 0; n < 40 && refused.length === 0; n++) {
+        await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+        const [r] = await c.data(body(n), 1);
+        if (r!.code === 250) accepted.push(n);
+        else {
+          expect(r!.raw).toMatch(/^451 4\.3\.0 not queued for hub: spool full: .*no space left on device/i);
+          refused.push(n);
+        }
+        expect((await c.cmd('RSET')).code).toBe(250);
+      }
+    } finally {
+      c.destroy();
+    }
+    expect(accepted.length).toBeGreaterThan(0);
+    expect(refused).toHaveLength(1);
+    // the writes into out/ failed (and are tried again); answered jobs are still held
+    expect(lmtpd.log()).toMatch(/jobs in the LMTP journal could not be written into out\/ .*no space left on device/i);
+    const subjects = (): string[] => readJobs(lmtpd.spool, 'hub').map((j) => /Subject: (filling \d+)/.exec(j.message)![1]!).sort();
+    expect(subjects()).toEqual(accepted.map((n) => `filling ${n}`).sort());
+
+    // room again: every answered job reaches out/, once; the refused one never does
+    execFileSync('mount', ['-o', `remount,size=${JOURNAL_SIZE + 16 * 1024 * 1024}`, mnt]);
+    const out = join(lmtpd.spool, 'out', 'hub');
+    const deadline = Date.now() + 60_000;
+    while ((existsSync(out) ? readdirSync(out).length : 0) < accepted.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(out)).toHaveLength(accepted.length);
+    expect(subjects()).toEqual(accepted.map((n) => `filling ${n}`).sort());
+    expect(lmtpd.log()).toMatch(/the LMTP journal's jobs are written into out\/ again/);
+    // and new mail goes through the journal again
+    const d = await session(lmtpd.socket);
+    await d.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<x@a.test>']);
+    expect((await d.data(body(99), 1))[0]!.code).toBe(250);
+    d.destroy();
+    expect(readJobs(lmtpd.spool, 'hub')).toHaveLength(accepted.length + 1);
+    await lmtpd.stop();
+    expect(readdirSync(out)).toHaveLength(accepted.length + 1);
+    expect(tmpLeftovers(lmtpd.spool)).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { journalJobs } from '../../../lib/lmtp/journal.js';
 import { fileURLToPath } from 'node:url';
 
 /** the checkout: the nearest directory above with a package.json (also when run built, from dist/) */
@@ -142,12 +143,19 @@ export interface SpooledJob {
   message: string;
 }
 
-/** Every job in out/PEER, parsed (small test jobs only: read whole). */
+/**
+ * Every job lmtpd has answered for PEER, parsed (small test jobs only: read whole): those
+ * in out/PEER, and those still only in lmtpd's journal (answered, written into out/ a
+ * moment later: docs/spool.md, "The LMTP journal"), each once.
+ */
 export function readJobs(spool: string, peer: string): SpooledJob[] {
   const dir = join(spool, 'out', peer);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir).sort().map((id) => {
-    const raw = readFileSync(join(dir, id), 'latin1');
+  // the journal first: a job leaves it only once it is in out/
+  const journaled = new Map(journalJobs(spool).filter((j) => j.peer === peer).map((j) => [j.id, j.data]));
+  const files = existsSync(dir) ? readdirSync(dir) : [];
+  for (const id of files) journaled.delete(id);
+  return [...files, ...journaled.keys()].sort().map((id) => {
+    const raw = journaled.get(id)?.toString('latin1') ?? readFileSync(join(dir, id), 'latin1');
     const nl1 = raw.indexOf('\n');
     const nl2 = raw.indexOf('\n', nl1 + 1);
     const header = JSON.parse(Buffer.from(raw.slice(nl1 + 1, nl2), 'latin1').toString('utf8')) as SpooledJob['header'];

@@ -1,0 +1,770 @@
+// lmtpd's write-ahead journal (docs/spool.md, "The LMTP journal"). A transaction's job
+// is made durable before its `250` by appending it to a preallocated journal file
+// together with the jobs of every transaction that ended meanwhile, and ONE fdatasync
+// for them all; only then are the callers answered. The jobs are then written into
+// out/PEER as ordinary job files (tmp, fsync, link, directory fsync: the commit of
+// docs/spool.md), off the reply path, and the journal is reset (a new generation in its
+// header, fdatasynced) once every job appended to it is durable there. A crash leaves
+// the journal to be replayed at the next start: every whole record of the current
+// generation whose job is not in out/PEER is written there; a record torn by the crash
+// (length and CRC-32 checked) and everything after it was never answered and is dropped.
+//
+// Memory is bounded: a job is held in memory from its first byte until it is written
+// into out/PEER, and only jobs of at most JOURNAL_MAX_JOB bytes go through the journal
+// (a larger one is staged in tmp/ as it arrives and committed by GroupCommit, as before);
+// the jobs held are at most one per connection being received plus MAX_HELD bytes of
+// answered ones (beyond that, commits wait for the writes into out/).
+
+import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { crc32 } from 'node:zlib';
+import { InputError, MailbagError } from '../errors.js';
+import { isJobId, isName } from '../job/header.js';
+import { commitFileSync, FILE_MODE, fsyncDirSync, spoolErrorFrom, tmpName, type CommitOptions, type CommitResult, type GroupCommit, type StagedFile } from '../spool/commit.js';
+import { faultPoint } from '../spool/fault.js';
+import type { Lock } from '../spool/lock.js';
+import type { Spool } from '../spool/spool.js';
+
+/** the journals' directory in the spool; a journal is `lmtp-journal/N`, locked by its lmtpd as lock `lmtp-journal-N` */
+export const JOURNAL_DIR = 'lmtp-journal';
+/** a journal file's size, written (zeros) once when it is made: appends never change its size or extents */
+export const JOURNAL_SIZE = 64 * 1024 * 1024;
+/** the largest job that goes through the journal; a larger one is staged in tmp/ as before */
+export const JOURNAL_MAX_JOB = 128 * 1024;
+/**
+ * The journal's points, in order: `journal-mid-append` (half of a batch's records
+ * written, not flushed), `journal-after-flush` (flushed, no caller answered),
+ * `journal-mid-materialize` (the batch's job files linked into out/PEER, their
+ * directory not fsynced), `journal-before-reset` (every job durable in out/PEER, the
+ * journal not yet reset).
+ */
+export const JOURNAL_FAULT_POINTS = ['journal-mid-append', 'journal-after-flush', 'journal-mid-materialize', 'journal-before-reset'] as const;
+
+const HEADER_SIZE = 4096;
+const MAGIC_LINE = 'mailbag-lmtp-journal 1\n';
+const HEAD_LEN = 32;
+/** 'MBJR', little-endian */
+const REC_MAGIC = 0x524a424d;
+const REC_HEAD = 20;
+/** a reset is due once the journal is this full, or idle this long with everything written out */
+const RESET_FILL = JOURNAL_SIZE / 2;
+const RESET_IDLE_MS = 200;
+/** answered jobs waiting to be written into out/ are held in memory up to this many bytes; then commits wait */
+const MAX_HELD = 16 * 1024 * 1024;
+/** a failing write into out/PEER is tried again after this long (doubling up to the most) */
+const RETRY_MS = 500;
+const RETRY_MAX_MS = 30_000;
+const MAX_IOV = 512;
+/** test switch: the journal's jobs are never written into out/PEER (the fault tests' "after the 250, before materialization") */
+const HOLD = process.env.MAILBAG_FAULT === 'journal-hold';
+const MID_APPEND = process.env.MAILBAG_FAULT === 'journal-mid-append';
+
+
+function header(gen: number): Buffer {
+  const b = Buffer.alloc(HEAD_LEN);
+  b.write(MAGIC_LINE, 0, 'latin1');
+  b.writeUInt32LE(gen >>> 0, 24);
+  b.writeUInt32LE(crc32(b.subarray(0, 28)), 28);
+  return b;
+}
+
+/** the generation a header names, or undefined when it is not a whole header (a fresh or torn one: nothing to replay) */
+function parseHeader(b: Buffer): number | undefined {
+  if (b.length < HEAD_LEN || b.toString('latin1', 0, MAGIC_LINE.length) !== MAGIC_LINE) return undefined;
+  if (b.readUInt32LE(28) !== crc32(b.subarray(0, 28))) return undefined;
+  return b.readUInt32LE(24);
+}
+
+function recordHead(gen: number, dest: Buffer, pieces: readonly Uint8Array[], size: number): Buffer {
+  const h = Buffer.alloc(REC_HEAD);
+  h.writeUInt32LE(REC_MAGIC, 0);
+  h.writeUInt32LE(gen >>> 0, 4);
+  h.writeUInt32LE(dest.length, 8);
+  h.writeUInt32LE(size, 12);
+  let c = crc32(h.subarray(0, 16));
+  c = crc32(dest, c);
+  for (const p of pieces) c = crc32(p, c);
+  h.writeUInt32LE(c >>> 0, 16);
+  return h;
+}
+
+function readFully(fd: number, buf: Buffer, pos: number): number {
+  let off = 0;
+  while (off < buf.length) {
+    const n = readSync(fd, buf, off, buf.length - off, pos + off);
+    if (n === 0) break;
+    off += n;
+  }
+  return off;
+}
+
+function writevAll(fd: number, bufs: readonly Uint8Array[], pos: number): number {
+  let written = 0;
+  for (let i = 0; i < bufs.length; i += MAX_IOV) {
+    const part = bufs.slice(i, i + MAX_IOV);
+    const want = part.reduce((n, b) => n + b.byteLength, 0);
+    let n = writevSync(fd, part, pos + written);
+    if (n < want) {
+      // a short write (rare on a regular file): the rest with plain writes
+      const data = Buffer.concat(part, want);
+      while (n < want) n += writeSync(fd, data, n, want - n, pos + written + n);
+    }
+    written += want;
+  }
+  return written;
+}
+
+function flushFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function ignore(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // best effort
+  }
+}
+
+/** The spool path a record names (`out/PEER/ID`), checked, or undefined. */
+function destOf(spool: Spool, rel: string): { peer: string; path: string } | undefined {
+  const m = /^out\/([^/]+)\/([^/]+)$/.exec(rel);
+  if (!m || !isName(m[1]) || !isJobId(m[2])) return undefined;
+  return { peer: m[1], path: spool.ref('out', m[1], m[2]).path };
+}
+
+/**
+ * The whole records of a journal's current generation, in order: each job's spool path
+ * (`out/PEER/ID`) and bytes. Reading stops at the first record that is not whole (wrong
+ * magic or generation, a length past the file, a CRC that does not match: a write torn
+ * by a crash), since nothing after it was ever answered. One record in memory at a time.
+ */
+function* records(fd: number): Generator<{ rel: string; data: Buffer }, number | undefined> {
+  const size = fstatSync(fd).size;
+  const head = Buffer.alloc(HEAD_LEN);
+  const gen = readFully(fd, head, 0) === HEAD_LEN ? parseHeader(head) : undefined;
+  if (gen === undefined) return undefined;
+  let pos = HEADER_SIZE;
+  const rh = Buffer.alloc(REC_HEAD);
+  while (pos + REC_HEAD <= size) {
+    if (readFully(fd, rh, pos) < REC_HEAD) break;
+    if (rh.readUInt32LE(0) !== REC_MAGIC || rh.readUInt32LE(4) !== gen) break;
+    const destLen = rh.readUInt32LE(8);
+    const dataLen = rh.readUInt32LE(12);
+    if (destLen === 0 || destLen > 1024 || dataLen > JOURNAL_MAX_JOB || pos + REC_HEAD + destLen + dataLen > size) break;
+    const body = Buffer.alloc(destLen + dataLen);
+    if (readFully(fd, body, pos + REC_HEAD) < body.length) break;
+    if ((crc32(body, crc32(rh.subarray(0, 16))) >>> 0) !== rh.readUInt32LE(16)) break;
+    pos += REC_HEAD + destLen + dataLen;
+    yield { rel: body.toString('utf8', 0, destLen), data: body.subarray(destLen) };
+  }
+  return gen;
+}
+
+/**
+ * Replay one journal whose writer is gone (its lock is held by the caller): each whole
+ * record of the header's generation whose job is missing from out/PEER is written there
+ * durably; then the journal is reset. Returns how many jobs were written.
+ */
+async function replayFile(spool: Spool, path: string): Promise<number> {
+  const fd = openSync(path, constants.O_RDWR);
+  try {
+    let written = 0;
+    const it = records(fd);
+    let r = it.next();
+    for (; !r.done; r = it.next()) {
+      const dest = destOf(spool, r.value.rel);
+      if (!dest) break;
+      // already written into out/ (and perhaps sent since: see docs/spool.md, L8)
+      if (exists(dest.path)) continue;
+      await spool.ensureDir('out', dest.peer);
+      try {
+        commitFileSync(dest.path, r.value.data, { tmpDir: spool.tmpDir, noReplace: true, label: 'job' });
+        written++;
+      } catch (err) {
+        if (!exists(dest.path)) throw err;
+      }
+    }
+    const gen = r.done ? r.value : undefined;
+    if (gen === undefined) return written;
+    // every job of the journal is durable in out/: a new generation retires its records
+    writeSync(fd, header(gen + 1), 0, HEAD_LEN, 0);
+    await flushFd(fd);
+    return written;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The jobs answered `250` that are in a journal of the spool at `root` and not (yet) in
+ * out/PEER: what lmtpd holds that a listing of out/ does not show. Read-only, without
+ * locks (a journal being written may gain records meanwhile; a job written into out/
+ * meanwhile may appear in both: dedup by id).
+ */
+export function journalJobs(root: string): { peer: string; id: string; data: Buffer }[] {
+  const out: { peer: string; id: string; data: Buffer }[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(join(root, JOURNAL_DIR)).filter((n) => /^[1-9][0-9]{0,5}$/.test(n));
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    let fd: number;
+    try {
+      fd = openSync(join(root, JOURNAL_DIR, name), constants.O_RDONLY);
+    } catch {
+      continue;
+    }
+    try {
+      for (const { rel, data } of records(fd)) {
+        const m = /^out\/([^/]+)\/([^/]+)$/.exec(rel);
+        if (!m || !isName(m[1]) || !isJobId(m[2])) break;
+        if (!exists(join(root, rel))) out.push({ peer: m[1], id: m[2], data });
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return out;
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+function journalNames(spool: Spool): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(spool.path(JOURNAL_DIR));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names.filter((n) => /^[1-9][0-9]{0,5}$/.test(n)).sort((a, b) => Number(a) - Number(b));
+}
+
+async function tryLock(spool: Spool, name: string): Promise<Lock | undefined> {
+  try {
+    return await spool.lock(`lmtp-journal-${name}`);
+  } catch (err) {
+    if (err instanceof MailbagError && err.code === 'locked') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Replay every journal no running lmtpd holds (lmtpd's start; also safe from any other
+ * process: a journal being written is locked and skipped). Returns the jobs written.
+ */
+export async function replayJournals(spool: Spool): Promise<number> {
+  let written = 0;
+  for (const name of journalNames(spool)) {
+    const lock = await tryLock(spool, name);
+    if (!lock) continue;
+    try {
+      written += await replayFile(spool, spool.path(JOURNAL_DIR, name));
+    } finally {
+      await lock.release();
+    }
+  }
+  return written;
+}
+
+/** Make a new journal file, whole (zeros, then its header) before its name appears. */
+async function makeJournal(spool: Spool, path: string): Promise<void> {
+  const tmp = join(spool.tmpDir, tmpName('journal'));
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+  try {
+    fchmodSync(fd, FILE_MODE);
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let off = 0; off < JOURNAL_SIZE; off += zeros.length) writeSync(fd, zeros, 0, zeros.length, off);
+    writeSync(fd, header(1), 0, HEAD_LEN, 0);
+    await fsyncFd(fd);
+    closeSync(fd);
+    linkSync(tmp, path);
+  } catch (err) {
+    ignore(() => closeSync(fd));
+    throw spoolErrorFrom(err, `making the LMTP journal ${path}`);
+  } finally {
+    ignore(() => unlinkSync(tmp));
+  }
+  fsyncDirSync(spool.path(JOURNAL_DIR));
+}
+
+interface Pending {
+  pieces: Uint8Array[];
+  size: number;
+  dest: string;
+  rel: Buffer;
+  tmpDir: string;
+  resolve: (r: CommitResult) => void;
+  reject: (err: unknown) => void;
+  queuedAt: number;
+  /** when its journal flush returned */
+  answeredAt?: number;
+}
+
+export interface JournalStats {
+  /** jobs through the journal, flushes, largest batch */
+  batches: number;
+  files: number;
+  largest: number;
+  /** summed over jobs, ms: commit() to answer; of it, queued until the batch's append; the flush */
+  waitMs: number;
+  queueMs: number;
+  fsyncMs: number;
+  /** jobs written into out/PEER from the journal, and the summed ms from answer to durable there */
+  materialized: number;
+  lagMs: number;
+  /** resets of the journal; jobs committed without it (journal full, or its writes into out/ failing) */
+  resets: number;
+  direct: number;
+}
+
+/**
+ * The journal committer of one lmtpd process: stage() like GroupCommit's (the same
+ * StagedFile), for jobs written into `out/PEER/ID`.
+ */
+export class LmtpJournal {
+  readonly stats: JournalStats = { batches: 0, files: 0, largest: 0, waitMs: 0, queueMs: 0, fsyncMs: 0, materialized: 0, lagMs: 0, resets: 0, direct: 0 };
+  private readonly queue: Pending[] = [];
+  private running = false;
+  private wake: (() => void) | undefined;
+  private pos = HEADER_SIZE;
+  /** jobs appended since the last reset and not yet durable in out/, and their bytes (held in memory) */
+  private unwritten = 0;
+  private held = 0;
+  private readonly mq: Pending[] = [];
+  private materializing = false;
+  private failing = false;
+  private retryMs = RETRY_MS;
+  private lastAppend = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private caughtUp: (() => void)[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly spool: Spool,
+    private readonly fd: number,
+    private gen: number,
+    private readonly lock: Lock,
+    private readonly fallback: GroupCommit,
+    private readonly log: (line: string) => void,
+    private readonly maxBatch: number,
+    /** tests: the jobs are never written into out/ (a crash "after the 250, before materialization") */
+    private hold: boolean,
+  ) {}
+
+  /**
+   * Replay every journal no running lmtpd holds, then take one (the first free, or a new
+   * one) for this process. Returns it with the number of jobs the replay wrote.
+   */
+  static async open(spool: Spool, opts: { fallback: GroupCommit; log?: (line: string) => void; maxBatch?: number; hold?: boolean }): Promise<{ journal?: LmtpJournal; replayed: number; unavailable?: string }> {
+    await spool.ensureDir(JOURNAL_DIR);
+    let replayed = 0;
+    let mine: { name: string; lock: Lock } | undefined;
+    for (const name of journalNames(spool)) {
+      const lock = await tryLock(spool, name);
+      if (!lock) continue;
+      const path = spool.path(JOURNAL_DIR, name);
+      let short: boolean;
+      try {
+        replayed += await replayFile(spool, path);
+        short = lstatSync(path).size < JOURNAL_SIZE;
+        // replayed: a journal of another size (an earlier mailbag's) is made again
+        if (short) {
+          unlinkSync(path);
+          fsyncDirSync(spool.path(JOURNAL_DIR));
+        }
+      } catch (err) {
+        await lock.release();
+        throw spoolErrorFrom(err, `replaying the LMTP journal ${path}`);
+      }
+      if (mine || short) await lock.release();
+      else mine = { name, lock };
+    }
+    for (let n = 1; !mine; n++) {
+      const name = String(n);
+      const path = spool.path(JOURNAL_DIR, name);
+      if (exists(path)) continue;
+      const lock = await tryLock(spool, name);
+      if (!lock) continue;
+      try {
+        if (!exists(path)) await makeJournal(spool, path);
+        else replayed += await replayFile(spool, path);
+      } catch (err) {
+        await lock.release();
+        // no room for a new journal (or no way to make one): lmtpd commits every job
+        // with its own fsyncs, as without a journal; nothing was in it to lose
+        if (!exists(path)) return { replayed, unavailable: spoolErrorFrom(err, `making the LMTP journal ${path}`).message };
+        throw err;
+      }
+      mine = { name, lock };
+    }
+    const path = spool.path(JOURNAL_DIR, mine.name);
+    let fd: number | undefined;
+    try {
+      fd = openSync(path, constants.O_RDWR);
+      const head = Buffer.alloc(HEAD_LEN);
+      readFully(fd, head, 0);
+      if (fstatSync(fd).size < JOURNAL_SIZE) throw new MailbagError('spool', `the LMTP journal ${path} is shorter than ${JOURNAL_SIZE} bytes`);
+      // replayed (or new): its records are retired; this process starts a new generation
+      const gen = (parseHeader(head) ?? 0) + 1;
+      writeSync(fd, header(gen), 0, HEAD_LEN, 0);
+      await flushFd(fd);
+      const journal = new LmtpJournal(spool, fd, gen, mine.lock, opts.fallback, opts.log ?? (() => undefined), Math.max(1, opts.maxBatch ?? 256), HOLD || Boolean(opts.hold));
+      return { journal, replayed };
+    } catch (err) {
+      if (fd !== undefined) ignore(() => closeSync(fd!));
+      await mine.lock.release();
+      throw spoolErrorFrom(err, `opening the LMTP journal ${path}`);
+    }
+  }
+
+  /** The job for `dest` (`out/PEER/ID` in this spool): in memory up to JOURNAL_MAX_JOB, then staged in tmp/ by the fallback. */
+  stage(dest: string, opts: CommitOptions): StagedFile {
+    const max = opts.maxSize ?? Number.POSITIVE_INFINITY;
+    let pieces: Uint8Array[] = [];
+    let size = 0;
+    let spilled: StagedFile | undefined;
+    let state: 'open' | 'queued' | 'gone' = 'open';
+    const rel = Buffer.from(this.relative(dest));
+    return {
+      get size() {
+        return spilled ? spilled.size : size;
+      },
+      write: (chunk) => {
+        if (spilled) return spilled.write(chunk);
+        if (state !== 'open') throw new MailbagError('internal', `write after ${state === 'queued' ? 'commit' : 'abort'} of ${dest}`);
+        if (chunk.byteLength === 0) return;
+        if (size + chunk.byteLength > max) {
+          state = 'gone';
+          pieces = [];
+          throw new InputError('too-big', `more than ${max} bytes`);
+        }
+        if (size + chunk.byteLength > JOURNAL_MAX_JOB) {
+          // too big for the journal: staged in tmp/ from here on, committed as before
+          const held = pieces;
+          pieces = [];
+          spilled = this.fallback.stageSync(dest, opts);
+          for (const p of held) spilled.write(p);
+          spilled.write(chunk);
+          return;
+        }
+        size += chunk.byteLength;
+        pieces.push(chunk);
+      },
+      commit: () => {
+        if (spilled) return spilled.commit();
+        if (state !== 'open') return Promise.reject(new MailbagError('internal', `commit after ${state === 'queued' ? 'commit' : 'abort'} of ${dest}`));
+        if (this.closed) return Promise.reject(new MailbagError('internal', `commit after the journal was closed: ${dest}`));
+        state = 'queued';
+        const held = pieces;
+        pieces = [];
+        return new Promise<CommitResult>((resolve, reject) => {
+          this.queue.push({ pieces: held, size, dest, rel, tmpDir: opts.tmpDir, resolve, reject, queuedAt: performance.now() });
+          if (!this.running) void this.run();
+          else this.wake?.();
+        });
+      },
+      abort: () => {
+        if (spilled) return spilled.abort();
+        if (state === 'open') {
+          state = 'gone';
+          pieces = [];
+        }
+      },
+    };
+  }
+
+  private relative(dest: string): string {
+    const root = this.spool.path('out') + '/';
+    if (!dest.startsWith(root)) throw new MailbagError('internal', `the LMTP journal takes jobs for out/ only, not ${dest}`);
+    return `out/${dest.slice(root.length)}`;
+  }
+
+  /** The committer: batches appended with one flush each, answered, handed to the materializer. */
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      // transactions whose data ended in this turn of the event loop join the first batch
+      await new Promise<void>((r) => setImmediate(r));
+      for (;;) {
+        if (this.resetDue()) await this.reset();
+        if (this.queue.length === 0) break;
+        if (this.failing || this.pos + this.need(this.queue[0]!) > JOURNAL_SIZE) {
+          if (!this.failing && this.unwritten > 0) {
+            // full: wait for the jobs in it to be written out (then reset), or for the writes to fail
+            await new Promise<void>((r) => this.caughtUp.push(r));
+            continue;
+          }
+          if (this.failing) {
+            // out/ cannot be written (a full disk?): no 250 for anything that is not durable there
+            await this.direct(this.queue.splice(0, this.maxBatch));
+            continue;
+          }
+          await this.reset();
+          continue;
+        }
+        if (this.held > MAX_HELD && !this.failing) {
+          // answered jobs not yet in out/ are held in memory: at most MAX_HELD bytes of them
+          await new Promise<void>((r) => this.caughtUp.push(r));
+          continue;
+        }
+        // one batch on its way to disk at a time (two flushes of one file at once were no
+        // faster: docs/lmtp.md); the next gathers meanwhile
+        let bytes = 0;
+        let n = 0;
+        while (n < this.queue.length && n < this.maxBatch && this.pos + bytes + this.need(this.queue[n]!) <= JOURNAL_SIZE) bytes += this.need(this.queue[n++]!);
+        await this.append(this.queue.splice(0, n), bytes);
+        if (this.queue.length === 0) {
+          // the transactions that end while the answers go out come along in the next batch
+          await new Promise<void>((r) => setImmediate(r));
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private need(p: Pending): number {
+    return REC_HEAD + p.rel.length + p.size;
+  }
+
+  /** Write a batch's records, flush, answer; never rejects. */
+  private async append(batch: Pending[], bytes: number): Promise<void> {
+    this.stats.batches++;
+    this.stats.files += batch.length;
+    this.stats.largest = Math.max(this.stats.largest, batch.length);
+    const issued = performance.now();
+    for (const p of batch) this.stats.queueMs += issued - p.queuedAt;
+    let failed: unknown;
+    try {
+      const bufs: Uint8Array[] = [];
+      for (const p of batch) bufs.push(recordHead(this.gen, p.rel, p.pieces, p.size), p.rel, ...p.pieces);
+      if (MID_APPEND) {
+        // the crash this point stands for: part of the batch's records reached the file
+        writevAll(this.fd, bufs.slice(0, Math.max(1, bufs.length >> 1)), this.pos);
+        faultPoint('journal-mid-append');
+      }
+      writevAll(this.fd, bufs, this.pos);
+      this.pos += bytes;
+      await flushFd(this.fd);
+    } catch (err) {
+      failed = err;
+    }
+    const done = performance.now();
+    this.stats.fsyncMs += (done - issued) * batch.length;
+    if (failed !== undefined) {
+      // not flushed: nothing was promised. Its records may be on disk all the same: a
+      // crash before the next reset writes them into out/, and the LMTP ledger (L2)
+      // then knows them when the MTA retries (docs/spool.md, L7)
+      this.log(`lmtpd: the LMTP journal could not be written: ${spoolErrorFrom(failed, 'appending').message}`);
+      for (const p of batch) {
+        this.stats.waitMs += done - p.queuedAt;
+        p.reject(spoolErrorFrom(failed, `writing ${p.dest} to the LMTP journal`));
+      }
+      return;
+    }
+    faultPoint('journal-after-flush');
+    this.lastAppend = done;
+    this.unwritten += batch.length;
+    for (const p of batch) {
+      this.held += p.size;
+      this.stats.waitMs += done - p.queuedAt;
+      p.answeredAt = done;
+      p.resolve({ path: p.dest, size: p.size });
+    }
+    this.mq.push(...batch);
+    // after the answers have gone out
+    if (!this.materializing && !this.hold) setImmediate(() => void this.materialize());
+  }
+
+  /** Jobs committed without the journal (it is full and its jobs cannot be written out): straight into out/. */
+  private async direct(batch: Pending[]): Promise<void> {
+    this.stats.direct += batch.length;
+    const failed = await this.writeFiles(batch);
+    for (const p of batch) {
+      const err = failed.get(p);
+      if (err === undefined) p.resolve({ path: p.dest, size: p.size });
+      else p.reject(spoolErrorFrom(err, `writing ${p.dest}`));
+    }
+  }
+
+  private resetDue(): boolean {
+    if (this.unwritten > 0 || this.pos === HEADER_SIZE) return false;
+    return this.pos >= RESET_FILL || this.closed || performance.now() - this.lastAppend >= RESET_IDLE_MS;
+  }
+
+  /** Every job appended is durable in out/: retire the records with a new generation. */
+  private async reset(): Promise<void> {
+    faultPoint('journal-before-reset');
+    const gen = this.gen + 1;
+    try {
+      writeSync(this.fd, header(gen), 0, HEAD_LEN, 0);
+      await flushFd(this.fd);
+    } catch (err) {
+      // the old generation stays: a crash now replays jobs already in out/ (skipped) or
+      // sent (the peer's ledger knows their ids); the next reset tries again
+      this.log(`lmtpd: the LMTP journal could not be reset: ${spoolErrorFrom(err, 'resetting').message}`);
+      return;
+    }
+    this.gen = gen;
+    this.pos = HEADER_SIZE;
+    this.stats.resets++;
+  }
+
+  /** Write the journal's jobs into out/PEER (tmp, fsync, link, directory fsync), in batches. */
+  private async materialize(): Promise<void> {
+    if (this.materializing) return;
+    this.materializing = true;
+    try {
+      while (this.mq.length > 0) {
+        const batch = this.mq.splice(0, this.maxBatch);
+        const failed = await this.writeFiles(batch);
+        const now = performance.now();
+        let ok = 0;
+        for (const p of batch) {
+          if (failed.has(p)) continue;
+          ok++;
+          this.stats.lagMs += now - (p.answeredAt ?? now);
+          this.held -= p.size;
+          p.pieces = [];
+        }
+        this.stats.materialized += ok;
+        this.unwritten -= ok;
+        if (failed.size > 0) {
+          const first = failed.values().next().value as unknown;
+          if (!this.failing) this.log(`lmtpd: jobs in the LMTP journal could not be written into out/ (tried again in ${this.retryMs} ms; new mail is answered only once in out/ meanwhile): ${spoolErrorFrom(first, 'writing').message}`);
+          this.failing = true;
+          this.mq.unshift(...batch.filter((p) => failed.has(p)));
+          this.wakeCaughtUp();
+          await new Promise<void>((r) => setTimeout(r, this.retryMs).unref());
+          this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+          continue;
+        }
+        if (this.failing) this.log('lmtpd: the LMTP journal\'s jobs are written into out/ again');
+        this.failing = false;
+        this.retryMs = RETRY_MS;
+        this.wakeCaughtUp();
+      }
+    } finally {
+      this.materializing = false;
+    }
+    this.wakeCaughtUp();
+    // a reset once idle, so that a crash later replays nothing already sent
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (!this.running && this.resetDue()) void this.run();
+    }, RESET_IDLE_MS + 5);
+    this.idleTimer.unref();
+    if (this.queue.length > 0 && !this.running) void this.run();
+  }
+
+  private wakeCaughtUp(): void {
+    const w = this.caughtUp;
+    this.caughtUp = [];
+    for (const r of w) r();
+  }
+
+  /** The commit of docs/spool.md for each job, together: returns the jobs that failed and why. */
+  private async writeFiles(batch: Pending[]): Promise<Map<Pending, unknown>> {
+    const failed = new Map<Pending, unknown>();
+    const open: { p: Pending; fd: number; tmp: string }[] = [];
+    await Promise.all(batch.map(async (p) => {
+      const tmp = join(p.tmpDir, tmpName('job'));
+      let fd: number | undefined;
+      try {
+        fd = await new Promise<number>((resolve, reject) =>
+          openCb(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))),
+        );
+        fchmodSync(fd, FILE_MODE);
+        writevAll(fd, p.pieces, 0);
+        open.push({ p, fd, tmp });
+      } catch (err) {
+        if (fd !== undefined) ignore(() => closeSync(fd!));
+        ignore(() => unlinkSync(tmp));
+        failed.set(p, err);
+      }
+    }));
+    const synced = await Promise.allSettled(open.map((o) => fsyncFd(o.fd)));
+    const placed: { p: Pending; tmp: string }[] = [];
+    open.forEach((o, i) => {
+      ignore(() => closeSync(o.fd));
+      const r = synced[i]!;
+      if (r.status === 'rejected') {
+        failed.set(o.p, r.reason);
+        ignore(() => unlinkSync(o.tmp));
+        return;
+      }
+      try {
+        linkSync(o.tmp, o.p.dest);
+      } catch (err) {
+        // EEXIST: an earlier try linked it (its directory fsync failed): it is the same job
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          failed.set(o.p, err);
+          ignore(() => unlinkSync(o.tmp));
+          return;
+        }
+      }
+      ignore(() => unlinkSync(o.tmp));
+      placed.push(o);
+    });
+    faultPoint('journal-mid-materialize');
+    const dirs = [...new Set(placed.map((o) => o.p.dest.slice(0, o.p.dest.lastIndexOf('/'))))];
+    const dirSynced = await Promise.allSettled(dirs.map(async (d) => {
+      const fd = openSync(d, constants.O_RDONLY | constants.O_DIRECTORY);
+      try {
+        await fsyncFd(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }));
+    dirs.forEach((d, i) => {
+      const r = dirSynced[i]!;
+      if (r.status === 'fulfilled') return;
+      // the names may not survive a power cut: tried again (the link then finds the name)
+      for (const o of placed) if (o.p.dest.startsWith(d + '/')) failed.set(o.p, r.reason);
+    });
+    return failed;
+  }
+
+  /** tests: let go of the journal as a crash would (no reset, no waiting): what it holds is left for a replay */
+  async abandon(): Promise<void> {
+    this.closed = true;
+    this.hold = true;
+    clearTimeout(this.idleTimer);
+    ignore(() => closeSync(this.fd));
+    await this.lock.release();
+  }
+
+  /**
+   * Stop: wait (bounded) until every job committed is durable in out/ and reset the
+   * journal, then let go of it. Jobs still only in the journal after `graceMs` stay
+   * there for the next start's replay.
+   */
+  async close(graceMs = 30_000): Promise<void> {
+    this.closed = true;
+    const deadline = Date.now() + graceMs;
+    while ((this.running || this.materializing || this.mq.length > 0 || this.queue.length > 0) && Date.now() < deadline) {
+      await new Promise<void>((r) => setTimeout(r, 10));
+    }
+    if (!this.running && this.resetDue()) await this.reset();
+    clearTimeout(this.idleTimer);
+    ignore(() => closeSync(this.fd));
+    await this.lock.release();
+  }
+}
