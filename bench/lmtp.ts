@@ -632,6 +632,8 @@ export async function main(argv: string[]): Promise<number> {
     // lmtpd says how many jobs it committed in how many batches when it stops
     await lmtpd.stop();
     const groupCommit = /group commit: (.*)/.exec(lmtpd.log())?.[1] ?? 'not reported';
+    // its journal (docs/spool.md, "The LMTP journal"): with workers, one line each
+    const journalLines = [...lmtpd.log().matchAll(/(lmtpd(?: worker \d+)?): journal: (.*)/g)].map((m) => `${m[1]}'s journal: ${m[2]}`);
     const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const machine = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}`;
     const label: Record<Method, string> = {
@@ -668,6 +670,7 @@ export async function main(argv: string[]): Promise<number> {
             `of LMTP's CPU, mailbag lmtpd itself: ${lmtpdCpuPerMessage.toFixed(2)} ms / message, of it ${lmtpdSysPerMessage.toFixed(2)} ms in the kernel, ${lmtpdMainPerMessage.toFixed(2)} ms on its event-loop thread (the rest of LMTP's CPU is Postfix: qmgr and its lmtp client)`,
             `lmtpd, per job (median / 90th percentile, ms; from its id, mtime and ctime): ${jobSpans}`,
             `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
+            ...journalLines,
             `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
