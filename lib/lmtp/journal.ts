@@ -369,8 +369,10 @@ export class LmtpJournal {
   ) {}
 
   /**
-   * Replay every journal no running lmtpd holds, then take one (the first free, or a new
-   * one) for this process. Returns it with the number of jobs the replay wrote.
+   * Take a journal for this process: the first no running lmtpd holds (replayed first:
+   * lmtpd's start has replayed them all already, replayJournals, so this finds nothing
+   * unless a sibling died meanwhile), or a new one. Returns it with the number of jobs
+   * its replay wrote.
    */
   static async open(spool: Spool, opts: { fallback: GroupCommit; log?: (line: string) => void; maxBatch?: number; hold?: boolean }): Promise<{ journal?: LmtpJournal; replayed: number; unavailable?: string }> {
     await spool.ensureDir(JOURNAL_DIR);
@@ -393,8 +395,11 @@ export class LmtpJournal {
         await lock.release();
         throw spoolErrorFrom(err, `replaying the LMTP journal ${path}`);
       }
-      if (mine || short) await lock.release();
-      else mine = { name, lock };
+      if (short) await lock.release();
+      else {
+        mine = { name, lock };
+        break;
+      }
     }
     for (let n = 1; !mine; n++) {
       const name = String(n);

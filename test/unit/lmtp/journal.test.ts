@@ -153,6 +153,22 @@ describe('LmtpJournal', () => {
     await next!.close();
   });
 
+  it('open takes the first free journal and leaves the others to replayJournals (a sibling worker starting meanwhile finds them unlocked)', async () => {
+    const first = await open();
+    const second = await open(true);
+    await first.journal.close();
+    await job(second.store, 'left in journal 2\n');
+    await second.journal.abandon();
+    // a worker's start: takes journal 1; journal 2 is neither locked nor replayed by it
+    const { journal, replayed } = await LmtpJournal.open(spool, { fallback: new GroupCommit() });
+    expect(replayed).toBe(0);
+    expect(outJobs()).toEqual([]);
+    expect(readdirSync(join(spool.root, JOURNAL_DIR)).sort()).toEqual(['1', '2']);
+    // lmtpd's start replays it (before any worker listens)
+    expect(await replayJournals(spool)).toBe(1);
+    await journal!.close();
+  });
+
   it('a journal held by a running lmtpd is not replayed by another process', async () => {
     const { journal, store } = await open(true);
     await job(store, 'held\n');
