@@ -2,7 +2,7 @@
 // recorded and whether the sender's notice went out. `--json` for scripts.
 
 import { loadConfig, requirePeer } from '../config/index.js';
-import { listFailed, type FailedJob } from '../runner/failed.js';
+import { eachFailed, type FailedJob } from '../runner/failed.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -34,24 +34,27 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   // a spool not made yet has no failed jobs (as mailbag status shows it empty); one that
   // cannot be read, or a spool path that is not a directory, is an error
-  const jobs = spoolMade(config, 'mailbag failed') ? await listFailed(await Spool.open(config.spool, { cleanup: false }), peer) : [];
-  if (peer !== undefined && jobs.length === 0 && !Object.hasOwn(config.peers, peer)) {
+  const spool = spoolMade(config, 'mailbag failed') ? await Spool.open(config.spool, { cleanup: false }) : undefined;
+  if (peer !== undefined && !Object.hasOwn(config.peers, peer) && (!spool || (await spool.listJobs('failed', peer)).length === 0)) {
     // as mailbag status PEER: a peer no longer configured may still have failed jobs to
     // show; one with none is a typo, not a peer without failures (75, 4.3.5, the file to add it to)
     requirePeer(config, peer);
   }
+  // each job written as it is read: memory does not grow with the failed queue
+  const jobs: AsyncIterable<FailedJob> = spool ? eachFailed(spool, peer) : (async function* () {})();
+  let n = 0;
   if (json) {
-    io.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
+    // the shape JSON.stringify(array, null, 2) gives, one element at a time
+    for await (const j of jobs) io.stdout.write(`${n++ === 0 ? '[\n' : ',\n'}${JSON.stringify(j, null, 2).replace(/^/gm, '  ')}`);
+    io.stdout.write(n === 0 ? '[]\n' : '\n]\n');
     return 0;
   }
-  if (jobs.length === 0) {
-    io.stdout.write(peer ? `no failed jobs for ${peer}\n` : 'no failed jobs\n');
-    return 0;
-  }
-  for (const j of jobs) {
+  for await (const j of jobs) {
+    n++;
     io.stdout.write(`${j.peer}/${j.id}  ${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}\n`);
     io.stdout.write(`    created ${j.created}, failed ${j.failedAt ?? '?'}, notice ${noticeWords(j)}\n`);
     io.stdout.write(`    ${j.reason.replace(/[\r\n]+/g, ' ')}\n`);
   }
+  if (n === 0) io.stdout.write(peer ? `no failed jobs for ${peer}\n` : 'no failed jobs\n');
   return 0;
 }
