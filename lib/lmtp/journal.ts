@@ -12,7 +12,7 @@
 // Memory is bounded: a job is held in memory from its first byte until it is written
 // into out/PEER, and only jobs of at most JOURNAL_MAX_JOB bytes go through the journal
 // (a larger one is staged in tmp/ as it arrives and committed by GroupCommit, as before);
-// the jobs held are at most one per connection being received plus MAX_HELD bytes of
+// the jobs held are at most one per connection being received plus JOURNAL_MAX_HELD bytes of
 // answered ones (beyond that, commits wait for the writes into out/).
 
 import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
@@ -51,7 +51,7 @@ const REC_HEAD = 20;
 const RESET_FILL = JOURNAL_SIZE / 2;
 const RESET_IDLE_MS = 200;
 /** answered jobs waiting to be written into out/ are held in memory up to this many bytes; then commits wait */
-const MAX_HELD = 16 * 1024 * 1024;
+export const JOURNAL_MAX_HELD = 16 * 1024 * 1024;
 /** a failing write into out/PEER is tried again after this long (doubling up to the most) */
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 30_000;
@@ -524,8 +524,8 @@ export class LmtpJournal {
           await this.reset();
           continue;
         }
-        if (this.held > MAX_HELD && !this.failing) {
-          // answered jobs not yet in out/ are held in memory: at most MAX_HELD bytes of them
+        if (this.held > JOURNAL_MAX_HELD && !this.failing) {
+          // answered jobs not yet in out/ are held in memory: at most JOURNAL_MAX_HELD bytes of them
           await new Promise<void>((r) => this.caughtUp.push(r));
           continue;
         }

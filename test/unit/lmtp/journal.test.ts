@@ -8,7 +8,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { JOURNAL_DIR, JOURNAL_MAX_JOB, JOURNAL_SIZE, LmtpJournal, replayJournals } from '../../../lib/lmtp/journal.js';
+import { JOURNAL_DIR, JOURNAL_MAX_HELD, JOURNAL_MAX_JOB, JOURNAL_SIZE, LmtpJournal, replayJournals } from '../../../lib/lmtp/journal.js';
 import { SpoolJobStore } from '../../../lib/lmtp/spool-store.js';
 import { GroupCommit } from '../../../lib/spool/commit.js';
 import { Spool } from '../../../lib/spool/spool.js';
@@ -200,6 +200,22 @@ describe('LmtpJournal', () => {
     expect(journal.stats.files).toBe(0);
     await journal.close();
     expect(readdirSync(spool.tmpDir)).toEqual([]);
+  });
+
+  it(`answered jobs not yet in out/ are held in memory up to ${JOURNAL_MAX_HELD} bytes: beyond, a commit waits for the write-out`, async () => {
+    // held: nothing is written out, so what is answered stays in memory
+    const { journal, store } = await open(true);
+    const body = Buffer.alloc(120 * 1024, 'm');
+    let answered = 0;
+    for (let n = 0; n < 200; n++) {
+      const r = await Promise.race([job(store, body).then(() => 'answered'), new Promise((w) => setTimeout(() => w('waiting'), 1000))]);
+      if (r === 'waiting') break;
+      answered++;
+    }
+    expect(answered).toBeLessThan(200);
+    expect(answered * body.length).toBeGreaterThan(JOURNAL_MAX_HELD - 2 * body.length);
+    expect(answered * body.length).toBeLessThanOrEqual(JOURNAL_MAX_HELD + body.length);
+    await journal.abandon();
   });
 
   it('past maxSize the write fails and nothing is left; an aborted job leaves nothing', async () => {
