@@ -47,12 +47,7 @@ export interface BagEntry {
   /** 0-based position in the bag */
   index: number;
   /** the entry's bytes; errors are BagErrors. Read it (or not) before asking for the next entry. */
-  readonly stream: Readable;
-  /**
-   * the entry's bytes, whole, as the chunks they came in (for small entries: no stream
-   * per entry); errors are BagErrors. Either this or `stream`, not both.
-   */
-  chunks(): Promise<Buffer[]>;
+  stream: Readable;
 }
 
 const BLOCK = 512;
@@ -100,17 +95,6 @@ function wrapEntry(entry: TarEntry): Readable {
       Promise.resolve(it.return?.()).then(() => cb(err), () => cb(err));
     },
   });
-}
-
-/** The entry's chunks, read from its streamx stream's own iterator (as wrapEntry's Readable reads them). */
-async function gatherEntry(entry: TarEntry): Promise<Buffer[]> {
-  const chunks: Buffer[] = [];
-  try {
-    for await (const c of entry as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  } catch (err) {
-    throw classifyBagError(err);
-  }
-  return chunks;
 }
 
 function waitDrain(w: NodeJS.EventEmitter): Promise<void> {
@@ -239,35 +223,8 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
       if (names.has(name)) throw new BagError('duplicate', `entry ${showName(name)} appears twice in the bag`, where);
       names.add(name);
       lastEntryEnd = (e as unknown as { offset: number }).offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
-      // the Readable is made only for a caller that asks for it (a small entry gathered
-      // whole needs none: its chunks come from the parser's own stream)
-      let wrapped: Readable | undefined;
-      let gathered: Promise<Buffer[]> | undefined;
-      const twice = (): BagError => new BagError('corrupt', `entry ${showName(name)} read both as a stream and whole`, where);
-      yield {
-        name,
-        size,
-        index: entries - 1,
-        get stream(): Readable {
-          if (gathered) throw twice();
-          return (wrapped ??= wrapEntry(e));
-        },
-        chunks(): Promise<Buffer[]> {
-          if (wrapped) return Promise.reject(twice());
-          if (!gathered) {
-            gathered = gatherEntry(e);
-            // the caller awaits it; a caller that stops reading the bag meanwhile must not leave it unhandled
-            gathered.catch(() => {});
-          }
-          return gathered;
-        },
-      };
-      if (gathered) {
-        // read whole (or failed: the failure is the caller's, and the parser's)
-        await gathered;
-        continue;
-      }
-      const stream = (wrapped ??= wrapEntry(e));
+      const stream = wrapEntry(e);
+      yield { name, size, index: entries - 1, stream };
       // the caller may have read the entry, part of it or nothing: skip the rest
       if (!stream.readableEnded) {
         if (stream.destroyed) throw (failure as Error | undefined) ?? new BagError('corrupt', `entry ${showName(name)} was abandoned before its end`, where);

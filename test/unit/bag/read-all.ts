@@ -3,24 +3,22 @@
 import { expect } from 'vitest';
 import { BagError, readBag, type BagSummary, type ReadBagOptions } from '../../../lib/bag/index.js';
 
-/** `how`: each entry read through its `stream`, or `whole` with chunks() (the stager's way for small jobs) */
-export async function readAll(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}, how: 'stream' | 'whole' = 'stream'): Promise<{ entries: [string, Buffer][]; summary: BagSummary }> {
+export async function readAll(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<{ entries: [string, Buffer][]; summary: BagSummary }> {
   const entries: [string, Buffer][] = [];
   const gen = readBag(source, options);
   for (;;) {
     const r = await gen.next();
     if (r.done) return { entries, summary: r.value };
     const parts: Buffer[] = [];
-    if (how === 'whole') parts.push(...(await r.value.chunks()));
-    else for await (const c of r.value.stream) parts.push(c as Buffer);
+    for await (const c of r.value.stream) parts.push(c as Buffer);
     entries.push([r.value.name, Buffer.concat(parts)]);
   }
 }
 
 /** the BagError a bag is refused with (fails when it is accepted) */
-export async function refusal(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}, how: 'stream' | 'whole' = 'stream'): Promise<BagError> {
+export async function refusal(source: AsyncIterable<Uint8Array>, options: ReadBagOptions = {}): Promise<BagError> {
   try {
-    await readAll(source, options, how);
+    await readAll(source, options);
   } catch (err) {
     expect(err).toBeInstanceOf(BagError);
     return err as BagError;
