@@ -47,6 +47,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let unfinished: MailbagError | undefined;
   const runStep = async (): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, runLog, io.env);
+    // a notice given up is said also with --quiet, as mailbag run's summary and dispatch say it
+    const n = summary.noticesGivenUp ?? 0;
+    if (n > 0) io.stdout.write(`${peer}: ${n} notice${n === 1 ? '' : 's'} given up (mailbag failed ${peer})\n`);
     for (const u of summary?.unfinished ?? []) {
       io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
       unfinished ??= u.error;
