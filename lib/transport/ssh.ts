@@ -134,6 +134,12 @@ async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
       { cause: parsed },
     );
   }
+  // a .pub file parses as a key too; ssh2 then refused it at connect() in words that came
+  // out as 'cannot reach PEER' (unreachable, retried by every dispatch)
+  const keys = Array.isArray(parsed) ? parsed : [parsed];
+  if (!keys.some((k) => k.isPrivateKey())) {
+    throw new SessionError('auth', `${what} is a public key: identity must name the private key (the file without .pub)`);
+  }
   return material;
 }
 

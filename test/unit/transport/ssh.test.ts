@@ -271,6 +271,13 @@ describe('ssh transport over the embedded server', () => {
     expect(err.message).toContain('passphrase');
   });
 
+  it('refuses an identity that is the public key (the .pub file) as auth, not as an unreachable peer', async () => {
+    const err = await refused(opts({ privateKey: undefined, identity: file('id_home.pub', `${client.publicKey}\n`) }));
+    expect(err.code).toBe('auth');
+    expect(err.message).toContain('is a public key');
+    expect(err.message).toContain('id_home.pub');
+  });
+
   it('needs a key or an agent', async () => {
     expect((await refused(opts({ privateKey: undefined }))).code).toBe('auth');
     const e = await refused(opts({ privateKey: undefined, agent: true, env: {} }));
