@@ -67,11 +67,15 @@ function firstWord(s: string, from: number): string {
   return s.slice(from, i);
 }
 
-/** bytes held in a latin1 string → text, refusing what is not UTF-8 or holds control characters */
+/**
+ * bytes held in a latin1 string → text, refusing what is not UTF-8 or holds control
+ * characters. A leading U+FEFF is kept (ignoreBOM): a TextDecoder drops it by default, and
+ * the word would read back as another sender than the one written.
+ */
 function text(latin1: string): string | null {
   let value: string;
   try {
-    value = (utf8 ??= new TextDecoder('utf-8', { fatal: true })).decode(Buffer.from(latin1, 'latin1'));
+    value = (utf8 ??= new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })).decode(Buffer.from(latin1, 'latin1'));
   } catch {
     return null;
   }
