@@ -46,13 +46,12 @@ export function splitCommandLine(argv: readonly string[]): CommandLine {
 export function failureLine(err: unknown, prefix?: string): string {
   const e = asMailbagError(err);
   const message = e.message.replace(/[\r\n]+/g, ' ').trim();
-  const named = !prefix || message.startsWith(`${prefix}: `);
+  const named = !prefix || message.startsWith(`${prefix}: `) || message.startsWith(`${prefix} `);
   return `${e.status} ${named ? '' : `${prefix}: `}${message}`;
 }
 
 /** Run a main function as this process: exit code and stderr from its outcome. */
 export async function runAsProcess(main: Main, prefix: string): Promise<void> {
-  const io = processIo();
   // A last line of defence: an error escaping everything still exits 75, never 1.
   const onFatal = (err: unknown): void => {
     process.stderr.write(`4.3.0 ${prefix}: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -60,6 +59,7 @@ export async function runAsProcess(main: Main, prefix: string): Promise<void> {
   };
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
+  const io = processIo();
   let code: number;
   try {
     code = await main(process.argv.slice(2), io);

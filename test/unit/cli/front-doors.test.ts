@@ -409,6 +409,6 @@ describe('the session commands through mailbag.js and their bundle', () => {
     site = makeSite();
     const r = await runBin(MAILBAG_BIN, ['--config', site.config, 'sync'], '');
     expect(r.code).toBe(75);
-    expect(r.stderr).toMatch(/^4\.3\.5 mailbag: mailbag sync: which peer\?/);
+    expect(r.stderr).toMatch(/^4\.3\.5 mailbag sync: which peer\?/);
   });
 });
