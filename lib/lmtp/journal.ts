@@ -342,7 +342,6 @@ export class LmtpJournal {
   readonly stats: JournalStats = { batches: 0, files: 0, largest: 0, waitMs: 0, queueMs: 0, fsyncMs: 0, materialized: 0, lagMs: 0, resets: 0, direct: 0 };
   private readonly queue: Pending[] = [];
   private running = false;
-  private wake: (() => void) | undefined;
   private pos = HEADER_SIZE;
   /** jobs appended since the last reset and not yet durable in out/, and their bytes (held in memory) */
   private unwritten = 0;
@@ -481,8 +480,8 @@ export class LmtpJournal {
         pieces = [];
         return new Promise<CommitResult>((resolve, reject) => {
           this.queue.push({ pieces: held, size, dest, rel, tmpDir: opts.tmpDir, resolve, reject, queuedAt: performance.now() });
+          // a running committer takes it with its next batch
           if (!this.running) void this.run();
-          else this.wake?.();
         });
       },
       abort: () => {
