@@ -19,6 +19,9 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { LmtpJournal as LmtpJournalT } from '../../lib/lmtp/journal.js';
+import type { SpoolJobStore as SpoolJobStoreT } from '../../lib/lmtp/spool-store.js';
+import type { Spool as SpoolT } from '../../lib/spool/spool.js';
 
 const ctl = vi.hoisted(() => ({ failNext: 0, failed: 0 }));
 
@@ -43,7 +46,7 @@ const { GroupCommit } = await import('../../lib/spool/commit.js');
 const { Spool } = await import('../../lib/spool/spool.js');
 
 let dir: string;
-let spool: InstanceType<typeof Spool>;
+let spool: SpoolT;
 
 beforeEach(async () => {
   ctl.failNext = 0;
@@ -55,7 +58,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const header = { to: 'hub', command: 'rsmtp' as const, args: [], sender: 's@x.test', recipients: ['a@x.test'] };
 
-async function job(store: InstanceType<typeof SpoolJobStore>, body: string): Promise<string> {
+async function job(store: SpoolJobStoreT, body: string): Promise<string> {
   const d = await store.begin(header, { maxSize: 1024 * 1024 });
   d.write(Buffer.from(body));
   return d.commit();
@@ -78,7 +81,7 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
 }
 
 /** as MAILBAG_FAULT=journal-hold and abandon() do: answered jobs are no longer written into out/ (the crash "after the 250s") */
-function holdFromNow(journal: InstanceType<typeof LmtpJournal>): void {
+function holdFromNow(journal: LmtpJournalT): void {
   (journal as unknown as { hold: boolean }).hold = true;
 }
 
