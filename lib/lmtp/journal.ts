@@ -349,6 +349,14 @@ export class LmtpJournal {
   private readonly mq: Pending[] = [];
   private materializing = false;
   private failing = false;
+  /**
+   * A flush of this generation failed (an append's or a reset's): the bytes it was to
+   * make durable may not be on disk, or the header may already name the next generation.
+   * Nothing more is appended until a reset (header written again) has been flushed: a
+   * record answered behind such a gap would never be replayed. Meanwhile jobs go straight
+   * into out/ (review8c).
+   */
+  private broken = false;
   private retryMs = RETRY_MS;
   private lastAppend = 0;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -509,6 +517,11 @@ export class LmtpJournal {
       for (;;) {
         if (this.resetDue()) await this.reset();
         if (this.queue.length === 0) break;
+        if (this.broken) {
+          if (this.unwritten === 0) await this.reset();
+          if (this.broken) await this.direct(this.queue.splice(0, this.maxBatch));
+          continue;
+        }
         if (this.failing || this.pos + this.need(this.queue[0]!) > JOURNAL_SIZE) {
           if (!this.failing && this.unwritten > 0) {
             // full: wait for the jobs in it to be written out (then reset), or for the writes to fail
@@ -532,7 +545,8 @@ export class LmtpJournal {
         // faster: docs/lmtp.md); the next gathers meanwhile
         let bytes = 0;
         let n = 0;
-        while (n < this.queue.length && n < this.maxBatch && this.pos + bytes + this.need(this.queue[n]!) <= JOURNAL_SIZE) bytes += this.need(this.queue[n++]!);
+        // (and no more answered jobs held in memory than JOURNAL_MAX_HELD, but always one)
+        while (n < this.queue.length && n < this.maxBatch && this.pos + bytes + this.need(this.queue[n]!) <= JOURNAL_SIZE && (n === 0 || this.held + bytes + this.need(this.queue[n]!) <= JOURNAL_MAX_HELD)) bytes += this.need(this.queue[n++]!);
         await this.append(this.queue.splice(0, n), bytes);
         if (this.queue.length === 0) {
           // the transactions that end while the answers go out come along in the next batch
@@ -569,6 +583,8 @@ export class LmtpJournal {
       await flushFd(this.fd);
     } catch (err) {
       failed = err;
+      // no record goes behind this batch's until a reset: see `broken`
+      this.broken = true;
     }
     const done = performance.now();
     this.stats.fsyncMs += (done - issued) * batch.length;
@@ -624,8 +640,12 @@ export class LmtpJournal {
       // the old generation stays: a crash now replays jobs already in out/ (skipped) or
       // sent (the peer's ledger knows their ids); the next reset tries again
       this.log(`lmtpd: the LMTP journal could not be reset: ${spoolErrorFrom(err, 'resetting').message}`);
+      // the file's header may name the new generation already: no record of the old one
+      // is appended behind it (see `broken`); the next reset writes the header again
+      this.broken = true;
       return;
     }
+    this.broken = false;
     this.gen = gen;
     this.pos = HEADER_SIZE;
     this.stats.resets++;
