@@ -3,13 +3,14 @@
 // peer with work queued or due). One session per peer at a time: each holds the spool
 // lock `session-PEER` for its whole length, so two clients never take the same mail.
 
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, ConfigError, MailbagError, SessionError, SpoolError } from '../errors.js';
 import { isJobId, isName } from '../job/header.js';
 import { jobIdTime } from '../job/id.js';
 import { Spool } from '../spool/spool.js';
+import { FILE_MODE, spoolErrorFrom, tmpName } from '../spool/commit.js';
 import type { RunSummary } from '../runner/runner.js';
 import { parseLock, type Lock } from '../spool/lock.js';
 import type { Link, Transport } from '../transport/types.js';
@@ -86,9 +87,22 @@ async function lockPeer(spool: Spool, peer: string, log?: (line: string) => void
 export { transportForPeer as transportFor };
 
 /** Record when the last session with a peer ended (for dispatch's poll interval). */
+/**
+ * Record the time of this session with PEER (read by peersDue for the poll interval).
+ * Atomic (a tmp file renamed over it) but not fsynced: a crash that loses it costs one
+ * poll before it is due, while the fsyncs cost 3–15 ms between a session's end and the
+ * process's exit, which `mailbag sync` waits for.
+ */
 async function markSession(spool: Spool, peer: string): Promise<void> {
   await spool.ensureDir('bags');
-  await spool.commitFile(`bags/${peer}.last`, Buffer.from(`${new Date().toISOString()}\n`), { label: 'last' });
+  const tmp = join(spool.tmpDir, tmpName('last'));
+  try {
+    await writeFile(tmp, `${new Date().toISOString()}\n`, { mode: FILE_MODE, flag: 'wx' });
+    await rename(tmp, spool.path('bags', `${peer}.last`));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw spoolErrorFrom(err, `recording the session with ${peer}`);
+  }
 }
 
 async function lastSession(spool: Spool, peer: string): Promise<number | undefined> {
