@@ -176,11 +176,28 @@ interface MessagePlan {
   bsmtp: boolean;
 }
 
+const NOT_UTF8 = 'is not UTF-8 (U+FFFD stands where its bytes were: the MTA passed an 8-bit address mailbag cannot carry)';
+
+/**
+ * Node hands bytes of argv that are not UTF-8 over as U+FFFD: the address the MTA gave
+ * is lost, and carrying the one left on would deliver elsewhere. Refused here, where
+ * addresses come from the command line, not in lib/envelope's checks, which a peer's
+ * reader of jobs already queued shares (one such recipient would fail a whole job there).
+ */
+function checkArgvBytes(sender: string, recipients: readonly string[]): void {
+  const shown = (a: string): string => JSON.stringify(a.length > 80 ? `${a.slice(0, 80)}…` : a);
+  if (sender.includes('\uFFFD')) throw new InputError('bad-sender', `sender ${shown(sender)} ${NOT_UTF8}`);
+  for (const r of recipients) {
+    if (r.includes('\uFFFD')) throw new InputError('bad-recipient', `recipient ${shown(r)} ${NOT_UTF8}`);
+  }
+}
+
 /** The envelope's checks (all before the spool is written), and the job it makes. */
 function planMessage(config: Config, peer: string, recipients: readonly string[], sender: string | undefined, now: Date): MessagePlan {
   if (sender === undefined) {
     throw new MailbagError('usage', 'no sender: give -a SENDER, or a From_ line on stdin');
   }
+  checkArgvBytes(sender, recipients);
   const nullSender = isNullSender(sender);
   // rmail cannot carry the null sender (formats checklist 3), nor a sender with a space
   // (`"john smith"@x`) or a `!` at either end, nor a recipient with a space (checklist

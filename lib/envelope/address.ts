@@ -19,9 +19,6 @@ function describe(address: string): string {
 
 function common(address: string): string | null {
   if (CONTROL.test(address)) return 'contains a control character (NUL, CR, LF, TAB or another)';
-  // node hands bytes of argv that are not UTF-8 over as U+FFFD: the address given was
-  // another one, whose bytes are lost, and carrying it on would deliver elsewhere
-  if (address.includes('\uFFFD')) return 'is not UTF-8 (U+FFFD stands where its bytes were: the MTA passed an 8-bit address mailbag cannot carry)';
   const bytes = Buffer.byteLength(address, 'utf8');
   if (bytes > LIMITS.maxAddressLength) return `is ${bytes} bytes long, over the limit of ${LIMITS.maxAddressLength}`;
   return null;
@@ -29,8 +26,7 @@ function common(address: string): string | null {
 
 /**
  * A recipient for a job. Refused (code `bad-recipient`): empty; beginning with `-`
- * (sendmail would take it for an option); a control character or NUL; U+FFFD (bytes that
- * were not UTF-8, replaced so by node's argv); longer than
+ * (sendmail would take it for an option); a control character or NUL; longer than
  * LIMITS.maxAddressLength bytes of UTF-8; for rmail, a space (uuxqt re-splits the
  * command at whitespace, so the address would break: send it as BSMTP instead); for
  * BSMTP, `<` or `>` (the address is written inside `<…>`).
@@ -58,8 +54,9 @@ function isMailerDaemon(sender: string): boolean {
 
 /**
  * An envelope sender for a job; `''` is the null sender. Refused (code `bad-sender`):
- * a control character or NUL; U+FFFD (see checkRecipient); over LIMITS.maxAddressLength
- * bytes; for BSMTP, `<` or `>`.
+ * a control character or NUL; over LIMITS.maxAddressLength bytes; for BSMTP, `<` or `>`.
+ * (U+FFFD in an address from the command line is the front doors' refusal,
+ * lib/cli/front-door.ts: these checks are also a peer's, reading jobs already queued.)
  * For rmail (a From_ line) also: the null sender, `<>` and `MAILER-DAEMON` (rmail
  * receivers cannot carry a null sender: send it as BSMTP `MAIL FROM:<>`), whitespace
  * (the sender is one word of the line), a `!` at the start or end (sendmail's rmail
