@@ -7,7 +7,12 @@
 // smtp-server's own). The output buffer is sized to the chunk (plus CRs held back and a
 // little room for added dots) and grows only for a chunk with more dot lines than CRs
 // dropped: external memory V8 is told about drives its full collections, and a buffer
-// twice the chunk's size made them six times as frequent.
+// twice the chunk's size made them six times as frequent. A line that comes out longer
+// than LIMITS.maxBsmtpTextLine (what the peer's BSMTP reader takes; an added dot counted,
+// the LF not) sets `lineTooLong`: the listener refuses the message rather than queue a
+// job the peer would fail (review8b). It does not throw: the DATA stream must drain.
+
+import { LIMITS } from '../limits.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -21,6 +26,12 @@ export class LmtpBodyEncoder {
   private atLineStart = true;
   private pendingCr = 0;
   private ended = false;
+  /** bytes written of the current output line */
+  private lineLength = 0;
+  /** a line came out longer than maxLine */
+  lineTooLong = false;
+
+  constructor(private readonly maxLine: number = LIMITS.maxBsmtpTextLine) {}
 
   push(chunk: Uint8Array): Buffer {
     if (this.ended) throw new Error('LmtpBodyEncoder: push after end');
@@ -45,11 +56,13 @@ export class LmtpBodyEncoder {
       if (chunk[k] === LF) {
         out[o++] = LF;
         this.atLineStart = true;
+        this.lineLength = 0;
         i = k + 1;
       } else {
         out.fill(CR, 0, this.pendingCr);
         o = this.pendingCr;
         this.atLineStart = false;
+        this.lineLength += this.pendingCr;
       }
       this.pendingCr = 0;
     }
@@ -63,6 +76,7 @@ export class LmtpBodyEncoder {
           out = bigger;
         }
         out[o++] = DOT;
+        this.lineLength++;
       }
       this.atLineStart = false;
       const lf = src.indexOf(LF, i);
@@ -74,12 +88,15 @@ export class LmtpBodyEncoder {
       } else {
         o += src.copy(out, o, i, end);
       }
+      this.lineLength += end - i;
+      if (this.lineLength > this.maxLine) this.lineTooLong = true;
       if (lf === -1) {
         this.pendingCr = len - end;
         break;
       }
       out[o++] = LF;
       this.atLineStart = true;
+      this.lineLength = 0;
       i = lf + 1;
     }
     return out.subarray(0, o);

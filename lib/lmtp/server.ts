@@ -253,17 +253,23 @@ export class LmtpServer {
 
     const encoder = new LmtpBodyEncoder();
     let oversize = false;
+    let longLine = false;
     let first = true;
     // the data stream read with 'data' events (an async iterator costs a promise and a
     // read() per chunk); finished() reports the end, or the client going away mid-message
     const broken = await new Promise<unknown>((resolve) => {
       const onData = (chunk: Buffer): void => {
-        if (oversize) return; // drain: smtp-server answers only once the stream has ended
+        if (oversize || longLine) return; // drain: smtp-server answers only once the stream has ended
         if (stream.sizeExceeded) {
           oversize = true;
           return;
         }
-        const wait = writeAll(encoder.push(chunk));
+        const encoded = encoder.push(chunk);
+        if (encoder.lineTooLong) {
+          longLine = true;
+          return;
+        }
+        const wait = writeAll(encoded);
         if (first) {
           first = false;
           this.opts.faultPoint?.('lmtp-mid-data');
@@ -281,9 +287,14 @@ export class LmtpServer {
     });
     if (stream.sizeExceeded) oversize = true;
 
-    if (oversize || broken !== undefined) {
+    if (oversize || longLine || broken !== undefined) {
       await Promise.all([...shares.values()].map((s) => s.draft?.abort().catch(() => undefined)));
       if (broken !== undefined) throw new ReplyError(451, 'connection lost in the middle of the message');
+      if (longLine && !oversize) {
+        // the peer's BSMTP reader would refuse the job (and a bounce to <> would tell nobody)
+        const r = new ReplyError(554, `a line of the message is longer than ${LIMITS.maxBsmtpTextLine} bytes, more than a BSMTP job carries`);
+        return rcptTo.map(() => r);
+      }
       const r = new ReplyError(552, `message larger than the limit of ${this.opts.maxMessageSize} bytes (limits.max_message_size)`);
       return rcptTo.map(() => r);
     }

@@ -48,6 +48,42 @@ describe('LmtpBodyEncoder', () => {
     );
   });
 
+  test('a line over maxLine sets lineTooLong exactly when BsmtpBodyEncoder refuses the body (an added dot counted, the LF not), whatever the cuts', () => {
+    const piece = fc.oneof(fc.constantFrom('\r', '\n', '\r\n', '.', '..', '\r\r\n', 'a', ' '), fc.string({ maxLength: 12 }));
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 40 }), fc.array(fc.nat(), { maxLength: 8 }), fc.integer({ min: 1, max: 16 }), (pieces, cuts, maxLine) => {
+        const bytes = b(pieces.join(''));
+        const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+        const enc = new LmtpBodyEncoder(maxLine);
+        let from = 0;
+        for (const c of [...at, bytes.length]) {
+          enc.push(bytes.subarray(from, c));
+          from = c;
+        }
+        let refused = false;
+        try {
+          const w = new BsmtpBodyEncoder({ maxLine });
+          w.push(bytes);
+          w.end();
+        } catch {
+          refused = true;
+        }
+        expect(enc.lineTooLong).toBe(refused);
+      }),
+      { numRuns: 2000 },
+    );
+    // the edges: maxLine bytes pass, one more does not; a dot line counts its added dot
+    const at = (body: string, maxLine: number): boolean => {
+      const enc = new LmtpBodyEncoder(maxLine);
+      enc.push(b(body));
+      return enc.lineTooLong;
+    };
+    expect(at('12345\r\n', 5)).toBe(false);
+    expect(at('123456\r\n', 5)).toBe(true);
+    expect(at('.2345\r\n', 5)).toBe(true);
+    expect(at('1234\r\r\r\n', 5)).toBe(false);
+  });
+
   test('CRLF text in 16 KiB chunks (a socket read), and a plain Uint8Array', () => {
     const line = (i: number): string => (i % 7 === 0 ? `.dot line ${i}` : `Line ${i} ${'x'.repeat(i % 120)}`);
     const text = b(Array.from({ length: 3000 }, (_, i) => `${line(i)}\r\n`).join(''));

@@ -7,6 +7,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { LIMITS } from '../../../lib/limits.js';
 import { buildRouter } from '../../../lib/lmtp/route.js';
 import { coalesceReplies, LmtpServer, removeStaleSocket } from '../../../lib/lmtp/server.js';
 import { LmtpClient } from './lmtp-client.js';
@@ -190,6 +191,21 @@ describe('LMTP listener', () => {
     // the connection is still usable
     await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<a@example.org>']);
     expect((await c.data('small\n', 1))[0]!.code).toBe(250);
+  });
+
+  it('refuses a message with a line longer than a BSMTP job carries (554 5.6.0, per recipient); nothing stored', async () => {
+    await start({ maxMessageSize: 4 << 20 });
+    const c = await lhlo();
+    await c.envelope('MAIL FROM:<>', ['RCPT TO:<a@example.org>', 'RCPT TO:<b@example.net>']);
+    const replies = await c.data(`Subject: long\n\n${'x'.repeat(LIMITS.maxBsmtpTextLine + 1)}\nend\n`, 2);
+    expect(replies.map((r) => r.code)).toEqual([554, 554]);
+    expect(replies[0]!.raw).toMatch(/^554 5\.6\.0 a line of the message is longer than 1048576 bytes, more than a BSMTP job carries/);
+    expect(store.jobs).toHaveLength(0);
+    expect(store.open).toBe(0);
+    expect(store.aborted).toBe(2);
+    // a line of exactly that length is taken; the connection is still usable
+    await c.envelope('MAIL FROM:<>', ['RCPT TO:<a@example.org>']);
+    expect((await c.data(`Subject: long\n\n${'x'.repeat(LIMITS.maxBsmtpTextLine)}\nend\n`, 1))[0]!.code).toBe(250);
   });
 
   it('limits recipients per transaction and connections', async () => {
