@@ -28,6 +28,8 @@ import type { Config } from '../config/types.js';
 import type { Router } from '../lmtp/route.js';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
+/** sun_path on Linux */
+const MAX_SOCKET_PATH = 108;
 /**
  * Node's thread pool for lmtpd (docs/lmtp.md): every job's fsync, every batch's directory
  * fsync and every job file's create wait there, and with the default 4 threads a batch's
@@ -67,6 +69,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     throw err;
   }
   const o = program.opts<{ config?: string; socket?: string | false; listen?: string; workers?: string }>();
+  // a unix socket's path holds at most 108 bytes: Node would listen on the first 108 and
+  // say it listens on the whole (lmtp.socket gets the same check in the configuration)
+  if (typeof o.socket === 'string' && Buffer.byteLength(o.socket) > MAX_SOCKET_PATH) {
+    throw new MailbagError('usage', `--socket ${o.socket} is ${Buffer.byteLength(o.socket)} bytes, and a unix socket's path holds at most ${MAX_SOCKET_PATH}: give a shorter path`);
+  }
   const config = loadConfig({ path: o.config, env: io.env, cwd: io.cwd });
   const router = buildRouter({ peers: config.peers, defaultPeer: config.lmtp.defaultPeer, file: config.file });
   const socketPath = o.socket === false ? undefined : o.socket ?? config.lmtp.socket;

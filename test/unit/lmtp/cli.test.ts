@@ -35,6 +35,13 @@ describe('mailbag lmtpd arguments', () => {
     }
     expect(x.err()).toBe('');
   });
+  it('refuses a --socket path longer than a unix socket holds (108 bytes: Node would listen on a truncated one)', async () => {
+    const x = io();
+    const long = `/run/${'s'.repeat(99)}.sock`;
+    expect(Buffer.byteLength(long)).toBe(109);
+    await expect(main(['--socket', long], x)).rejects.toMatchObject({ code: 'usage', exitCode: 75, message: expect.stringMatching(/--socket \/run\/s+\.sock is 109 bytes, and a unix socket's path holds at most 108: give a shorter path/) });
+    expect(x.err()).toBe('');
+  });
   it('--no-socket needs a TCP listener', async () => {
     const x = io();
     await expect(main(['--no-socket'], x)).rejects.toThrow(/--no-socket needs --listen/);
