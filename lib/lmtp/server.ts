@@ -11,6 +11,7 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
 import { finished } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { checkBsmtpEnvelope } from '../bsmtp/envelope.js';
 import { asMailbagError, ConfigError, MailbagError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { LmtpBodyEncoder } from './body.js';
@@ -145,6 +146,9 @@ export class LmtpServer {
     if ((address.address ?? '').length > LIMITS.maxAddressLength) {
       return cb(new ReplyError(501, `sender address longer than ${LIMITS.maxAddressLength} bytes`));
     }
+    // the sender as the peer's BSMTP reader checks it (with a recipient it takes, to check the sender alone)
+    const bsmtp = checkBsmtpEnvelope({ sender: address.address ?? '', mailParams: [], recipients: [{ address: 'postmaster@example.org', params: [] }] });
+    if (!bsmtp.ok) return cb(new ReplyError(553, `${bsmtp.issue.message}: a BSMTP job cannot carry it`));
     cb();
   }
 
@@ -161,6 +165,11 @@ export class LmtpServer {
     }
     const route = this.opts.router.route(rcpt);
     if (!route.ok) return cb(new ReplyError(550, `${rcpt}: ${route.reason}`));
+    // what the peer's BSMTP reader would refuse (an address beginning with "-", one that
+    // cannot be written so that it reads back as itself, …) is refused here, not queued
+    // in a job the peer fails (hunt8's request; the front doors refuse the same)
+    const bsmtp = checkBsmtpEnvelope({ sender: '', mailParams: [], recipients: [{ address: rcpt, params: [] }] });
+    if (!bsmtp.ok) return cb(new ReplyError(553, `${bsmtp.issue.message}: a BSMTP job cannot carry it`));
     cb();
   }
 

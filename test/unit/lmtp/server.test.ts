@@ -208,6 +208,22 @@ describe('LMTP listener', () => {
     expect((await c.data(`Subject: long\n\n${'x'.repeat(LIMITS.maxBsmtpTextLine)}\nend\n`, 1))[0]!.code).toBe(250);
   });
 
+  it('refuses at RCPT and MAIL an address the peer\'s BSMTP reader would refuse (553), takes the others', async () => {
+    await start({});
+    const c = await lhlo();
+    const r = await c.envelope('MAIL FROM:<s@src.test>', ['RCPT TO:<-oQ@example.org>', 'RCPT TO:<"a\\"b@example.org>', 'RCPT TO:<a@example.org>']);
+    expect(r.map((x) => x.code)).toEqual([553, 553, 250]);
+    expect(r[0]!.raw).toMatch(/^553 5\.1\.3 recipient "-oQ@example\.org" begins with "-": a BSMTP job cannot carry it/);
+    expect(r[1]!.raw).toMatch(/^553 5\.1\.3 recipient .*cannot be written in a BSMTP path/);
+    const [d] = await c.data('hello\n', 1);
+    expect(d!.code).toBe(250);
+    expect(store.jobs).toHaveLength(1);
+    expect(store.jobs[0]!.header.recipients).toEqual(['a@example.org']);
+    await c.cmd('RSET');
+    const m = await c.cmd('MAIL FROM:<"s\\"x@src.test>');
+    expect(m.raw).toMatch(/^553 5\.1\.[0-9] sender .*cannot be written in a BSMTP path/);
+  });
+
   it('limits recipients per transaction and connections', async () => {
     await start({ maxRecipients: 2, maxConnections: 2 });
     const c = await lhlo();
