@@ -323,7 +323,7 @@ function path(t: Table, k: string, base: string, def?: string): string | undefin
   if (v === undefined) return undefined;
   if (v === '') t.fail(k, 'must not be empty');
   // no shell reads this file: "~/spool" would be a directory named ~ beside the file
-  if (v.startsWith('~')) t.fail(k, `"${v}": "~" is not expanded here: write the whole path, like "/home/mailbag/${v.replace(/^~[^/]*\/?/, '')}"`);
+  if (v.startsWith('~')) t.fail(k, `"${v}": "~" is not expanded here: write the whole path, like "/home/mailbag/${v.replace(/^~[^/]*\/?/, '')}" (until now it was read as ${resolve(base, v)})`);
   return isAbsolute(v) ? v : resolve(base, v);
 }
 
@@ -366,7 +366,9 @@ function validate(raw: Raw, file: string | undefined, base: string, root: string
   // '' while unset in an installed package: the getters below throw where it is needed
   const spool = path(top, 'spool', base) ?? defaultSpool(root) ?? '';
   const queueLifetimeMs = top.duration('queue_lifetime', 5 * DAY);
-  const ledgerRetentionMs = top.duration('ledger_retention', 14 * DAY);
+  // the default follows a longer queue_lifetime (a file that sets only queue_lifetime =
+  // "30d" worked before the check below; it must not stop every front door on upgrade)
+  const ledgerRetentionMs = top.duration('ledger_retention', Math.max(14 * DAY, queueLifetimeMs));
   if (ledgerRetentionMs < queueLifetimeMs) {
     // a job is offered again (a lost acknowledgement, an MTA's LMTP retry) for as long as
     // it lives: the ledger must remember it as long, or promise 2 has a hole
@@ -442,13 +444,12 @@ function validateDelivery(t: Table, base: string): DeliveryConfig {
 
 function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>): LmtpConfig {
   const socket = path(t, 'socket', spool, 'lmtp.sock')!;
-  // set: refused now; the default under a deep spool: refused where it is read (lmtpd),
-  // not by every command. Without a spool, a relative socket fails when read (validate)
+  // too long, set or the default under a deep spool: refused where it is read (lmtpd), not
+  // by every command (a file that loaded before must not stop enqueue and serve on
+  // upgrade). Without a spool, a relative socket fails when read (validate)
   const given = t.raw.socket;
   let tooLong: ConfigError | undefined;
-  if (given !== undefined && (spool !== '' || (typeof given === 'string' && isAbsolute(given)))) {
-    socketPath(t, 'socket', socket, 'set lmtp.socket to a shorter absolute path');
-  } else if (spool !== '') {
+  if (spool !== '' || (typeof given === 'string' && isAbsolute(given))) {
     try {
       socketPath(t, 'socket', socket, 'set lmtp.socket to a shorter absolute path');
     } catch (err) {
@@ -512,13 +513,10 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   const keepaliveMs = t.duration('keepalive', 15 * SECOND, MAX_TIMER_MS);
   const pollMs = t.duration('poll', 15 * MINUTE);
   const codec = t.oneOf<Codec>('codec', ['zstd', 'br', 'gzip', 'none'], 'zstd');
-  if (transport === 'command') {
-    // only the command's argv runs: these would be silently ignored (ssh dialling port 22
-    // with ~/.ssh's keys while the file says port 2222 and an identity)
-    for (const k of SSH_ONLY_KEYS) {
-      if (Object.hasOwn(t.raw, k)) t.fail(k, 'is used only with transport = "ssh" (this peer has transport = "command": put it in the command\'s argv, or in ssh_config)');
-    }
-  }
+  // only the command's argv runs: these are not used (ssh dials port 22 with ~/.ssh's keys
+  // while the file says port 2222 and an identity). Said where the peer is dialled, not
+  // refused here: a file that worked must not stop every front door (exit 75) on upgrade
+  const unusedKeys = transport === 'command' ? SSH_ONLY_KEYS.filter((k) => Object.hasOwn(t.raw, k)) : [];
 
   const actionsTable = t.table('actions');
   const actions: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
@@ -552,6 +550,7 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   return {
     name: peerName, transport, host, port, user, identity, agent, knownHosts, remoteCommand, command,
     connectTimeoutMs, keepaliveMs, pollMs, codec, accept: [...accept], domains, addresses, actions,
+    ...(unusedKeys.length ? { unusedKeys } : {}),
   };
 }
 

@@ -94,6 +94,8 @@ export interface PeerConfig {
   addresses: string[];
   /** admin-defined job commands: name → argv (no shell) */
   actions: Record<string, string[]>;
+  /** keys of the built-in SSH client set for a transport = "command" peer: not used, said where it is dialled */
+  unusedKeys?: string[];
 }
 
 export interface Config {

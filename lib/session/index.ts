@@ -134,6 +134,11 @@ export async function syncPeer(o: SyncOptions): Promise<SessionResult> {
     requirePeer(o.config, o.peer);
     throw new ConfigError(`unknown peer ${o.peer}`);
   }
+  if (peer.unusedKeys) {
+    (o.log ?? ((l: string) => void process.stderr.write(`${l}\n`)))(
+      `${o.peer}: not used with transport = "command": ${peer.unusedKeys.join(', ')} (put them in the command's argv or in ssh_config, and remove them from [peers.${o.peer}])`,
+    );
+  }
   const spool = o.spool ?? (await Spool.open(o.config.spool, { create: true }));
   const lock = await lockPeer(spool, o.peer, o.log);
   try {

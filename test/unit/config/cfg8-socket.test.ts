@@ -39,7 +39,16 @@ describe('unix socket paths', () => {
   });
 
   it('an lmtp.socket or delivery.lmtp over 108 bytes is refused', () => {
-    expect(refusal(`[lmtp]\nsocket = "/run/${'s'.repeat(104)}"\n`).key).toBe('lmtp.socket');
+    // lmtp.socket where it is read (lmtpd): a file that loaded before keeps enqueue and serve going
+    const c = parseConfig(`[lmtp]\nsocket = "/run/${'s'.repeat(104)}"\n`, '/etc/x/m.toml');
+    let e: unknown;
+    try {
+      void c.lmtp.socket;
+    } catch (err) {
+      e = err;
+    }
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).key).toBe('lmtp.socket');
     expect(refusal(`[delivery]\nmethod = "lmtp"\nlmtp = "/run/${'s'.repeat(104)}"\n`).key).toBe('delivery.lmtp');
     expect(refusal(`[delivery]\nlmtp = "/run/${'é'.repeat(52)}"\n`).message).toMatch(/is 109 bytes/);
   });

@@ -26,7 +26,11 @@ describe('a path that starts with ~', () => {
     expect(caught).toBeInstanceOf(ConfigError);
     const e = caught as ConfigError;
     expect(e.key).toBe(key);
-    expect(e.message).toBe(`/etc/mailbag/mailbag.toml: ${key}: "${value}": "~" is not expanded here: write the whole path, like "/home/mailbag/${value.replace(/^~[^/]*\//, '')}"`);
+    // and where it was read until now (beside the file; lmtp.socket under the spool), where
+    // the jobs and ledger of a spool = "~/…" are
+    const advice = `/etc/mailbag/mailbag.toml: ${key}: "${value}": "~" is not expanded here: write the whole path, like "/home/mailbag/${value.replace(/^~[^/]*\//, '')}" (until now it was read as `;
+    expect(e.message.startsWith(advice), e.message).toBe(true);
+    expect(e.message.slice(advice.length)).toBe(key === 'lmtp.socket' ? `${parseConfig('', '/etc/mailbag/mailbag.toml').spool}/${value})` : `/etc/mailbag/${value})`);
     expect(e.exitCode).toBe(75);
   });
 
