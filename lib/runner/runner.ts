@@ -494,9 +494,22 @@ export class Runner {
    * that cannot be read stops only its own notice: said once and recorded when that is for
    * good (nobody can be told), left for the next run when temporary.
    */
-  private async pendingNotices(d: Deliverer, peer: string): Promise<void> {
+  private async pendingNotices(d: Deliverer, peer: string, pass?: PassState): Promise<void> {
     for (const ref of await this.spool.listJobs('failed', peer)) {
-      const state = await readState(this.spool, peer, ref.id).catch(() => undefined);
+      let state: RunState | undefined;
+      try {
+        state = await readState(this.spool, peer, ref.id);
+      } catch (err) {
+        // a record that does not read (docs/spool.md R8): whether the sender was told is
+        // unknown; a failure of the run, as for a job in in/, never skipped in silence
+        const e = asMailbagError(err);
+        this.log(`${peer}/${ref.id}: ${e.message}`);
+        if (pass) {
+          pass.spoolFailures++;
+          pass.firstSpoolFailure ??= new MailbagError('spool', `${peer}/${ref.id}: ${e.message}`, { cause: e });
+        }
+        continue;
+      }
       if (!state?.failed || state.failed.noticeSent || state.failed.noticeGivenUp) continue;
       // one the MTA deferred: again after its backoff (--now: at once), not at every run
       if (!this.force && !noticeDue(state, this.now())) continue;
@@ -679,7 +692,7 @@ export class Runner {
           await this.removeOrphanRecords(peer);
           const first = this.newDeliverer();
           try {
-            await this.pendingNotices(first, peer);
+            await this.pendingNotices(first, peer, pass);
           } finally {
             await first.close();
           }
