@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
 import { LmtpClient, stuff } from '../unit/lmtp/lmtp-client.js';
-import { mailbagBin, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { childPids, mailbagBin, startLmtpd, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
 
 const enabled = existsSync(mailbagBin);
 
@@ -57,7 +57,16 @@ describe.skipIf(!enabled)('review8c: lmtpd killed at random moments under pipeli
     const conns = 6;
     const peers = { hub: ['a.test'], mx2: ['b.test'] };
     const socket = join(dir, 'lmtp.sock');
-    const start = (): Promise<Lmtpd> => startLmtpd({ dir: dir!, peers, socket, socketMode: '0666' });
+    // REVIEW8C_WORKERS=2: lmtp.workers, and the kill hits one worker (the service then exits 75, L6)
+    const workers = Number(process.env.REVIEW8C_WORKERS ?? 1);
+    const start = (): Promise<Lmtpd> => startLmtpd({ dir: dir!, peers, socket, socketMode: '0666', ...(workers > 1 ? { workers } : {}) });
+    const kill = async (d: Lmtpd): Promise<void> => {
+      const kids = workers > 1 ? childPids(d.pid) : [];
+      if (kids.length === 0) return d.kill();
+      process.kill(kids[Math.floor(rand() * kids.length)]!, 'SIGKILL');
+      const r = await Promise.race([d.exited, new Promise<'timeout'>((w) => setTimeout(() => w('timeout'), 45_000))]);
+      expect(r).toEqual({ code: 75, signal: null });
+    };
     const msgs: Msg[] = [];
     for (let n = 0; n < total; n++) msgs.push({ n, body: stuff(makeMessage(n, rand)), left: new Set(RCPTS) });
     const todo = [...msgs];
@@ -112,9 +121,17 @@ describe.skipIf(!enabled)('review8c: lmtpd killed at random moments under pipeli
     const deadline = Date.now() + 150_000;
     for (let k = 0; k < kills && Date.now() < deadline; k++) {
       await new Promise((r) => setTimeout(r, 40 + rand() * 400));
-      await current.kill();
+      await kill(current);
       log.push(`kill ${k}: ${msgs.filter((x) => x.left.size === 0).length} of ${total} answered`);
       await new Promise((r) => setTimeout(r, rand() * 100));
+      if (rand() < 0.4) {
+        // killed again while starting: in the middle of the replay, or before it listens
+        const early = startLmtpd({ dir: dir!, peers, socket, socketMode: '0666', ...(workers > 1 ? { workers } : {}) }, 30 + rand() * 250);
+        const e = await early.then((d) => d, (err: Error) => err);
+        if (e instanceof Error) log.push(`restart ${k}: killed while starting`);
+        else await e.kill();
+        await new Promise((r) => setTimeout(r, 300));
+      }
       current = await start();
       const w = /wrote (\d+) job\(s\) from the LMTP journal/.exec(current.log());
       if (w) log.push(`restart ${k}: replayed ${w[1]}`);
