@@ -14,6 +14,8 @@ import type { Config } from '../config/types.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
+import { journalJobs } from '../lmtp/journal.js';
+import { jobIdTime } from '../job/id.js';
 import { readState, retryTimeCome } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 
@@ -35,6 +37,8 @@ export interface QueueStatus {
   unmoved?: number;
   /** out: of `jobs`, those PEER has acknowledged, not yet removed (mailbag run or the next session removes them) */
   acked?: number;
+  /** out: of `jobs`, those lmtpd answered 250 that are still only in its journal (lmtpd writes them into out/PEER; after a crash, at its next start) */
+  journal?: number;
 }
 
 export interface PeerStatus {
@@ -171,7 +175,22 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
     const spool = await Spool.open(config.spool, { cleanup: false });
     stats = await spool.stats(peer, now);
   }
-  const names = new Set<string>(peer !== undefined ? [peer] : [...Object.keys(config.peers), ...Object.keys(stats)]);
+  // jobs lmtpd answered and holds in its journal, not yet in out/PEER (docs/spool.md, L8):
+  // shown with out/, so a killed lmtpd that was not restarted does not hide them
+  const journal = new Map<string, { jobs: number; bytes: number; oldestMs: number }>();
+  if (haveSpool) {
+    const seen = new Set<string>();
+    for (const j of journalJobs(config.spool)) {
+      if (seen.has(j.id) || (peer !== undefined && j.peer !== peer)) continue;
+      seen.add(j.id);
+      const e = journal.get(j.peer) ?? { jobs: 0, bytes: 0, oldestMs: Infinity };
+      e.jobs++;
+      e.bytes += j.data.length;
+      e.oldestMs = Math.min(e.oldestMs, jobIdTime(j.id));
+      journal.set(j.peer, e);
+    }
+  }
+  const names = new Set<string>(peer !== undefined ? [peer] : [...Object.keys(config.peers), ...Object.keys(stats), ...journal.keys()]);
   const convert = (s: PeerStats | undefined, q: Queue): QueueStatus => {
     const qs = s?.[q];
     if (!qs) return { ...EMPTY };
@@ -196,6 +215,14 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
         p.in.unmoved = u.unmoved.jobs;
       }
       if (u.acked.jobs > 0) p.out.acked = u.acked.jobs;
+      const j = journal.get(name);
+      if (j) {
+        p.out.jobs += j.jobs;
+        p.out.bytes += j.bytes;
+        const age = Math.max(0, Math.floor((now - j.oldestMs) / 1000));
+        p.out.oldestAgeSeconds = p.out.oldestAgeSeconds === null ? age : Math.max(p.out.oldestAgeSeconds, age);
+        p.out.journal = j.jobs;
+      }
     }
     peers.push(p);
   }
@@ -283,7 +310,11 @@ function cell(q: QueueStatus): string {
   if (q.jobs === 0) return '-';
   // whole seconds (formatDuration would show a job under a second old as 0ms)
   const age = q.oldestAgeSeconds === null ? '' : `, oldest ${q.oldestAgeSeconds < 1 ? '0s' : formatDuration(q.oldestAgeSeconds * 1000)}`;
-  const extra = q.unmoved ? `; ${q.unmoved} not yet moved in` : q.acked ? `; ${q.acked} acknowledged` : '';
+  const extra = [
+    q.unmoved ? `${q.unmoved} not yet moved in` : '',
+    q.acked ? `${q.acked} acknowledged` : '',
+    q.journal ? `${q.journal} in lmtpd's journal` : '',
+  ].filter(Boolean).map((x) => `; ${x}`).join('');
   return `${q.jobs} ${q.jobs === 1 ? 'job' : 'jobs'}, ${formatSize(q.bytes)}${age}${extra}`;
 }
 
