@@ -14,7 +14,8 @@ import type { Config } from '../config/types.js';
 import { loadConfig, requirePeer } from '../config/index.js';
 import { formatDuration, formatSize } from '../config/units.js';
 import { inspectUnfinished } from '../session/idle-recovery.js';
-import { journalJobs } from '../lmtp/journal.js';
+import { journalJobs, journalNamesAt } from '../lmtp/journal.js';
+import { lockHeldByLive } from '../spool/lock.js';
 import { jobIdTime } from '../job/id.js';
 import { readState, retryTimeCome } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
@@ -175,12 +176,18 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
     const spool = await Spool.open(config.spool, { cleanup: false });
     stats = await spool.stats(peer, now);
   }
-  // jobs lmtpd answered and holds in its journal, not yet in out/PEER (docs/spool.md, L8):
-  // shown with out/, so a killed lmtpd that was not restarted does not hide them
+  // jobs a killed lmtpd answered and left in its journal, not in out/PEER until its next
+  // start (docs/spool.md, L8): shown with out/, so they are not hidden. A live lmtpd's
+  // journal is not read: it writes its jobs into out/ within ms and keeps their records
+  // until a reset, also of jobs a session has since sent (they would be counted again)
   const journal = new Map<string, { jobs: number; bytes: number; oldestMs: number }>();
   if (haveSpool) {
     const seen = new Set<string>();
-    for (const j of journalJobs(config.spool)) {
+    const live = new Set<string>();
+    for (const name of journalNamesAt(config.spool)) {
+      if (await lockHeldByLive(join(config.spool, 'locks'), `lmtp-journal-${name}`)) live.add(name);
+    }
+    for (const j of journalJobs(config.spool, live)) {
       if (seen.has(j.id) || (peer !== undefined && j.peer !== peer)) continue;
       seen.add(j.id);
       const e = journal.get(j.peer) ?? { jobs: 0, bytes: 0, oldestMs: Infinity };

@@ -207,15 +207,10 @@ async function replayFile(spool: Spool, path: string): Promise<number> {
  * locks (a journal being written may gain records meanwhile; a job written into out/
  * meanwhile may appear in both: dedup by id).
  */
-export function journalJobs(root: string): { peer: string; id: string; data: Buffer }[] {
+export function journalJobs(root: string, skip: ReadonlySet<string> = new Set()): { peer: string; id: string; data: Buffer }[] {
   const out: { peer: string; id: string; data: Buffer }[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(join(root, JOURNAL_DIR)).filter((n) => /^[1-9][0-9]{0,5}$/.test(n));
-  } catch {
-    return out;
-  }
-  for (const name of names) {
+  for (const name of journalNamesAt(root)) {
+    if (skip.has(name)) continue;
     let fd: number;
     try {
       fd = openSync(join(root, JOURNAL_DIR, name), constants.O_RDONLY);
@@ -233,6 +228,15 @@ export function journalJobs(root: string): { peer: string; id: string; data: Buf
     }
   }
   return out;
+}
+
+/** The journals' names (`1`, `2`, …) in the spool at `root`; none when there is no journal directory. */
+export function journalNamesAt(root: string): string[] {
+  try {
+    return readdirSync(join(root, JOURNAL_DIR)).filter((n) => /^[1-9][0-9]{0,5}$/.test(n));
+  } catch {
+    return [];
+  }
 }
 
 function exists(path: string): boolean {

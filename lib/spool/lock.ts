@@ -202,6 +202,18 @@ async function stillJunk(path: string, j: Junk): Promise<boolean> {
   return text !== undefined && parseLock(text) === undefined && otherVersion(text) === undefined;
 }
 
+/**
+ * Read-only: whether lock `name` in `locksDir` is held by a process that is alive (a lock
+ * file of another version, or one being written, counts as held; no file: not held).
+ * Takes nothing and writes nothing: for commands that only look (mailbag status).
+ */
+export async function lockHeldByLive(locksDir: string, name: string): Promise<boolean> {
+  const text = await readText(join(locksDir, `${name}.lock`));
+  if (text === undefined) return false;
+  const info = parseLock(text);
+  return info === undefined || alive(info);
+}
+
 function alive(info: LockInfo): boolean {
   // a holder on another host cannot be checked from here: never break its lock
   if (info.host !== hostname()) return true;

@@ -1,7 +1,7 @@
 // mailbag status and lmtpd's journal (docs/spool.md "The LMTP journal", L8): jobs lmtpd
-// answered 250 and holds only in its journal — an lmtpd killed before it wrote them into
+// answered 250 and left only in its journal — an lmtpd killed before it wrote them into
 // out/PEER and not started again — count in `out`, named apart, so they are not hidden;
-// once written into out/ they count once.
+// once written into out/ they count once. A live lmtpd's journal is not read.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,14 +34,18 @@ it('counts answered jobs still only in the journal in `out`, and once after they
     await d.commit();
   }
   expect(await spool.listJobs('out', 'hub')).toEqual([]);
+  // while the lmtpd holding the journal lives, its journal is not read (it writes its jobs
+  // out within ms, and keeps records of jobs since sent until its reset)
+  expect((await gatherStatus(config)).peers[0]!.out).toMatchObject({ jobs: 0 });
 
+  // killed (the journal's lock let go, nothing written out): the answered jobs are shown
+  await journal!.abandon();
   const held = await gatherStatus(config);
   expect(held.peers[0]!.out).toMatchObject({ jobs: 2, journal: 2 });
   expect(held.peers[0]!.out.bytes).toBeGreaterThan(0);
   expect(formatStatus(held)).toMatch(/hub +2 jobs, .*; 2 in lmtpd's journal/);
 
-  // the next lmtpd's start (or this one's replay) writes them into out/: counted once, as out/ jobs
-  await journal!.abandon();
+  // the next lmtpd's start replays the journal into out/: counted once, as out/ jobs
   await replayJournals(spool);
   const after = await gatherStatus(config);
   expect(after.peers[0]!.out.jobs).toBe(2);
