@@ -86,12 +86,11 @@ async function lockPeer(spool: Spool, peer: string, log?: (line: string) => void
 /** The transport a peer's configuration asks for (lib/transport/for-peer.ts). */
 export { transportForPeer as transportFor };
 
-/** Record when the last session with a peer ended (for dispatch's poll interval). */
 /**
- * Record the time of this session with PEER (read by peersDue for the poll interval).
- * Atomic (a tmp file renamed over it) but not fsynced: a crash that loses it costs one
- * poll before it is due, while the fsyncs cost 3–15 ms between a session's end and the
- * process's exit, which `mailbag sync` waits for.
+ * Record when the last session with PEER ended (read by peersDue for the poll interval).
+ * Atomic (a tmp file renamed over it) but not fsynced, so not commitFile: a crash that
+ * loses it costs one poll before it is due, while the fsyncs cost 3–15 ms between a
+ * session's end and the process's exit, which `mailbag sync` waits for.
  */
 async function markSession(spool: Spool, peer: string): Promise<void> {
   await spool.ensureDir('bags');
