@@ -8,18 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { resolve } from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
 import { parseConfig } from '../../lib/config/index.js';
+import { errorOf } from '../unit/config/error-of.js';
 
 const DAY = 86_400_000;
 
-function errorOf(text: string, file = '/etc/mailbag/mailbag.toml'): ConfigError {
-  try {
-    parseConfig(text, file);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 describe('review8a: refusals an upgrade meets', () => {
   it('queue_lifetime longer than 14d with no ledger_retention loads: the default ledger follows queue_lifetime (09b290c refused it)', () => {
@@ -42,7 +34,7 @@ describe('review8a: refusals an upgrade meets', () => {
   it('spool = "~/spool" is refused naming where it was read until now (its queued jobs and ledger are there)', () => {
     // before 34b856d this spool was /etc/mailbag/~/spool and held the jobs; the advice alone
     // ("/home/mailbag/spool") points the admin at an empty spool and strands them
-    const e = errorOf('spool = "~/spool"\n');
+    const e = errorOf('spool = "~/spool"\n', '/etc/mailbag/mailbag.toml');
     expect(e.key).toBe('spool');
     expect(e.message).toContain(resolve('/etc/mailbag', '~/spool'));
   });

@@ -4,18 +4,9 @@
 // A ledger_retention shorter than queue_lifetime left a window in which the job was
 // stored a second time; the loader took it without a word.
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../lib/errors.js';
 import { parseConfig } from '../../../lib/config/index.js';
+import { errorOf } from './error-of.js';
 
-function errorOf(text: string): ConfigError {
-  try {
-    parseConfig(text, '/etc/x/m.toml');
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 describe('ledger_retention and queue_lifetime', () => {
   it.each([

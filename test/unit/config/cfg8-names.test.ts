@@ -2,18 +2,9 @@
 // that could leave the spool, hide, or differ only in case is refused at load, naming the
 // key. These pass today; they pin what the loader must keep refusing.
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../lib/errors.js';
 import { parseConfig } from '../../../lib/config/index.js';
+import { errorOf as refusal } from './error-of.js';
 
-function refusal(text: string): ConfigError {
-  try {
-    parseConfig(text, '/etc/x/m.toml');
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 const BAD = ['', '.', '..', '../etc', 'a/b', 'a\\\\b', '.hidden', '-hub', 'Hub', 'HUB', 'hub home', 'hub\\u0000', 'héb', 'a'.repeat(65)];
 

@@ -6,16 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../lib/errors.js';
 import { parseConfig } from '../../../lib/config/index.js';
+import { errorOf as refusal } from './error-of.js';
 
-function refusal(text: string): ConfigError {
-  try {
-    parseConfig(text, '/etc/x/m.toml');
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 const deep = `/srv/${'d'.repeat(100)}`; // deep/lmtp.sock is 115 bytes
 

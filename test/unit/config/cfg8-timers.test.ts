@@ -2,18 +2,9 @@
 // must say about it: one ConfigError naming the file and the key, never a value that
 // is accepted and then does something else than the admin wrote.
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../lib/errors.js';
 import { parseConfig } from '../../../lib/config/index.js';
+import { errorOf } from './error-of.js';
 
-function errorOf(text: string, file = '/etc/x/m.toml'): ConfigError {
-  try {
-    parseConfig(text, file);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 describe('durations that become timers fit in one', () => {
   // Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer one fires after 1 ms

@@ -6,6 +6,7 @@ import { ConfigError } from '../../../lib/errors.js';
 import {
   defaultConfig, loadConfig, packageRoot, parseConfig, requirePeer, type Config,
 } from '../../../lib/config/index.js';
+import { errorOf } from './error-of.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mailbag-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,15 +17,6 @@ function write(name: string, text: string): string {
   return file;
 }
 
-function errorOf(text: string, file = '/etc/x/m.toml'): ConfigError {
-  try {
-    parseConfig(text, file);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error(`no error for: ${text}`);
-}
 
 describe('the example configuration', () => {
   const file = join(packageRoot(), 'docs/examples/mailbag.toml');
