@@ -8,22 +8,11 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterEach, expect, it } from 'vitest';
 import { main as runMain } from '../../lib/cli/run-jobs.js';
 import { newJobId } from '../../lib/job/index.js';
-import { makeSite, RMAIL_PAYLOAD, type Site } from '../unit/runner/helpers.js';
+import { cliCommand, makeSite, RMAIL_PAYLOAD, type Site } from '../unit/runner/helpers.js';
 
-async function run(s: Site, argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (c: Buffer) => o.push(c));
-  err.on('data', (c: Buffer) => e.push(c));
-  const code = await runMain(['--config', join(s.dir, 'mailbag.toml'), ...argv], { stdin: Readable.from([]), stdout: out, stderr: err, env: s.env, cwd: s.dir, isTTY: false });
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
 
 let site: Site | undefined;
 afterEach(() => {
@@ -41,7 +30,7 @@ it('a failed job whose record is cut short is a failure of the run naming the fi
   // cut short before "noticeSent": whether the sender was told is unknown
   writeFileSync(file, 'mailbag-run 1\n{"attempts":1,"failed":{"reason":"<r@y.exa');
   const ok = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-  const r = await run(site, ['--quiet']);
+  const r = await cliCommand(runMain, site, ['--quiet']);
   // the good job is delivered either way
   expect((await site.spool.listJobs('in', 'hub')).map((j) => j.id)).not.toContain(ok);
   // before: exit 0 and no output at all, at every run

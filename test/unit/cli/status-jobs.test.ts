@@ -81,7 +81,7 @@ describe('mailbag failed PEER', () => {
     const f = await refused(() => cmd(failedMain, site!, ['nosuchpeer']));
     expect([f.exitCode, f.status, f.message]).toEqual([s.exitCode, s.status, s.message]);
     expect(f.exitCode).toBe(75);
-    expect(await cmd(failedMain, site, ['hub'])).toEqual({ code: 0, out: 'no failed jobs for hub\n' });
+    expect(await cmd(failedMain, site, ['hub'])).toEqual({ code: 0, out: 'no failed jobs for hub\n', err: '' });
   });
 
   it('a peer no longer configured still lists its failed jobs', async () => {

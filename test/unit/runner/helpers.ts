@@ -89,10 +89,13 @@ export const MESSAGE = 'From: a@x.example\nTo: r@y.example\nSubject: hello\n\nbo
 export const RMAIL_PAYLOAD = `From a!b!user  Sun Nov 22 04:10:00 2026 remote from c\n${MESSAGE}`;
 
 /** A command's main run in-process on site `s` (its mailbag.toml): the exit code and stdout. */
-export async function cliCommand(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[], config = join(s.dir, 'mailbag.toml')): Promise<{ code: number; out: string }> {
+export async function cliCommand(main: (argv: string[], io: CliIo) => Promise<number>, s: Site, argv: string[], config = join(s.dir, 'mailbag.toml')): Promise<{ code: number; out: string; err: string }> {
   const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await main(['--config', config, ...argv], { stdin: Readable.from([]), stdout: out, stderr: new PassThrough(), env: s.env, cwd: s.dir, isTTY: false });
-  return { code, out: Buffer.concat(chunks).toString() };
+  const err = new PassThrough();
+  const o: Buffer[] = [];
+  const e: Buffer[] = [];
+  out.on('data', (c: Buffer) => o.push(c));
+  err.on('data', (c: Buffer) => e.push(c));
+  const code = await main(['--config', config, ...argv], { stdin: Readable.from([]), stdout: out, stderr: err, env: s.env, cwd: s.dir, isTTY: false });
+  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
 }

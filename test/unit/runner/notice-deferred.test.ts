@@ -147,15 +147,15 @@ describe('a notice the MTA defers', () => {
     site = await makeSite({ exits: 'r@y.example=67,c!a!b!user=75' });
     const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
     const r1 = await cliCommand(runMain, site, ['--quiet']);
-    expect(r1).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 1 failed, 0 skipped\n' });
+    expect(r1).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 1 failed, 0 skipped\n', err: '' });
     // deferred since six days, due now
     const st = (await readState(site.spool, 'hub', id))!;
     const six = new Date(Date.now() - 6 * 86_400_000).toISOString();
     await writeState(site.spool, 'hub', id, { ...st, noticeRetry: { since: six, attempts: 12, nextAttempt: six } });
     const r2 = await cliCommand(runMain, site, ['--quiet']);
-    expect(r2).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 0 failed, 0 skipped, 1 notice given up\n' });
+    expect(r2).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 0 failed, 0 skipped, 1 notice given up\n', err: '' });
     const loud = await cliCommand(runMain, site, []);
-    expect(loud).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 0 failed, 0 skipped\n' });
+    expect(loud).toEqual({ code: 0, out: 'run: 0 done, 0 to retry, 0 failed, 0 skipped\n', err: '' });
     expect(notices(site)).toBe(2);
   });
 

@@ -6,17 +6,15 @@
 
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main as runMain } from '../../../lib/cli/run-jobs.js';
-import type { CliIo } from '../../../lib/cli/io.js';
 import { failureLine } from '../../../lib/cli/run.js';
 import { asMailbagError } from '../../../lib/errors.js';
 import { newJobId } from '../../../lib/job/id.js';
 import { runJobs } from '../../../lib/runner/runner.js';
 import { readState, writeState, emptyState } from '../../../lib/runner/state.js';
 import { runReceivedJobs } from '../../../lib/session/index.js';
-import { makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
+import { cliCommand, makeSite, RMAIL_PAYLOAD, type Site } from './helpers.js';
 
 let site: Site | undefined;
 afterEach(() => {
@@ -24,17 +22,6 @@ afterEach(() => {
   site = undefined;
 });
 
-async function run(s: Site, argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (c: Buffer) => o.push(c));
-  err.on('data', (c: Buffer) => e.push(c));
-  const io: CliIo = { stdin: Readable.from([]), stdout: out, stderr: err, env: s.env, cwd: s.dir, isTTY: false };
-  const code = await runMain(['--config', join(s.dir, 'mailbag.toml'), ...argv], io);
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
 
 describe('failures a run must not hide', () => {
   it('a runner lock file that is not a lock: mailbag run exits 75 naming it (not "another runner is at work", exit 0)', async () => {
@@ -42,7 +29,7 @@ describe('failures a run must not hide', () => {
     await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
     const junk = join(site.spool.root, 'locks', 'runner.hub.lock');
     writeFileSync(junk, 'leftover\n');
-    const r = await run(site, []);
+    const r = await cliCommand(runMain, site, []);
     expect(r.code).toBe(75);
     expect(r.err).toBe(`4.3.0 mailbag: hub: the received jobs wait in in/hub/ for the next mailbag run: spool: ${junk} is not a mailbag lock file; remove it if no mailbag is running\n`);
     expect(site.sendmailCalls()).toHaveLength(0);
@@ -56,7 +43,7 @@ describe('failures a run must not hide', () => {
     for (const bad of ['hub', 'hub2']) {
       writeFileSync(join(site.spool.root, 'locks', `runner.${bad}.lock`), 'leftover\n');
       const good = bad === 'hub' ? 'hub2' : 'hub';
-      const r = await run(site, []);
+      const r = await cliCommand(runMain, site, []);
       // before: runJobs threw at the bad peer: the good one's job waited (or was run and the run still ended there)
       expect(r.code, r.out + r.err).toBe(75);
       expect(r.err).toMatch(new RegExp(`^4\\.3\\.0 mailbag: ${bad}: the received jobs wait in in/${bad}/ for the next mailbag run: spool: .* is not a mailbag lock file; remove it if no mailbag is running\n$`));
@@ -102,7 +89,7 @@ describe('failures a run must not hide', () => {
   it('mailbag run --peer NAME for a peer the configuration does not have: 75 and 4.3.5 (a typo ran nothing and exited 0)', async () => {
     site = await makeSite();
     await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-    const err = await run(site, ['--peer', 'hbu']).then(() => undefined, (e: unknown) => e);
+    const err = await cliCommand(runMain, site, ['--peer', 'hbu']).then(() => undefined, (e: unknown) => e);
     expect(asMailbagError(err).exitCode).toBe(75);
     expect(failureLine(err, 'mailbag run')).toBe('4.3.5 mailbag run: no peer "hbu" in the configuration (peers: hub)');
     expect(site.sendmailCalls()).toHaveLength(0);
@@ -115,7 +102,7 @@ describe('failures a run must not hide', () => {
     await site.spool.ensureDir('run', 'hub');
     writeFileSync(join(site.spool.root, 'run', 'hub', stuck), 'mailbag-run 9\n{}\n');
     const ok = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-    const r = await run(site, []);
+    const r = await cliCommand(runMain, site, []);
     // before: "1 to retry" and exit 0 at every run, the job never run and never expired
     expect(r.code).toBe(75);
     expect(r.out).toContain(`hub/${ok}: done`);
@@ -131,7 +118,7 @@ describe('failures a run must not hide', () => {
     const file = join(site.spool.root, 'run', 'hub', stuck);
     writeFileSync(file, 'mailbag-run 1\n{"attempts":1,"tx":{"0":{"accep');
     const ok = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
-    const r = await run(site, ['--quiet']);
+    const r = await cliCommand(runMain, site, ['--quiet']);
     // before: "unexpected error: …" without the file, exit 0 at every run (nothing at all
     // with --quiet): the job never run, never expired
     expect(r.code).toBe(75);
@@ -152,7 +139,7 @@ describe('failures a run must not hide', () => {
     writeFileSync(join(site.spool.root, 'ledger', 'hub2'), 'mailbag-ledger 9\n');
     const id = await site.receive({ command: 'rmail', args: ['r@y.example'] }, RMAIL_PAYLOAD);
     // before: the run stopped at hub2's expiry (exit 75) and hub's job waited
-    const r = await run(site, []);
+    const r = await cliCommand(runMain, site, []);
     expect(r.code).toBe(75);
     expect(r.out).toContain(`hub/${id}: done`);
     expect(r.err).toMatch(/^4\.3\.0 mailbag: hub2: cannot expire the old outgoing jobs: ledger .*: unknown version 9\n$/);
