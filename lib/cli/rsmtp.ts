@@ -4,13 +4,15 @@
 // (parameters stripped, only the transactions after a failure offered again), the
 // smtp/lmtp method, or one sendmail per transaction. One result line per transaction
 // on stdout; a recipient refused for good gets its sender an RFC 3464 notice.
-// Exit 0 when every transaction is settled, 75 when some must be retried (progress is
-// kept in the spool's run/rsmtp-stdin/ keyed by the input's hash, so a retry of the
-// same input skips recipients already accepted), 65 for a batch that is malformed.
+// Exit 0 when every transaction is settled, 75 when some must be retried, 65 for a batch
+// that is malformed or cut short (a retry of the same input cannot do better). Progress
+// is kept in the spool's run/rsmtp-stdin/, one record per transaction named by the hash
+// of the input up to that transaction's end: a retry of the same input, or of the whole
+// input after one cut short (its writer died mid-stream), skips what was settled.
 
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -22,7 +24,7 @@ import { Deliverer } from '../deliver/index.js';
 import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
 import { DeliveryError, type RecipientResult } from '../deliver/result.js';
 import { sendNotice } from '../runner/notify.js';
-import { emptyState, readState, removeState, writeState, type RunState } from '../runner/state.js';
+import { emptyState, readState, statePath, writeState, type RunState } from '../runner/state.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -64,17 +66,29 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       }),
       createWriteStream(file, { mode: 0o600 }),
     );
-    const key = hash.digest('hex');
+    // the name of the record an earlier mailbag (before per-transaction records) kept for
+    // this whole input: read once, so an upgrade between two tries repeats nothing
+    const legacyKey = hash.digest('hex');
     const idx = await indexBsmtp(file, 0);
+    const keys = await prefixHashes(file, idx.transactions.map((tx) => tx.body.end!)); // indexBsmtp sets every end
     let spool: Spool | undefined;
     try {
       spool = await Spool.open(config.spool);
     } catch {
       spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
     }
-    const state: RunState = (spool ? await readState(spool, STATE_PEER, key).catch(() => undefined) : undefined) ?? emptyState();
-    const save = async (): Promise<void> => {
-      if (spool) await writeState(spool, STATE_PEER, key, state);
+    if (spool) await pruneStale(spool, config.ledgerRetentionMs, new Date());
+    const legacy = spool ? await readState(spool, STATE_PEER, legacyKey).catch(() => undefined) : undefined;
+    // one record per transaction, `tx[INDEX]` of a RunState named by its prefix hash
+    const state: RunState = emptyState();
+    for (const tx of idx.transactions) {
+      const own = spool ? await readState(spool, STATE_PEER, keys[tx.index]!).catch(() => undefined) : undefined;
+      const p = own?.tx[String(tx.index)] ?? legacy?.tx[String(tx.index)];
+      if (p) state.tx[String(tx.index)] = p;
+    }
+    const save = async (tx: Transaction): Promise<void> => {
+      const p = state.tx[String(tx.index)];
+      if (spool && p) await writeState(spool, STATE_PEER, keys[tx.index]!, { attempts: 0, tx: { [String(tx.index)]: p } });
     };
     const site = config.site || hostname();
     const d = new Deliverer({ delivery: config.delivery, env: io.env, site });
@@ -98,7 +112,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           state.lastError = `<${r.address}> ${r.diagnostic}`;
         }
       }
-      await save();
+      await save(tx);
       // no results: every recipient was settled by an earlier run of this same input
       const outcome = results.length ? results.map((r) => `<${r.address}> ${r.kind} ${r.diagnostic}`).join('; ') : 'settled by an earlier run of this input';
       io.stdout.write(`transaction ${tx.index + 1} (line ${tx.line}) from <${tx.sender}>: ${outcome}\n`);
@@ -116,13 +130,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
             return { recipient: f.address, status: f.status, diagnostic: f.diagnostic, originalRecipient: orcpt ? xtextDecode(orcpt) : undefined };
           }),
           reason: 'the mail system refused a recipient permanently',
-          jobId: `rsmtp-${key.slice(0, 16)}`,
+          jobId: `rsmtp-${keys[tx.index]!.slice(0, 16)}`,
           created: new Date().toISOString(),
           tx,
         });
         if (sent) p.noticed = true;
         else temporary = true;
-        await save();
+        await save(tx);
       }
     } finally {
       await d.close();
@@ -131,10 +145,74 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       if (!spool && acceptedNow > 0) io.stderr.write('rsmtp: no spool to remember progress in: a retry may repeat transactions already accepted\n');
       throw new DeliveryError({ kind: 'temporary', status: '4.0.0', diagnostic: `x-mailbag; some transactions must be retried: ${state.lastError ?? 'temporary failure'}` }, 75);
     }
-    if (spool) await removeState(spool, STATE_PEER, key);
-    if (idx.problem) throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
+    if (idx.problem) {
+      // a batch cut short: the caller may yet run the whole one (its writer died
+      // mid-stream and it retries); what was settled here stays recorded for it, until
+      // the ledger's retention (pruneStale)
+      throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
+    }
+    if (spool) {
+      for (const k of keys) await unlink(statePath(spool, STATE_PEER, k)).catch(() => undefined);
+      if (legacy) await unlink(statePath(spool, STATE_PEER, legacyKey)).catch(() => undefined);
+      await spool.fsyncDir('run', STATE_PEER).catch(() => undefined);
+    }
     return 0;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The SHA-256 of the input's first `ends[i]` bytes, for each i (ascending): a
+ * transaction's key. Equal for the same transaction at the same place of the same batch,
+ * whether the input ran on after it or was cut short; different for the same message
+ * elsewhere (a second copy in one batch is a second delivery).
+ */
+async function prefixHashes(path: string, ends: number[]): Promise<string[]> {
+  const out: string[] = [];
+  const h = createHash('sha256');
+  let pos = 0;
+  let i = 0;
+  const stream = createReadStream(path);
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let at = 0;
+      while (i < ends.length && ends[i]! <= pos + chunk.length) {
+        h.update(chunk.subarray(at, ends[i]! - pos));
+        at = ends[i]! - pos;
+        out.push(h.copy().digest('hex'));
+        i++;
+      }
+      if (i === ends.length) break;
+      h.update(chunk.subarray(at));
+      pos += chunk.length;
+    }
+  } finally {
+    stream.destroy();
+  }
+  for (; i < ends.length; i++) out.push(h.copy().digest('hex'));
+  return out;
+}
+
+/**
+ * Records older than the ledger's retention: left by a batch cut short that nobody ran
+ * whole, or by a retry the caller gave up. A caller retries well within it (Exim's
+ * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
+ */
+async function pruneStale(spool: Spool, retentionMs: number, now: Date): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(spool.path('run', STATE_PEER));
+  } catch {
+    return;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const path = spool.path('run', STATE_PEER, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st || now.getTime() - st.mtimeMs <= retentionMs) continue;
+    await unlink(path).catch(() => undefined);
+    removed++;
+  }
+  if (removed) await spool.fsyncDir('run', STATE_PEER).catch(() => undefined);
 }
