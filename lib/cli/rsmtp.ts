@@ -149,6 +149,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       // a batch cut short: the caller may yet run the whole one (its writer died
       // mid-stream and it retries); what was settled here stays recorded for it, until
       // the ledger's retention (pruneStale)
+      if (!spool && acceptedNow > 0) io.stderr.write('rsmtp: no spool to remember progress in: a run of the whole batch will repeat the transactions accepted now\n');
       throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
     }
     if (spool) {

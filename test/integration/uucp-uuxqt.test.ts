@@ -16,6 +16,7 @@ import { haveCorpus } from '../helpers/corpus.js';
 import { bodyOf, readMaildir, waitMaildir } from '../helpers/maildir.js';
 import { makeSharedTempDir, removeTempDir, repoRoot, run } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
+import { Spool } from '../../lib/spool/index.js';
 import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { plainCorpus, stuff } from './deliver-helpers.js';
 
@@ -68,6 +69,8 @@ describe.skipIf(!ready)('Taylor uuxqt runs our rmail and rsmtp into Postfix', ()
       writeFileSync(join(dir, 'bin', name), `#!/bin/sh\nMAILBAG_CONFIG=${dir}/mailbag.toml PATH=/usr/sbin:/usr/bin:/bin\nexport MAILBAG_CONFIG PATH\nexec ${process.execPath} ${bin} "$@" 2>>${dir}/stderr.log\n`);
       chmodSync(join(dir, 'bin', name), 0o755);
     }
+    // the site's spool, where rsmtp keeps its progress across the caller's retries
+    await Spool.open(join(dir, 'mbspool'), { create: true });
     chownTree(dir, ids.uid, ids.gid);
   }, 120_000);
 
@@ -150,6 +153,33 @@ describe.skipIf(!ready)('Taylor uuxqt runs our rmail and rsmtp into Postfix', ()
     const got = (await waitMaildir(pf.maildir('user'), seenUser.size + 1, 30_000)).filter((x) => !seenUser.has(x.path));
     expect(got.map((x) => [x.returnPath, x.body.equals(bodyOf(m!))])).toEqual([['dave@far.test', true]]);
     expect(readdirSync(join(dir, 'spool', 'hub', 'X.'))).toEqual([]);
+  });
+
+  test('rsmtp on a batch cut short: the whole transactions delivered, exit 65, uuxqt does not run it again; the whole batch later: nothing twice', async () => {
+    const [m1, m2] = plainCorpus(7).slice(5);
+    const seen = new Set(readMaildir(pf.maildir('other')).map((m) => m.path));
+    const tx1 = ['MAIL FROM:<erin@far.test>', 'RCPT TO:<other@maildir.test>', 'DATA', stuff(m1!) + '.', ''].join('\n');
+    const tx2 = ['MAIL FROM:<erin@far.test>', 'RCPT TO:<other@maildir.test>', 'DATA', stuff(m2!) + '.', ''].join('\n');
+    const whole = Buffer.from(tx1 + tx2, 'latin1');
+    const name = arrive('rsmtp', whole.subarray(0, Buffer.byteLength(tx1, 'latin1') + 60));
+    const log = await uuxqt();
+    expect(log).toMatch(/Exit status 65/);
+    // the same file could never do better: uuxqt removed it instead of retrying for ever
+    expect(readdirSync(join(dir, 'spool', 'hub', 'X.'))).not.toContain(`X.${name}`);
+    await uuxqt();
+    const first = (await waitMaildir(pf.maildir('other'), seen.size + 1, 30_000)).filter((m) => !seen.has(m.path));
+    expect(first.map((m) => m.body.equals(bodyOf(m1!)))).toEqual([true]);
+    // the sender's side runs the whole batch again (its writer had died mid-stream)
+    const before = readFileSync(join(dir, 'Log'), 'utf8').length;
+    arrive('rsmtp', whole);
+    const after = await uuxqt();
+    expect(after.slice(before)).not.toMatch(/Exit status/);
+    const got = (await waitMaildir(pf.maildir('other'), seen.size + 2, 30_000)).filter((m) => !seen.has(m.path));
+    await new Promise((r) => setTimeout(r, 1000));
+    const all = readMaildir(pf.maildir('other')).filter((m) => !seen.has(m.path));
+    expect(got).toHaveLength(2);
+    expect(all.filter((m) => m.body.equals(bodyOf(m1!)))).toHaveLength(1);
+    expect(all.filter((m) => m.body.equals(bodyOf(m2!)))).toHaveLength(1);
   });
 
   test('a bad envelope fails the execution (65), uuxqt reports it; the MTA never sees a message', async () => {
