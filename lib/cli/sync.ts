@@ -106,6 +106,7 @@ export function checkDrained(peer: string, r: SessionResult): number {
     ...r.refusedByPeer.map((x) => `${peer} refused bag ${x.bag.slice(0, 12)}: ${x.message} (${x.code})`),
     ...r.refusedByUs.map((x) => `refused bag ${x.bag.slice(0, 12)} from ${peer}: ${x.message} (${x.code})`),
     ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts failed (see mailbag failed)`] : []),
+    ...(r.unsent ? [`${r.unsent} job(s) stay queued: ${peer} reads none of the codecs this site writes (its hello lists ${r.peerHello.codecs.join(', ') || 'none it knows'})`] : []),
   ];
   throw new SessionError('peer-refused', parts.join('; '));
 }

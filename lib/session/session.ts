@@ -40,6 +40,8 @@ export const FLOW_WINDOW = 384 * 1024;
  * for a pool of more than one)
  */
 const BAGS_IN_FLIGHT = 1;
+/** the longest keepalive a peer's HELLO is believed (the configuration's own cap on `keepalive`, 24 days) */
+const MAX_PEER_KEEPALIVE = 24 * 86_400_000;
 
 export interface SessionOptions {
   link: Link;
@@ -54,7 +56,7 @@ export interface SessionOptions {
   caps: ReceiveCaps;
   /** send PING after this long without sending (default 15 s) */
   keepaliveMs?: number;
-  /** give up after this long without receiving anything (default max(4 × keepalive, 30 s)) */
+  /** give up after this long without receiving anything (default max(4 × keepalive, 30 s); at least 4 × the peer's own keepalive, from its HELLO) */
   idleTimeoutMs?: number;
   software?: string;
   /** read our queue and build the first bags while the handshake runs (the dialer: it knows whom it dialled) */
@@ -113,6 +115,8 @@ export interface SessionResult {
   refusedByUs: Refuse[];
   /** jobs too large for the peer's caps: moved to failed/PEER, their senders owed a notice */
   held: string[];
+  /** jobs left queued because the peer reads none of the codecs this side writes (its HELLO) */
+  unsent: number;
   wire: { in: number; out: number };
   /** everything offered both ways was acknowledged, nothing refused or held */
   drained: boolean;
@@ -202,6 +206,7 @@ class Session {
       refusedByPeer: [],
       refusedByUs: [],
       held: [],
+      unsent: 0,
       wire: { in: 0, out: 0 },
       drained: false,
     };
@@ -227,9 +232,14 @@ class Session {
       }),
     );
     this.state.progressOffered = true;
-    const idle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
+    const ownIdle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
     this.timer = setInterval(() => {
       const now = Date.now();
+      // the peer pings by its own keepalive (its HELLO), which may be longer than ours: it is
+      // dead only after four of its intervals go by in silence (a dialer with keepalive =
+      // "60s" against a hub's default was cut at 60 s of silence, while it was alive)
+      const theirs = this.res.peerHello?.keepalive ?? 0;
+      const idle = Math.max(ownIdle, 4 * Math.min(theirs, MAX_PEER_KEEPALIVE));
       // while the store opens nothing is read, so silence says nothing about the link
       if (!this.opening && now - this.lastRecv > idle) {
         this.fail(new SessionError('timeout', `nothing received from ${this.o.peer} for ${Math.round((now - this.lastRecv) / 1000)} s: the link is dead`), true);
@@ -395,8 +405,15 @@ class Session {
         if (m.refuse.code === 'bad-hash') {
           this.track(this.o.store.discardBag(m.refuse.bag));
         } else if (m.refuse.job && PERMANENT_REFUSALS.has(m.refuse.code)) {
-          // one job the peer will never take must not hold the others of its bag back
-          this.track(this.o.store.failRefusedJob(m.refuse.bag, m.refuse.job, `${this.o.peer} refused the job: ${m.refuse.message} (${m.refuse.code})`));
+          // one job the peer will never take must not hold the others of its bag back; a job
+          // the refusal names that is not in that bag (another bag's, on its way) is not
+          // failed: the bag is forgotten and its jobs bagged again
+          const ofBag = this.ours.get(m.refuse.bag)?.jobs.includes(m.refuse.job) ?? false;
+          this.track(
+            ofBag
+              ? this.o.store.failRefusedJob(m.refuse.bag, m.refuse.job, `${this.o.peer} refused the job: ${m.refuse.message} (${m.refuse.code})`)
+              : this.o.store.discardBag(m.refuse.bag),
+          );
         } else if (m.refuse.code === 'too-big') {
           // the bag as a whole is over the peer's cap on a bag's size. A bag of one job is
           // made of the same bytes every time: that job fails for good (5.3.4) instead of
@@ -491,7 +508,10 @@ class Session {
     let kept = 0;
     while (kept < early.length && early[kept]!.codec === codec && sameJobs(early[kept]!.group, plan.bags[kept])) kept++;
     if (!codec) {
-      // nothing we can build is readable there: the early bags go too
+      // nothing we can build is readable there: the jobs stay queued, and the session is
+      // not drained (sync exits 75 saying why; it said 0, session after session)
+      this.res.unsent = queued.length;
+      // the early bags go too
       for (const e of early) await this.o.store.discardBag((await e.sealed).bag);
     } else {
       // too large for the peer, now and on every later try: failed for good, the sender told.
@@ -839,7 +859,7 @@ class Session {
     clearInterval(this.timer);
     this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
     const r = this.res;
-    r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0;
+    r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0 && r.unsent === 0;
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
     tails.catch(() => {}); // awaited below, after the link has closed

@@ -1,0 +1,141 @@
+// proto9's hunt (session 9): what a peer that is odd, old or hostile sends, each against a
+// real session (runSession over the in-process pair, the spool on disk) and a fake peer
+// that writes raw frames: a peer whose keepalive is longer than ours, a peer that reads
+// none of our codecs, a REFUSE naming a job of another bag.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/session/frame.js';
+import { decodeOffer, encodeHello, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { runSession, type SessionResult } from '../../../lib/session/session.js';
+import { createPair } from '../../../lib/transport/pair.js';
+import type { Link } from '../../../lib/transport/types.js';
+import { CAPS, enqueue, ids, makeSite, messages, store, tempDir, type Site } from './sites.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+function helloOf(site: string, peer: string, extra: Partial<Hello> = {}): Hello {
+  return { site, peer, codecs: ['br', 'gzip', 'none'], ...CAPS, keepalive: 500, software: 'fake', progress: true, ...extra };
+}
+
+/** the far end of a pair, read frame by frame */
+function fakePeer(link: Link): { frames: Frame[]; next: (type: number, ms?: number) => Promise<Frame>; send: (b: Buffer) => void } {
+  const frames: Frame[] = [];
+  const waiters: (() => void)[] = [];
+  const dec = new FrameDecoder();
+  link.input.on('data', (c: Buffer) => {
+    const r = dec.push(c);
+    if (!r.ok) return;
+    frames.push(...r.value);
+    for (const w of waiters.splice(0)) w();
+  });
+  let seen = 0;
+  return {
+    frames,
+    send: (b) => void link.output.write(b),
+    async next(type, ms = 5000) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const i = frames.findIndex((f, k) => k >= seen && f.type === type);
+        if (i >= 0) {
+          seen = i + 1;
+          return frames[i]!;
+        }
+        if (Date.now() > until) throw new Error(`no frame 0x${type.toString(16)} within ${ms} ms (got ${frames.map((f) => f.type).join(',')})`);
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 50);
+        });
+      }
+    },
+  };
+}
+
+async function site(label: string, name: string): Promise<Site> {
+  const t = tempDir(label);
+  cleanups.push(t.remove);
+  return makeSite(t.dir, name);
+}
+
+describe('a peer whose keepalive is longer than ours', () => {
+  it('is not timed out while it stays within four of its own keepalive intervals', async () => {
+    const hub = await site('p9-keepalive', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    // hub gives up after 1 s of silence by its own settings; home says it pings every 1.5 s
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 1500 })));
+    home.send(encodeFrame(FRAME.DONE));
+    await home.next(FRAME.DONE);
+    await home.next(FRAME.BYE);
+    // home is busy (committing what it received, say) and silent but for its keepalive
+    await new Promise((r) => setTimeout(r, 1500));
+    home.send(encodeFrame(FRAME.PING));
+    await new Promise((r) => setTimeout(r, 1000));
+    home.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    const r: SessionResult = await run;
+    expect(r.drained).toBe(true);
+  });
+});
+
+describe('a peer that reads none of the codecs this side writes', () => {
+  it('leaves the jobs queued and says so: the session is not drained', async () => {
+    const home = await site('p9-codec', 'home');
+    const queued = await enqueue(home, 'hub', messages([400, 500], 91));
+    const s = store(home, 'hub');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'home', peer: 'hub', codecs: ['br', 'gzip'], caps: CAPS, keepaliveMs: 500, scanEarly: true });
+    run.catch(() => {});
+    const hub = fakePeer(near);
+    hub.send(encodeHello(helloOf('hub', 'home', { codecs: [] })));
+    hub.send(encodeFrame(FRAME.DONE));
+    await hub.next(FRAME.DONE);
+    await hub.next(FRAME.BYE);
+    hub.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    const r = await run;
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()].sort());
+    expect(r.sent.jobs).toBe(0);
+    expect(r.drained).toBe(false);
+    expect(r.unsent).toBe(2);
+  });
+});
+
+describe('a REFUSE that names a job of another bag', () => {
+  it('fails no job that is not in the refused bag', async () => {
+    const home = await site('p9-refuse', 'home');
+    // two bags: the small jobs, and one of 1 MiB or more alone in its own
+    const small = await enqueue(home, 'hub', messages([300], 92));
+    const large = await enqueue(home, 'hub', messages([1200 * 1024], 93));
+    const s = store(home, 'hub');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'home', peer: 'hub', codecs: ['gzip'], caps: CAPS, keepaliveMs: 500, idleTimeoutMs: 3000, scanEarly: true });
+    run.catch(() => {});
+    const hub = fakePeer(near);
+    hub.send(encodeHello(helloOf('hub', 'home')));
+    const first = decodeOffer((await hub.next(FRAME.OFFER)).payload);
+    const second = decodeOffer((await hub.next(FRAME.OFFER)).payload);
+    expect(first.ok && second.ok && first.value.jobs === 1 && second.value.jobs === 1).toBe(true);
+    if (!first.ok || !second.ok) return;
+    // the small bag refused "for" the large bag's job
+    const largeId = [...large.keys()][0]!;
+    hub.send(encodeRefuse({ bag: first.value.bag, code: 'bad-job', message: 'not yours', job: largeId }));
+    hub.send(encodeRefuse({ bag: second.value.bag, code: 'bad-hash', message: 'damaged' }));
+    hub.send(encodeFrame(FRAME.DONE));
+    await hub.next(FRAME.BYE);
+    hub.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    await run;
+    // the large job was never refused: it stays queued, and no bounce is owed for it
+    expect(ids(home, 'failed', 'hub')).not.toContain(largeId);
+    expect(ids(home, 'out', 'hub')).toEqual([...small.keys(), largeId].sort());
+  });
+});
