@@ -225,7 +225,7 @@ async function runMain(ctx: Setup): Promise<number> {
   }
   // jobs answered 250 that a crash left in a journal go into out/ first, so that the
   // ledger's recovery below sees them (docs/spool.md, L7)
-  const replayed = await replayJournals(spool);
+  const replayed = await replayJournals(spool, log);
   if (replayed) log(`lmtpd: wrote ${replayed} job(s) from the LMTP journal into out/`);
   const recovered = await ledger.recover(config.site, config.ledgerRetentionMs);
   if (recovered) log(`lmtpd: recorded ${recovered} job(s) committed just before a crash in the LMTP ledger`);

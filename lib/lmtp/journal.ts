@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { InputError, MailbagError } from '../errors.js';
 import { isJobId, isName } from '../job/header.js';
-import { commitFileSync, FILE_MODE, fsyncDirSync, spoolErrorFrom, tmpName, type CommitOptions, type CommitResult, type GroupCommit, type StagedFile } from '../spool/commit.js';
+import { FILE_MODE, fsyncDirSync, spoolErrorFrom, tmpName, type CommitOptions, type CommitResult, type GroupCommit, type StagedFile } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import type { Lock } from '../spool/lock.js';
 import type { Spool } from '../spool/spool.js';
@@ -56,6 +56,8 @@ export const JOURNAL_MAX_HELD = 16 * 1024 * 1024;
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const MAX_IOV = 512;
+/** close(): how long a flush in progress may still take before the descriptor is left open */
+const LET_GO_MS = 10_000;
 /** test switch: the journal's jobs are never written into out/PEER (the fault tests' "after the 250, before materialization") */
 const HOLD = process.env.MAILBAG_FAULT === 'journal-hold';
 const MID_APPEND = process.env.MAILBAG_FAULT === 'journal-mid-append';
@@ -144,56 +146,114 @@ function destOf(spool: Spool, rel: string): { peer: string; path: string } | und
  * magic or generation, a length past the file, a CRC that does not match: a write torn
  * by a crash), since nothing after it was ever answered. One record in memory at a time.
  */
-function* records(fd: number): Generator<{ rel: string; data: Buffer }, number | undefined> {
+function* records(fd: number, gen: number): Generator<{ rel: string; data: Buffer }> {
   const size = fstatSync(fd).size;
+  let pos = HEADER_SIZE;
+  for (;;) {
+    const r = recordAt(fd, pos, size);
+    if (!r || r.gen !== gen) break;
+    pos = r.end;
+    yield { rel: r.rel, data: r.data };
+  }
+}
+
+/** The whole record at `pos` (magic, lengths within bounds, CRC-32), or undefined. */
+function recordAt(fd: number, pos: number, size: number): { gen: number; rel: string; data: Buffer; end: number } | undefined {
+  if (pos + REC_HEAD > size) return undefined;
+  const rh = Buffer.alloc(REC_HEAD);
+  if (readFully(fd, rh, pos) < REC_HEAD || rh.readUInt32LE(0) !== REC_MAGIC) return undefined;
+  const destLen = rh.readUInt32LE(8);
+  const dataLen = rh.readUInt32LE(12);
+  if (destLen === 0 || destLen > 1024 || dataLen > JOURNAL_MAX_JOB || pos + REC_HEAD + destLen + dataLen > size) return undefined;
+  const body = Buffer.alloc(destLen + dataLen);
+  if (readFully(fd, body, pos + REC_HEAD) < body.length) return undefined;
+  if ((crc32(body, crc32(rh.subarray(0, 16))) >>> 0) !== rh.readUInt32LE(16)) return undefined;
+  return { gen: rh.readUInt32LE(4), rel: body.toString('utf8', 0, destLen), data: body.subarray(destLen), end: pos + REC_HEAD + destLen + dataLen };
+}
+
+/**
+ * Which generation of a journal to read. A whole header names it. A header that does not
+ * parse can only be damage (a new journal gets its header before its name appears, and
+ * a header is rewritten within one sector), and the records behind it may be answered
+ * mail: they are read under the generation of the record at the start of the records
+ * (the newest generation that wrote any: each one writes from there on, so every record
+ * after it is of that generation or older ones, retired), and `next` is a generation above
+ * every whole record in the file, so that none of them is ever read as a newer one.
+ */
+function generationOf(fd: number): { gen: number | undefined; next: number; damaged: boolean } {
   const head = Buffer.alloc(HEAD_LEN);
   const gen = readFully(fd, head, 0) === HEAD_LEN ? parseHeader(head) : undefined;
-  if (gen === undefined) return undefined;
-  let pos = HEADER_SIZE;
-  const rh = Buffer.alloc(REC_HEAD);
-  while (pos + REC_HEAD <= size) {
-    if (readFully(fd, rh, pos) < REC_HEAD) break;
-    if (rh.readUInt32LE(0) !== REC_MAGIC || rh.readUInt32LE(4) !== gen) break;
-    const destLen = rh.readUInt32LE(8);
-    const dataLen = rh.readUInt32LE(12);
-    if (destLen === 0 || destLen > 1024 || dataLen > JOURNAL_MAX_JOB || pos + REC_HEAD + destLen + dataLen > size) break;
-    const body = Buffer.alloc(destLen + dataLen);
-    if (readFully(fd, body, pos + REC_HEAD) < body.length) break;
-    if ((crc32(body, crc32(rh.subarray(0, 16))) >>> 0) !== rh.readUInt32LE(16)) break;
-    pos += REC_HEAD + destLen + dataLen;
-    yield { rel: body.toString('utf8', 0, destLen), data: body.subarray(destLen) };
-  }
-  return gen;
+  if (gen !== undefined) return { gen, next: gen + 1, damaged: false };
+  const size = fstatSync(fd).size;
+  const first = recordAt(fd, HEADER_SIZE, size);
+  return { gen: first?.gen, next: maxRecordGen(fd, size) + 1, damaged: true };
 }
+
+/** The highest generation of any whole record in the file (0 if none): a scan of the whole file, for a damaged header only. */
+function maxRecordGen(fd: number, size: number): number {
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(REC_MAGIC, 0);
+  const chunk = Buffer.alloc(1024 * 1024);
+  let max = 0;
+  for (let base = HEADER_SIZE; base < size; base += chunk.length - 3) {
+    const n = readFully(fd, chunk, base);
+    const view = chunk.subarray(0, n);
+    for (let i = view.indexOf(magic); i >= 0; i = view.indexOf(magic, i + 1)) {
+      const r = recordAt(fd, base + i, size);
+      if (r && r.gen > max) max = r.gen;
+    }
+    if (n < chunk.length) break;
+  }
+  return max >>> 0;
+}
+
+/** jobs written into out/ together by a replay (one fsync each issued at once, one fsync per directory): at most this many, and this many bytes */
+const REPLAY_BATCH = 256;
+const REPLAY_BATCH_BYTES = 16 * 1024 * 1024;
 
 /**
  * Replay one journal whose writer is gone (its lock is held by the caller): each whole
  * record of the header's generation whose job is missing from out/PEER is written there
- * durably; then the journal is reset. Returns how many jobs were written.
+ * durably, in batches (the commit of docs/spool.md with the batch's fsyncs issued
+ * together and one directory fsync per batch, as lmtpd's write-out does); then the
+ * journal is reset. Returns how many jobs were written.
  */
-async function replayFile(spool: Spool, path: string): Promise<number> {
+async function replayFile(spool: Spool, path: string, log: (line: string) => void): Promise<number> {
   const fd = openSync(path, constants.O_RDWR);
   try {
     let written = 0;
-    const it = records(fd);
-    let r = it.next();
-    for (; !r.done; r = it.next()) {
-      const dest = destOf(spool, r.value.rel);
-      if (!dest) break;
-      // already written into out/ (and perhaps sent since: see docs/spool.md, L8)
-      if (exists(dest.path)) continue;
-      await spool.ensureDir('out', dest.peer);
-      try {
-        commitFileSync(dest.path, r.value.data, { tmpDir: spool.tmpDir, noReplace: true, label: 'job' });
-        written++;
-      } catch (err) {
-        if (!exists(dest.path)) throw err;
-      }
+    const { gen, next, damaged } = generationOf(fd);
+    if (damaged) {
+      log(gen === undefined
+        ? `lmtpd: the LMTP journal ${path} has a damaged header and no whole record after it: nothing in it can be replayed (any mail answered from it and not in out/ is lost)`
+        : `lmtpd: the LMTP journal ${path} has a damaged header: replaying the records of generation ${gen} that follow it`);
     }
-    const gen = r.done ? r.value : undefined;
-    if (gen === undefined) return written;
+    let batch: { dest: string; pieces: Uint8Array[]; tmpDir: string }[] = [];
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      const failed = await writeJobFiles(batch);
+      for (const [p, err] of failed) if (!exists(p.dest)) throw err;
+      written += batch.length - failed.size;
+      batch = [];
+      bytes = 0;
+    };
+    if (gen !== undefined) {
+      for (const r of records(fd, gen)) {
+        const dest = destOf(spool, r.rel);
+        if (!dest) break;
+        // already written into out/ (and perhaps sent since: see docs/spool.md, L8)
+        if (exists(dest.path) || batch.some((b) => b.dest === dest.path)) continue;
+        await spool.ensureDir('out', dest.peer);
+        batch.push({ dest: dest.path, pieces: [r.data], tmpDir: spool.tmpDir });
+        bytes += r.data.length;
+        if (batch.length >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES) await flush();
+      }
+      if (batch.length > 0) await flush();
+    } else if (!damaged) {
+      return written;
+    }
     // every job of the journal is durable in out/: a new generation retires its records
-    writeSync(fd, header(gen + 1), 0, HEAD_LEN, 0);
+    writeSync(fd, header(next), 0, HEAD_LEN, 0);
     await flushFd(fd);
     return written;
   } finally {
@@ -218,7 +278,9 @@ export function journalJobs(root: string, skip: ReadonlySet<string> = new Set())
       continue;
     }
     try {
-      for (const { rel, data } of records(fd)) {
+      const { gen } = generationOf(fd);
+      if (gen === undefined) continue;
+      for (const { rel, data } of records(fd, gen)) {
         const m = /^out\/([^/]+)\/([^/]+)$/.exec(rel);
         if (!m || !isName(m[1]) || !isJobId(m[2])) break;
         if (!exists(join(root, rel))) out.push({ peer: m[1], id: m[2], data });
@@ -273,13 +335,13 @@ async function tryLock(spool: Spool, name: string): Promise<Lock | undefined> {
  * Replay every journal no running lmtpd holds (lmtpd's start; also safe from any other
  * process: a journal being written is locked and skipped). Returns the jobs written.
  */
-export async function replayJournals(spool: Spool): Promise<number> {
+export async function replayJournals(spool: Spool, log: (line: string) => void = () => undefined): Promise<number> {
   let written = 0;
   for (const name of journalNames(spool)) {
     const lock = await tryLock(spool, name);
     if (!lock) continue;
     try {
-      written += await replayFile(spool, spool.path(JOURNAL_DIR, name));
+      written += await replayFile(spool, spool.path(JOURNAL_DIR, name), log);
     } finally {
       await lock.release();
     }
@@ -306,6 +368,68 @@ async function makeJournal(spool: Spool, path: string): Promise<void> {
     ignore(() => unlinkSync(tmp));
   }
   fsyncDirSync(spool.path(JOURNAL_DIR));
+}
+
+/** The commit of docs/spool.md for each job, together (their fsyncs issued at once, one fsync per directory): returns the jobs that failed and why. */
+async function writeJobFiles<P extends { dest: string; pieces: readonly Uint8Array[]; tmpDir: string }>(batch: readonly P[]): Promise<Map<P, unknown>> {
+  const failed = new Map<P, unknown>();
+  const open: { p: P; fd: number; tmp: string }[] = [];
+  await Promise.all(batch.map(async (p) => {
+    const tmp = join(p.tmpDir, tmpName('job'));
+    let fd: number | undefined;
+    try {
+      fd = await new Promise<number>((resolve, reject) =>
+        openCb(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))),
+      );
+      fchmodSync(fd, FILE_MODE);
+      writevAll(fd, p.pieces, 0);
+      open.push({ p, fd, tmp });
+    } catch (err) {
+      if (fd !== undefined) ignore(() => closeSync(fd!));
+      ignore(() => unlinkSync(tmp));
+      failed.set(p, err);
+    }
+  }));
+  const synced = await Promise.allSettled(open.map((o) => fsyncFd(o.fd)));
+  const placed: { p: P; tmp: string }[] = [];
+  open.forEach((o, i) => {
+    ignore(() => closeSync(o.fd));
+    const r = synced[i]!;
+    if (r.status === 'rejected') {
+      failed.set(o.p, r.reason);
+      ignore(() => unlinkSync(o.tmp));
+      return;
+    }
+    try {
+      linkSync(o.tmp, o.p.dest);
+    } catch (err) {
+      // EEXIST: an earlier try linked it (its directory fsync failed): it is the same job
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        failed.set(o.p, err);
+        ignore(() => unlinkSync(o.tmp));
+        return;
+      }
+    }
+    ignore(() => unlinkSync(o.tmp));
+    placed.push(o);
+  });
+  faultPoint('journal-mid-materialize');
+  const dirs = [...new Set(placed.map((o) => o.p.dest.slice(0, o.p.dest.lastIndexOf('/'))))];
+  const dirSynced = await Promise.allSettled(dirs.map(async (d) => {
+    const fd = openSync(d, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fsyncFd(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }));
+  dirs.forEach((d, i) => {
+    const r = dirSynced[i]!;
+    if (r.status === 'fulfilled') return;
+    // the names may not survive a power cut: tried again (the link then finds the name)
+    for (const o of placed) if (o.p.dest.startsWith(d + '/')) failed.set(o.p, r.reason);
+  });
+  return failed;
 }
 
 interface Pending {
@@ -366,6 +490,15 @@ export class LmtpJournal {
   private idleTimer: NodeJS.Timeout | undefined;
   private caughtUp: (() => void)[] = [];
   private closed = false;
+  /**
+   * close() has let go of the journal (its grace is over): nothing more is written or
+   * flushed through `fd`, whatever is still running (a batch waiting for the write-out,
+   * a commit queued meanwhile: it gets an error, so a 451). Once the descriptor is closed
+   * its number may belong to another file of this process.
+   */
+  private stopped = false;
+  /** the flush (fdatasync) of `fd` in progress, if any: close() lets it end before closing the descriptor */
+  private flushing: Promise<void> | undefined;
 
   private constructor(
     private readonly spool: Spool,
@@ -395,7 +528,7 @@ export class LmtpJournal {
       const path = spool.path(JOURNAL_DIR, name);
       let short: boolean;
       try {
-        replayed += await replayFile(spool, path);
+        replayed += await replayFile(spool, path, opts.log ?? (() => undefined));
         short = lstatSync(path).size < JOURNAL_SIZE;
         // replayed: a journal of another size (an earlier mailbag's) is made again
         if (short) {
@@ -420,7 +553,7 @@ export class LmtpJournal {
       if (!lock) continue;
       try {
         if (!exists(path)) await makeJournal(spool, path);
-        else replayed += await replayFile(spool, path);
+        else replayed += await replayFile(spool, path, opts.log ?? (() => undefined));
       } catch (err) {
         await lock.release();
         // no room for a new journal (or no way to make one): lmtpd commits every job
@@ -562,6 +695,18 @@ export class LmtpJournal {
     }
   }
 
+  /** fdatasync the journal, known to close() while it runs */
+  private async flush(): Promise<void> {
+    if (this.stopped) throw new MailbagError('spool', 'the LMTP journal was closed (lmtpd stopping)');
+    const f = flushFd(this.fd);
+    this.flushing = f;
+    try {
+      await f;
+    } finally {
+      if (this.flushing === f) this.flushing = undefined;
+    }
+  }
+
   private need(p: Pending): number {
     return REC_HEAD + p.rel.length + p.size;
   }
@@ -582,9 +727,10 @@ export class LmtpJournal {
         writevAll(this.fd, bufs.slice(0, Math.max(1, bufs.length >> 1)), this.pos);
         faultPoint('journal-mid-append');
       }
+      if (this.stopped) throw new MailbagError('spool', 'the LMTP journal was closed (lmtpd stopping)');
       writevAll(this.fd, bufs, this.pos);
       this.pos += bytes;
-      await flushFd(this.fd);
+      await this.flush();
     } catch (err) {
       failed = err;
       // no record goes behind this batch's until a reset: see `broken`
@@ -636,10 +782,12 @@ export class LmtpJournal {
   /** Every job appended is durable in out/: retire the records with a new generation. */
   private async reset(): Promise<void> {
     faultPoint('journal-before-reset');
+    // closed: the journal stays as it is, for the next start's replay
+    if (this.stopped) return;
     const gen = this.gen + 1;
     try {
       writeSync(this.fd, header(gen), 0, HEAD_LEN, 0);
-      await flushFd(this.fd);
+      await this.flush();
     } catch (err) {
       // the old generation stays: a crash now replays jobs already in out/ (skipped) or
       // sent (the peer's ledger knows their ids); the next reset tries again
@@ -708,66 +856,8 @@ export class LmtpJournal {
     for (const r of w) r();
   }
 
-  /** The commit of docs/spool.md for each job, together: returns the jobs that failed and why. */
-  private async writeFiles(batch: Pending[]): Promise<Map<Pending, unknown>> {
-    const failed = new Map<Pending, unknown>();
-    const open: { p: Pending; fd: number; tmp: string }[] = [];
-    await Promise.all(batch.map(async (p) => {
-      const tmp = join(p.tmpDir, tmpName('job'));
-      let fd: number | undefined;
-      try {
-        fd = await new Promise<number>((resolve, reject) =>
-          openCb(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))),
-        );
-        fchmodSync(fd, FILE_MODE);
-        writevAll(fd, p.pieces, 0);
-        open.push({ p, fd, tmp });
-      } catch (err) {
-        if (fd !== undefined) ignore(() => closeSync(fd!));
-        ignore(() => unlinkSync(tmp));
-        failed.set(p, err);
-      }
-    }));
-    const synced = await Promise.allSettled(open.map((o) => fsyncFd(o.fd)));
-    const placed: { p: Pending; tmp: string }[] = [];
-    open.forEach((o, i) => {
-      ignore(() => closeSync(o.fd));
-      const r = synced[i]!;
-      if (r.status === 'rejected') {
-        failed.set(o.p, r.reason);
-        ignore(() => unlinkSync(o.tmp));
-        return;
-      }
-      try {
-        linkSync(o.tmp, o.p.dest);
-      } catch (err) {
-        // EEXIST: an earlier try linked it (its directory fsync failed): it is the same job
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          failed.set(o.p, err);
-          ignore(() => unlinkSync(o.tmp));
-          return;
-        }
-      }
-      ignore(() => unlinkSync(o.tmp));
-      placed.push(o);
-    });
-    faultPoint('journal-mid-materialize');
-    const dirs = [...new Set(placed.map((o) => o.p.dest.slice(0, o.p.dest.lastIndexOf('/'))))];
-    const dirSynced = await Promise.allSettled(dirs.map(async (d) => {
-      const fd = openSync(d, constants.O_RDONLY | constants.O_DIRECTORY);
-      try {
-        await fsyncFd(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }));
-    dirs.forEach((d, i) => {
-      const r = dirSynced[i]!;
-      if (r.status === 'fulfilled') return;
-      // the names may not survive a power cut: tried again (the link then finds the name)
-      for (const o of placed) if (o.p.dest.startsWith(d + '/')) failed.set(o.p, r.reason);
-    });
-    return failed;
+  private writeFiles(batch: Pending[]): Promise<Map<Pending, unknown>> {
+    return writeJobFiles(batch);
   }
 
   /** tests: let go of the journal as a crash would (no reset, no waiting): what it holds is left for a replay */
@@ -775,8 +865,7 @@ export class LmtpJournal {
     this.closed = true;
     this.hold = true;
     clearTimeout(this.idleTimer);
-    ignore(() => closeSync(this.fd));
-    await this.lock.release();
+    await this.letGo();
   }
 
   /**
@@ -792,7 +881,23 @@ export class LmtpJournal {
     }
     if (!this.running && this.resetDue()) await this.reset();
     clearTimeout(this.idleTimer);
-    ignore(() => closeSync(this.fd));
+    await this.letGo();
+  }
+
+  /**
+   * No write or flush through the descriptor from here on; one in progress ends first
+   * (bounded: a flush that does not return leaves the descriptor open until the process
+   * exits, so its number is never another file's while the journal could use it).
+   */
+  private async letGo(): Promise<void> {
+    this.stopped = true;
+    const f = this.flushing;
+    const ended = f === undefined || await Promise.race([
+      f.then(() => true, () => true),
+      new Promise<false>((r) => setTimeout(() => r(false), LET_GO_MS).unref()),
+    ]);
+    if (ended) ignore(() => closeSync(this.fd));
+    else this.log('lmtpd: the LMTP journal\'s flush has not returned: its descriptor stays open until the process ends');
     await this.lock.release();
   }
 }

@@ -218,6 +218,68 @@ describe('LmtpJournal', () => {
     await journal.abandon();
   });
 
+  it('close() past its grace writes nothing more through the journal\'s descriptor (its number may be another file\'s by then): the job queued meanwhile is refused, not answered', async () => {
+    const { journal } = await open();
+    await spool.ensureDir('out', 'hub');
+    const staged = journal.stage(join(spool.root, 'out', 'hub', '01a2060000000000000000aa'), { tmpDir: spool.tmpDir, noReplace: true, label: 'job' });
+    staged.write(Buffer.from('queued as the grace ends\n'));
+    // queued: the committer takes it on the next turn of the event loop; close(0) lets go of the journal first
+    const committed = staged.commit().then(() => 'answered', (err: Error) => `refused: ${err.message}`);
+    const closing = journal.close(0);
+    // files opened now take the lowest free descriptors: the journal's number among them, if close() freed it
+    const others = Array.from({ length: 64 }, (_, n) => join(dir, `another-file-${n}`));
+    const fds = others.map((o) => openSync(o, 'w'));
+    try {
+      expect(await committed).toMatch(/^refused: .*closed/);
+      await closing;
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+    for (const o of others) expect(statSync(o).size, o).toBe(0);
+    expect(outJobs()).toEqual([]);
+  });
+
+  it('a journal whose header is damaged is said loudly, and the records behind it are replayed, once', async () => {
+    const { journal, store } = await open(true);
+    const a = await job(store, 'first\n');
+    const b = await job(store, 'second\n', 'mx2');
+    await journal.abandon();
+    const path = join(spool.root, JOURNAL_DIR, '1');
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.from('garbage'), 0, 7, 0);
+    closeSync(fd);
+    const lines: string[] = [];
+    expect(await replayJournals(spool, (l) => lines.push(l))).toBe(2);
+    expect(lines.join('\n')).toMatch(/LMTP journal .* has a damaged header: replaying the records of generation \d+/);
+    expect(outJobs()).toEqual([a]);
+    expect(outJobs('mx2')).toEqual([b]);
+    // the header is whole again, above every record's generation: the old records are
+    // never read as a new generation's (a shorter one written over them)
+    const next = await open(true);
+    const c = await job(next.store, 'z');
+    await next.journal.abandon();
+    expect(await replayJournals(spool)).toBe(1);
+    expect(outJobs()).toEqual([a, c].sort());
+    expect(outJobs('mx2')).toEqual([b]);
+  });
+
+  it('a damaged header with no whole record behind it: said, nothing replayed, the journal usable again', async () => {
+    const { journal } = await open(true);
+    await journal.abandon();
+    const path = join(spool.root, JOURNAL_DIR, '1');
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(32), 0, 32, 0);
+    closeSync(fd);
+    const lines: string[] = [];
+    expect(await replayJournals(spool, (l) => lines.push(l))).toBe(0);
+    expect(lines.join('\n')).toMatch(/damaged header and no whole record after it/);
+    const next = await open(true);
+    const c = await job(next.store, 'after\n');
+    await next.journal.abandon();
+    expect(await replayJournals(spool)).toBe(1);
+    expect(outJobs()).toEqual([c]);
+  });
+
   it('past maxSize the write fails and nothing is left; an aborted job leaves nothing', async () => {
     const { journal, store } = await open();
     const d = await store.begin(header(), { maxSize: 10 });
