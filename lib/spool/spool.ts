@@ -20,6 +20,8 @@ export const SPOOL_MAGIC = 'mailbag-spool';
 export const SPOOL_VERSION = 1;
 export const SPOOL_MARKER = 'mailbag-spool';
 const SPOOL_MARKER_CONTENT = `${SPOOL_MAGIC} ${SPOOL_VERSION}\n`;
+/** the tmp file of a marker being written (commit.ts tmpName with label `marker`) */
+const MARKER_TMP = /^\d{1,10}\.[0-9a-z]+\.[0-9a-f]{8}\.marker$/;
 
 export const QUEUES = ['out', 'in', 'failed'] as const;
 export type Queue = (typeof QUEUES)[number];
@@ -187,12 +189,35 @@ export class Spool {
     }
     if (text === undefined) {
       if (!create) throw new SpoolError(`${root} is not a mailbag spool (no ${SPOOL_MARKER} file)`);
+      Spool.checkUnused(root);
       await chmod(root, DIR_MODE);
       await ensureDir(join(root, 'tmp'));
       await commitFile(path, Buffer.from(SPOOL_MARKER_CONTENT), { tmpDir: join(root, 'tmp'), label: 'marker' });
       return;
     }
     Spool.checkMarkerText(path, text);
+  }
+
+  /**
+   * A spool is made only in a directory that holds nothing of anyone else's: empty, or
+   * with what a file system's root has (`lost+found`), the README.md a checkout's spool/
+   * ships with, or what an interrupted making of this spool left (`tmp/` with marker tmp
+   * files). `spool = "/var"` (or "/", a home
+   * directory) would otherwise have had its mode set to 0700 and its tmp/ emptied of
+   * every file a day old by the cleanup of dead writers' leftovers.
+   */
+  private static checkUnused(root: string): void {
+    const foreign = readdirSync(root, { withFileTypes: true }).filter((e) => {
+      if (e.name === 'lost+found' && e.isDirectory()) return false;
+      if (e.name === 'README.md' && e.isFile()) return false; // a checkout's spool/ ships with one
+      if (e.name === 'tmp' && e.isDirectory()) return !readdirSync(join(root, 'tmp')).every((n) => MARKER_TMP.test(n));
+      return true;
+    });
+    if (foreign.length === 0) return;
+    const names = foreign.slice(0, 3).map((e) => e.name).join(', ') + (foreign.length > 3 ? ', …' : '');
+    throw new SpoolError(
+      `${root} is not a mailbag spool (no ${SPOOL_MARKER} file) and is not empty (it holds ${names}): a spool is made only in a new or empty directory; set spool to one, like /var/spool/mailbag`,
+    );
   }
 
   private static checkMarkerText(path: string, text: string): void {
