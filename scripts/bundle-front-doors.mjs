@@ -29,8 +29,10 @@
 //                                      JavaScript; its native parts from node_modules), cache:
 //                                      mailbag-ssh2.HASH.v8cache; required by the session
 //                                      bundle when it dials with `transport = "ssh"`
-//   dist/bin/mailbag-NAME.HASH.cjs     a worker thread's module (lib/bag/bag-worker.ts), see
-//                                      workerUrls
+//   dist/bin/mailbag-NAME.HASH.cjs     a worker thread's loader (lib/bag/bag-worker.ts,
+//                                      lib/session/stage-worker.ts; see workerUrls); code:
+//                                      mailbag-NAME.HASH.code.cjs, caches: one per set of
+//                                      V8 flags, mailbag-NAME.HASH.FLAGS.v8cache (workerLoader)
 //
 // dist/bin/mailbag-uux.js and dist/bin/mailbag.js (both ES modules, as the package type
 // says, compiled by tsc from bin/) stay the entry points and load the loaders with
@@ -475,18 +477,28 @@ function finishSession(door, bin, enqueueBin) {
     const env = withoutFault(processEnv);
     const run = (args, config, extra = {}, input = '') =>
       spawnSync(execPath, [args[0] === 'enqueue' ? enqueueBin : bin, ...args], { input, env: { ...env, MAILBAG_CONFIG: config, ...extra }, timeout: 60_000, encoding: 'utf8' });
+    // the workers' caches: under default V8 flags in the second session (both ends), and
+    // in a third, which leaves serve's tierUpLater alone (MAILBAG_MAKE_CODE_CACHE would
+    // not), under the flags of serve's workers (workerLoader)
+    const workers = workerCodes.join('\n');
+    const sessions = [{}, { MAILBAG_MAKE_CODE_CACHE: `${door.caches.serve}\n${door.caches.sync}\n${workers}` }, { MAILBAG_MAKE_WORKER_CODE_CACHE: workers }];
     let r;
-    for (const make of [false, true]) {
+    for (const extra of sessions) {
       for (const [config, peer] of [[home, 'hub'], [hub, 'home']]) {
         r = run(['enqueue', peer, '-f', 'a@cache.test', '--', 'b@cache.test'], config, {}, SAMPLE_MESSAGE);
         if (r.status !== 0) break;
       }
       if (r.status !== 0) break;
-      r = run(['sync', 'hub', '--no-run'], home, make ? { MAILBAG_MAKE_CODE_CACHE: `${door.caches.serve}\n${door.caches.sync}` } : {});
+      r = run(['sync', 'hub', '--no-run'], home, extra);
       if (r.status !== 0) break;
     }
     if (r.status !== 0) stderr.write(`bundle-front-doors: ${door.name}'s sample session failed (exit ${r.status}: ${r.stderr.trim()})\n`);
     for (const role of Object.keys(door.caches)) checkCache(door.caches[role], `${door.name} (${role})`, SESSION_CACHE_READ);
+    for (const code of workerCodes) {
+      const prefix = basename(code).replace(/code\.cjs$/, '');
+      const made = readdirSync(binDir).filter((f) => f.startsWith(prefix) && f.endsWith('.v8cache'));
+      if (made.length < 2) stderr.write(`bundle-front-doors: ${made.length} code caches for ${basename(code)} (${made.join(', ')}), not one per kind of run; it runs without one where none fits\n`);
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -559,22 +571,95 @@ const uux = await frontDoor('mailbag-uux', entry('uux', 'mailbag-uux'), [lazyBui
 const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', 'mainFromMailbag'), [lazyBuiltins()]);
 
 /**
- * Bundles each worker `found` names as dist/bin/mailbag-NAME.HASH.cjs (a plain CommonJS
- * bundle: a thread's start overlaps the main thread's work, and no code cache is made for
- * it) and puts its file name into `text` for the placeholder. Older ones are removed.
+ * Bundles each worker `found` names: dist/bin/mailbag-NAME.HASH.code.cjs is the thread's
+ * module (wrapped as CommonJS wraps a module, as the front doors' code is), and
+ * dist/bin/mailbag-NAME.HASH.cjs, whose name goes into `text` for the placeholder, the
+ * small loader the thread starts from, which runs the code with V8's code cache
+ * (workerLoader). Older files of NAME are removed. The caches are made afterwards by
+ * finishSession's sample sessions.
  */
 async function finishWorkers(text, found) {
   for (const [name, file] of found) {
     const built = await build({ ...common, entryPoints: [file], write: false, outfile: join(binDir, `mailbag-${name}.cjs`), plugins: [lazyBuiltins(SESSION_LAZY), lazyPackages] });
-    const code = built.outputFiles[0].text;
+    const code = `(function (exports, require, module, __filename, __dirname) { ${built.outputFiles[0].text}\n});`;
     const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
     const base = `mailbag-${name}.${hash}.cjs`;
-    writeAtomically(join(binDir, base), code);
-    for (const f of readdirSync(binDir)) if (f.startsWith(`mailbag-${name}.`) && f.endsWith('.cjs') && f !== base) rmSync(join(binDir, f));
+    const codeBase = `mailbag-${name}.${hash}.code.cjs`;
+    writeAtomically(join(binDir, codeBase), code);
+    writeAtomically(join(binDir, base), workerLoader(name, hash));
+    workerCodes.push(join(binDir, codeBase));
+    for (const f of readdirSync(binDir)) if (f.startsWith(`mailbag-${name}.`) && (f.endsWith('.cjs') || f.endsWith('.v8cache')) && !f.startsWith(`mailbag-${name}.${hash}.`)) rmSync(join(binDir, f));
     text = text.replaceAll(`@@worker:${name}@@`, base);
   }
   if (text.includes('@@worker:')) throw new Error(`bundle-front-doors: a worker placeholder was left in the bundle (${/@@worker:[^@]*@@/.exec(text)[0]})`);
   return text;
+}
+
+/** the code files of the worker bundles, whose caches the sample sessions make */
+const workerCodes = [];
+
+/**
+ * A worker thread's loader. The stage worker's first bag ran its code cold: bag 1's jobs
+ * cost about 1.5 ms each against 0.2 ms later (bench/README.md, relay, session 8), much
+ * of it V8 compiling each function on its first call. With a cache made after a sample
+ * session's work, those functions come compiled.
+ *
+ * V8 refuses a cache made under other V8 flags, and the flags differ by where a worker
+ * runs: `mailbag serve` asks V8 to tier up later (lib/memory.ts, tierUpLater) before it
+ * starts its stage worker, `mailbag sync` does not. So a worker has a cache per set of
+ * flags, named after the hash of the flags V8 stamps on a cache (read from the header of
+ * a probe's cache: a 2-byte script, a few microseconds), NAME.HASH.FLAGS.v8cache: each
+ * thread takes the one made under its own flags, or none. As the session caches, each
+ * ends in the CRC-32 of V8's bytes (damaged bytes would make V8 abort the process);
+ * missing, short, damaged or refused, the code compiles as it did without.
+ *
+ * MAILBAG_MAKE_CODE_CACHE or MAILBAG_MAKE_WORKER_CODE_CACHE (lines of paths; set by this
+ * script only) naming the code file makes the thread write its cache before each message
+ * it posts (a worker is terminated, not left to exit, so there is no later moment):
+ * every function it has run by then is in it. The name comes from the header of the
+ * cache made, so each is filed under the flags it was made with.
+ */
+function workerLoader(name, hash) {
+  const prefix = `mailbag-${name}.${hash}`;
+  return `'use strict';
+// Generated by scripts/bundle-front-doors.mjs: the ${name} thread, ${prefix}.code.cjs, run with
+// V8's code cache made under this process's V8 flags, ${prefix}.FLAGS.v8cache.
+const { closeSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require('node:fs');
+const { Script } = require('node:vm');
+const { crc32 } = require('node:zlib');
+const file = __dirname + '/${prefix}.code.cjs';
+const flagsOf = (data) => (data.length >= 16 ? data.readUInt32LE(12).toString(16) : 'none');
+const cacheFor = (flags) => __dirname + '/${prefix}.' + flags + '.v8cache';
+let cachedData;
+try {
+  const fd = openSync(cacheFor(flagsOf(new Script('0').createCachedData())), 0);
+  try {
+    const buf = Buffer.allocUnsafe(${SESSION_CACHE_READ});
+    const n = readSync(fd, buf, 0, buf.length, 0) - 4;
+    if (n > 0 && n + 4 < buf.length && typeof crc32 === 'function' && buf.readUInt32LE(n) === crc32(buf.subarray(0, n))) cachedData = buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+} catch {}
+const script = new Script(readFileSync(file, 'utf8'), { filename: file, cachedData });
+const env = process.env;
+if ((env.MAILBAG_MAKE_CODE_CACHE || '').split('\\n').concat((env.MAILBAG_MAKE_WORKER_CODE_CACHE || '').split('\\n')).includes(file)) {
+  const { parentPort, threadId } = require('node:worker_threads');
+  const post = parentPort.postMessage;
+  parentPort.postMessage = function (...args) {
+    const data = script.createCachedData();
+    const out = Buffer.alloc(data.length + 4);
+    out.set(data);
+    out.writeUInt32LE(crc32(data), data.length);
+    const cache = cacheFor(flagsOf(data));
+    const tmp = cache + '.' + process.pid + '.' + threadId + '.tmp';
+    writeFileSync(tmp, out);
+    renameSync(tmp, cache);
+    return post.apply(this, args);
+  };
+}
+script.runInThisContext()(exports, require, module, file, __dirname);
+`;
 }
 
 const sessionWorkers = new Map();
@@ -671,7 +756,7 @@ ${runner(ssh2Door.code, `'${basename(ssh2Door.cache)}'`, { readMax: SESSION_CACH
  * createRequire (which esbuild leaves alone) the first time a zstd bag is built or read.
  * The session bundle and the bag worker's must name the package and hold none of it.
  */
-for (const file of [session.code, ...readdirSync(binDir).filter((f) => /^mailbag-bag-worker\.[0-9a-f]+\.cjs$/.test(f)).map((f) => join(binDir, f))]) {
+for (const file of [session.code, ...workerCodes.filter((f) => /^mailbag-bag-worker\.[0-9a-f]+\.code\.cjs$/.test(basename(f)))]) {
   const text = readFileSync(file, 'utf8');
   if (!text.includes('"zstd-napi/binding.js"') || text.includes('./build/')) {
     throw new Error(`bundle-front-doors: ${basename(file)} must load zstd-napi from node_modules at run time, not bundle it`);
