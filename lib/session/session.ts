@@ -124,7 +124,9 @@ export interface SessionResult {
 
 const PEER_CODES: Record<string, ErrorCode> = {
   'protocol': 'protocol',
-  'peer-refused': 'peer-refused',
+  // the far side refused our identity (a key forced to another --peer, a peer it does not
+  // know): a configuration error that retrying will not fix, as a changed host key is
+  'peer-refused': 'auth',
   'locked': 'locked',
   'timeout': 'timeout',
   'spool': 'peer-refused',
@@ -434,12 +436,14 @@ class Session {
 
   private onHello(h: Hello): void {
     this.res.peerHello = h;
+    // a wrong identity is a configuration error (auth: exit 77, not retried as 75 is): a
+    // key forced to another --peer, a remote_command or host that is not the peer's
     if (h.site !== this.o.peer) {
-      this.fail(new SessionError('peer-refused', `this link is for peer ${this.o.peer}, not ${h.site}`), true, 'peer-refused');
+      this.fail(new SessionError('auth', `this link is for peer ${this.o.peer}, not ${h.site}`), true, 'peer-refused');
       return;
     }
     if (h.peer !== this.o.site) {
-      this.fail(new SessionError('peer-refused', `${h.site} expected to talk to ${h.peer}, but this site is ${this.o.site}`), true, 'peer-refused');
+      this.fail(new SessionError('auth', `${h.site} expected to talk to ${h.peer}, but this site is ${this.o.site} (its key for ${this.o.site} may be forced to --peer ${h.peer})`), true, 'peer-refused');
       return;
     }
     this.helloSeen = true;

@@ -120,6 +120,30 @@ describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
     expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()]);
   });
 
+  it('a key forced to another --peer is a configuration error (77) that says which; nothing taken (proto9)', async () => {
+    const t = tempDir('cli-identity');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const office = await makeSite(t.dir, 'office');
+    const key = makeKey(t.dir, 'id_office');
+    const hubToml = join(t.dir, 'hub.toml');
+    writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n[peers.office]\n`);
+    // the admin pasted office's key with home's forced command
+    const sshd = await startSshd({ authorizedKeys: [{ publicKey: key.publicKey, command: `${process.execPath} ${bin} serve --peer home --no-run --config ${hubToml}` }] });
+    cleanups.push(() => sshd.stop());
+    const officeToml = join(t.dir, 'office.toml');
+    writeFileSync(officeToml, `site = "office"\nspool = ${JSON.stringify(office.root)}\n[peers.hub]\nhost = "127.0.0.1"\nport = ${sshd.port}\nuser = ${JSON.stringify(sshd.user)}\nidentity = ${JSON.stringify(key.privatePath)}\nknown_hosts = ${JSON.stringify(sshd.knownHostsFile)}\n`);
+    const down = await enqueue(hub, 'home', messages([500], 47));
+    const up = await enqueue(office, 'hub', messages([500], 48));
+    // cron would retry a 75 for ever; this needs the admin, as a changed host key does
+    const r = mailbag(['sync', 'hub', '--config', officeToml, '--no-run']);
+    expect(r.status, r.err).toBe(77);
+    expect(r.err).toMatch(/^4\.7\.0 mailbag: .*(for peer home, not office|expected to talk to home, but this site is office)/);
+    expect(ids(hub, 'out', 'home')).toEqual([...down.keys()]);
+    expect(ids(office, 'out', 'hub')).toEqual([...up.keys()]);
+    expect(ids(hub, 'in', 'office')).toEqual([]);
+  });
+
   it('serve refuses an unknown peer with an ERROR frame on stdout and a 4.3.5 line on stderr', async () => {
     const t = tempDir('cli-serve');
     cleanups.push(t.remove);

@@ -107,7 +107,7 @@ describe.skipIf(!haveAll)('session over a real OpenSSH sshd with a forced comman
     const down = await enqueue(s.hub, 'home', messages([400], 15));
     // the same key, but this configuration says the site is "office"
     const office = { ...s.homeConfig, site: 'office' };
-    await expect(syncPeer({ config: office, peer: 'hub' })).rejects.toMatchObject({ code: 'peer-refused', message: expect.stringMatching(/for peer home, not office|expected to talk to home/) });
+    await expect(syncPeer({ config: office, peer: 'hub' })).rejects.toMatchObject({ code: 'auth', message: expect.stringMatching(/for peer home, not office|expected to talk to home/) });
     expect(ids(s.hub, 'out', 'home')).toEqual([...down.keys()]);
   });
 
