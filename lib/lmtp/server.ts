@@ -42,6 +42,22 @@ export interface LmtpServerOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * smtp-server decodes each command line as UTF-8, so bytes that are not UTF-8 (an
+ * address in Latin-1, say) reach us as U+FFFD and would be queued so, for a mailbox
+ * that does not exist. An address is refused with U+FFFD in it: invalid UTF-8 is a
+ * syntax error of the address (RFC 6531 3.3 takes UTF-8 as RFC 3629 defines it), 553
+ * 5.1.3 (RFC 3463 X.1.3; smtp-server gives a handler's 553 that code at MAIL too, where
+ * X.1.7 would name the sender). 5.6.7 is for well-formed non-ASCII addresses a server
+ * does not permit, which is not this. (U+FFFD written as UTF-8 is refused the same: no
+ * mailbox is named with the replacement character.)
+ */
+function notUtf8(address: string): boolean {
+  return address.includes('\ufffd');
+}
+
+const NOT_UTF8 = (who: 'sender' | 'recipient'): string => `${who} address is not UTF-8 (bytes of another charset, Latin-1 say): send it as UTF-8 with SMTPUTF8`;
+
 /** An error with the reply code smtp-server sends for it. */
 class ReplyError extends Error {
   constructor(readonly responseCode: number, message: string) {
@@ -146,6 +162,7 @@ export class LmtpServer {
     if ((address.address ?? '').length > LIMITS.maxAddressLength) {
       return cb(new ReplyError(501, `sender address longer than ${LIMITS.maxAddressLength} bytes`));
     }
+    if (notUtf8(address.address ?? '')) return cb(new ReplyError(553, NOT_UTF8('sender')));
     // the sender as the peer's BSMTP reader checks it (with a recipient it takes, to check the sender alone)
     const bsmtp = checkBsmtpEnvelope({ sender: address.address ?? '', mailParams: [], recipients: [{ address: 'postmaster@example.org', params: [] }] });
     if (!bsmtp.ok) return cb(new ReplyError(553, `${bsmtp.issue.message}: a BSMTP job cannot carry it`));
@@ -163,6 +180,7 @@ export class LmtpServer {
     if (session.envelope.rcptTo.some((r) => r.address.toLowerCase() === key)) {
       return cb(new ReplyError(452, `${rcpt} is already a recipient of this transaction`));
     }
+    if (notUtf8(rcpt)) return cb(new ReplyError(553, NOT_UTF8('recipient')));
     const route = this.opts.router.route(rcpt);
     if (!route.ok) return cb(new ReplyError(550, `${rcpt}: ${route.reason}`));
     // what the peer's BSMTP reader would refuse (an address beginning with "-", one that

@@ -5,7 +5,8 @@
 // hold exactly that envelope.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
+import { spawnSync } from 'node:child_process';
+import { havePostfix, POSTFIX_SENDMAIL, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
 import { LmtpClient } from '../unit/lmtp/lmtp-client.js';
 import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
@@ -127,6 +128,30 @@ describe.skipIf(!enabled)('Postfix → mailbag lmtpd', () => {
     expect(Buffer.from(job!.rcpts[0]!, 'latin1').toString('utf8')).toMatch(/^RCPT TO:<jörg@a\.test>/);
     expect(job!.header.recipients).toEqual(['jörg@a.test']);
     expect(Buffer.from(job!.message, 'latin1').toString('utf8').endsWith(`\n\n.a line with a leading dot\nbody of utf8\n${body}`)).toBe(true);
+  });
+
+  // lmtpd refuses such an address itself (553 5.1.3, test/unit/lmtp/server.test.ts) for
+  // LMTP clients that pass raw bytes on; this Postfix never gets that far
+  it('a recipient in Latin-1 bytes (not UTF-8): Postfix refuses it itself, over SMTP and from its sendmail; nothing reaches the spool', async () => {
+    const c = await LmtpClient.connect(pf.smtpPort!);
+    try {
+      expect((await c.read()).code).toBe(220);
+      expect((await c.cmd('EHLO client.test')).code).toBe(250);
+      expect((await c.cmd('MAIL FROM:<s@src.test>')).code).toBe(250);
+      // "jörg" with ö as the one byte 0xF6
+      c.write(Buffer.concat([Buffer.from('RCPT TO:<j'), Buffer.from([0xf6]), Buffer.from('rg@a.test>\r\n')]));
+      expect((await c.read()).raw).toMatch(/^5\d\d .*UTF-8/);
+      await c.cmd('QUIT');
+    } finally {
+      c.destroy();
+    }
+    // argv in raw bytes (node would write the string as UTF-8): through a shell's printf
+    const r = spawnSync('/bin/sh', ['-c', `${POSTFIX_SENDMAIL} -C '${pf.configDir}' -f s@src.test -- "$(printf 'j\\366rg@a.test')"`], { input: message('latin1-rcpt'), timeout: 30_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    await pf.waitLog(/to=<j.rg@a\.test>.*dsn=5\.1\.3, status=bounced \(bad address syntax\)/);
+    await pf.waitQueueEmpty();
+    expect(jobsWith('hub', 'latin1-rcpt')).toEqual([]);
+    expect(tmpLeftovers(lmtpd.spool)).toEqual([]);
   });
 
   it('a recipient no peer takes is refused at RCPT: Postfix bounces it with our text', async () => {

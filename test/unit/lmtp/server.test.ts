@@ -224,6 +224,33 @@ describe('LMTP listener', () => {
     expect(m.raw).toMatch(/^553 5\.1\.[0-9] sender .*cannot be written in a BSMTP path/);
   });
 
+  it('refuses at RCPT and MAIL an address in bytes that are not UTF-8 (Latin-1), 553 5.1.3, instead of queueing U+FFFD; UTF-8 addresses are taken', async () => {
+    await start({});
+    const c = await lhlo();
+    expect((await c.cmd('MAIL FROM:<s@src.test>')).code).toBe(250);
+    // "jörg" in Latin-1: the byte 0xF6 alone, not UTF-8
+    c.write(Buffer.concat([Buffer.from('RCPT TO:<j'), Buffer.from([0xf6]), Buffer.from('rg@example.org>\r\n')]));
+    const bad = await c.read();
+    expect(bad.raw).toMatch(/^553 5\.1\.3 recipient address is not UTF-8/);
+    expect((await c.cmd('RCPT TO:<a@example.org>')).code).toBe(250);
+    expect((await c.data('hello\n', 1))[0]!.code).toBe(250);
+    expect(store.jobs).toHaveLength(1);
+    expect(store.jobs[0]!.header.recipients).toEqual(['a@example.org']);
+    // the sender the same way
+    c.write(Buffer.concat([Buffer.from('MAIL FROM:<m'), Buffer.from([0xfc]), Buffer.from('ller@src.test>\r\n')]));
+    expect((await c.read()).raw).toMatch(/^553 5\.1\.3 sender address is not UTF-8/);
+    // the same names in UTF-8 (SMTPUTF8) are addresses like any other
+    c.write(Buffer.from('MAIL FROM:<m\u00fcller@src.test> SMTPUTF8\r\n', 'utf8'));
+    expect((await c.read()).code).toBe(250);
+    c.write(Buffer.from('RCPT TO:<j\u00f6rg@example.org>\r\n', 'utf8'));
+    expect((await c.read()).code).toBe(250);
+    expect((await c.data('hello\n', 1))[0]!.code).toBe(250);
+    expect(store.jobs).toHaveLength(2);
+    expect(store.jobs[1]!.header.sender).toBe('m\u00fcller@src.test');
+    expect(store.jobs[1]!.header.recipients).toEqual(['j\u00f6rg@example.org']);
+    expect(JSON.stringify(store.jobs.map((j) => j.header))).not.toContain('\ufffd');
+  });
+
   it('limits recipients per transaction and connections', async () => {
     await start({ maxRecipients: 2, maxConnections: 2 });
     const c = await lhlo();
