@@ -35,7 +35,9 @@ function currentDirectory(): string {
  * another user, the command becomes that user when it loads its configuration (a line
  * on stderr with MAILBAG_TRACE).
  */
-export function processIo(): CliIo {
+export function processIo(opts: { stdoutClosed?: () => void } = {}): CliIo {
+  let stdoutArmed = false;
+  let stdoutGone = false;
   armSpoolOwnerSwitch(process.env, process.env.MAILBAG_TRACE ? (line) => void process.stderr.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) : undefined);
   // Getters, not values: touching process.stdin/stdout/stderr builds a stream each
   // (a few ms), and the front doors an MTA runs once per message may never need one.
@@ -44,7 +46,24 @@ export function processIo(): CliIo {
       return process.stdin;
     },
     get stdout() {
-      return process.stdout;
+      const out = process.stdout;
+      if (!stdoutArmed) {
+        stdoutArmed = true;
+        // the reader went away (`mailbag status | head`): what is still written goes
+        // nowhere, with no "internal error" and no 75; opts.stdoutClosed decides whether
+        // the command ends there. Any other write error stays fatal (lib/cli/run.ts).
+        out.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EPIPE' || (stdoutGone && err.code === 'ERR_STREAM_DESTROYED')) {
+            if (!stdoutGone) {
+              stdoutGone = true;
+              opts.stdoutClosed?.();
+            }
+            return;
+          }
+          throw err;
+        });
+      }
+      return out;
     },
     get stderr() {
       return process.stderr;

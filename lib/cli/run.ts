@@ -50,6 +50,34 @@ export function failureLine(err: unknown, prefix?: string): string {
   return `${e.status} ${named ? '' : `${prefix}: `}${message}`;
 }
 
+/**
+ * Commands whose only work is what they print (`status`, `failed`): when their reader
+ * goes away they end there, as a Unix filter does. Every other command keeps doing its
+ * work (a runner mid-delivery, rsmtp between transactions) with its output going nowhere.
+ */
+function endsOnClosedStdout(prefix: string, argv: string[]): boolean {
+  if (prefix !== 'mailbag') return false;
+  try {
+    const name = splitCommandLine(argv).name;
+    return name === 'status' || name === 'failed';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * End as a tool killed by SIGPIPE does (the shell says 141; nothing on stderr). Node
+ * ignores SIGPIPE; a listener added and removed gives the signal back its default action
+ * (libuv restores SIG_DFL), so the process can send it to itself. Exit 141 if it lives.
+ */
+function endBySigpipe(): void {
+  const none = (): void => undefined;
+  process.on('SIGPIPE', none);
+  process.removeListener('SIGPIPE', none);
+  process.kill(process.pid, 'SIGPIPE');
+  process.exit(141);
+}
+
 /** Run a main function as this process: exit code and stderr from its outcome. */
 export async function runAsProcess(main: Main, prefix: string): Promise<void> {
   // A last line of defence: an error escaping everything still exits 75, never 1.
@@ -59,7 +87,7 @@ export async function runAsProcess(main: Main, prefix: string): Promise<void> {
   };
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
-  const io = processIo();
+  const io = processIo({ stdoutClosed: endsOnClosedStdout(prefix, process.argv.slice(2)) ? endBySigpipe : undefined });
   let code: number;
   try {
     code = await main(process.argv.slice(2), io);
