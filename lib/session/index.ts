@@ -318,7 +318,9 @@ export async function peersDue(config: Config, spool: Spool, now = Date.now()): 
       continue;
     }
     const last = await lastSession(spool, name);
-    if (p.pollMs > 0 && (last === undefined || now - last >= p.pollMs)) due.push({ peer: name, why: 'poll' });
+    // a last session in the future was marked by a clock since set back (a board without an
+    // RTC that booted ahead, then NTP): due now, or it would wait until the clock caught up
+    if (p.pollMs > 0 && (last === undefined || last > now || now - last >= p.pollMs)) due.push({ peer: name, why: 'poll' });
   }
   return due;
 }
