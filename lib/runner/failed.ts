@@ -51,10 +51,15 @@ export async function listFailed(spool: Spool, peer?: string): Promise<FailedJob
  */
 export async function* eachFailed(spool: Spool, peer?: string): AsyncGenerator<FailedJob> {
   const peers = peer !== undefined ? [peer] : await spool.peers('failed');
-  for (const p of peers) {
-    // only the names are held (sorted: oldest first), each job's ref made as it comes:
-    // a whole list of refs costs ~600 bytes a job, 12 MB for 20,000
-    for (const id of await failedIds(spool, p)) {
+  // every peer's names listed before the first job is given: a directory that cannot be
+  // listed fails the listing before anything of it is written (not after the first
+  // peer's jobs, a JSON array left open). Only the names are held (sorted: oldest
+  // first), each job's ref made as it comes: a whole list of refs costs ~600 bytes a
+  // job, 12 MB for 20,000
+  const lists: Array<[string, string[]]> = [];
+  for (const p of peers) lists.push([p, await failedIds(spool, p)]);
+  for (const [p, ids] of lists) {
+    for (const id of ids) {
       const ref = spool.ref('failed', p, id);
       // a record that does not read (cut short, another version) is said as the reason:
       // it holds the reason and whether the sender was told
