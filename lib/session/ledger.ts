@@ -1,8 +1,9 @@
 // The receiver's ledger of committed bags and jobs from one peer (docs/protocol.md §5):
 // `mailbag-ledger 1\n`, then `<ms> <bag hash> <job id>,<job id>,…\n` per bag. An append
 // is one write and an fsync — the commit point of a bag. A torn last line is cut off on
-// open (that bag counts as not committed). Entries older than the retention are pruned
-// by rewriting the file with the spool's commit function.
+// open (that bag counts as not committed). Entries older than the retention (counted from
+// the clock, or from the newest entry when that is older) are pruned by rewriting the
+// file with the spool's commit function.
 
 import { constants } from 'node:fs';
 import { open, readFile, truncate } from 'node:fs/promises';
@@ -56,7 +57,12 @@ export class Ledger {
       if (!t || !bag) continue;
       ledger.add({ time: Number(t), bag, jobs: jobs ? jobs.split(',') : [] });
     }
-    const cutoff = now - retentionMs;
+    // the age counts from the newest entry when the clock is ahead of it: a clock that jumped
+    // forward (a board without an RTC that committed bags before NTP set it) must not make
+    // the bags just committed look old, or the same jobs offered again after a lost ACK
+    // would be committed twice. Entries go once a newer commit is retention younger.
+    const newest = ledger.entries.reduce((m, e) => (Number.isFinite(e.time) && e.time > m ? e.time : m), Number.NEGATIVE_INFINITY);
+    const cutoff = Math.min(now, newest) - retentionMs;
     if (ledger.entries.some((e) => e.time < cutoff)) await ledger.prune(cutoff);
     return ledger;
   }
