@@ -69,12 +69,34 @@ export class SessionError extends MailbagError {
   }
 }
 
+/**
+ * Errors of a call on a file (not of a socket or a child): a file system gone read-only
+ * (EROFS, as after an I/O error with errors=remount-ro), one we may not write, a failing
+ * disk, no descriptors left. Raw, they were "unexpected error"s that callers such as the
+ * runner counted as a job's ordinary retry (exit 0 while nothing could be done).
+ */
+const FILE_SYSCALLS = new Set([
+  'open', 'close', 'read', 'write', 'unlink', 'rename', 'link', 'mkdir', 'rmdir', 'fsync', 'fdatasync', 'stat', 'lstat', 'fstat',
+  'scandir', 'opendir', 'chmod', 'fchmod', 'ftruncate', 'mkdtemp', 'rm', 'utime', 'futime', 'copyfile', 'access', 'realpath',
+]);
+const FILE_ERRORS: Record<string, string> = {
+  EROFS: 'not writable',
+  EACCES: 'not writable',
+  EPERM: 'not writable',
+  EIO: 'disk error',
+  EMFILE: 'out of file descriptors',
+  ENFILE: 'out of file descriptors',
+};
+
 /** Turn anything thrown into a MailbagError; unknown errors are `internal` (temporary). */
 export function asMailbagError(err: unknown): MailbagError {
   if (err instanceof MailbagError) return err;
   const e = err as NodeJS.ErrnoException | undefined;
   if (e && (e.code === 'ENOSPC' || e.code === 'EDQUOT')) {
     return new SpoolError(`no space left: ${e.message}`, { cause: err });
+  }
+  if (e?.code && Object.hasOwn(FILE_ERRORS, e.code) && FILE_SYSCALLS.has(e.syscall ?? '')) {
+    return new SpoolError(`${FILE_ERRORS[e.code]!}: ${e.message}`, { cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new MailbagError('internal', `unexpected error: ${message}`, { cause: err });
