@@ -154,8 +154,10 @@ class Session {
   /** young collections paced by the bag bytes moved either way (lib/memory.ts: bounded memory) */
   private readonly gcPacer = new YoungGcPacer();
   private bytesOut = 0;
-  private lastSent = Date.now();
-  private lastRecv = Date.now();
+  // the idle clock and the keepalive on the monotonic clock: a step of the wall clock (NTP
+  // at boot, an hour forward) is no silence of the peer, nor a step back a reprieve
+  private lastSent = performance.now();
+  private lastRecv = performance.now();
   private settled = false;
   private resolve!: (r: SessionResult) => void;
   private reject!: (e: Error) => void;
@@ -236,7 +238,7 @@ class Session {
     this.state.progressOffered = true;
     const ownIdle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
     this.timer = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now();
       // the peer pings by its own keepalive (its HELLO), which may be longer than ours: it is
       // dead only after four of its intervals go by in silence (a dialer with keepalive =
       // "60s" against a hub's default was cut at 60 s of silence, while it was alive)
@@ -266,7 +268,7 @@ class Session {
     if (this.o.trace && !raw && buf.length >= 5 && buf[0] !== FRAME.DATA && buf[0] !== FRAME.PROGRESS) this.o.trace(`${this.o.site} > ${frameName(buf[0]!)} ${buf.subarray(5, 120).toString('latin1')}`);
     if (this.settled && !this.closing) return false;
     this.bytesOut += buf.length;
-    this.lastSent = Date.now();
+    this.lastSent = performance.now();
     const out = this.link.output;
     if (out.destroyed || out.writableEnded) return false;
     return out.write(buf);
@@ -323,14 +325,14 @@ class Session {
           await this.o.opened;
         } finally {
           this.opening = false;
-          this.lastRecv = Date.now();
+          this.lastRecv = performance.now();
         }
       }
       for await (const chunk of chunksOf(this.link.input)) {
         // after both BYEs, read on to the far side's EOF so the link can close cleanly
         if (this.ended) continue;
         if (this.settled) break;
-        this.lastRecv = Date.now();
+        this.lastRecv = performance.now();
         const frames = this.decoder.push(chunk);
         if (!frames.ok) {
           this.fail(new SessionError('protocol', `${this.o.peer}: ${frames.issue.message}`), true);

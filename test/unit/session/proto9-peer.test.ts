@@ -3,7 +3,7 @@
 // that writes raw frames: a peer whose keepalive is longer than ours, a peer that reads
 // none of our codecs, a REFUSE naming a job of another bag.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/session/frame.js';
 import { decodeOffer, encodeHello, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
 import { runSession, type SessionResult } from '../../../lib/session/session.js';
@@ -13,6 +13,7 @@ import { CAPS, enqueue, ids, makeSite, messages, store, tempDir, type Site } fro
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
+  vi.useRealTimers();
   while (cleanups.length) cleanups.pop()!();
 });
 
@@ -137,5 +138,31 @@ describe('a REFUSE that names a job of another bag', () => {
     // the large job was never refused: it stays queued, and no bounce is owed for it
     expect(ids(home, 'failed', 'hub')).not.toContain(largeId);
     expect(ids(home, 'out', 'hub')).toEqual([...small.keys(), largeId].sort());
+  });
+});
+
+describe('the clock stepped forward during a session (NTP at boot)', () => {
+  it('is no silence: a live peer is not timed out', async () => {
+    const hub = await site('p9-clockstep', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 200 })));
+    home.send(encodeFrame(FRAME.DONE));
+    await home.next(FRAME.BYE);
+    // NTP steps the clock an hour forward; home goes on pinging as it should
+    vi.setSystemTime(Date.now() + 3_600_000);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      home.send(encodeFrame(FRAME.PING));
+    }
+    home.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    const r = await run;
+    expect(r.drained).toBe(true);
   });
 });
