@@ -223,7 +223,13 @@ function alive(info: LockInfo): boolean {
 /** Create `path` atomically with `info` as content; false when it already exists. */
 async function createExclusive(path: string, info: LockInfo, tmpDir: string): Promise<boolean> {
   const tmp = join(tmpDir, tmpName('lock'));
-  await writeFile(tmp, LOCK_MAGIC_LINE + JSON.stringify(info) + '\n', { mode: FILE_MODE, flag: 'wx' });
+  try {
+    await writeFile(tmp, LOCK_MAGIC_LINE + JSON.stringify(info) + '\n', { mode: FILE_MODE, flag: 'wx' });
+  } catch (err) {
+    // made, then a full disk refused its content: not left in tmp/ for the next start
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
   try {
     await chmod(tmp, FILE_MODE); // whatever the umask took away
     await link(tmp, path);
