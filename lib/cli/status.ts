@@ -6,7 +6,7 @@
 // one not made yet is empty.
 
 import { lstatSync, statSync } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliIo } from './io.js';
 import { ConfigError, MailbagError, SpoolError } from '../errors.js';
@@ -17,8 +17,10 @@ import { inspectUnfinished } from '../session/idle-recovery.js';
 import { journalJobs, journalNamesAt } from '../lmtp/journal.js';
 import { lockHeldByLive } from '../spool/lock.js';
 import { jobIdTime } from '../job/id.js';
+import { isJobId } from '../job/header.js';
 import { readState, retryTimeCome } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
+import { spoolErrorFrom } from '../spool/index.js';
 
 export const STATUS_USAGE = [
   'Usage: mailbag status [--config FILE] [--json] [--jobs] [PEER]',
@@ -236,14 +238,30 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
   return { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), peers };
 }
 
-/** Gather the --jobs report: every job of in/PEER (or of every peer), oldest first, with its runner record. */
-export async function gatherJobs(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<JobsReport> {
-  const report: JobsReport = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), jobs: [], unmoved: {} };
-  if (!spoolMade(config)) return report;
+/** The --jobs report but its jobs, which eachWaitingJob gives one at a time. */
+export type JobsHead = Omit<JobsReport, 'jobs' | 'unmoved'>;
+
+/**
+ * The --jobs listing as it is read: every job of in/PEER (or of every peer), oldest first
+ * within a peer, with its runner record; `unmoved` gets per peer the jobs of a stopped
+ * session's bags not yet moved in. Every peer's names (and its unmoved jobs) are listed
+ * before the first job is given (a queue that cannot be listed fails before anything is
+ * written); only the names are held,
+ * each job read as it comes, so memory does not grow with in/ (DESIGN.md promise 7).
+ */
+export async function* eachWaitingJob(config: ReturnType<typeof loadConfig>, peer: string | undefined, now: number, unmoved: Record<string, number>): AsyncGenerator<WaitingJob> {
+  if (!spoolMade(config)) return;
   const spool = await Spool.open(config.spool, { cleanup: false });
   const names = peer !== undefined ? [peer] : [...new Set([...Object.keys(config.peers), ...(await spool.peers('in'))])].sort();
+  const lists: Array<[string, string[]]> = [];
+  for (const name of names) lists.push([name, await jobIds(spool, name)]);
   for (const name of names) {
-    for (const ref of await spool.listJobs('in', name)) {
+    const u = await inspectUnfinished(config.spool, name);
+    if (u.unmoved.jobs > 0) unmoved[name] = u.unmoved.jobs;
+  }
+  for (const [name, ids] of lists) {
+    for (const id of ids) {
+      const ref = spool.ref('in', name, id);
       const st = await lstat(ref.path).catch(() => undefined);
       if (!st?.isFile()) continue; // taken by a runner meanwhile
       const job: WaitingJob = {
@@ -272,11 +290,27 @@ export async function gatherJobs(config: ReturnType<typeof loadConfig>, peer?: s
         problems.push(`its runner record: ${err instanceof Error ? err.message : String(err)}`);
       }
       if (problems.length > 0) job.problem = problems.join('; ');
-      report.jobs.push(job);
+      yield job;
     }
-    const u = await inspectUnfinished(config.spool, name);
-    if (u.unmoved.jobs > 0) report.unmoved[name] = u.unmoved.jobs;
   }
+}
+
+/** The ids of in/PEER, sorted (oldest first); none when it does not exist. Names only: a JobRef a job is ~600 bytes. */
+async function jobIds(spool: Spool, peer: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(spool.path('in', peer));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw spoolErrorFrom(err, `listing ${spool.path('in', peer)}`);
+  }
+  return names.filter(isJobId).sort();
+}
+
+/** Gather the --jobs report whole (for a program's use; the command streams it). */
+export async function gatherJobs(config: ReturnType<typeof loadConfig>, peer?: string, now: number = Date.now()): Promise<JobsReport> {
+  const report: JobsReport = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), jobs: [], unmoved: {} };
+  for await (const j of eachWaitingJob(config, peer, now, report.unmoved)) report.jobs.push(j);
   return report;
 }
 
@@ -284,33 +318,37 @@ function age(seconds: number): string {
   return seconds < 1 ? '0s' : formatDuration(seconds * 1000);
 }
 
-/** The --jobs text: two lines per job, what it is and where its delivery stands. */
-export function formatJobs(report: JobsReport, peer: string | undefined, now: number = Date.now()): string {
-  const lines = [`site ${report.site}, spool ${report.spool}`];
-  for (const j of report.jobs) {
-    const what = j.command === null ? 'unreadable job' : `${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}`;
-    lines.push(`${j.peer}/${j.id}  ${what}  size ${formatSize(j.bytes)}, received ${age(j.ageSeconds)} ago`);
-    const parts: string[] = [];
-    if (j.startedAt !== null) parts.push(`handed to the MTA at ${j.startedAt}, outcome not recorded (a runner is at it, or was stopped then)`);
-    if (j.attempts === 0 && j.startedAt === null) parts.push('not tried yet: the next mailbag run delivers it');
-    else if (j.attempts > 0) parts.push(`${j.attempts} attempt${j.attempts === 1 ? '' : 's'}`);
-    if (j.nextAttempt !== null) {
-      const wait = Math.ceil((Date.parse(j.nextAttempt) - now) / 1000);
-      // further ahead than any backoff: set by a clock that has gone back since (run runs it)
-      const ahead = retryTimeCome(j.nextAttempt, new Date(now)) && wait > 0 ? ', set by a clock ahead of this one' : '';
-      parts.push(!retryTimeCome(j.nextAttempt, new Date(now)) ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt}${ahead})`);
-    }
-    if (j.lastError !== null) parts.push(`last error: ${j.lastError.replace(/[\r\n]+/g, ' ')}`);
-    if (j.problem !== undefined) parts.push(`cannot read ${j.problem.replace(/[\r\n]+/g, ' ')}`);
-    lines.push(`    ${parts.join('; ')}`);
+/** The --jobs text of one job: two lines, what it is and where its delivery stands. */
+export function formatJob(j: WaitingJob, now: number = Date.now()): string {
+  const what = j.command === null ? 'unreadable job' : `${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}`;
+  const parts: string[] = [];
+  if (j.startedAt !== null) parts.push(`handed to the MTA at ${j.startedAt}, outcome not recorded (a runner is at it, or was stopped then)`);
+  if (j.attempts === 0 && j.startedAt === null) parts.push('not tried yet: the next mailbag run delivers it');
+  else if (j.attempts > 0) parts.push(`${j.attempts} attempt${j.attempts === 1 ? '' : 's'}`);
+  if (j.nextAttempt !== null) {
+    const wait = Math.ceil((Date.parse(j.nextAttempt) - now) / 1000);
+    // further ahead than any backoff: set by a clock that has gone back since (run runs it)
+    const ahead = retryTimeCome(j.nextAttempt, new Date(now)) && wait > 0 ? ', set by a clock ahead of this one' : '';
+    parts.push(!retryTimeCome(j.nextAttempt, new Date(now)) ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt}${ahead})`);
   }
-  for (const [p, n] of Object.entries(report.unmoved)) {
+  if (j.lastError !== null) parts.push(`last error: ${j.lastError.replace(/[\r\n]+/g, ' ')}`);
+  if (j.problem !== undefined) parts.push(`cannot read ${j.problem.replace(/[\r\n]+/g, ' ')}`);
+  return `${j.peer}/${j.id}  ${what}  size ${formatSize(j.bytes)}, received ${age(j.ageSeconds)} ago\n    ${parts.join('; ')}\n`;
+}
+
+/** The --jobs text's lines after the jobs: the unmoved ones, or that nothing waits. */
+export function formatJobsEnd(jobs: number, unmoved: Record<string, number>, peer: string | undefined): string {
+  const lines: string[] = [];
+  for (const [p, n] of Object.entries(unmoved)) {
     lines.push(`${p}: ${n} job${n === 1 ? '' : 's'} of a stopped session not yet moved into in/ (mailbag run moves and delivers them)`);
   }
-  if (report.jobs.length === 0 && Object.keys(report.unmoved).length === 0) {
-    lines.push(peer !== undefined ? `no received jobs waiting for ${peer}` : 'no received jobs waiting');
-  }
-  return `${lines.join('\n')}\n`;
+  if (jobs === 0 && lines.length === 0) lines.push(peer !== undefined ? `no received jobs waiting for ${peer}` : 'no received jobs waiting');
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+/** The --jobs text of a whole report: a header line, two lines per job, the end. */
+export function formatJobs(report: JobsReport, peer: string | undefined, now: number = Date.now()): string {
+  return `site ${report.site}, spool ${report.spool}\n${report.jobs.map((j) => formatJob(j, now)).join('')}${formatJobsEnd(report.jobs.length, report.unmoved, peer)}`;
 }
 
 function cell(q: QueueStatus): string {
@@ -338,6 +376,38 @@ export function formatStatus(report: StatusReport): string {
   return `${head}${lines.join('\n')}\n`;
 }
 
+/**
+ * Write the --jobs listing as it is read: text, or the JSON document
+ * JSON.stringify(JobsReport, null, 2) gives, one job at a time. The first job is read
+ * before anything is written, so a spool that fails the listing leaves stdout empty.
+ */
+async function writeJobs(io: CliIo, config: ReturnType<typeof loadConfig>, peer: string | undefined, json: boolean, now: number): Promise<void> {
+  const unmoved: Record<string, number> = {};
+  const head: JobsHead = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString() };
+  let n = 0;
+  const jobs = eachWaitingJob(config, peer, now, unmoved);
+  // the first step lists every peer's names (the step that may fail) before any output
+  const first = await jobs.next();
+  const each = async function* (): AsyncGenerator<WaitingJob> {
+    if (first.done) return;
+    yield first.value;
+    yield* jobs;
+  };
+  if (!json) io.stdout.write(`site ${head.site}, spool ${head.spool}\n`);
+  else io.stdout.write(`${JSON.stringify(head, null, 2).slice(0, -2)},\n  "jobs": [`);
+  for await (const j of each()) {
+    if (json) io.stdout.write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(j, null, 2).replace(/^/gm, '    ')}`);
+    else io.stdout.write(formatJob(j, now));
+    n++;
+  }
+  if (!json) {
+    io.stdout.write(formatJobsEnd(n, unmoved, peer));
+    return;
+  }
+  const tail = JSON.stringify({ unmoved }, null, 2).slice(2, -2);
+  io.stdout.write(`${n === 0 ? ']' : '\n  ]'},\n${tail}\n}\n`);
+}
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const args = parseStatusArgs(argv);
   if (args.help) {
@@ -347,12 +417,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const config = loadConfig({ path: args.configPath, env: io.env, cwd: io.cwd });
   if (args.jobs) {
     const now = Date.now();
-    const jobs = await gatherJobs(config, args.peer, now);
-    if (args.peer !== undefined && !Object.hasOwn(config.peers, args.peer) && jobs.jobs.length === 0 && !jobs.unmoved[args.peer]) {
+    if (args.peer !== undefined && !Object.hasOwn(config.peers, args.peer)) {
       // as below: a peer no longer configured may still have jobs; one with none is a typo
-      requirePeer(config, args.peer);
+      const report = await gatherJobs(config, args.peer, now);
+      if (report.jobs.length === 0 && !report.unmoved[args.peer]) requirePeer(config, args.peer);
     }
-    io.stdout.write(args.json ? `${JSON.stringify(jobs, null, 2)}\n` : formatJobs(jobs, args.peer, now));
+    await writeJobs(io, config, args.peer, args.json, now);
     return 0;
   }
   const report = await gatherStatus(config, args.peer);
