@@ -6,7 +6,12 @@
 // together (postsuper -H, then postqueue -f) and timed from the moment postsuper -H has
 // moved them out of the hold queue until the last one is in its spool (postsuper -H's own
 // time, the bench's device and no part of delivering, is printed apart, and the figure
-// with it as it was counted until session 5). Every message must arrive.
+// with it as it was counted until session 5). Every message must arrive. A second end
+// point, the same for every method: when Postfix had had its answer for every message
+// (its N-th `status=sent` log line for the method: lmtpd's `250`, the pipe command's exit).
+// That is the issue's "per message" (what the MTA waits for; lmtpd answers once the job is
+// durable in its journal); the spool end point comes after it for lmtp (its jobs are
+// written into out/ after their answer) and before it for the pipes.
 // Postfix's LMTP service and lmtpd's limits are the ones docs/lmtp.md recommends, read
 // from the page's snippets.
 // Besides, LMTP listeners that store nothing (bench/lmtp-sink.ts), delivered to by the
@@ -17,7 +22,7 @@
 // this Postfix on this machine.
 
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { taylorConfig } from './taylor.js';
@@ -328,6 +333,76 @@ async function waitCount(pf: PostfixInstance, logFrom: number, count: () => numb
   }
 }
 
+/**
+ * Counts the measured deliveries Postfix has had its answer for: its log's `status=sent`
+ * lines for `rcpt…@DOMAIN` written since `from` (read as the file grows). A delivery is
+ * logged so once its agent has the answer: the LMTP client its `250`, the pipe daemon the
+ * command's exit 0; the line then goes through postlogd to the file, the same way for
+ * every method.
+ */
+class SentCounter {
+  private pos: number;
+  private rest = '';
+  private n = 0;
+  private readonly re: RegExp;
+  constructor(private readonly file: string, from: number, domain: string) {
+    this.pos = from;
+    this.re = new RegExp(` to=<rcpt[^@>]*@${domain.replace(/\./g, '\\.')}>, .*status=sent`);
+  }
+
+  count(): number {
+    let fd: number;
+    try {
+      fd = openSync(this.file, 'r');
+    } catch {
+      return this.n;
+    }
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      for (;;) {
+        const got = readSync(fd, buf, 0, buf.length, this.pos);
+        if (got <= 0) break;
+        this.pos += got;
+        const text = this.rest + buf.toString('latin1', 0, got);
+        const lines = text.split('\n');
+        this.rest = lines.pop()!;
+        for (const l of lines) if (this.re.test(l)) this.n++;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return this.n;
+  }
+}
+
+/**
+ * wait until both the method's count (its spool's end point) and Postfix's count of
+ * answered deliveries reach `want`; resolves with when each did (process.hrtime, ns),
+ * and when the first job came. A deferred or bounced delivery ends the wait.
+ */
+async function waitBoth(pf: PostfixInstance, logFrom: number, count: () => number, base: number, answered: SentCounter, want: number, what: string, timeoutMs: number): Promise<{ first: bigint; stored: bigint; answered: bigint }> {
+  const deadline = Date.now() + timeoutMs;
+  let checked = Date.now();
+  let first: bigint | undefined;
+  let stored: bigint | undefined;
+  let told: bigint | undefined;
+  for (;;) {
+    const n = count() - base;
+    const now = process.hrtime.bigint();
+    if (n > 0 && first === undefined) first = now;
+    if (n >= want && stored === undefined) stored = now;
+    if (told === undefined && answered.count() >= want) told = process.hrtime.bigint();
+    if (stored !== undefined && told !== undefined) return { first: first!, stored, answered: told };
+    if (Date.now() > deadline) throw new Error(`${what}: ${count()} of ${want} stored, ${answered.count()} answered after ${timeoutMs} ms`);
+    if (Date.now() - checked > 1000) {
+      checked = Date.now();
+      const bad = pf.log().slice(logFrom).split('\n').find((l) => /status=(deferred|bounced)/.test(l));
+      if (bad) throw new Error(`${what}: a delivery failed: ${bad}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** one of bench/lmtp-sink.ts's listeners, forked; its count of answered transactions comes over IPC */
 interface Sink {
   kind: SinkKind;
@@ -473,8 +548,10 @@ export async function main(argv: string[]): Promise<number> {
     await submitAll(pf, messages, o.methods, o.warmUp);
     process.stderr.write(`bench lmtp: submitted ${o.methods.length} × ${o.warmUp ? `(${o.warmUp} warm-up + ${messages.length})` : messages.length} messages in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 
-    // the stop condition: lmtp and enqueue, the N-th job in the spool (linked after its
-    // fsync, just before the reply); uux, its N-th C. file; a sink, its N-th transaction answered
+    // the spool end point: lmtp and enqueue, the N-th job in out/hub (lmtp: written there
+    // after its answer, from the journal; a job over 128 KiB linked just before it); uux,
+    // its N-th C. file; a sink, its N-th transaction answered. The other end point, when
+    // Postfix had every answer, is counted from its log (SentCounter)
     const sinkCount = (k: SinkKind) => (): number => sinks.get(k)?.answered() ?? 0;
     const done: Record<Method, () => number> = {
       lmtp: () => countFiles(join(lmtpd!.spool, 'out', 'hub'), () => true),
@@ -500,6 +577,8 @@ export async function main(argv: string[]): Promise<number> {
     const delaysBy: Partial<Record<Method, string>> = {};
     const postfixBy: Partial<Record<Method, string>> = {};
     const firstMs: Partial<Record<Method, number>> = {};
+    // when Postfix had had its answer for every measured message, ms after postsuper -H returned
+    const answeredMs: Partial<Record<Method, number>> = {};
     // the wall time from before postsuper -H (the definition until session 5)
     const withHoldMs: Partial<Record<Method, number>> = {};
     // how long the release itself took: postsuper -H (moving the held queue files) and postqueue -f
@@ -533,6 +612,7 @@ export async function main(argv: string[]): Promise<number> {
       const ids = await heldFor(pf, `${method}.test`, 'rcpt');
       if (ids.length !== messages.length) throw new Error(`${method}: ${ids.length} messages on hold, expected ${messages.length}`);
       const logFrom = pf.log().length;
+      const sentCounter = new SentCounter(pf.logFile, statSync(pf.logFile).size, `${method}.test`);
       const base = done[method]();
       if (isSink(method)) sinks.get(method)!.target(base + messages.length);
       const cpu0 = treeCpuMs(masterPid, listenerPids);
@@ -558,8 +638,10 @@ export async function main(argv: string[]): Promise<number> {
       const activeAtFlush = activeQueue().filter((n) => !activeBefore.has(n)).length;
       await run('/usr/sbin/postqueue', ['-c', pf.configDir, '-f'], { timeoutMs: 60_000 });
       const flushed = process.hrtime.bigint();
-      const first = await waitCount(pf, logFrom, done[method], base, messages.length, method, 30 * 60_000);
-      const end = process.hrtime.bigint();
+      const waited = await waitBoth(pf, logFrom, done[method], base, sentCounter, messages.length, method, 30 * 60_000);
+      const first = waited.first;
+      const end = waited.stored;
+      answeredMs[method] = Number(waited.answered - released) / 1e6;
       // the clock runs from the moment the messages may be delivered: postsuper -H has moved
       // them out of the hold queue (the bench's own device, no part of delivering mail: 52-695 ms
       // for 1,000 files in session 6), and postqueue -f asks the queue manager for them.
@@ -660,6 +742,7 @@ export async function main(argv: string[]): Promise<number> {
       '|---|---:|---:|---:|---:|---:|---:|',
       ...results.map((r) => `| ${label[r.method]} | ${(r.ms / 1000).toFixed(2)} | ${r.perMessage.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${ratio(byName.uux?.perMessage, r.perMessage)} | ${r.cpuPerMessage.toFixed(2)} | ${ratio(byName.uux?.cpuPerMessage, r.cpuPerMessage)} |`),
       '',
+      `**answered** (the issue's "per message": the time until Postfix had its answer for every message, its ${messages.length}-th \`status=sent\` for the method, the same end point for every method): ${o.methods.map((m) => `${m} ${((answeredMs[m] ?? NaN) / messages.length).toFixed(2)} ms / message`).join(', ')}${answeredMs.lmtp !== undefined && answeredMs.uux !== undefined ? ` — wall: uux ÷ LMTP ${(answeredMs.uux / answeredMs.lmtp).toFixed(2)} ×` : ''} (the table's wall ends at each method's spool end point: lmtp's N-th job file in out/, after its journal's write-out; enqueue's N-th job; uux's N-th C. file; a sink's N-th answer)`,
       `Postfix's mean delays=a/b/c/d per delivery, ms (before the queue manager / in it / connection set-up / transmission): ${o.methods.map((m) => `${m} ${delaysBy[m]}`).join(', ')}`,
       `Postfix's CPU by process, ms / message: ${o.methods.map((m) => `${m}: ${postfixBy[m]}`).join('; ')}`,
       `first job in the spool, ms after postsuper -H returned: ${o.methods.map((m) => `${m} ${firstMs[m]?.toFixed(0)}`).join(', ')}${dataMs.length ? `; lmtpd: the 1st, 10th and 50th DATA began at ${dataMs.map((t) => t.toFixed(0)).join(', ')} ms` : ''}`,
@@ -671,7 +754,7 @@ export async function main(argv: string[]): Promise<number> {
             `lmtpd, per job (median / 90th percentile, ms; from its id, mtime and ctime): ${jobSpans}`,
             `lmtpd's group commit: ${groupCommit}; Postfix: ${lmtpReuse}; lmtpd's peak RSS ${lmtpdPeakMb.toFixed(0)} MB${workerPids.length ? ` (its ${workerPids.length + 1} processes' peaks summed)` : ''}`,
             ...journalLines,
-            `target: LMTP at least 3 × faster per message than uux — wall ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
+            `target: LMTP at least 3 × faster per message than uux — answered ${answeredMs.lmtp !== undefined && answeredMs.uux !== undefined ? (answeredMs.uux / answeredMs.lmtp).toFixed(2) : '–'} ×, wall to the last job file ${ratio(byName.uux?.perMessage, byName.lmtp.perMessage)} ×, CPU ${ratio(byName.uux?.cpuPerMessage, byName.lmtp.cpuPerMessage)} ×`,
           ]
         : []),
       ...sinkLines,
@@ -680,7 +763,7 @@ export async function main(argv: string[]): Promise<number> {
         : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), postfixBy, listenerBy, reuseBy, delaysBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, jobSpans, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
+    if (o.json) writeFileSync(o.json, JSON.stringify({ date, machine, messages: messages.length, bytes, results, lmtpdCpuPerMessage, lmtpdSysPerMessage, lmtpdMainPerMessage, lmtpdPeakMb, lmtpdWorkers: Number(lmtpdWorkers), answeredMs, postfixBy, listenerBy, reuseBy, delaysBy, warmUp: o.warmUp, lmtpdWarmUp: o.lmtpdWarmUp, firstMs, releaseMs, dataMs, jobSpans, withHoldMs, postconf: o.postconf }, null, 2) + '\n');
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
