@@ -419,8 +419,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const now = Date.now();
     if (args.peer !== undefined && !Object.hasOwn(config.peers, args.peer)) {
       // as below: a peer no longer configured may still have jobs; one with none is a typo
-      const report = await gatherJobs(config, args.peer, now);
-      if (report.jobs.length === 0 && !report.unmoved[args.peer]) requirePeer(config, args.peer);
+      const unmoved: Record<string, number> = {};
+      const jobs = eachWaitingJob(config, args.peer, now, unmoved);
+      const first = await jobs.next();
+      await jobs.return(undefined);
+      if (first.done && !unmoved[args.peer]) requirePeer(config, args.peer);
     }
     await writeJobs(io, config, args.peer, args.json, now);
     return 0;
