@@ -4,7 +4,7 @@
 // receiving run at once (full duplex); offers and data are pipelined, so a session
 // costs a fixed number of round trips. Jobs leave our queue only on ACK or `have`.
 
-import { SessionError, asMailbagError } from '../errors.js';
+import { SessionError, SpoolError, asMailbagError } from '../errors.js';
 import type { ErrorCode } from '../exit.js';
 import { formatSize } from '../config/units.js';
 import { faultPoint } from '../spool/fault.js';
@@ -643,7 +643,7 @@ class Session {
           let frame: Buffer | undefined;
           let filled = 0;
           // each chunk read as itself (no concatenation of what the read-ahead holds)
-          for await (const chunk of chunksOf(this.o.store.openBag(bag, from), 1)) {
+          for await (const chunk of chunksOf(this.o.store.openBag(bag, from, p.size), 1)) {
             for (let i = 0; i < chunk.length; ) {
               frame ??= Buffer.allocUnsafe(DATA_HEAD + DATA_CHUNK);
               const k = Math.min(DATA_CHUNK - filled, chunk.length - i);
@@ -658,6 +658,13 @@ class Session {
             }
           }
           if (frame && filled > 0 && !(await sendFrame(frame, filled))) return;
+          if (offset !== p.size) {
+            // the file is shorter than the bag offered (cut on disk): the peer would wait for
+            // the rest for ever, both sides' keepalives keeping the link alive. The bag goes
+            // (its jobs stay queued and are bagged again) and the session ends
+            await this.o.store.discardBag(bag);
+            throw new SpoolError(`bag ${bag.slice(0, 12)} in ${this.o.site}'s spool is shorter than offered (${offset} of ${p.size} bytes): removed, its jobs go in a new bag next session`);
+          }
         }
         this.o.trace?.(`${this.o.site} - sent all of ${bag.slice(0, 12)}`);
         this.state.sentAll(bag);

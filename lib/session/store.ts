@@ -318,8 +318,9 @@ export class SessionStore {
   }
 
   /** The bag's bytes from `from` to the end. */
-  openBag(bag: string, from: number): Readable {
-    return createReadStream(join(this.bagsOut, `${bag}.bag`), { start: from, highWaterMark: 256 * 1024 });
+  openBag(bag: string, from: number, size?: number): Readable {
+    // never past the size offered (a file grown since would send DATA past the bag's end)
+    return createReadStream(join(this.bagsOut, `${bag}.bag`), { start: from, ...(size !== undefined ? { end: size - 1 } : {}), highWaterMark: 256 * 1024 });
   }
 
   /** The peer has the bag: remove its jobs from out/PEER/, then the bag (order in §6). */

@@ -3,9 +3,10 @@
 // that writes raw frames: a peer whose keepalive is longer than ours, a peer that reads
 // none of our codecs, a REFUSE naming a job of another bag.
 
+import { existsSync, truncateSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/session/frame.js';
-import { decodeOffer, encodeHello, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { decodeOffer, encodeAnswer, encodeHello, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
 import { runSession, type SessionResult } from '../../../lib/session/session.js';
 import { createPair } from '../../../lib/transport/pair.js';
 import type { Link } from '../../../lib/transport/types.js';
@@ -164,5 +165,39 @@ describe('the clock stepped forward during a session (NTP at boot)', () => {
     near.output.end();
     const r = await run;
     expect(r.drained).toBe(true);
+  });
+});
+
+describe('a pending bag whose file is shorter than its offer (truncated on disk)', () => {
+  it('ends the session with an error and drops the bag (rebuilt from its jobs), instead of leaving the peer waiting for bytes for ever', async () => {
+    const home = await site('p9-short-bag', 'home');
+    const queued = await enqueue(home, 'hub', messages([3000, 4000], 96));
+    const s = store(home, 'hub');
+    await s.open();
+    const [near, far] = createPair();
+    // keepalives both ways keep the link alive: only the sender can notice
+    const run = runSession({ link: far, store: s, site: 'home', peer: 'hub', codecs: ['gzip'], caps: CAPS, keepaliveMs: 200, scanEarly: true });
+    run.catch(() => {});
+    const hub = fakePeer(near);
+    hub.send(encodeHello(helloOf('hub', 'home', { progress: false })));
+    const offer = decodeOffer((await hub.next(FRAME.OFFER)).payload);
+    if (!offer.ok) throw new Error('no offer');
+    const file = home.spool.path('bags', 'out', 'hub', `${offer.value.bag}.bag`);
+    truncateSync(file, Math.floor(offer.value.size / 2));
+    hub.send(encodeAnswer({ bag: offer.value.bag, from: 0 }));
+    const pinger = setInterval(() => hub.send(encodeFrame(FRAME.PING)), 200);
+    try {
+      const outcome = await Promise.race([
+        run.then(() => 'settled', (e: Error) => `failed: ${e.message}`),
+        new Promise<string>((r) => setTimeout(() => r('still waiting after 4 s'), 4000)),
+      ]);
+      expect(outcome).toMatch(/^failed: .*shorter/);
+    } finally {
+      clearInterval(pinger);
+      near.output.end();
+    }
+    await run.catch(() => undefined);
+    expect(existsSync(file)).toBe(false);
+    expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()].sort());
   });
 });
