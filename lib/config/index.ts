@@ -6,7 +6,7 @@
 // In a command run as its own process, started as root on a spool another user owns,
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,8 +131,9 @@ const READ_ERRORS: Record<string, string> = {
 };
 
 function readConfigFile(file: string, required: boolean): string | undefined {
+  let text: string;
   try {
-    return readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // a link whose target is missing (a file system not mounted) is there: not "no file"
@@ -142,6 +143,16 @@ function readConfigFile(file: string, required: boolean): string | undefined {
     const why = Object.hasOwn(READ_ERRORS, code ?? '') ? READ_ERRORS[code!]! : String(code ?? err);
     throw new ConfigError(`cannot read the configuration file: ${why}`, { file, cause: err });
   }
+  // the file names the programs mailbag runs (delivery.sendmail, actions, a peer's command),
+  // as the spool's owner or as root: one every user may write is anyone's way to run theirs
+  const mode = statSync(file).mode;
+  if (mode & 0o002) {
+    throw new ConfigError(
+      `every user may write this file (mode 0${(mode & 0o777).toString(8)}), and it names the programs mailbag runs (delivery.sendmail, actions, command): chmod o-w ${file}`,
+      { file },
+    );
+  }
+  return text;
 }
 
 /**
