@@ -10,35 +10,17 @@
 
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { havePostfix, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
-import { makeSharedTempDir, removeTempDir } from '../helpers/mta-common.js';
-import { readJobs, startLmtpd, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { describe, expect, it } from 'vitest';
+import { havePostfix } from '../helpers/postfix.js';
+import { readJobs, tmpLeftovers, type Lmtpd } from '../unit/lmtp/lmtpd-process.js';
+import { usePostfixLmtpd } from '../unit/lmtp/postfix-lmtpd.js';
 import { JOURNAL_FAULT_POINTS } from '../../lib/lmtp/journal.js';
 
 const enabled = havePostfix();
 
 describe.skipIf(!enabled)('lmtpd killed with SIGKILL around its journal: each message once per peer, none lost', () => {
-  let dir: string;
-  let pf: PostfixInstance;
+  const h = usePostfixLmtpd('lmtp-journal');
   let current: Lmtpd | undefined;
-  const socket = (): string => `${dir}/lmtp.sock`;
-  const peers = { hub: ['a.test'], mx2: ['b.test'] };
-
-  beforeAll(async () => {
-    dir = makeSharedTempDir('lmtp-journal');
-    pf = await startPostfix({
-      transports: { 'a.test': `lmtp:unix:${dir}/lmtp.sock`, 'b.test': `lmtp:unix:${dir}/lmtp.sock` },
-      // a broken connection is retried on the next queue run, which flush() starts
-      mainCf: ['lmtp_connection_cache_on_demand = no'],
-    });
-  });
-
-  afterAll(async () => {
-    await current?.kill();
-    await pf?.stop();
-    if (dir) removeTempDir(dir);
-  });
 
   const count = (spool: string, peer: string, subject: string): number =>
     readJobs(spool, peer).filter((j) => j.message.includes(`Subject: ${subject}\n`)).length;
@@ -49,19 +31,19 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL around its journal: each me
     // killed before any 250 (Postfix retries) or after them (Postfix is done)
     const beforeReply = point === 'journal-mid-append' || point === 'journal-after-flush';
     it(`killed at ${point}`, async () => {
-      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', env: { MAILBAG_FAULT: point } });
+      current = await h.start({ env: { MAILBAG_FAULT: point } });
       const spool = current.spool;
       const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length, files: files(spool, 'hub') };
       // small messages (through the journal), one transaction each with a job per peer
       const subjects = [1, 2, 3].map((n) => `journal-${point}-${n}`);
       for (const subject of subjects) {
         const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'j'.repeat(60)}\n`;
-        expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
+        expect((await h.pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
       }
       if (point === 'journal-hold') {
         // the jobs are answered but kept only in the journal: Postfix is done with them
-        await pf.flush();
-        await pf.waitQueueEmpty(60_000);
+        await h.pf.flush();
+        await h.pf.waitQueueEmpty(60_000);
         expect(files(spool, 'hub') - before.files).toBe(0);
         expect(readJobs(spool, 'hub').length - before.hub).toBe(subjects.length);
         await current.kill();
@@ -70,24 +52,24 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL around its journal: each me
         expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
       }
       if (beforeReply) {
-        await pf.waitLog(/to=<x@a\.test>.*status=deferred/);
+        await h.pf.waitLog(/to=<x@a\.test>.*status=deferred/);
         // no reply went out for the killed batch: its transactions are still queued
-        expect(pf.queued().length).toBeGreaterThanOrEqual(1);
+        expect(h.pf.queued().length).toBeGreaterThanOrEqual(1);
         expect(files(spool, 'hub') - before.files).toBe(0);
       } else {
         // the 250s went out before the kill
-        await pf.waitLog(/to=<x@a\.test>.*status=sent \(250 [0-9.]+ queued for hub as job/);
+        await h.pf.waitLog(/to=<x@a\.test>.*status=sent \(250 [0-9.]+ queued for hub as job/);
       }
 
       // back up: the journal is replayed into out/ before lmtpd listens, the LMTP ledger
       // learns the replayed jobs, then Postfix retries what it has left
-      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666' });
+      current = await h.start();
       const log = current.log();
       if (point === 'journal-hold' || point === 'journal-after-flush') expect(log).toMatch(/wrote [1-6] job\(s\) from the LMTP journal into out\//);
       // every job answered was durable in out/ before a reset begins
       if (point === 'journal-before-reset') expect(log).not.toMatch(/from the LMTP journal into out/);
-      await pf.flush();
-      await pf.waitQueueEmpty(60_000);
+      await h.pf.flush();
+      await h.pf.waitQueueEmpty(60_000);
       for (const subject of subjects) {
         expect(count(spool, 'hub', subject), subject).toBe(1);
         expect(count(spool, 'mx2', subject), subject).toBe(1);
@@ -97,11 +79,11 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL around its journal: each me
       expect(tmpLeftovers(spool)).toEqual([]);
       if (point === 'journal-after-flush') {
         // flushed but unanswered: replayed, and the retry recognised, not stored again
-        expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
+        expect(h.pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
       }
       // an orderly stop leaves nothing in the journal: a restart replays nothing
       await current.stop();
-      current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666' });
+      current = await h.start();
       expect(current.log()).not.toMatch(/from the LMTP journal/);
       expect(readdirSync(join(spool, 'lmtp-journal')).length).toBeGreaterThanOrEqual(1);
       await current.stop();
@@ -111,26 +93,26 @@ describe.skipIf(!enabled)('lmtpd killed with SIGKILL around its journal: each me
 
   it('a worker of two killed after its journal flush: the service exits 75, the restart replays, once per peer', async () => {
     const subject = 'journal-worker-killed';
-    current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', workers: 2, env: { MAILBAG_FAULT: 'journal-after-flush' } });
+    current = await h.start({ workers: 2, env: { MAILBAG_FAULT: 'journal-after-flush' } });
     const spool = current.spool;
     const before = { hub: readJobs(spool, 'hub').length, mx2: readJobs(spool, 'mx2').length, files: files(spool, 'hub') };
     const message = `From: s@src.test\nSubject: ${subject}\nMessage-ID: <${subject}@src.test>\n\n${'w'.repeat(60)}\n`;
-    expect((await pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
+    expect((await h.pf.sendmail(['-f', 's@src.test', '--', 'x@a.test', 'y@b.test'], message)).code).toBe(0);
     const exit = await Promise.race([current.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 45_000))]);
     expect(exit).toEqual({ code: 75, signal: null });
-    await pf.waitLog(/to=<x@a\.test>.*status=deferred/);
+    await h.pf.waitLog(/to=<x@a\.test>.*status=deferred/);
     expect(files(spool, 'hub') - before.files).toBe(0);
 
-    current = await startLmtpd({ dir, peers, socket: socket(), socketMode: '0666', workers: 2 });
+    current = await h.start({ workers: 2 });
     expect(current.log()).toMatch(/wrote 2 job\(s\) from the LMTP journal into out\//);
-    await pf.flush();
-    await pf.waitQueueEmpty(60_000);
+    await h.pf.flush();
+    await h.pf.waitQueueEmpty(60_000);
     expect(count(spool, 'hub', subject)).toBe(1);
     expect(count(spool, 'mx2', subject)).toBe(1);
     expect(readJobs(spool, 'hub').length - before.hub).toBe(1);
     expect(readJobs(spool, 'mx2').length - before.mx2).toBe(1);
     expect(tmpLeftovers(spool)).toEqual([]);
-    expect(pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
+    expect(h.pf.log()).toMatch(/status=sent \(250 2\.6\.0 already queued for (hub|mx2) as job/);
     await current.stop();
     current = undefined;
   });
