@@ -204,6 +204,7 @@ class JobRun {
       return { recipient: f.address, status: f.status, diagnostic: f.diagnostic, originalRecipient: orcpt ? xtextDecode(orcpt) : undefined };
     });
     let why = 'no result';
+    let line: string | undefined;
     const sent = await this.r.sendNotice(this.deliverer, {
       sender: tx.sender,
       recipients: rcpts,
@@ -218,9 +219,15 @@ class JobRun {
     } else {
       const r = deferNotice(this.state, this.r.now());
       this.r.noticeDeferredNow.add(`${this.peer}/${this.header.id}`);
-      this.r.log(`${this.peer}/${this.header.id}: notice to <${tx.sender}>: will retry after ${r.nextAttempt}: ${why}`);
+      line = `${this.peer}/${this.header.id}: notice to <${tx.sender}>: will retry after ${r.nextAttempt}: ${why}`;
     }
+    // the record first, then the line (as Runner's notices from failed/): a kill between
+    // leaves the deferral recorded and unsaid, never said and not kept
     await this.save();
+    if (line !== undefined) {
+      faultPoint('runner-notice-deferred');
+      this.r.log(line);
+    }
     return sent;
   }
 
@@ -518,10 +525,14 @@ export class Runner {
         job = await this.spool.readJob(ref);
       } catch (err) {
         const e = asMailbagError(err);
-        this.log(`${peer}/${ref.id}: no notice can be sent${e.temporary ? ' now' : ''}: ${e.message}`);
-        if (e.temporary) continue;
-        state.failed.noticeSent = true;
-        await writeState(this.spool, peer, ref.id, state);
+        const line = `${peer}/${ref.id}: no notice can be sent${e.temporary ? ' now' : ''}: ${e.message}`;
+        if (!e.temporary) {
+          // the record first, then the line: a kill between leaves it unsaid, not said twice
+          state.failed.noticeSent = true;
+          await writeState(this.spool, peer, ref.id, state);
+          faultPoint('runner-notice-unsendable');
+        }
+        this.log(line);
         continue;
       }
       const txs = await this.transactionsOf(job);
