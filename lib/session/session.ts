@@ -16,7 +16,7 @@ import {
   chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
-import { SessionState, type Incoming } from './state.js';
+import { OFFER_WINDOW, SessionState, type Incoming } from './state.js';
 import { usableCodecs } from '../bag/codec.js';
 import { BagRefusal, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
@@ -71,6 +71,8 @@ export interface SessionOptions {
    */
   opened?: Promise<unknown>;
   onProgress?: (p: SessionProgress) => void;
+  /** bags offered and unresolved at once at most (default OFFER_WINDOW; tests) */
+  offerWindow?: number;
   /** called with one line per frame sent and received (debugging) */
   trace?: (line: string) => void;
 }
@@ -386,6 +388,7 @@ class Session {
         return;
       case 'answer':
         if ('have' in m.answer) {
+          this.wakeSender();
           this.res.sent.have++;
           this.res.sent.skipped += this.ours.get(m.answer.bag)?.size ?? 0;
           this.onAcked(m.answer.bag);
@@ -396,6 +399,7 @@ class Session {
         }
         return;
       case 'ack':
+        this.wakeSender();
         this.onAcked(m.ack.bag);
         // the peer's ACK of our last bag may be the last thing this side waits for (our own
         // ACKs went out before it): BYE now, or nothing would ever send it
@@ -405,6 +409,7 @@ class Session {
         this.wakeSender();
         return;
       case 'refuse':
+        this.wakeSender();
         this.res.refusedByPeer.push(m.refuse);
         if (m.refuse.code === 'bad-hash') {
           this.track(this.o.store.discardBag(m.refuse.bag));
@@ -506,7 +511,8 @@ class Session {
         continue;
       }
       for (const j of p.jobs) inBags.add(j);
-      this.offer(p);
+      await this.offerWhenOpen(p);
+      if (this.settled) return;
     }
     // the bags built before HELLO that the plan with the peer's codec and caps also makes
     const queued = all.filter((j) => !inBags.has(j.id));
@@ -548,7 +554,7 @@ class Session {
           // offered as a bag built now would be, also when its compressed size is over the
           // peer's maxBag (refused too-big, visibly; dropped here, its jobs stayed queued
           // with nothing said, session after session)
-          if (i < kept && this.state.canOffer(bag.bag)) this.offer(bag);
+          if (i < kept && this.state.canOffer(bag.bag)) await this.offerWhenOpen(bag);
           else {
             // built for caps or a codec the peer does not have: its jobs are in the bags below
             this.o.trace?.(`${this.o.site} - discarding ${bag.bag.slice(0, 12)}, built before HELLO for other caps`);
@@ -572,7 +578,7 @@ class Session {
           offering = offering.then(async () => {
             const bag = await sealed;
             if (this.settled || !this.state.canOffer(bag.bag)) return;
-            this.offer(bag);
+            await this.offerWhenOpen(bag);
           });
           offering.catch(() => void (sealFailed = true));
         }
@@ -586,6 +592,16 @@ class Session {
     this.state.doneSent = true;
     this.send(encodeFrame(FRAME.DONE));
     this.checkFinish();
+  }
+
+  /**
+   * offer `p` once fewer than OFFER_WINDOW of our offers are unresolved (the receiver
+   * holds a little for each; it ends a session that keeps more than MAX_OPEN_OFFERS open)
+   */
+  private async offerWhenOpen(p: PendingBag): Promise<void> {
+    while (this.state.outstanding >= (this.o.offerWindow ?? OFFER_WINDOW) && !this.settled && !this.linkEnded) await this.progressed();
+    if (this.settled) return;
+    this.offer(p);
   }
 
   private offer(p: PendingBag): void {

@@ -34,6 +34,15 @@ interface InBag {
   next: number;
 }
 
+/**
+ * bags offered to us and not yet answered `have`, acknowledged or refused, at most: each
+ * holds a little memory here and in the driver, so a peer offering without end would grow
+ * it without bound (a sender keeps at most OFFER_WINDOW open, below)
+ */
+export const MAX_OPEN_OFFERS = 10_000;
+/** bags a sender keeps offered and unresolved at once; it offers more as they resolve */
+export const OFFER_WINDOW = 1_000;
+
 export class SessionState {
   helloSent = false;
   peerHello: Hello | undefined;
@@ -48,6 +57,10 @@ export class SessionState {
   dataSent = 0;
   progress = 0;
   private readonly inb = new Map<string, InBag>();
+  /** bags of inb not resolved */
+  private openIn = 0;
+  /** bags of out not resolved */
+  private openOut = 0;
 
   /** Check a received frame against the state and decode it. */
   receive(frame: Frame): Result<Incoming, 'protocol'> {
@@ -77,7 +90,9 @@ export class SessionState {
         if (!o.ok) return o;
         const known = this.inb.get(o.value.bag);
         if (known && known.state !== 'resolved') return bad(`bag ${o.value.bag.slice(0, 12)} offered twice`);
+        if (this.openIn >= MAX_OPEN_OFFERS) return bad(`more than ${MAX_OPEN_OFFERS} bags offered and not yet resolved`);
         this.inb.set(o.value.bag, { offer: o.value, state: 'offered', next: -1 });
+        this.openIn++;
         return { ok: true, value: { kind: 'offer', offer: o.value } };
       }
       case FRAME.DATA: {
@@ -104,6 +119,7 @@ export class SessionState {
         if (!b || b.state !== 'offered') return bad(`ANSWER for bag ${a.value.bag.slice(0, 12)} that was not offered`);
         if ('from' in a.value && a.value.from > b.size) return bad(`ANSWER from ${a.value.from}, past the end of the bag`);
         b.state = 'have' in a.value ? 'resolved' : 'sending';
+        if (b.state === 'resolved') this.openOut--;
         return { ok: true, value: { kind: 'answer', answer: a.value } };
       }
       case FRAME.ACK: {
@@ -112,6 +128,7 @@ export class SessionState {
         const b = this.out.get(a.value.bag);
         if (!b || (b.state !== 'sent' && b.state !== 'sending')) return bad(`ACK for bag ${a.value.bag.slice(0, 12)} that was not sent`);
         b.state = 'resolved';
+        this.openOut--;
         return { ok: true, value: { kind: 'ack', ack: a.value } };
       }
       case FRAME.REFUSE: {
@@ -120,6 +137,7 @@ export class SessionState {
         const b = this.out.get(r.value.bag);
         if (!b || b.state === 'resolved') return bad(`REFUSE for bag ${r.value.bag.slice(0, 12)} that is not pending`);
         b.state = 'resolved';
+        this.openOut--;
         return { ok: true, value: { kind: 'refuse', refuse: r.value } };
       }
       case FRAME.PROGRESS: {
@@ -145,6 +163,8 @@ export class SessionState {
   }
 
   offered(offer: Offer): void {
+    const before = this.out.get(offer.bag);
+    if (!before || before.state === 'resolved') this.openOut++;
     this.out.set(offer.bag, { state: 'offered', size: offer.size });
   }
 
@@ -165,21 +185,20 @@ export class SessionState {
   /** we answered `have`, acknowledged or refused an incoming bag */
   resolvedIncoming(bag: string): void {
     const b = this.inb.get(bag);
-    if (b) b.state = 'resolved';
+    if (b && b.state !== 'resolved') {
+      b.state = 'resolved';
+      this.openIn--;
+    }
   }
 
   /** bags we offered that are still waiting for an answer, ACK or REFUSE */
   get outstanding(): number {
-    let n = 0;
-    for (const b of this.out.values()) if (b.state !== 'resolved') n++;
-    return n;
+    return this.openOut;
   }
 
   /** bags offered to us not yet resolved */
   get incomingOpen(): number {
-    let n = 0;
-    for (const b of this.inb.values()) if (b.state !== 'resolved') n++;
-    return n;
+    return this.openIn;
   }
 
   /** our part is finished: we may send BYE */

@@ -3,14 +3,16 @@
 // that writes raw frames: a peer whose keepalive is longer than ours, a peer that reads
 // none of our codecs, a REFUSE naming a job of another bag.
 
+import { createHash } from 'node:crypto';
 import { existsSync, truncateSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/session/frame.js';
-import { decodeOffer, encodeAnswer, encodeHello, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { decodeError, decodeOffer, encodeAnswer, encodeHello, encodeOffer, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { MAX_OPEN_OFFERS } from '../../../lib/session/state.js';
 import { runSession, type SessionResult } from '../../../lib/session/session.js';
 import { createPair } from '../../../lib/transport/pair.js';
 import type { Link } from '../../../lib/transport/types.js';
-import { CAPS, enqueue, ids, makeSite, messages, store, tempDir, type Site } from './sites.js';
+import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir, type Site } from './sites.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -45,7 +47,7 @@ function fakePeer(link: Link): { frames: Frame[]; next: (type: number, ms?: numb
           seen = i + 1;
           return frames[i]!;
         }
-        if (Date.now() > until) throw new Error(`no frame 0x${type.toString(16)} within ${ms} ms (got ${frames.map((f) => f.type).join(',')})`);
+        if (Date.now() > until) throw new Error(`no frame 0x${type.toString(16)} within ${ms} ms (last frames ${frames.slice(-20).map((f) => f.type).join(',')} of ${frames.length})`);
         await new Promise<void>((r) => {
           waiters.push(r);
           setTimeout(r, 50);
@@ -199,5 +201,48 @@ describe('a pending bag whose file is shorter than its offer (truncated on disk)
     await run.catch(() => undefined);
     expect(existsSync(file)).toBe(false);
     expect(ids(home, 'out', 'hub')).toEqual([...queued.keys()].sort());
+  });
+});
+
+describe('offers without end', () => {
+  it('a peer keeping more than MAX_OPEN_OFFERS bags offered and unresolved is ended with a protocol error (bounded memory)', async () => {
+    const hub = await site('p9-offers', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair({ highWaterMark: 1024 * 1024 });
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 1000 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub')));
+    const frames: Buffer[] = [];
+    for (let i = 0; i <= MAX_OPEN_OFFERS; i++) {
+      frames.push(encodeOffer({ bag: createHash('sha256').update(`bag ${i}`).digest('hex'), size: 1000, codec: 'br', jobs: 1 }));
+    }
+    home.send(Buffer.concat(frames));
+    const err = await home.next(FRAME.ERROR, 30_000);
+    expect(decodeError(err.payload)).toMatchObject({ code: 'protocol', message: expect.stringMatching(/more than 10000 bags offered/) });
+    await expect(run).rejects.toMatchObject({ code: 'protocol' });
+    near.output.end();
+  }, 60_000);
+
+  it('a sender keeps at most its window of offers unresolved, and everything still crosses', async () => {
+    const t = tempDir('p9-window');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const home = await makeSite(t.dir, 'home');
+    // each of 1 MiB or more goes alone in its bag: five bags
+    const up = await enqueue(home, 'hub', messages([1100, 1200, 1300, 1400, 1500].map((k) => k * 1024), 97));
+    const lines: string[] = [];
+    const [a, b] = createPair();
+    const trace = (l: string): void => void lines.push(l);
+    await Promise.all([session(home, 'hub', a, { offerWindow: 2, trace }), session(hub, 'home', b)]);
+    expect(ids(hub, 'in', 'home')).toEqual([...up.keys()].sort());
+    let open = 0;
+    let most = 0;
+    for (const l of lines) {
+      if (/^home > OFFER /.test(l)) most = Math.max(most, ++open);
+      if (/^home < (ACK|REFUSE) /.test(l) || /^home < ANSWER .*"have"/.test(l)) open--;
+    }
+    expect(most).toBe(2);
   });
 });
