@@ -15,7 +15,7 @@
 // the jobs held are at most one per connection being received plus JOURNAL_MAX_HELD bytes of
 // answered ones (beyond that, commits wait for the writes into out/).
 
-import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
@@ -374,15 +374,16 @@ async function makeJournal(spool: Spool, path: string): Promise<void> {
 async function writeJobFiles<P extends { dest: string; pieces: readonly Uint8Array[]; tmpDir: string }>(batch: readonly P[]): Promise<Map<P, unknown>> {
   const failed = new Map<P, unknown>();
   const open: { p: P; fd: number; tmp: string }[] = [];
-  // opened and written synchronously: an open handed to libuv's pool cost the event loop
-  // more than the open itself (its mutex and a futex wake per request; on two busy cores
-  // the woken pool thread often runs first), ~0.8 ms of lmtpd's main thread per job in a
-  // profile under load; the fsyncs, which take milliseconds, still go to the pool together
-  for (const p of batch) {
+  // opened through libuv's pool, not synchronously: a synchronous create was ~10 % less of
+  // lmtpd's CPU (fewer futex wakes) but blocked the event loop ~1 ms per job while the
+  // batch's fsyncs held the inode table's buffers, and lmtpd alone was slower (bench/README.md, lmtp, session 9)
+  await Promise.all(batch.map(async (p) => {
     const tmp = `${p.tmpDir}/${tmpName('job')}`;
     let fd: number | undefined;
     try {
-      fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+      fd = await new Promise<number>((resolve, reject) =>
+        openCb(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE, (err, f) => (err ? reject(err) : resolve(f))),
+      );
       fchmodSync(fd, FILE_MODE);
       writevAll(fd, p.pieces, 0);
       open.push({ p, fd, tmp });
@@ -391,7 +392,7 @@ async function writeJobFiles<P extends { dest: string; pieces: readonly Uint8Arr
       ignore(() => unlinkSync(tmp));
       failed.set(p, err);
     }
-  }
+  }));
   const synced = await Promise.allSettled(open.map((o) => fsyncFd(o.fd)));
   const placed: { p: P; tmp: string }[] = [];
   open.forEach((o, i) => {
