@@ -1,8 +1,11 @@
 // BSMTP into Exim with `exim -bS` (formats.md §2.2, checklist 9–10): every ESMTP
 // parameter is removed first (Exim answers 501 and abandons the batch otherwise), only
 // MAIL/RCPT/DATA are written (no unknown command ever), and after an error only the
-// transactions after the failing one are offered again. Exim exits 0 (all taken),
-// 1 (some taken before the error) or 2 (none); its stdout names the failing line.
+// transactions after the failing one (and its other recipients, when Exim refused one
+// RCPT) are offered again. Exim exits 0 (all taken), 1 (some taken before the error) or
+// 2 (none), and reports how many it took and the command at fault. An exim killed
+// before its report may have taken messages that are offered again: the documented
+// window (docs/runner.md, "Exim -bS on a partial failure").
 
 import { Readable } from 'node:stream';
 import { openRaw, type Transaction } from './message.js';
@@ -64,18 +67,21 @@ async function plan(txs: Transaction[], skip: (i: number) => ReadonlySet<string>
 }
 
 /** Read Exim's -bS error report: the reply and the line the failing transaction started in. */
-export function parseEximBatchError(output: string): { code: number; text: string; startLine: number | undefined; errorLine: number | undefined; previous: number | undefined } | undefined {
+export function parseEximBatchError(output: string): { code: number; text: string; startLine: number | undefined; errorLine: number | undefined; previous: number | undefined; command: string | undefined } | undefined {
   const reply = /^([45]\d\d)[ -](.*)$/m.exec(output);
   if (!reply) return undefined;
   const started = /Transaction started in line (\d+)/.exec(output);
   const detected = /Error detected in line (\d+)/.exec(output);
   const previous = /(\d+) previous messages? (?:was|were) successfully processed/.exec(output);
+  // the command at fault, on stdout after the error line (none for a stream cut short)
+  const command = /The SMTP command at fault was:\r?\n {3}(.*)$/m.exec(output) ?? /Error detected in line \d+\r?\n((?:MAIL|RCPT|DATA)\b.*)$/im.exec(output);
   return {
     code: Number(reply[1]),
     text: reply[2]!.trim(),
     startLine: started ? Number(started[1]) : undefined,
     errorLine: detected ? Number(detected[1]) : undefined,
     previous: previous ? Number(previous[1]) : undefined,
+    command: command ? command[1]!.trim() : undefined,
   };
 }
 
@@ -90,7 +96,9 @@ export async function deliverWithEximBatch(
   o: EximBatchOptions,
 ): Promise<void> {
   let remaining = txs;
-  for (let round = 0; remaining.length > 0 && round <= txs.length; round++) {
+  // each round settles a transaction or one recipient of one
+  const rounds = txs.reduce((n, tx) => n + tx.recipients.length, 0) + txs.length;
+  for (let round = 0; remaining.length > 0 && round <= rounds; round++) {
     const { planned, stream } = await plan(remaining, skip);
     if (planned.length === 0) return;
     const out = await runChild(o.program, ['-bS'], stream(), o.env, o.timeoutMs);
@@ -117,7 +125,16 @@ export async function deliverWithEximBatch(
       await record(p.tx, p.recipients.map((address) => ({ address, kind: 'accepted', status: '2.0.0', diagnostic: 'x-unix; exim -bS accepted' })));
     }
     const bad = planned[failing]!;
+    const rest = planned.slice(failing + 1).map((p) => p.tx);
+    // refused at one RCPT, Exim abandons the whole transaction: that recipient has its
+    // answer, the others none yet (offered again, without it, with the ones after)
+    const refused = /^RCPT TO:<(.*)>$/i.exec(err.command ?? '')?.[1];
+    if (refused !== undefined && bad.recipients.length > 1 && bad.recipients.includes(refused)) {
+      await record(bad.tx, [resultOfReply(refused, err.code, err.text)]);
+      remaining = [bad.tx, ...rest];
+      continue;
+    }
     await record(bad.tx, bad.recipients.map((address) => resultOfReply(address, err.code, err.text)));
-    remaining = planned.slice(failing + 1).map((p) => p.tx);
+    remaining = rest;
   }
 }

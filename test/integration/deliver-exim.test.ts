@@ -111,4 +111,37 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
     await ex.runQueue();
     expect(readMaildir(ex.maildir('other')).length).toBe(seen.size + 2);
   });
+
+  test('BSMTP via -bS: one recipient of a transaction refused (Exim abandons the whole transaction at its RCPT): only it fails, the others get the message once', async () => {
+    const [a, b] = plainCorpus(26).slice(24);
+    const seenOther = new Set(readMaildir(ex.maildir('other')).map((m) => m.path));
+    const seenUser = new Set(readMaildir(ex.maildir('user')).map((m) => m.path));
+    const before = (await listFailed(spool)).length;
+    const payload = [
+      'MAIL FROM:<first@corpus.test>',
+      'RCPT TO:<other@maildir.test>',
+      'DATA', stuff(a!) + '.',
+      'MAIL FROM:<sender@maildir.test>',
+      'RCPT TO:<other@maildir.test>',
+      'RCPT TO:<user@[999.1.1.1]>', // Exim -bS: 501 domain literals not allowed, the batch abandoned
+      'RCPT TO:<user@maildir.test>',
+      'DATA', stuff(b!) + '.',
+      '',
+    ].join('\n');
+    await receive({ command: 'rsmtp' }, payload);
+    await runJobs({ config, spool, env: process.env, log: (l) => log.push(l) });
+    await ex.runQueue();
+    const other = readMaildir(ex.maildir('other')).filter((m) => !seenOther.has(m.path));
+    const user = readMaildir(ex.maildir('user')).filter((m) => !seenUser.has(m.path));
+    expect(other.filter((m) => m.body.equals(bodyOf(a!)))).toHaveLength(1);
+    expect(other.filter((m) => m.body.equals(bodyOf(b!))).map((m) => m.returnPath)).toEqual(['sender@maildir.test']);
+    expect(user.filter((m) => m.body.equals(bodyOf(b!)))).toHaveLength(1);
+    // the job failed for the refused recipient alone, its sender told of that one only
+    const failed = await listFailed(spool);
+    expect(failed).toHaveLength(before + 1);
+    expect(failed.at(-1)!.reason).toMatch(/^<user@\[999\.1\.1\.1\]>: smtp; 501 domain literals not allowed$/);
+    const notices = readMaildir(ex.maildir('sender')).filter((m) => m.raw.toString('latin1').includes(failed.at(-1)!.id));
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.raw.toString('latin1')).not.toMatch(/Final-Recipient: rfc822; (other|user)@maildir\.test/);
+  });
 });
