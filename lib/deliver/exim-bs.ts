@@ -108,8 +108,10 @@ export async function deliverWithEximBatch(
     }
     const err = out.code === 1 || out.code === 2 ? parseEximBatchError(out.output) : undefined;
     // Exim's own count of the messages it took is the surest guide; the line numbers
-    // are the fallback (Exim counts some body lines differently from us)
-    const where = err?.startLine ?? err?.errorLine;
+    // are the fallback (Exim counts some body lines differently from us): the line of the
+    // command at fault, or the one after "Transaction started in line N", which names the
+    // line before the transaction's MAIL (4.96: the previous transaction's ".")
+    const where = err?.errorLine ?? (err?.startLine !== undefined ? err.startLine + 1 : undefined);
     const failing = err?.previous !== undefined
       ? (err.previous < planned.length ? err.previous : -1)
       : where === undefined ? -1 : planned.findIndex((p, i) => p.line <= where && (i + 1 >= planned.length || planned[i + 1]!.line > where));
