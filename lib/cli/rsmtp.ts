@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -200,7 +200,7 @@ async function prefixHashes(path: string, ends: number[]): Promise<string[]> {
  * whole, or by a retry the caller gave up. A caller retries well within it (Exim's
  * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
  */
-async function pruneStale(spool: Spool, retentionMs: number, now: Date): Promise<void> {
+export async function pruneStale(spool: Spool, retentionMs: number, now: Date): Promise<void> {
   let names: string[];
   try {
     names = await readdir(spool.path('run', STATE_PEER));
@@ -211,7 +211,13 @@ async function pruneStale(spool: Spool, retentionMs: number, now: Date): Promise
   for (const name of names) {
     const path = spool.path('run', STATE_PEER, name);
     const st = await stat(path).catch(() => undefined);
-    if (!st || now.getTime() - st.mtimeMs <= retentionMs) continue;
+    if (!st) continue;
+    if (st.mtimeMs > now.getTime()) {
+      // written by a clock set back since: its age counts from now, not from then
+      await utimes(path, now, now).catch(() => undefined);
+      continue;
+    }
+    if (now.getTime() - st.mtimeMs <= retentionMs) continue;
     await unlink(path).catch(() => undefined);
     removed++;
   }

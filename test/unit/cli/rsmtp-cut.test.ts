@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, expect, it } from 'vitest';
-import { main as rsmtp } from '../../../lib/cli/rsmtp.js';
+import { main as rsmtp, pruneStale } from '../../../lib/cli/rsmtp.js';
 import { Spool } from '../../../lib/spool/index.js';
 import { FAKE_SENDMAIL } from '../runner/helpers.js';
 
@@ -110,5 +110,21 @@ it('a record an earlier mailbag kept under the whole input\'s hash is still hono
   writeFileSync(legacy, 'mailbag-run 1\n{"attempts":0,"tx":{"0":{"accepted":["a@y"],"failed":[],"noticed":false}}}\n');
   expect((await s.call(input)).code).toBe(0);
   expect(delivered(s.calls)).toEqual(['b@y']);
+  expect(readdirSync(run)).toEqual([]);
+});
+
+it('a record written by a clock ahead (set back since) is pruned ledger_retention after it was first seen, not once the clock catches up', async () => {
+  site();
+  const spool = await Spool.open(join(dir!, 'spool'), { create: true });
+  const run = join(dir!, 'spool', 'run', 'rsmtp-stdin');
+  mkdirSync(run, { recursive: true });
+  const ahead = join(run, '1'.repeat(64));
+  writeFileSync(ahead, 'mailbag-run 1\n{"attempts":0,"tx":{}}\n');
+  const now = Date.now();
+  const year = new Date(now + 365 * 86_400_000);
+  utimesSync(ahead, year, year);
+  await pruneStale(spool, 14 * 86_400_000, new Date(now));
+  expect(readdirSync(run)).toEqual(['1'.repeat(64)]);
+  await pruneStale(spool, 14 * 86_400_000, new Date(now + 15 * 86_400_000));
   expect(readdirSync(run)).toEqual([]);
 });
