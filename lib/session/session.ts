@@ -938,9 +938,10 @@ class Session {
         out.write(encodeError({ code: peerCode ?? (e.code === 'protocol' || e.code === 'timeout' ? e.code : e.code === 'locked' ? 'locked' : e.code === 'spool-full' ? 'spool-full' : e.code === 'spool' ? 'spool' : 'internal'), message: e.message }));
         out.end();
       }
-      // let the ERROR frame reach the far side, then tear down
+      // let the ERROR frame reach the far side, then tear down. Not unref'd: the session's
+      // rejection waits for the link's end, and a process with nothing else left must not
+      // exit (0, unsaid) before this bound has torn the link down
       const t = setTimeout(() => this.link.abort(e), 2000);
-      t.unref();
       void this.link.done.then(() => clearTimeout(t));
     } else {
       this.link.abort(e);

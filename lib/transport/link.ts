@@ -206,7 +206,17 @@ export function streamLink(input: Readable, output: Writable, describe = 'stdio'
   const onePart = (): void => {
     if (++parts === 2) link.settle({ ok: true });
   };
-  input.once('end', onePart);
+  // the input is done at its end, or once destroyed: the session's read loop destroys it
+  // when it stops early (an ERROR sent, chunksOf), and then no 'end' ever comes — `done`
+  // never settled, the process ran out of work and `mailbag serve` exited 0 in silence
+  let inputDone = false;
+  const inputPart = (): void => {
+    if (inputDone) return;
+    inputDone = true;
+    onePart();
+  };
+  input.once('end', inputPart);
+  input.once('close', inputPart);
   output.once('finish', onePart);
   input.once('error', (e) => link.settle({ ok: false, error: new SessionError('link', `${describe}: ${e.message}`, { cause: e }) }));
   output.once('error', (e) => link.settle({ ok: false, error: new SessionError('link', `${describe}: ${e.message}`, { cause: e }) }));

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { need } from '../helpers/need.js';
 import { makeKey } from '../helpers/ssh-keys.js';
 import { freePort, haveSshd, startSshd } from '../helpers/sshd.js';
+import { encodeAck, encodeHello } from '../../lib/session/messages.js';
 import { enqueue, ids, makeSite, messages, tempDir } from '../unit/session/sites.js';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -142,6 +143,23 @@ describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
     expect(ids(hub, 'out', 'home')).toEqual([...down.keys()]);
     expect(ids(office, 'out', 'hub')).toEqual([...up.keys()]);
     expect(ids(hub, 'in', 'office')).toEqual([]);
+  });
+
+  it('serve refusing a session (a client that is not --peer, a protocol error) says so on stderr and exits non-zero, not 0 in silence (proto9)', async () => {
+    const t = tempDir('cli-serve-fail');
+    cleanups.push(t.remove);
+    const hub = await makeSite(t.dir, 'hub');
+    const hubToml = join(t.dir, 'hub.toml');
+    writeFileSync(hubToml, `site = "hub"\nspool = ${JSON.stringify(hub.root)}\n[peers.home]\n`);
+    const hello = (site: string): Buffer => encodeHello({ site, peer: 'hub', codecs: ['br'], maxBag: 1e8, maxExpanded: 1e9, maxJobs: 1000, maxJob: 1e7, keepalive: 15000, software: 'test' });
+    // what sshd hands the forced command: the client's bytes on stdin, then its end
+    const office = mailbag(['serve', '--peer', 'home', '--no-run', '--config', hubToml], hello('office'));
+    expect(office.status, office.err).toBe(77);
+    expect(office.err).toMatch(/^4\.7\.0 mailbag: this link is for peer home, not office/m);
+    expect(office.stdout.subarray(office.stdout.indexOf(0x02, 5))[0]).toBe(0x02);
+    const bad = mailbag(['serve', '--peer', 'home', '--no-run', '--config', hubToml], Buffer.concat([hello('home'), encodeAck({ bag: 'a'.repeat(64), jobs: 1, duplicates: 0 })]));
+    expect(bad.status, bad.err).toBe(76);
+    expect(bad.err).toMatch(/^4\.5\.0 mailbag: .*ACK for bag aaaaaaaaaaaa that was not sent/m);
   });
 
   it('serve refuses an unknown peer with an ERROR frame on stdout and a 4.3.5 line on stderr', async () => {
