@@ -87,8 +87,18 @@ export function isBagHash(v: unknown): v is string {
   return typeof v === 'string' && HASH_RE.test(v);
 }
 
+/**
+ * A peer's words (ERROR and REFUSE messages, its software), as printed on the admin's
+ * terminal and in logs: a line break becomes a space (no forged line of our own) and any
+ * other control character a '?' (no escape sequence retitling or clearing a terminal).
+ */
+export function peerText(t: string): string {
+  // eslint-disable-next-line no-control-regex
+  return t.replace(/[\t\n\r]/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+}
+
 function text(v: unknown, max = 1000): string {
-  return typeof v === 'string' ? v.slice(0, max) : '';
+  return typeof v === 'string' ? peerText(v.slice(0, max)) : '';
 }
 
 export function encodeHello(h: Hello): Buffer {

@@ -25,9 +25,11 @@ export class StderrTail extends Writable {
     cb();
   }
 
+  /** the tail as text: its lines kept, any other control character (an escape sequence of the far side's) a '?' */
   text(): string {
     const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - STDERR_TAIL)).toString('utf8').trim();
+    // eslint-disable-next-line no-control-regex
+    return all.subarray(Math.max(0, all.length - STDERR_TAIL)).toString('utf8').trim().replace(/\r/g, '').replace(/\t/g, ' ').replace(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/g, '?');
   }
 }
 

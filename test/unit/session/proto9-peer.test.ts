@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, truncateSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/session/frame.js';
-import { decodeError, decodeOffer, encodeAnswer, encodeHello, encodeOffer, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { decodeError, decodeOffer, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
+import { StderrTail } from '../../../lib/transport/link.js';
 import { MAX_OPEN_OFFERS } from '../../../lib/session/state.js';
 import { runSession, type SessionResult } from '../../../lib/session/session.js';
 import { createPair } from '../../../lib/transport/pair.js';
@@ -244,5 +245,32 @@ describe('offers without end', () => {
       if (/^home < (ACK|REFUSE) /.test(l) || /^home < ANSWER .*"have"/.test(l)) open--;
     }
     expect(most).toBe(2);
+  });
+});
+
+describe('words from the peer reach the admin as text, not as terminal control', () => {
+  it('an ERROR message with escape sequences and a forged second line is printed with them defused', async () => {
+    const home = await site('p9-escape', 'home');
+    const s = store(home, 'hub');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'home', peer: 'hub', codecs: ['br'], caps: CAPS, keepaliveMs: 500 });
+    run.catch(() => {});
+    const hub = fakePeer(near);
+    hub.send(encodeHello(helloOf('hub', 'home')));
+    // a title change, a screen clear, and a line that looks like mailbag's own
+    hub.send(encodeError({ code: 'internal', message: 'disk\x1b]0;pwned\x07 full\x1b[2J\n2.0.0 mailbag: all delivered\r' }));
+    const err = (await run.catch((e: Error) => e)) as Error;
+    near.output.end();
+    expect(err.message).toContain('disk');
+    expect(err.message).toContain('2.0.0 mailbag: all delivered');
+    // eslint-disable-next-line no-control-regex
+    expect(err.message).not.toMatch(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/);
+  });
+
+  it('the far command\'s stderr tail is kept without control characters', () => {
+    const tail = new StderrTail();
+    tail.write(Buffer.from('ssh: connect to host hub\x1b[31m refused\x1b[0m\nline two\x07\n'));
+    expect(tail.text()).toBe('ssh: connect to host hub?[31m refused?[0m\nline two?');
   });
 });
