@@ -32,6 +32,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // said on stderr, and the exit status)
   const expired = new Set<string>();
   let firstError: MailbagError | undefined;
+  // the exit status: the first failure's, but a configuration error (auth 77, host-key 78:
+  // retrying will not fix it) wins over a temporary one (75: a peer down), or a cron'd
+  // dispatch would hide a changed host key behind another peer that is merely unreachable
+  const failed = (error: MailbagError): void => {
+    if (!firstError || (firstError.temporary && !error.temporary)) firstError = error;
+  };
   // (also a peer removed from the configuration while jobs for it wait in out/)
   for (const peer of await peersToExpire(cfg)) {
     let ids: string[];
@@ -41,7 +47,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const e = asMailbagError(err);
       const error = new MailbagError(e.code, `${peer}: cannot expire the old outgoing jobs: ${e.message}`, { cause: e });
       io.stderr.write(`${failureLine(error, 'mailbag')}\n`);
-      firstError ??= error;
+      failed(error);
       continue;
     }
     if (ids.length > 0) expired.add(peer);
@@ -72,7 +78,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (n > 0) io.stdout.write(`${peer}: ${n} notice${n === 1 ? '' : 's'} given up (mailbag failed ${peer})\n`);
     for (const u of summary?.unfinished ?? []) {
       io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
-      firstError ??= u.error;
+      failed(u.error);
     }
   };
   for (const e of entries) {
@@ -88,13 +94,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       } catch (err) {
         const error = asMailbagError(err);
         io.stderr.write(`${failureLine(error, e.peer)}\n`);
-        firstError ??= error;
+        failed(error);
       }
     } else if (e.skipped) {
       if (!quiet) io.stdout.write(`${e.peer}: skipped: ${e.skipped}\n`);
     } else if (e.error) {
       io.stderr.write(`${e.error.status} ${e.peer}: ${e.error.message}\n`);
-      firstError ??= e.error;
+      failed(e.error);
       // a session that broke after we committed jobs (the link cut after our ACK, the far
       // disk full): they are delivered now, not at the next session or mailbag run, and the
       // exit status stays the session's. Not while another session holds the lock (that one

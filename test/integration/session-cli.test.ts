@@ -162,6 +162,23 @@ describe.skipIf(!ready)('mailbag sync, dispatch and serve as commands', () => {
     expect(bad.err).toMatch(/^4\.5\.0 mailbag: .*ACK for bag aaaaaaaaaaaa that was not sent/m);
   });
 
+  it('dispatch: a peer whose key cannot be used (77) makes the exit status though a peer dialled before it is only down (75); both said (proto9)', async () => {
+    const t = tempDir('cli-dispatch-worst');
+    cleanups.push(t.remove);
+    const home = await makeSite(t.dir, 'home');
+    // alpha: ssh that finds the host down (ssh's own words and status)
+    const ssh = join(t.dir, 'ssh');
+    writeFileSync(ssh, '#!/bin/sh\necho "ssh: connect to host alpha port 22: Connection refused" >&2\nexit 255\n', { mode: 0o755 });
+    const homeToml = join(t.dir, 'home.toml');
+    writeFileSync(homeToml, `site = "home"\nspool = ${JSON.stringify(home.root)}\n[peers.alpha]\ntransport = "command"\ncommand = [${JSON.stringify(ssh)}, "alpha", "mailbag", "serve"]\n[peers.beta]\nhost = "127.0.0.1"\nport = 9\nidentity = ${JSON.stringify(join(t.dir, 'no-such-key'))}\n`);
+    await enqueue(home, 'alpha', messages([300], 49));
+    await enqueue(home, 'beta', messages([300], 50));
+    const r = mailbag(['dispatch', '--config', homeToml, '--no-run']);
+    expect(r.err).toMatch(/^4\.4\.\d alpha: .*Connection refused/m);
+    expect(r.err).toMatch(/^4\.7\.0 beta: .*cannot read the identity file/m);
+    expect(r.status, r.err).toBe(77);
+  });
+
   it('serve refuses an unknown peer with an ERROR frame on stdout and a 4.3.5 line on stderr', async () => {
     const t = tempDir('cli-serve');
     cleanups.push(t.remove);
