@@ -6,16 +6,19 @@
 // message, 75 for anything temporary or unexpected, 64/65 for bad arguments or a bad
 // envelope, and the MTA's permanent sysexits code (65, 67, 68, 69, 77 or 78; else 69).
 
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig, type Config } from '../config/index.js';
 import { Deliverer } from '../deliver/index.js';
 import type { Transaction } from '../deliver/message.js';
 import { sendNotice } from '../runner/notify.js';
+import { pruneStale, readState, removeState, writeState } from '../runner/state.js';
+import { Spool } from '../spool/index.js';
 import { InputError, MailbagError } from '../errors.js';
 import { UucpEnvelopeReader, type UucpEnvelope } from '../envelope/index.js';
 import { detectMta } from '../deliver/mta.js';
@@ -24,6 +27,9 @@ import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
+
+/** run/rmail-stdin/KEY: the recipients accepted of a job the caller will retry (viaSmtp) */
+const STATE_DIR = 'rmail-stdin';
 
 export const RMAIL_USAGE = `Usage: rmail [-D DOMAIN] [--config FILE] [--] RECIPIENT...
 
@@ -87,13 +93,35 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });
   try {
     const file = join(dir, 'message');
-    await pipeline(message, createWriteStream(file, { mode: 0o600 }));
+    // the caller retries a 75 with the same job (uuxqt: the same command line and D.
+    // file): the recipients the MTA accepted are kept under the hash of both, in the
+    // spool's run/rmail-stdin/, so the retry does not send them the message again
+    const hash = createHash('sha256').update(`${sender}\0${recipients.join('\0')}\0`);
+    await pipeline(message, new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    }), createWriteStream(file, { mode: 0o600 }));
+    const key = hash.digest('hex');
+    const spool = await Spool.open(config.spool).catch(() => undefined);
+    if (spool) await pruneStale(spool, STATE_DIR, config.ledgerRetentionMs, new Date());
+    const kept = spool ? await readState(spool, STATE_DIR, key).catch(() => undefined) : undefined;
+    const accepted = new Set(kept?.tx['0']?.accepted ?? []);
     const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
-    const results = await d.deliver(tx, new Set());
+    const results = await d.deliver(tx, accepted);
     const temporary = results.find((r) => r.kind === 'temporary');
-    if (temporary) throw new DeliveryError(temporary, 75);
+    if (temporary) {
+      const now = results.filter((r) => r.kind === 'accepted').map((r) => r.address);
+      if (now.length > 0) {
+        if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
+        else io.stderr.write('rmail: no spool to remember progress in: a retry will send the message again to the recipients accepted now\n');
+      }
+      throw new DeliveryError(temporary, 75);
+    }
+    if (spool && kept) await removeState(spool, STATE_DIR, key);
     const refused = results.filter((r) => r.kind === 'permanent');
-    if (refused.length === results.length) throw new DeliveryError(refused[0]!, 69);
+    if (refused.length === recipients.length) throw new DeliveryError(refused[0]!, 69);
     if (refused.length > 0) {
       const sent = await sendNotice(d, { site: config.site || hostname(), now: new Date(), log: (l) => io.stderr.write(`${l}\n`) }, {
         sender, recipients: refused.map((r) => ({ recipient: r.address, status: r.status, diagnostic: r.diagnostic })),

@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -24,7 +24,7 @@ import { Deliverer } from '../deliver/index.js';
 import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
 import { DeliveryError, type RecipientResult } from '../deliver/result.js';
 import { sendNotice } from '../runner/notify.js';
-import { emptyState, readState, statePath, writeState, type RunState } from '../runner/state.js';
+import { emptyState, pruneStale, readState, statePath, writeState, type RunState } from '../runner/state.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -77,7 +77,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     } catch {
       spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
     }
-    if (spool) await pruneStale(spool, config.ledgerRetentionMs, new Date());
+    if (spool) await pruneStale(spool, STATE_PEER, config.ledgerRetentionMs, new Date());
     const legacy = spool ? await readState(spool, STATE_PEER, legacyKey).catch(() => undefined) : undefined;
     // one record per transaction, `tx[INDEX]` of a RunState named by its prefix hash
     const state: RunState = emptyState();
@@ -148,7 +148,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (idx.problem) {
       // a batch cut short: the caller may yet run the whole one (its writer died
       // mid-stream and it retries); what was settled here stays recorded for it, until
-      // the ledger's retention (pruneStale)
+      // the ledger's retention (runner/state.ts pruneStale)
       if (!spool && acceptedNow > 0) io.stderr.write('rsmtp: no spool to remember progress in: a run of the whole batch will repeat the transactions accepted now\n');
       throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
     }
@@ -193,33 +193,4 @@ async function prefixHashes(path: string, ends: number[]): Promise<string[]> {
   }
   for (; i < ends.length; i++) out.push(h.copy().digest('hex'));
   return out;
-}
-
-/**
- * Records older than the ledger's retention: left by a batch cut short that nobody ran
- * whole, or by a retry the caller gave up. A caller retries well within it (Exim's
- * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
- */
-export async function pruneStale(spool: Spool, retentionMs: number, now: Date): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(spool.path('run', STATE_PEER));
-  } catch {
-    return;
-  }
-  let removed = 0;
-  for (const name of names) {
-    const path = spool.path('run', STATE_PEER, name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st) continue;
-    if (st.mtimeMs > now.getTime()) {
-      // written by a clock set back since: its age counts from now, not from then
-      await utimes(path, now, now).catch(() => undefined);
-      continue;
-    }
-    if (now.getTime() - st.mtimeMs <= retentionMs) continue;
-    await unlink(path).catch(() => undefined);
-    removed++;
-  }
-  if (removed) await spool.fsyncDir('run', STATE_PEER).catch(() => undefined);
 }

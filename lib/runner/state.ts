@@ -4,7 +4,7 @@
 // to (accepted, failed with the notice sent or not), when to try again, and whether
 // the job failed for good. Format: `mailbag-run 1\n` + one line of JSON.
 
-import { readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { MailbagError } from '../errors.js';
 import type { Spool } from '../spool/index.js';
 
@@ -146,4 +146,34 @@ export async function endBatch(spool: Spool, peer: string, name: string): Promis
 /** Is this a batch journal's file name? */
 export function isBatchName(name: string): boolean {
   return /^started\.\d+\.\d+$/.test(name);
+}
+
+/**
+ * The standalone rsmtp's and rmail's records (run/DIR: rsmtp-stdin, rmail-stdin) older
+ * than the ledger's retention: left by a batch cut short that nobody ran whole, or by a
+ * retry the caller gave up. A caller retries well within it (Exim's
+ * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
+ */
+export async function pruneStale(spool: Spool, dir: string, retentionMs: number, now: Date): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(spool.path('run', dir));
+  } catch {
+    return;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const path = spool.path('run', dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st) continue;
+    if (st.mtimeMs > now.getTime()) {
+      // written by a clock set back since: its age counts from now, not from then
+      await utimes(path, now, now).catch(() => undefined);
+      continue;
+    }
+    if (now.getTime() - st.mtimeMs <= retentionMs) continue;
+    await unlink(path).catch(() => undefined);
+    removed++;
+  }
+  if (removed) await spool.fsyncDir('run', dir).catch(() => undefined);
 }

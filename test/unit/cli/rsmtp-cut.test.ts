@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, expect, it } from 'vitest';
-import { main as rsmtp, pruneStale } from '../../../lib/cli/rsmtp.js';
+import { main as rsmtp } from '../../../lib/cli/rsmtp.js';
+import { pruneStale } from '../../../lib/runner/state.js';
 import { Spool } from '../../../lib/spool/index.js';
 import { FAKE_SENDMAIL } from '../runner/helpers.js';
 
@@ -123,8 +124,8 @@ it('a record written by a clock ahead (set back since) is pruned ledger_retentio
   const now = Date.now();
   const year = new Date(now + 365 * 86_400_000);
   utimesSync(ahead, year, year);
-  await pruneStale(spool, 14 * 86_400_000, new Date(now));
+  await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now));
   expect(readdirSync(run)).toEqual(['1'.repeat(64)]);
-  await pruneStale(spool, 14 * 86_400_000, new Date(now + 15 * 86_400_000));
+  await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now + 15 * 86_400_000));
   expect(readdirSync(run)).toEqual([]);
 });
