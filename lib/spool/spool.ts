@@ -122,6 +122,7 @@ export class Spool {
       if (!rootSt.isDirectory()) throw new SpoolError(`spool ${abs} is not a directory`);
       const dev = rootSt.dev;
       await Spool.checkMarker(abs, opts.create === true);
+      Spool.checkMode(abs, statSync(abs)); // after the marker: a spool just made was set to 0700
       for (const d of SPOOL_DIRS) await Spool.checkDir(join(abs, d), dev, true);
       Spool.checkTree(abs, dev);
       const report = opts.cleanup === false ? { removed: [], kept: [] } : await cleanupTmp(join(abs, 'tmp'));
@@ -257,8 +258,20 @@ export class Spool {
     if (st) Spool.checkStat(dir, st, dev);
   }
 
+  /**
+   * A spool directory every user may write (0777, 1777: someone's chmod, a restore, the
+   * spool made at a mount point made for everyone) lets anyone rename, replace or add the
+   * files in it (an empty tmp/ swapped for one of their own sees every job written): refused.
+   */
+  private static checkMode(dir: string, st: Stats): void {
+    if (st.mode & 0o002) {
+      throw new SpoolError(`spool: every user may write ${dir} (mode 0${(st.mode & 0o7777).toString(8)}), and so replace the spool's files: chmod 0700 ${dir} (docs/spool.md, Permissions)`);
+    }
+  }
+
   private static checkStat(dir: string, st: Stats, dev: number): void {
     if (!st.isDirectory()) throw new SpoolError(`spool: ${dir} is not a directory${st.isSymbolicLink() ? ' (symbolic links are not allowed in the spool)' : ''}`);
+    Spool.checkMode(dir, st);
     if (st.dev !== dev) {
       throw new SpoolError(`spool: ${dir} is on another file system than the spool root; every spool directory must be on one file system (rename is atomic only within one)`);
     }

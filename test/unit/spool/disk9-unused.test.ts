@@ -74,3 +74,29 @@ it("makes the checkout's own spool/, which ships with a README.md", async () => 
   expect(readFileSync(join(root, 'README.md'), 'utf8')).toBe('The default spool of a checkout.\n');
   expect(existsSync(join(root, 'mailbag-spool'))).toBe(true);
 });
+
+it('refuses a spool directory every user may write (the root, or one below it), naming it and the mode', async () => {
+  const root = join(dir, 'open');
+  await Spool.open(root, { create: true });
+  chmodSync(root, 0o1777);
+  const err = await Spool.open(root).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(SpoolError);
+  expect((err as SpoolError).exitCode).toBe(75);
+  expect((err as Error).message).toBe(`spool: every user may write ${root} (mode 01777), and so replace the spool's files: chmod 0700 ${root} (docs/spool.md, Permissions)`);
+  chmodSync(root, 0o700);
+  chmodSync(join(root, 'tmp'), 0o777);
+  await expect(Spool.open(root)).rejects.toThrow(`spool: every user may write ${join(root, 'tmp')} (mode 0777)`);
+  chmodSync(join(root, 'tmp'), 0o700);
+  const spool = await Spool.open(root, { create: true });
+  await spool.ensureDir('out', 'hub');
+  chmodSync(spool.path('out', 'hub'), 0o757);
+  await expect(Spool.open(root)).rejects.toThrow(`every user may write ${spool.path('out', 'hub')} (mode 0757)`);
+  // a group may (a site's choice, e.g. for a socket inside); a fresh spool in a 0777 directory is made 0700
+  chmodSync(spool.path('out', 'hub'), 0o770);
+  await Spool.open(root);
+  const fresh = join(dir, 'fresh');
+  mkdirSync(fresh, { mode: 0o777 });
+  chmodSync(fresh, 0o777);
+  await Spool.open(fresh, { create: true });
+  expect(statSync(fresh).mode & 0o777).toBe(0o700);
+});
