@@ -7,7 +7,7 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
-import { readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
@@ -117,6 +117,13 @@ export function actionArgv(argv: string[], args: string[]): string[] {
 async function lifetimeFrom(job: OpenJob, state: RunState, now: Date): Promise<number> {
   let made = Date.parse(job.header.created);
   if (made > now.getTime()) made = Math.min(made, await stat(job.ref.path).then((st) => st.mtimeMs, () => made));
+  if (made > now.getTime()) {
+    // its arrival lies ahead too (this clock was ahead when it came, set back since): it
+    // counts from the first run that sees it so, its mtime set to now (a lost update: a
+    // later run), not from when this clock catches up
+    await utimes(job.ref.path, now, now).catch(() => undefined);
+    made = now.getTime();
+  }
   return Math.max(made, state.retriedAt ? Date.parse(state.retriedAt) : 0);
 }
 

@@ -86,4 +86,17 @@ describe('the clock set back', () => {
     utimesSync(site.spool.ref('in', 'hub', young).path, new Date(now - DAY), new Date(now - DAY));
     expect(await runJobs({ config: site.config, spool: site.spool, env: site.env, now: () => new Date(now) })).toEqual({ done: 0, retry: 1, failed: 0, skipped: 0 });
   });
+
+  it('one whose arrival lies ahead too (this clock was ahead when it came, set back since) ends queue_lifetime after a run first saw it, not when the clock catches up', async () => {
+    site = await makeSite({ exits: '75' });
+    const now = Date.now();
+    const ahead = new Date(now + 365 * DAY);
+    const id = await site.receive({ command: 'rmail', args: ['r@y.example'], created: ahead.toISOString() }, RMAIL_PAYLOAD);
+    utimesSync(site.spool.ref('in', 'hub', id).path, ahead, ahead);
+    const run = (at: number) => runJobs({ config: site!.config, spool: site!.spool, env: site!.env, now: () => new Date(at), force: true });
+    expect(await run(now)).toEqual({ done: 0, retry: 1, failed: 0, skipped: 0 });
+    expect(await run(now + 4 * DAY)).toEqual({ done: 0, retry: 1, failed: 0, skipped: 0 });
+    expect(await run(now + 6 * DAY)).toEqual({ done: 0, retry: 0, failed: 1, skipped: 0 });
+    expect((await readState(site.spool, 'hub', id))?.failed).toMatchObject({ status: '4.4.7' });
+  });
 });
