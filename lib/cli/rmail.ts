@@ -106,7 +106,8 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     const key = hash.digest('hex');
     const spool = await Spool.open(config.spool).catch(() => undefined);
     if (spool) await pruneStale(spool, STATE_DIR, config.ledgerRetentionMs, new Date());
-    const kept = spool ? await readState(spool, STATE_DIR, key).catch(() => undefined) : undefined;
+    // one that does not read: readState's spool failure (75), not the recipients it kept sent again
+    const kept = spool ? await readState(spool, STATE_DIR, key) : undefined;
     const accepted = new Set(kept?.tx['0']?.accepted ?? []);
     const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
     const results = await d.deliver(tx, accepted);

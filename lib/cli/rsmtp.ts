@@ -78,11 +78,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
     }
     if (spool) await pruneStale(spool, STATE_PEER, config.ledgerRetentionMs, new Date());
-    const legacy = spool ? await readState(spool, STATE_PEER, legacyKey).catch(() => undefined) : undefined;
+    // a record that does not read is the spool failure readState names (75, docs/spool.md
+    // R8): taken as no progress, every transaction it settled would be delivered again
+    const legacy = spool ? await readState(spool, STATE_PEER, legacyKey) : undefined;
     // one record per transaction, `tx[INDEX]` of a RunState named by its prefix hash
     const state: RunState = emptyState();
     for (const tx of idx.transactions) {
-      const own = spool ? await readState(spool, STATE_PEER, keys[tx.index]!).catch(() => undefined) : undefined;
+      const own = spool ? await readState(spool, STATE_PEER, keys[tx.index]!) : undefined;
       const p = own?.tx[String(tx.index)] ?? legacy?.tx[String(tx.index)];
       if (p) state.tx[String(tx.index)] = p;
     }

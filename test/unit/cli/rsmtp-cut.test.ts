@@ -129,3 +129,15 @@ it('a record written by a clock ahead (set back since) is pruned ledger_retentio
   await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now + 15 * 86_400_000));
   expect(readdirSync(run)).toEqual([]);
 });
+
+it('a progress record that does not read (cut short by a disk, or a hand) stops the run (75, naming it) instead of delivering everything again', async () => {
+  const s = site();
+  await Spool.open(join(dir!, 'spool'), { create: true });
+  expect((await s.call(TX1 + TX2, 'a@y=0,b@y=75')).code).toBe(75);
+  const run = join(dir!, 'spool', 'run', 'rsmtp-stdin');
+  const [rec] = readdirSync(run);
+  writeFileSync(join(run, rec!), 'mailbag-run 1\n{"attempts":0,"tx":{"0":{"accep');
+  const r = await s.call(TX1 + TX2);
+  expect(r.code).toBe(75);
+  expect(delivered(s.calls)).toEqual(['a@y', 'b@y']);
+});
