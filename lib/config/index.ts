@@ -145,8 +145,10 @@ function readConfigFile(file: string, required: boolean): string | undefined {
   }
   // the file names the programs mailbag runs (delivery.sendmail, actions, a peer's command),
   // as the spool's owner or as root: one every user may write is anyone's way to run theirs
-  const mode = statSync(file).mode;
-  if (mode & 0o002) {
+  const st = statSync(file);
+  const mode = st.mode;
+  // a regular file: /dev/null (0666, for "no settings") or a pipe holds nothing anyone can put there
+  if (st.isFile() && mode & 0o002) {
     throw new ConfigError(
       `every user may write this file (mode 0${(mode & 0o777).toString(8)}), and it names the programs mailbag runs (delivery.sendmail, actions, command): chmod o-w ${file}`,
       { file },

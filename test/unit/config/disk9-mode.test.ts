@@ -50,8 +50,9 @@ it('refuses a file every user may write, by --config, $MAILBAG_CONFIG, the syste
   expect(refusal(() => loadConfig({ path: file(0o602), env: {} })).message).toMatch(/\(mode 0602\)/);
 });
 
-it('loads the modes a site uses: 0644, 0640, 0600, 0664 (a group of admins)', () => {
+it('loads the modes a site uses: 0644, 0640, 0600, 0664 (a group of admins), and /dev/null (0666, no settings)', () => {
   for (const mode of [0o644, 0o640, 0o600, 0o664]) {
     expect(loadConfig({ path: file(mode), env: {} }).site).toBe('home');
   }
+  expect(loadConfig({ path: '/dev/null', env: {}, packageRoot: dir }).file).toBe('/dev/null');
 });
