@@ -235,7 +235,10 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
   try {
     lock = await lockPeer(spool, o.peer);
   } catch (err) {
-    await refuseSession(o.link, 'locked', err instanceof Error ? err.message : String(err));
+    // 'locked' only for another session holding it: a lock that could not be written (a
+    // full disk) or a file there that is no lock is a failure the dialer must not skip
+    const code = err instanceof MailbagError && (err.code === 'locked' || err.code === 'spool-full' || err.code === 'spool') ? err.code : 'spool';
+    await refuseSession(o.link, code, err instanceof Error ? err.message : String(err));
     throw err;
   }
   try {
