@@ -273,7 +273,8 @@ export async function expireQueued(config: Config, peer: string, o: { spool?: Sp
   // nothing old queued (the usual case): no lock, no store
   const now = o.now ?? new Date();
   const names = await readdir(spool.path('out', peer)).catch(() => [] as string[]);
-  if (!names.some((n) => isJobId(n) && now.getTime() - jobIdTime(n) > config.queueLifetimeMs)) return [];
+  // (one made "in the future", by a clock since set back, is counted from its arrival: the store looks)
+  if (!names.some((n) => isJobId(n) && (now.getTime() - jobIdTime(n) > config.queueLifetimeMs || jobIdTime(n) > now.getTime()))) return [];
   let lock: Lock;
   try {
     lock = await lockPeer(spool, peer, o.log);

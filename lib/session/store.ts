@@ -6,7 +6,7 @@
 
 import { execFile } from 'node:child_process';
 import fs, { constants, createReadStream } from 'node:fs';
-import { open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
@@ -401,14 +401,36 @@ export class SessionStore {
     const days = Number.isInteger(d) ? `${d} day${d === 1 ? '' : 's'}` : `${Math.round(lifetimeMs / 3_600_000)} h`;
     for (const name of (await readdir(this.paths.out).catch(() => [] as string[])).sort()) {
       if (!JOB_ID_RE.test(name)) continue;
-      const made = parseInt(name.slice(0, 12), 16);
-      if (now.getTime() - made <= lifetimeMs) break; // ids sort by time: the rest are younger
+      let made = parseInt(name.slice(0, 12), 16);
+      // made "in the future" (this clock was ahead and set back since, or a bad id): its
+      // lifetime counts from its arrival in out/ by this clock, not never
+      if (made > now.getTime()) made = await this.arrivedAt(name, now);
+      // ids sort by time, but one counted from its arrival may be older than those before it
+      if (now.getTime() - made <= lifetimeMs) continue;
       // `mailbag retry` put it back: its lifetime counts from then (the runner's record)
       const retried = await this.retriedAt(name);
       if (retried !== undefined && now.getTime() - retried <= lifetimeMs) continue;
       if (await this.failQueuedJob(name, `not delivered to ${this.peer} within ${days}`, '4.4.7', now)) expired.push(name);
     }
     return expired;
+  }
+
+  /**
+   * When a queued job whose id time lies ahead of `now` came into out/: its mtime, or, when
+   * that lies ahead too (written while this clock was ahead), `now`, set as its mtime so
+   * that its lifetime counts from the first time it was seen so (a lost update: from a
+   * later one).
+   */
+  private async arrivedAt(id: string, now: Date): Promise<number> {
+    const path = join(this.paths.out, id);
+    try {
+      const m = (await stat(path)).mtimeMs;
+      if (m <= now.getTime()) return m;
+      await utimes(path, now, now);
+    } catch {
+      // gone meanwhile (sent), or not stat-able: counted from now, as a job just seen
+    }
+    return now.getTime();
   }
 
   /** When `mailbag retry` last put this queued job back (its run record), if it did. */
