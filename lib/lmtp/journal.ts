@@ -230,10 +230,13 @@ async function replayFile(spool: Spool, path: string, log: (line: string) => voi
     }
     let batch: { dest: string; pieces: Uint8Array[]; tmpDir: string }[] = [];
     let bytes = 0;
+    const present = new Set<string>();
     const flush = async (): Promise<void> => {
       const failed = await writeJobFiles(batch);
-      for (const [p, err] of failed) if (!exists(p.dest)) throw err;
-      written += batch.length - failed.size;
+      // (a job already in out/ is not a failure there: its link finds the name.) Anything
+      // else, its directory's fsync included, ends the replay: the journal is not reset
+      for (const err of failed.values()) throw err;
+      written += batch.length;
       batch = [];
       bytes = 0;
     };
@@ -241,14 +244,21 @@ async function replayFile(spool: Spool, path: string, log: (line: string) => voi
       for (const r of records(fd, gen)) {
         const dest = destOf(spool, r.rel);
         if (!dest) break;
-        // already written into out/ (and perhaps sent since: see docs/spool.md, L8)
-        if (exists(dest.path) || batch.some((b) => b.dest === dest.path)) continue;
+        // already written into out/ (and perhaps sent since: see docs/spool.md, L8); its
+        // name may not be durable yet (killed before its directory's fsync, or that fsync
+        // failed): the directory is fsynced before the reset
+        if (exists(dest.path)) {
+          present.add(dest.path.slice(0, dest.path.lastIndexOf('/')));
+          continue;
+        }
+        if (batch.some((b) => b.dest === dest.path)) continue;
         await spool.ensureDir('out', dest.peer);
         batch.push({ dest: dest.path, pieces: [r.data], tmpDir: spool.tmpDir });
         bytes += r.data.length;
         if (batch.length >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES) await flush();
       }
       if (batch.length > 0) await flush();
+      for (const dir of present) fsyncDirSync(dir);
     } else if (!damaged) {
       return written;
     }

@@ -10,16 +10,22 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import type { Spool as SpoolT } from '../../../lib/spool/spool.js';
 
-const count = vi.hoisted(() => ({ on: false, fsync: 0 }));
+const count = vi.hoisted(() => ({ on: false, fsync: 0, failDirs: 0, onDir: undefined as ((dir: string) => void) | undefined }));
 
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs')>();
   const fsync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void => {
     if (count.on) count.fsync++;
+    if (count.failDirs > 0 && fs.fstatSync(fd).isDirectory()) {
+      count.failDirs--;
+      setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', errno: -5, syscall: 'fsync' })));
+      return;
+    }
     fs.fsync(fd, cb);
   };
   const fsyncSync = (fd: number): void => {
     if (count.on) count.fsync++;
+    if (count.onDir && fs.fstatSync(fd).isDirectory()) count.onDir(fs.readlinkSync(`/proc/self/fd/${fd}`));
     fs.fsyncSync(fd);
   };
   return { ...fs, default: { ...fs, fsync, fsyncSync }, fsync, fsyncSync };
@@ -38,6 +44,7 @@ beforeEach(async () => {
   spool = await Spool.open(join(dir, 'spool'), { create: true });
   count.on = false;
   count.fsync = 0;
+  count.failDirs = 0;
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -69,4 +76,25 @@ it('a replay of 300 jobs for two peers fsyncs each job file once and each direct
   expect(readdirSync(spool.tmpDir)).toEqual([]);
   // the journal was reset: nothing is written again
   expect(await replayJournals(spool)).toBe(0);
+});
+
+it('a replay whose directory fsync fails ends with the error and leaves the journal as it was: the next replay makes the jobs durable', async () => {
+  const committer = new GroupCommit();
+  const { journal } = await LmtpJournal.open(spool, { fallback: committer, hold: true });
+  const store = new SpoolJobStore(spool, 'home', committer, Date.now, journal);
+  const d = await store.begin({ to: 'hub', command: 'rsmtp', args: [], sender: 's@x.test', recipients: ['a@x.test'] }, { maxSize: 1024 * 1024 });
+  d.write(Buffer.from('answered, then a crash\n'));
+  const id = await d.commit();
+  await journal!.abandon();
+  // linked into out/hub, but its name not made durable: not done
+  count.failDirs = 1;
+  await expect(replayJournals(spool)).rejects.toThrow(/EIO/);
+  // the journal was not reset: the next start's replay finds the job (its name there,
+  // perhaps not durable) and fsyncs its directory before the reset
+  const dirFsyncs = vi.fn();
+  count.onDir = dirFsyncs;
+  expect(await replayJournals(spool)).toBe(0);
+  count.onDir = undefined;
+  expect(dirFsyncs).toHaveBeenCalledWith(join(spool.root, 'out', 'hub'));
+  expect(readdirSync(join(spool.root, 'out', 'hub'))).toEqual([id]);
 });
