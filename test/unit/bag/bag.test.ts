@@ -229,6 +229,13 @@ describe('hostile bags', () => {
     const tarBytes = tarOf([{ name: 'a', data: Buffer.from('x') }]);
     tarBytes[0] = 0x62;
     expect((await refusal(chunked(gzipSync(tarBytes)))).issue).toBe('corrupt');
+    // a header with a good checksum that is not ustar (a v7 or unknown format)
+    const v7 = tarOf([{ name: 'a', data: Buffer.from('x') }]);
+    v7.fill(0, 257, 265);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : v7[i]!;
+    v7.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
+    expect((await refusal(chunked(gzipSync(v7)))).issue).toBe('corrupt');
   });
 
   it('refuses a bag in another codec than it was offered in', async () => {
