@@ -7,7 +7,7 @@
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
@@ -568,7 +568,17 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
 }
 
 function defaultKnownHosts(): string {
-  return join(process.env.HOME || '/root', '.ssh', 'known_hosts');
+  // HOME first (the spool-owner switch sets it); unset, this uid's passwd entry, where
+  // ssh(1) looks for ~/.ssh — never /root, another user's file and trust decisions
+  let home = process.env.HOME;
+  if (!home) {
+    try {
+      home = userInfo().homedir;
+    } catch {
+      home = undefined;
+    }
+  }
+  return join(home || '/nonexistent', '.ssh', 'known_hosts');
 }
 
 /** The peer named on a command line, or an 'unknown-peer' error that says how to add it. */
