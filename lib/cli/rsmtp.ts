@@ -92,6 +92,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const p = state.tx[String(tx.index)];
       if (spool && p) await writeState(spool, STATE_PEER, keys[tx.index]!, { attempts: 0, tx: { [String(tx.index)]: p } });
     };
+    // the spool must take a record before the MTA gets anything: one that cannot (full,
+    // read-only) would fail only after transaction 1 was handed over, and every retry of
+    // this input would deliver it again for as long as that lasts
+    if (spool && keys.length > 0) {
+      const first = state.tx['0'];
+      await writeState(spool, STATE_PEER, keys[0]!, { attempts: 0, tx: first ? { '0': first } : {} });
+    }
     const site = config.site || hostname();
     const d = new Deliverer({ delivery: config.delivery, env: io.env, site });
     const settled = (tx: Transaction): Set<string> => {
