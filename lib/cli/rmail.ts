@@ -109,6 +109,10 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     // one that does not read: readState's spool failure (75), not the recipients it kept sent again
     const kept = spool ? await readState(spool, STATE_DIR, key) : undefined;
     const accepted = new Set(kept?.tx['0']?.accepted ?? []);
+    // the record is taken before the MTA gets anything: one that could not be written after
+    // a partial acceptance (a full or read-only spool) would make each retry send the
+    // message again to the recipients accepted, for as long as that lasts
+    if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted], failed: [], noticed: false } } });
     const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
     const results = await d.deliver(tx, accepted);
     const temporary = results.find((r) => r.kind === 'temporary');
@@ -120,7 +124,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
       }
       throw new DeliveryError(temporary, 75);
     }
-    if (spool && kept) await removeState(spool, STATE_DIR, key);
+    if (spool) await removeState(spool, STATE_DIR, key);
     const refused = results.filter((r) => r.kind === 'permanent');
     if (refused.length === recipients.length) throw new DeliveryError(refused[0]!, 69);
     if (refused.length > 0) {
