@@ -60,6 +60,10 @@ export const MEANINGS = {
   // configuration errors of a session that retrying will not fix (not MTA-facing)
   'auth': { exitCode: EX_NOPERM, status: '4.7.0', temporary: false },
   'host-key': { exitCode: EX_CONFIG, status: '4.7.0', temporary: false },
+  // sync's and dispatch's command line or configuration (issue 3: not 75, which a cron'd
+  // sync would retry for ever like a peer that is down); the mail stays queued: 4.x
+  'session-usage': { exitCode: EX_USAGE, status: '4.3.5', temporary: false },
+  'session-config': { exitCode: EX_CONFIG, status: '4.3.5', temporary: false },
   // delivery on the receiving side
   'delivery-temporary': { exitCode: EX_TEMPFAIL, status: '4.0.0', temporary: true },
   'delivery-permanent': { exitCode: EX_UNAVAILABLE, status: '5.0.0', temporary: false },

@@ -9,11 +9,20 @@ import { dispatchPeers, expireQueued, jobsWaiting, peersToExpire, runReceivedJob
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
-import { checkDrained, RUN_FLAGS, summaryLine } from './sync.js';
+import { checkDrained, forOperator, RUN_FLAGS, summaryLine } from './sync.js';
 
 const USAGE = 'usage: mailbag dispatch [--config FILE] [--no-run] [--quiet]';
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    // the command line or configuration: 64 / 78, as for mailbag sync
+    throw forOperator(err);
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const args = parseCommonArgs(argv, { command: 'mailbag dispatch', usage: USAGE, flags: RUN_FLAGS });
   if (args.help) {
     io.stdout.write(`${USAGE}\n`);
@@ -35,7 +44,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // the exit status: the first failure's, but a configuration error (auth 77, host-key 78:
   // retrying will not fix it) wins over a temporary one (75: a peer down), or a cron'd
   // dispatch would hide a changed host key behind another peer that is merely unreachable
-  const failed = (error: MailbagError): void => {
+  const failed = (err: MailbagError): void => {
+    const error = asMailbagError(forOperator(err));
     if (!firstError || (firstError.temporary && !error.temporary)) firstError = error;
   };
   // (also a peer removed from the configuration while jobs for it wait in out/)

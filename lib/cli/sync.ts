@@ -1,9 +1,10 @@
 // `mailbag sync PEER`: one session with PEER, both directions. Exit 0 when everything
 // queued both ways crossed; 75 when the peer could not be reached or the link broke
-// (jobs stay queued); the table's code for configuration errors (host key, auth).
+// (jobs stay queued); the table's code for configuration errors (host key 78, auth 77,
+// the command line 64, the configuration 78).
 
 import { loadConfig, formatSize } from '../config/index.js';
-import { MailbagError, SessionError } from '../errors.js';
+import { asMailbagError, MailbagError, SessionError } from '../errors.js';
 import { expireQueued, jobsWaiting, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
 import { Spool } from '../spool/spool.js';
 import { dialEarly } from '../transport/early.js';
@@ -16,7 +17,27 @@ const USAGE = 'usage: mailbag sync PEER [--config FILE] [--no-run] [--quiet]';
 /** sync's and dispatch's flags */
 export const RUN_FLAGS = { '--no-run': 'no-run', '--quiet': 'quiet', '-q': 'quiet' };
 
+/**
+ * sync and dispatch answer an operator (a shell, cron, a timer), not an MTA: a command line
+ * or configuration to fix is said with EX_USAGE 64 or EX_CONFIG 78, not the front doors'
+ * 75 (which keeps an MTA's mail, and which a cron'd sync would retry for ever like a peer
+ * that is down). Other errors are returned as they are.
+ */
+export function forOperator(err: unknown): unknown {
+  if (!(err instanceof MailbagError)) return err;
+  const code = err.code === 'usage' ? 'session-usage' : err.code === 'config' || err.code === 'unknown-peer' ? 'session-config' : undefined;
+  return code ? new MailbagError(code, err.message, { cause: err }) : err;
+}
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
+  try {
+    return await sync(argv, io);
+  } catch (err) {
+    throw forOperator(err);
+  }
+}
+
+async function sync(argv: string[], io: CliIo): Promise<number> {
   const args = parseCommonArgs(argv, { command: 'mailbag sync', usage: USAGE, flags: RUN_FLAGS, words: 1 });
   if (args.help) {
     io.stdout.write(`${USAGE}\n`);
@@ -96,7 +117,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     await runStep();
   }
   const code = checkDrained(peer, result);
-  return unfinished ? unfinished.exitCode : code;
+  return unfinished ? asMailbagError(forOperator(unfinished)).exitCode : code;
 }
 
 /** 0 when everything crossed; otherwise throws a temporary error that says what did not. */

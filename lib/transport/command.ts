@@ -55,7 +55,10 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
       resolve();
     });
     child.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new SessionError('config', `cannot run the transport command ${describe}: ${err.code === 'ENOENT' ? `${file} not found` : err.message}`, { cause: err }));
+      // a program that is not there or may not run is the configuration's; anything else
+      // (EMFILE, EAGAIN, ENOMEM: this system's limits for now) is tried again later
+      const config = err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'ENOTDIR' || err.code === 'ENOEXEC';
+      reject(new SessionError(config ? 'config' : 'unreachable', `cannot run the transport command ${describe}: ${err.code === 'ENOENT' ? `${file} not found` : err.message}`, { cause: err }));
     });
   });
   const grace = o.killGraceMs ?? 2000;
