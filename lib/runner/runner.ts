@@ -7,7 +7,8 @@
 // for good: the job moves to failed/PEER and the sender gets an RFC 3464 notice, sent
 // with the null sender, never to <>. The crash windows are listed in docs/spool.md.
 
-import { readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Config, PeerConfig } from '../config/types.js';
 import { asMailbagError, MailbagError, SpoolError } from '../errors.js';
@@ -23,7 +24,7 @@ import { sendNotice, type NoticeRequest } from './notify.js';
 import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '../session/idle-recovery.js';
 import { faultPoint } from '../spool/fault.js';
 import { parseLock } from '../spool/lock.js';
-import { Spool, type JobRef, type OpenJob } from '../spool/index.js';
+import { Spool, spoolErrorFrom, type JobRef, type OpenJob } from '../spool/index.js';
 import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
@@ -719,6 +720,12 @@ export class Runner {
           await this.finishIdle(peer, pass, unfinished);
           const refs = (await this.spool.listJobs('in', peer)).filter((r) => !seen.has(r.id));
           if (refs.length === 0) break;
+          // a job handed over must be removable after: from a queue this user may not
+          // change (another user's in/PEER, one made immutable, a read-only mount) every
+          // job would be delivered again at every run. Then nothing is handed over (75)
+          await access(this.spool.path('in', peer), constants.W_OK).catch((err: unknown) => {
+            throw spoolErrorFrom(err, `removing delivered jobs from ${this.spool.path('in', peer)}`);
+          });
           for (const r of refs) seen.add(r.id);
           await this.runRefs(peer, refs, summary, pass);
         }
