@@ -97,7 +97,8 @@ export class Deliverer {
   private async deliverPostfixBs(txs: Transaction[], skip: (i: number) => ReadonlySet<string>, record: Record): Promise<void> {
     const child = spawn(this.o.delivery.sendmail, ['-bs'], { env: this.o.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (b: Buffer) => {
+    // no stderr when the spawn failed before the program ran (EMFILE): `spawned` says so
+    child.stderr?.on('data', (b: Buffer) => {
       if (stderr.length < 2000) stderr += b.toString('utf8');
     });
     const spawned = new Promise<Error | undefined>((resolve) => {

@@ -87,47 +87,55 @@ export function runChild(program: string, argv: string[], input: Readable | Buff
     const keep = (b: Buffer): void => {
       if (output.length < 16384) output += b.toString('utf8').slice(0, 16384 - output.length);
     };
-    let child;
+    let child: ChildProcess | undefined;
+    if (input && !Buffer.isBuffer(input)) {
+      // listened to from the start: the message file's open may fail (EMFILE) before the
+      // child is there or when it never is, and a stream error without a listener ends
+      // the whole process (every worker of a `mailbag run` with it)
+      input.on('error', (err) => {
+        // our own read failed: make sure the MTA does not take a truncated message
+        child?.kill('SIGKILL');
+        output += ` (reading the message failed: ${err.message})`;
+      });
+    }
     try {
       child = spawn(program, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (err) {
+      if (input && !Buffer.isBuffer(input)) input.destroy();
       resolve({ code: null, signal: null, output: '', spawnError: err as Error });
       return;
     }
+    const proc = child;
     let settled = false;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      proc.kill('SIGKILL');
     }, timeoutMs);
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    child.on('error', (err) => {
+    proc.on('error', (err) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       if (input && !Buffer.isBuffer(input)) input.destroy();
       resolve({ code: null, signal: null, output, spawnError: err });
     });
-    void childEnded(child).then(({ code, signal }) => {
+    void childEnded(proc).then(({ code, signal }) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       if (input && !Buffer.isBuffer(input)) input.destroy();
       resolve(timedOut && signal === 'SIGKILL' ? { code, signal, output, timedOutMs: timeoutMs } : { code, signal, output });
     });
+    // no pipes: the spawn failed before the program ran (out of descriptors: EMFILE,
+    // ENFILE) and its 'error', listened to above, is this hand-over's outcome (temporary)
+    if (!proc.stdin || !proc.stdout || !proc.stderr) return;
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
     // the child may exit before reading everything: its exit status tells what happened
-    child.stdin.on('error', () => undefined);
-    if (input === undefined) child.stdin.end();
-    else if (Buffer.isBuffer(input)) child.stdin.end(input);
-    else {
-      input.on('error', (err) => {
-        // our own read failed: make sure the MTA does not take a truncated message
-        child.kill('SIGKILL');
-        output += ` (reading the message failed: ${err.message})`;
-      });
-      input.pipe(child.stdin);
-    }
+    proc.stdin.on('error', () => undefined);
+    if (input === undefined) proc.stdin.end();
+    else if (Buffer.isBuffer(input)) proc.stdin.end(input);
+    else input.pipe(proc.stdin);
   });
 }
 
