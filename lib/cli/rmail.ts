@@ -8,9 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig, type Config } from '../config/index.js';
@@ -27,6 +25,7 @@ import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
+import { stageFile } from './stage.js';
 
 /** run/rmail-stdin/KEY: the recipients accepted of a job the caller will retry (viaSmtp) */
 const STATE_DIR = 'rmail-stdin';
@@ -89,10 +88,12 @@ export async function splitEnvelope(input: Readable): Promise<{ envelope: UucpEn
  * permanent status (69). Anything temporary: 75.
  */
 async function viaSmtp(config: Config, sender: string, recipients: string[], message: Readable, io: CliIo): Promise<number> {
-  const dir = await mkdtemp(join(tmpdir(), 'mailbag-rmail-'));
+  const spool = await Spool.open(config.spool).catch(() => undefined);
+  // the message's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
+  const staged = await stageFile(spool, 'rmail-message');
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });
   try {
-    const file = join(dir, 'message');
+    const file = staged.path;
     // the caller retries a 75 with the same job (uuxqt: the same command line and D.
     // file): the recipients the MTA accepted are kept under the hash of both, in the
     // spool's run/rmail-stdin/, so the retry does not send them the message again
@@ -102,9 +103,8 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
         hash.update(chunk);
         cb(null, chunk);
       },
-    }), createWriteStream(file, { mode: 0o600 }));
+    }), createWriteStream(file, { flags: 'wx', mode: 0o600 }));
     const key = hash.digest('hex');
-    const spool = await Spool.open(config.spool).catch(() => undefined);
     if (spool) await pruneStale(spool, STATE_DIR, config.ledgerRetentionMs, new Date());
     // one that does not read: readState's spool failure (75), not the recipients it kept sent again
     const kept = spool ? await readState(spool, STATE_DIR, key) : undefined;
@@ -137,7 +137,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     return 0;
   } finally {
     await d.close();
-    await rm(dir, { recursive: true, force: true });
+    await staged.remove();
   }
 }
 

@@ -12,9 +12,8 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm, unlink } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { loadConfig } from '../config/index.js';
@@ -28,6 +27,7 @@ import { emptyState, pruneStale, readState, statePath, writeState, type RunState
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
+import { stageFile } from './stage.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -45,9 +45,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
-  const dir = await mkdtemp(join(tmpdir(), 'mailbag-rsmtp-'));
+  let spool: Spool | undefined;
   try {
-    const file = join(dir, 'input');
+    spool = await Spool.open(config.spool);
+  } catch {
+    spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
+  }
+  // the input's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
+  const staged = await stageFile(spool, 'rsmtp-input');
+  try {
+    const file = staged.path;
     const hash = createHash('sha256');
     let size = 0;
     const max = config.limits.maxBagExpanded;
@@ -64,19 +71,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           cb(null, chunk);
         },
       }),
-      createWriteStream(file, { mode: 0o600 }),
+      createWriteStream(file, { flags: 'wx', mode: 0o600 }),
     );
     // the name of the record an earlier mailbag (before per-transaction records) kept for
     // this whole input: read once, so an upgrade between two tries repeats nothing
     const legacyKey = hash.digest('hex');
     const idx = await indexBsmtp(file, 0);
     const keys = await prefixHashes(file, idx.transactions.map((tx) => tx.body.end!)); // indexBsmtp sets every end
-    let spool: Spool | undefined;
-    try {
-      spool = await Spool.open(config.spool);
-    } catch {
-      spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
-    }
     if (spool) await pruneStale(spool, STATE_PEER, config.ledgerRetentionMs, new Date());
     // a record that does not read is the spool failure readState names (75, docs/spool.md
     // R8): taken as no progress, every transaction it settled would be delivered again
@@ -168,7 +169,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     return 0;
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await staged.remove();
   }
 }
 
