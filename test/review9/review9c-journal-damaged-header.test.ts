@@ -1,0 +1,165 @@
+// review9c: the LMTP journal's recovery of a damaged header (5d7f435) reads the records
+// behind it under the generation of the record at offset 4096. That record is of the
+// CURRENT generation only if the current one wrote any: after a reset (an idle journal,
+// an orderly stop, every start: LmtpJournal.open writes a new generation and appends
+// nothing until mail comes) the records at 4096 are of the generation before, retired:
+// every job of theirs is durable in out/ and may since have been sent and removed. A
+// header damaged then (torn, a flipped bit, media corruption) made the replay write
+// those retired jobs into out/ again (sent again: days or weeks later, past the peer's
+// ledger_retention, stored twice). And the generation scan counts whole records
+// anywhere in the file, also one inside a job's bytes: a record of generation
+// 0xFFFFFFFF there wrapped the new header's generation round to 0, below every record
+// in the file, so an old record was read as a new one's a few restarts later.
+
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { JOURNAL_DIR, JOURNAL_SIZE, journalJobs, LmtpJournal, replayJournals } from '../../lib/lmtp/journal.js';
+import { SpoolJobStore } from '../../lib/lmtp/spool-store.js';
+import { GroupCommit } from '../../lib/spool/commit.js';
+import { Spool } from '../../lib/spool/spool.js';
+
+let dir: string;
+let spool: Spool;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mailbag-review9c-header-'));
+  spool = await Spool.open(join(dir, 'spool'), { create: true });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+async function open(hold = false): Promise<{ journal: LmtpJournal; store: SpoolJobStore }> {
+  const committer = new GroupCommit();
+  const { journal } = await LmtpJournal.open(spool, { fallback: committer, hold });
+  expect(journal).toBeDefined();
+  return { journal: journal!, store: new SpoolJobStore(spool, 'home', committer, Date.now, journal) };
+}
+
+async function job(store: SpoolJobStore, body: string | Buffer, to = 'hub'): Promise<string> {
+  const d = await store.begin({ to, command: 'rsmtp', args: [], sender: 's@x.test', recipients: ['a@x.test'] }, { maxSize: 1024 * 1024 });
+  d.write(Buffer.isBuffer(body) ? body : Buffer.from(body));
+  return d.commit();
+}
+
+function outJobs(peer = 'hub'): string[] {
+  try {
+    return readdirSync(join(spool.root, 'out', peer)).sort();
+  } catch {
+    return [];
+  }
+}
+
+const journalPath = (): string => join(spool.root, JOURNAL_DIR, '1');
+
+/** damage the header as a torn sector or a flipped bit would: its CRC no longer matches */
+function damageHeader(): void {
+  const fd = openSync(journalPath(), 'r+');
+  writeSync(fd, Buffer.from([0x5a]), 0, 1, 26);
+  closeSync(fd);
+}
+
+/** a sent job: a session sent it to the peer and removed it from out/ */
+function send(id: string, peer = 'hub'): void {
+  unlinkSync(join(spool.root, 'out', peer, id));
+}
+
+/** the generation the journal's header names (the format of lib/lmtp/journal.ts), or undefined */
+function headerGen(): number | undefined {
+  const b = readFileSync(journalPath()).subarray(0, 32);
+  if (b.toString('latin1', 0, 23) !== 'mailbag-lmtp-journal 1\n' || b.readUInt32LE(28) !== crc32(b.subarray(0, 28))) return undefined;
+  return b.readUInt32LE(24);
+}
+
+/** the generations of every whole record anywhere in the journal (a scan for the magic, each checked whole) */
+function wholeRecordGens(): number[] {
+  const f = readFileSync(journalPath());
+  const magic = Buffer.from('MBJR', 'latin1');
+  const gens: number[] = [];
+  for (let i = f.indexOf(magic, 4096); i >= 0; i = f.indexOf(magic, i + 1)) {
+    if (i + 20 > f.length) break;
+    const pathLen = f.readUInt32LE(i + 8);
+    const dataLen = f.readUInt32LE(i + 12);
+    if (pathLen === 0 || pathLen > 1024 || dataLen > 128 * 1024 || i + 20 + pathLen + dataLen > f.length) continue;
+    const body = f.subarray(i + 20, i + 20 + pathLen + dataLen);
+    if ((crc32(body, crc32(f.subarray(i, i + 16))) >>> 0) === f.readUInt32LE(i + 16)) gens.push(f.readUInt32LE(i + 4));
+  }
+  return gens;
+}
+
+/** a whole record in the journal's format: magic, generation, path and data lengths, CRC-32, path, data */
+function record(gen: number, rel: string, data: Buffer): Buffer {
+  const h = Buffer.alloc(20);
+  h.writeUInt32LE(0x524a424d, 0);
+  h.writeUInt32LE(gen >>> 0, 4);
+  h.writeUInt32LE(Buffer.byteLength(rel), 8);
+  h.writeUInt32LE(data.length, 12);
+  const path = Buffer.from(rel);
+  h.writeUInt32LE(crc32(data, crc32(path, crc32(h.subarray(0, 16)))) >>> 0, 16);
+  return Buffer.concat([h, path, data]);
+}
+
+// each fails at HEAD 3ac8af0: /work/brief/req-review9c.md J1; it.fails becomes it once the fix is applied
+describe('review9c: a damaged journal header never brings back retired records', () => {
+  it.fails('after an orderly stop (the records retired, their jobs sent since), a damaged header replays nothing', async () => {
+    const { journal, store } = await open();
+    const a = await job(store, 'first\n');
+    const b = await job(store, 'second\n');
+    // orderly: written into out/, the journal reset (a new generation, the records behind it retired)
+    await journal.close();
+    expect(outJobs()).toEqual([a, b].sort());
+    expect(await replayJournals(spool)).toBe(0);
+    // both sent to the peer and removed; later the header is damaged
+    send(a);
+    send(b);
+    damageHeader();
+    expect(journalJobs(spool.root), 'mailbag status counts retired jobs as held in the journal').toEqual([]);
+    const lines: string[] = [];
+    expect(await replayJournals(spool, (l) => lines.push(l)), lines.join('\n')).toBe(0);
+    expect(outJobs(), 'retired jobs, sent long ago, written into out/ again').toEqual([]);
+  });
+
+  it.fails('at rest after a start (LmtpJournal.open wrote a new generation, no mail since), a damaged header replays nothing', async () => {
+    const first = await open(true);
+    const a = await job(first.store, 'answered, then a crash\n');
+    await first.journal.abandon();
+    // the next start: the replay writes the job into out/, open starts a new generation
+    const second = await open();
+    expect(outJobs()).toEqual([a]);
+    await second.journal.close();
+    send(a);
+    damageHeader();
+    expect(await replayJournals(spool)).toBe(0);
+    expect(outJobs()).toEqual([]);
+  });
+
+  it.fails('a record of generation 0xFFFFFFFF inside a job\'s bytes does not wrap the generation below the records in the file', async () => {
+    const { journal } = await open(true);
+    await journal.abandon();
+    // a hostile file: a damaged header, a current record at 4096 whose job carries a
+    // forged whole record of generation 0xFFFFFFFF (a sender's bytes), nothing else
+    const id1 = '01a2060000000000000000a1';
+    const forged = record(0xffffffff, 'out/hub/01a2060000000000000000ff', Buffer.from('forged\n'));
+    const r1 = record(6, `out/hub/${id1}`, Buffer.concat([Buffer.from('mailbag-job 1\nhostile body: '), forged, Buffer.from('\n')]));
+    const fd = openSync(journalPath(), 'r+');
+    writeSync(fd, r1, 0, r1.length, 4096);
+    closeSync(fd);
+    damageHeader();
+    expect(await replayJournals(spool)).toBe(1);
+    expect(outJobs()).toEqual([id1]);
+    // the new header must name a generation above every whole record left in the file
+    const gen = headerGen();
+    expect(gen).toBeDefined();
+    expect(wholeRecordGens().filter((g) => g >= gen!), `header generation ${gen}: whole records at or above it`).toEqual([]);
+    send(id1);
+    // restarts with no mail in between (each: the replay's reset, open's new generation)
+    for (let k = 0; k < 4; k++) {
+      expect(await replayJournals(spool), `restart ${k}: a retired record read as the current generation's`).toBe(0);
+      const next = await open();
+      await next.journal.close();
+    }
+    expect(outJobs()).toEqual([]);
+    expect(readFileSync(journalPath()).length).toBe(JOURNAL_SIZE);
+  });
+});
