@@ -23,7 +23,7 @@ it.fails('a 4xx at one RCPT: that recipient waits, the others of its transaction
   const batch = join(dir, 'batch');
   writeFileSync(batch, 'MAIL FROM:<s@x>\nRCPT TO:<b@y>\nRCPT TO:<c@y>\nDATA\nSubject: t\n\nhi\n.\n' + 'MAIL FROM:<s@x>\nRCPT TO:<d@y>\nDATA\nSubject: u\n\nho\n.\n');
   const exim = join(dir, 'exim');
-  // c@y is deferred whenever offered (greylisting, an ACL's defer); Exim stops the batch
+  // c@y is deferred whenever offered (a 4xx at RCPT: recipients_max's 452 in -bS); Exim stops the batch
   writeFileSync(exim, `#!/bin/sh
 n=$(cat "${dir}/n" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "${dir}/n"
 cat > "${dir}/in.$n"
