@@ -124,16 +124,26 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
       }
       throw new DeliveryError(temporary, 75);
     }
-    if (spool) await removeState(spool, STATE_DIR, key);
     const refused = results.filter((r) => r.kind === 'permanent');
-    if (refused.length === recipients.length) throw new DeliveryError(refused[0]!, 69);
+    if (refused.length === recipients.length) {
+      if (spool) await removeState(spool, STATE_DIR, key);
+      throw new DeliveryError(refused[0]!, 69);
+    }
     if (refused.length > 0) {
       const sent = await sendNotice(d, { site: config.site || hostname(), now: new Date(), log: (l) => io.stderr.write(`${l}\n`) }, {
         sender, recipients: refused.map((r) => ({ recipient: r.address, status: r.status, diagnostic: r.diagnostic })),
         reason: 'the mail system refused a recipient permanently', jobId: 'rmail', created: new Date().toISOString(), tx,
       });
-      if (!sent) throw new DeliveryError({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-mailbag; the failure notice could not be sent yet' }, 75);
+      if (!sent) {
+        // the caller retries the job for the notice: the accepted stay recorded so that
+        // they get nothing again (the refused are offered again, refused again, noticed)
+        const now = results.filter((r) => r.kind === 'accepted').map((r) => r.address);
+        if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
+        else io.stderr.write('rmail: no spool to remember progress in: a retry will send the message again to the recipients accepted now\n');
+        throw new DeliveryError({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-mailbag; the failure notice could not be sent yet' }, 75);
+      }
     }
+    if (spool) await removeState(spool, STATE_DIR, key);
     return 0;
   } finally {
     await d.close();
