@@ -5,8 +5,10 @@
 // retry delivered the first transaction again (one copy per retry while the disk stayed
 // full). Now nothing is delivered until the record can be kept: exit 75 with 4.3.1, and
 // once there is room again each transaction reaches the MTA exactly once.
+// Two states: full to the last page (the copy of the input in SPOOL/tmp/ fails first), and
+// one page free (the copy fits, the record does not: what guards the early record).
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -77,6 +79,14 @@ it.skipIf(!mounted)('a full spool: nothing handed to the MTA while progress cann
     expect(r.err).toMatch(/spool full|no space/i);
   }
   // before: a@y once per retry (3 copies), progress never recorded
+  expect(delivered()).toEqual([]);
+  // one page free: the copy of the input (SPOOL/tmp/) fits, the progress record does not
+  truncateSync(filler, statSync(filler).size - 4096);
+  for (let i = 0; i < 3; i++) {
+    const r = await call();
+    expect(r.code).toBe(75);
+    expect(r.err).toMatch(/spool full|no space/i);
+  }
   expect(delivered()).toEqual([]);
   unlinkSync(filler);
   expect((await call()).code).toBe(0);

@@ -7,8 +7,10 @@
 // record is taken before the MTA gets anything: nothing is sent while it cannot be kept,
 // and once there is room each recipient gets the message exactly once (disk9's R1, the
 // rmail half; seen failing before: a@y three times).
+// Two states: full to the last page (the copy of the message in SPOOL/tmp/ fails
+// first), and one page free (the copy fits, the record does not).
 
-import { mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +98,14 @@ it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot b
     expect(r.err).toMatch(/spool full|no space/i);
   }
   // before: a@y got it once per retry
+  expect(got).toEqual([]);
+  // one page free: the copy of the message (SPOOL/tmp/) fits, the record does not
+  truncateSync(filler, statSync(filler).size - 4096);
+  for (let i = 0; i < 3; i++) {
+    const r = await call();
+    expect(r.code).toBe(75);
+    expect(r.err).toMatch(/spool full|no space/i);
+  }
   expect(got).toEqual([]);
   unlinkSync(filler);
   expect((await call()).code).toBe(75); // a@y accepted, b@y deferred: kept
