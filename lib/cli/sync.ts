@@ -7,6 +7,7 @@ import { loadConfig, formatSize } from '../config/index.js';
 import { asMailbagError, MailbagError, SessionError } from '../errors.js';
 import { expireQueued, jobsWaiting, runReceivedJobs, syncPeer, traceTime, type SessionProgress, type SessionResult } from '../session/index.js';
 import { Spool } from '../spool/spool.js';
+import { MAX_OPEN_OFFERS } from '../session/state.js';
 import { dialEarly } from '../transport/early.js';
 import { transportForPeer } from '../transport/for-peer.js';
 import type { CliIo } from './io.js';
@@ -127,6 +128,7 @@ export function checkDrained(peer: string, r: SessionResult): number {
     ...r.refusedByPeer.map((x) => `${peer} refused bag ${x.bag.slice(0, 12)}: ${x.message} (${x.code})`),
     ...r.refusedByUs.map((x) => `refused bag ${x.bag.slice(0, 12)} from ${peer}: ${x.message} (${x.code})`),
     ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts failed (see mailbag failed)`] : []),
+    ...(r.busy ? [`${r.busy} bag(s) ${peer} offered past ${MAX_OPEN_OFFERS} at once were refused for now (it offers them again next session)`] : []),
     ...(r.unsent ? [`${r.unsent} job(s) stay queued: ${peer} reads none of the codecs this site writes (its hello lists ${r.peerHello.codecs.join(', ') || 'none it knows'})`] : []),
   ];
   throw new SessionError('peer-refused', parts.join('; '));

@@ -51,11 +51,18 @@ export class Ledger {
       await truncate(path, Buffer.byteLength(text.slice(0, lastNl + 1)));
       text = text.slice(0, lastNl + 1);
     }
+    // lines are in commit order: one whose time is below an earlier line's was written with
+    // the clock set back (a board booted far behind, before NTP) and is at least as young as
+    // that line. A line in the future (this clock was ahead) is no such floor: it would hold
+    // every line after it until the clock caught up with it
+    let floor = Number.NEGATIVE_INFINITY;
     for (const line of text.slice(LEDGER_MAGIC_LINE.length).split('\n')) {
       if (!line) continue;
       const [t, bag, jobs] = line.split(' ');
       if (!t || !bag) continue;
-      ledger.add({ time: Number(t), bag, jobs: jobs ? jobs.split(',') : [] });
+      const time = Number(t);
+      if (Number.isFinite(time) && time <= now) floor = Math.max(floor, time);
+      ledger.add({ time: Number.isFinite(time) && time <= now ? Math.max(time, floor) : time, bag, jobs: jobs ? jobs.split(',') : [] });
     }
     // the age counts from the newest entry when the clock is ahead of it: a clock that jumped
     // forward (a board without an RTC that committed bags before NTP set it) must not make

@@ -152,7 +152,8 @@ export function decodeOffer(payload: Buffer): R<Offer> {
   if (!isCount(v.size) || v.size === 0) return bad('OFFER: size is not a positive integer');
   if (!isCount(v.jobs) || v.jobs === 0) return bad('OFFER: jobs is not a positive integer');
   if (typeof v.codec !== 'string') return bad('OFFER: codec is not a string');
-  return { ok: true, value: { bag: v.bag, size: v.size, jobs: v.jobs, codec: v.codec as BagCodec } };
+  // the codec is the peer's words too: an unknown one is quoted in our refusal, printed by sync
+  return { ok: true, value: { bag: v.bag, size: v.size, jobs: v.jobs, codec: text(v.codec, 64) as BagCodec } };
 }
 
 export function encodeAnswer(a: Answer): Buffer {

@@ -16,7 +16,7 @@ import {
   chooseCodec, encodeAck, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse,
   type BagCodec, type Hello, type Offer, type Refuse,
 } from './messages.js';
-import { OFFER_WINDOW, SessionState, type Incoming } from './state.js';
+import { MAX_OPEN_OFFERS, OFFER_WINDOW, SessionState, type Incoming } from './state.js';
 import { usableCodecs } from '../bag/codec.js';
 import { BagRefusal, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
@@ -119,6 +119,8 @@ export interface SessionResult {
   held: string[];
   /** jobs left queued because the peer reads none of the codecs this side writes (its HELLO) */
   unsent: number;
+  /** bags the peer offered past MAX_OPEN_OFFERS open at once: refused for now (REFUSE busy), offered again next session */
+  busy: number;
   wire: { in: number; out: number };
   /** everything offered both ways was acknowledged, nothing refused or held */
   drained: boolean;
@@ -213,6 +215,7 @@ class Session {
       refusedByUs: [],
       held: [],
       unsent: 0,
+      busy: 0,
       wire: { in: 0, out: 0 },
       drained: false,
     };
@@ -380,6 +383,12 @@ class Session {
         this.checkFinish();
         return;
       case 'offer':
+        if (m.over) {
+          // nothing is kept of it: the count and one REFUSE, in the order of the offers
+          this.res.busy++;
+          this.send(encodeRefuse({ bag: m.offer.bag, code: 'busy', message: `more than ${MAX_OPEN_OFFERS} bags offered and not yet resolved: offer it again next session` }));
+          return;
+        }
         return this.onOffer(m.offer);
       case 'data':
         return this.onData(m.bag, m.offset, m.chunk, m.complete);
@@ -737,10 +746,24 @@ class Session {
 
   // ----- receiving theirs -----
 
+  /**
+   * a bag we refuse, kept for the result (sync prints each); false, the session ended,
+   * past MAX_OPEN_OFFERS in one session: an offer refused at once is never open, so a peer
+   * offering such bags without end would grow this (and the state) without bound
+   */
+  private refusing(r: Refuse): boolean {
+    if (this.res.refusedByUs.length >= MAX_OPEN_OFFERS) {
+      this.fail(new SessionError('protocol', `${this.o.peer}: more than ${MAX_OPEN_OFFERS} bags refused in one session`), true);
+      return false;
+    }
+    this.res.refusedByUs.push(r);
+    return true;
+  }
+
   private async onOffer(offer: Offer): Promise<void> {
     const refuse = (code: string, message: string): void => {
       const r = { bag: offer.bag, code, message };
-      this.res.refusedByUs.push(r);
+      if (!this.refusing(r)) return;
       this.send(encodeRefuse(r));
       this.state.resolvedIncoming(offer.bag);
     };
@@ -860,7 +883,7 @@ class Session {
         if (!(err instanceof BagRefusal)) throw err;
         if (this.settled) return;
         const r = { bag: offer.bag, code: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) };
-        this.res.refusedByUs.push(r);
+        if (!this.refusing(r)) return;
         this.send(encodeRefuse(r));
       }
       this.state.resolvedIncoming(offer.bag);
@@ -888,7 +911,7 @@ class Session {
     clearInterval(this.timer);
     this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
     const r = this.res;
-    r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0 && r.unsent === 0;
+    r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0 && r.unsent === 0 && r.busy === 0;
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
     tails.catch(() => {}); // awaited below, after the link has closed

@@ -16,7 +16,7 @@ export type Incoming =
   | { kind: 'error'; error: ErrorMessage }
   | { kind: 'ping' }
   | { kind: 'bye' }
-  | { kind: 'offer'; offer: Offer }
+  | { kind: 'offer'; offer: Offer; over?: true }
   | { kind: 'data'; bag: string; offset: number; chunk: Buffer; complete: boolean }
   | { kind: 'done' }
   | { kind: 'answer'; answer: Answer }
@@ -90,7 +90,9 @@ export class SessionState {
         if (!o.ok) return o;
         const known = this.inb.get(o.value.bag);
         if (known && known.state !== 'resolved') return bad(`bag ${o.value.bag.slice(0, 12)} offered twice`);
-        if (this.openIn >= MAX_OPEN_OFFERS) return bad(`more than ${MAX_OPEN_OFFERS} bags offered and not yet resolved`);
+        // over the cap (a sender of a build before the offer window, with a large backlog):
+        // not kept, refused at once (REFUSE busy); the sender keeps the bag and offers it again
+        if (this.openIn >= MAX_OPEN_OFFERS) return { ok: true, value: { kind: 'offer', offer: o.value, over: true } };
         this.inb.set(o.value.bag, { offer: o.value, state: 'offered', next: -1 });
         this.openIn++;
         return { ok: true, value: { kind: 'offer', offer: o.value } };
