@@ -68,7 +68,7 @@ describe.runIf(haveBuild())('review9d: the worker code caches', () => {
     for (const flags of [[], TIER]) expect(answer(loader, { type: 'ping' }, flags)).toEqual({ type: 'pong' });
   });
 
-  it.fails('W1: a code file changed in place (same length) runs as changed, not the functions cached from the code before', () => {
+  it('W1: a code file changed in place (same length) runs as changed, not the functions cached from the code before', () => {
     const { loader, code } = copyOf('bag-worker');
     const before = readFileSync(code, 'utf8');
     expect(before).toContain('{type:"pong"}');
@@ -80,7 +80,7 @@ describe.runIf(haveBuild())('review9d: the worker code caches', () => {
     for (const flags of [[], TIER]) expect(answer(loader, { type: 'ping' }, flags)).toEqual({ type: 'PONG' });
   });
 
-  it.fails('W2: a cache the build has a worker write is readable by every user (0644) under a umask of 077, as the code beside it', () => {
+  it('W2: a cache the build has a worker write is readable by every user (0644) under a umask of 077, as the code beside it', () => {
     const { dir, loader, code } = copyOf('stage-worker', false);
     expect(answer(loader, { id: 7, ops: [] }, TIER, { MAILBAG_MAKE_WORKER_CODE_CACHE: code }, 0o077)).toMatchObject({ id: 7, result: { ok: true } });
     const made = readdirSync(dir).filter((f) => f.endsWith('.v8cache'));

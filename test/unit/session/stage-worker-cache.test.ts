@@ -87,7 +87,7 @@ function runWorker(name: Name, loader: string, flags: string[] = [], env: NodeJS
   return { answer, status: r.status, stderr: r.stderr };
 }
 
-/** whether V8 in a node with `flags` takes `cache` (V8's bytes and the CRC-32 after them) for `code` */
+/** whether V8 in a node with `flags` takes `cache` (V8's bytes and their CRC-32, seeded with the code's) for `code` */
 function taken(code: string, cache: string, flags: string[]): string {
   const script = `
     const { readFileSync } = require('node:fs');
@@ -95,7 +95,7 @@ function taken(code: string, cache: string, flags: string[]): string {
     const { crc32 } = require('node:zlib');
     const buf = readFileSync(${JSON.stringify(cache)});
     const n = buf.length - 4;
-    if (buf.readUInt32LE(n) !== crc32(buf.subarray(0, n))) console.log('bad crc');
+    if (buf.readUInt32LE(n) !== crc32(buf.subarray(0, n), crc32(readFileSync(${JSON.stringify(code)})))) console.log('bad crc');
     else console.log(new Script(readFileSync(${JSON.stringify(code)}, 'utf8'), { filename: ${JSON.stringify(code)}, cachedData: buf.subarray(0, n) }).cachedDataRejected ? 'refused' : 'taken');`;
   return execFileSync(process.execPath, [...flags, '-e', script], { encoding: 'utf8', timeout: 30_000 }).trim();
 }
@@ -168,7 +168,7 @@ describe.runIf(haveBuild())('the worker bundles\' code caches', () => {
       const cache = join(dir, `${b.prefix}.${flagsOf([...flags])}.v8cache`);
       expect(existsSync(cache)).toBe(true);
       const buf = readFileSync(cache);
-      expect(buf.readUInt32LE(buf.length - 4)).toBe(crc32(buf.subarray(0, buf.length - 4)));
+      expect(buf.readUInt32LE(buf.length - 4)).toBe(crc32(buf.subarray(0, buf.length - 4), crc32(readFileSync(code))));
       expect(taken(code, cache, [...flags])).toBe('taken');
     }
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
