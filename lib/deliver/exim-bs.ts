@@ -96,10 +96,18 @@ export async function deliverWithEximBatch(
   o: EximBatchOptions,
 ): Promise<void> {
   let remaining = txs;
+  // recipients refused at RCPT in this call, a 4xx too (review9a E1): offered again in this
+  // call, Exim would stop the batch at that same RCPT round after round and never reach the
+  // others; a deferred one waits for the next attempt
+  const answered = new Map<number, Set<string>>();
+  const skipNow = (i: number): ReadonlySet<string> => {
+    const a = answered.get(i);
+    return a ? new Set([...skip(i), ...a]) : skip(i);
+  };
   // each round settles a transaction or one recipient of one
   const rounds = txs.reduce((n, tx) => n + tx.recipients.length, 0) + txs.length;
   for (let round = 0; remaining.length > 0 && round <= rounds; round++) {
-    const { planned, stream } = await plan(remaining, skip);
+    const { planned, stream } = await plan(remaining, skipNow);
     if (planned.length === 0) return;
     const out = await runChild(o.program, ['-bS'], stream(), o.env, o.timeoutMs);
     if (out.code === 0) {
@@ -133,6 +141,9 @@ export async function deliverWithEximBatch(
     const refused = /^RCPT TO:<(.*)>$/i.exec(err.command ?? '')?.[1];
     if (refused !== undefined && bad.recipients.length > 1 && bad.recipients.includes(refused)) {
       await record(bad.tx, [resultOfReply(refused, err.code, err.text)]);
+      const a = answered.get(bad.tx.index) ?? new Set<string>();
+      a.add(refused);
+      answered.set(bad.tx.index, a);
       remaining = [bad.tx, ...rest];
       continue;
     }

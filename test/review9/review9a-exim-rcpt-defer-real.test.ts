@@ -33,8 +33,8 @@ describe.skipIf(!ready)('exim -bS, one recipient deferred at RCPT (real Exim)', 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  // fails at HEAD 56db119: /work/brief/req-review9a.md E1; test.fails becomes test once the fix is applied
-  test.fails('the deferred recipient waits; the other recipient and the next transaction are taken', async () => {
+  // fails at HEAD 56db119: /work/brief/req-review9a.md E1; (E1 fixed by apply9a)
+  test('the deferred recipient waits; the other recipient and the next transaction are taken', async () => {
     const batch = join(dir, 'batch');
     writeFileSync(
       batch,

@@ -18,8 +18,8 @@ import type { RecipientResult } from '../../lib/deliver/result.js';
 const dir = mkdtempSync(join(tmpdir(), 'review9a-exim-defer-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// fails at HEAD 56db119: /work/brief/req-review9a.md E1; it.fails becomes it once the fix is applied
-it.fails('a 4xx at one RCPT: that recipient waits, the others of its transaction and the later transactions are delivered', async () => {
+// fails at HEAD 56db119: /work/brief/req-review9a.md E1; (E1 fixed by apply9a)
+it('a 4xx at one RCPT: that recipient waits, the others of its transaction and the later transactions are delivered', async () => {
   const batch = join(dir, 'batch');
   writeFileSync(batch, 'MAIL FROM:<s@x>\nRCPT TO:<b@y>\nRCPT TO:<c@y>\nDATA\nSubject: t\n\nhi\n.\n' + 'MAIL FROM:<s@x>\nRCPT TO:<d@y>\nDATA\nSubject: u\n\nho\n.\n');
   const exim = join(dir, 'exim');
