@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -93,6 +93,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const p = state.tx[String(tx.index)];
       if (spool && p) await writeState(spool, STATE_PEER, keys[tx.index]!, { attempts: 0, tx: { [String(tx.index)]: p } });
     };
+    // a retry renews the records it relies on, so ledger_retention counts from the caller's
+    // last try (uuxqt retries a 75 without limit), not from the run that settled them
+    // (review9a's E2): exim -bS leaves a settled transaction out of its stream (record()
+    // never rewrites it), and an upgrade's whole-input record is never rewritten (its
+    // transactions get records of their own here)
+    if (spool) {
+      const now = new Date();
+      for (const tx of idx.transactions) {
+        if (!state.tx[String(tx.index)]) continue;
+        // not there (the legacy record's transactions) or not ours to touch: written anew
+        await utimes(statePath(spool, STATE_PEER, keys[tx.index]!), now, now).catch(() => save(tx));
+      }
+    }
     // the spool must take a record before the MTA gets anything: one that cannot (full,
     // read-only) would fail only after transaction 1 was handed over, and every retry of
     // this input would deliver it again for as long as that lasts

@@ -26,8 +26,8 @@ const TX1 = 'MAIL FROM:<s@x>\nRCPT TO:<a@y>\nDATA\none\n.\n';
 const TX2 = 'MAIL FROM:<s@x>\nRCPT TO:<b@y>\nDATA\ntwo\n.\n';
 const TX3 = 'MAIL FROM:<s@x>\nRCPT TO:<c@y>\nDATA\nthree\n.\n';
 
-// fails at HEAD 56db119: /work/brief/req-review9a.md E2; it.fails becomes it once the fix is applied
-it.fails('exim -bS: a batch whose last transaction is deferred longer than ledger_retention delivers the settled ones once', async () => {
+// fails at HEAD 56db119: /work/brief/req-review9a.md E2; passes since the fix (apply9a)
+it('exim -bS: a batch whose last transaction is deferred longer than ledger_retention delivers the settled ones once', async () => {
   dir = mkdtempSync(join(tmpdir(), 'review9a-rsmtp-exim-'));
   const d = dir;
   const exim = join(d, 'exim');
