@@ -109,9 +109,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (pending.length > 64 * 1024) flush();
   };
   const ctx: Setup = { config, router, socketPath, listen, workers, log };
+  // an exit through Node that never comes back here (run.ts's last line of defence for an
+  // error that escapes: process.exit(75); node:cluster's exit of a worker whose primary
+  // died) writes the turn's lines too: only a SIGKILL loses them
+  process.on('exit', flush);
   try {
     return await (worker ? runWorker(ctx) : runMain(ctx));
   } finally {
+    process.off('exit', flush);
     flush();
   }
 }

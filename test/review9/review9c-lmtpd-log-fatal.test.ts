@@ -39,8 +39,8 @@ String.prototype.startsWith = function (s, p) {
 `;
 
 describe.skipIf(!enabled)('review9c: lmtpd\'s batched log lines and an exit through Node', () => {
-  // fails at HEAD 3ac8af0 (passes at 796079f, before 56b7424): /work/brief/req-review9c.md L1; it.fails becomes it once the fix is applied
-  it.fails('an uncaught error in the turn of a logged line: the line is still written (exit 75)', async () => {
+  // failed at HEAD 3ac8af0, passed at 796079f (before 56b7424): /work/brief/req-review9c.md L1; passes with the fix
+  it('an uncaught error in the turn of a logged line: the line is still written (exit 75)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'mailbag-review9c-log-'));
     const { config } = writeLmtpdConfig({ dir, peers: { hub: ['a.test'] } });
     const preload = join(dir, 'preload.mjs');
