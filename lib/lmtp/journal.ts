@@ -71,6 +71,35 @@ function header(gen: number): Buffer {
   return b;
 }
 
+/**
+ * Start a new generation, retiring the records behind the header (called only when every
+ * record is durable in out/): first the magic of the record at HEADER_SIZE is cleared and
+ * flushed, then the header is written and flushed. A header that later does not parse is
+ * read by the record there (generationOf), which must then be the current generation's,
+ * never a retired one (its job durable in out/ and perhaps sent and removed since). Two
+ * flushes, in this order, because a header torn by a power cut during its flush is the
+ * damage that path is for: with one flush the cleared magic might not have reached the
+ * disk with it. Killed between the two, the old header stays, with no whole record
+ * behind it: nothing to replay, and nothing is lost (every job is in out/). A generation
+ * above 2^32 − 1 (a whole record of the last number, which only a sender's bytes inside
+ * a job can make, found by a damaged header's scan) has no number above it: the records
+ * are wiped instead and the count starts again at 1. Returns the generation written.
+ */
+async function retire(fd: number, gen: number, flush: () => Promise<void>): Promise<number> {
+  if (gen > 0xffffffff) {
+    const zeros = Buffer.alloc(1024 * 1024);
+    const size = fstatSync(fd).size;
+    for (let off = HEADER_SIZE; off < size; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, size - off), off);
+    gen = 1;
+  } else {
+    writeSync(fd, Buffer.alloc(4), 0, 4, HEADER_SIZE);
+  }
+  await flush();
+  writeSync(fd, header(gen), 0, HEAD_LEN, 0);
+  await flush();
+  return gen;
+}
+
 /** the generation a header names, or undefined when it is not a whole header (a fresh or torn one: nothing to replay) */
 function parseHeader(b: Buffer): number | undefined {
   if (b.length < HEAD_LEN || b.toString('latin1', 0, MAGIC_LINE.length) !== MAGIC_LINE) return undefined;
@@ -176,9 +205,11 @@ function recordAt(fd: number, pos: number, size: number): { gen: number; rel: st
  * parse can only be damage (a new journal gets its header before its name appears, and
  * a header is rewritten within one sector), and the records behind it may be answered
  * mail: they are read under the generation of the record at the start of the records
- * (the newest generation that wrote any: each one writes from there on, so every record
- * after it is of that generation or older ones, retired), and `next` is a generation above
- * every whole record in the file, so that none of them is ever read as a newer one.
+ * (the current generation's if whole: every header write that retires records clears its
+ * magic first, `retire`; each generation writes from there on, so every record after it
+ * is of that generation or older ones, retired), and `next` is a generation above every
+ * whole record in the file, so that none of them is ever read as a newer one (above
+ * 2^32 − 1: `retire` wipes the records).
  */
 function generationOf(fd: number): { gen: number | undefined; next: number; damaged: boolean } {
   const head = Buffer.alloc(HEAD_LEN);
@@ -204,7 +235,7 @@ function maxRecordGen(fd: number, size: number): number {
     }
     if (n < chunk.length) break;
   }
-  return max >>> 0;
+  return max;
 }
 
 /** jobs written into out/ together by a replay (one fsync each issued at once, one fsync per directory): at most this many, and this many bytes */
@@ -263,8 +294,7 @@ async function replayFile(spool: Spool, path: string, log: (line: string) => voi
       return written;
     }
     // every job of the journal is durable in out/: a new generation retires its records
-    writeSync(fd, header(next), 0, HEAD_LEN, 0);
-    await flushFd(fd);
+    await retire(fd, next, () => flushFd(fd));
     return written;
   } finally {
     closeSync(fd);
@@ -584,9 +614,7 @@ export class LmtpJournal {
       readFully(fd, head, 0);
       if (fstatSync(fd).size < JOURNAL_SIZE) throw new MailbagError('spool', `the LMTP journal ${path} is shorter than ${JOURNAL_SIZE} bytes`);
       // replayed (or new): its records are retired; this process starts a new generation
-      const gen = (parseHeader(head) ?? 0) + 1;
-      writeSync(fd, header(gen), 0, HEAD_LEN, 0);
-      await flushFd(fd);
+      const gen = await retire(fd, (parseHeader(head) ?? 0) + 1, () => flushFd(fd!));
       const journal = new LmtpJournal(spool, fd, gen, mine.lock, opts.fallback, opts.log ?? (() => undefined), Math.max(1, opts.maxBatch ?? 256), HOLD || Boolean(opts.hold));
       return { journal, replayed };
     } catch (err) {
@@ -797,10 +825,9 @@ export class LmtpJournal {
     faultPoint('journal-before-reset');
     // closed: the journal stays as it is, for the next start's replay
     if (this.stopped) return;
-    const gen = this.gen + 1;
+    let gen = this.gen + 1;
     try {
-      writeSync(this.fd, header(gen), 0, HEAD_LEN, 0);
-      await this.flush();
+      gen = await retire(this.fd, gen, () => this.flush());
     } catch (err) {
       // the old generation stays: a crash now replays jobs already in out/ (skipped) or
       // sent (the peer's ledger knows their ids); the next reset tries again
