@@ -150,7 +150,8 @@ export function isBatchName(name: string): boolean {
 
 /**
  * The standalone rsmtp's and rmail's records (run/DIR: rsmtp-stdin, rmail-stdin) older
- * than the ledger's retention: left by a batch cut short that nobody ran whole, or by a
+ * than the ledger's retention, counted back from the newest record when that is older
+ * than now (a clock that jumped forward alone makes nothing old): left by a batch cut short that nobody ran whole, or by a
  * retry the caller gave up. A caller retries well within it (Exim's
  * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
  */
@@ -161,7 +162,8 @@ export async function pruneStale(spool: Spool, dir: string, retentionMs: number,
   } catch {
     return;
   }
-  let removed = 0;
+  const aged: Array<[string, number]> = [];
+  let newest = Number.NEGATIVE_INFINITY;
   for (const name of names) {
     const path = spool.path('run', dir, name);
     const st = await stat(path).catch(() => undefined);
@@ -169,9 +171,19 @@ export async function pruneStale(spool: Spool, dir: string, retentionMs: number,
     if (st.mtimeMs > now.getTime()) {
       // written by a clock set back since: its age counts from now, not from then
       await utimes(path, now, now).catch(() => undefined);
+      newest = now.getTime();
       continue;
     }
-    if (now.getTime() - st.mtimeMs <= retentionMs) continue;
+    aged.push([path, st.mtimeMs]);
+    newest = Math.max(newest, st.mtimeMs);
+  }
+  // as the session ledger's (dbdddfa): the age counts from the newest record when the
+  // clock is ahead of it, so a clock that jumped forward (a board without an RTC that ran
+  // before NTP set it) cannot make a pending retry's records look old (review9a's E4)
+  const cutoff = Math.min(now.getTime(), newest) - retentionMs;
+  let removed = 0;
+  for (const [path, mtime] of aged) {
+    if (mtime >= cutoff) continue;
     await unlink(path).catch(() => undefined);
     removed++;
   }
