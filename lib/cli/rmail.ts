@@ -16,7 +16,6 @@ import { Deliverer } from '../deliver/index.js';
 import type { Transaction } from '../deliver/message.js';
 import { sendNotice } from '../runner/notify.js';
 import { pruneStale, readState, removeState, writeState } from '../runner/state.js';
-import { Spool } from '../spool/index.js';
 import { InputError, MailbagError } from '../errors.js';
 import { UucpEnvelopeReader, type UucpEnvelope } from '../envelope/index.js';
 import { detectMta } from '../deliver/mta.js';
@@ -25,7 +24,7 @@ import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
-import { stageFile } from './stage.js';
+import { openProgressSpool, stageFile } from './stage.js';
 
 /** run/rmail-stdin/KEY: the recipients accepted of a job the caller will retry (viaSmtp) */
 const STATE_DIR = 'rmail-stdin';
@@ -88,7 +87,7 @@ export async function splitEnvelope(input: Readable): Promise<{ envelope: UucpEn
  * permanent status (69). Anything temporary: 75.
  */
 async function viaSmtp(config: Config, sender: string, recipients: string[], message: Readable, io: CliIo): Promise<number> {
-  const spool = await Spool.open(config.spool).catch(() => undefined);
+  const spool = await openProgressSpool(config.spool, 'rmail', io.stderr);
   // the message's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rmail-message');
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });

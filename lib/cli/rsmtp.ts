@@ -24,10 +24,9 @@ import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js
 import { DeliveryError, type RecipientResult } from '../deliver/result.js';
 import { sendNotice } from '../runner/notify.js';
 import { emptyState, pruneStale, readState, statePath, writeState, type RunState } from '../runner/state.js';
-import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
-import { stageFile } from './stage.js';
+import { openProgressSpool, stageFile } from './stage.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -45,12 +44,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
-  let spool: Spool | undefined;
-  try {
-    spool = await Spool.open(config.spool);
-  } catch {
-    spool = undefined; // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
-  }
+  // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
+  const spool = await openProgressSpool(config.spool, 'rsmtp', io.stderr);
   // the input's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rsmtp-input');
   try {

@@ -4,10 +4,26 @@
 // so one killed mid-delivery (SIGKILL, an OOM kill) leaves nothing for ever. Without a
 // usable spool: a private directory in $TMPDIR, as before.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { tmpName, type Spool } from '../spool/index.js';
+import { join, resolve } from 'node:path';
+import { Spool, tmpName } from '../spool/index.js';
+
+/**
+ * The spool rmail and rsmtp keep their progress in, if it can be used. One not made yet
+ * is no spool (no memory across retries, as documented); one that is there but cannot be
+ * opened (not writable, an o+w root, not a spool) is said on stderr, since each retry of
+ * a partial delivery may then repeat what was accepted (review9a's L1).
+ */
+export async function openProgressSpool(path: string, command: string, stderr: NodeJS.WritableStream): Promise<Spool | undefined> {
+  try {
+    return await Spool.open(path);
+  } catch (err) {
+    if (!(await lstat(resolve(path)).catch(() => undefined))) return undefined;
+    stderr.write(`${command}: spool not usable, progress not kept: ${(err as Error).message}\n`);
+    return undefined;
+  }
+}
 
 export interface Staged {
   /** the file to write the copy to (not there yet: create it exclusively, 0600) */
