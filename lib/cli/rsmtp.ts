@@ -171,7 +171,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       throw new InputError('bad-bsmtp', `rsmtp: ${idx.problem} (the transactions before it were delivered)`);
     }
     if (spool) {
-      for (const k of keys) await unlink(statePath(spool, STATE_PEER, k)).catch(() => undefined);
+      // without QUIT, a stream whose writer died exactly between two messages reads as
+      // whole: the caller's run of the whole batch would deliver these again. Their records
+      // stay, pruned after ledger_retention like a cut run's (review9a's E3)
+      if (idx.quit) for (const k of keys) await unlink(statePath(spool, STATE_PEER, k)).catch(() => undefined);
+      // every transaction it settled has a record of its own by now
       if (legacy) await unlink(statePath(spool, STATE_PEER, legacyKey)).catch(() => undefined);
       await spool.fsyncDir('run', STATE_PEER).catch(() => undefined);
     }

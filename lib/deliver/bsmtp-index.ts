@@ -20,6 +20,8 @@ export interface BsmtpIndex {
   transactions: Transaction[];
   /** the text of a problem that ended the batch early (transactions before it are complete) */
   problem: string | undefined;
+  /** the input ended with QUIT (a stream cut between two messages reads as whole without it) */
+  quit: boolean;
 }
 
 /** `NAME=value` / `NAME`, as lib/deliver's transactions carry parameters */
@@ -33,11 +35,13 @@ export async function indexBsmtp(path: string, offset: number): Promise<BsmtpInd
   const reader = new BsmtpReader({ bodies: false });
   let open: Extract<BsmtpEvent, { type: 'message' }> | undefined;
   let problem: string | undefined;
+  let quit = false;
 
   /** false once the reader has stopped (QUIT or an error) */
   const take = (events: BsmtpEvent[]): boolean => {
     for (const e of events) {
       if (e.type === 'message') open = e;
+      else if (e.type === 'quit') quit = true;
       else if (e.type === 'end-of-message' && open) {
         const { envelope: env, line, dataStart } = open;
         transactions.push({
@@ -68,5 +72,5 @@ export async function indexBsmtp(path: string, offset: number): Promise<BsmtpInd
     stream.destroy();
   }
   if (transactions.length === 0 && !problem) throw new InputError('bad-bsmtp', 'no transaction in the BSMTP job');
-  return { transactions, problem };
+  return { transactions, problem, quit };
 }

@@ -4,7 +4,7 @@
 // to (accepted, failed with the notice sent or not), when to try again, and whether
 // the job failed for good. Format: `mailbag-run 1\n` + one line of JSON.
 
-import { readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { MailbagError } from '../errors.js';
 import type { Spool } from '../spool/index.js';
 
@@ -148,20 +148,33 @@ export function isBatchName(name: string): boolean {
   return /^started\.\d+\.\d+$/.test(name);
 }
 
+/** pruneStale's stamp: run/DIR.pruned, beside the records' directory */
+const PRUNE_EVERY_MS = 3_600_000;
+
 /**
  * The standalone rsmtp's and rmail's records (run/DIR: rsmtp-stdin, rmail-stdin) older
  * than the ledger's retention, counted back from the newest record when that is older
- * than now (a clock that jumped forward alone makes nothing old): left by a batch cut short that nobody ran whole, or by a
- * retry the caller gave up. A caller retries well within it (Exim's
- * retry rules, Postfix's maximal_queue_lifetime, default 4–5 days, against 14).
+ * than now (a clock that jumped forward alone makes nothing old): left by a batch cut
+ * short that nobody ran whole, a batch without QUIT, or a retry the caller gave up. A
+ * caller retries well within it (Exim's retry rules, Postfix's maximal_queue_lifetime,
+ * default 4–5 days, against 14).
  */
 export async function pruneStale(spool: Spool, dir: string, retentionMs: number, now: Date): Promise<void> {
+  // at most once an hour (the stamp's mtime): records of batches without QUIT stay for
+  // the retention, one per transaction, and need not all be looked at by every start. A
+  // stamp dated ahead of the clock (set back since) does not hold pruning off.
+  const stamp = spool.path('run', `${dir}.pruned`);
+  const last = await stat(stamp).catch(() => undefined);
+  if (last && last.mtimeMs <= now.getTime() && now.getTime() - last.mtimeMs < PRUNE_EVERY_MS) return;
   let names: string[];
   try {
     names = await readdir(spool.path('run', dir));
   } catch {
     return;
   }
+  await writeFile(stamp, '', { mode: 0o600 })
+    .then(() => utimes(stamp, now, now))
+    .catch(() => undefined);
   const aged: Array<[string, number]> = [];
   let newest = Number.NEGATIVE_INFINITY;
   for (const name of names) {

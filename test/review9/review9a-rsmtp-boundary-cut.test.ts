@@ -45,11 +45,9 @@ function delivered(calls: string): string[] {
 const TX1 = 'MAIL FROM:<s@x>\nRCPT TO:<a@y>\nDATA\none\n.\n';
 const TX2 = 'MAIL FROM:<s@x>\nRCPT TO:<b@y>\nDATA\ntwo\n.\n';
 
-// fails at HEAD 56db119: /work/brief/req-review9a.md E3. Kept as it.fails: the window is
-// documented (docs/rsmtp.md, "The window"), not closed — keeping every no-QUIT run's records
-// for ledger_retention costs a spool file per transaction for 14 days and a rate-limited
-// prune not yet written (apply9a's decision, session 9)
-it.fails('a batch cut at a transaction boundary, then run whole: the first transaction reaches the MTA once', async () => {
+// fails at HEAD 56db119: /work/brief/req-review9a.md E3; passes since a run that read no
+// QUIT keeps its records (apply9a)
+it('a batch cut at a transaction boundary, then run whole: the first transaction reaches the MTA once', async () => {
   const s = site();
   await Spool.open(join(dir!, 'spool'), { create: true });
   expect(await s.call(TX1)).toBe(0); // the cut stream reads as a complete batch

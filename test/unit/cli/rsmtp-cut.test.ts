@@ -55,7 +55,7 @@ const TX3 = 'MAIL FROM:<s@x>\nRCPT TO:<c@y>\nDATA\nthree\n.\n';
 it('a cut-short batch, then the whole one: every transaction reaches the MTA once', async () => {
   const s = site();
   await Spool.open(join(dir!, 'spool'), { create: true });
-  const whole = TX1 + TX2 + TX3;
+  const whole = TX1 + TX2 + TX3 + 'QUIT\n';
   const cut = whole.slice(0, TX1.length + TX2.length + 20); // inside transaction 3's DATA
   const first = await s.call(cut);
   expect(first.code).toBe(65);
@@ -64,7 +64,7 @@ it('a cut-short batch, then the whole one: every transaction reaches the MTA onc
   expect(again.code).toBe(0);
   expect(delivered(s.calls)).toEqual(['a@y', 'b@y', 'c@y']);
   expect(again.stdout.split('\n')[0]).toBe('transaction 1 (line 1) from <s@x>: settled by an earlier run of this input');
-  // all settled: nothing of either run is left in the spool
+  // all settled and the input ended with QUIT: nothing of either run is left in the spool
   expect(readdirSync(join(dir!, 'spool', 'run', 'rsmtp-stdin'))).toEqual([]);
 });
 
@@ -77,6 +77,23 @@ it('a batch whose first transactions equal an earlier one\'s but which goes on d
   const r = await s.call(TX1 + TX3);
   expect(r.code).toBe(0);
   expect(delivered(s.calls)).toEqual(['a@y', 'b@y', 'c@y']);
+});
+
+it('a batch without QUIT that ends 0 keeps its records (its writer may have died between two messages); one with QUIT leaves none', async () => {
+  const s = site();
+  await Spool.open(join(dir!, 'spool'), { create: true });
+  const run = join(dir!, 'spool', 'run', 'rsmtp-stdin');
+  expect((await s.call(TX1 + TX2)).code).toBe(0);
+  expect(readdirSync(run)).toHaveLength(2);
+  // the same batch again (the caller's run of the whole one): nothing twice
+  const again = await s.call(TX1 + TX2 + TX3);
+  expect(again.code).toBe(0);
+  expect(delivered(s.calls)).toEqual(['a@y', 'b@y', 'c@y']);
+  expect(readdirSync(run)).toHaveLength(3);
+  // with QUIT: the stream is whole, its records go (the others' stay, until the retention)
+  expect((await s.call(TX3 + 'QUIT\n')).code).toBe(0);
+  expect(delivered(s.calls)).toEqual(['a@y', 'b@y', 'c@y', 'c@y']);
+  expect(readdirSync(run)).toHaveLength(3);
 });
 
 it('the same transaction twice in one batch is delivered twice (the key is its place, not only its bytes)', async () => {
@@ -97,14 +114,14 @@ it('a record older than the ledger retention (a cut batch nobody ran whole) is p
   writeFileSync(old, 'mailbag-run 1\n{"attempts":0,"tx":{}}\n');
   const longAgo = new Date(Date.now() - 15 * 86_400_000); // the default retention is 14 days
   utimesSync(old, longAgo, longAgo);
-  expect((await s.call(TX3)).code).toBe(0);
+  expect((await s.call(TX3 + 'QUIT\n')).code).toBe(0);
   expect(readdirSync(run)).toEqual([kept]);
 });
 
 it('a record an earlier mailbag kept under the whole input\'s hash is still honoured', async () => {
   const s = site();
   await Spool.open(join(dir!, 'spool'), { create: true });
-  const input = TX1 + TX2;
+  const input = TX1 + TX2 + 'QUIT\n';
   const run = join(dir!, 'spool', 'run', 'rsmtp-stdin');
   mkdirSync(run, { recursive: true });
   const legacy = join(run, createHash('sha256').update(input).digest('hex'));
@@ -112,6 +129,24 @@ it('a record an earlier mailbag kept under the whole input\'s hash is still hono
   expect((await s.call(input)).code).toBe(0);
   expect(delivered(s.calls)).toEqual(['b@y']);
   expect(readdirSync(run)).toEqual([]);
+});
+
+it('pruning looks at the records at most once an hour (run/rsmtp-stdin.pruned)', async () => {
+  site();
+  const spool = await Spool.open(join(dir!, 'spool'), { create: true });
+  const run = join(dir!, 'spool', 'run', 'rsmtp-stdin');
+  mkdirSync(run, { recursive: true });
+  const now = Date.now();
+  const fresh = join(run, '3'.repeat(64));
+  writeFileSync(fresh, 'mailbag-run 1\n{"attempts":0,"tx":{}}\n');
+  await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now));
+  const old = join(run, '4'.repeat(64));
+  writeFileSync(old, 'mailbag-run 1\n{"attempts":0,"tx":{}}\n');
+  utimesSync(old, new Date(now - 15 * 86_400_000), new Date(now - 15 * 86_400_000));
+  await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now + 59 * 60_000));
+  expect(readdirSync(run).sort()).toEqual(['3'.repeat(64), '4'.repeat(64)]);
+  await pruneStale(spool, 'rsmtp-stdin', 14 * 86_400_000, new Date(now + 61 * 60_000));
+  expect(readdirSync(run)).toEqual(['3'.repeat(64)]);
 });
 
 it('a record written by a clock ahead (set back since) is pruned ledger_retention after it was first seen, not once the clock catches up', async () => {
