@@ -81,8 +81,8 @@ const FILE_SYSCALLS = new Set([
 ]);
 const FILE_ERRORS: Record<string, string> = {
   EROFS: 'not writable',
-  EACCES: 'not writable',
-  EPERM: 'not writable',
+  EACCES: 'not accessible', // a read too (a root-owned 0600 job), not only a write
+  EPERM: 'not accessible',
   EIO: 'disk error',
   EMFILE: 'out of file descriptors',
   ENFILE: 'out of file descriptors',
