@@ -6,11 +6,11 @@
 // Seen failing before the fix (exit 0, "skipped"; disk9, applied by the lead).
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { run as runProcess } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
 import { Spool } from '../../lib/spool/index.js';
 import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
@@ -32,21 +32,9 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function run(args: string[], config: string, input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [bin, ...args], { env: { ...process.env, MAILBAG_CONFIG: config }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('error', rej);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      res({ code, stdout, stderr });
-    });
-    p.stdin.end(input);
-  });
+async function run(args: string[], config: string, input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = await runProcess(process.execPath, [bin, ...args], { env: { ...process.env, MAILBAG_CONFIG: config }, input, timeoutMs: 60_000 });
+  return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
 }
 
 it.skipIf(!ready)('dispatch to a hub whose spool is full: exit 75 and the reason, not "skipped" and 0', async () => {

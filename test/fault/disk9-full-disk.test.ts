@@ -1,7 +1,7 @@
 // Every door of a site whose spool is on a real full file system: a small ext4 image,
 // loop-mounted and filled to the last block (as root, the reserved blocks too), and one
-// made with few inodes and all of them used. The real programs run as processes (a
-// private copy of dist/). What each must do (DESIGN.md promises 1, 4, 5):
+// made with few inodes and all of them used. The real programs run as processes (the
+// repo's dist/). What each must do (DESIGN.md promises 1, 4, 5):
 // - the MTA's doors (mailbag enqueue, --bsmtp, mailbag-uux): exit 75, one 4.3.1 line,
 //   no job and no tmp file left;
 // - a session into the full spool (mailbag sync at home, mailbag serve --no-run on the
@@ -11,12 +11,13 @@
 //   status and failed still answer (they only read); once there is room, each job is
 //   delivered exactly once.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run as runProcess } from '../helpers/mta-common.js';
 import { need, underCI } from '../helpers/need.js';
 import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
 
@@ -78,28 +79,10 @@ function fillInodes(mnt: string): string {
   }
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(program: string, args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<Run> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [program, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('error', rej);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      res({ code, stdout, stderr });
-    });
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(input);
-  });
+/** one of the real programs as a process, its output as text (bounded: 60 s) */
+async function run(program: string, args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = await runProcess(process.execPath, [program, ...args], { env: { ...process.env, ...env }, input, timeoutMs: 60_000 });
+  return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
 }
 
 const files = (d: string): string[] => (existsSync(d) ? readdirSync(d).sort() : []);
@@ -107,11 +90,8 @@ const files = (d: string): string[] => (existsSync(d) ? readdirSync(d).sort() : 
 beforeAll(() => {
   if (!ready) return;
   dir = mkdtempSync(join(tmpdir(), 'mailbag-disk9-full-'));
-  cpSync(join(repo, 'dist'), join(dir, 'copy', 'dist'), { recursive: true });
-  cpSync(join(repo, 'package.json'), join(dir, 'copy', 'package.json'));
-  symlinkSync(join(repo, 'node_modules'), join(dir, 'copy', 'node_modules'));
-  bin = join(dir, 'copy', 'dist', 'bin', 'mailbag.js');
-  uux = join(dir, 'copy', 'dist', 'bin', 'mailbag-uux.js');
+  bin = join(repo, 'dist', 'bin', 'mailbag.js');
+  uux = join(repo, 'dist', 'bin', 'mailbag-uux.js');
 }, 60_000);
 afterAll(() => {
   for (const m of mounts.reverse()) {
