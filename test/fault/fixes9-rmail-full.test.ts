@@ -11,21 +11,20 @@
 // first), and one page free (the copy fits, the record does not).
 
 import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { main as rmail } from '../../lib/cli/rmail.js';
 import { asMailbagError } from '../../lib/errors.js';
 import { Spool } from '../../lib/spool/index.js';
+import { smtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
 
 const mounted = canMount('fixes9 rmail on a full spool');
 let dir: string | undefined;
 let mnt: string | undefined;
-let srv: SMTPServer | undefined;
+let srv: SmtpSink | undefined;
 
 beforeAll(() => {
   if (!mounted) return;
@@ -34,7 +33,7 @@ beforeAll(() => {
   mountTmpfs(mnt, '128k');
 });
 afterAll(async () => {
-  if (srv) await new Promise<void>((r) => srv!.close(() => r()));
+  await srv?.close();
   if (mnt) unmount(mnt);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -55,29 +54,10 @@ function fill(at: string): string {
 }
 
 it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot be kept; each recipient once after', async () => {
-  const got: string[][] = [];
   let deferB = true;
-  srv = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onRcptTo(address, _s, cb) {
-      if (address.address === 'b@y.example' && deferB) {
-        const e = new Error('4.2.0 busy') as Error & { responseCode: number };
-        e.responseCode = 450;
-        cb(e);
-        return;
-      }
-      cb();
-    },
-    onData(stream, session, cb) {
-      stream.resume();
-      stream.on('end', () => {
-        got.push(session.envelope.rcptTo.map((r) => r.address));
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => srv!.listen(0, '127.0.0.1', () => r()));
-  const port = ((srv as unknown as { server: { address(): AddressInfo } }).server.address()).port;
+  srv = await smtpSink((rcpt) => (rcpt === 'b@y.example' && deferB ? [450, '4.2.0 busy'] : undefined));
+  const { port } = srv;
+  const got = (): string[][] => srv!.got.map((g) => g.to);
   const spoolDir = join(mnt!, 'spool');
   const config = join(dir!, 'mailbag.toml');
   writeFileSync(config, `site = "home"\nspool = "${spoolDir}"\n[delivery]\nmethod = "smtp"\nsmtp = "127.0.0.1:${port}"\n`);
@@ -98,7 +78,7 @@ it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot b
     expect(r.err).toMatch(/spool full|no space/i);
   }
   // before: a@y got it once per retry
-  expect(got).toEqual([]);
+  expect(got()).toEqual([]);
   // one page free: the copy of the message (SPOOL/tmp/) fits, the record does not
   truncateSync(filler, statSync(filler).size - 4096);
   for (let i = 0; i < 3; i++) {
@@ -106,12 +86,12 @@ it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot b
     expect(r.code).toBe(75);
     expect(r.err).toMatch(/spool full|no space/i);
   }
-  expect(got).toEqual([]);
+  expect(got()).toEqual([]);
   unlinkSync(filler);
   expect((await call()).code).toBe(75); // a@y accepted, b@y deferred: kept
-  expect(got).toEqual([['a@y.example']]);
+  expect(got()).toEqual([['a@y.example']]);
   deferB = false;
   expect((await call()).code).toBe(0);
-  expect(got).toEqual([['a@y.example'], ['b@y.example']]);
+  expect(got()).toEqual([['a@y.example'], ['b@y.example']]);
   expect(readdirSync(join(spoolDir, 'run', 'rmail-stdin'))).toEqual([]);
 });
