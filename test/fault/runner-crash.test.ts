@@ -6,47 +6,21 @@
 // the last, not yet fsynced batch: that needs a VM to show, not a SIGKILL.) The MTA is the fake sendmail, which records every
 // call: exactly what is needed to count deliveries and notices.
 
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { newJobId, type JobHeader } from '../../lib/job/index.js';
-import { Spool } from '../../lib/spool/index.js';
-import { mailbagBin, run } from '../helpers/mta-common.js';
+import { mailbagBin } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
-import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
+import { makeRunnerSite, runRunner, type RunnerSite } from './runner-site.js';
 
 const ready = need('the built mailbag', [mailbagBin], 'run npm run build (npm test does it first)');
 
 const MESSAGE = 'Subject: crash test\n\nbody\n';
 const PAYLOAD = `From s@x.example  Sun Nov 22 04:10:00 2026\n${MESSAGE}`;
 
-interface Site {
-  dir: string;
-  calls: string;
-  config: string;
-  spool: Spool;
-}
-
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-async function makeSite(): Promise<Site> {
-  const dir = mkdtempSync(join(tmpdir(), 'mailbag-runner-fault-'));
-  dirs.push(dir);
-  const calls = join(dir, 'calls');
-  mkdirSync(calls);
-  const config = join(dir, 'mailbag.toml');
-  writeFileSync(config, [
-    'site = "home"', `spool = "${join(dir, 'spool')}"`,
-    '[delivery]', `sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"', 'concurrency = 1',
-    '[peers.hub]', 'transport = "command"', 'command = ["true"]',
-  ].join('\n'));
-  const spool = await Spool.open(join(dir, 'spool'), { create: true });
-  return { dir, calls, config, spool };
-}
+type Site = RunnerSite;
+const makeSite = (): Promise<RunnerSite> => makeRunnerSite();
 
 async function receive(s: Site, recipients: string[]): Promise<string> {
   const h: JobHeader = { id: newJobId(), from: 'hub', to: 'home', created: new Date().toISOString(), command: 'rmail', args: recipients, sender: 's@x.example', recipients };
@@ -55,10 +29,7 @@ async function receive(s: Site, recipients: string[]): Promise<string> {
 }
 
 function runner(s: Site, exits: string, fault?: string) {
-  return run(process.execPath, [mailbagBin, 'run', '--config', s.config, '--now'], {
-    env: { ...process.env, FAKE_SENDMAIL_DIR: s.calls, FAKE_SENDMAIL_EXITS: exits, ...(fault ? { MAILBAG_FAULT: fault } : { MAILBAG_FAULT: '' }) },
-    timeoutMs: 60_000,
-  });
+  return runRunner(s, { exits, ...(fault ? { fault } : {}), args: ['--now'] });
 }
 
 /** Calls of the fake sendmail: deliveries (per recipient) and notices (-f <>). */

@@ -6,37 +6,21 @@
 // twice. Before, the line came first: the kill there left the notice owed, and the next
 // run tried it again and printed the line again (cron mailed it twice).
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { newJobId, type JobHeader } from '../../lib/job/index.js';
 import { readState, writeState } from '../../lib/runner/state.js';
-import { Spool } from '../../lib/spool/index.js';
-import { mailbagBin, run } from '../helpers/mta-common.js';
+import { mailbagBin } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
-import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
+import { makeRunnerSite, runRunner } from './runner-site.js';
 
 const ready = need('the built mailbag', [mailbagBin], 'run npm run build (npm test does it first)');
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 describe.skipIf(!ready)('a notice given up, the runner killed between its record and its line', () => {
   it('is recorded, tried no more and never said twice', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mailbag-given-up-'));
-    dirs.push(dir);
-    const calls = join(dir, 'calls');
-    mkdirSync(calls);
-    const config = join(dir, 'mailbag.toml');
-    writeFileSync(config, [
-      'site = "home"', `spool = "${join(dir, 'spool')}"`,
-      '[delivery]', `sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"', 'concurrency = 1',
-      '[peers.hub]', 'transport = "command"', 'command = ["true"]',
-    ].join('\n'));
-    const spool = await Spool.open(join(dir, 'spool'), { create: true });
+    const site = await makeRunnerSite('mailbag-given-up-');
+    const { calls, spool } = site;
     // a job that failed 6 days ago; its notice deferred since then, due now
     const day = 86_400_000;
     const made = Date.now() - 6 * day;
@@ -50,10 +34,7 @@ describe.skipIf(!ready)('a notice given up, the runner killed between its record
       failed: { reason: '<r@y.example>: x-unix; sendmail exited 67', at: since, status: '5.1.1', noticeSent: false },
     });
     // every notice deferred (75)
-    const runner = (fault: string) => run(process.execPath, [mailbagBin, 'run', '--config', config], {
-      env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '75', MAILBAG_FAULT: fault },
-      timeoutMs: 60_000,
-    });
+    const runner = (fault: string) => runRunner(site, { exits: '75', fault });
     const killed = await runner('runner-notice-given-up');
     expect(killed.signal).toBe('SIGKILL');
     const again = await runner('');

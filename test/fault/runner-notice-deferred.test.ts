@@ -6,44 +6,26 @@
 // spoke of. Before, the line came first: the kill left no deferral recorded, and the next
 // run tried the notice again at once, against the line's "after TIME".
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { newJobId, type JobHeader } from '../../lib/job/index.js';
 import { readState, writeState } from '../../lib/runner/state.js';
-import { Spool } from '../../lib/spool/index.js';
-import { mailbagBin, run } from '../helpers/mta-common.js';
+import { mailbagBin } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
-import { FAKE_SENDMAIL, RMAIL_PAYLOAD } from '../unit/runner/helpers.js';
+import { RMAIL_PAYLOAD } from '../unit/runner/helpers.js';
+import { makeRunnerSite, runRunner } from './runner-site.js';
 
 const ready = need('the built mailbag', [mailbagBin], 'run npm run build (npm test does it first)');
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 describe.skipIf(!ready)('a notice deferred, the runner killed between its record and its line', () => {
   it('the line is true: the notice waits for the time it names', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mailbag-notice-deferred-'));
-    dirs.push(dir);
-    const calls = join(dir, 'calls');
-    mkdirSync(calls);
-    const config = join(dir, 'mailbag.toml');
-    writeFileSync(config, [
-      'site = "home"', `spool = "${join(dir, 'spool')}"`,
-      '[delivery]', `sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"', 'concurrency = 1',
-      '[peers.hub]', 'transport = "command"', 'command = ["true"]',
-    ].join('\n'));
-    const spool = await Spool.open(join(dir, 'spool'), { create: true });
+    const site = await makeRunnerSite('mailbag-notice-deferred-');
+    const { calls, spool } = site;
     const h: JobHeader = { id: newJobId(), from: 'hub', to: 'home', created: new Date().toISOString(), command: 'rmail', args: ['r@y.example'], sender: 'c!a!b!user', recipients: ['r@y.example'] };
     await spool.writeJob('in', 'hub', h, Buffer.from(RMAIL_PAYLOAD));
     // the recipient refused for good (67), every notice deferred (75)
-    const runner = (fault: string) => run(process.execPath, [mailbagBin, 'run', '--config', config], {
-      env: { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: 'r@y.example=67,75', MAILBAG_FAULT: fault },
-      timeoutMs: 60_000,
-    });
+    const runner = (fault: string) => runRunner(site, { exits: 'r@y.example=67,75', fault });
     const killed = await runner('runner-notice-deferred');
     expect(killed.signal).toBe('SIGKILL');
     const again = await runner('');
@@ -63,26 +45,14 @@ describe.skipIf(!ready)('a notice deferred, the runner killed between its record
 
 describe.skipIf(!ready)('a notice that can never be sent (its failed job does not read), the runner killed at its line', () => {
   it('the line is said once: the record that nobody can be told comes first', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mailbag-notice-unsendable-'));
-    dirs.push(dir);
-    const calls = join(dir, 'calls');
-    mkdirSync(calls);
-    const config = join(dir, 'mailbag.toml');
-    writeFileSync(config, [
-      'site = "home"', `spool = "${join(dir, 'spool')}"`,
-      '[delivery]', `sendmail = "${FAKE_SENDMAIL}"`, 'mta = "sendmail"', 'concurrency = 1',
-      '[peers.hub]', 'transport = "command"', 'command = ["true"]',
-    ].join('\n'));
-    const spool = await Spool.open(join(dir, 'spool'), { create: true });
+    const site = await makeRunnerSite('mailbag-notice-unsendable-');
+    const { dir, spool } = site;
     const id = newJobId();
     // a failed job whose file is not a job (a disk or a hand did this), its notice owed
     mkdirSync(join(dir, 'spool', 'failed', 'hub'), { recursive: true, mode: 0o700 });
     writeFileSync(join(dir, 'spool', 'failed', 'hub', id), 'not a job\n', { mode: 0o600 });
     await writeState(spool, 'hub', id, { attempts: 1, tx: {}, failed: { reason: 'x', at: new Date().toISOString(), status: '5.1.1', noticeSent: false } });
-    const runner = (fault: string) => run(process.execPath, [mailbagBin, 'run', '--config', config], {
-      env: { ...process.env, FAKE_SENDMAIL_DIR: calls, MAILBAG_FAULT: fault },
-      timeoutMs: 60_000,
-    });
+    const runner = (fault: string) => runRunner(site, { fault });
     const killed = await runner('runner-notice-unsendable');
     expect(killed.signal).toBe('SIGKILL');
     const again = await runner('');
