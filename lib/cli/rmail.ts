@@ -87,7 +87,7 @@ export async function splitEnvelope(input: Readable): Promise<{ envelope: UucpEn
  * permanent status (69). Anything temporary: 75.
  */
 async function viaSmtp(config: Config, sender: string, recipients: string[], message: Readable, io: CliIo): Promise<number> {
-  const spool = await openProgressSpool(config.spool, 'rmail', io.stderr);
+  const spool = await openProgressSpool(config, 'rmail', io.stderr);
   // the message's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rmail-message');
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });

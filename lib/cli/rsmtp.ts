@@ -45,7 +45,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   const config = loadConfig({ path: args.config, env: io.env, cwd: io.cwd });
   // no spool: no memory across retries (see EXIT STATUS in docs/rsmtp.md)
-  const spool = await openProgressSpool(config.spool, 'rsmtp', io.stderr);
+  const spool = await openProgressSpool(config, 'rsmtp', io.stderr);
   // the input's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rsmtp-input');
   try {

@@ -15,7 +15,13 @@ import { Spool, tmpName } from '../spool/index.js';
  * opened (not writable, an o+w root, not a spool) is said on stderr, since each retry of
  * a partial delivery may then repeat what was accepted (review9a's L1).
  */
-export async function openProgressSpool(path: string, command: string, stderr: NodeJS.WritableStream): Promise<Spool | undefined> {
+export async function openProgressSpool(config: { readonly spool: string }, command: string, stderr: NodeJS.WritableStream): Promise<Spool | undefined> {
+  let path: string;
+  try {
+    path = config.spool;
+  } catch {
+    return undefined; // no spool set (an installed package): none, as without one made
+  }
   try {
     return await Spool.open(path);
   } catch (err) {
