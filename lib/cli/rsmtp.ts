@@ -79,8 +79,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const legacy = spool ? await readState(spool, STATE_PEER, legacyKey) : undefined;
     // one record per transaction, `tx[INDEX]` of a RunState named by its prefix hash
     const state: RunState = emptyState();
+    // the records this run found: an earlier run's, of this input or of another batch with
+    // the same first transactions (the same KEY), whose pending retry may rely on them
+    const found = new Set<string>();
     for (const tx of idx.transactions) {
       const own = spool ? await readState(spool, STATE_PEER, keys[tx.index]!) : undefined;
+      if (own) found.add(keys[tx.index]!);
       const p = own?.tx[String(tx.index)] ?? legacy?.tx[String(tx.index)];
       if (p) state.tx[String(tx.index)] = p;
     }
@@ -173,8 +177,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (spool) {
       // without QUIT, a stream whose writer died exactly between two messages reads as
       // whole: the caller's run of the whole batch would deliver these again. Their records
-      // stay, pruned after ledger_retention like a cut run's (review9a's E3)
-      if (idx.quit) for (const k of keys) await unlink(statePath(spool, STATE_PEER, k)).catch(() => undefined);
+      // stay, pruned after ledger_retention like a cut run's (review9a's E3). With QUIT, only
+      // the records this run made go: one it found may be another batch's (an identical
+      // first transaction), whose retry would deliver that transaction again without it;
+      // it is renewed above and goes after ledger_retention
+      if (idx.quit) for (const k of keys) if (!found.has(k)) await unlink(statePath(spool, STATE_PEER, k)).catch(() => undefined);
       // every transaction it settled has a record of its own by now
       if (legacy) await unlink(statePath(spool, STATE_PEER, legacyKey)).catch(() => undefined);
       await spool.fsyncDir('run', STATE_PEER).catch(() => undefined);
