@@ -16,6 +16,7 @@
 // answered ones (beyond that, commits wait for the writes into out/).
 
 import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
@@ -47,6 +48,19 @@ const HEAD_LEN = 32;
 /** 'MBJR', little-endian */
 const REC_MAGIC = 0x524a424d;
 const REC_HEAD = 20;
+/**
+ * The journal's key: 16 random bytes made once per journal file and never changed,
+ * kept twice in the header's block (a magic 'MBJK', the key, a CRC-32 of both), at
+ * these offsets. Each record's CRC-32 starts from the key's CRC (its seed), so bytes a
+ * sender put inside a job (which may sit behind the current generation's last record,
+ * the crash tail, once a later generation is written over them) cannot pass for a
+ * record: the sender does not know the key. A journal of an earlier build has no key;
+ * its records' CRCs start from 0 (read at the upgrade's replay, then the key is made).
+ */
+const KEY_AT = [1024, 3072] as const;
+const KEY_MAGIC = 0x4b4a424d;
+const KEY_LEN = 16;
+const KEY_BLOCK = 4 + KEY_LEN + 4;
 /** a reset is due once the journal is this full, or idle this long with everything written out */
 const RESET_FILL = JOURNAL_SIZE / 2;
 const RESET_IDLE_MS = 200;
@@ -107,13 +121,40 @@ function parseHeader(b: Buffer): number | undefined {
   return b.readUInt32LE(24);
 }
 
-function recordHead(gen: number, dest: Buffer, pieces: readonly Uint8Array[], size: number): Buffer {
+/** The seed of the records' CRC-32s in this journal file (the CRC of its key), or undefined when no copy of a key is whole (an earlier build's journal). */
+function readSeed(fd: number): number | undefined {
+  const b = Buffer.alloc(KEY_BLOCK);
+  for (const at of KEY_AT) {
+    if (readFully(fd, b, at) < KEY_BLOCK || b.readUInt32LE(0) !== KEY_MAGIC) continue;
+    if ((crc32(b.subarray(0, 4 + KEY_LEN)) >>> 0) !== b.readUInt32LE(4 + KEY_LEN)) continue;
+    return crc32(b.subarray(4, 4 + KEY_LEN)) >>> 0;
+  }
+  return undefined;
+}
+
+/**
+ * The journal's key, made (both copies written; flushed by the caller's next flush,
+ * before any record uses it) when the file has none: a new journal, or one of an
+ * earlier build after its replay. Returns the records' CRC seed.
+ */
+function ensureKey(fd: number): number {
+  const seed = readSeed(fd);
+  if (seed !== undefined) return seed;
+  const b = Buffer.alloc(KEY_BLOCK);
+  b.writeUInt32LE(KEY_MAGIC, 0);
+  randomBytes(KEY_LEN).copy(b, 4);
+  b.writeUInt32LE(crc32(b.subarray(0, 4 + KEY_LEN)) >>> 0, 4 + KEY_LEN);
+  for (const at of KEY_AT) writeSync(fd, b, 0, KEY_BLOCK, at);
+  return crc32(b.subarray(4, 4 + KEY_LEN)) >>> 0;
+}
+
+function recordHead(gen: number, seed: number, dest: Buffer, pieces: readonly Uint8Array[], size: number): Buffer {
   const h = Buffer.alloc(REC_HEAD);
   h.writeUInt32LE(REC_MAGIC, 0);
   h.writeUInt32LE(gen >>> 0, 4);
   h.writeUInt32LE(dest.length, 8);
   h.writeUInt32LE(size, 12);
-  let c = crc32(h.subarray(0, 16));
+  let c = crc32(h.subarray(0, 16), seed);
   c = crc32(dest, c);
   for (const p of pieces) c = crc32(p, c);
   h.writeUInt32LE(c >>> 0, 16);
@@ -175,19 +216,19 @@ function destOf(spool: Spool, rel: string): { peer: string; path: string } | und
  * magic or generation, a length past the file, a CRC that does not match: a write torn
  * by a crash), since nothing after it was ever answered. One record in memory at a time.
  */
-function* records(fd: number, gen: number): Generator<{ rel: string; data: Buffer }> {
+function* records(fd: number, gen: number, seed: number): Generator<{ rel: string; data: Buffer }> {
   const size = fstatSync(fd).size;
   let pos = HEADER_SIZE;
   for (;;) {
-    const r = recordAt(fd, pos, size);
+    const r = recordAt(fd, pos, size, seed);
     if (!r || r.gen !== gen) break;
     pos = r.end;
     yield { rel: r.rel, data: r.data };
   }
 }
 
-/** The whole record at `pos` (magic, lengths within bounds, CRC-32), or undefined. */
-function recordAt(fd: number, pos: number, size: number): { gen: number; rel: string; data: Buffer; end: number } | undefined {
+/** The whole record at `pos` (magic, lengths within bounds, CRC-32 from `seed`), or undefined. */
+function recordAt(fd: number, pos: number, size: number, seed: number): { gen: number; rel: string; data: Buffer; end: number } | undefined {
   if (pos + REC_HEAD > size) return undefined;
   const rh = Buffer.alloc(REC_HEAD);
   if (readFully(fd, rh, pos) < REC_HEAD || rh.readUInt32LE(0) !== REC_MAGIC) return undefined;
@@ -196,42 +237,70 @@ function recordAt(fd: number, pos: number, size: number): { gen: number; rel: st
   if (destLen === 0 || destLen > 1024 || dataLen > JOURNAL_MAX_JOB || pos + REC_HEAD + destLen + dataLen > size) return undefined;
   const body = Buffer.alloc(destLen + dataLen);
   if (readFully(fd, body, pos + REC_HEAD) < body.length) return undefined;
-  if ((crc32(body, crc32(rh.subarray(0, 16))) >>> 0) !== rh.readUInt32LE(16)) return undefined;
+  if ((crc32(body, crc32(rh.subarray(0, 16), seed)) >>> 0) !== rh.readUInt32LE(16)) return undefined;
   return { gen: rh.readUInt32LE(4), rel: body.toString('utf8', 0, destLen), data: body.subarray(destLen), end: pos + REC_HEAD + destLen + dataLen };
 }
 
 /**
- * Which generation of a journal to read. A whole header names it. A header that does not
- * parse can only be damage (a new journal gets its header before its name appears, and
- * a header is rewritten within one sector), and the records behind it may be answered
- * mail: they are read under the generation of the record at the start of the records
- * (the current generation's if whole: every header write that retires records clears its
- * magic first, `retire`; each generation writes from there on, so every record after it
- * is of that generation or older ones, retired), and `next` is a generation above every
- * whole record in the file, so that none of them is ever read as a newer one (above
- * 2^32 − 1: `retire` wipes the records).
+ * The record at the start of the records (HEADER_SIZE) if whole, and the CRC seed it was
+ * written with: the journal's key's (this build) or 0 (an earlier build's journal, read
+ * once at the upgrade). Either is safe there: a record at HEADER_SIZE is always one
+ * lmtpd wrote (never a sender's bytes, which are inside a record's data) or one whose
+ * magic a reset cleared. The records after it must have the same seed.
  */
-function generationOf(fd: number): { gen: number | undefined; next: number; damaged: boolean } {
-  const head = Buffer.alloc(HEAD_LEN);
-  const gen = readFully(fd, head, 0) === HEAD_LEN ? parseHeader(head) : undefined;
-  if (gen !== undefined) return { gen, next: gen + 1, damaged: false };
-  const size = fstatSync(fd).size;
-  const first = recordAt(fd, HEADER_SIZE, size);
-  return { gen: first?.gen, next: maxRecordGen(fd, size) + 1, damaged: true };
+function firstRecord(fd: number, size: number, keySeed: number | undefined): { gen: number; seed: number } | undefined {
+  for (const seed of keySeed === undefined ? [0] : [keySeed, 0]) {
+    const r = recordAt(fd, HEADER_SIZE, size, seed);
+    if (r) return { gen: r.gen, seed };
+  }
+  return undefined;
 }
 
-/** The highest generation of any whole record in the file (0 if none): a scan of the whole file, for a damaged header only. */
-function maxRecordGen(fd: number, size: number): number {
+/**
+ * Which generation of a journal to read, with which CRC seed. A whole header names it,
+ * unless the record at the start of the records is whole and of a later generation:
+ * every generation is written by a header above every whole record in the file, so that
+ * header is stale (its write lost: a drive that acknowledged a flush it had not done)
+ * and the records are the current generation's, answered (`stale`). A header that does
+ * not parse can only be damage (a new journal gets its header before its name appears,
+ * and a header is rewritten within one sector), and the records behind it may be
+ * answered mail: they are read under the generation of the record at the start of the
+ * records (the current generation's if whole: every header write that retires records
+ * clears its magic first, `retire`; each generation writes from there on, so every
+ * record after it is of that generation or older ones, retired); `cleared` says that
+ * magic is zero (retired, nothing appended since: nothing can be lost). In both repairs
+ * `next` is a generation above every whole record in the file, so that none of them is
+ * ever read as a newer one (above 2^32 − 1: `retire` wipes the records).
+ */
+function generationOf(fd: number): { gen: number | undefined; seed: number; next: number; damaged: boolean; stale: boolean; cleared: boolean } {
+  const keySeed = readSeed(fd);
+  const size = fstatSync(fd).size;
+  const head = Buffer.alloc(HEAD_LEN);
+  const h = readFully(fd, head, 0) === HEAD_LEN ? parseHeader(head) : undefined;
+  const first = firstRecord(fd, size, keySeed);
+  const seed = first?.seed ?? keySeed ?? 0;
+  if (h !== undefined && (first === undefined || first.gen <= h)) return { gen: h, seed, next: h + 1, damaged: false, stale: false, cleared: false };
+  const magic = Buffer.alloc(4);
+  const cleared = readFully(fd, magic, HEADER_SIZE) === 4 && magic.readUInt32LE(0) === 0;
+  const next = Math.max(h ?? 0, maxRecordGen(fd, size, keySeed)) + 1;
+  return { gen: first?.gen, seed, next, damaged: h === undefined, stale: h !== undefined, cleared };
+}
+
+/** The highest generation of any whole record in the file, with the key's seed or 0 (0 if none): a scan of the whole file, for a damaged or stale header only. */
+function maxRecordGen(fd: number, size: number, keySeed: number | undefined): number {
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(REC_MAGIC, 0);
   const chunk = Buffer.alloc(1024 * 1024);
+  const seeds = keySeed === undefined ? [0] : [keySeed, 0];
   let max = 0;
   for (let base = HEADER_SIZE; base < size; base += chunk.length - 3) {
     const n = readFully(fd, chunk, base);
     const view = chunk.subarray(0, n);
     for (let i = view.indexOf(magic); i >= 0; i = view.indexOf(magic, i + 1)) {
-      const r = recordAt(fd, base + i, size);
-      if (r && r.gen > max) max = r.gen;
+      for (const seed of seeds) {
+        const r = recordAt(fd, base + i, size, seed);
+        if (r && r.gen > max) max = r.gen;
+      }
     }
     if (n < chunk.length) break;
   }
@@ -253,12 +322,15 @@ async function replayFile(spool: Spool, path: string, log: (line: string) => voi
   const fd = openSync(path, constants.O_RDWR);
   try {
     let written = 0;
-    const { gen, next, damaged } = generationOf(fd);
+    const { gen, seed, next, damaged, stale, cleared } = generationOf(fd);
     if (damaged) {
-      log(gen === undefined
-        ? `lmtpd: the LMTP journal ${path} has a damaged header and no whole record after it: nothing in it can be replayed (any mail answered from it and not in out/ is lost)`
-        : `lmtpd: the LMTP journal ${path} has a damaged header: replaying the records of generation ${gen} that follow it`);
+      log(gen !== undefined
+        ? `lmtpd: the LMTP journal ${path} has a damaged header: replaying the records of generation ${gen} that follow it`
+        : cleared
+          ? `lmtpd: the LMTP journal ${path} has a damaged header; its records had all been written into out/ (retired) and none was added since: nothing to replay, nothing lost`
+          : `lmtpd: the LMTP journal ${path} has a damaged header and a damaged first record: nothing in it can be replayed (mail answered from it and not in out/ may be lost)`);
     }
+    if (stale) log(`lmtpd: the LMTP journal ${path} has a header older than its records (a lost write): replaying the records of generation ${gen} that follow it`);
     let batch: { dest: string; pieces: Uint8Array[]; tmpDir: string }[] = [];
     let bytes = 0;
     const present = new Set<string>();
@@ -272,7 +344,7 @@ async function replayFile(spool: Spool, path: string, log: (line: string) => voi
       bytes = 0;
     };
     if (gen !== undefined) {
-      for (const r of records(fd, gen)) {
+      for (const r of records(fd, gen, seed)) {
         const dest = destOf(spool, r.rel);
         if (!dest) break;
         // already written into out/ (and perhaps sent since: see docs/spool.md, L8); its
@@ -318,9 +390,9 @@ export function journalJobs(root: string, skip: ReadonlySet<string> = new Set())
       continue;
     }
     try {
-      const { gen } = generationOf(fd);
+      const { gen, seed } = generationOf(fd);
       if (gen === undefined) continue;
-      for (const { rel, data } of records(fd, gen)) {
+      for (const { rel, data } of records(fd, gen, seed)) {
         const m = /^out\/([^/]+)\/([^/]+)$/.exec(rel);
         if (!m || !isName(m[1]) || !isJobId(m[2])) break;
         if (!exists(join(root, rel))) out.push({ peer: m[1], id: m[2], data });
@@ -547,6 +619,8 @@ export class LmtpJournal {
     private readonly spool: Spool,
     private readonly fd: number,
     private gen: number,
+    /** the CRC seed of this journal's records (its key's CRC) */
+    private readonly seed: number,
     private readonly lock: Lock,
     private readonly fallback: GroupCommit,
     private readonly log: (line: string) => void,
@@ -613,9 +687,12 @@ export class LmtpJournal {
       const head = Buffer.alloc(HEAD_LEN);
       readFully(fd, head, 0);
       if (fstatSync(fd).size < JOURNAL_SIZE) throw new MailbagError('spool', `the LMTP journal ${path} is shorter than ${JOURNAL_SIZE} bytes`);
-      // replayed (or new): its records are retired; this process starts a new generation
+      // replayed (or new): its records are retired; this process starts a new generation,
+      // its records keyed (the key, made now if the file has none, is flushed by retire's
+      // first flush, before any record uses it)
+      const seed = ensureKey(fd);
       const gen = await retire(fd, (parseHeader(head) ?? 0) + 1, () => flushFd(fd!));
-      const journal = new LmtpJournal(spool, fd, gen, mine.lock, opts.fallback, opts.log ?? (() => undefined), Math.max(1, opts.maxBatch ?? 256), HOLD || Boolean(opts.hold));
+      const journal = new LmtpJournal(spool, fd, gen, seed, mine.lock, opts.fallback, opts.log ?? (() => undefined), Math.max(1, opts.maxBatch ?? 256), HOLD || Boolean(opts.hold));
       return { journal, replayed };
     } catch (err) {
       if (fd !== undefined) ignore(() => closeSync(fd!));
@@ -762,7 +839,7 @@ export class LmtpJournal {
     let failed: unknown;
     try {
       const bufs: Uint8Array[] = [];
-      for (const p of batch) bufs.push(recordHead(this.gen, p.rel, p.pieces, p.size), p.rel, ...p.pieces);
+      for (const p of batch) bufs.push(recordHead(this.gen, this.seed, p.rel, p.pieces, p.size), p.rel, ...p.pieces);
       if (MID_APPEND) {
         // the crash this point stands for: part of the batch's records reached the file
         writevAll(this.fd, bufs.slice(0, Math.max(1, bufs.length >> 1)), this.pos);

@@ -272,7 +272,8 @@ describe('LmtpJournal', () => {
     closeSync(fd);
     const lines: string[] = [];
     expect(await replayJournals(spool, (l) => lines.push(l))).toBe(0);
-    expect(lines.join('\n')).toMatch(/damaged header and no whole record after it/);
+    // opened and abandoned: the magic at 4096 cleared by open's reset, nothing appended since
+    expect(lines.join('\n')).toMatch(/damaged header; its records had all been written into out\/ \(retired\) and none was added since: nothing to replay, nothing lost/);
     const next = await open(true);
     const c = await job(next.store, 'after\n');
     await next.journal.abandon();
