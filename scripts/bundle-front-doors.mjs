@@ -576,8 +576,8 @@ const enqueue = await frontDoor('mailbag-enqueue', entry('enqueue', 'mailbag', '
  * module (wrapped as CommonJS wraps a module, as the front doors' code is), and
  * dist/bin/mailbag-NAME.HASH.cjs, whose name goes into `text` for the placeholder, the
  * small loader the thread starts from, which runs the code with V8's code cache
- * (workerLoader). Older files of NAME are removed. The caches are made afterwards by
- * finishSession's sample sessions.
+ * (workerLoader). Older files of NAME and all its caches are removed. The caches are
+ * made afterwards by finishSession's sample sessions.
  */
 async function finishWorkers(text, found) {
   for (const [name, file] of found) {
@@ -589,7 +589,9 @@ async function finishWorkers(text, found) {
     writeAtomically(join(binDir, codeBase), code);
     writeAtomically(join(binDir, base), workerLoader(name, hash));
     workerCodes.push(join(binDir, codeBase));
-    for (const f of readdirSync(binDir)) if (f.startsWith(`mailbag-${name}.`) && (f.endsWith('.tmp') || ((f.endsWith('.cjs') || f.endsWith('.v8cache')) && !f.startsWith(`mailbag-${name}.${hash}.`)))) rmSync(join(binDir, f));
+    // every cache of NAME goes, this code's too: the sample sessions make this build's, and
+    // one made by an earlier build under other V8 flags (NODE_OPTIONS) has another name
+    for (const f of readdirSync(binDir)) if (f.startsWith(`mailbag-${name}.`) && (f.endsWith('.tmp') || f.endsWith('.v8cache') || (f.endsWith('.cjs') && !f.startsWith(`mailbag-${name}.${hash}.`)))) rmSync(join(binDir, f));
     text = text.replaceAll(`@@worker:${name}@@`, base);
   }
   if (text.includes('@@worker:')) throw new Error(`bundle-front-doors: a worker placeholder was left in the bundle (${/@@worker:[^@]*@@/.exec(text)[0]})`);
