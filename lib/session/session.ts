@@ -42,6 +42,8 @@ export const FLOW_WINDOW = 384 * 1024;
 const BAGS_IN_FLIGHT = 1;
 /** the longest keepalive a peer's HELLO is believed (the configuration's own cap on `keepalive`, 24 days) */
 const MAX_PEER_KEEPALIVE = 24 * 86_400_000;
+/** a session with nothing but PING from the peer for this long, and nothing of ours under way, is stuck (SessionOptions.stallTimeoutMs) */
+export const STALL_TIMEOUT_MS = 3_600_000;
 
 export interface SessionOptions {
   link: Link;
@@ -58,6 +60,12 @@ export interface SessionOptions {
   keepaliveMs?: number;
   /** give up after this long without receiving anything (default max(4 × keepalive, 30 s); at least 4 × the peer's own keepalive, from its HELLO) */
   idleTimeoutMs?: number;
+  /**
+   * give up after this long with nothing but PING from the peer while this side has no step
+   * of its own under way (default max(1 h, the idle timeout)): a peer that only keeps the
+   * link alive (a hung sender whose timer still runs, a hostile one) ends the session
+   */
+  stallTimeoutMs?: number;
   software?: string;
   /** read our queue and build the first bags while the handshake runs (the dialer: it knows whom it dialled) */
   scanEarly?: boolean;
@@ -162,6 +170,8 @@ class Session {
   // at boot, an hour forward) is no silence of the peer, nor a step back a reprieve
   private lastSent = performance.now();
   private lastRecv = performance.now();
+  /** the last frame from the peer other than PING: the session moved */
+  private lastMoved = performance.now();
   private settled = false;
   private resolve!: (r: SessionResult) => void;
   private reject!: (e: Error) => void;
@@ -249,9 +259,17 @@ class Session {
       // "60s" against a hub's default was cut at 60 s of silence, while it was alive)
       const theirs = this.res.peerHello?.keepalive ?? 0;
       const idle = Math.max(ownIdle, 4 * Math.min(theirs, MAX_PEER_KEEPALIVE));
+      const stall = this.o.stallTimeoutMs ?? Math.max(STALL_TIMEOUT_MS, idle);
       // while the store opens nothing is read, so silence says nothing about the link
       if (!this.opening && now - this.lastRecv > idle) {
         this.fail(new SessionError('timeout', `nothing received from ${this.o.peer} for ${Math.round((now - this.lastRecv) / 1000)} s: the link is dead`), true);
+        return;
+      }
+      // keepalives alone, for longer than any step of the peer's takes, while nothing of
+      // ours is under way (staging, a commit, an ACK's removals, sending DATA): the peer holds
+      // the session (and its lock) without moving it
+      if (!this.opening && this.staging === 0 && this.busy === 0 && !this.pumping && now - this.lastMoved > stall) {
+        this.fail(new SessionError('timeout', `${this.o.peer} sent nothing but keepalives for ${Math.round((now - this.lastMoved) / 1000)} s: the session does not move`), true);
         return;
       }
       if (now - this.lastSent >= this.keepalive && !this.byeSent) this.send(encodeFrame(FRAME.PING));
@@ -330,7 +348,7 @@ class Session {
           await this.o.opened;
         } finally {
           this.opening = false;
-          this.lastRecv = performance.now();
+          this.lastRecv = this.lastMoved = performance.now();
         }
       }
       for await (const chunk of chunksOf(this.link.input)) {
@@ -344,6 +362,7 @@ class Session {
           return;
         }
         for (const f of frames.value) {
+          if (f.type !== FRAME.PING) this.lastMoved = performance.now();
           if (this.o.trace && f.type !== FRAME.DATA && f.type !== FRAME.PROGRESS) this.o.trace(`${this.o.site} < ${frameName(f.type)} ${f.payload.subarray(0, 115).toString('latin1')}`);
           const m = this.state.receive(f);
           if (!m.ok) {

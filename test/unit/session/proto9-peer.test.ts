@@ -280,3 +280,53 @@ describe('words from the peer reach the admin as text, not as terminal control',
     expect(tail.text()).toBe('ssh: connect to host hub?[31m refused?[0m\nline two?');
   });
 });
+
+describe('fixes10: a peer that only pings', () => {
+  it('cannot hold the session open for ever: it ends with timeout once nothing but PING came for the stall time', async () => {
+    const hub = await site('f10-pings', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    // keepalive and idle as in the test above; the stall time shortened from its hour
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000, stallTimeoutMs: 1500 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 100 })));
+    // home never says DONE: it pings, well within every idle limit, for ever
+    const pinger = setInterval(() => home.send(encodeFrame(FRAME.PING)), 100);
+    cleanups.push(() => clearInterval(pinger));
+    const outcome = await Promise.race([
+      run.then(() => 'ended' as const, (e: Error) => e),
+      new Promise<'still open'>((r) => setTimeout(() => r('still open'), 6000)),
+    ]);
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as Error).message).toMatch(/home sent nothing but keepalives for \d+ s/);
+    expect((outcome as { code?: string }).code).toBe('timeout');
+    // the peer was told
+    const err = await home.next(FRAME.ERROR, 1000);
+    expect(err.payload.toString()).toMatch(/timeout/);
+  });
+
+  it('a peer that moves between its pings is not stalled: the time counts from its last frame other than PING', async () => {
+    const hub = await site('f10-pings-moving', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000, stallTimeoutMs: 1500 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 100 })));
+    const pinger = setInterval(() => home.send(encodeFrame(FRAME.PING)), 100);
+    cleanups.push(() => clearInterval(pinger));
+    // two stretches of pings, each shorter than the stall time, together longer
+    await new Promise((r) => setTimeout(r, 1000));
+    home.send(encodeFrame(FRAME.DONE));
+    await home.next(FRAME.BYE);
+    await new Promise((r) => setTimeout(r, 1000));
+    clearInterval(pinger);
+    home.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    const r: SessionResult = await run;
+    expect(r.drained).toBe(true);
+  });
+});
