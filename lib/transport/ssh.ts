@@ -5,7 +5,7 @@
 // socket, DNS and timeout are temporary; authentication and host keys are errors the
 // admin must fix, and the message says how.
 
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 // ssh2 is CommonJS: Node's ESM loader finds no named exports in it (vitest hides that),
 // so take them from the default export.
 import ssh2 from 'ssh2';
@@ -113,10 +113,25 @@ export function classifySshError(err: Error & { level?: string; code?: string },
 async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
   let material: Buffer | string | undefined = o.privateKey;
   if (material === undefined && o.identity !== undefined) {
+    let mode = 0;
+    let uid = -1;
     try {
-      material = await readFile(o.identity);
+      const fh = await open(o.identity, 'r');
+      try {
+        ({ mode, uid } = await fh.stat());
+        material = await fh.readFile();
+      } finally {
+        await fh.close();
+      }
     } catch (err) {
       throw new SessionError('auth', `cannot read the identity file ${o.identity}: ${(err as Error).message}`, { cause: err });
+    }
+    // what ssh(1) does (sshkey_perm_ok): a key of ours that others may read or write is not
+    // used. Taken anyway, it would keep working here while ssh(1), a transport = "command"
+    // peer, or an audit refuses it, and its owner never learn that it may be copied
+    if (uid === process.getuid?.() && (mode & 0o077) !== 0) {
+      const perms = `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+      throw new SessionError('auth', `the identity file ${o.identity} is open to others (permissions ${perms}): ssh refuses such a private key, and so does mailbag; chmod 600 ${o.identity}`);
     }
   }
   if (material === undefined) return undefined;

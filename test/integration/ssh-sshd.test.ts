@@ -1,6 +1,6 @@
 // The transports against a real OpenSSH sshd on 127.0.0.1 with keys made by ssh-keygen
 // and authorized_keys forced commands: what users run in production.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,6 +115,28 @@ describe.runIf(present)('transports against a real OpenSSH sshd', () => {
   it('refuses a key that is not in authorized_keys', async () => {
     const err = await refused(opts({ identity: keys.stranger!.privatePath }));
     expect(err.code).toBe('auth');
+  });
+
+  it('refuses an identity file others may read, as ssh(1) does; the same key at 0600 is used', async () => {
+    const open = join(dir, 'id_open');
+    copyFileSync(keys.ed25519!.privatePath, open);
+    chmodSync(open, 0o644);
+    // what OpenSSH's ssh(1) does with it against the same sshd: ignores the key, fails to log in
+    const ssh = spawnSync('ssh', [
+      '-F', '/dev/null', '-p', String(sshd.port), '-i', open, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+      '-o', `UserKnownHostsFile=${sshd.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null', `${sshd.user}@127.0.0.1`, 'true',
+    ], { encoding: 'utf8', timeout: 20_000, input: '' });
+    expect(ssh.status).toBe(255);
+    expect(ssh.stderr).toMatch(/UNPROTECTED PRIVATE KEY FILE/);
+    const err = await refused(opts({ identity: open }));
+    expect(err.code).toBe('auth');
+    expect(err.message).toBe(`the identity file ${open} is open to others (permissions 0644): ssh refuses such a private key, and so does mailbag; chmod 600 ${open}`);
+    chmodSync(open, 0o640);
+    expect((await refused(opts({ identity: open }))).message).toContain('(permissions 0640)');
+    chmodSync(open, 0o600);
+    const link = await sshTransport(opts({ identity: open })).connect();
+    expect((await roundTrip(link, Buffer.from('ok'))).toString()).toBe('ok');
+    expect((await link.done).ok).toBe(true);
   });
 
   it('restrict: no port forwarding for a peer key', async () => {
