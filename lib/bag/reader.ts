@@ -1,5 +1,8 @@
-// Bag reader: compressed bytes → decompressor → tar → one entry at a time, each with a
-// stream of its bytes. Everything a hostile peer could send is refused with a BagError
+// Bag reader: compressed bytes → decompressor → a walk of the tar stream (each 512-byte
+// ustar header read in place: checksum, magic, type, name with its prefix, size) → one
+// entry at a time, each with a stream of its bytes. The walk costs less CPU than
+// tar-stream's extract did (its streams, entry objects and parser; bench/README.md,
+// relay, sessions 7 and 9). Everything a hostile peer could send is refused with a BagError
 // before it costs much: entries that are not plain files or have names that are not job
 // file names, an entry over the size cap (refused at its header, before its bytes are
 // inflated), more entries than allowed, and a decompressed total over its cap (the
@@ -12,12 +15,12 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { LIMITS } from '../limits.js';
 import { chunksOf } from './chunks.js';
 import { createDecompressor, sniffCodec, type BagCodec, type CodecThread } from './codec.js';
 import { BagError } from './errors.js';
 import { isValidEntryName, showName } from './names.js';
+import type { SteppedTransform } from './stepped.js';
 import type { BagSummary } from './writer.js';
 
 export interface ReadBagOptions {
@@ -37,6 +40,13 @@ export interface ReadBagOptions {
   isValidName?: (name: string) => boolean;
   /** where the decompressor runs (default 'caller': see lib/bag/stepped.ts) */
   thread?: CodecThread;
+  /**
+   * the caller is done with an entry's bytes once it asks for the next entry (or stops):
+   * the inflater then writes later chunks into the memory of those it has walked past,
+   * instead of new buffers (the stager's promise: it copies or writes a job before it asks
+   * for the next). Default false: every chunk stays the caller's.
+   */
+  recycle?: boolean;
 }
 
 export interface BagEntry {
@@ -47,10 +57,12 @@ export interface BagEntry {
   /** 0-based position in the bag */
   index: number;
   /** the entry's bytes; errors are BagErrors. Read it (or not) before asking for the next entry. */
-  stream: Readable;
+  readonly stream: Readable;
 }
 
 const BLOCK = 512;
+/** inflater buffers remembered for recycling between two entries, at most (the rest of a large entry's are left to the collector) */
+const PASSED_KEPT = 8;
 /** bytes looked at to check the codec: one tar block */
 const HEAD_BYTES = 512;
 
@@ -78,35 +90,75 @@ function codecError(said: BagCodec, seen: BagCodec | undefined): BagError | unde
   return undefined;
 }
 
-type TarEntry = tar.Extract extends AsyncIterable<infer S> ? S : never;
-type StreamxState = { destroying?: boolean; destroyed?: boolean };
-
-/** The entry's streamx stream as a node Readable whose errors are BagErrors. */
-function wrapEntry(entry: TarEntry): Readable {
-  const it = (entry as unknown as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  return new Readable({
-    read() {
-      it.next().then(
-        (r) => this.push(r.done ? null : r.value),
-        (err: unknown) => this.destroy(classifyBagError(err) as Error),
-      );
-    },
-    destroy(err, cb) {
-      Promise.resolve(it.return?.()).then(() => cb(err), () => cb(err));
-    },
-  });
+/** One tar header as the walk needs it. */
+interface TarHeader {
+  name: string;
+  size: number;
+  type: 'file' | 'pax' | 'gnu-long-name' | string;
 }
 
-function waitDrain(w: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      w.off('drain', done);
-      w.off('close', done);
-      resolve();
-    };
-    w.once('drain', done);
-    w.once('close', done);
-  });
+const TYPES: Record<string, string> = {
+  '0': 'file',
+  '\0': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'character-device',
+  '4': 'block-device',
+  '5': 'directory',
+  '6': 'fifo',
+  '7': 'contiguous-file',
+  x: 'pax',
+  g: 'pax',
+  L: 'gnu-long-name',
+  K: 'gnu-long-name',
+};
+
+/** a NUL-ended field */
+function text(b: Buffer, start: number, length: number): string {
+  let end = start;
+  while (end < start + length && b[end] !== 0) end++;
+  return b.toString('utf8', start, end);
+}
+
+/** an octal number field (spaces and NULs around it), or base-256 (first byte's high bit), as GNU tar writes large sizes */
+function number(b: Buffer, start: number, length: number): number {
+  if (b[start]! & 0x80) {
+    let n = b[start]! & 0x7f;
+    for (let i = start + 1; i < start + length; i++) n = n * 256 + b[i]!;
+    return n;
+  }
+  let i = start;
+  const end = start + length;
+  while (i < end && b[i] === 0x20) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end && b[i]! >= 0x30 && b[i]! <= 0x37; i++, digits++) n = n * 8 + (b[i]! - 0x30);
+  for (; i < end; i++) if (b[i] !== 0 && b[i] !== 0x20) return NaN;
+  return digits ? n : NaN;
+}
+
+/**
+ * A 512-byte tar header, or undefined for a block of zeros (the end blocks; skipped).
+ * Throws BagError corrupt for a header whose checksum does not match or that is not ustar.
+ */
+function parseTarHeader(b: Buffer): TarHeader | undefined {
+  let sum = 0;
+  let zero = true;
+  for (let i = 0; i < BLOCK; i++) {
+    const c = b[i]!;
+    if (c !== 0) zero = false;
+    sum += i >= 148 && i < 156 ? 0x20 : c;
+  }
+  if (zero) return undefined;
+  if (number(b, 148, 8) !== sum) throw new BagError('corrupt', 'bag is not a valid tar stream: invalid tar header (its checksum does not match)');
+  const magic = b.toString('latin1', 257, 263);
+  if (magic !== 'ustar\0' && magic !== 'ustar ') throw new BagError('corrupt', 'bag is not a valid tar stream: invalid tar header (not ustar)');
+  const flag = String.fromCharCode(b[156]!);
+  const size = number(b, 124, 12);
+  if (Number.isNaN(size)) throw new BagError('corrupt', 'bag is not a valid tar stream: invalid tar header (its size)');
+  const prefix = magic === 'ustar\0' ? text(b, 345, 155) : '';
+  const name = text(b, 0, 100);
+  return { name: prefix ? `${prefix}/${name}` : name, size, type: TYPES[flag] ?? `type ${JSON.stringify(flag)}` };
 }
 
 /**
@@ -173,80 +225,152 @@ export async function* readBag(source: AsyncIterable<Uint8Array>, options: ReadB
   const decompressor = createDecompressor(codec, options.thread === undefined ? {} : { thread: options.thread });
   raw.on('error', (err) => decompressor.destroy(err));
   raw.pipe(decompressor);
-  const extract = tar.extract();
-  const extractState = extract as unknown as StreamxState;
-  let failure: unknown;
-  const fail = (err: unknown): void => {
-    failure ??= classifyBagError(err);
-    if (!extractState.destroying && !extractState.destroyed) extract.destroy(failure as Error);
+  // the tar stream walked here, pulled as the caller reads: each inflated chunk as itself
+  // (the inflater is paused while nobody asks), each header read in place
+  const inflated = chunksOf(decompressor, 1);
+  // the memory of inflated chunks the walk has passed the end of, given back to the
+  // inflater between two entries (options.recycle)
+  const recycler = options.recycle && typeof (decompressor as Partial<SteppedTransform>).recycle === 'function' ? (decompressor as SteppedTransform) : undefined;
+  const passed: ArrayBufferLike[] = [];
+  const giveBack = (): void => {
+    for (const m of passed) recycler!.recycle(m);
+    passed.length = 0;
   };
-
-  // feed the tar parser from the inflater, counting every decompressed byte
-  const pump = (async (): Promise<void> => {
-    try {
-      // each inflated chunk as itself (the stream's own iterator concatenated what piled up
-      // while the parser was busy); the inflater is paused while one waits
-      for await (const chunk of chunksOf(decompressor, 1)) {
-        expanded += chunk.length;
-        if (expanded > maxExpanded) {
-          throw new BagError('too-expanded', `bag expands to more than the cap of ${maxExpanded} bytes (stopped after ${expanded}; a decompression bomb?)`);
-        }
-        if (extractState.destroying || extractState.destroyed) return;
-        if (!extract.write(chunk)) await waitDrain(extract as unknown as NodeJS.EventEmitter);
+  let leftover: Buffer | undefined;
+  let inflatedEnded = false;
+  /** the next bytes of the tar stream (at most `max`), undefined at its end */
+  const pull = async (max: number): Promise<Buffer | undefined> => {
+    let b = leftover;
+    leftover = undefined;
+    if (!b) {
+      if (inflatedEnded) return undefined;
+      const r = await inflated.next();
+      if (r.done) {
+        inflatedEnded = true;
+        return undefined;
       }
-      if (!extractState.destroying && !extractState.destroyed) (extract as unknown as { end(): void }).end();
-    } catch (err) {
-      fail(err);
-    } finally {
-      raw.destroy();
-      decompressor.destroy();
+      b = r.value;
+      expanded += b.length;
+      if (expanded > maxExpanded) {
+        throw new BagError('too-expanded', `bag expands to more than the cap of ${maxExpanded} bytes (stopped after ${expanded}; a decompression bomb?)`);
+      }
     }
-  })();
+    if (b.length > max) {
+      leftover = b.subarray(max);
+      b = b.subarray(0, max);
+    } else if (recycler && b.byteOffset + b.length === b.buffer.byteLength && passed.length < PASSED_KEPT) {
+      // the last bytes of the inflater's buffer: all of it has been walked
+      passed.push(b.buffer);
+    }
+    return b;
+  };
+  /** where the walk is in the tar stream */
+  let offset = 0;
+  const header = Buffer.alloc(BLOCK);
+  /** the next header, undefined at the stream's end; blocks of zeros are skipped */
+  const nextHeader = async (): Promise<TarHeader | undefined> => {
+    for (;;) {
+      let filled = 0;
+      while (filled < BLOCK) {
+        const b = await pull(BLOCK - filled);
+        if (!b) {
+          if (filled === 0) return undefined;
+          throw new BagError('truncated', 'bag is truncated: unexpected end of data in a tar header');
+        }
+        b.copy(header, filled);
+        filled += b.length;
+      }
+      offset += BLOCK;
+      const h = parseTarHeader(header);
+      if (h) return h;
+    }
+  };
 
   let entries = 0;
   /** where the last entry's data (padded) ends in the tar stream: the end blocks must follow */
   let lastEntryEnd = 0;
   const names = new Set<string>();
+  let current: Readable | undefined;
   try {
-    for await (const e of extract as unknown as AsyncIterable<TarEntry>) {
-      const h = e.header;
+    for (let h = await nextHeader(); h; h = await nextHeader()) {
       const name = h.name;
       const where = { entry: name };
-      if (h.pax !== undefined && h.pax !== null) throw new BagError('bad-entry', `entry ${showName(name)} uses a pax extended header: bags carry plain ustar entries only`, where);
-      if (h.type !== 'file') throw new BagError('bad-entry', `entry ${showName(name)} is a ${h.type ?? 'unknown'} entry, not a plain job file`, where);
+      if (h.type === 'pax') throw new BagError('bad-entry', `entry ${showName(name)} is a pax extended header: bags carry plain ustar entries only`, where);
+      if (h.type === 'gnu-long-name') throw new BagError('bad-name', `entry ${showName(name)} is a GNU long name: bags carry names of at most ${LIMITS.maxBagEntryName} characters`, where);
+      if (h.type !== 'file') throw new BagError('bad-entry', `entry ${showName(name)} is a ${h.type} entry, not a plain job file`, where);
       if (!isValidEntryName(name) || (options.isValidName && !options.isValidName(name))) {
         throw new BagError('bad-name', `entry name ${showName(name)} is not a job file name (no paths, no "..", at most ${LIMITS.maxBagEntryName} characters of [A-Za-z0-9._-])`, where);
       }
-      const size = h.size ?? 0;
+      const size = h.size;
       if (size > maxEntrySize) throw new BagError('entry-too-big', `entry ${showName(name)} is ${size} bytes, over the cap of ${maxEntrySize}`, where);
       if (++entries > maxEntries) throw new BagError('too-many', `bag has more than the cap of ${maxEntries} entries`, where);
       if (names.has(name)) throw new BagError('duplicate', `entry ${showName(name)} appears twice in the bag`, where);
       names.add(name);
-      lastEntryEnd = (e as unknown as { offset: number }).offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
-      const stream = wrapEntry(e);
-      yield { name, size, index: entries - 1, stream };
+      const padded = Math.ceil(size / BLOCK) * BLOCK;
+      lastEntryEnd = offset + padded;
+      let remaining = size;
+      /** the entry's next bytes, counted off; undefined once all are read */
+      const more = async (): Promise<Buffer | undefined> => {
+        if (remaining === 0) return undefined;
+        // errors are BagErrors here already, whichever way the entry is read
+        const b = await pull(remaining).catch((err: unknown) => {
+          throw classifyBagError(err);
+        });
+        if (!b) throw new BagError('truncated', `bag is truncated: unexpected end of data in entry ${showName(name)}`, where);
+        remaining -= b.length;
+        offset += b.length;
+        return b;
+      };
+      let stream: Readable | undefined;
+      const entry: BagEntry = {
+        name,
+        size,
+        index: entries - 1,
+        get stream(): Readable {
+          return (stream ??= current = new Readable({
+            read() {
+              more().then(
+                (b) => this.push(b ?? null),
+                (err: unknown) => this.destroy(classifyBagError(err) as Error),
+              );
+            },
+          }));
+        },
+      };
+      yield entry;
       // the caller may have read the entry, part of it or nothing: skip the rest
-      if (!stream.readableEnded) {
-        if (stream.destroyed) throw (failure as Error | undefined) ?? new BagError('corrupt', `entry ${showName(name)} was abandoned before its end`, where);
-        stream.resume();
-        await finished(stream);
+      if (stream) {
+        if (!stream.readableEnded) {
+          if (stream.destroyed) throw (stream.errored as Error | null) ?? new BagError('corrupt', `entry ${showName(name)} was abandoned before its end`, where);
+          stream.resume();
+          await finished(stream);
+        }
+      } else {
+        while (await more());
       }
+      current = undefined;
+      // the padding to the next block
+      for (let pad = padded - size; pad > 0; ) {
+        const b = await pull(pad);
+        if (!b) break;
+        pad -= b.length;
+        offset += b.length;
+      }
+      // the caller has asked for the next entry: it holds none of this one's bytes
+      if (recycler) giveBack();
     }
   } catch (err) {
-    fail(err);
-    // stop inflating at once, even when the source has stalled, before waiting for the pump
+    const failure = classifyBagError(err);
+    current?.destroy(failure as Error);
     raw.destroy();
     decompressor.destroy();
-    await pump;
     throw failure;
   } finally {
     // also reached when the caller stops iterating early
-    if (!extractState.destroyed) extract.destroy(undefined as unknown as Error);
     raw.destroy();
     decompressor.destroy();
+    await inflated.return(undefined).catch(() => undefined);
   }
-  await pump;
-  if (failure) throw failure;
   // a tar stream cut at an entry boundary parses cleanly: only its end blocks tell
   if (expanded - lastEntryEnd < 2 * BLOCK) throw new BagError('truncated', 'bag is truncated: the tar stream lacks its end-of-archive blocks');
   const sha256 = hash.digest('hex');

@@ -24,6 +24,8 @@ interface Engine {
 
 /** bytes of input or output after which a step gives the event loop a turn */
 const YIELD_BYTES = 1024 * 1024;
+/** output buffers given back (recycle) that a stream keeps for its next chunks, at most */
+const SPARE_BUFFERS = 8;
 
 /** Whether this Node's zlib engines can be stepped synchronously (they can since Node 10; checked, not assumed). */
 export function canStep(engine: unknown): boolean {
@@ -54,6 +56,8 @@ export abstract class SteppedTransform extends Transform {
   /** set while a chunk waits for the reader (push returned false) */
   private waiting: (() => void) | undefined;
   private released = false;
+  /** output buffers given back by the reader, made the next chunks in instead of new ones */
+  private readonly spare: Buffer[] = [];
 
   constructor(
     private readonly chunkSize: number,
@@ -68,6 +72,21 @@ export abstract class SteppedTransform extends Transform {
 
   /** Let the engine go (once, when the stream is destroyed, ended or failed). */
   protected abstract release(): void;
+
+  /**
+   * Give back the memory of an output chunk whose bytes nobody reads any more: `memory` is
+   * the ArrayBuffer under a chunk this stream pushed that ended at the end of its buffer
+   * (the stream writes each output buffer from its start and moves to a new one only once
+   * it is full, so every part of it has been pushed). The next chunks are written into it
+   * instead of a new one: a reader that gives its chunks back leaves no garbage outside
+   * V8's heap for a collection to find (at most SPARE_BUFFERS are kept). Anything else
+   * (another size, the buffer being filled now) is ignored.
+   */
+  recycle(memory: ArrayBufferLike): void {
+    if (memory.byteLength !== this.chunkSize || memory === this.out.buffer || this.spare.length >= SPARE_BUFFERS || this.destroyed) return;
+    for (const b of this.spare) if (b.buffer === memory) return;
+    this.spare.push(Buffer.from(memory, 0, this.chunkSize));
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.feed(chunk, false, cb);
@@ -88,6 +107,7 @@ export abstract class SteppedTransform extends Transform {
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
     this.waiting = undefined;
+    this.spare.length = 0;
     if (!this.released) {
       this.released = true;
       try {
@@ -130,7 +150,7 @@ export abstract class SteppedTransform extends Transform {
         } else idle = 0;
         if (full) {
           // the output chunk is full: there may be more to come, into a new one
-          this.out = Buffer.allocUnsafe(this.chunkSize);
+          this.out = this.spare.pop() ?? Buffer.allocUnsafe(this.chunkSize);
           this.outOff = 0;
           this.outStart = 0;
         }

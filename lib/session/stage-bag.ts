@@ -397,6 +397,8 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
       maxExpanded: caps.maxExpanded,
       maxEntries: caps.maxJobs,
       maxEntrySize: caps.maxJob + 1024 * 1024,
+      // each job is copied into a batch's shared buffer or written before the next entry
+      recycle: true,
     })) {
       gcPacer.moved(entry.size);
       const what = `bag ${bag.slice(0, 12)} entry ${entry.name}`;
