@@ -20,6 +20,7 @@ import { LmtpServer, removeStaleSocket } from '../lmtp/server.js';
 import { SpoolLedger } from '../lmtp/ledger.js';
 import { SpoolJobStore } from '../lmtp/spool-store.js';
 import { LmtpJournal, replayJournals, type JournalStats } from '../lmtp/journal.js';
+import { PipeLog } from '../lmtp/log-pipe.js';
 import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Spool } from '../spool/spool.js';
@@ -96,12 +97,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // pipe for each job's line was 2-4 % of lmtpd's event loop per message (session 9's
   // profiles). A line waits at most for the end of its turn (SIGKILL loses that turn's
   // lines, never an earlier one's); the last ones are written before lmtpd returns.
+  // With several processes on one log (lmtp.workers > 1) each write is cut at line ends
+  // into writes of at most PIPE_BUF bytes, which a pipe never splits (lib/lmtp/log-pipe.ts):
+  // Node's stream writes what fits of a longer one and another process's lines could
+  // land in the middle of a line when the log's reader lags.
+  const shared = (cluster.isWorker || workers > 1) && io.stderr === process.stderr ? new PipeLog(2) : undefined;
+  if (shared) process.on('exit', () => shared.drainSync());
   let pending = '';
   const flush = (): void => {
     if (pending === '') return;
     const text = pending;
     pending = '';
-    io.stderr.write(text);
+    if (shared) shared.write(text);
+    else io.stderr.write(text);
   };
   const log = (line: string): void => {
     if (pending === '') setImmediate(flush);
