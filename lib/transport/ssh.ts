@@ -113,12 +113,11 @@ export function classifySshError(err: Error & { level?: string; code?: string },
 async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
   let material: Buffer | string | undefined = o.privateKey;
   if (material === undefined && o.identity !== undefined) {
-    let mode = 0;
-    let uid = -1;
+    let st: { mode: number; uid: number };
     try {
       const fh = await open(o.identity, 'r');
       try {
-        ({ mode, uid } = await fh.stat());
+        st = await fh.stat();
         material = await fh.readFile();
       } finally {
         await fh.close();
@@ -129,8 +128,8 @@ async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
     // what ssh(1) does (sshkey_perm_ok): a key of ours that others may read or write is not
     // used. Taken anyway, it would keep working here while ssh(1), a transport = "command"
     // peer, or an audit refuses it, and its owner never learn that it may be copied
-    if (uid === process.getuid?.() && (mode & 0o077) !== 0) {
-      const perms = `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+    if (st.uid === process.getuid?.() && (st.mode & 0o077) !== 0) {
+      const perms = `0${(st.mode & 0o777).toString(8).padStart(3, '0')}`;
       throw new SessionError('auth', `the identity file ${o.identity} is open to others (permissions ${perms}): ssh refuses such a private key, and so does mailbag; chmod 600 ${o.identity}`);
     }
   }
