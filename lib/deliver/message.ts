@@ -93,8 +93,8 @@ export class DotUnstuff extends LineTransform {
 }
 
 /**
- * To SMTP DATA: CRLF line ends (a CR already before LF is kept, no bare CR or LF
- * goes out), a leading `.` doubled unless the input is already stuffed, and a final
+ * To SMTP DATA: CRLF line ends (the CRs before an LF are taken off, a bare CR goes
+ * out as a space: no bare CR or LF goes out), a leading `.` doubled unless the input is already stuffed, and a final
  * line end added when the text lacks one. The caller writes the `.` line itself.
  */
 export class ToSmtpData extends LineTransform {
@@ -103,9 +103,14 @@ export class ToSmtpData extends LineTransform {
   }
 
   protected line(line: Buffer, _hasLf: boolean, out: Buffer[]): void {
-    let l = line.length > 0 && line[line.length - 1] === CR ? line.subarray(0, -1) : line;
-    // a bare CR inside a line would be read as a line end by some servers
-    if (l.includes(CR)) l = Buffer.from(l.toString('latin1').replace(/\r/g, ''), 'latin1');
+    // every CR of a run before the line end goes (docs/formats.md, rule 1)
+    let end = line.length;
+    while (end > 0 && line[end - 1] === CR) end--;
+    let l = line.subarray(0, end);
+    // a bare CR inside a line would be read as a line end by some servers: it goes out as
+    // a space, which is what Postfix's own sendmail makes of it (docs/formats.md, "End to
+    // end"), so a job reads the same through `sendmail` and `sendmail -bs`
+    if (l.includes(CR)) l = Buffer.from(l.toString('latin1').replace(/\r/g, ' '), 'latin1');
     if (!this.alreadyStuffed && l.length > 0 && l[0] === DOT) out.push(DOT_BUF);
     out.push(l, CRLF_BUF);
   }

@@ -1,6 +1,6 @@
 // Which MTA stands behind the sendmail program: only Exim accepts `sendmail -bV`
 // (formats.md checklist 12), so that call decides whether DSN flags are safe. Postfix
-// is recognised by its sendmail's messages or its path; anything else that is not Exim
+// is recognised by its sendmail's messages (`sendmail: fatal: unsupported: -bV`) or its path; anything else that is not Exim
 // is treated as sendmail 8 (which takes -N/-R/-V too). Unknown (the probe failed) gets
 // no DSN flags: losing DSN beats turning options into recipients.
 
@@ -16,7 +16,9 @@ const cache = new Map<string, MtaKind>();
 export function classifyVersionProbe(code: number | null, output: string, realPath: string): MtaKind {
   if (code === 0 && /\bExim version\b/i.test(output)) return 'exim';
   if (/exim/i.test(realPath)) return 'exim';
-  if (/postfix|postdrop|main\.cf/i.test(output) || /postfix/i.test(realPath)) return 'postfix';
+  // a configured Postfix answers `sendmail: fatal: unsupported: -bV` (exit 75): its
+  // msg_fatal() prefix is the sign, since the words name no Postfix file
+  if (/postfix|postdrop|main\.cf/i.test(output) || /^\S*sendmail: fatal: /m.test(output) || /postfix/i.test(realPath)) return 'postfix';
   if (code !== null && /sendmail/i.test(output)) return 'sendmail';
   return 'unknown';
 }

@@ -53,6 +53,9 @@ describe('MTA detection', () => {
     expect(classifyVersionProbe(0, 'Exim version 4.96 #2 built', '/usr/sbin/exim4')).toBe('exim');
     expect(classifyVersionProbe(75, 'sendmail: fatal: open /etc/postfix/main.cf: No such file', '/usr/sbin/sendmail')).toBe('postfix');
     expect(classifyVersionProbe(null, '', '/usr/lib/sendmail')).toBe('unknown');
+    // what a configured Postfix 3.7 answers (its sendmail is not a symlink): taken for sendmail 8
+    // before, so BSMTP jobs never went through -bs and ORCPT was lost (fidelity10-end-to-end)
+    expect(classifyVersionProbe(75, 'sendmail: fatal: unsupported: -bV\n', '/usr/sbin/sendmail')).toBe('postfix');
   });
   it('probes the program, or believes the configuration', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mailbag-mta-'));
