@@ -60,7 +60,18 @@ export interface StatusReport {
   /** ISO 8601 UTC time of the report */
   generated: string;
   peers: PeerStatus[];
+  /**
+   * progress records of rsmtp and rmail (run/rsmtp-stdin/, run/rmail-stdin/) that do not
+   * read: every retry of their input exits 75 until one is removed (docs/spool.md R8).
+   * Present only when there are some; at most MAX_UNREADABLE_SHOWN, `count` all of them
+   */
+  unreadableProgress?: { count: number; records: Array<{ path: string; problem: string }> };
 }
+
+/** the unreadable progress records status names (the count says how many in all) */
+const MAX_UNREADABLE_SHOWN = 20;
+/** the front doors' progress directories under SPOOL/run/ */
+const PROGRESS_DIRS = ['rsmtp-stdin', 'rmail-stdin'];
 
 /** One received job waiting for the runner (in/PEER/ID), with the runner's record of it. */
 export interface WaitingJob {
@@ -235,7 +246,40 @@ export async function gatherStatus(config: ReturnType<typeof loadConfig>, peer?:
     }
     peers.push(p);
   }
-  return { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), peers };
+  const report: StatusReport = { version: 1, site: config.site, spool: config.spool, generated: new Date(now).toISOString(), peers };
+  if (haveSpool && peer === undefined) {
+    const u = await unreadableProgress(await Spool.open(config.spool, { cleanup: false }));
+    if (u.count > 0) report.unreadableProgress = u;
+  }
+  return report;
+}
+
+/**
+ * rsmtp's and rmail's progress records that do not read (cut short by a disk, edited):
+ * each stops every retry of its input with 75 (docs/spool.md R8), so status names them.
+ * One read at a time; the names of one directory are held (the records of ledger_retention).
+ */
+async function unreadableProgress(spool: Spool): Promise<NonNullable<StatusReport['unreadableProgress']>> {
+  const out: NonNullable<StatusReport['unreadableProgress']> = { count: 0, records: [] };
+  for (const dir of PROGRESS_DIRS) {
+    let names: string[];
+    try {
+      names = (await readdir(spool.path('run', dir))).sort();
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      try {
+        await readState(spool, dir, name);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        out.count++;
+        if (out.records.length < MAX_UNREADABLE_SHOWN) out.records.push({ path: spool.path('run', dir, name), problem: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+  return out;
 }
 
 /** The --jobs report but its jobs, which eachWaitingJob gives one at a time. */
@@ -373,7 +417,15 @@ export function formatStatus(report: StatusReport): string {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
-  return `${head}${lines.join('\n')}\n`;
+  const u = report.unreadableProgress;
+  const stuck = u
+    ? [
+        `${u.count} rsmtp/rmail progress ${u.count === 1 ? 'record does' : 'records do'} not read: every retry of ${u.count === 1 ? 'its input' : 'their inputs'} exits 75 until ${u.count === 1 ? 'it is' : 'each is'} removed (recipients it recorded as accepted then get the message again)`,
+        ...u.records.map((r) => `  ${r.path}`),
+        ...(u.count > u.records.length ? [`  … and ${u.count - u.records.length} more`] : []),
+      ].map((l) => `${l}\n`).join('')
+    : '';
+  return `${head}${lines.join('\n')}\n${stuck}`;
 }
 
 /**

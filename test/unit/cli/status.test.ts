@@ -81,3 +81,31 @@ it('shows ages in whole seconds, also a job less than a second old (0s, not 0ms)
   });
   expect(text).toMatch(/^hub +1 job, 279, oldest 0s +1 job, 279, oldest 1h2m +-$/m);
 });
+
+it('names the rsmtp/rmail progress records that do not read (each holds its input at 75 until removed), in text and JSON', async () => {
+  const s = await makeSite();
+  try {
+    const run = join(s.spool.root, 'run', 'rsmtp-stdin');
+    mkdirSync(run, { recursive: true });
+    // one record cut short by a disk, one fine, one of rmail's edited by hand
+    const cut = join(run, 'a'.repeat(64));
+    writeFileSync(cut, 'mailbag-run 1\n{"attempts":0,"tx":{"0":{"accep');
+    writeFileSync(join(run, 'b'.repeat(64)), 'mailbag-run 1\n{"attempts":0,"tx":{}}\n');
+    mkdirSync(join(s.spool.root, 'run', 'rmail-stdin'), { recursive: true });
+    const edited = join(s.spool.root, 'run', 'rmail-stdin', 'c'.repeat(64));
+    writeFileSync(edited, 'hello\n');
+    const report = await gatherStatus(s.config);
+    expect(report.unreadableProgress?.count).toBe(2);
+    expect(report.unreadableProgress?.records.map((r) => r.path)).toEqual([cut, edited]);
+    expect(report.unreadableProgress?.records[0]!.problem).toMatch(/does not read/);
+    const text = formatStatus(report);
+    expect(text).toContain('2 rsmtp/rmail progress records do not read: every retry of their inputs exits 75 until each is removed');
+    expect(text).toContain(`\n  ${cut}\n`);
+    // none: no key at all
+    rmSync(cut);
+    rmSync(edited);
+    expect((await gatherStatus(s.config)).unreadableProgress).toBeUndefined();
+  } finally {
+    s.cleanup();
+  }
+});
