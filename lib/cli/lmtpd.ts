@@ -269,6 +269,7 @@ async function runMain(ctx: Setup): Promise<number> {
     const { server, committer, journal } = await openListener(ctx, spool, config.lmtp.maxConnections, ledger);
     try {
       listening(await listenAll(ctx, server, false));
+      server.fitOpenFiles();
     } catch (err) {
       clearInterval(pruner);
       throw err;
@@ -462,6 +463,7 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   let port: number | undefined;
   try {
     port = await listenAll(ctx, server, true);
+    server.fitOpenFiles();
   } catch (err) {
     clearInterval(pruner);
     throw err;

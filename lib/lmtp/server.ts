@@ -7,7 +7,7 @@
 // losing our reply is recognised by its payload digest (DedupLedger) and not stored twice.
 
 import { createHash, type Hash } from 'node:crypto';
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
 import { finished } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -57,6 +57,22 @@ function notUtf8(address: string): boolean {
 }
 
 const NOT_UTF8 = (who: 'sender' | 'recipient'): string => `${who} address is not UTF-8 (bytes of another charset, Latin-1 say): send it as UTF-8 with SMTPUTF8`;
+
+/** descriptors kept free for the spool's files (a batch's job files, the journal, the ledger) when connections are fitted to the open-file limit */
+export const FD_HEADROOM = 32;
+/** connections closed for want of descriptors are logged at most this often */
+const DROP_LOG_MS = 10_000;
+
+/** RLIMIT_NOFILE's soft value and the descriptors open now (Linux /proc), or undefined where they cannot be read. */
+export function openFiles(): { soft: number; inUse: number } | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(readFileSync('/proc/self/limits', 'latin1'));
+    if (!m || m[1] === 'unlimited') return undefined;
+    return { soft: Number(m[1]), inUse: readdirSync('/proc/self/fd').length };
+  } catch {
+    return undefined;
+  }
+}
 
 /** An error with the reply code smtp-server sends for it. */
 class ReplyError extends Error {
@@ -396,6 +412,43 @@ export class LmtpServer {
     }
     chmodSync(path, mode);
     this.servers.push({ server, path: opts.shared ? undefined : path });
+  }
+
+  /**
+   * Fit the connections to the open-file limit (after listening, once the process's own
+   * descriptors are open). Past RLIMIT_NOFILE an accept fails with EMFILE, and libuv then
+   * accepts and closes the waiting connections itself, unseen by Node: no greeting, no
+   * line in the log (disk9: 161 of 200 at `ulimit -n 60`). So when the limit leaves room
+   * for fewer connections than maxConnections (the descriptors open now and FD_HEADROOM
+   * for the spool's files aside), each listener takes at most that many (Node's
+   * `maxConnections`: a connection past it is closed at once, while descriptors are
+   * still left to accept it, and the listener's 'drop' event says so), a line at the
+   * start says why, and the drops are counted in a line at most every DROP_LOG_MS.
+   * Returns the room, or undefined when the limit cannot be read or leaves room enough.
+   */
+  fitOpenFiles(limits: { soft: number; inUse: number } | undefined = openFiles()): number | undefined {
+    if (!limits) return undefined;
+    const room = Math.max(1, limits.soft - limits.inUse - FD_HEADROOM);
+    if (room >= this.opts.maxConnections) return undefined;
+    this.log(`lmtpd: the open-file limit (ulimit -n) is ${limits.soft}, with ${limits.inUse} open: room for ${room} connection(s) at once, fewer than ${this.opts.maxConnectionsText ?? `lmtp.max_connections = ${this.opts.maxConnections}`}; more are closed without a greeting (the MTA tries again later). Raise the limit (LimitNOFILE= in lmtpd's systemd unit) to at least ${limits.inUse + FD_HEADROOM + this.opts.maxConnections}`);
+    let dropped = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const report = (): void => {
+      timer = undefined;
+      if (dropped === 0) return;
+      this.log(`lmtpd: ${dropped} connection(s) closed without a greeting: ${room} were open, all that the open-file limit (ulimit -n ${limits.soft}) leaves room for`);
+      dropped = 0;
+      timer = setTimeout(report, DROP_LOG_MS).unref();
+    };
+    for (const { server } of this.servers) {
+      const net = (server as unknown as { server: Server }).server;
+      net.maxConnections = room;
+      net.on('drop', () => {
+        dropped++;
+        if (timer === undefined) report();
+      });
+    }
+    return room;
   }
 
   /** Listen on host:port (port 0: any); resolves with the port. */
