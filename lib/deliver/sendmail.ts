@@ -1,5 +1,7 @@
 // The sendmail delivery method: one `sendmail -oi -f SENDER [DSN flags] -- RCPT…`
-// process per message (never -oee: rejections must show in the exit status), DSN flags
+// process per message (never -oee: rejections must show in the exit status; Exim gets
+// -oep, so that it does not mail its own error besides the runner's notice, and a
+// recipient it names as unparsable is refused alone, the others offered again), DSN flags
 // (-N/-R/-V) only for an MTA that understands them (Postfix, sendmail 8; never Exim,
 // whose -N turns the rest of the line into recipients: formats.md checklist 12).
 // The exit status is read as sendmail itself reads a mailer's: 71/74/75 and signals
@@ -21,6 +23,12 @@ export interface SendmailArgs {
   envid?: string | undefined;
   /** NOTIFY=… (one value for all these recipients) */
   notify?: string | undefined;
+  /**
+   * Exim only: `-oep`, errors on stderr and exit 1, instead of Exim's default `-oem`,
+   * which also mails its own error to the sender (who would then hear twice: the runner
+   * sends the notice)
+   */
+  errorsToStderr?: boolean;
 }
 
 /** Whether this MTA's sendmail takes -N/-R/-V as DSN options. */
@@ -30,7 +38,7 @@ export function mtaTakesDsnFlags(mta: MtaKind): boolean {
 
 /** The argv after the program name. No shell is ever involved: each element is one argument. */
 export function sendmailArgv(a: SendmailArgs, mta: MtaKind): string[] {
-  const argv = ['-oi', '-f', a.sender === '' ? '<>' : a.sender];
+  const argv = ['-oi', ...(a.errorsToStderr && mta === 'exim' ? ['-oep'] : []), '-f', a.sender === '' ? '<>' : a.sender];
   if (mtaTakesDsnFlags(mta)) {
     if (a.notify) argv.push('-N', a.notify.toLowerCase());
     if (a.ret) argv.push('-R', a.ret.toLowerCase());
@@ -184,10 +192,35 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
   const envidRaw = paramValue(tx.mailParams, 'ENVID');
   const results: RecipientResult[] = [];
   for (const [notify, recipients] of groups) {
-    const argv = sendmailArgv({ sender: tx.sender, recipients, ret, envid: envidRaw === undefined ? undefined : xtextDecode(envidRaw), notify: notify || undefined }, o.mta);
-    const out = await runChild(o.program, argv, openPlain(tx.body), o.env, o.timeoutMs);
-    const c = classifyExit(out, 'sendmail');
-    for (const address of recipients) results.push({ address, ...c });
+    let todo = recipients;
+    // each round answers at least one recipient: Exim names the ones it cannot parse
+    for (let round = 0; todo.length > 0 && round < recipients.length; round++) {
+      const argv = sendmailArgv({ sender: tx.sender, recipients: todo, ret, envid: envidRaw === undefined ? undefined : xtextDecode(envidRaw), notify: notify || undefined, errorsToStderr: true }, o.mta);
+      const out = await runChild(o.program, argv, openPlain(tx.body), o.env, o.timeoutMs);
+      const c = classifyExit(out, 'sendmail');
+      const bad = c.kind === 'permanent' && o.mta === 'exim' ? eximBadRecipients(out.output, todo) : new Map<string, string>();
+      if (bad.size === 0) {
+        for (const address of todo) results.push({ address, ...c });
+        break;
+      }
+      // Exim took none of them for these: they are refused, the others have no answer yet
+      for (const [address, line] of bad) results.push({ address, kind: 'permanent', status: '5.1.3', diagnostic: `x-unix; sendmail exited ${out.code}: ${line}` });
+      todo = todo.filter((a) => !bad.has(a));
+    }
   }
   return results;
+}
+
+/**
+ * The recipients an Exim run with -oep refused as unparsable (`exim: bad recipient address
+ * "X": domain missing or malformed`, one line each; Exim then takes the message for none),
+ * keyed by the address as given, with its line. Only addresses among `given` count.
+ */
+export function eximBadRecipients(output: string, given: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const set = new Set(given);
+  for (const m of output.matchAll(/^exim: bad recipient address "(.*)": .*$/gm)) {
+    if (set.has(m[1]!)) out.set(m[1]!, m[0].slice(0, 300));
+  }
+  return out;
 }

@@ -144,4 +144,34 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
     expect(notices).toHaveLength(1);
     expect(notices[0]!.raw.toString('latin1')).not.toMatch(/Final-Recipient: rfc822; (other|user)@maildir\.test/);
   });
+  test('rmail job with one malformed recipient among several: the others get the message once, the sender one notice (ours, not Exim\'s too)', async () => {
+    const [a] = plainCorpus(28).slice(27);
+    const seenOther = new Set(readMaildir(ex.maildir('other')).map((m) => m.path));
+    const seenUser = new Set(readMaildir(ex.maildir('user')).map((m) => m.path));
+    const seenSender = new Set(readMaildir(ex.maildir('sender')).map((m) => m.path));
+    const before = (await listFailed(spool)).length;
+    // Exim refuses the whole message for one recipient it cannot parse ("domain missing or
+    // malformed") and, unless told -oep, mails its own error to the sender as well
+    const id = await receive({ command: 'rmail', args: ['user@maildir.test', 'bad@@x.test', 'other@maildir.test'] }, Buffer.concat([Buffer.from('From sender@maildir.test  Sun Nov 22 04:10:00 2026\n'), a!]));
+    const s = await runJobs({ config, spool, env: process.env, log: (l) => log.push(l) });
+    expect(s, log.join('\n')).toEqual({ done: 0, retry: 0, failed: 1, skipped: 0 });
+    await ex.runQueue();
+    const fresh = (box: string, seen: Set<string>) => readMaildir(ex.maildir(box)).filter((m) => !seen.has(m.path));
+    expect(fresh('user', seenUser).filter((m) => m.body.equals(bodyOf(a!))).map((m) => m.returnPath)).toEqual(['sender@maildir.test']);
+    expect(fresh('other', seenOther).filter((m) => m.body.equals(bodyOf(a!))).map((m) => m.returnPath)).toEqual(['sender@maildir.test']);
+    const failed = await listFailed(spool);
+    expect(failed).toHaveLength(before + 1);
+    expect(failed.at(-1)!.id).toBe(id);
+    expect(failed.at(-1)!.reason).toMatch(/^<bad@@x\.test>: .*bad recipient address "bad@@x\.test": domain missing or malformed/);
+    // one notice, ours, naming the bad recipient only; nothing from Exim itself
+    const got = fresh('sender', seenSender);
+    expect(got.map((m) => m.raw.toString('latin1').includes(id))).toEqual([true]);
+    const notice = got[0]!.raw.toString('latin1');
+    expect(notice).toMatch(/Final-Recipient: rfc822; bad@@x\.test\r?\nAction: failed\r?\nStatus: 5\.1\.3/);
+    expect(notice).not.toMatch(/Final-Recipient: rfc822; (other|user)@maildir\.test/);
+    // nothing is offered again
+    await runJobs({ config, spool, env: process.env, force: true });
+    await ex.runQueue();
+    expect(fresh('user', seenUser)).toHaveLength(1);
+  });
 });

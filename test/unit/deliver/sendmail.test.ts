@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyExit, deliverWithSendmail, sendmailArgv, mtaTakesDsnFlags } from '../../../lib/deliver/sendmail.js';
+import { classifyExit, deliverWithSendmail, eximBadRecipients, sendmailArgv, mtaTakesDsnFlags } from '../../../lib/deliver/sendmail.js';
 import { classifyVersionProbe, detectMta } from '../../../lib/deliver/mta.js';
 import { permanentExit } from '../../../lib/deliver/result.js';
 import { FAKE_SENDMAIL } from '../runner/helpers.js';
@@ -19,6 +19,15 @@ describe('sendmail argv', () => {
     expect(sendmailArgv(dsn, 'unknown')).toEqual(['-oi', '-f', 's@x', '--', '-r@y', 'q@z']);
     expect(sendmailArgv(dsn, 'sendmail')).toContain('-N');
     expect([mtaTakesDsnFlags('exim'), mtaTakesDsnFlags('postfix')]).toEqual([false, true]);
+  });
+  it('asks Exim alone for errors on stderr (-oep) when told, so that it mails no error of its own', () => {
+    expect(sendmailArgv({ ...dsn, errorsToStderr: true }, 'exim')).toEqual(['-oi', '-oep', '-f', 's@x', '--', '-r@y', 'q@z']);
+    expect(sendmailArgv({ ...dsn, errorsToStderr: true }, 'postfix')).not.toContain('-oep');
+  });
+  it('reads the recipients Exim refused as unparsable, only among those given', () => {
+    const out = 'exim: bad recipient address "bad@@x.test": domain missing or malformed\nexim: bad recipient address "a@b>c": malformed address: >c may not follow a@b\nexim: bad recipient address "not-ours": x\n';
+    expect([...eximBadRecipients(out, ['ok@x.test', 'bad@@x.test', 'a@b>c']).keys()]).toEqual(['bad@@x.test', 'a@b>c']);
+    expect(eximBadRecipients('exim: message too big\n', ['a@b']).size).toBe(0);
   });
   it('drops an ENVID that would not survive a command line', () => {
     expect(sendmailArgv({ ...dsn, envid: 'a b' }, 'postfix')).not.toContain('-V');
