@@ -7,35 +7,19 @@
 // left behind. docs/spool.md lists these states and their recovery rules.
 
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { corpusSource, haveCorpus } from '../helpers/corpus.js';
+import { mailbagBin } from '../helpers/mta-common.js';
 import { need } from '../helpers/need.js';
 import { FAULT_POINTS, Spool, type OpenJob } from '../../lib/spool/index.js';
 import { canMount, mountTmpfs, remountReadOnly, unmount } from '../unit/spool/mount.js';
 
-const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const builtBin = join(repo, 'dist', 'bin', 'mailbag.js');
-const ready = need('the built mailbag (dist/bin/mailbag.js)', [builtBin], 'run npm run build first') && haveCorpus();
-
-// the processes run a private copy of dist/ (with the checkout's node_modules), so a
-// rebuild of the shared checkout while they start cannot break them
-let copy: string | undefined;
-let bin = builtBin;
-beforeAll(() => {
-  if (!ready) return;
-  copy = mkdtempSync(join(tmpdir(), 'mailbag-fault-built-'));
-  cpSync(join(repo, 'dist'), join(copy, 'dist'), { recursive: true });
-  cpSync(join(repo, 'package.json'), join(copy, 'package.json'));
-  symlinkSync(join(repo, 'node_modules'), join(copy, 'node_modules'));
-  bin = join(copy, 'dist', 'bin', 'mailbag.js');
-});
-afterAll(() => {
-  if (copy) rmSync(copy, { recursive: true, force: true });
-});
+const ready = need('the built mailbag (dist/bin/mailbag.js)', [mailbagBin], 'run npm run build first') && haveCorpus();
+// the repo's dist/, as the other fault tests run it (mta-common's mailbagBin)
+const bin = mailbagBin;
 
 interface Run {
   code: number | null;
