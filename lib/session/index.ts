@@ -20,6 +20,7 @@ import { usableCodecs } from '../bag/codec.js';
 import { EarlySend, refuseSession, runSession, type SessionProgress, type SessionResult } from './session.js';
 import { SessionStore, type ReceiveCaps } from './store.js';
 import { prestartStageWorker } from './stage-ops.js';
+import { clockSteps, onTodaysClock, readBootClock, type BootReading } from './clock.js';
 
 export { runSession, refuseSession, type SessionOptions, type SessionProgress, type SessionResult } from './session.js';
 export { SessionStore, planBags, type SpoolPaths, type PendingBag, type ReceiveCaps } from './store.js';
@@ -268,13 +269,20 @@ export async function serveLink(o: ServeOptions): Promise<SessionResult> {
  * unreachable. Under the session lock; undefined when a session holds it (that session
  * has the jobs in its bags; the next call expires them).
  */
-export async function expireQueued(config: Config, peer: string, o: { spool?: Spool; now?: Date; log?: (line: string) => void } = {}): Promise<string[] | undefined> {
+export async function expireQueued(
+  config: Config,
+  peer: string,
+  o: { spool?: Spool; now?: Date; log?: (line: string) => void; bootClock?: BootReading | null } = {},
+): Promise<string[] | undefined> {
   const spool = o.spool ?? (await Spool.open(config.spool, { create: true }));
   // nothing old queued (the usual case): no lock, no store
   const now = o.now ?? new Date();
+  // the wall clock's steps forward: a job made before one counts its age from its id time
+  // plus the step, not as weeks old once NTP set a clock that was behind (clock.ts)
+  const steps = await clockSteps(spool, now.getTime(), o.bootClock === undefined ? await readBootClock() : (o.bootClock ?? undefined));
   const names = await readdir(spool.path('out', peer)).catch(() => [] as string[]);
   // (one made "in the future", by a clock since set back, is counted from its arrival: the store looks)
-  if (!names.some((n) => isJobId(n) && (now.getTime() - jobIdTime(n) > config.queueLifetimeMs || jobIdTime(n) > now.getTime()))) return [];
+  if (!names.some((n) => isJobId(n) && (now.getTime() - onTodaysClock(jobIdTime(n), steps) > config.queueLifetimeMs || jobIdTime(n) > now.getTime()))) return [];
   let lock: Lock;
   try {
     lock = await lockPeer(spool, peer, o.log);
@@ -285,7 +293,7 @@ export async function expireQueued(config: Config, peer: string, o: { spool?: Sp
   try {
     const store = storeFor(config, spool, peer, config.peers[peer]);
     await store.open();
-    return await store.expireQueued(config.queueLifetimeMs, now);
+    return await store.expireQueued(config.queueLifetimeMs, now, steps);
   } finally {
     await lock.release();
   }

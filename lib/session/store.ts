@@ -21,6 +21,7 @@ import { faultPoint } from '../spool/fault.js';
 import { Ledger } from './ledger.js';
 import { BagRefusal, LocalGrowth, PartialSource, fromStageFailure, stageFrom, type ReceiveCaps, type StageOutcome, type StageRequest } from './stage-bag.js';
 import { StageOps, stageOnWorker, stageWhere, syncfsOnWorker } from './stage-ops.js';
+import { onTodaysClock, type ClockStep } from './clock.js';
 
 export { BagRefusal, type ReceiveCaps };
 
@@ -394,8 +395,10 @@ export class SessionStore {
   /**
    * Jobs of out/PEER/ made (by the time in their id) longer than `lifetimeMs` ago fail
    * for good: "not delivered to PEER within …" (DESIGN.md promise 4). Returns their ids.
+   * `steps`: the wall clock's steps forward seen (clock.ts), added to the id time of a job
+   * made before them.
    */
-  async expireQueued(lifetimeMs: number, now = new Date()): Promise<string[]> {
+  async expireQueued(lifetimeMs: number, now = new Date(), steps: readonly ClockStep[] = []): Promise<string[]> {
     const expired: string[] = [];
     const d = lifetimeMs / 86_400_000;
     const days = Number.isInteger(d) ? `${d} day${d === 1 ? '' : 's'}` : `${Math.round(lifetimeMs / 3_600_000)} h`;
@@ -405,6 +408,9 @@ export class SessionStore {
       // made "in the future" (this clock was ahead and set back since, or a bad id): its
       // lifetime counts from its arrival in out/ by this clock, not never
       if (made > now.getTime()) made = await this.arrivedAt(name, now);
+      // made by a clock that has stepped forward since (a clock weeks behind set by NTP):
+      // its age on today's clock (clock.ts), not the weeks of the step
+      else made = onTodaysClock(made, steps);
       // ids sort by time, but one counted from its arrival may be older than those before it
       if (now.getTime() - made <= lifetimeMs) continue;
       // `mailbag retry` put it back: its lifetime counts from then (the runner's record)
