@@ -4,7 +4,8 @@
 // (`mailbag enqueue`, rmail jobs; Debian's uux line with mailbag-uux; the null sender,
 // BSMTP jobs) and `mailbag enqueue --bsmtp` with DSN parameters → `mailbag sync` over a
 // real OpenSSH sshd on 127.0.0.1 (forced `mailbag serve`) → delivery by the hub's
-// runner through sendmail into a real Postfix and a real Exim → their Maildirs.
+// runner through sendmail into a real Postfix and a real Exim, and by SMTP into that
+// Postfix's smtpd → their Maildirs.
 // What arrives must be what went in: the envelope sender (`<>` included), every
 // recipient once, the header fields in order and the body bytes, up to the
 // transformations docs/formats.md ("End to end") lists: Received, Return-Path and the
@@ -122,8 +123,12 @@ function differences(c: Case, got: MaildirMessage, path: Path): string[] {
   return out;
 }
 
+type Peer = 'pf' | 'ps' | 'ex';
+
 interface Route {
   mta: 'postfix' | 'exim';
+  /** the far site: pf and ex deliver by sendmail, ps by SMTP to the far Postfix's smtpd */
+  peer: Peer;
   /** through the sending Postfix into `mailbag enqueue` or mailbag-uux; or straight into `mailbag enqueue` (-f or --bsmtp) */
   door: 'postfix-enqueue' | 'postfix-uux' | 'enqueue' | 'bsmtp';
   /** mailbox at the far MTA */
@@ -131,19 +136,21 @@ interface Route {
 }
 
 const ROUTES: Route[] = [
-  { mta: 'postfix', door: 'postfix-enqueue', box: 'p1' },
-  { mta: 'postfix', door: 'postfix-enqueue', box: 'p2' },
-  { mta: 'postfix', door: 'postfix-uux', box: 'pu' },
-  { mta: 'postfix', door: 'enqueue', box: 'pd' },
-  { mta: 'postfix', door: 'bsmtp', box: 'pb' },
-  { mta: 'exim', door: 'postfix-enqueue', box: 'e1' },
-  { mta: 'exim', door: 'postfix-enqueue', box: 'e2' },
-  { mta: 'exim', door: 'postfix-uux', box: 'eu' },
-  { mta: 'exim', door: 'enqueue', box: 'ed' },
-  { mta: 'exim', door: 'bsmtp', box: 'eb' },
+  { mta: 'postfix', peer: 'pf', door: 'postfix-enqueue', box: 'p1' },
+  { mta: 'postfix', peer: 'pf', door: 'postfix-enqueue', box: 'p2' },
+  { mta: 'postfix', peer: 'pf', door: 'postfix-uux', box: 'pu' },
+  { mta: 'postfix', peer: 'pf', door: 'enqueue', box: 'pd' },
+  { mta: 'postfix', peer: 'pf', door: 'bsmtp', box: 'pb' },
+  { mta: 'postfix', peer: 'ps', door: 'enqueue', box: 'sd' },
+  { mta: 'postfix', peer: 'ps', door: 'bsmtp', box: 'sb' },
+  { mta: 'exim', peer: 'ex', door: 'postfix-enqueue', box: 'e1' },
+  { mta: 'exim', peer: 'ex', door: 'postfix-enqueue', box: 'e2' },
+  { mta: 'exim', peer: 'ex', door: 'postfix-uux', box: 'eu' },
+  { mta: 'exim', peer: 'ex', door: 'enqueue', box: 'ed' },
+  { mta: 'exim', peer: 'ex', door: 'bsmtp', box: 'eb' },
 ];
 
-const peerOf = (r: Route): 'pf' | 'ex' => (r.mta === 'postfix' ? 'pf' : 'ex');
+const PEERS: Peer[] = ['pf', 'ps', 'ex'];
 
 /** One BSMTP transaction as Exim's use_bsmtp writes it (written here, not by lib/bsmtp). */
 function bsmtpTransaction(sender: string, rcpts: string[], raw: Buffer, mailParams = '', rcptParams: string[] = []): Buffer {
@@ -161,7 +168,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
   let farPf: PostfixInstance;
   let farEx: EximInstance;
   let sshd: Sshd;
-  const hubConfig: Record<'pf' | 'ex', string> = { pf: '', ex: '' };
+  const hubConfig: Record<Peer, string> = { pf: '', ps: '', ex: '' };
   let homeConfig: string;
   const cases: Case[] = [];
 
@@ -172,32 +179,37 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
     site = await makeMailbagSite('fidelity10');
     const { user, dir } = site;
     // the far sites: root's spools, delivering into their own MTA
-    farPf = await startPostfix({ mailboxes: ['user', 'dsn', 'n1', 'n2', ...ROUTES.filter((r) => r.mta === 'postfix').map((r) => r.box)] });
+    farPf = await startPostfix({ smtp: true, mailboxes: ['user', 'dsn', 'n1', 'n2', 'dsn2', 'n3', 'n4', ...ROUTES.filter((r) => r.mta === 'postfix').map((r) => r.box)] });
     farEx = await startExim({ mailboxes: ['user', 'dsn', 'n1', 'n2', ...ROUTES.filter((r) => r.mta === 'exim').map((r) => r.box)] });
     const eximSendmail = join(dir, 'exim-sendmail');
     // the "sendmail" an Exim site has, pointed at the private configuration (-odq: a -C
     // Exim delivers in a queue run, test/helpers/exim.ts)
     writeFileSync(eximSendmail, `#!/bin/sh\nexec ${eximBinary()} -C ${farEx.configFile} -odq "$@"\n`, { mode: 0o755 });
-    for (const [peer, sendmail] of [['pf', POSTFIX_SENDMAIL], ['ex', eximSendmail]] as const) {
+    const delivery: Record<Peer, string[]> = {
+      pf: [`sendmail = "${POSTFIX_SENDMAIL}"`],
+      ps: ['method = "smtp"', `smtp = "127.0.0.1:${farPf.smtpPort}"`],
+      ex: [`sendmail = "${eximSendmail}"`],
+    };
+    for (const peer of PEERS) {
       const root = makeOwnedDir(join(dir, `hub-${peer}`), { name: 'root', uid: 0, gid: 0 }, 0o700);
       hubConfig[peer] = join(root, 'mailbag.toml');
-      writeFileSync(hubConfig[peer], [`site = "${peer}"`, `spool = "${join(root, 'spool')}"`, '[delivery]', `sendmail = "${sendmail}"`, '[peers.home]', 'accept = ["rmail", "rsmtp"]', ''].join('\n'));
+      writeFileSync(hubConfig[peer], [`site = "${peer}"`, `spool = "${join(root, 'spool')}"`, '[delivery]', ...delivery[peer], '[peers.home]', 'accept = ["rmail", "rsmtp"]', ''].join('\n'));
     }
-    const keys = { pf: makeKey(dir, 'id_pf'), ex: makeKey(dir, 'id_ex') };
+    const keys = { pf: makeKey(dir, 'id_pf'), ps: makeKey(dir, 'id_ps'), ex: makeKey(dir, 'id_ex') };
     sshd = await startSshd({
-      authorizedKeys: (['pf', 'ex'] as const).map((p) => ({
+      authorizedKeys: PEERS.map((p) => ({
         publicKey: keys[p].publicKey,
-        command: serveCommand('home', hubConfig[p], p === 'pf' ? { MAIL_CONFIG: farPf.configDir, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } : { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }),
+        command: serveCommand('home', hubConfig[p], { MAIL_CONFIG: farPf.configDir, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }),
       })),
     });
     for (const k of Object.values(keys)) chownSync(k.privatePath, user.uid, user.gid);
     const knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, `${sshd.knownHostsLines.join('\n')}\n`);
     homeConfig = join(dir, 'home.toml');
-    const peer = (p: 'pf' | 'ex'): string[] => [
+    const peer = (p: Peer): string[] => [
       `[peers.${p}]`, 'host = "127.0.0.1"', `port = ${sshd.port}`, `user = "${sshd.user}"`, `identity = "${keys[p].privatePath}"`, `known_hosts = "${knownHosts}"`, 'connect_timeout = "20s"', '',
     ];
-    writeFileSync(homeConfig, ['site = "home"', `spool = "${site.spool}"`, '', ...peer('pf'), ...peer('ex')].join('\n'), { mode: 0o644 });
+    writeFileSync(homeConfig, ['site = "home"', `spool = "${site.spool}"`, '', ...PEERS.flatMap(peer)].join('\n'), { mode: 0o644 });
     await makeUserSpool(site.spool, user);
     // the sending site's Postfix: each far mailbox has its route (front door and peer)
     front = await startPostfix({
@@ -207,7 +219,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
         `mailbag-uux unix - n n - - pipe flags=Fqhu null_sender= user=${user.name} argv=${mailbagUuxBin} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
       ],
       transports: Object.fromEntries(
-        ROUTES.filter((r) => r.door.startsWith('postfix-')).map((r) => [`${r.box}@maildir.test`, `${r.door === 'postfix-uux' ? 'mailbag-uux' : 'mailbag'}:${peerOf(r)}`]),
+        ROUTES.filter((r) => r.door.startsWith('postfix-')).map((r) => [`${r.box}@maildir.test`, `${r.door === 'postfix-uux' ? 'mailbag-uux' : 'mailbag'}:${r.peer}`]),
       ),
       mailboxes: ['user'],
     });
@@ -234,7 +246,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
   });
 
   test('every message reaches every recipient once through both MTAs, intact up to the documented changes', async () => {
-    const batch: Record<'pf' | 'ex', Buffer[]> = { pf: [], ex: [] };
+    const batch: Record<Peer, Buffer[]> = { pf: [], ps: [], ex: [] };
     for (const c of cases) {
       const f = c.sender === '' ? '<>' : c.sender;
       const viaPostfix = ROUTES.filter((x) => x.door.startsWith('postfix-')).map((x) => `${x.box}@maildir.test`);
@@ -242,26 +254,26 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
       expect(r.code, `${c.name}: ${r.stderr}`).toBe(0);
       for (const x of ROUTES) {
         if (x.door === 'enqueue') {
-          const q = await asHome(['enqueue', peerOf(x), '-f', f, '--', `${x.box}@maildir.test`], c.raw);
+          const q = await asHome(['enqueue', x.peer, '-f', f, '--', `${x.box}@maildir.test`], c.raw);
           expect(q.code, `${c.name}: ${q.stderr}`).toBe(0);
         } else if (x.door === 'bsmtp') {
-          batch[peerOf(x)].push(bsmtpTransaction(c.sender, [`${x.box}@maildir.test`], c.raw));
+          batch[x.peer].push(bsmtpTransaction(c.sender, [`${x.box}@maildir.test`], c.raw));
         }
       }
     }
-    for (const p of ['pf', 'ex'] as const) {
+    for (const p of PEERS) {
       const q = await asHome(['enqueue', p, '--bsmtp'], Buffer.concat(batch[p]));
       expect(q.code, q.stderr).toBe(0);
     }
     await front.waitQueueEmpty(120_000);
     expect(front.log()).not.toMatch(/status=(bounced|deferred)/);
-    for (const p of ['pf', 'ex']) {
+    for (const p of PEERS) {
       const s = await asHome(['sync', p]);
       expect(s.code, `sync ${p}: ${s.stderr}\n${sshd.log().slice(-2000)}`).toBe(0);
     }
     // the sessions ran the received jobs; a run afterwards finds nothing left
-    for (const p of ['pf', 'ex'] as const) {
-      const r = await run(mailbagBin, ['run', '--config', hubConfig[p]], { env: p === 'pf' ? { ...process.env, MAIL_CONFIG: farPf.configDir } : process.env, timeoutMs: 300_000 });
+    for (const p of PEERS) {
+      const r = await run(mailbagBin, ['run', '--config', hubConfig[p]], { env: { ...process.env, MAIL_CONFIG: farPf.configDir }, timeoutMs: 300_000 });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toMatch(/^run: 0 done, 0 to retry, 0 failed/m);
     }
@@ -287,7 +299,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
     expect(problems).toEqual([]);
   }, 600_000);
 
-  test('BSMTP DSN parameters reach Postfix through sendmail -bs (NOTIFY, ORCPT: its success notice says so); Exim gets the mail without them', async () => {
+  test('BSMTP DSN parameters reach Postfix (sendmail -bs: NOTIFY, ORCPT; SMTP: ENVID too; its success notices say so); Exim gets the mail without them', async () => {
     const message = (n: string): Buffer => Buffer.from(`From: dsn@maildir.test\nTo: n1@maildir.test\nSubject: dsn ${n}\nMessage-ID: <dsn-${n}@x.test>\nDate: Sun, 22 Nov 2026 04:10:00 +0000\n\nbody ${n}\n`);
     const job = Buffer.concat([
       bsmtpTransaction('dsn@maildir.test', ['n1@maildir.test', 'n2@maildir.test'], message('one'), ' RET=HDRS ENVID=fid10+2Benv1', [' NOTIFY=SUCCESS ORCPT=rfc822;orig1@x.test', ' NOTIFY=NEVER']),
@@ -318,8 +330,26 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
     // the headers come back, not the body
     expect(text).toMatch(/Content-Type: text\/rfc822-headers/);
     expect(text).not.toMatch(/body one/);
+
+    // by SMTP to Postfix's smtpd every DSN parameter arrives, ENVID too
+    const bySmtp = Buffer.concat([
+      bsmtpTransaction('dsn2@maildir.test', ['n3@maildir.test', 'n4@maildir.test'], message('three'), ' RET=FULL ENVID=fid10+2Benv3', [' NOTIFY=SUCCESS ORCPT=rfc822;orig3@x.test', ' NOTIFY=NEVER']),
+    ]);
+    const q = await asHome(['enqueue', 'ps', '--bsmtp'], bySmtp);
+    expect(q.code, q.stderr).toBe(0);
+    const s = await asHome(['sync', 'ps']);
+    expect(s.code, `sync ps: ${s.stderr}`).toBe(0);
+    expect((await waitMaildir(farPf.maildir('n3'), 1, 60_000)).map((m) => m.header('subject'))).toEqual(['dsn three']);
+    const [smtpNotice] = await waitMaildir(farPf.maildir('dsn2'), 1, 60_000);
+    const smtpText = smtpNotice!.raw.toString('latin1');
+    expect(smtpText).toMatch(/^Original-Envelope-Id: fid10\+env3$/m);
+    expect(smtpText).toMatch(/^Original-Recipient: rfc822; ?orig3@x\.test$/m);
+    expect(smtpText).toMatch(/^Final-Recipient: rfc822; n3@maildir\.test$/m);
+    expect(smtpText).not.toMatch(/n4@maildir\.test/);
+    // (RET cannot be seen here: Postfix's notice of success returns the headers either way)
     await farPf.waitQueueEmpty(60_000);
     expect(more).toEqual([]);
+    expect(readMaildir(farPf.maildir('dsn2'))).toHaveLength(1);
     expect(readMaildir(farEx.maildir('dsn'))).toEqual([]);
   }, 300_000);
 });
