@@ -24,7 +24,7 @@ import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
-import { openProgressSpool, stageFile } from './stage.js';
+import { openProgressSpool, recordBound, RecordRoom, stageFile } from './stage.js';
 
 /** run/rmail-stdin/KEY: the recipients accepted of a job the caller will retry (viaSmtp) */
 const STATE_DIR = 'rmail-stdin';
@@ -91,6 +91,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
   // the message's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rmail-message');
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });
+  let room: RecordRoom | undefined;
   try {
     const file = staged.path;
     // the caller retries a 75 with the same job (uuxqt: the same command line and D.
@@ -112,13 +113,20 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     // a partial acceptance (a full or read-only spool) would make each retry send the
     // message again to the recipients accepted, for as long as that lasts
     if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted], failed: [], noticed: false } } });
+    // and room for the record after it: a disk that fills while the MTA has the message must
+    // not leave the recipients it accepted unrecorded (the retry would send to them again)
+    if (spool) room = await RecordRoom.reserve(spool, 'rmail-reserve', [recordBound(recipients)]);
+    const keep = async (now: string[]): Promise<void> => {
+      const write = (): Promise<void> => writeState(spool!, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
+      await room!.write(write, (l) => io.stderr.write(`rmail: ${l}\n`));
+    };
     const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
     const results = await d.deliver(tx, accepted);
     const temporary = results.find((r) => r.kind === 'temporary');
     if (temporary) {
       const now = results.filter((r) => r.kind === 'accepted').map((r) => r.address);
       if (now.length > 0) {
-        if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
+        if (spool) await keep(now);
         else io.stderr.write('rmail: no spool to remember progress in: a retry will send the message again to the recipients accepted now\n');
       }
       throw new DeliveryError(temporary, 75);
@@ -137,7 +145,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
         // the caller retries the job for the notice: the accepted stay recorded so that
         // they get nothing again (the refused are offered again, refused again, noticed)
         const now = results.filter((r) => r.kind === 'accepted').map((r) => r.address);
-        if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
+        if (spool) await keep(now);
         else io.stderr.write('rmail: no spool to remember progress in: a retry will send the message again to the recipients accepted now\n');
         throw new DeliveryError({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-mailbag; the failure notice could not be sent yet' }, 75);
       }
@@ -146,6 +154,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     return 0;
   } finally {
     await d.close();
+    await room?.release();
     await staged.remove();
   }
 }

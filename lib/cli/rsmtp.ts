@@ -12,22 +12,21 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, statfs, unlink, utimes } from 'node:fs/promises';
+import { unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { loadConfig } from '../config/index.js';
-import { asMailbagError, InputError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { indexBsmtp } from '../deliver/bsmtp-index.js';
 import { Deliverer } from '../deliver/index.js';
 import { paramValue, xtextDecode, type Transaction } from '../deliver/message.js';
 import { DeliveryError, type RecipientResult } from '../deliver/result.js';
 import { sendNotice } from '../runner/notify.js';
-import { emptyState, pruneStale, RUN_MAGIC_LINE, readState, statePath, writeState, type RunState } from '../runner/state.js';
+import { emptyState, pruneStale, readState, statePath, writeState, type RunState } from '../runner/state.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
-import { openProgressSpool, stageFile, type Staged } from './stage.js';
-import { spoolErrorFrom, type Spool } from '../spool/index.js';
+import { MAX_RECORDED_DIAGNOSTIC, openProgressSpool, recordBound, RecordRoom, stageFile } from './stage.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -49,7 +48,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const spool = await openProgressSpool(config, 'rsmtp', io.stderr);
   // the input's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rsmtp-input');
-  let reserve: Staged | undefined;
+  let room: RecordRoom | undefined;
   try {
     const file = staged.path;
     const hash = createHash('sha256');
@@ -90,22 +89,15 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const p = own?.tx[String(tx.index)] ?? legacy?.tx[String(tx.index)];
       if (p) state.tx[String(tx.index)] = p;
     }
-    // room for the records kept before anything is handed over (reserveRecords): a disk
+    // room for the records kept before anything is handed over (RecordRoom): a disk
     // that fills after the MTA took a transaction must not leave it unrecorded, or the
     // caller's retry delivers it again
     const save = async (tx: Transaction): Promise<void> => {
       const p = state.tx[String(tx.index)];
       if (!spool || !p) return;
       const write = (): Promise<void> => writeState(spool, STATE_PEER, keys[tx.index]!, { attempts: 0, tx: { [String(tx.index)]: p } });
-      try {
-        await write();
-      } catch (err) {
-        if (!reserve || asMailbagError(err).code !== 'spool-full') throw err;
-        await reserve.remove();
-        reserve = undefined;
-        io.stderr.write(`rsmtp: ${(err as Error).message}: progress kept in the room reserved for it\n`);
-        await write();
-      }
+      if (room) await room.write(write, (l) => io.stderr.write(`rsmtp: ${l}\n`));
+      else await write();
     };
     // a retry renews the records it relies on, so ledger_retention counts from the caller's
     // last try (uuxqt retries a 75 without limit), not from the run that settled them
@@ -126,7 +118,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (spool && keys.length > 0) {
       const first = state.tx['0'];
       await writeState(spool, STATE_PEER, keys[0]!, { attempts: 0, tx: first ? { '0': first } : {} });
-      reserve = await reserveRecords(spool, idx.transactions);
+      room = await RecordRoom.reserve(spool, 'rsmtp-reserve', idx.transactions.map((tx) => recordBound(tx.recipients.map((r) => r.address))));
     }
     const site = config.site || hostname();
     const d = new Deliverer({ delivery: config.delivery, env: io.env, site });
@@ -206,51 +198,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     return 0;
   } finally {
-    await reserve?.remove();
+    await room?.release();
     await staged.remove();
   }
-}
-
-/** the longest diagnostic a record keeps (an MTA's refusal text); longer ones are cut with … */
-const MAX_RECORDED_DIAGNOSTIC = 1000;
-/** the reserve's cap: a larger batch has room for its first records only */
-const MAX_RESERVE = 64 * 1024 * 1024;
-
-/**
- * A file in SPOOL/tmp/ (removed by the spool's cleanup if we are killed) as large as every
- * record this run may write, each rounded up to the file system's block, with one more
- * for the rewrite's new copy. Written, not synced: the file system has given it blocks
- * (or, delayed, counted them), which its removal hands back to the records when the disk
- * fills midway. One that cannot be written is the spool full before anything is handed
- * over (75).
- */
-async function reserveRecords(spool: Spool, txs: readonly Transaction[]): Promise<Staged> {
-  const block = Math.max(4096, Number((await statfs(spool.tmpDir).catch(() => undefined))?.bsize ?? 4096));
-  const round = (n: number): number => Math.ceil(n / block) * block;
-  let size = block * 2; // the directory may grow; the rewrite's new copy of one record
-  let largest = 0;
-  for (const tx of txs) {
-    // JSON escapes a character to at most 6; each recipient's status and separators ~100
-    const one = round(RUN_MAGIC_LINE.length + 256 + tx.recipients.reduce((n, r) => n + 6 * (Buffer.byteLength(r.address) + MAX_RECORDED_DIAGNOSTIC) + 100, 0));
-    largest = Math.max(largest, one);
-    size += one;
-    if (size >= MAX_RESERVE) break;
-  }
-  size = Math.min(size + largest, MAX_RESERVE);
-  const staged = await stageFile(spool, 'rsmtp-reserve');
-  try {
-    const fh = await open(staged.path, 'wx', 0o600);
-    try {
-      const chunk = Buffer.alloc(Math.min(size, 1 << 20));
-      for (let at = 0; at < size; at += chunk.length) await fh.write(chunk, 0, Math.min(chunk.length, size - at), at);
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    await staged.remove();
-    throw spoolErrorFrom(err, 'reserving room for the progress records');
-  }
-  return staged;
 }
 
 /**
