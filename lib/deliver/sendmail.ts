@@ -197,7 +197,7 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
     for (let round = 0; todo.length > 0 && round < recipients.length; round++) {
       const argv = sendmailArgv({ sender: tx.sender, recipients: todo, ret, envid: envidRaw === undefined ? undefined : xtextDecode(envidRaw), notify: notify || undefined, errorsToStderr: true }, o.mta);
       const out = await runChild(o.program, argv, openPlain(tx.body), o.env, o.timeoutMs);
-      const c = classifyExit(out, 'sendmail');
+      const c = sizeRefusal(classifyExit(out, 'sendmail'), out, o.mta);
       const bad = c.kind === 'permanent' && o.mta === 'exim' ? eximBadRecipients(out.output, todo) : new Map<string, string>();
       if (bad.size === 0) {
         for (const address of todo) results.push({ address, ...c });
@@ -209,6 +209,17 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
     }
   }
   return results;
+}
+
+/**
+ * Postfix's sendmail refuses a message over message_size_limit with exit 75 (`sendmail:
+ * fatal: SENDER(UID): message file too big`): temporary by its status, but the same
+ * message is refused at every attempt, for the whole queue lifetime. It is final, 5.3.4,
+ * what Postfix's smtpd answers for it (552 5.3.4).
+ */
+export function sizeRefusal(c: ReturnType<typeof classifyExit>, out: ChildOutcome, mta: MtaKind): ReturnType<typeof classifyExit> {
+  if (mta !== 'postfix' || c.kind !== 'temporary' || out.code !== 75 || !/^\S*sendmail: fatal: .*: message file too big$/m.test(out.output)) return c;
+  return { kind: 'permanent', status: '5.3.4', diagnostic: c.diagnostic };
 }
 
 /**

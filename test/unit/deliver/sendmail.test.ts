@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyExit, deliverWithSendmail, eximBadRecipients, sendmailArgv, mtaTakesDsnFlags } from '../../../lib/deliver/sendmail.js';
+import { classifyExit, deliverWithSendmail, eximBadRecipients, sendmailArgv, sizeRefusal, mtaTakesDsnFlags } from '../../../lib/deliver/sendmail.js';
 import { classifyVersionProbe, detectMta } from '../../../lib/deliver/mta.js';
 import { permanentExit } from '../../../lib/deliver/result.js';
 import { FAKE_SENDMAIL } from '../runner/helpers.js';
@@ -28,6 +28,13 @@ describe('sendmail argv', () => {
     const out = 'exim: bad recipient address "bad@@x.test": domain missing or malformed\nexim: bad recipient address "a@b>c": malformed address: >c may not follow a@b\nexim: bad recipient address "not-ours": x\n';
     expect([...eximBadRecipients(out, ['ok@x.test', 'bad@@x.test', 'a@b>c']).keys()]).toEqual(['bad@@x.test', 'a@b>c']);
     expect(eximBadRecipients('exim: message too big\n', ['a@b']).size).toBe(0);
+  });
+  it('takes Postfix\'s "message file too big" (exit 75) as final 5.3.4, and nothing else', () => {
+    const out = { code: 75, signal: null, output: 'postdrop: warning: uid=0: File too large\nsendmail: warning: mail_stream_cleanup: close error\nsendmail: fatal: s@x(0): message file too big\n' };
+    expect(sizeRefusal(classifyExit(out, 'sendmail'), out, 'postfix')).toMatchObject({ kind: 'permanent', status: '5.3.4' });
+    expect(sizeRefusal(classifyExit(out, 'sendmail'), out, 'exim').kind).toBe('temporary');
+    const other = { ...out, output: 'sendmail: fatal: s@x(0): queue file write error\n' };
+    expect(sizeRefusal(classifyExit(other, 'sendmail'), other, 'postfix').kind).toBe('temporary');
   });
   it('drops an ENVID that would not survive a command line', () => {
     expect(sendmailArgv({ ...dsn, envid: 'a b' }, 'postfix')).not.toContain('-V');
