@@ -172,6 +172,8 @@ class Session {
   private lastRecv = performance.now();
   /** the last frame from the peer other than PING: the session moved */
   private lastMoved = performance.now();
+  /** our last DATA frame: a sender whose peer reports no PROGRESS (an old one) moves the session so */
+  private lastDataSent = Number.NEGATIVE_INFINITY;
   private settled = false;
   private resolve!: (r: SessionResult) => void;
   private reject!: (e: Error) => void;
@@ -266,9 +268,10 @@ class Session {
         return;
       }
       // keepalives alone, for longer than any step of the peer's takes, while nothing of
-      // ours is under way (staging, a commit, an ACK's removals, sending DATA): the peer holds
-      // the session (and its lock) without moving it
-      if (!this.opening && this.staging === 0 && this.busy === 0 && !this.pumping && now - this.lastMoved > stall) {
+      // ours is under way (staging, a commit, an ACK's removals) and no DATA of ours went out
+      // (a slow link to a peer without PROGRESS): the peer holds the session (and its lock)
+      // without moving it. A sender waiting for PROGRESS that never comes counts too
+      if (!this.opening && this.staging === 0 && this.busy === 0 && now - Math.max(this.lastMoved, this.lastDataSent) > stall) {
         this.fail(new SessionError('timeout', `${this.o.peer} sent nothing but keepalives for ${Math.round((now - this.lastMoved) / 1000)} s: the session does not move`), true);
         return;
       }
@@ -288,6 +291,7 @@ class Session {
   }
 
   private send(buf: Buffer, raw = false): boolean {
+    if (buf[0] === FRAME.DATA) this.lastDataSent = performance.now();
     if (this.o.trace && !raw && buf.length >= 5 && buf[0] !== FRAME.DATA && buf[0] !== FRAME.PROGRESS) this.o.trace(`${this.o.site} > ${frameName(buf[0]!)} ${buf.subarray(5, 120).toString('latin1')}`);
     if (this.settled && !this.closing) return false;
     this.bytesOut += buf.length;

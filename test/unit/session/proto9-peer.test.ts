@@ -10,7 +10,7 @@ import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/sessi
 import { decodeOffer, decodeRefuse, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
 import { StderrTail } from '../../../lib/transport/link.js';
 import { MAX_OPEN_OFFERS } from '../../../lib/session/state.js';
-import { runSession, type SessionResult } from '../../../lib/session/session.js';
+import { FLOW_WINDOW, runSession, type SessionResult } from '../../../lib/session/session.js';
 import { createPair } from '../../../lib/transport/pair.js';
 import type { Link } from '../../../lib/transport/types.js';
 import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir, type Site } from './sites.js';
@@ -305,6 +305,34 @@ describe('fixes10: a peer that only pings', () => {
     // the peer was told
     const err = await home.next(FRAME.ERROR, 1000);
     expect(err.payload.toString()).toMatch(/timeout/);
+  });
+
+  it('a peer that asks for a bag and never reports PROGRESS (only PING) cannot hold our sender for ever', async () => {
+    const home = await site('f10-pings-window', 'home');
+    // random bytes: the bag stays larger than the flow-control window once compressed
+    const { randomBytes } = await import('node:crypto');
+    await enqueue(home, 'hub', [Buffer.concat([Buffer.from('Subject: big\n\n'), Buffer.from(randomBytes(700 * 1024).toString('base64'))])]);
+    const s = store(home, 'hub');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'home', peer: 'hub', codecs: ['gzip'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000, stallTimeoutMs: 1500, scanEarly: true });
+    run.catch(() => {});
+    const hub = fakePeer(near);
+    hub.send(encodeHello(helloOf('hub', 'home', { keepalive: 100 })));
+    hub.send(encodeFrame(FRAME.DONE));
+    const offer = decodeOffer((await hub.next(FRAME.OFFER)).payload);
+    if (!offer.ok) throw new Error('bad offer');
+    expect(offer.value.size).toBeGreaterThan(FLOW_WINDOW);
+    hub.send(encodeAnswer({ bag: offer.value.bag, from: 0 }));
+    // the window's DATA arrive; the hub pings and reports nothing
+    const pinger = setInterval(() => hub.send(encodeFrame(FRAME.PING)), 100);
+    cleanups.push(() => clearInterval(pinger));
+    const outcome = await Promise.race([
+      run.then(() => 'ended' as const, (e: Error) => e),
+      new Promise<'still open'>((r) => setTimeout(() => r('still open'), 6000)),
+    ]);
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as Error).message).toMatch(/hub sent nothing but keepalives/);
   });
 
   it('a peer that moves between its pings is not stalled: the time counts from its last frame other than PING', async () => {
