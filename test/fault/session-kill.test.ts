@@ -146,9 +146,11 @@ describe.skipIf(!built)('a session killed with SIGKILL at each named point', () 
         const first = w.sync(side, point);
         // the fault fired: the killed side is gone, so this sync did not complete
         if (side === 'home') expect(first.signal, first.err).toBe('SIGKILL');
-        // the hub sends BYE once its bags are acknowledged (docs/protocol.md §4) and removes
-        // their jobs after: home may have finished its session before the hub is killed
-        else if (point === 'session-sender-after-remove') expect([0, 75], first.out + first.err).toContain(first.status);
+        // the hub sends BYE once its bags are acknowledged (docs/protocol.md §4) and marks
+        // and removes their jobs after, in a step BYE does not wait for (store.acked: the
+        // .acked rename and its directory fsync come before after-ack): home may have
+        // finished its session before the hub is killed (seen at after-ack under load 5)
+        else if (point === 'session-sender-after-remove' || point === 'session-sender-after-ack') expect([0, 75], first.out + first.err).toContain(first.status);
         else expect(first.status, first.out + first.err).toBe(75);
         // the survivors' state is recovered by the next sessions
         // a far `mailbag serve` may still be letting go of its lock for a moment
