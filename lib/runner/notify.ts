@@ -5,7 +5,7 @@
 
 import { composeNotice, NOTICE_FULL_LIMIT, type NoticeRecipient } from '../notice/dsn.js';
 import type { Deliverer } from '../deliver/index.js';
-import { paramValue, readPlainPrefix, type Transaction } from '../deliver/message.js';
+import { paramValue, readPlainPrefix, xtextDecode, type Transaction } from '../deliver/message.js';
 import { faultPoint } from '../spool/fault.js';
 
 export interface NoticeRequest {
@@ -26,7 +26,9 @@ export interface NoticeRequest {
  * again on a later run.
  */
 export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; log: (line: string) => void; deferred?: (diagnostic: string) => void }, n: NoticeRequest): Promise<boolean> {
-  if (n.sender === '' || n.sender === '<>' || n.recipients.length === 0) return true;
+  if (n.sender === '' || n.sender === '<>') return true;
+  const recipients = n.tx ? asRequested(n.tx, n.recipients) : n.recipients;
+  if (recipients.length === 0) return true;
   let original: Buffer | undefined;
   let complete = false;
   if (n.tx) {
@@ -43,7 +45,7 @@ export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; l
   const message = composeNotice({
     site: ctx.site,
     sender: n.sender,
-    recipients: n.recipients,
+    recipients,
     reason: n.reason,
     jobId: n.jobId,
     // RFC 3464 §2.2.1: Original-Envelope-Id is written in xtext, as it came
@@ -74,3 +76,19 @@ export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; l
   return true;
 }
 
+/**
+ * The recipients the sender asked to hear about, as the transaction's RCPT parameters
+ * say (RFC 3461 §4.1): one whose NOTIFY lacks FAILURE (NEVER, SUCCESS, DELAY) gets no
+ * failure notice, one whose NOTIFY lacks DELAY no delay notice; without NOTIFY the
+ * default is failures. Each keeps its ORCPT as Original-Recipient.
+ */
+export function asRequested(tx: Transaction, recipients: NoticeRecipient[]): NoticeRecipient[] {
+  return recipients.flatMap((r) => {
+    const rcpt = tx.recipients.find((x) => x.address === r.recipient);
+    const notify = rcpt ? paramValue(rcpt.params, 'NOTIFY') : undefined;
+    const wanted = (r.action ?? 'failed') === 'delayed' ? 'DELAY' : 'FAILURE';
+    if (notify !== undefined && !notify.toUpperCase().split(',').includes(wanted)) return [];
+    const orcpt = rcpt ? paramValue(rcpt.params, 'ORCPT') : undefined;
+    return [{ ...r, originalRecipient: r.originalRecipient ?? (orcpt ? xtextDecode(orcpt) : undefined) }];
+  });
+}

@@ -174,4 +174,31 @@ describe.skipIf(!ready)('runner into a real Exim', () => {
     await ex.runQueue();
     expect(fresh('user', seenUser)).toHaveLength(1);
   });
+  test('a refused recipient whose NOTIFY excludes FAILURE gets no notice (RFC 3461 4.1); one that asked for it gets one, with its ORCPT', async () => {
+    const [a] = plainCorpus(30).slice(29);
+    const seenSender = new Set(readMaildir(ex.maildir('sender')).map((m) => m.path));
+    const payload = [
+      'MAIL FROM:<sender@maildir.test> ENVID=n1',
+      'RCPT TO:<user@[999.1.1.1]> NOTIFY=NEVER', // Exim -bS: 501 domain literals not allowed
+      'DATA', stuff(a!) + '.',
+      'MAIL FROM:<sender@maildir.test> ENVID=n2',
+      'RCPT TO:<other@[999.1.1.2]> NOTIFY=SUCCESS,DELAY',
+      'DATA', stuff(a!) + '.',
+      'MAIL FROM:<sender@maildir.test> ENVID=n3',
+      'RCPT TO:<third@[999.1.1.3]> NOTIFY=FAILURE ORCPT=rfc822;third+2Bx@corpus.test',
+      'DATA', stuff(a!) + '.',
+      '',
+    ].join('\n');
+    const id = await receive({ command: 'rsmtp', sender: 'sender@maildir.test' }, payload);
+    await runJobs({ config, spool, env: process.env, log: (l) => log.push(l) });
+    await ex.runQueue();
+    expect((await listFailed(spool)).find((f) => f.id === id), log.join('\n')).toBeDefined();
+    const notices = readMaildir(ex.maildir('sender')).filter((m) => !seenSender.has(m.path) && m.raw.toString('latin1').includes(id));
+    expect(notices.map((m) => /Final-Recipient: rfc822; (\S+)/.exec(m.raw.toString('latin1'))?.[1])).toEqual(['third@[999.1.1.3]']);
+    expect(notices[0]!.raw.toString('latin1')).toMatch(/Original-Recipient: rfc822; third\+x@corpus\.test\r?\nFinal-Recipient/);
+    // nothing owed later either
+    await runJobs({ config, spool, env: process.env, force: true });
+    await ex.runQueue();
+    expect(readMaildir(ex.maildir('sender')).filter((m) => !seenSender.has(m.path))).toHaveLength(1);
+  });
 });
