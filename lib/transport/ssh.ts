@@ -110,6 +110,9 @@ export function classifySshError(err: Error & { level?: string; code?: string },
   }
 }
 
+/** why loadKey left an identity out for the agent, when not its passphrase (for the messages) */
+const leftOut = new WeakMap<SshOptions, string>();
+
 async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
   let material: Buffer | string | undefined = o.privateKey;
   if (material === undefined && o.identity !== undefined) {
@@ -130,6 +133,12 @@ async function loadKey(o: SshOptions): Promise<Buffer | string | undefined> {
     // peer, or an audit refuses it, and its owner never learn that it may be copied
     if (st.uid === process.getuid?.() && (st.mode & 0o077) !== 0) {
       const perms = `0${(st.mode & 0o777).toString(8).padStart(3, '0')}`;
+      // with an agent, ssh(1) ignores the file and the agent signs (it may hold that key)
+      if (o.agent !== undefined && o.agent !== false) {
+        o.trace?.(`identity ${o.identity} left out: open to others (permissions ${perms}), as ssh(1) does; the agent signs`);
+        leftOut.set(o, `open to others (${perms}), left out as ssh(1) does,`);
+        return undefined;
+      }
       throw new SessionError('auth', `the identity file ${o.identity} is open to others (permissions ${perms}): ssh refuses such a private key, and so does mailbag; chmod 600 ${o.identity}`);
     }
   }
@@ -198,7 +207,7 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
     throw new SessionError('auth', `no way to authenticate to ${o.host}${o.peer ? ` (peer ${o.peer})` : ''}: set identity to a private key file, or agent = true`);
   }
   // an identity left out (its passphrase: the agent signs for it) is named with the agent
-  const keyLeft = privateKey === undefined && (o.identity !== undefined || o.privateKey !== undefined) ? ` for the passphrase-protected ${o.identity ?? 'key given'}` : '';
+  const keyLeft = privateKey === undefined && (o.identity !== undefined || o.privateKey !== undefined) ? ` for the ${leftOut.get(o) ?? 'passphrase-protected'} ${o.identity ?? 'key given'}` : '';
   const authHow = [privateKey !== undefined ? `key ${o.identity ?? '(given)'}` : '', agent ? `ssh-agent ${agent}${keyLeft}` : ''].filter(Boolean).join(', ');
   const knownText = await readOptional(o.knownHosts);
   const known = knownText ?? '';

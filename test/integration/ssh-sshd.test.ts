@@ -164,6 +164,31 @@ describe.runIf(present)('transports against a real OpenSSH sshd', () => {
     }
   });
 
+  it('an identity open to others with agent = true: left out as ssh(1) does, and the agent holding the key authenticates', async () => {
+    const sock = join(dir, 'agent-open.sock');
+    const open = join(dir, 'id_open_agent');
+    copyFileSync(keys.ed25519!.privatePath, open);
+    chmodSync(open, 0o644);
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+      execFileSync('ssh-add', ['-q', keys.ed25519!.privatePath], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore', timeout: 10_000 });
+      const link = await sshTransport(opts({ identity: open, agent: true, env: { SSH_AUTH_SOCK: sock } })).connect();
+      expect((await roundTrip(link, Buffer.from('agent, file left out'))).toString()).toBe('agent, file left out');
+      // an agent without the key: refused, the message says why the file was left out
+      const empty = join(dir, 'agent-open-empty.sock');
+      const agent2 = spawn('ssh-agent', ['-D', '-a', empty], { stdio: 'ignore' });
+      try {
+        for (let i = 0; i < 200 && !existsSync(empty); i++) await new Promise((r) => setTimeout(r, 25));
+        await expect(sshTransport(opts({ identity: open, agent: true, env: { SSH_AUTH_SOCK: empty } })).connect()).rejects.toMatchObject({ code: 'auth', message: expect.stringContaining(`for the open to others (0644), left out as ssh(1) does, ${open}`) });
+      } finally {
+        agent2.kill();
+      }
+    } finally {
+      agent.kill();
+    }
+  });
+
   it('an identity with a passphrase and agent = true: the agent (holding that key) authenticates, as docs/security.md advises', async () => {
     const sock = join(dir, 'agent-enc.sock');
     const encrypted = join(dir, 'id_ecdsa_encrypted');
