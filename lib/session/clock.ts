@@ -79,7 +79,9 @@ async function save(spool: Spool, r: Record): Promise<void> {
 export async function clockSteps(spool: Spool, now: number, reading: BootReading | undefined): Promise<ClockStep[]> {
   const r = await load(spool);
   if (!reading) return r?.steps ?? [];
-  if (!r || r.boot !== reading.boot) {
+  // another boot, or the same boot id with less time since boot (a container whose uptime
+  // is its own, restarted): a new reference, no step measured against the old one
+  if (!r || r.boot !== reading.boot || reading.sinceBootMs < r.sinceBootMs) {
     await save(spool, { boot: reading.boot, wall: now, sinceBootMs: reading.sinceBootMs, steps: r?.steps ?? [] }).catch(() => undefined);
     return r?.steps ?? [];
   }

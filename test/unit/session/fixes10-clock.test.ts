@@ -62,6 +62,14 @@ it('a step seen in an earlier boot still counts after a reboot; no boot clock (n
   // rebooted: the step is remembered
   expect(await expireQueued(site.config, 'hub', { spool: site.spool, now: new Date(real + DAY), bootClock: { boot: 'boot-2', sinceBootMs: 30_000 } })).toEqual([]);
   expect((await site.spool.listJobs('out', 'hub')).map((r) => r.id)).toEqual([id]);
+  // the same boot id with less time since boot (a container's own uptime, restarted): a new
+  // reference, no step made up from it
+  expect(await expireQueued(site.config, 'hub', { spool: site.spool, now: new Date(real + 2 * DAY), bootClock: { boot: 'boot-2', sinceBootMs: 10_000 } })).toEqual([]);
+  expect(await expireQueued(site.config, 'hub', { spool: site.spool, now: new Date(real + 2 * DAY + 60_000), bootClock: { boot: 'boot-2', sinceBootMs: 70_000 } })).toEqual([]);
+  const { readFileSync } = await import('node:fs');
+  const rec = JSON.parse(readFileSync(site.spool.path('run', 'clock-steps'), 'utf8').split('\n')[1]!) as { steps: unknown[]; sinceBootMs: number };
+  expect(rec.steps).toHaveLength(1);
+  expect(rec.sinceBootMs).toBe(10_000);
   // this machine's own boot clock reads
   const mine = await readBootClock();
   if (process.platform === 'linux') expect(mine?.boot).toMatch(/^[0-9a-f-]{36}$/);
