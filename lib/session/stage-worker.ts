@@ -16,7 +16,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
 import { StageBatches, type BatchRunner } from './stage-batch.js';
 import { DirectSink, PartialSource, SharedGrowth, stageFrom, toStageResult, type StageRequest, type StageResult } from './stage-bag.js';
@@ -180,4 +180,12 @@ function syncfs(dir: string, timeoutMs: number, done: (r: SyncfsResult) => void)
   }, timeoutMs);
   h.waiting.push({ done, timer });
   h.io.write(`${dir}\n`);
+}
+
+// loaded: every module this thread needs at its start is in. stage-ops.ts's
+// prestartStageWorker changes V8's flags only after this (it says why)
+const loaded = (workerData as { loaded?: unknown } | null | undefined)?.loaded;
+if (loaded instanceof Int32Array) {
+  Atomics.store(loaded, 0, 1);
+  Atomics.notify(loaded, 0);
 }
