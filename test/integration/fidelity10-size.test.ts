@@ -58,9 +58,10 @@ describe.skipIf(!havePostfix())('a message over the far Postfix\'s message_size_
     expect(s, log.join('\n')).toEqual({ done: 0, retry: 0, failed: 1, skipped: 0 });
     const failed = (await listFailed(spool)).find((f) => f.id === id);
     expect(failed?.reason).toMatch(/5\.3\.4|message file too big|size/i);
-    const notices = await waitMaildir(pf.maildir('sender'), noticesBefore + 1, 30_000);
-    const notice = notices.at(-1)!.raw.toString('latin1');
-    expect(notice).toContain(id);
+    await waitMaildir(pf.maildir('sender'), noticesBefore + 1, 30_000);
+    const notices = readMaildir(pf.maildir('sender')).filter((m) => m.raw.includes(id));
+    expect(notices).toHaveLength(1);
+    const notice = notices[0]!.raw.toString('latin1');
     expect(notice).toMatch(/Final-Recipient: rfc822; user@maildir\.test\r?\nAction: failed\r?\nStatus: 5\.3\.4/);
     expect(readMaildir(pf.maildir('user'))).toEqual([]);
   });
