@@ -191,6 +191,15 @@ export class SessionState {
       b.state = 'resolved';
       this.openIn--;
     }
+    // nothing of it is needed any more (offered again, it is a new offer; DATA for it is
+    // refused as for a bag never offered): kept, a peer offering bag after bag that is
+    // refused at once grew this map without bound
+    this.inb.delete(bag);
+  }
+
+  /** incoming bags remembered (for tests: bounded by the open offers) */
+  get incomingRemembered(): number {
+    return this.inb.size;
   }
 
   /** bags we offered that are still waiting for an answer, ACK or REFUSE */

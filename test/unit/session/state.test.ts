@@ -88,4 +88,23 @@ describe('SessionState', () => {
     const without = decodeHello(encodeHello(base).subarray(5));
     expect(without.ok && 'progress' in without.value).toBe(false);
   });
+
+  it('keeps nothing of an incoming bag once it is resolved (bounded memory: a peer offering bag after bag refused at once)', () => {
+    const s = started();
+    for (let i = 0; i < 5000; i++) {
+      const bag = i.toString(16).padStart(64, '0');
+      expect(s.receive(asFrame(encodeOffer({ bag, size: 1e12, codec: 'br', jobs: 1 }))).ok).toBe(true);
+      s.resolvedIncoming(bag); // refused too-big at its offer
+    }
+    expect(s.incomingRemembered).toBe(0);
+    expect(s.incomingOpen).toBe(0);
+    // what a resolved bag's entry decided is the same without it: offered again, taken as
+    // a new offer; DATA for it, refused
+    const bag = '0'.padStart(64, '0');
+    const data = asFrame(Buffer.concat([encodeDataHead(bag, 0, 1), Buffer.alloc(1)]));
+    const r = s.receive(data);
+    expect(!r.ok && r.issue.message).toMatch(/not being received/);
+    expect(s.receive(asFrame(encodeOffer({ bag, size: 6, codec: 'br', jobs: 1 }))).ok).toBe(true);
+    expect(s.incomingOpen).toBe(1);
+  });
 });
