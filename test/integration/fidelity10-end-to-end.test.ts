@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { corpusFiles, haveCorpus } from '../helpers/corpus.js';
 import { eximBinary, haveExim, startExim, type EximInstance } from '../helpers/exim.js';
 import { parseMessage, readMaildir, waitMaildir, type MaildirMessage } from '../helpers/maildir.js';
-import { makeOwnedDir, mailbagBin, mailbagUuxBin, removeTempDir, run, type RunResult } from '../helpers/mta-common.js';
+import { makeOwnedDir, mailbagBin, mailbagUuxBin, removeTempDir, repoRoot, run, type RunResult } from '../helpers/mta-common.js';
 import { makeMailbagSite, rawFields, type MailbagSite } from '../helpers/mta-site.js';
 import { need } from '../helpers/need.js';
 import { havePostfix, POSTFIX_SENDMAIL, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
@@ -25,12 +25,16 @@ import { makeKey } from '../helpers/ssh-keys.js';
 import { haveSshd, serveCommand, startSshd, type Sshd } from '../helpers/sshd.js';
 import { makeUserSpool } from '../helpers/spool-jobs.js';
 
+/** The installed entry points (the package's bins), as a user's MTA runs them */
+const mailbagCjs = join(repoRoot, 'dist/bin/mailbag.cjs');
+const mailbagUuxCjs = join(repoRoot, 'dist/bin/mailbag-uux.cjs');
+
 const ready =
   havePostfix() &&
   haveExim() &&
   haveSshd() &&
   haveCorpus() &&
-  need('the built front doors', [mailbagBin, mailbagUuxBin], 'run npm run build (npm test does it first)');
+  need('the built front doors', [mailbagBin, mailbagUuxBin, mailbagCjs, mailbagUuxCjs], 'run npm run build (npm test does it first)');
 
 /** One message as submitted, and where it should arrive. */
 interface Case {
@@ -182,7 +186,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
   const cases: Case[] = [];
 
   const asHome = (args: string[], input?: Buffer | string): Promise<RunResult> =>
-    run(mailbagBin, args, { uid: site.user.uid, gid: site.user.gid, env: { PATH: process.env.PATH, MAILBAG_CONFIG: homeConfig }, input, timeoutMs: 120_000 });
+    run(mailbagCjs, args, { uid: site.user.uid, gid: site.user.gid, env: { PATH: process.env.PATH, MAILBAG_CONFIG: homeConfig }, input, timeoutMs: 120_000 });
 
   beforeAll(async () => {
     site = await makeMailbagSite('fidelity10');
@@ -224,8 +228,8 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
     front = await startPostfix({
       environment: { MAILBAG_CONFIG: homeConfig },
       masterCf: [
-        `mailbag unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${mailbagBin} enqueue $nexthop -f $sender -- $recipient`,
-        `mailbag-uux unix - n n - - pipe flags=Fqhu null_sender= user=${user.name} argv=${mailbagUuxBin} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
+        `mailbag unix - n n - - pipe flags=q null_sender= user=${user.name} argv=${mailbagCjs} enqueue $nexthop -f $sender -- $recipient`,
+        `mailbag-uux unix - n n - - pipe flags=Fqhu null_sender= user=${user.name} argv=${mailbagUuxCjs} -r -n -z -a$sender - $nexthop!rmail ($recipient)`,
       ],
       transports: Object.fromEntries(
         ROUTES.filter((r) => r.door.startsWith('postfix-')).map((r) => [`${r.box}@maildir.test`, `${r.door === 'postfix-uux' ? 'mailbag-uux' : 'mailbag'}:${r.peer}`]),
@@ -287,7 +291,7 @@ describe.skipIf(!ready)('end to end: Postfix pipe → mailbag → sshd → mailb
     }
     // the sessions ran the received jobs; a run afterwards finds nothing left
     for (const p of PEERS) {
-      const r = await run(mailbagBin, ['run', '--config', hubConfig[p]], { env: { ...process.env, MAIL_CONFIG: farPf.configDir }, timeoutMs: 300_000 });
+      const r = await run(mailbagCjs, ['run', '--config', hubConfig[p]], { env: { ...process.env, MAIL_CONFIG: farPf.configDir }, timeoutMs: 300_000 });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.toString()).toMatch(/^run: 0 done, 0 to retry, 0 failed/m);
     }
