@@ -6,7 +6,7 @@
 // In a command run as its own process, started as root on a spool another user owns,
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync, statfsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -149,13 +149,27 @@ function readConfigFile(file: string, required: boolean): string | undefined {
   const mode = st.mode;
   // a regular file: /dev/null (0666, for "no settings") or a pipe holds nothing anyone can put there
   if (st.isFile() && mode & 0o002) {
+    // where modes come from the mount options, chmod changes nothing: say what does
+    const fsName = NO_UNIX_MODES.get(Number(statfsSync(file).type));
+    const fix = fsName
+      ? `this file system (${fsName}) has no per-file modes, so chmod cannot change it: mount it with a mask that takes o+w away (${fsName === 'cifs' || fsName === 'smb2' ? 'file_mode=0644' : 'fmask=0022 or umask=0022'}), or keep the file on a file system that has modes`
+      : `chmod o-w ${file}`;
     throw new ConfigError(
-      `every user may write this file (mode 0${(mode & 0o777).toString(8)}), and it names the programs mailbag runs (delivery.sendmail, actions, command): chmod o-w ${file}`,
+      `every user may write this file (mode 0${(mode & 0o777).toString(8)}), and it names the programs mailbag runs (delivery.sendmail, actions, command): ${fix}`,
       { file },
     );
   }
   return text;
 }
+
+/** statfs(2) f_type of the file systems whose files' modes come from mount options */
+const NO_UNIX_MODES = new Map<number, string>([
+  [0x4d44, 'vfat'],
+  [0x2011bab0, 'exfat'],
+  [0xff534d42, 'cifs'],
+  [0xfe534d42, 'smb2'],
+  [0x5346544e, 'ntfs'],
+]);
 
 /**
  * Parse and validate the text of a configuration file; `file` names it in errors and
@@ -524,6 +538,9 @@ function validatePeer(t: Table, peerName: string, site: string, base: string): P
   if (remoteCommand.trim() === '') t.fail('remote_command', 'must not be empty');
   const connectTimeoutMs = t.duration('connect_timeout', 30 * SECOND, MAX_TIMER_MS);
   const keepaliveMs = t.duration('keepalive', 15 * SECOND, MAX_TIMER_MS);
+  // the SSH client drops a link whose keepalive goes unanswered 3 times: under a second that
+  // is less than a slow link's round trip or serve's start-up, and every session was cut
+  if (keepaliveMs < SECOND) t.fail('keepalive', 'must be at least "1s" (like OpenSSH\'s ServerAliveInterval): a link that does not answer 3 keepalives in a row is cut, and under a second every session would be');
   const pollMs = t.duration('poll', 15 * MINUTE);
   const codec = t.oneOf<Codec>('codec', ['zstd', 'br', 'gzip', 'none'], 'zstd');
   // only the command's argv runs: these are not used (ssh dials port 22 with ~/.ssh's keys

@@ -104,7 +104,7 @@ describe('docs/configuration.md and the example against the code', () => {
     expect(checked).toBeGreaterThan(25);
   });
 
-  it('every range the docs give ("integer 1–256", "size, at most 256G", "duration, at most "24d"") is the code\'s', () => {
+  it('every range the docs give ("integer 1–256", "size, at most 256G", "duration, at most "24d"", "duration, "1s" to "24d"") is the code\'s', () => {
     let checked = 0;
     for (const [where, type] of Object.entries(types)) {
       const [section, key] = where.split('|') as [string, string];
@@ -113,7 +113,15 @@ describe('docs/configuration.md and the example against the code', () => {
       const refused = (value: string): void => expect(() => load(value), `${where} = ${value}`).toThrow(`: ${section === '' ? '' : `${section.replace('NAME', 'hub')}.`}${key}: `);
       const int = /^integer (\d+)–(\d+)$/.exec(type);
       const most = /at most `?"?(\d+)([KMGTdhms]?)"?`?$/.exec(type);
-      if (int) {
+      const span = /^duration, `"(\d+)([smhd])"` to `"(\d+)([smhd])"`$/.exec(type);
+      if (span) {
+        const unitMs: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+        const [lo, hi] = [Number(span[1]) * unitMs[span[2]!]!, Number(span[3]) * unitMs[span[4]!]!];
+        expect(() => load(`"${lo}ms"`), `${where} = "${lo}ms"`).not.toThrow();
+        expect(() => load(`"${hi}ms"`), `${where} = "${hi}ms"`).not.toThrow();
+        refused(`"${lo - 1}ms"`);
+        refused(`"${hi + 1}ms"`);
+      } else if (int) {
         const [min, max] = [Number(int[1]), Number(int[2])];
         expect(() => load(String(min))).not.toThrow();
         expect(() => load(String(max))).not.toThrow();

@@ -25,6 +25,18 @@ describe('durations that become timers fit in one', () => {
     expect(key === 'keepalive' ? p.keepaliveMs : p.connectTimeoutMs).toBe(24 * 86_400_000);
   });
 
+  // ssh2 cuts a link whose keepalive goes unanswered 3 times: "1ms" cut every session
+  // (exit 75 at every try until the mail bounced), so it is refused at load
+  it('peers.hub.keepalive under a second is refused; "1s" is taken', () => {
+    for (const v of ['1ms', '10ms', '999ms']) {
+      const e = errorOf(`[peers.hub]\nkeepalive = "${v}"\n`);
+      expect(e.key).toBe('peers.hub.keepalive');
+      expect(e.message).toMatch(/must be at least "1s"/);
+      expect(e.exitCode).toBe(75);
+    }
+    expect(parseConfig('[peers.hub]\nkeepalive = "1s"\n', '/m.toml').peers.hub!.keepaliveMs).toBe(1000);
+  });
+
   it('durations that are only compared keep no such cap', () => {
     const c = parseConfig('queue_lifetime = "52w"\nledger_retention = "100w"\n[peers.hub]\npoll = "8w"\n', '/m.toml');
     expect(c.queueLifetimeMs).toBe(52 * 604_800_000);
