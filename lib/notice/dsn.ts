@@ -168,15 +168,21 @@ export function composeNotice(input: NoticeInput): Buffer {
     perRecipient.push('');
   }
 
+  const full = input.original !== undefined && input.ret !== 'HDRS' && input.originalComplete === true && input.original.length <= NOTICE_FULL_LIMIT;
+  const returned = input.original === undefined ? undefined : full ? input.original : headerOf(input.original);
+  // 8-bit bytes in what comes back (RFC 2045 6.4: declared on the part and on the
+  // multipart around it; without it both read as 7bit)
+  const eightBit = returned !== undefined && returned.some((b) => b >= 0x80);
+  if (eightBit) head.splice(head.indexOf(''), 0, 'Content-Transfer-Encoding: 8bit');
   const parts: Buffer[] = [Buffer.from([...head, ...human, ...perMessage, ...perRecipient].join(CRLF) + CRLF)];
 
-  if (input.original !== undefined) {
-    const full = input.ret !== 'HDRS' && input.originalComplete === true && input.original.length <= NOTICE_FULL_LIMIT;
-    const body = full ? input.original : headerOf(input.original);
+  if (returned !== undefined) {
+    const body = returned;
     parts.push(Buffer.from([
       `--${boundary}`,
       full ? 'Content-Description: Undelivered Message' : 'Content-Description: Undelivered Message Headers',
       full ? 'Content-Type: message/rfc822' : 'Content-Type: text/rfc822-headers',
+      ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
       '',
       '',
     ].join(CRLF)));

@@ -52,6 +52,17 @@ describe('composeNotice (RFC 3464)', () => {
     expect(parts(composeNotice({ ...base, original: big, originalComplete: true }).toString())[2]).toContain('text/rfc822-headers');
   });
 
+  it('declares 8bit (on the returned part and the multipart) when what comes back has 8-bit bytes, and only then', () => {
+    const latin = Buffer.concat([Buffer.from('Subject: caf'), Buffer.from([0xe9]), Buffer.from('\n\nna'), Buffer.from([0xef]), Buffer.from('ve\n')]);
+    for (const extra of [{ originalComplete: true }, { ret: 'HDRS' as const, originalComplete: true }]) {
+      const msg = composeNotice({ ...base, original: latin, ...extra }).toString('latin1');
+      expect(msg.slice(0, msg.indexOf('\r\n\r\n'))).toMatch(/\r\nContent-Transfer-Encoding: 8bit$/);
+      expect(parts(msg)[2]).toMatch(/^Content-Description: [^\r]*\r\nContent-Type: [^\r]*\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: caf\xe9/);
+    }
+    const plain = composeNotice({ ...base, original, originalComplete: true }).toString();
+    expect(plain).not.toContain('Content-Transfer-Encoding');
+  });
+
   it('is never addressed to the null sender', () => {
     expect(() => composeNotice({ ...base, sender: '' })).toThrow(/never sent to the null sender/);
     expect(() => composeNotice({ ...base, sender: '<>' })).toThrow(/null sender/);
