@@ -42,6 +42,8 @@ export const FLOW_WINDOW = 384 * 1024;
 const BAGS_IN_FLIGHT = 1;
 /** the longest keepalive a peer's HELLO is believed (the configuration's own cap on `keepalive`, 24 days) */
 const MAX_PEER_KEEPALIVE = 24 * 86_400_000;
+/** our frames the peer has not read, past which we stop reading its own until it reads (bytes; DATA is flow-controlled far below) */
+export const MAX_UNREAD_OUTPUT = 8 * 1024 * 1024;
 /** a session with nothing but PING from the peer for this long, and nothing of ours under way, is stuck (SessionOptions.stallTimeoutMs) */
 export const STALL_TIMEOUT_MS = 3_600_000;
 
@@ -368,6 +370,14 @@ class Session {
         for (const f of frames.value) {
           if (f.type !== FRAME.PING) this.lastMoved = performance.now();
           if (this.o.trace && f.type !== FRAME.DATA && f.type !== FRAME.PROGRESS) this.o.trace(`${this.o.site} < ${frameName(f.type)} ${f.payload.subarray(0, 115).toString('latin1')}`);
+          // a peer that sends frames we answer at once (OFFERs past the open-offer cap,
+          // REFUSE busy) and reads none of our answers must not make us hold them all
+          // (bounded memory): past this much unread, we handle its next frame once it has
+          // read ours; the idle timer ends a peer that never does
+          if (this.link.output.writableLength > MAX_UNREAD_OUTPUT) {
+            await this.drain();
+            if (this.settled && !this.ended) return;
+          }
           const m = this.state.receive(f);
           if (!m.ok) {
             this.fail(new SessionError('protocol', `${this.o.peer}: ${m.issue.message}`), true);

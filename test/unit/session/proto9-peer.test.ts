@@ -10,7 +10,7 @@ import { FRAME, FrameDecoder, encodeFrame, type Frame } from '../../../lib/sessi
 import { decodeOffer, decodeRefuse, encodeAnswer, encodeError, encodeHello, encodeOffer, encodeRefuse, type Hello } from '../../../lib/session/messages.js';
 import { StderrTail } from '../../../lib/transport/link.js';
 import { MAX_OPEN_OFFERS } from '../../../lib/session/state.js';
-import { FLOW_WINDOW, runSession, type SessionResult } from '../../../lib/session/session.js';
+import { FLOW_WINDOW, MAX_UNREAD_OUTPUT, runSession, type SessionResult } from '../../../lib/session/session.js';
 import { createPair } from '../../../lib/transport/pair.js';
 import type { Link } from '../../../lib/transport/types.js';
 import { CAPS, enqueue, ids, makeSite, messages, session, store, tempDir, type Site } from './sites.js';
@@ -333,6 +333,33 @@ describe('fixes10: a peer that only pings', () => {
     ]);
     expect(outcome).toBeInstanceOf(Error);
     expect((outcome as Error).message).toMatch(/hub sent nothing but keepalives/);
+  });
+
+  it('a peer that floods offers answered at once (REFUSE busy past the open-offer cap) and reads none of our answers cannot make us hold them all', async () => {
+    const hub = await site('f10-unread', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1500 });
+    run.catch(() => {});
+    // the peer writes and never reads: near.input is left alone
+    near.output.write(encodeHello(helloOf('home', 'hub', { keepalive: 100 })));
+    let most = 0;
+    const sample = setInterval(() => (most = Math.max(most, far.output.writableLength)), 5);
+    cleanups.push(() => clearInterval(sample));
+    // MAX_OPEN_OFFERS bags offered and left open (each answered), then many more: each of
+    // those answered REFUSE busy at once (kept nowhere, counted; not a refusal of R2's cap)
+    const offers: Buffer[] = [];
+    for (let i = 0; i < MAX_OPEN_OFFERS + 100_000; i++) offers.push(encodeOffer({ bag: i.toString(16).padStart(64, '0'), size: 1000, codec: 'br', jobs: 1 }));
+    near.output.write(Buffer.concat(offers));
+    // the session ends (the idle timer, as we stop reading) or stays bounded meanwhile
+    const ended = await Promise.race([run.then(() => "ok", (e: Error) => e.message), new Promise((r) => setTimeout(() => r("open"), 8000))]);
+    expect(ended).not.toBe('ok');
+    clearInterval(sample);
+    most = Math.max(most, far.output.writableLength);
+    expect(most).toBeLessThan(MAX_UNREAD_OUTPUT + 1024 * 1024);
+    expect(most).toBeGreaterThan(MAX_UNREAD_OUTPUT / 2); // the flood did reach the limit
+    near.output.destroy();
   });
 
   it('a peer that moves between its pings is not stalled: the time counts from its last frame other than PING', async () => {
