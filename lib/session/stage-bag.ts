@@ -157,6 +157,19 @@ export const SHARED_BEAT = 2;
 export const SHARED_WAITING = 3;
 export const SHARED_WORDS = 4;
 
+/**
+ * The stall clock's milliseconds, shared by the session's thread and the stage worker:
+ * CLOCK_MONOTONIC (process.hrtime), the same in every thread of the process and never
+ * stepped by NTP or an admin; performance.now() has an origin per thread, Date.now()
+ * jumps with the wall clock (a step forward took a healthy worker for hung).
+ */
+export function monoMsBig(): bigint {
+  return process.hrtime.bigint() / 1_000_000n;
+}
+export function monoMs(): number {
+  return Number(monoMsBig());
+}
+
 /** how long one wait for the partial to grow lasts before the stager looks again (ms) */
 const GROWTH_WAIT_MS = 1000;
 
@@ -173,7 +186,7 @@ export class SharedGrowth implements Growth {
     return Atomics.load(this.words, SHARED_STOP) !== 0n;
   }
   beat(): void {
-    Atomics.store(this.words, SHARED_BEAT, BigInt(Date.now()));
+    Atomics.store(this.words, SHARED_BEAT, monoMsBig());
   }
   async wait(seen: number): Promise<void> {
     if (this.stopped()) return;

@@ -20,7 +20,7 @@ import { SpoolError } from '../errors.js';
 import { tierUpLater } from '../memory.js';
 import { applyStageOps, type StageOp, type StageOpsResult } from './stage-apply.js';
 import { StageBatches } from './stage-batch.js';
-import { SHARED_AVAILABLE, SHARED_BEAT, SHARED_STOP, SHARED_WAITING, SHARED_WORDS, type StageRequest, type StageResult } from './stage-bag.js';
+import { monoMs, monoMsBig, SHARED_AVAILABLE, SHARED_BEAT, SHARED_STOP, SHARED_WAITING, SHARED_WORDS, type StageRequest, type StageResult } from './stage-bag.js';
 import type { FromStageWorker, SyncfsResult, ToStageWorker } from './stage-worker.js';
 
 /** a worker not online after this long is terminated */
@@ -63,7 +63,7 @@ interface Pending {
 
 /** a batch: the worker answers within STALL_MS of its sending or of its last answer, whichever is later */
 function batchStalled(): Pending['stalled'] {
-  const sent = Date.now();
+  const sent = monoMs();
   return (now, heard, stallMs) => now - Math.max(heard, sent) > stallMs;
 }
 
@@ -92,7 +92,7 @@ function startThread(): Thread {
     workerData,
   });
   let exited!: () => void;
-  const started = Date.now();
+  const started = monoMs();
   const t: Thread = {
     worker,
     online: false,
@@ -105,14 +105,14 @@ function startThread(): Thread {
   };
   const stallMs = settings.stallMs ?? STALL_MS;
   t.timer = setInterval(() => {
-    const now = Date.now();
+    const now = monoMs();
     if (!t.online && now - started > START_TIMEOUT_MS) void stopThread(t, `did not start within ${START_TIMEOUT_MS / 1000} s`);
     else if ([...t.pending.values()].some((p) => p.stalled(now, t.heard, stallMs))) void stopThread(t, `answered no request for ${Math.round(stallMs / 1000)} s`);
   }, Math.max(5, Math.min(1000, Math.floor(stallMs / 4))));
   t.timer.unref();
   worker.on('online', () => (t.online = true));
   worker.on('message', (m: FromStageWorker) => {
-    t.heard = Date.now();
+    t.heard = monoMs();
     if ('apply' in m) {
       // the creates of a stager on the worker, made here (stage-worker.ts says why); the
       // bytes are in a shared buffer the worker reuses once this answer arrives
@@ -213,7 +213,7 @@ function request(make: (id: number) => ToStageWorker, stalled: Pending['stalled'
   const id = nextId++;
   return new Promise<FromStageWorker>((resolve, reject) => {
     if (t.pending.size === 0) {
-      t.heard = Date.now();
+      t.heard = monoMs();
       t.worker.ref();
     }
     t.pending.set(id, { resolve, reject, stalled });
@@ -245,7 +245,7 @@ export interface WorkerStager {
 export function stageOnWorker(req: StageRequest, available: number): WorkerStager {
   const words = new BigInt64Array(new SharedArrayBuffer(SHARED_WORDS * 8));
   words[SHARED_AVAILABLE] = BigInt(available);
-  words[SHARED_BEAT] = BigInt(Date.now());
+  words[SHARED_BEAT] = monoMsBig();
   let stopAt: number | undefined;
   const stalled = (now: number, _heard: number, stallMs: number): boolean =>
     (stopAt !== undefined && now - stopAt > stallMs) || (Atomics.load(words, SHARED_WAITING) === 0n && now - Number(Atomics.load(words, SHARED_BEAT)) > stallMs);
@@ -258,7 +258,7 @@ export function stageOnWorker(req: StageRequest, available: number): WorkerStage
       Atomics.notify(words, SHARED_AVAILABLE);
     },
     stop(): void {
-      stopAt ??= Date.now();
+      stopAt ??= monoMs();
       Atomics.store(words, SHARED_STOP, 1n);
       Atomics.notify(words, SHARED_AVAILABLE);
     },
@@ -274,7 +274,7 @@ export const SYNCFS_TIMEOUT_MS = 120_000;
  * SYNCFS_TIMEOUT_MS (+ STALL_MS, after which the worker is taken down).
  */
 export async function syncfsOnWorker(dir: string): Promise<boolean> {
-  const deadline = Date.now() + SYNCFS_TIMEOUT_MS;
+  const deadline = monoMs() + SYNCFS_TIMEOUT_MS;
   const stalled = (now: number, _heard: number, stallMs: number): boolean => now > deadline + stallMs;
   const m = await request((id) => ({ id, k: 'syncfs', dir, timeoutMs: SYNCFS_TIMEOUT_MS }), stalled);
   return (m as { syncfs: SyncfsResult }).syncfs.ok;

@@ -3,7 +3,7 @@
 // once every step is done, the first failure reported with its errno code, and a worker
 // that hangs or dies failing its batches within bounded time instead of holding them.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configureStageWorker, StageOps, stageWorkerState, stopStageWorker } from '../../../lib/session/stage-ops.js';
@@ -75,6 +75,26 @@ describe('a stage worker that fails', () => {
     expect((err as Error).message).toMatch(/stage worker .*answered no request/);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(stageWorkerState().running).toBe(false);
+  });
+
+  // the watchdog runs on the monotonic clock: NTP stepping the wall clock forward an hour
+  // (a board that booted weeks behind, whose link has just come up) while a batch is
+  // answered slowly took a healthy worker for hung and failed the session
+  it('a wall clock stepped forward while a batch is under way does not take the worker for hung', async () => {
+    const { a } = dirs('stage-ops-clock-step');
+    configureStageWorker({ script, workerData: { hangMs: 1_500 }, stallMs: 4_000 });
+    const ops = new StageOps('worker');
+    await ops.create(join(a, 'one'), [Buffer.from('1')], 1);
+    const flushed = ops.flush();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 3_600_000);
+      await flushed;
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(readFileSync(join(a, 'one'), 'utf8')).toBe('1');
+    expect(stageWorkerState().running).toBe(true);
   });
 
   it('one that exits fails its batch, and the next batch gets a new worker', async () => {
