@@ -108,6 +108,15 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     if (spool) await pruneStale(spool, STATE_DIR, config.ledgerRetentionMs, new Date());
     // one that does not read: readState's spool failure (75), not the recipients it kept sent again
     const kept = spool ? await readState(spool, STATE_DIR, key) : undefined;
+    // a record found is not removed when this run settles: an identical job (the same
+    // sender, recipients and bytes: the same KEY) may have exited 75 with it and rely on it
+    // at its retry, which would send the recipients it accepted the message again without
+    // it (as rsmtp's records found, docs/rsmtp.md); it goes after ledger_retention
+    // (one that holds no recipient accepted spares nobody anything: it goes)
+    const relied = (kept?.tx['0']?.accepted.length ?? 0) > 0;
+    const settle = async (): Promise<void> => {
+      if (spool && !relied) await removeState(spool, STATE_DIR, key);
+    };
     const accepted = new Set(kept?.tx['0']?.accepted ?? []);
     // the record is taken before the MTA gets anything: one that could not be written after
     // a partial acceptance (a full or read-only spool) would make each retry send the
@@ -133,7 +142,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     }
     const refused = results.filter((r) => r.kind === 'permanent');
     if (refused.length === recipients.length) {
-      if (spool) await removeState(spool, STATE_DIR, key);
+      await settle();
       throw new DeliveryError(refused[0]!, 69);
     }
     if (refused.length > 0) {
@@ -150,7 +159,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
         throw new DeliveryError({ kind: 'temporary', status: '4.3.0', diagnostic: 'x-mailbag; the failure notice could not be sent yet' }, 75);
       }
     }
-    if (spool) await removeState(spool, STATE_DIR, key);
+    await settle();
     return 0;
   } finally {
     await d.close();
