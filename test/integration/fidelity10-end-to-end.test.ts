@@ -53,6 +53,8 @@ const MADE: Array<[string, string]> = [
   ['made.crlf-mixed', 'From: a@x.test\r\nSubject: mixed line ends\r\nMessage-ID: <mixed@x.test>\r\nDate: Sun, 22 Nov 2026 04:10:00 +0000\r\n\r\ncrlf\r\nlf\ncr cr lf\r\r\n.\r\nend\r\n'],
   ['made.huge-header', `From: a@x.test\nSubject: huge header\nMessage-ID: <huge@x.test>\nDate: Sun, 22 Nov 2026 04:10:00 +0000\n${Array.from({ length: 1500 }, (_, i) => `X-Filler-${i}: ${'h'.repeat(90)}\n`).join('')}X-One-Field: ${Array.from({ length: 1200 }, (_, i) => `v${i}${'w'.repeat(90)}`).join('\n\t')}\n\nbody\n`],
   ['made.long-line', `From: a@x.test\nSubject: a 600 KB line\nMessage-ID: <long@x.test>\nDate: Sun, 22 Nov 2026 04:10:00 +0000\n\n${'0123456789'.repeat(60_000)}\nend\n`],
+  ['made.no-header', '\njust a body, no header at all\n'],
+  ['made.header-only', 'Subject: a header and nothing else\nMessage-ID: <header-only@x.test>'],
   ['made.empty-body', 'From: a@x.test\nSubject: empty body\nMessage-ID: <empty@x.test>\nDate: Sun, 22 Nov 2026 04:10:00 +0000\n\n'],
 ];
 
@@ -117,7 +119,7 @@ function differences(c: Case, got: MaildirMessage, path: Path): string[] {
     while (i < want.body.length && want.body[i] === arrived.body[i]) i++;
     out.push(`body differs at byte ${i} of ${want.body.length} (got ${arrived.body.length}): want ${JSON.stringify(want.body.subarray(i, i + 40).toString('latin1'))}, got ${JSON.stringify(arrived.body.subarray(i, i + 40).toString('latin1'))}`);
   }
-  const wantFields = rawFields(wantRaw).filter((f) => !DROPPED.test(f));
+  const wantFields = rawFields(wantRaw.subarray(0, wantRaw.length - want.body.length)).filter((f) => f !== '\n' && !DROPPED.test(f));
   const names = new Set(wantFields.map((f) => f.slice(0, f.indexOf(':')).toLowerCase()));
   const mayAdd = (f: string): boolean => ADDED.test(f) || ADDED_WHEN_MISSING.some((n) => !names.has(n) && f.toLowerCase().startsWith(`${n}:`));
   const gotFields = rawFields(got.raw.subarray(0, got.raw.length - arrived.body.length));
