@@ -59,7 +59,9 @@ export async function sendNotice(d: Deliverer, ctx: { site: string; now: Date; l
   const noticeTx: Transaction = {
     index: 0,
     sender: '',
-    mailParams: [],
+    // 8-bit bytes of the returned message (RFC 6152); the SMTP and LMTP methods pass it
+    // on when the server offers 8BITMIME, the others need no declaration
+    mailParams: message.some((b) => b >= 0x80) ? ['BODY=8BITMIME'] : [],
     recipients: [{ address: n.sender, params: [] }],
     body: { path: '', start: 0, end: undefined, stuffed: false, buffer: message },
     line: 0,
