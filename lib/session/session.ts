@@ -40,8 +40,13 @@ export const FLOW_WINDOW = 384 * 1024;
  * for a pool of more than one)
  */
 const BAGS_IN_FLIGHT = 1;
-/** the longest keepalive a peer's HELLO is believed (the configuration's own cap on `keepalive`, 24 days) */
-const MAX_PEER_KEEPALIVE = 24 * 86_400_000;
+/**
+ * the longest keepalive a peer's HELLO is believed, unless ours is longer
+ * (SessionOptions.maxPeerKeepaliveMs): its idle limit is four of them, 40 min. The
+ * configuration takes up to 24 days for our own, but a peer saying 24 days in its HELLO
+ * must not hold the session (and its lock) through 96 days of silence
+ */
+export const MAX_PEER_KEEPALIVE_MS = 600_000;
 /** our frames the peer has not read, past which we stop reading its own until it reads (bytes; DATA is flow-controlled far below) */
 export const MAX_UNREAD_OUTPUT = 8 * 1024 * 1024;
 /** a session with nothing but PING from the peer for this long, and nothing of ours under way, is stuck (SessionOptions.stallTimeoutMs) */
@@ -68,6 +73,12 @@ export interface SessionOptions {
    * link alive (a hung sender whose timer still runs, a hostile one) ends the session
    */
   stallTimeoutMs?: number;
+  /**
+   * the longest keepalive of the peer's HELLO believed for the idle limit (default 10 min,
+   * MAX_PEER_KEEPALIVE_MS; never below our own keepalive): a peer that asks for more is
+   * still taken for dead after four of these intervals of silence
+   */
+  maxPeerKeepaliveMs?: number;
   software?: string;
   /** read our queue and build the first bags while the handshake runs (the dialer: it knows whom it dialled) */
   scanEarly?: boolean;
@@ -256,13 +267,14 @@ class Session {
     );
     this.state.progressOffered = true;
     const ownIdle = this.o.idleTimeoutMs ?? Math.max(4 * this.keepalive, 30_000);
+    const peerCap = Math.max(this.keepalive, this.o.maxPeerKeepaliveMs ?? MAX_PEER_KEEPALIVE_MS);
     this.timer = setInterval(() => {
       const now = performance.now();
       // the peer pings by its own keepalive (its HELLO), which may be longer than ours: it is
       // dead only after four of its intervals go by in silence (a dialer with keepalive =
       // "60s" against a hub's default was cut at 60 s of silence, while it was alive)
       const theirs = this.res.peerHello?.keepalive ?? 0;
-      const idle = Math.max(ownIdle, 4 * Math.min(theirs, MAX_PEER_KEEPALIVE));
+      const idle = Math.max(ownIdle, 4 * Math.min(theirs, peerCap));
       const stall = this.o.stallTimeoutMs ?? Math.max(STALL_TIMEOUT_MS, idle);
       // while the store opens nothing is read, so silence says nothing about the link
       if (!this.opening && now - this.lastRecv > idle) {

@@ -89,6 +89,48 @@ describe('a peer whose keepalive is longer than ours', () => {
   });
 });
 
+describe('fixes10b: a peer whose HELLO asks for a very long keepalive', () => {
+  it('is believed only up to the cap: silent for four capped intervals, it is taken for dead (not after 4 × 24 days)', async () => {
+    const hub = await site('f10b-keepalive', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    // the cap shortened from its 10 min to 300 ms: silence past 4 × 300 ms ends the session
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000, maxPeerKeepaliveMs: 300 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    // 24 days, the most our own configuration takes: believed, it made the idle limit 96 days
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 24 * 86_400_000 })));
+    const outcome = await Promise.race([
+      run.then(() => 'ended' as const, (e: Error) => e),
+      new Promise<'still open'>((r) => setTimeout(() => r('still open'), 8000)),
+    ]);
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as Error).message).toMatch(/nothing received from home for \d+ s: the link is dead/);
+    expect((outcome as { code?: string }).code).toBe('timeout');
+  });
+
+  it('a keepalive within the cap still counts: not timed out within four of its intervals', async () => {
+    const hub = await site('f10b-keepalive2', 'hub');
+    const s = store(hub, 'home');
+    await s.open();
+    const [near, far] = createPair();
+    const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['br'], caps: CAPS, keepaliveMs: 200, idleTimeoutMs: 1000, maxPeerKeepaliveMs: 600 });
+    run.catch(() => {});
+    const home = fakePeer(near);
+    home.send(encodeHello(helloOf('home', 'hub', { keepalive: 24 * 86_400_000 })));
+    home.send(encodeFrame(FRAME.DONE));
+    await home.next(FRAME.DONE);
+    await home.next(FRAME.BYE);
+    // 1.6 s of silence: past our own 1 s, within 4 × the capped 600 ms
+    await new Promise((r) => setTimeout(r, 1600));
+    home.send(encodeFrame(FRAME.BYE));
+    near.output.end();
+    const r: SessionResult = await run;
+    expect(r.drained).toBe(true);
+  });
+});
+
 describe('a peer that reads none of the codecs this side writes', () => {
   it('leaves the jobs queued and says so: the session is not drained', async () => {
     const home = await site('p9-codec', 'home');
