@@ -162,8 +162,11 @@ function sumStats(g: CommitStats, j: JournalStats | undefined): CommitStats {
   return { batches: g.batches + j.batches, files: g.files + j.files, largest: Math.max(g.largest, j.largest), waitMs: g.waitMs + j.waitMs, queueMs: g.queueMs + j.queueMs, fsyncMs: g.fsyncMs + j.fsyncMs };
 }
 
-function journalLine(j: JournalStats, staged: number): string {
-  return `lmtpd: journal: ${j.files} job(s) in ${j.batches} flush(es), written into out/ ${j.materialized ? (j.lagMs / j.materialized).toFixed(1) : '0'} ms after their answer on average, ${j.resets} reset(s); ${staged} larger job(s) staged in tmp/${j.direct ? `, ${j.direct} written straight into out/ (journal full or out/ failing)` : ''}`;
+function journalLine(journal: LmtpJournal, staged: number): string {
+  const j: JournalStats = journal.stats;
+  const f = journal.flushGate;
+  const w = journal.writeGate;
+  return `lmtpd: journal: ${j.files} job(s) in ${j.batches} flush(es), written into out/ ${j.materialized ? (j.lagMs / j.materialized).toFixed(1) : '0'} ms after their answer on average, ${j.resets} reset(s); ${staged} larger job(s) staged in tmp/${j.direct ? `, ${j.direct} written straight into out/ (journal full or out/ failing)` : ''}; on the event loop: ${f.sync} of ${f.sync + f.async} flush(es), ${w.sync} of ${w.sync + w.async} write-out batch(es)`;
 }
 
 /**
@@ -282,7 +285,7 @@ async function runMain(ctx: Setup): Promise<number> {
     clearInterval(pruner);
     ledger.close();
     log(commitLine(sumStats(committer.stats, journal?.stats)));
-    if (journal) log(journalLine(journal.stats, committer.stats.files));
+    if (journal) log(journalLine(journal, committer.stats.files));
     log('lmtpd: stopped');
     return 0;
   }
@@ -478,7 +481,7 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   await journal?.close(STOP_GRACE_MS);
   clearInterval(pruner);
   ledger.close();
-  if (journal) ctx.log(journalLine(journal.stats, committer.stats.files));
+  if (journal) ctx.log(journalLine(journal, committer.stats.files));
   await send({ lmtpd: 'stats', stats: sumStats(committer.stats, journal?.stats) });
   return 0;
 }

@@ -15,7 +15,7 @@
 // the jobs held are at most one per connection being received plus JOURNAL_MAX_HELD bytes of
 // answered ones (beyond that, commits wait for the writes into out/).
 
-import { closeSync, constants, fchmodSync, fdatasync, fstatSync, fsync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fdatasync, fdatasyncSync, fstatSync, fsync, fsyncSync, linkSync, lstatSync, open as openCb, openSync, readdirSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -70,6 +70,49 @@ export const JOURNAL_MAX_HELD = 16 * 1024 * 1024;
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const MAX_IOV = 512;
+/** a journal flush is done on the event loop while it takes at most this long (SyncGate) */
+const SYNC_FLUSH_MAX_MS = 0.25;
+/** the write-out's batches likewise, at most this long per job; and a batch on the event loop hands the rest of its jobs to the pool once it has taken SYNC_WRITE_BUDGET_MS */
+const SYNC_WRITE_MAX_MS = 0.1;
+const SYNC_WRITE_BUDGET_MS = 2;
+
+/**
+ * Whether a file call is done on the event loop or through libuv's pool. Through the pool
+ * each call costs two hand-overs between threads (a wake-up each way), which on storage
+ * whose fsyncs return at once (tmpfs; a disk with a power-safe cache) cost more than the
+ * call itself; on a disk whose fsync waits for the medium, a call on the event loop would
+ * keep it from receiving meanwhile. So calls are timed on the event loop: while the
+ * fastest of the last SAMPLES is within the bound they stay there (a lone slow one is a
+ * busy machine's scheduling, not the disk); otherwise the next PROBE_EVERY go through the
+ * pool, then one is timed on the event loop again.
+ */
+export class SyncGate {
+  private static readonly SAMPLES = 4;
+  private static readonly PROBE_EVERY = 256;
+  private readonly samples: number[] = [];
+  private asyncLeft = 0;
+  sync = 0;
+  async = 0;
+
+  constructor(private readonly maxMs: number) {}
+
+  /** true: do this one on the event loop and report its time with `took` */
+  onLoop(): boolean {
+    if (this.asyncLeft > 0) {
+      this.asyncLeft--;
+      this.async++;
+      return false;
+    }
+    this.sync++;
+    return true;
+  }
+
+  took(ms: number): void {
+    this.samples.push(ms);
+    if (this.samples.length > SyncGate.SAMPLES) this.samples.shift();
+    if (this.samples.length === SyncGate.SAMPLES && Math.min(...this.samples) > this.maxMs) this.asyncLeft = SyncGate.PROBE_EVERY;
+  }
+}
 /** close(): how long a flush in progress may still take before the descriptor is left open */
 const LET_GO_MS = 10_000;
 /** test switch: the journal's jobs are never written into out/PEER (the fault tests' "after the 250, before materialization") */
@@ -547,6 +590,61 @@ async function writeJobFiles<P extends { dest: string; pieces: readonly Uint8Arr
   return failed;
 }
 
+/**
+ * writeJobFiles on the event loop, each call synchronous: for storage whose fsyncs
+ * return at once (the write-out's hand-overs to the pool and back then cost more than
+ * the calls: LmtpJournal.writeFiles times it).
+ */
+function writeJobFilesSync<P extends { dest: string; pieces: readonly Uint8Array[]; tmpDir: string }>(batch: readonly P[], budgetMs: number): { failed: Map<P, unknown>; done: number } {
+  const failed = new Map<P, unknown>();
+  const placed: P[] = [];
+  const t0 = performance.now();
+  let done = 0;
+  for (const p of batch) {
+    // (storage slower than it was: the rest of the batch goes through the pool)
+    if (done > 0 && performance.now() - t0 > budgetMs) break;
+    done++;
+    const tmp = `${p.tmpDir}/${tmpName('job')}`;
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+      fchmodSync(fd, FILE_MODE);
+      writevAll(fd, p.pieces, 0);
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = undefined;
+      try {
+        linkSync(tmp, p.dest);
+      } catch (err) {
+        // EEXIST: an earlier try linked it (its directory fsync failed): it is the same job
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      placed.push(p);
+    } catch (err) {
+      failed.set(p, err);
+    } finally {
+      if (fd !== undefined) ignore(() => closeSync(fd!));
+      ignore(() => unlinkSync(tmp));
+    }
+  }
+  faultPoint('journal-mid-materialize');
+  const dirs = [...new Set(placed.map((p) => p.dest.slice(0, p.dest.lastIndexOf('/'))))];
+  for (const d of dirs) {
+    try {
+      const fd = openSync(d, constants.O_RDONLY | constants.O_DIRECTORY);
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      // the names may not survive a power cut: tried again (the link then finds the name)
+      for (const p of placed) if (p.dest.startsWith(d + '/')) failed.set(p, err);
+    }
+  }
+  return { failed, done };
+}
+
 interface Pending {
   pieces: Uint8Array[];
   size: number;
@@ -612,6 +710,9 @@ export class LmtpJournal {
    * its number may belong to another file of this process.
    */
   private stopped = false;
+  /** the journal's flushes and the write-out's batches: on the event loop or through the pool */
+  readonly flushGate = new SyncGate(SYNC_FLUSH_MAX_MS);
+  readonly writeGate = new SyncGate(SYNC_WRITE_MAX_MS);
   /** the flush (fdatasync) of `fd` in progress, if any: close() lets it end before closing the descriptor */
   private flushing: Promise<void> | undefined;
 
@@ -816,6 +917,12 @@ export class LmtpJournal {
   /** fdatasync the journal, known to close() while it runs */
   private async flush(): Promise<void> {
     if (this.stopped) throw new MailbagError('spool', 'the LMTP journal was closed (lmtpd stopping)');
+    if (this.flushGate.onLoop()) {
+      const t0 = performance.now();
+      fdatasyncSync(this.fd);
+      this.flushGate.took(performance.now() - t0);
+      return;
+    }
     const f = flushFd(this.fd);
     this.flushing = f;
     try {
@@ -973,8 +1080,18 @@ export class LmtpJournal {
     for (const r of w) r();
   }
 
-  private writeFiles(batch: Pending[]): Promise<Map<Pending, unknown>> {
-    return writeJobFiles(batch);
+  /**
+   * The write-out of a batch: on the event loop while that takes at most
+   * SYNC_WRITE_MAX_MS per job (the pool's hand-overs, two per job and one per batch,
+   * then cost more than the calls), otherwise through the pool (SyncGate).
+   */
+  private async writeFiles(batch: Pending[]): Promise<Map<Pending, unknown>> {
+    if (!this.writeGate.onLoop()) return writeJobFiles(batch);
+    const t0 = performance.now();
+    const { failed, done } = writeJobFilesSync(batch, SYNC_WRITE_BUDGET_MS);
+    this.writeGate.took((performance.now() - t0) / done);
+    if (done < batch.length) for (const [p, err] of await writeJobFiles(batch.slice(done))) failed.set(p, err);
+    return failed;
   }
 
   /** tests: let go of the journal as a crash would (no reset, no waiting): what it holds is left for a replay */
