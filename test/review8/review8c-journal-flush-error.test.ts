@@ -37,7 +37,17 @@ vi.mock('node:fs', async (importOriginal) => {
     }
     fs.fdatasync(fd, cb);
   };
-  return { ...fs, default: { ...fs, fdatasync }, fdatasync };
+  // lmtpd's journal flushes on the event loop while fdatasync returns at once (SyncGate,
+  // session 10): the same failure, thrown
+  const fdatasyncSync = (fd: number): void => {
+    if (ctl.failNext > 0) {
+      ctl.failNext--;
+      ctl.failed++;
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' });
+    }
+    fs.fdatasyncSync(fd);
+  };
+  return { ...fs, default: { ...fs, fdatasync, fdatasyncSync }, fdatasync, fdatasyncSync };
 });
 
 const { JOURNAL_DIR, LmtpJournal, replayJournals } = await import('../../lib/lmtp/journal.js');
