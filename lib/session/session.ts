@@ -490,6 +490,7 @@ class Session {
               : this.o.store.failRefusedJob(m.refuse.bag, only, `${this.o.peer} refused it: its bag is larger than ${this.o.peer} accepts (${m.refuse.message})`, '5.3.4'),
           );
         }
+        this.ours.delete(m.refuse.bag);
         this.checkFinish();
         return;
     }
@@ -683,7 +684,9 @@ class Session {
     try {
       while (this.dataQueue.length > 0 && !this.settled) {
         const { bag, from } = this.dataQueue.shift()!;
-        const p = this.ours.get(bag)!;
+        const p = this.ours.get(bag);
+        // resolved meanwhile (a peer that acknowledged it before its DATA): nothing to send
+        if (!p) continue;
         let offset = from;
         const half = Math.floor(p.size / 2);
         /** one DATA frame: its chunk copied in after the head, sent in one write (two SSH packets) */
@@ -747,14 +750,14 @@ class Session {
   }
 
   private onAcked(bag: string): void {
-    const p = this.ours.get(bag);
+    // resolved: the sender keeps nothing of it (its job ids and sizes) for the rest of the session
+    this.ours.delete(bag);
     this.ackChain = this.ackChain.then(async () => {
       const removed = await this.o.store.acked(bag);
       this.o.trace?.(`${this.o.site} - removed ${removed} jobs of ${bag.slice(0, 12)}`);
       this.res.sent.bags++;
       this.res.sent.jobs += removed;
       faultPoint('session-sender-after-remove');
-      void p;
       this.progress();
     });
     // not in `busy`: our BYE follows the peer's ACK (§4), not the removals, which run on
@@ -932,6 +935,10 @@ class Session {
         this.send(encodeRefuse(r));
       }
       this.state.resolvedIncoming(offer.bag);
+      // resolved: nothing of it is kept (the job ids and sizes of its staged record, the
+      // offer), or a long session of many bags would hold every one until it ends (DESIGN.md:
+      // bounded memory); offered again, it is a new offer
+      if (this.incoming.get(offer.bag) === b) this.incoming.delete(offer.bag);
       this.progress();
     });
     this.track(this.commitChain);
