@@ -140,9 +140,13 @@ export async function deliverWithEximBatch(
     // answer, the others none yet (offered again, without it, with the ones after)
     const refused = /^RCPT TO:<(.*)>$/i.exec(err.command ?? '')?.[1];
     if (refused !== undefined && bad.recipients.length > 1 && bad.recipients.includes(refused)) {
-      await record(bad.tx, [resultOfReply(refused, err.code, err.text)]);
+      // 452 "too many recipients" (Exim's recipients_max): the ones after it in this
+      // transaction would meet the same limit, one round each; RFC 5321 4.5.3.1.10 has
+      // them sent in a later transaction, so they wait with it for the next attempt
+      const held = err.code === 452 ? bad.recipients.slice(bad.recipients.indexOf(refused)) : [refused];
+      await record(bad.tx, held.map((address) => resultOfReply(address, err.code, err.text)));
       const a = answered.get(bad.tx.index) ?? new Set<string>();
-      a.add(refused);
+      for (const address of held) a.add(address);
       answered.set(bad.tx.index, a);
       remaining = [bad.tx, ...rest];
       continue;
