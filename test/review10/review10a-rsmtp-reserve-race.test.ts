@@ -31,7 +31,7 @@ beforeAll(() => {
   mountTmpfs(mnt, '256k');
 });
 afterAll(() => {
-  if (writer?.pid && writer.exitCode === null) process.kill(writer.pid, 'SIGKILL');
+  if (writer?.pid && writer.exitCode === null && writer.signalCode === null) process.kill(writer.pid, 'SIGKILL');
   if (mnt) unmount(mnt);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
