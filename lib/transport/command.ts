@@ -9,6 +9,9 @@ import { SessionError } from '../errors.js';
 import { BaseLink } from './link.js';
 import type { ConnectOptions, Link, Transport } from './types.js';
 
+/** how long the command's stderr is still read after it has exited (a process it left may hold the pipe open) */
+export const STDERR_AFTER_EXIT_MS = 1000;
+
 export interface CommandOptions {
   /** program and arguments; argv[0] is looked up in PATH, never run through a shell */
   argv: string[];
@@ -80,6 +83,16 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
   });
   child.stderr.pipe(link.stderrTail);
   child.on('error', () => {});
+  // 'close' waits for every stdio pipe: a process the command left running that holds its
+  // stderr (a wrapper script that starts an agent or a tunnel in the background)
+  // kept the link from settling after the command had exited, so every session waited out
+  // close()'s grace and ended 'did not close'. Once it has exited, its stderr is read a
+  // little longer (what it wrote is in the pipe already), then let go
+  child.once('exit', () => {
+    // (after one more turn of the loop's poll phase, so that a loop held up past the timer
+    // still reads what the pipe holds before it goes)
+    setTimeout(() => setImmediate(() => child.stderr.destroy()), STDERR_AFTER_EXIT_MS).unref();
+  });
   const onAbort = (): void => link.abort(new SessionError('link', `${describe}: aborted`));
   options?.signal?.addEventListener('abort', onAbort, { once: true });
   child.once('close', (code, signal) => {
