@@ -9,7 +9,8 @@
 // told it could not be delivered, for a state that passes (Postfix's smtpd answers 452
 // 4.3.1 for it; Exim's own -bS answers 451, which the runner retries). Both states are
 // real here: check_spool_space above what the file system has, and a small tmpfs mounted
-// on Exim's spool/input, filled with dd. See /work/brief/req-review10b.md R3.
+// on Exim's spool/input, filled with dd. The same exit 1 for an Exim whose configuration
+// does not read (being edited). See /work/brief/req-review10b.md R3.
 
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -104,5 +105,20 @@ describe.skipIf(!haveExim())('review10b: rmail jobs into a far Exim short of spo
     expect(again, log.join('\n')).toEqual({ done: 1, retry: 0, failed: 0, skipped: 0 });
     await f.ex.runQueue();
     expect(readMaildir(f.ex.maildir('user')).filter((m) => m.header('subject') === 'spool fills')).toHaveLength(1);
+  }, 120_000);
+
+  // an Exim being reconfigured (a configuration that does not read, for a while): exit 1,
+  // `Exim configuration error in line N of FILE`; Postfix's sendmail answers 75 for its
+  // main.cf that does not read, and the runner retries that
+  it.fails('an Exim whose configuration does not read (`Exim configuration error`): retried, not failed (R3)', async () => {
+    const f = await farExim([]);
+    const broken = join(f.dir, 'broken.conf');
+    writeFileSync(broken, 'nonsense_option = 1\n');
+    writeFileSync(join(f.dir, 'sendmail'), `#!/bin/sh\nexec ${eximBinary()} -C ${broken} -odq "$@"\n`);
+    await receiveRmail(f, 'config error');
+    const log: string[] = [];
+    const s = await runJobs({ config: f.config, spool: f.spool, env: process.env, log: (l) => log.push(l) });
+    expect(s, log.join('\n')).toEqual({ done: 0, retry: 1, failed: 0, skipped: 0 });
+    expect(await listFailed(f.spool)).toEqual([]);
   }, 120_000);
 });
