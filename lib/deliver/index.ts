@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import type { DeliveryConfig } from '../config/types.js';
 import { detectMta, type MtaKind } from './mta.js';
-import type { Transaction } from './message.js';
+import { hasEightBit, type Transaction } from './message.js';
 import type { RecipientResult } from './result.js';
 import { childEnded, deliverWithSendmail } from './sendmail.js';
 import { SmtpLinkError, SmtpSession } from './smtp-client.js';
@@ -57,6 +57,11 @@ export class Deliverer {
     const d = this.o.delivery;
     if (d.method === 'sendmail') {
       return deliverWithSendmail(tx, skip, { program: d.sendmail, mta: await this.mtaKind(), env: this.o.env });
+    }
+    // an rmail job's 8-bit body is declared as such (RFC 6152; dropped by the client
+    // when the server does not offer 8BITMIME)
+    if (tx.bodyUndeclared && !tx.mailParams.some((p) => /^BODY=/i.test(p)) && (await hasEightBit(tx.body))) {
+      tx = { ...tx, mailParams: [...tx.mailParams, 'BODY=8BITMIME'] };
     }
     // a kept connection may have been closed by the server meanwhile: one fresh try,
     // but only when the failure came before the message was handed over

@@ -3,6 +3,7 @@
 // memory never grows with message size. Line transforms (dot-stuffing both ways, LF to
 // CRLF) are streaming Transforms that carry their line state across chunk borders.
 
+import { isAscii } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 
@@ -36,6 +37,19 @@ export interface Transaction {
   body: BodySource;
   /** 1-based line of the MAIL command in its BSMTP job (0 for rmail jobs) */
   line: number;
+  /**
+   * an rmail job: no sender declared the body's type, so the SMTP and LMTP methods
+   * declare BODY=8BITMIME (RFC 6152) when its bytes have any over 127
+   */
+  bodyUndeclared?: boolean;
+}
+
+/** Whether the message bytes have any over 127 (read in chunks, memory bounded). */
+export async function hasEightBit(body: BodySource): Promise<boolean> {
+  for await (const chunk of openRaw(body) as AsyncIterable<Buffer>) {
+    if (!isAscii(chunk)) return true;
+  }
+  return false;
 }
 
 /** Open the message bytes as they are stored. */

@@ -54,6 +54,7 @@ export async function rmailTransaction(path: string, offset: number, recipients:
       recipients: recipients.map((address) => ({ address, params: [] })),
       body: { path, start: offset + envelope.length, end: undefined, stuffed: false },
       line: 0,
+      bodyUndeclared: true,
     },
   };
 }
