@@ -86,7 +86,13 @@ export async function clockSteps(spool: Spool, now: number, reading: BootReading
     return r?.steps ?? [];
   }
   const step = now - r.wall - (reading.sinceBootMs - r.sinceBootMs);
-  if (step < MIN_STEP_MS) return r.steps;
+  if (step < MIN_STEP_MS) {
+    // the reference follows the boot clock (at most one write per MIN_STEP_MS of it): a
+    // restart of a container whose uptime is its own is then seen by its uptime going
+    // back, not taken for a step of the whole run before it and the downtime (review10a)
+    if (reading.sinceBootMs - r.sinceBootMs >= MIN_STEP_MS) await save(spool, { boot: reading.boot, wall: now, sinceBootMs: reading.sinceBootMs, steps: r.steps }).catch(() => undefined);
+    return r.steps;
+  }
   const steps = [...r.steps, { cutoff: now - step, add: step }].slice(-MAX_STEPS);
   // the new reference: the same step is not seen again
   await save(spool, { boot: reading.boot, wall: now, sinceBootMs: reading.sinceBootMs, steps }).catch(() => undefined);

@@ -23,9 +23,9 @@ afterEach(() => {
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-// it.fails until /work/brief/req-review10a.md C1 is applied (seen failing on main at
-// 9effb22: the job still queued 7 days on, a step of about a day recorded at each restart)
-it.fails('a container restarted every day (same boot_id, its own uptime): a job queued 6 days ago by a right clock expires (req-review10a C1)', async () => {
+// seen failing on main at 9effb22 (the job still queued 7 days on, a step of about a day
+// recorded at each restart); passes since review10a's C1 (the reference follows the boot clock)
+it('a container restarted every day (same boot_id, its own uptime): a job queued 6 days ago by a right clock expires (req-review10a C1)', async () => {
   site = await makeSite();
   const start = Date.now() - 7 * DAY;
   const pass = (wall: number, sinceBootMs: number) => expireQueued(site!.config, 'hub', { spool: site!.spool, now: new Date(wall), bootClock: { boot: 'host-boot', sinceBootMs } });
