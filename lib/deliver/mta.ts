@@ -1,14 +1,19 @@
-// Which MTA stands behind the sendmail program: only Exim accepts `sendmail -bV`
-// (formats.md checklist 12), so that call decides whether DSN flags are safe. Postfix
-// is recognised by its sendmail's messages (`sendmail: fatal: unsupported: -bV`) or its path; anything else that is not Exim
-// is treated as sendmail 8 (which takes -N/-R/-V too). Unknown (the probe failed) gets
-// no DSN flags: losing DSN beats turning options into recipients.
+// Which MTA stands behind the sendmail program, from what `sendmail -bV` answers (checked
+// with each real program, docs/runner.md "Which MTA"): Exim prints its version; a
+// configured Postfix `sendmail: fatal: unsupported: -bV`; sendmail 8 `Invalid operation
+// mode V` (exit 64); OpenSMTPD's enqueuer its usage line (or, not setgid, that it must be
+// setgid opensmtpq); nullmailer its usage with its name; msmtp `unsupported operation mode
+// bV`. Each decides which flags are safe: DSN flags only where the program passes them on
+// (Postfix, sendmail 8, OpenSMTPD), never where they would turn into recipients (Exim),
+// abort the message (msmtp: -V is an invalid option; -N to a server without DSN fails it)
+// or be ignored (nullmailer). Anything else gets the plain common interface
+// (`-oi -f SENDER -- RCPT…`): losing DSN beats turning options into recipients.
 
 import { realpathSync } from 'node:fs';
 import type { MtaFlavour } from '../config/types.js';
 import { runChild } from './sendmail.js';
 
-export type MtaKind = 'postfix' | 'exim' | 'sendmail' | 'unknown';
+export type MtaKind = 'postfix' | 'exim' | 'sendmail' | 'opensmtpd' | 'nullmailer' | 'msmtp' | 'unknown';
 
 const cache = new Map<string, MtaKind>();
 
@@ -19,7 +24,11 @@ export function classifyVersionProbe(code: number | null, output: string, realPa
   // a configured Postfix answers `sendmail: fatal: unsupported: -bV` (exit 75): its
   // msg_fatal() prefix is the sign, since the words name no Postfix file
   if (/postfix|postdrop|main\.cf/i.test(output) || /^\S*sendmail: fatal: /m.test(output) || /postfix/i.test(realPath)) return 'postfix';
-  if (code !== null && /sendmail/i.test(output)) return 'sendmail';
+  if (/opensmtpq|smtpctl/i.test(output) || /^usage: \S*sendmail \[-tv\] \[-f from\] \[-F name\] to /m.test(output) || /smtpctl$/.test(realPath)) return 'opensmtpd';
+  if (/nullmailer/i.test(output) || /nullmailer/i.test(realPath)) return 'nullmailer';
+  if (/^msmtp: /m.test(output) || /msmtp$/.test(realPath)) return 'msmtp';
+  // a sendmail that merely names itself (any emulator's usage line) is not sendmail 8
+  if (code === 64 && /^Invalid operation mode V$/m.test(output)) return 'sendmail';
   return 'unknown';
 }
 

@@ -2,8 +2,9 @@
 // process per message (never -oee: rejections must show in the exit status; Exim gets
 // -oep, so that it does not mail its own error besides the runner's notice, and a
 // recipient it names as unparsable is refused alone, the others offered again), DSN flags
-// (-N/-R/-V) only for an MTA that understands them (Postfix, sendmail 8; never Exim,
-// whose -N turns the rest of the line into recipients: formats.md checklist 12).
+// (-N/-R/-V) only for an MTA that passes them on (Postfix, sendmail 8, OpenSMTPD; never
+// Exim, whose -N turns the rest of the line into recipients: formats.md checklist 12;
+// nor msmtp or nullmailer: mta.ts).
 // The exit status is read as sendmail itself reads a mailer's: 71/74/75 and signals
 // are temporary, anything else permanent.
 
@@ -33,7 +34,7 @@ export interface SendmailArgs {
 
 /** Whether this MTA's sendmail takes -N/-R/-V as DSN options. */
 export function mtaTakesDsnFlags(mta: MtaKind): boolean {
-  return mta === 'postfix' || mta === 'sendmail';
+  return mta === 'postfix' || mta === 'sendmail' || mta === 'opensmtpd';
 }
 
 /** The argv after the program name. No shell is ever involved: each element is one argument. */
@@ -43,7 +44,8 @@ export function sendmailArgv(a: SendmailArgs, mta: MtaKind): string[] {
     if (a.notify) argv.push('-N', a.notify.toLowerCase());
     if (a.ret) argv.push('-R', a.ret.toLowerCase());
     // an ENVID with spaces or controls would not survive; Postfix also refuses non-printables
-    if (a.envid && /^[\x21-\x7e]{1,100}$/.test(a.envid)) argv.push('-V', a.envid);
+    // OpenSMTPD's enqueuer writes it into ENVID= as it is: only where xtext leaves it so
+    if (a.envid && /^[\x21-\x7e]{1,100}$/.test(a.envid) && !(mta === 'opensmtpd' && /[+=]/.test(a.envid))) argv.push('-V', a.envid);
   }
   argv.push('--', ...a.recipients);
   return argv;
