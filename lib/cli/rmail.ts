@@ -124,10 +124,9 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted], failed: [], noticed: false } } });
     // and room for the record after it: a disk that fills while the MTA has the message must
     // not leave the recipients it accepted unrecorded (the retry would send to them again)
-    if (spool) room = await RecordRoom.reserve(spool, 'rmail-reserve', [recordBound(recipients)]);
+    if (spool) room = await RecordRoom.reserve(spool, 'rmail-reserve', [recordBound(recipients, false)]);
     const keep = async (now: string[]): Promise<void> => {
-      const write = (): Promise<void> => writeState(spool!, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } });
-      await room!.write(write, (l) => io.stderr.write(`rmail: ${l}\n`));
+      await room!.write(spool!, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } }, (l) => io.stderr.write(`rmail: ${l}\n`));
     };
     const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
     const results = await d.deliver(tx, accepted);

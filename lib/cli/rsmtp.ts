@@ -26,7 +26,7 @@ import { sendNotice } from '../runner/notify.js';
 import { emptyState, pruneStale, readState, statePath, writeState, type RunState } from '../runner/state.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
-import { MAX_RECORDED_DIAGNOSTIC, openProgressSpool, recordBound, RecordRoom, stageFile } from './stage.js';
+import { openProgressSpool, recordBound, recordedDiagnostic, RecordRoom, stageFile } from './stage.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -95,9 +95,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const save = async (tx: Transaction): Promise<void> => {
       const p = state.tx[String(tx.index)];
       if (!spool || !p) return;
-      const write = (): Promise<void> => writeState(spool, STATE_PEER, keys[tx.index]!, { attempts: 0, tx: { [String(tx.index)]: p } });
-      if (room) await room.write(write, (l) => io.stderr.write(`rsmtp: ${l}\n`));
-      else await write();
+      const rec = { attempts: 0, tx: { [String(tx.index)]: p } };
+      if (room) await room.write(spool, STATE_PEER, keys[tx.index]!, rec, (l) => io.stderr.write(`rsmtp: ${l}\n`));
+      else await writeState(spool, STATE_PEER, keys[tx.index]!, rec);
     };
     // a retry renews the records it relies on, so ledger_retention counts from the caller's
     // last try (uuxqt retries a 75 without limit), not from the run that settled them
@@ -136,8 +136,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           acceptedNow++;
         } else if (r.kind === 'permanent') {
           // bounded, so that the reserve covers the record (a notice needs no more)
-          const diagnostic = r.diagnostic.length > MAX_RECORDED_DIAGNOSTIC ? `${r.diagnostic.slice(0, MAX_RECORDED_DIAGNOSTIC)}…` : r.diagnostic;
-          p.failed.push({ address: r.address, status: r.status, diagnostic });
+          p.failed.push({ address: r.address, status: r.status, diagnostic: recordedDiagnostic(r.diagnostic, tx.recipients.length) });
           p.noticed = false;
         } else {
           temporary = true;

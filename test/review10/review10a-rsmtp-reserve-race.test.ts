@@ -49,9 +49,9 @@ while (Date.now() < end) {
 }
 `;
 
-// it.fails until /work/brief/req-review10a.md R1 is applied (seen failing 10 of 10 on main
+// it.fails until /work/brief/req-review10a.md R1 was applied (seen failing 10 of 10 on main
 // at 9effb22: a@y or b@y delivered twice); then a plain test
-(mounted ? it.fails : it.skip)('a disk filled by a writer that keeps writing while the MTA has transaction 1: nothing delivered twice (req-review10a R1)', async () => {
+(mounted ? it : it.skip)('a disk filled by a writer that keeps writing while the MTA has transaction 1: nothing delivered twice (req-review10a R1)', async () => {
   const calls = join(dir!, 'calls');
   mkdirSync(calls);
   const full = join(dir!, 'full');
