@@ -123,6 +123,11 @@ export function decodeHello(payload: Buffer): R<Hello> {
   for (const k of ['maxBag', 'maxExpanded', 'maxJobs', 'maxJob', 'keepalive'] as const) {
     if (!isCount(v[k])) return bad(`HELLO: ${k} is not a non-negative integer`);
   }
+  // a mailbag's caps are each at least 1 (its configuration's floors); caps of 0 would
+  // have every job queued for this peer refused for good and its sender told
+  for (const k of ['maxBag', 'maxExpanded', 'maxJobs', 'maxJob'] as const) {
+    if (v[k] === 0) return bad(`HELLO: ${k} is 0, which no job can meet (a peer that takes nothing is misconfigured; the jobs stay queued)`);
+  }
   return {
     ok: true,
     value: {
