@@ -34,6 +34,7 @@ function allTemporary(tx: Transaction, skip: ReadonlySet<string>, why: string): 
 export class Deliverer {
   private session: SmtpSession | undefined;
   private mta: MtaKind | undefined;
+  private readonly closers: (() => Promise<void>)[] = [];
 
   constructor(private readonly o: DelivererOptions) {}
 
@@ -134,9 +135,15 @@ export class Deliverer {
     }
   }
 
+  /** Something of the caller's to let go with this deliverer (the runner's record reserve). */
+  atClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
   async close(): Promise<void> {
     const s = this.session;
     this.session = undefined;
     if (s) await s.quit().catch(() => undefined);
+    for (const fn of this.closers.splice(0)) await fn().catch(() => undefined);
   }
 }

@@ -25,6 +25,8 @@ import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '.
 import { faultPoint } from '../spool/fault.js';
 import { parseLock } from '../spool/lock.js';
 import { Spool, spoolErrorFrom, type JobRef, type OpenJob } from '../spool/index.js';
+import { recordedDiagnostic } from '../cli/stage.js';
+import { RecordReserve, recordSizes } from './reserve.js';
 import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
@@ -156,8 +158,12 @@ class JobRun {
     return this.job.header;
   }
 
+  /** the worker's room for this job's records, from just before its first hand-over (reserve.ts) */
+  private room: RecordReserve | undefined;
+
   async save(): Promise<void> {
-    await writeState(this.r.spool, this.peer, this.header.id, this.state);
+    if (this.room) await this.room.write(this.r.spool, this.peer, this.header.id, this.state, (line) => this.r.log(`${this.peer}/${this.header.id}: ${line}`));
+    else await writeState(this.r.spool, this.peer, this.header.id, this.state);
   }
 
   private progress(i: number): TxProgress {
@@ -181,11 +187,13 @@ class JobRun {
     let newFailures = false;
     for (const res of results) {
       if (res.kind === 'accepted' && !p.accepted.includes(res.address)) p.accepted.push(res.address);
+      // diagnostics cut as the reserve counts them (recordBound): an MTA's long refusal
+      // cannot outgrow the room held for the record
       if (res.kind === 'permanent' && !p.failed.some((f) => f.address === res.address)) {
-        p.failed.push({ address: res.address, status: res.status, diagnostic: res.diagnostic });
+        p.failed.push({ address: res.address, status: res.status, diagnostic: recordedDiagnostic(res.diagnostic, tx.recipients.length) });
         newFailures = true;
       }
-      if (res.kind === 'temporary') this.state.lastError = `${res.address}: ${res.diagnostic}`;
+      if (res.kind === 'temporary') this.state.lastError = recordedDiagnostic(`${res.address}: ${res.diagnostic}`, 1);
     }
     if (newFailures) {
       p.noticed = false;
@@ -316,6 +324,10 @@ class JobRun {
     }
 
     const list = txs!;
+    // room for the records this delivery writes, held before the MTA has anything: a
+    // spool that fills meanwhile must not leave a transaction it took unrecorded (R2a)
+    this.room = this.r.reserveFor(this.deliverer);
+    await this.room.ensure(this.r.spool, recordSizes(list));
     if (action.name === 'rmail') {
       await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)), true);
     } else {
@@ -421,6 +433,20 @@ export class Runner {
 
   newDeliverer(): Deliverer {
     return new Deliverer({ delivery: this.config.delivery, env: this.env, site: this.config.site || hostname() });
+  }
+
+  private readonly reserves = new WeakMap<Deliverer, RecordReserve>();
+
+  /** The worker's (its deliverer's) room for progress records, let go when it closes. */
+  reserveFor(d: Deliverer): RecordReserve {
+    let r = this.reserves.get(d);
+    if (!r) {
+      const made = new RecordReserve();
+      this.reserves.set(d, made);
+      d.atClose(() => made.release());
+      r = made;
+    }
+    return r;
   }
 
   /** `deferred`: told the MTA's words when it defers the notice (then the caller logs) */

@@ -1,0 +1,124 @@
+// Room for a job's progress records, held before the MTA gets any of it (docs/spool.md
+// R2a): a spool that fills between the MTA's taking a transaction and the record of it
+// would end the attempt with that transaction unrecorded, and the next attempt would hand
+// it over again. One set of files in SPOOL/tmp/ per worker, kept from job to job (a job
+// whose record is not needed, an rmail job accepted whole, costs nothing), grown or made
+// again before a job that needs more; the spool's cleanup removes them after a kill. As in
+// lib/cli/stage.ts RecordRoom (the front doors' own): a record that meets a full spool is
+// written *into* one of them in place and renamed to its name, so no block goes back to
+// the file system for another writer to take first. One that cannot be reserved is the
+// spool full before anything was handed over.
+
+import { open, rename, rm, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { asMailbagError } from '../errors.js';
+import { recordBound } from '../cli/stage.js';
+import type { Transaction } from '../deliver/message.js';
+import { FILE_MODE, spoolErrorFrom, tmpName, type Spool } from '../spool/index.js';
+import { RUN_MAGIC_LINE, statePath, writeState, type RunState } from './state.js';
+
+/** a worker's reserve at most: a larger job has room for its first records only */
+const MAX_RESERVE = 64 * 1024 * 1024;
+/** what a record holds besides its transactions (attempts, times, lastError, noticeRetry, failed) */
+const RECORD_BASE = 8192;
+
+/** The largest size of each record a job's delivery may write after a hand-over: two per transaction (its progress, its notice). */
+export function recordSizes(txs: readonly Transaction[]): number[] {
+  const sizes: number[] = [];
+  let sum = RECORD_BASE;
+  for (const tx of txs) {
+    sum += recordBound(tx.recipients.map((r) => r.address));
+    sizes.push(sum, sum);
+  }
+  return sizes;
+}
+
+export class RecordReserve {
+  private files: { path: string; size: number }[] = [];
+  private block = 0;
+
+  /** Hold a file for each size (kept ones reused, grown or added); throws a spool error when the spool has no room. */
+  async ensure(spool: Spool, sizes: readonly number[]): Promise<void> {
+    if (this.block === 0) this.block = Math.max(4096, Number((await statfs(spool.tmpDir).catch(() => undefined))?.bsize ?? 4096));
+    const round = (n: number): number => Math.ceil(n / this.block) * this.block;
+    const want: number[] = [];
+    let total = 0;
+    for (const s of sizes) {
+      const r = round(s);
+      if (total + r > MAX_RESERVE) break;
+      total += r;
+      want.push(r);
+    }
+    want.sort((a, b) => b - a);
+    this.files.sort((a, b) => b.size - a.size);
+    try {
+      for (let i = 0; i < want.length; i++) {
+        const f = this.files[i];
+        if (f && f.size >= want[i]!) continue;
+        if (f) {
+          const fh = await open(f.path, 'r+');
+          try {
+            await fh.write(Buffer.alloc(want[i]! - f.size), 0, want[i]! - f.size, f.size);
+          } finally {
+            await fh.close();
+          }
+          f.size = want[i]!;
+          continue;
+        }
+        const path = join(spool.tmpDir, tmpName('run-reserve'));
+        const fh = await open(path, 'wx', FILE_MODE);
+        const file = { path, size: 0 };
+        this.files.push(file);
+        try {
+          await fh.write(Buffer.alloc(want[i]!), 0, want[i]!, 0);
+          file.size = want[i]!;
+        } finally {
+          await fh.close();
+        }
+      }
+    } catch (err) {
+      await this.release();
+      throw spoolErrorFrom(err, 'reserving room for the progress records');
+    }
+  }
+
+  /**
+   * writeState(); when it meets a full spool, the record goes into a reserved file's own
+   * blocks (overwritten, cut to its length, synced) renamed to the record's name; `said`
+   * gets one line. No reserved file large enough: the error.
+   */
+  async write(spool: Spool, peer: string, id: string, state: RunState, said: (line: string) => void): Promise<void> {
+    try {
+      await writeState(spool, peer, id, state);
+    } catch (err) {
+      if (asMailbagError(err).code !== 'spool-full') throw err;
+      const bytes = Buffer.from(RUN_MAGIC_LINE + JSON.stringify(state) + '\n'); // writeState's bytes
+      let best = -1;
+      for (let i = 0; i < this.files.length; i++) {
+        if (this.files[i]!.size >= bytes.length && (best < 0 || this.files[i]!.size < this.files[best]!.size)) best = i;
+      }
+      if (best < 0) throw err;
+      const [f] = this.files.splice(best, 1);
+      try {
+        const fh = await open(f!.path, 'r+');
+        try {
+          await fh.write(bytes, 0, bytes.length, 0);
+          await fh.truncate(bytes.length);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(f!.path, statePath(spool, peer, id));
+        await spool.fsyncDir('run', peer);
+      } catch (e) {
+        await rm(f!.path, { force: true });
+        throw spoolErrorFrom(e, 'writing a progress record into the room reserved for it');
+      }
+      said(`${(err as Error).message}: progress kept in the room reserved for it`);
+    }
+  }
+
+  async release(): Promise<void> {
+    for (const f of this.files.splice(0)) await rm(f.path, { force: true });
+  }
+}
