@@ -128,7 +128,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     const keep = async (now: string[]): Promise<void> => {
       await room!.write(spool!, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } }, (l) => io.stderr.write(`rmail: ${l}\n`));
     };
-    const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0 };
+    const tx: Transaction = { index: 0, sender, mailParams: [], recipients: recipients.map((address) => ({ address, params: [] })), body: { path: file, start: 0, end: undefined, stuffed: false }, line: 0, bodyUndeclared: true };
     const results = await d.deliver(tx, accepted);
     const temporary = results.find((r) => r.kind === 'temporary');
     if (temporary) {

@@ -6,8 +6,8 @@ import { SMTPServer } from 'smtp-server';
 
 export interface SmtpSink {
   port: number;
-  /** each message taken: its sender ('' for <>) and the recipients accepted for it */
-  got: { from: string; to: string[] }[];
+  /** each message taken: its sender ('' for <>), the recipients accepted for it, and MAIL's BODY= (undefined: none) */
+  got: { from: string; to: string[]; body?: string }[];
   close(): Promise<void>;
 }
 
@@ -25,7 +25,9 @@ export async function smtpSink(refuse: (rcpt: string, from: string) => [number, 
     onData(stream, session, cb) {
       stream.resume();
       stream.on('end', () => {
-        got.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) });
+        const from = session.envelope.mailFrom || undefined;
+        const args = from ? (from.args as Record<string, string> | false) : false;
+        got.push({ from: from ? from.address : '', to: session.envelope.rcptTo.map((r) => r.address), ...(args && args.BODY !== undefined ? { body: args.BODY } : {}) });
         cb();
       });
     },
