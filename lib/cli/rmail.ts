@@ -24,7 +24,8 @@ import { checkRmailRecipients } from '../deliver/rmail.js';
 import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
-import { openProgressSpool, recordBound, RecordRoom, stageFile } from './stage.js';
+import { recordBound, RecordReserve } from '../runner/reserve.js';
+import { openProgressSpool, stageFile } from './stage.js';
 
 /** run/rmail-stdin/KEY: the recipients accepted of a job the caller will retry (viaSmtp) */
 const STATE_DIR = 'rmail-stdin';
@@ -91,7 +92,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
   // the message's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rmail-message');
   const d = new Deliverer({ delivery: config.delivery, env: io.env, site: config.site || hostname() });
-  let room: RecordRoom | undefined;
+  let room: RecordReserve | undefined;
   try {
     const file = staged.path;
     // the caller retries a 75 with the same job (uuxqt: the same command line and D.
@@ -124,7 +125,7 @@ async function viaSmtp(config: Config, sender: string, recipients: string[], mes
     if (spool) await writeState(spool, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted], failed: [], noticed: false } } });
     // and room for the record after it: a disk that fills while the MTA has the message must
     // not leave the recipients it accepted unrecorded (the retry would send to them again)
-    if (spool) room = await RecordRoom.reserve(spool, 'rmail-reserve', [recordBound(recipients, false)]);
+    if (spool) room = await RecordReserve.reserve(spool, 'rmail-reserve', [recordBound(recipients, false)]);
     const keep = async (now: string[]): Promise<void> => {
       await room!.write(spool!, STATE_DIR, key, { attempts: 0, tx: { '0': { accepted: [...accepted, ...now], failed: [], noticed: false } } }, (l) => io.stderr.write(`rmail: ${l}\n`));
     };

@@ -26,7 +26,8 @@ import { sendNotice } from '../runner/notify.js';
 import { emptyState, pruneStale, readState, statePath, writeState, type RunState } from '../runner/state.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
-import { openProgressSpool, recordBound, recordedDiagnostic, RecordRoom, stageFile } from './stage.js';
+import { recordBound, recordedDiagnostic, RecordReserve } from '../runner/reserve.js';
+import { openProgressSpool, stageFile } from './stage.js';
 
 export const RSMTP_USAGE = `Usage: rsmtp [--config FILE]
 
@@ -48,7 +49,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const spool = await openProgressSpool(config, 'rsmtp', io.stderr);
   // the input's copy: in SPOOL/tmp/, where the spool's cleanup finds it if we are killed
   const staged = await stageFile(spool, 'rsmtp-input');
-  let room: RecordRoom | undefined;
+  let room: RecordReserve | undefined;
   try {
     const file = staged.path;
     const hash = createHash('sha256');
@@ -89,7 +90,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const p = own?.tx[String(tx.index)] ?? legacy?.tx[String(tx.index)];
       if (p) state.tx[String(tx.index)] = p;
     }
-    // room for the records kept before anything is handed over (RecordRoom): a disk
+    // room for the records kept before anything is handed over (RecordReserve): a disk
     // that fills after the MTA took a transaction must not leave it unrecorded, or the
     // caller's retry delivers it again
     const save = async (tx: Transaction): Promise<void> => {
@@ -118,7 +119,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (spool && keys.length > 0) {
       const first = state.tx['0'];
       await writeState(spool, STATE_PEER, keys[0]!, { attempts: 0, tx: first ? { '0': first } : {} });
-      room = await RecordRoom.reserve(spool, 'rsmtp-reserve', idx.transactions.map((tx) => recordBound(tx.recipients.map((r) => r.address))));
+      room = await RecordReserve.reserve(spool, 'rsmtp-reserve', idx.transactions.map((tx) => recordBound(tx.recipients.map((r) => r.address))));
     }
     const site = config.site || hostname();
     const d = new Deliverer({ delivery: config.delivery, env: io.env, site });

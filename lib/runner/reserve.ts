@@ -3,16 +3,16 @@
 // would end the attempt with that transaction unrecorded, and the next attempt would hand
 // it over again. One set of files in SPOOL/tmp/ per worker, kept from job to job (a job
 // whose record is not needed, an rmail job accepted whole, costs nothing), grown or made
-// again before a job that needs more; the spool's cleanup removes them after a kill. As in
-// lib/cli/stage.ts RecordRoom (the front doors' own): a record that meets a full spool is
-// written *into* one of them in place and renamed to its name, so no block goes back to
-// the file system for another writer to take first. One that cannot be reserved is the
-// spool full before anything was handed over.
+// again before a job that needs more; the spool's cleanup removes them after a kill. The
+// front doors rsmtp and rmail hold one for their run's records (RecordReserve.reserve). A
+// record that meets a full spool is written *into* one of them in place and renamed to its
+// name, so no block goes back to the file system for another writer to take first
+// (review10a). One that cannot be reserved is the spool full before anything was handed
+// over.
 
 import { open, rename, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asMailbagError } from '../errors.js';
-import { recordBound } from '../cli/stage.js';
 import type { Transaction } from '../deliver/message.js';
 import { FILE_MODE, spoolErrorFrom, tmpName, type Spool } from '../spool/index.js';
 import { RUN_MAGIC_LINE, statePath, writeState, type RunState } from './state.js';
@@ -21,6 +21,32 @@ import { RUN_MAGIC_LINE, statePath, writeState, type RunState } from './state.js
 const MAX_RESERVE = 64 * 1024 * 1024;
 /** what a record holds besides its transactions (attempts, times, lastError, noticeRetry, failed) */
 const RECORD_BASE = 8192;
+
+/** the longest diagnostic a progress record keeps (an MTA's refusal text); longer ones are cut with … */
+export const MAX_RECORDED_DIAGNOSTIC = 1000;
+/** the characters of diagnostics one transaction's record keeps in all (at least 100 a recipient) */
+const MAX_RECORDED_DIAGNOSTICS = 4000;
+
+/**
+ * A refusal's text as a record keeps it: control characters as spaces (JSON would escape
+ * each to 6 bytes), cut to its share of the transaction's (recordBound counts on both).
+ */
+export function recordedDiagnostic(text: string, recipients: number): string {
+  const cut = Math.max(100, Math.min(MAX_RECORDED_DIAGNOSTIC, Math.floor(MAX_RECORDED_DIAGNOSTICS / Math.max(1, recipients))));
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return clean.length > cut ? `${clean.slice(0, cut)}…` : clean;
+}
+/**
+ * The largest progress record of a transaction to these recipients: an address JSON-escaped
+ * to at most 6 bytes a byte, a recordedDiagnostic (no control characters) to at most 3 a
+ * character (UTF-8, or a quote's escape), its status and the separators ~100.
+ * `diagnostics` false: a record of accepted recipients only (rmail's).
+ */
+export function recordBound(recipients: readonly string[], diagnostics = true): number {
+  const cut = Math.max(100, Math.min(MAX_RECORDED_DIAGNOSTIC, Math.floor(MAX_RECORDED_DIAGNOSTICS / Math.max(1, recipients.length))));
+  return 512 + recipients.reduce((n, r) => n + 6 * Buffer.byteLength(r) + 100 + (diagnostics ? 3 * (cut + 1) : 0), 0);
+}
 
 /** The largest size of each record a job's delivery may write after a hand-over: two per transaction (its progress, its notice). */
 export function recordSizes(txs: readonly Transaction[]): number[] {
@@ -36,6 +62,16 @@ export function recordSizes(txs: readonly Transaction[]): number[] {
 export class RecordReserve {
   private files: { path: string; size: number }[] = [];
   private block = 0;
+
+  /** `label`: the reserve files' name in SPOOL/tmp/ (run-reserve, rsmtp-reserve, …) */
+  constructor(private readonly label = 'run-reserve') {}
+
+  /** a reserve holding a file for each size, made now (rsmtp, rmail: one run's records) */
+  static async reserve(spool: Spool, label: string, sizes: readonly number[]): Promise<RecordReserve> {
+    const r = new RecordReserve(label);
+    await r.ensure(spool, sizes);
+    return r;
+  }
 
   /** Hold a file for each size (kept ones reused, grown or added); throws a spool error when the spool has no room. */
   async ensure(spool: Spool, sizes: readonly number[]): Promise<void> {
@@ -65,7 +101,7 @@ export class RecordReserve {
           f.size = want[i]!;
           continue;
         }
-        const path = join(spool.tmpDir, tmpName('run-reserve'));
+        const path = join(spool.tmpDir, tmpName(this.label));
         const fh = await open(path, 'wx', FILE_MODE);
         const file = { path, size: 0 };
         this.files.push(file);

@@ -25,8 +25,7 @@ import { inspectUnfinished, leftovers, recoverIdlePeer, type Leftovers } from '.
 import { faultPoint } from '../spool/fault.js';
 import { parseLock } from '../spool/lock.js';
 import { Spool, spoolErrorFrom, type JobRef, type OpenJob } from '../spool/index.js';
-import { recordedDiagnostic } from '../cli/stage.js';
-import { RecordReserve, recordSizes } from './reserve.js';
+import { recordedDiagnostic, RecordReserve, recordSizes } from './reserve.js';
 import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
