@@ -199,7 +199,7 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
     for (let round = 0; todo.length > 0 && round < recipients.length; round++) {
       const argv = sendmailArgv({ sender: tx.sender, recipients: todo, ret, envid: envidRaw === undefined ? undefined : xtextDecode(envidRaw), notify: notify || undefined, errorsToStderr: true }, o.mta);
       const out = await runChild(o.program, argv, openPlain(tx.body), o.env, o.timeoutMs);
-      const c = sizeRefusal(classifyExit(out, 'sendmail'), out, o.mta);
+      const c = eximShortage(sizeRefusal(classifyExit(out, 'sendmail'), out, o.mta), out, o.mta);
       const bad = c.kind === 'permanent' && o.mta === 'exim' ? eximBadRecipients(out.output, todo) : new Map<string, string>();
       if (bad.size === 0) {
         for (const address of todo) results.push({ address, ...c });
@@ -225,15 +225,45 @@ export function sizeRefusal(c: ReturnType<typeof classifyExit>, out: ChildOutcom
 }
 
 /**
+ * Exim's sendmail exits 1 for every error of a local submission, states that pass too:
+ * its spool short of room (`exim: insufficient disk space`: less free than
+ * check_spool_space, 10M in Debian's configuration; `exim: Spool write error (No space
+ * left on device) while receiving message from …`), for which Postfix's smtpd answers 452
+ * 4.3.1 and Exim's own -bS 451, and a configuration that does not read (`Exim
+ * configuration error in line N of FILE`: being edited; Postfix's sendmail answers 75 for
+ * its main.cf). Temporary: the job and its notice are tried again.
+ */
+export function eximShortage(c: ReturnType<typeof classifyExit>, out: ChildOutcome, mta: MtaKind): ReturnType<typeof classifyExit> {
+  if (mta !== 'exim' || c.kind !== 'permanent' || out.code !== 1) return c;
+  if (/^exim: (insufficient disk space|Spool write error \((No space left on device|Disk quota exceeded)\))/m.test(out.output)) return { kind: 'temporary', status: '4.3.1', diagnostic: c.diagnostic };
+  if (/\bExim configuration error in line \d+ of /.test(out.output)) return { kind: 'temporary', status: '4.3.5', diagnostic: c.diagnostic };
+  return c;
+}
+
+/**
  * The recipients an Exim run with -oep refused as unparsable (`exim: bad recipient address
  * "X": domain missing or malformed`, one line each; Exim then takes the message for none),
  * keyed by the address as given, with its line. Only addresses among `given` count.
  */
 export function eximBadRecipients(output: string, given: string[]): Map<string, string> {
   const out = new Map<string, string>();
-  const set = new Set(given);
+  // Exim prints the address through string_printing(): a byte outside printable ASCII as
+  // an escape (`jörg@@x` is printed `j\303\266rg@@x`), so each is compared in that form
+  const printed = new Map(given.map((a) => [eximPrinting(a), a]));
   for (const m of output.matchAll(/^exim: bad recipient address "(.*)": .*$/gm)) {
-    if (set.has(m[1]!)) out.set(m[1]!, m[0].slice(0, 300));
+    const address = printed.get(m[1]!);
+    if (address !== undefined) out.set(address, m[0].slice(0, 300));
   }
   return out;
+}
+
+/** An address as Exim's string_printing() shows it (tab kept, as Exim 4.96 does). */
+export function eximPrinting(address: string): string {
+  const named: Record<number, string> = { 8: '\\b', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r' };
+  let s = '';
+  for (const b of Buffer.from(address, 'utf8')) {
+    if ((b >= 0x20 && b < 0x7f) || b === 9) s += String.fromCharCode(b);
+    else s += named[b] ?? `\\${b.toString(8).padStart(3, '0')}`;
+  }
+  return s;
 }

@@ -581,10 +581,17 @@ export class Runner {
     }
   }
 
-  /** The transactions of a built-in job, when it can be read; undefined otherwise. */
+  /**
+   * The transactions of a built-in job, when it can be read; undefined otherwise. A BSMTP
+   * job of ours that failed on its way out (from this site, to the peer it is filed under)
+   * is read whatever the peer's `accept` (which says what its jobs may run here): its
+   * notices go per transaction, to each sender, as each recipient's NOTIFY asks, with ORCPT.
+   */
   async transactionsOf(job: OpenJob): Promise<Transaction[] | undefined> {
     try {
-      const a = resolveAction(this.config.peers[job.ref.peer], job.header.command);
+      const c = job.header.command;
+      const ours = c === 'rsmtp' && job.header.to === job.ref.peer && job.header.from === this.config.site;
+      const a = ours ? ({ kind: 'builtin', name: 'rsmtp' } as const) : resolveAction(this.config.peers[job.ref.peer], c);
       if (a.kind !== 'builtin') return undefined;
       return a.name === 'rmail'
         ? [(await rmailTransaction(job.ref.path, job.payloadOffset, job.header.args)).tx]

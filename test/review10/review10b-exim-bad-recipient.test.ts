@@ -67,8 +67,8 @@ describe.skipIf(!haveExim())('review10b: an rmail job into a real Exim with a ma
     expect(r.notices[0]).toMatch(/Final-Recipient: rfc822; bad@@x\.test\r?\nAction: failed\r?\nStatus: 5\.1\.3/);
   });
 
-  // R2: fails until eximBadRecipients reads Exim's escapes (lib/deliver/sendmail.ts)
-  it.fails('a malformed recipient with 8-bit bytes (UTF-8) fails alone too; the others get the message once (R2)', async () => {
+  // R2 (failed before eximBadRecipients read Exim's escapes, lib/deliver/sendmail.ts)
+  it('a malformed recipient with 8-bit bytes (UTF-8) fails alone too; the others get the message once (R2)', async () => {
     const r = await deliverRmail('jörg@@x.test', 'utf8-bad');
     expect({ user: r.user, other: r.other, notices: r.notices.length }, r.log).toEqual({ user: 1, other: 1, notices: 1 });
     expect(r.notices[0]).not.toMatch(/Final-Recipient: rfc822; (user|other)@maildir\.test/);
