@@ -16,10 +16,10 @@ import { loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { EX_TEMPFAIL } from '../exit.js';
 import { buildRouter } from '../lmtp/route.js';
-import { LmtpServer, removeStaleSocket } from '../lmtp/server.js';
+import { FD_HEADROOM, LmtpServer, openFiles, removeStaleSocket } from '../lmtp/server.js';
 import { SpoolLedger } from '../lmtp/ledger.js';
 import { SpoolJobStore } from '../lmtp/spool-store.js';
-import { LmtpJournal, replayJournals, type JournalStats } from '../lmtp/journal.js';
+import { LmtpJournal, replayJournals, setJobFilesAtOnce, type JournalStats } from '../lmtp/journal.js';
 import { PipeLog } from '../lmtp/log-pipe.js';
 import { GroupCommit } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
@@ -102,7 +102,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // Node's stream writes what fits of a longer one and another process's lines could
   // land in the middle of a line when the log's reader lags.
   const shared = (cluster.isWorker || workers > 1) && io.stderr === process.stderr ? new PipeLog(2) : undefined;
-  if (shared) process.on('exit', () => shared.drainSync());
   let pending = '';
   const flush = (): void => {
     if (pending === '') return;
@@ -121,6 +120,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // error that escapes: process.exit(75); node:cluster's exit of a worker whose primary
   // died) writes the turn's lines too: only a SIGKILL loses them
   process.on('exit', flush);
+  // after flush (exit listeners run in order): what the exit's flush hands PipeLog is drained too
+  if (shared) process.on('exit', () => shared.drainSync());
   try {
     return await (worker ? runWorker(ctx) : runMain(ctx));
   } finally {
@@ -203,6 +204,16 @@ function stopSignal(keep = false): Promise<string> {
   });
 }
 
+/**
+ * The job files a write into out/ (the journal's write-out, a replay) may hold open at
+ * once: what the open-file limit leaves beside `connections` connections (two
+ * descriptors each, LmtpServer.fitOpenFiles) and half of FD_HEADROOM for the rest.
+ */
+function fitJobFiles(connections: number): void {
+  const limits = openFiles();
+  if (limits) setJobFilesAtOnce(limits.soft - limits.inUse - 2 * connections - FD_HEADROOM / 2);
+}
+
 /** A listener on this process: the whole service (one worker), or one worker of several. */
 async function openListener(ctx: Setup, spool: Spool, maxConnections: number, opened?: SpoolLedger, maxConnectionsText?: string): Promise<{ server: LmtpServer; committer: GroupCommit; journal: LmtpJournal | undefined; ledger: SpoolLedger }> {
   const { config } = ctx;
@@ -257,6 +268,7 @@ async function runMain(ctx: Setup): Promise<number> {
   }
   // jobs answered 250 that a crash left in a journal go into out/ first, so that the
   // ledger's recovery below sees them (docs/spool.md, L7)
+  fitJobFiles(0);
   const replayed = await replayJournals(spool, log);
   if (replayed) log(`lmtpd: wrote ${replayed} job(s) from the LMTP journal into out/`);
   const recovered = await ledger.recover(config.site, config.ledgerRetentionMs);
@@ -272,7 +284,7 @@ async function runMain(ctx: Setup): Promise<number> {
     const { server, committer, journal } = await openListener(ctx, spool, config.lmtp.maxConnections, ledger);
     try {
       listening(await listenAll(ctx, server, false));
-      server.fitOpenFiles();
+      fitJobFiles(server.fitOpenFiles() ?? config.lmtp.maxConnections);
     } catch (err) {
       clearInterval(pruner);
       throw err;
@@ -466,7 +478,7 @@ async function serveAsWorker(ctx: Setup): Promise<number> {
   let port: number | undefined;
   try {
     port = await listenAll(ctx, server, true);
-    server.fitOpenFiles();
+    fitJobFiles(server.fitOpenFiles() ?? share);
   } catch (err) {
     clearInterval(pruner);
     throw err;

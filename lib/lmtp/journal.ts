@@ -525,8 +525,30 @@ async function makeJournal(spool: Spool, path: string): Promise<void> {
   fsyncDirSync(spool.path(JOURNAL_DIR));
 }
 
-/** The commit of docs/spool.md for each job, together (their fsyncs issued at once, one fsync per directory): returns the jobs that failed and why. */
+/**
+ * The most job files a write into out/ holds open at once (a batch's files are opened,
+ * written and fsynced together). lmtpd lowers it to what its open-file limit leaves
+ * beside its connections (setJobFilesAtOnce): a batch of 256 open at once took the
+ * descriptors its connections and ledger needed (EMFILE: 451s, a start-up replay that
+ * could not finish; review10c R1, R2).
+ */
+let jobFilesAtOnce = 256;
+export function setJobFilesAtOnce(n: number): void {
+  jobFilesAtOnce = Math.max(1, Math.min(256, Math.floor(n)));
+}
+
+/** The commit of docs/spool.md for each job, at most jobFilesAtOnce together: returns the jobs that failed and why. */
 async function writeJobFiles<P extends { dest: string; pieces: readonly Uint8Array[]; tmpDir: string }>(batch: readonly P[]): Promise<Map<P, unknown>> {
+  if (batch.length <= jobFilesAtOnce) return writeJobFilesTogether(batch);
+  const failed = new Map<P, unknown>();
+  for (let i = 0; i < batch.length; i += jobFilesAtOnce) {
+    for (const [p, err] of await writeJobFilesTogether(batch.slice(i, i + jobFilesAtOnce))) failed.set(p, err);
+  }
+  return failed;
+}
+
+/** The commit of docs/spool.md for each job, together (their fsyncs issued at once, one fsync per directory): returns the jobs that failed and why. */
+async function writeJobFilesTogether<P extends { dest: string; pieces: readonly Uint8Array[]; tmpDir: string }>(batch: readonly P[]): Promise<Map<P, unknown>> {
   const failed = new Map<P, unknown>();
   const open: { p: P; fd: number; tmp: string }[] = [];
   // opened through libuv's pool, not synchronously: a synchronous create was ~10 % less of

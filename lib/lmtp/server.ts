@@ -6,6 +6,7 @@
 // keeps exactly the mail that is not safe here. A transaction the MTA sends again after
 // losing our reply is recognised by its payload digest (DedupLedger) and not stored twice.
 
+import cluster from 'node:cluster';
 import { createHash, type Hash } from 'node:crypto';
 import { chmodSync, lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
@@ -128,6 +129,9 @@ export class LmtpServer {
   private readonly sessions = new Set<string>();
   private transactions = 0;
   private closing = false;
+  /** a worker's connections at once, fitted to the open-file limit (fitOpenFiles), and what it does with one past it */
+  private room = Number.POSITIVE_INFINITY;
+  private roomDrop: (() => void) | undefined;
   private readonly log: (line: string) => void;
 
   constructor(private readonly opts: LmtpServerOptions) {
@@ -167,6 +171,10 @@ export class LmtpServer {
 
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     if (this.closing) return cb(new ReplyError(421, 'mailbag lmtpd is shutting down, try again later'));
+    if (this.sessions.size >= this.room) {
+      this.roomDrop?.();
+      return cb(new ReplyError(421, 'too many connections for lmtpd\'s open-file limit, try again later'));
+    }
     if (this.sessions.size >= this.opts.maxConnections) {
       return cb(new ReplyError(421, `too many connections (${this.opts.maxConnectionsText ?? `lmtp.max_connections = ${this.opts.maxConnections}`}), try again later`));
     }
@@ -424,29 +432,41 @@ export class LmtpServer {
    * `maxConnections`: a connection past it is closed at once, while descriptors are
    * still left to accept it, and the listener's 'drop' event says so), a line at the
    * start says why, and the drops are counted in a line at most every DROP_LOG_MS.
-   * Returns the room, or undefined when the limit cannot be read or leaves room enough.
+   * Returns the connections taken at once (the room, or maxConnections when the limit
+   * leaves room enough), or undefined when the limit cannot be read.
    */
   fitOpenFiles(limits: { soft: number; inUse: number } | undefined = openFiles()): number | undefined {
     if (!limits) return undefined;
-    const room = Math.max(1, limits.soft - limits.inUse - FD_HEADROOM);
-    if (room >= this.opts.maxConnections) return undefined;
-    this.log(`lmtpd: the open-file limit (ulimit -n) is ${limits.soft}, with ${limits.inUse} open: room for ${room} connection(s) at once, fewer than ${this.opts.maxConnectionsText ?? `lmtp.max_connections = ${this.opts.maxConnections}`}; more are closed without a greeting (the MTA tries again later). Raise the limit (LimitNOFILE= in lmtpd's systemd unit) to at least ${limits.inUse + FD_HEADROOM + this.opts.maxConnections}`);
+    // two descriptors a connection: its socket and, while a message over 128 KiB arrives, its file in tmp/
+    const room = Math.max(1, Math.floor((limits.soft - limits.inUse - FD_HEADROOM) / 2));
+    if (room >= this.opts.maxConnections) return this.opts.maxConnections;
+    this.log(`lmtpd: the open-file limit (ulimit -n) is ${limits.soft}, with ${limits.inUse} open: room for ${room} connection(s) at once, fewer than ${this.opts.maxConnectionsText ?? `lmtp.max_connections = ${this.opts.maxConnections}`}; more are ${cluster.isWorker ? 'answered 421' : 'closed without a greeting'} (the MTA tries again later). Raise the limit (LimitNOFILE= in lmtpd's systemd unit) to at least ${limits.inUse + FD_HEADROOM + 2 * this.opts.maxConnections}`);
     let dropped = 0;
     let timer: NodeJS.Timeout | undefined;
     const report = (): void => {
       timer = undefined;
       if (dropped === 0) return;
-      this.log(`lmtpd: ${dropped} connection(s) closed without a greeting: ${room} were open, all that the open-file limit (ulimit -n ${limits.soft}) leaves room for`);
+      this.log(`lmtpd: ${dropped} connection(s) ${cluster.isWorker ? 'refused (421)' : 'closed without a greeting'}: ${room} were open, all that the open-file limit (ulimit -n ${limits.soft}) leaves room for`);
       dropped = 0;
       timer = setTimeout(report, DROP_LOG_MS).unref();
     };
+    const drop = (): void => {
+      dropped++;
+      if (timer === undefined) report();
+    };
+    if (cluster.isWorker) {
+      // node:cluster's round robin: a worker whose listener is at `maxConnections` answers
+      // the primary's hand-over "not accepted" (no 'drop' event), and the primary hands the
+      // connection to the next worker, round and round while every worker is full: never
+      // greeted, the processes busy (review10c R3). A worker takes it and answers 421.
+      this.room = room;
+      this.roomDrop = drop;
+      return room;
+    }
     for (const { server } of this.servers) {
       const net = (server as unknown as { server: Server }).server;
       net.maxConnections = room;
-      net.on('drop', () => {
-        dropped++;
-        if (timer === undefined) report();
-      });
+      net.on('drop', drop);
     }
     return room;
   }

@@ -92,8 +92,8 @@ async function fitted(size: number, per: number, together = false): Promise<void
 }
 
 // small messages: through the journal, written into out/ in batches
-it.fails('review10c R2: at ulimit -n 200, as many connections as lmtpd says it has room for each get 250 for every transaction (2 KB messages)', () => fitted(2000, 15), 120_000);
+it('review10c R2: at ulimit -n 200, as many connections as lmtpd says it has room for each get 250 for every transaction (2 KB messages)', () => fitted(2000, 15), 120_000);
 
 // messages over the journal's 128 KiB are staged in tmp/ as they arrive: a second
 // descriptor per connection while its DATA is under way (here every connection's at once)
-it.fails('review10c R2: at ulimit -n 200, as many connections as lmtpd says it has room for each get 250 for every transaction (200 KB messages arriving at once)', () => fitted(200_000, 1, true), 120_000);
+it('review10c R2: at ulimit -n 200, as many connections as lmtpd says it has room for each get 250 for every transaction (200 KB messages arriving at once)', () => fitted(200_000, 1, true), 120_000);
