@@ -119,7 +119,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (spool && keys.length > 0) {
       const first = state.tx['0'];
       await writeState(spool, STATE_PEER, keys[0]!, { attempts: 0, tx: first ? { '0': first } : {} });
-      room = await RecordReserve.reserve(spool, 'rsmtp-reserve', idx.transactions.map((tx) => recordBound(tx.recipients.map((r) => r.address))));
+      // two records a transaction may write after its hand-over: its result, then `noticed`
+      // once its failure notice went out (the runner's recordSizes counts the same two)
+      room = await RecordReserve.reserve(spool, 'rsmtp-reserve', idx.transactions.flatMap((tx) => {
+        const b = recordBound(tx.recipients.map((r) => r.address));
+        return [b, b];
+      }));
     }
     const site = config.site || hostname();
     const d = new Deliverer({ delivery: config.delivery, env: io.env, site });
