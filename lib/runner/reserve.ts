@@ -48,15 +48,16 @@ export function recordBound(recipients: readonly string[], diagnostics = true): 
   return 512 + recipients.reduce((n, r) => n + 6 * Buffer.byteLength(r) + 100 + (diagnostics ? 3 * (cut + 1) : 0), 0);
 }
 
-/** The largest size of each record a job's delivery may write after a hand-over: two per transaction (its progress, its notice). */
+/**
+ * The room a job's delivery holds after its hand-over (docs/spool.md R2a): two files, each
+ * of its final record's largest size (every transaction's bound). Once a record has needed
+ * one, the attempt hands nothing more over and sends no notice (JobRun.run): the one write
+ * left, the attempt's end, takes the other. Linear in the job's size (it was two files a
+ * transaction of the cumulative size: a square, ~38 MB for 100 transactions).
+ */
 export function recordSizes(txs: readonly Transaction[]): number[] {
-  const sizes: number[] = [];
-  let sum = RECORD_BASE;
-  for (const tx of txs) {
-    sum += recordBound(tx.recipients.map((r) => r.address));
-    sizes.push(sum, sum);
-  }
-  return sizes;
+  const size = txs.reduce((n, tx) => n + recordBound(tx.recipients.map((r) => r.address)), RECORD_BASE);
+  return [size, size];
 }
 
 export class RecordReserve {
@@ -121,11 +122,13 @@ export class RecordReserve {
   /**
    * writeState(); when it meets a full spool, the record goes into a reserved file's own
    * blocks (overwritten, cut to its length, synced) renamed to the record's name; `said`
-   * gets one line. No reserved file large enough: the error.
+   * gets one line. No reserved file large enough: the error. True when the record took a
+   * reserved file (the spool is full).
    */
-  async write(spool: Spool, peer: string, id: string, state: RunState, said: (line: string) => void): Promise<void> {
+  async write(spool: Spool, peer: string, id: string, state: RunState, said: (line: string) => void): Promise<boolean> {
     try {
       await writeState(spool, peer, id, state);
+      return false;
     } catch (err) {
       if (asMailbagError(err).code !== 'spool-full') throw err;
       const bytes = Buffer.from(RUN_MAGIC_LINE + JSON.stringify(state) + '\n'); // writeState's bytes
@@ -151,6 +154,7 @@ export class RecordReserve {
         throw spoolErrorFrom(e, 'writing a progress record into the room reserved for it');
       }
       said(`${(err as Error).message}: progress kept in the room reserved for it`);
+      return true;
     }
   }
 

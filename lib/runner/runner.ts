@@ -159,10 +159,17 @@ class JobRun {
 
   /** the worker's room for this job's records, from just before its first hand-over (reserve.ts) */
   private room: RecordReserve | undefined;
+  /**
+   * A record of this attempt needed the room held for it: the spool is full. Nothing more
+   * is handed over or recorded, no notice sent, until the attempt's end (R2a), so the room
+   * needed stays two records whatever the job's size.
+   */
+  private full = false;
 
   async save(): Promise<void> {
-    if (this.room) await this.room.write(this.r.spool, this.peer, this.header.id, this.state, (line) => this.r.log(`${this.peer}/${this.header.id}: ${line}`));
-    else await writeState(this.r.spool, this.peer, this.header.id, this.state);
+    if (this.room) {
+      if (await this.room.write(this.r.spool, this.peer, this.header.id, this.state, (line) => this.r.log(`${this.peer}/${this.header.id}: ${line}`))) this.full = true;
+    } else await writeState(this.r.spool, this.peer, this.header.id, this.state);
   }
 
   private progress(i: number): TxProgress {
@@ -199,9 +206,13 @@ class JobRun {
       this.newNoticeOwed();
     }
     if (last && results.every((r) => r.kind === 'accepted') && Object.keys(this.state.tx).length === 1 && p.failed.length === 0) return;
+    // the spool is full (a record took the room held for it): these results wait in memory
+    // for the attempt's last record (exim -bS took the whole batch at once), the notice for
+    // the next attempt
+    if (this.full) return;
     await this.save();
     faultPoint('runner-after-progress');
-    if (newFailures) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
+    if (newFailures && !this.full) await this.noticeFor(tx, 'the mail system refused a recipient permanently');
   }
 
   /**
@@ -331,7 +342,16 @@ class JobRun {
       await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)), true);
     } else {
       const lastIndex = list[list.length - 1]!.index;
-      await this.deliverer.deliverBatch(list, (i) => this.settled(list[i]!), (tx, res) => this.record(tx, res, tx.index === lastIndex));
+      // once the spool is full, nothing more is handed over in this attempt (as after a 4xx)
+      const skip = (i: number): ReadonlySet<string> => (this.full ? new Set(list[i]!.recipients.map((r) => r.address)) : this.settled(list[i]!));
+      await this.deliverer.deliverBatch(list, skip, (tx, res) => this.record(tx, res, tx.index === lastIndex));
+    }
+    if (this.full) {
+      // one record more (the other file held): all taken and accepted, the job is done
+      // (no record); else the rest, its notices and its end wait for the next attempt
+      const clean = !problem && this.recipientsSettled(list) && list.every((tx) => (this.state.tx[String(tx.index)]?.failed.length ?? 0) === 0);
+      if (clean) return this.done();
+      return this.retry('the spool is full: the rest of the job waits for the next attempt');
     }
     // every recipient accepted or refused: delivery is over. A notice the MTA deferred does
     // not keep the job in in/ (where it would end as "not delivered within the queue
@@ -404,7 +424,10 @@ class JobRun {
       txs = txs?.map((tx) => (tx.body.path === from ? { ...tx, body: { ...tx.body, path: moved.path } } : tx));
     }
     faultPoint('runner-after-fail-move');
-    await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
+    // its record took the room held for it (a full spool): the notices go from failed/ in a
+    // later run, when a record of them has room (not in this one)
+    if (this.full) this.r.noticeDeferredNow.add(`${this.peer}/${this.header.id}`);
+    else await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
     this.r.log(`${this.peer}/${this.header.id}: ${kind}: ${reason}`);
     return 'failed';
   }
