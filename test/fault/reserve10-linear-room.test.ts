@@ -33,7 +33,7 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function setUp(name: string, fillAt: number | undefined) {
+async function setUp(name: string, fillAt: number | undefined, exits = '0') {
   const calls = join(dir!, `${name}-calls`);
   mkdirSync(calls);
   const count = join(dir!, `${name}-count`);
@@ -52,13 +52,15 @@ async function setUp(name: string, fillAt: number | undefined) {
   const h: JobHeader = { id: newJobId(), from: 'hub', to: 'home', created: new Date().toISOString(), command: 'rsmtp', args: [], sender: 's@x.example', recipients: rcpts };
   const body = rcpts.map((r, i) => `MAIL FROM:<s@x.example>\nRCPT TO:<${r}>\nDATA\nSubject: ${i}\n\nmessage ${i}\n.\n`).join('');
   await spool.writeJob('in', 'hub', h, Buffer.from(body));
-  const env = { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' };
+  const env = { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: exits };
   const delivered = (): string[] =>
     readdirSync(calls)
       .filter((n) => n.endsWith('.argv'))
       .map((n) => readFileSync(join(calls, n), 'utf8').trim().split('\n').at(-1)!)
       .sort();
-  return { config, spool, env, rcpts, delivered, filler, spoolDir };
+  const noticeTo = (): string[] => readdirSync(calls).filter((n) => n.endsWith('.stdin') && /^Content-Type: multipart\/report/im.test(readFileSync(join(calls, n), 'utf8')));
+  return {
+    noticeTo, config, spool, env, rcpts, delivered, filler, spoolDir };
 }
 
 it.skipIf(!mounted)('a BSMTP job of 100 transactions on a 4 MiB spool gets its room and is delivered, each once', async () => {
@@ -86,4 +88,23 @@ it.skipIf(!mounted)('the spool fills as the MTA takes transaction 50 of 100: the
   }
   expect(await t.spool.listJobs('in', 'hub')).toEqual([]);
   expect(t.delivered()).toEqual([...t.rcpts].sort());
+}, 120_000);
+
+it.skipIf(!mounted)('the spool fills as the MTA refuses transaction 50 for good: its notice waits for the next attempt and goes once', async () => {
+  const t = await setUp('refused', 50, 'r49@y.example=67,0');
+  const lines: string[] = [];
+  await runJobs({ config: t.config, spool: t.spool, env: t.env, now: () => new Date(), log: (l) => lines.push(l) });
+  expect(lines.join('\n')).toMatch(/progress kept in the room reserved for it/);
+  // the refusal recorded, its notice not sent on the full spool
+  expect(t.noticeTo()).toEqual([]);
+  expect(t.delivered()).toHaveLength(50);
+  if (existsSync(t.filler)) unlinkSync(t.filler);
+  for (let i = 0; i < 3 && (await t.spool.listJobs('in', 'hub')).length > 0; i++) {
+    await runJobs({ config: t.config, spool: t.spool, env: t.env, now: () => new Date(Date.now() + 86_400_000 * (i + 1)) });
+  }
+  expect(await t.spool.listJobs('in', 'hub')).toEqual([]);
+  expect((await t.spool.listJobs('failed', 'hub')).length).toBe(1);
+  // each recipient offered once (r49 refused), and the sender told once
+  expect(t.delivered().filter((r) => r !== 's@x.example')).toEqual([...t.rcpts].sort());
+  expect(t.noticeTo()).toHaveLength(1);
 }, 120_000);
