@@ -11,47 +11,18 @@
 // 0xFFFFFFFF there wrapped the new header's generation round to 0, below every record
 // in the file, so an old record was read as a new one's a few restarts later.
 
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { JOURNAL_DIR, JOURNAL_SIZE, journalJobs, LmtpJournal, replayJournals } from '../../lib/lmtp/journal.js';
-import { SpoolJobStore } from '../../lib/lmtp/spool-store.js';
-import { GroupCommit } from '../../lib/spool/commit.js';
+import { describe, expect, it } from 'vitest';
+import { JOURNAL_SIZE, journalJobs, replayJournals } from '../../lib/lmtp/journal.js';
 import { Spool } from '../../lib/spool/spool.js';
+import { journalSite } from '../unit/lmtp/journal-site.js';
 
-let dir: string;
 let spool: Spool;
-
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mailbag-review9c-header-'));
-  spool = await Spool.open(join(dir, 'spool'), { create: true });
+const { open, job, outJobs, journalPath } = journalSite('mailbag-review9c-header-', (s) => {
+  spool = s;
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function open(hold = false): Promise<{ journal: LmtpJournal; store: SpoolJobStore }> {
-  const committer = new GroupCommit();
-  const { journal } = await LmtpJournal.open(spool, { fallback: committer, hold });
-  expect(journal).toBeDefined();
-  return { journal: journal!, store: new SpoolJobStore(spool, 'home', committer, Date.now, journal) };
-}
-
-async function job(store: SpoolJobStore, body: string | Buffer, to = 'hub'): Promise<string> {
-  const d = await store.begin({ to, command: 'rsmtp', args: [], sender: 's@x.test', recipients: ['a@x.test'] }, { maxSize: 1024 * 1024 });
-  d.write(Buffer.isBuffer(body) ? body : Buffer.from(body));
-  return d.commit();
-}
-
-function outJobs(peer = 'hub'): string[] {
-  try {
-    return readdirSync(join(spool.root, 'out', peer)).sort();
-  } catch {
-    return [];
-  }
-}
-
-const journalPath = (): string => join(spool.root, JOURNAL_DIR, '1');
 
 /** damage the header as a torn sector or a flipped bit would: its CRC no longer matches */
 function damageHeader(): void {

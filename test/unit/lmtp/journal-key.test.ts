@@ -5,47 +5,18 @@
 // records behind it (a lost write) no longer drops them; and the line after a damaged
 // header says what can and cannot have been lost.
 
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { JOURNAL_DIR, journalJobs, LmtpJournal, replayJournals } from '../../../lib/lmtp/journal.js';
-import { SpoolJobStore } from '../../../lib/lmtp/spool-store.js';
-import { GroupCommit } from '../../../lib/spool/commit.js';
+import { expect, it } from 'vitest';
+import { journalJobs, replayJournals } from '../../../lib/lmtp/journal.js';
 import { Spool } from '../../../lib/spool/spool.js';
+import { journalSite } from './journal-site.js';
 
-let dir: string;
 let spool: Spool;
-
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mailbag-lmtp-journal-key-'));
-  spool = await Spool.open(join(dir, 'spool'), { create: true });
+const { open, job, outJobs, journalPath } = journalSite('mailbag-lmtp-journal-key-', (s) => {
+  spool = s;
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function open(hold = false): Promise<{ journal: LmtpJournal; store: SpoolJobStore }> {
-  const committer = new GroupCommit();
-  const { journal } = await LmtpJournal.open(spool, { fallback: committer, hold });
-  expect(journal).toBeDefined();
-  return { journal: journal!, store: new SpoolJobStore(spool, 'home', committer, Date.now, journal) };
-}
-
-async function job(store: SpoolJobStore, body: string | Buffer, to = 'hub'): Promise<string> {
-  const d = await store.begin({ to, command: 'rsmtp', args: [], sender: 's@x.test', recipients: ['a@x.test'] }, { maxSize: 1024 * 1024 });
-  d.write(Buffer.isBuffer(body) ? body : Buffer.from(body));
-  return d.commit();
-}
-
-function outJobs(peer = 'hub'): string[] {
-  try {
-    return readdirSync(join(spool.root, 'out', peer)).sort();
-  } catch {
-    return [];
-  }
-}
-
-const journalPath = (): string => join(spool.root, JOURNAL_DIR, '1');
 
 function patch(at: number, bytes: Buffer): void {
   const fd = openSync(journalPath(), 'r+');

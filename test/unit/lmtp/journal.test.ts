@@ -4,48 +4,24 @@
 // what follows it are dropped, a reset journal replays nothing; a job larger than the
 // journal's limit is staged in tmp/ and committed by GroupCommit as before.
 
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { JOURNAL_DIR, JOURNAL_MAX_HELD, JOURNAL_MAX_JOB, JOURNAL_SIZE, LmtpJournal, replayJournals } from '../../../lib/lmtp/journal.js';
 import { SpoolJobStore } from '../../../lib/lmtp/spool-store.js';
 import { GroupCommit } from '../../../lib/spool/commit.js';
 import { Spool } from '../../../lib/spool/spool.js';
+import { journalSite } from './journal-site.js';
 
 let dir: string;
 let spool: Spool;
-
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mailbag-lmtp-journal-'));
-  spool = await Spool.open(join(dir, 'spool'), { create: true });
+const { open, job, outJobs } = journalSite('mailbag-lmtp-journal-', (s, d) => {
+  spool = s;
+  dir = d;
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const header = (to = 'hub') => ({ to, command: 'rsmtp' as const, args: [], sender: 's@x.test', recipients: ['a@x.test'] });
 
-async function open(hold = false): Promise<{ journal: LmtpJournal; committer: GroupCommit; store: SpoolJobStore }> {
-  const committer = new GroupCommit();
-  const { journal } = await LmtpJournal.open(spool, { fallback: committer, hold });
-  expect(journal).toBeDefined();
-  return { journal: journal!, committer, store: new SpoolJobStore(spool, 'home', committer, Date.now, journal) };
-}
-
-async function job(store: SpoolJobStore, body: string | Buffer, to = 'hub'): Promise<string> {
-  const d = await store.begin(header(to), { maxSize: 64 * 1024 * 1024 });
-  const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
-  // in pieces, as a socket delivers it
-  for (let off = 0; off < b.length; off += 7000) d.write(b.subarray(off, off + 7000));
-  return d.commit();
-}
-
-function outJobs(peer = 'hub'): string[] {
-  try {
-    return readdirSync(join(spool.root, 'out', peer)).sort();
-  } catch {
-    return [];
-  }
-}
 
 function payloadOf(id: string, peer = 'hub'): string {
   // `mailbag-job 1`, the header line, then the payload
