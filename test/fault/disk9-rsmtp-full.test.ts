@@ -17,7 +17,7 @@ import { main as rsmtp } from '../../lib/cli/rsmtp.js';
 import { asMailbagError } from '../../lib/errors.js';
 import { Spool } from '../../lib/spool/index.js';
 import { FAKE_SENDMAIL } from '../unit/runner/helpers.js';
-import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
+import { canMount, fillUp, mountTmpfs, unmount } from '../unit/spool/mount.js';
 
 const mounted = canMount('disk9 rsmtp on a full spool');
 let dir: string | undefined;
@@ -34,22 +34,6 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** fill the file system at `at` to the last byte */
-function fill(at: string): string {
-  const file = join(at, 'filler');
-  const block = Buffer.alloc(4096, 1);
-  let text = Buffer.alloc(0);
-  try {
-    for (;;) {
-      text = Buffer.concat([text, block]);
-      writeFileSync(file, text);
-    }
-  } catch {
-    // full: top up byte by byte is not needed on tmpfs (page granular)
-  }
-  return file;
-}
-
 it.skipIf(!mounted)('a full spool: nothing handed to the MTA while progress cannot be kept; each transaction once after', async () => {
   const calls = join(dir!, 'calls');
   mkdirSync(calls);
@@ -57,7 +41,7 @@ it.skipIf(!mounted)('a full spool: nothing handed to the MTA while progress cann
   const config = join(dir!, 'mailbag.toml');
   writeFileSync(config, `site = "home"\nspool = "${spoolDir}"\n[delivery]\nsendmail = "${FAKE_SENDMAIL}"\nmta = "sendmail"\n`);
   await Spool.open(spoolDir, { create: true });
-  const filler = fill(mnt!);
+  const filler = fillUp(mnt!);
   const batch = 'MAIL FROM:<s@x>\nRCPT TO:<a@y>\nDATA\none\n.\nMAIL FROM:<s@x>\nRCPT TO:<b@y>\nDATA\ntwo\n.\n';
   const call = async (): Promise<{ code: number; err: string }> => {
     const env = { ...process.env, FAKE_SENDMAIL_DIR: calls, FAKE_SENDMAIL_EXITS: '0' };

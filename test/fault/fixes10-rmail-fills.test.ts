@@ -15,7 +15,7 @@ import { main as rmail } from '../../lib/cli/rmail.js';
 import { asMailbagError } from '../../lib/errors.js';
 import { Spool } from '../../lib/spool/index.js';
 import { smtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
-import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
+import { canMount, fillUp, mountTmpfs, unmount } from '../unit/spool/mount.js';
 
 const mounted = canMount('fixes10 rmail, a spool that fills during the hand-over');
 let dir: string | undefined;
@@ -34,20 +34,6 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** fill the file system at `at` to its last page */
-function fill(at: string): void {
-  const file = join(at, 'filler');
-  let size = 0;
-  try {
-    for (;;) {
-      size += 4096;
-      writeFileSync(file, Buffer.alloc(size, 1));
-    }
-  } catch {
-    // full
-  }
-}
-
 it.skipIf(!mounted)('a disk that fills while the MTA has the message: the accepted recipient is recorded all the same and gets it once', async () => {
   let deferB = true;
   let fillNow = true;
@@ -55,7 +41,7 @@ it.skipIf(!mounted)('a disk that fills while the MTA has the message: the accept
     if (rcpt !== 'b@y.example' || !deferB) return undefined;
     if (fillNow) {
       fillNow = false;
-      fill(mnt!);
+      fillUp(mnt!);
     }
     return [450, '4.2.0 busy'];
   });

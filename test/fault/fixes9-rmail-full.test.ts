@@ -19,7 +19,7 @@ import { main as rmail } from '../../lib/cli/rmail.js';
 import { asMailbagError } from '../../lib/errors.js';
 import { Spool } from '../../lib/spool/index.js';
 import { smtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
-import { canMount, mountTmpfs, unmount } from '../unit/spool/mount.js';
+import { canMount, fillUp, mountTmpfs, unmount } from '../unit/spool/mount.js';
 
 const mounted = canMount('fixes9 rmail on a full spool');
 let dir: string | undefined;
@@ -38,21 +38,6 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** fill the file system at `at` (tmpfs: page granular, so whole pages fill it) */
-function fill(at: string): string {
-  const file = join(at, 'filler');
-  let size = 0;
-  try {
-    for (;;) {
-      size += 4096;
-      writeFileSync(file, Buffer.alloc(size, 1));
-    }
-  } catch {
-    // full
-  }
-  return file;
-}
-
 it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot be kept; each recipient once after', async () => {
   let deferB = true;
   srv = await smtpSink((rcpt) => (rcpt === 'b@y.example' && deferB ? [450, '4.2.0 busy'] : undefined));
@@ -62,7 +47,7 @@ it.skipIf(!mounted)('a full spool: nothing sent while the accepted ones cannot b
   const config = join(dir!, 'mailbag.toml');
   writeFileSync(config, `site = "home"\nspool = "${spoolDir}"\n[delivery]\nmethod = "smtp"\nsmtp = "127.0.0.1:${port}"\n`);
   await Spool.open(spoolDir, { create: true });
-  const filler = fill(mnt!);
+  const filler = fillUp(mnt!);
   const input = 'From alice@hub.example  Sun Nov 22 04:10:00 2026\nSubject: t\n\nhello\n';
   const call = async (): Promise<{ code: number; err: string }> => {
     const io = { stdin: Readable.from([Buffer.from(input)]), stdout: new PassThrough(), stderr: new PassThrough(), env: process.env, cwd: dir!, isTTY: false };

@@ -4,7 +4,7 @@
 // mount is not permitted the test skips loudly, and under CI it fails instead.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { underCI } from '../../helpers/need.js';
@@ -50,4 +50,22 @@ export function unmount(dir: string): void {
   } catch {
     // not mounted
   }
+}
+
+/**
+ * Fill the file system at `at` to its last page (tmpfs is page granular): a file grown a
+ * page at a time until a write fails. Returns the file, to remove when room is wanted back.
+ */
+export function fillUp(at: string): string {
+  const file = join(at, 'filler');
+  let size = 0;
+  try {
+    for (;;) {
+      size += 4096;
+      writeFileSync(file, Buffer.alloc(size, 1));
+    }
+  } catch {
+    // full
+  }
+  return file;
 }
