@@ -15,15 +15,19 @@ import { main as retryMain } from '../../../lib/cli/retry.js';
 import { main as statusMain } from '../../../lib/cli/status.js';
 import { newJobId } from '../../../lib/job/index.js';
 
+// every site a test makes (one test makes two: a single `dir` left the first behind)
+const dirs: string[] = [];
+/** the last site's directory: the commands' working directory */
 let dir: string | undefined;
 afterEach(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   dir = undefined;
 });
 
 /** a configuration whose spool is `spool` (under a fresh temp dir); returns its path */
 function site(spool: (d: string) => string): { toml: string; spool: string } {
   dir = mkdtempSync(join(tmpdir(), 'mailbag-unmade-'));
+  dirs.push(dir);
   const path = spool(dir);
   const toml = join(dir, 'mailbag.toml');
   writeFileSync(toml, `site = "home"\nspool = ${JSON.stringify(path)}\n[peers.hub]\ntransport = "command"\ncommand = ["true"]\n`);
