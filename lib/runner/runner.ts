@@ -26,7 +26,7 @@ import { faultPoint } from '../spool/fault.js';
 import { parseLock } from '../spool/lock.js';
 import { Spool, spoolErrorFrom, type JobRef, type OpenJob } from '../spool/index.js';
 import { recordedDiagnostic, RecordReserve, recordSizes } from './reserve.js';
-import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
+import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, RUN_MAGIC_LINE, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
 
@@ -53,6 +53,15 @@ function deferNotice(state: RunState, now: Date): NonNullable<RunState['noticeRe
   r.nextAttempt = fmt(new Date(now.getTime() + backoffMs(r.attempts)));
   state.noticeRetry = r;
   return r;
+}
+
+/**
+ * The largest record finishFailedNotices writes for `state` (the room it holds first):
+ * the record now, and what the notices add (noticed, noticeSent, a noticeRetry, a
+ * noticeGivenUp: under 300 bytes).
+ */
+function noticeRecordBound(state: RunState): number {
+  return Buffer.byteLength(RUN_MAGIC_LINE + JSON.stringify(state) + '\n') + 1024;
 }
 
 /** Whether a transaction's refused recipients still wait for their notice. */
@@ -165,6 +174,12 @@ class JobRun {
    * needed stays two records whatever the job's size.
    */
   private full = false;
+
+  /** the worker's room for this job's records (reserve.ts), held from now on */
+  private async holdRoom(txs: readonly Transaction[]): Promise<void> {
+    this.room = this.r.reserveFor(this.deliverer);
+    await this.room.ensure(this.r.spool, recordSizes(txs));
+  }
 
   async save(): Promise<void> {
     if (this.room) {
@@ -308,8 +323,12 @@ class JobRun {
       // a notice may be owed from an attempt that crashed before sending it, or one the
       // MTA deferred: tried again once its backoff has passed (--now: at once), not at
       // every run
-      if (this.r.force || noticeDue(this.state, now)) {
-        for (const tx of txs) if (!(await this.noticeFor(tx, 'the mail system refused a recipient permanently'))) break;
+      if ((this.r.force || noticeDue(this.state, now)) && noticeOwed(this.state)) {
+        // its record (noticed) through the room held for the job's records, as the
+        // delivery's: a spool that fills as the MTA takes the notice must not leave it
+        // sent and unrecorded, to be sent again by the next attempt (R2a)
+        await this.holdRoom(txs);
+        for (const tx of txs) if (this.full || !(await this.noticeFor(tx, 'the mail system refused a recipient permanently'))) break;
       }
     }
     if (expired) {
@@ -334,10 +353,11 @@ class JobRun {
     }
 
     const list = txs!;
+    // a notice above took the room: the spool is full, nothing is handed over (R2a)
+    if (this.full) return this.retry('the spool is full: the rest of the job waits for the next attempt');
     // room for the records this delivery writes, held before the MTA has anything: a
     // spool that fills meanwhile must not leave a transaction it took unrecorded (R2a)
-    this.room = this.r.reserveFor(this.deliverer);
-    await this.room.ensure(this.r.spool, recordSizes(list));
+    await this.holdRoom(list);
     if (action.name === 'rmail') {
       await this.record(list[0]!, await this.deliverer.deliver(list[0]!, this.settled(list[0]!)), true);
     } else {
@@ -489,6 +509,11 @@ export class Runner {
     const id = job.header.id;
     // deferred a moment ago (this attempt, or a run in its backoff): not again yet
     if (this.noticeDeferredNow.has(`${peer}/${id}`) || (!this.force && !noticeDue(state, this.now()))) return;
+    // room for the record of what goes out, held before anything does (R2a): a spool that
+    // fills as the MTA takes a notice must not leave it sent and unrecorded, to be sent
+    // again by the next run (promise 2). No room: nothing is sent (a spool error)
+    const room = this.reserveFor(d);
+    await room.ensure(this.spool, [noticeRecordBound(state)]);
     let all = true;
     const owed: string[] = [];
     let why = 'no result';
@@ -544,7 +569,7 @@ export class Runner {
         line = `${peer}/${id}: notice to ${to}: will retry after ${r.nextAttempt}: ${why}`;
       }
     }
-    await writeState(this.spool, peer, id, state);
+    await room.write(this.spool, peer, id, state, (l) => this.log(`${peer}/${id}: ${l}`));
     if (givenUp) {
       faultPoint('runner-notice-given-up');
       this.noticesGivenUp++;
@@ -600,7 +625,19 @@ export class Runner {
           state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: diagnosticOf(reason) })), noticed: false };
         }
       }
-      await this.finishFailedNotices(d, job, state, txs);
+      try {
+        await this.finishFailedNotices(d, job, state, txs);
+      } catch (err) {
+        // our own spool (no room for the notice's record, a full disk): the notices wait,
+        // said and a failure of the run, and the jobs in in/ are still run
+        const e = asMailbagError(err);
+        if (!pass || (e.code !== 'spool' && e.code !== 'spool-full')) throw e;
+        this.log(`${peer}/${ref.id}: the notice waits for the next run: ${e.message}`);
+        pass.spoolFailures++;
+        pass.firstSpoolFailure ??= new MailbagError(e.code, `${peer}/${ref.id}: ${e.message}`, { cause: e });
+        // a full spool: the others' notices would meet it too
+        if (e.code === 'spool-full') break;
+      }
     }
   }
 
