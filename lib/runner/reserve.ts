@@ -3,22 +3,31 @@
 // would end the attempt with that transaction unrecorded, and the next attempt would hand
 // it over again. One set of files in SPOOL/tmp/ per worker, kept from job to job (a job
 // whose record is not needed, an rmail job accepted whole, costs nothing), grown or made
-// again before a job that needs more; the spool's cleanup removes them after a kill. The
+// again before a job that needs more; the spool's cleanup removes them after a kill. A
+// live reserve is written to (its mtime set) every hour, so another process's cleanup,
+// which takes a live pid's file not written to for 24 hours for a reused pid's
+// (lib/spool/cleanup.ts), never takes the room of a run that lasts longer. The
 // front doors rsmtp and rmail hold one for their run's records (RecordReserve.reserve). A
 // record that meets a full spool is written *into* one of them in place and renamed to its
 // name, so no block goes back to the file system for another writer to take first
 // (review10a). One that cannot be reserved is the spool full before anything was handed
 // over.
 
-import { open, rename, rm, statfs } from 'node:fs/promises';
+import { open, rename, rm, statfs, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asMailbagError } from '../errors.js';
+import { LIMITS } from '../limits.js';
 import type { Transaction } from '../deliver/message.js';
 import { FILE_MODE, spoolErrorFrom, tmpName, type Spool } from '../spool/index.js';
 import { RUN_MAGIC_LINE, statePath, writeState, type RunState } from './state.js';
 
 /** a worker's reserve at most: a larger job has room for its first records only */
 const MAX_RESERVE = 64 * 1024 * 1024;
+/**
+ * How often a live reserve's files are marked written (mtime now): well inside the 24 h
+ * after which cleanup takes a file of a live pid for a reused pid's (LIMITS.staleTmpMs)
+ */
+export const RESERVE_REFRESH_MS = Math.min(60 * 60_000, LIMITS.staleTmpMs / 4);
 /** what a record holds besides its transactions (attempts, times, lastError, noticeRetry, failed) */
 const RECORD_BASE = 8192;
 
@@ -63,6 +72,8 @@ export function recordSizes(txs: readonly Transaction[]): number[] {
 export class RecordReserve {
   private files: { path: string; size: number }[] = [];
   private block = 0;
+  /** marks the files written every RESERVE_REFRESH_MS while there are any (unref'd) */
+  private refresher: NodeJS.Timeout | undefined;
 
   /** `label`: the reserve files' name in SPOOL/tmp/ (run-reserve, rsmtp-reserve, …) */
   constructor(private readonly label = 'run-reserve') {}
@@ -117,6 +128,24 @@ export class RecordReserve {
       await this.release();
       throw spoolErrorFrom(err, 'reserving room for the progress records');
     }
+    if (this.files.length > 0 && !this.refresher) {
+      this.refresher = setInterval(() => void this.refresh(), RESERVE_REFRESH_MS);
+      this.refresher.unref();
+    }
+  }
+
+  /**
+   * Mark each file written now: the spool's cleanup then sees a live writer's file, not a
+   * day-old one of a reused pid (a run, or one job, may last longer than a day). A file
+   * that is gone (removed by hand) is let go: a record that needs it finds no room.
+   */
+  async refresh(): Promise<void> {
+    const now = new Date();
+    for (const f of [...this.files]) {
+      await utimes(f.path, now, now).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') this.files = this.files.filter((x) => x !== f);
+      });
+    }
   }
 
   /**
@@ -159,6 +188,8 @@ export class RecordReserve {
   }
 
   async release(): Promise<void> {
+    clearInterval(this.refresher);
+    this.refresher = undefined;
     for (const f of this.files.splice(0)) await rm(f.path, { force: true });
   }
 }
