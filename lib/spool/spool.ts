@@ -267,6 +267,11 @@ export class Spool {
     if (st.mode & 0o002) {
       throw new SpoolError(`spool: every user may write ${dir} (mode 0${(st.mode & 0o7777).toString(8)}), and so replace the spool's files: chmod 0700 ${dir} (docs/spool.md, Permissions)`);
     }
+    // a group may search and read (a socket inside the spool needs no more), never write:
+    // every member could add, replace or remove the spool's files as every user could
+    if (st.mode & 0o020) {
+      throw new SpoolError(`spool: its group (gid ${st.gid}) may write ${dir} (mode 0${(st.mode & 0o7777).toString(8)}), and so every member may replace the spool's files: chmod g-w ${dir} (docs/spool.md, Permissions)`);
+    }
   }
 
   private static checkStat(dir: string, st: Stats, dev: number): void {

@@ -91,8 +91,11 @@ it('refuses a spool directory every user may write (the root, or one below it), 
   await spool.ensureDir('out', 'hub');
   chmodSync(spool.path('out', 'hub'), 0o757);
   await expect(Spool.open(root)).rejects.toThrow(`every user may write ${spool.path('out', 'hub')} (mode 0757)`);
-  // a group may (a site's choice, e.g. for a socket inside); a fresh spool in a 0777 directory is made 0700
+  // a group may read and search (a site's choice, e.g. for a socket inside) but not write (sec11's R2);
+  // a fresh spool in a 0777 directory is made 0700
   chmodSync(spool.path('out', 'hub'), 0o770);
+  await expect(Spool.open(root)).rejects.toThrow(`may write ${spool.path('out', 'hub')} (mode 0770)`);
+  chmodSync(spool.path('out', 'hub'), 0o750);
   await Spool.open(root);
   const fresh = join(dir, 'fresh');
   mkdirSync(fresh, { mode: 0o777 });
