@@ -23,6 +23,13 @@ export class Ledger {
   private readonly bags = new Map<string, LedgerEntry>();
   private readonly jobs = new Set<string>();
   private entries: LedgerEntry[] = [];
+  /**
+   * bags committed or answered `have` since this ledger was opened (one session's): an
+   * honest sender offers a bag once a session, so a second offer of one of these is a
+   * peer keeping the session busy (docs/protocol.md §3). Every one is also in `bags`: this
+   * holds references to those strings, no more than the ledger itself
+   */
+  private readonly settledNow = new Set<string>();
 
   private constructor(readonly path: string, private readonly tmpDir: string) {}
 
@@ -88,6 +95,18 @@ export class Ledger {
     return this.jobs.has(id);
   }
 
+  /**
+   * Whether `bag` (which the ledger holds) was committed or answered `have` since the
+   * ledger was opened; marks it so. False the first time: answer `have`; true after.
+   */
+  answeredBefore(bag: string): boolean {
+    const e = this.bags.get(bag);
+    if (!e) return false;
+    if (this.settledNow.has(e.bag)) return true;
+    this.settledNow.add(e.bag);
+    return false;
+  }
+
   get size(): number {
     return this.entries.length;
   }
@@ -103,6 +122,7 @@ export class Ledger {
       await fh.close();
     }
     this.add(e);
+    this.settledNow.add(e.bag);
   }
 
   private async prune(cutoff: number): Promise<void> {

@@ -208,6 +208,8 @@ class Session {
   private readonly stageWaiters: (() => void)[] = [];
   private ackChain: Promise<void> = Promise.resolve();
   private busy = 0;
+  /** bags we refused in this session (not `busy`): at most MAX_OPEN_OFFERS (refusing()) */
+  private readonly refusedNow = new Set<string>();
   /**
    * local steps that follow an acknowledgement — the sender removing acknowledged jobs,
    * the receiver moving committed ones into in/PEER/ — which BYE does not wait for (the
@@ -805,6 +807,7 @@ class Session {
       return false;
     }
     this.res.refusedByUs.push(r);
+    this.refusedNow.add(r.bag);
     return true;
   }
 
@@ -815,9 +818,24 @@ class Session {
       this.send(encodeRefuse(r));
       this.state.resolvedIncoming(offer.bag);
     };
-    if (!(usableCodecs() as string[]).includes(offer.codec)) return refuse('protocol', `unknown codec ${offer.codec}`);
-    if (offer.size > this.o.caps.maxBag) return refuse('too-big', `bag of ${offer.size} bytes is over the cap of ${this.o.caps.maxBag}`);
-    if (offer.jobs > this.o.caps.maxJobs) return refuse('too-big', `bag of ${offer.jobs} jobs is over the cap of ${this.o.caps.maxJobs}`);
+    const refuseDropping = async (code: string, message: string): Promise<void> => {
+      await this.o.store.dropPartial(offer.bag);
+      refuse(code, message);
+    };
+    // an honest sender offers a bag once a session (one refused `busy` at the next): a peer
+    // offering again a bag this side acknowledged, answered `have` (each answered at once and
+    // forgotten) or refused would keep the session busy for ever. What was committed before
+    // stays committed
+    const again = this.refusedNow.has(offer.bag) ? 'refused it' : this.o.store.hasBag(offer.bag) && this.o.store.answeredBefore(offer.bag) ? 'acknowledged it or said it has it' : undefined;
+    if (again) {
+      this.fail(new SessionError('protocol', `${this.o.peer} offered bag ${offer.bag.slice(0, 12)} again after this side had ${again}, in the same session`), true);
+      return;
+    }
+    // refused at the offer, for good (its sender forgets it, §3): a partial of it from an
+    // earlier session (the caps since lowered) is resumed by nobody
+    if (!(usableCodecs() as string[]).includes(offer.codec)) return refuseDropping('protocol', `unknown codec ${offer.codec}`);
+    if (offer.size > this.o.caps.maxBag) return refuseDropping('too-big', `bag of ${offer.size} bytes is over the cap of ${this.o.caps.maxBag}`);
+    if (offer.jobs > this.o.caps.maxJobs) return refuseDropping('too-big', `bag of ${offer.jobs} jobs is over the cap of ${this.o.caps.maxJobs}`);
     if (this.o.store.hasBag(offer.bag)) {
       this.send(encodeAnswer({ bag: offer.bag, have: true }));
       this.state.resolvedIncoming(offer.bag);

@@ -499,10 +499,17 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
   if (failure) {
     const err = failure.err;
     await rmQuiet(staging);
-    if (err instanceof BagRefusal) throw err;
-    if (err instanceof BagError) throw new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message);
-    if (err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big')) throw new BagRefusal(err.code, err.message);
-    throw err;
+    const refusal =
+      err instanceof BagRefusal ? err
+      : err instanceof BagError ? new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message)
+      : err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big') ? new BagRefusal(err.code, err.message)
+      : undefined;
+    if (!refusal) throw err;
+    // refused, whole and hashed: its sender forgets the bag or fails the job it names
+    // (docs/protocol.md §3), so nobody resumes this partial; kept, it stayed until
+    // ledger_retention. A stager stopped or failed locally (above, below) keeps it
+    await rmQuiet(req.part);
+    throw refusal;
   }
   return { committed, sizes, duplicates, bytes };
 }

@@ -495,6 +495,23 @@ export class SessionStore {
     return this.book.hasBag(bag);
   }
 
+  /**
+   * For a bag the ledger holds: true when this session committed it or answered `have`
+   * for it already (an honest sender offers a bag once a session); marks it answered.
+   */
+  answeredBefore(bag: string): boolean {
+    return this.book.answeredBefore(bag);
+  }
+
+  /**
+   * Remove the partial file of a bag refused at its offer (too big, a codec we do not
+   * read): its sender forgets such a bag (docs/protocol.md §3), so nobody would resume it
+   * and it would stay until ledger_retention (S5).
+   */
+  async dropPartial(bag: string): Promise<void> {
+    await rmQuiet(this.partPath(bag));
+  }
+
   private partPath(bag: string): string {
     return join(this.bagsIn, `${bag}.part`);
   }
