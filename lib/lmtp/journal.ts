@@ -43,7 +43,18 @@ export const JOURNAL_MAX_JOB = 128 * 1024;
 export const JOURNAL_FAULT_POINTS = ['journal-mid-append', 'journal-after-flush', 'journal-mid-materialize', 'journal-before-reset'] as const;
 
 const HEADER_SIZE = 4096;
+/**
+ * The header's magic line: `2` once its generation has records (written with the first
+ * batch's, in its flush), `1` after a reset or a replay (every record durable in out/:
+ * nothing to replay) and in a new journal. A build before the key (3d40926) reads keyed
+ * records as torn: given a `1` header it retired them without a word (answered mail
+ * lost, silently); a `2` header it takes for a damaged one and says so ("… has a damaged
+ * header and no whole record after it: nothing in it can be replayed (any mail answered
+ * from it and not in out/ is lost)"). Nothing in the file makes such a build refuse to
+ * start: it retires the journal either way (docs/spool.md, "The LMTP journal").
+ */
 const MAGIC_LINE = 'mailbag-lmtp-journal 1\n';
+const MAGIC_OPEN = 'mailbag-lmtp-journal 2\n';
 const HEAD_LEN = 32;
 /** 'MBJR', little-endian */
 const REC_MAGIC = 0x524a424d;
@@ -120,9 +131,10 @@ const HOLD = process.env.MAILBAG_FAULT === 'journal-hold';
 const MID_APPEND = process.env.MAILBAG_FAULT === 'journal-mid-append';
 
 
-function header(gen: number): Buffer {
+/** `open`: records of `gen` are (about to be) in the journal (MAGIC_OPEN); else nothing is there to replay */
+function header(gen: number, open: boolean): Buffer {
   const b = Buffer.alloc(HEAD_LEN);
-  b.write(MAGIC_LINE, 0, 'latin1');
+  b.write(open ? MAGIC_OPEN : MAGIC_LINE, 0, 'latin1');
   b.writeUInt32LE(gen >>> 0, 24);
   b.writeUInt32LE(crc32(b.subarray(0, 28)), 28);
   return b;
@@ -131,7 +143,7 @@ function header(gen: number): Buffer {
 /**
  * Start a new generation, retiring the records behind the header (called only when every
  * record is durable in out/): first the magic of the record at HEADER_SIZE is cleared and
- * flushed, then the header is written and flushed. A header that later does not parse is
+ * flushed, then the header (MAGIC_LINE: nothing to replay) is written and flushed. A header that later does not parse is
  * read by the record there (generationOf), which must then be the current generation's,
  * never a retired one (its job durable in out/ and perhaps sent and removed since). Two
  * flushes, in this order, because a header torn by a power cut during its flush is the
@@ -152,14 +164,15 @@ async function retire(fd: number, gen: number, flush: () => Promise<void>): Prom
     writeSync(fd, Buffer.alloc(4), 0, 4, HEADER_SIZE);
   }
   await flush();
-  writeSync(fd, header(gen), 0, HEAD_LEN, 0);
+  writeSync(fd, header(gen, false), 0, HEAD_LEN, 0);
   await flush();
   return gen;
 }
 
 /** the generation a header names, or undefined when it is not a whole header (a fresh or torn one: nothing to replay) */
 function parseHeader(b: Buffer): number | undefined {
-  if (b.length < HEAD_LEN || b.toString('latin1', 0, MAGIC_LINE.length) !== MAGIC_LINE) return undefined;
+  const magic = b.length < HEAD_LEN ? '' : b.toString('latin1', 0, MAGIC_LINE.length);
+  if (magic !== MAGIC_LINE && magic !== MAGIC_OPEN) return undefined;
   if (b.readUInt32LE(28) !== crc32(b.subarray(0, 28))) return undefined;
   return b.readUInt32LE(24);
 }
@@ -512,7 +525,7 @@ async function makeJournal(spool: Spool, path: string): Promise<void> {
     fchmodSync(fd, FILE_MODE);
     const zeros = Buffer.alloc(1024 * 1024);
     for (let off = 0; off < JOURNAL_SIZE; off += zeros.length) writeSync(fd, zeros, 0, zeros.length, off);
-    writeSync(fd, header(1), 0, HEAD_LEN, 0);
+    writeSync(fd, header(1, false), 0, HEAD_LEN, 0);
     await fsyncFd(fd);
     closeSync(fd);
     linkSync(tmp, path);
@@ -969,6 +982,9 @@ export class LmtpJournal {
     try {
       const bufs: Uint8Array[] = [];
       for (const p of batch) bufs.push(recordHead(this.gen, this.seed, p.rel, p.pieces, p.size), p.rel, ...p.pieces);
+      // the generation's first records: the header says records may be in it (MAGIC_OPEN),
+      // made durable by the same flush as they are (none answered before it)
+      if (this.pos === HEADER_SIZE && !this.stopped) writeSync(this.fd, header(this.gen, true), 0, HEAD_LEN, 0);
       if (MID_APPEND) {
         // the crash this point stands for: part of the batch's records reached the file
         writevAll(this.fd, bufs.slice(0, Math.max(1, bufs.length >> 1)), this.pos);
