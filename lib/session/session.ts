@@ -49,6 +49,12 @@ const BAGS_IN_FLIGHT = 1;
 export const MAX_PEER_KEEPALIVE_MS = 600_000;
 /** our frames the peer has not read, past which we stop reading its own until it reads (bytes; DATA is flow-controlled far below) */
 export const MAX_UNREAD_OUTPUT = 8 * 1024 * 1024;
+/**
+ * how long a side that ended its session (both BYEs) waits for the far command's exit
+ * before the link lets it finish on its own: a far `serve` with nothing left to do exits
+ * in well under this, so its exit status is still seen; one at work is not waited for
+ */
+export const FAR_EXIT_WAIT_MS = 1000;
 /** a session with nothing but PING from the peer for this long, and nothing of ours under way, is stuck (SessionOptions.stallTimeoutMs) */
 export const STALL_TIMEOUT_MS = 3_600_000;
 
@@ -985,7 +991,14 @@ class Session {
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
     tails.catch(() => {}); // awaited below, after the link has closed
-    await this.link.close();
+    // the far command's exit after both BYEs is its own business (a far serve moves the jobs
+    // it committed into in/PEER/ and hands them to its MTA before it exits): waited for
+    // briefly, then the link lets it go on without us (LinkEnd.detached), where it waited up
+    // to CLOSE_GRACE_MS and tore the link down
+    await this.link.close({ detachAfterMs: FAR_EXIT_WAIT_MS });
+    // both BYEs passed, the link closed or let go; the moves of committed jobs into in/PEER/
+    // and the removals of acknowledged ones maybe still under way (the recoveries finish them)
+    faultPoint('session-after-bye');
     try {
       while (this.tails.size > 0) await Promise.all([...this.tails]);
       await tails;

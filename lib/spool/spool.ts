@@ -135,9 +135,10 @@ export class Spool {
   /**
    * Spool.open for a process that only writes jobs into QUEUE/PEER (a front door, once
    * per message). On a spool that is set up it checks what such a write passes through
-   * and no more, without a walk of the tree and without stat: the marker; tmp/ and
-   * QUEUE/PEER are directories reached without a symbolic link (realpath of `DIR/.`); it
-   * removes dead writers' tmp files. The one-file-system rule holds for what it writes
+   * and no more, without a walk of the tree: the marker; tmp/ and QUEUE/PEER are
+   * directories reached without a symbolic link (realpath of `DIR/.`); neither the root,
+   * tmp/, QUEUE nor QUEUE/PEER may be written by its group or every user (four stat
+   * calls; Spool.open's checkMode); it removes dead writers' tmp files. The one-file-system rule holds for what it writes
    * because link(2) refuses to cross a mount (EXDEV): a job that can be linked from tmp/
    * into QUEUE/PEER is on the mount that holds their common parent, the root; when link
    * says EXDEV, writeJobSync reports Spool.open's error naming the directory. Anything
@@ -168,6 +169,11 @@ export class Spool {
       for (const dir of ['tmp', `${queue}/${peer}`]) {
         // `DIR/.` resolves only when DIR is a directory; any link on the way changes the path
         if (realpathSync.native(`${abs}/${dir}/.`) !== `${real === '/' ? '' : real}/${dir}`) return undefined;
+      }
+      // a directory on the way that its group or every user may write: Spool.open refuses
+      // it in its own words (checkMode), and the MTA keeps the mail (75)
+      for (const dir of ['', '/tmp', `/${queue}`, `/${queue}/${peer}`]) {
+        if (statSync(`${abs}${dir}`).mode & 0o022) return undefined;
       }
       const text = readFileSync(`${abs}/${SPOOL_MARKER}`, 'utf8');
       if (text !== SPOOL_MARKER_CONTENT) return undefined;

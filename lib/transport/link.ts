@@ -4,7 +4,7 @@
 
 import { Writable, type Readable } from 'node:stream';
 import { SessionError } from '../errors.js';
-import type { Link, LinkEnd } from './types.js';
+import type { CloseOptions, Link, LinkEnd } from './types.js';
 
 /** how long close() waits for the far side to finish before it tears the link down */
 export const CLOSE_GRACE_MS = 10_000;
@@ -42,6 +42,13 @@ export interface LinkParts {
   closeGraceMs?: number;
   /** called by close() right before our output is ended (ssh: TCP_NODELAY, so the EOF is not held back) */
   beforeEnd?: () => void;
+  /**
+   * let go of a far side that goes on without us (close({ detachAfterMs })), once our output
+   * has finished: every byte of ours and our EOF reach it, and neither this process nor the
+   * far side is killed (ssh: the TCP connection half-closed, as sshd then still writes what
+   * it read to the far command's stdin, and sshd does not signal a command without a pty)
+   */
+  detach?: () => void;
   /**
    * close() is done once our output has finished: it does not wait for the far side's EOF
    * (the far end of a session on stdio, whose dialer waits for its exit instead)
@@ -93,6 +100,7 @@ export class BaseLink implements Link {
       signal: end.signal ?? null,
       stderr: end.stderr ?? this.stderrTail.text(),
       error,
+      ...(end.detached ? { detached: true } : {}),
     });
   }
 
@@ -115,7 +123,7 @@ export class BaseLink implements Link {
     }
   }
 
-  async close(): Promise<LinkEnd> {
+  async close(options: CloseOptions = {}): Promise<LinkEnd> {
     if (!this.output.writableEnded && !this.output.destroyed) {
       try {
         this.parts.beforeEnd?.();
@@ -129,21 +137,55 @@ export class BaseLink implements Link {
     // channel, for one, reports its close only after its data has been consumed)
     if (!this.input.destroyed && this.input.listenerCount('data') === 0 && this.input.listenerCount('readable') === 0) this.input.resume();
     const grace = this.parts.closeGraceMs ?? CLOSE_GRACE_MS;
+    const started = performance.now();
+    const detachAfter = this.parts.detach && options.detachAfterMs !== undefined ? Math.min(options.detachAfterMs, grace) : undefined;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       this.done.then(() => false),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), grace);
+        timer = setTimeout(() => resolve(true), detachAfter ?? grace);
         timer.unref();
       }),
     ]);
     clearTimeout(timer);
-    if (timedOut) {
+    if (timedOut && detachAfter !== undefined && (await this.outputFinished(grace - (performance.now() - started)))) {
+      // the far side is still at work after our end: it goes on without us
+      try {
+        this.parts.detach!();
+      } catch {
+        // the connection is already gone
+      }
+      this.settle({ ok: true, detached: true });
+      return this.done;
+    }
+    if (timedOut && !this.settled) {
       this.teardownOnce(undefined);
       // the transport settles on teardown; if it somehow does not, settle here
       this.settle({ ok: false, error: new SessionError('timeout', `${this.describe()}: the far side did not close within ${grace} ms`) });
     }
     return this.done;
+  }
+
+  /** true once our output has finished (every byte handed to the transport), false if not within `ms` or it broke */
+  private async outputFinished(ms: number): Promise<boolean> {
+    const out = this.output;
+    if (out.writableFinished) return !this.settled;
+    if (out.destroyed || ms <= 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([
+      new Promise<boolean>((resolve) => {
+        out.once('finish', () => resolve(true));
+        out.once('close', () => resolve(out.writableFinished));
+        out.once('error', () => resolve(false));
+      }),
+      this.done.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    return ok && !this.settled;
   }
 
   /**

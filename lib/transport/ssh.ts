@@ -13,7 +13,7 @@ import type { ClientChannel, ConnectConfig } from 'ssh2';
 const { Client, utils } = ssh2;
 import { SessionError } from '../errors.js';
 import { checkHostKey, fingerprintOf, keyTypeOf, knownHostKeyAlgorithms, knownHostsName, type HostKeyVerdict } from './known-hosts.js';
-import { BaseLink } from './link.js';
+import { BaseLink, CLOSE_GRACE_MS } from './link.js';
 import type { EarlySocket } from './for-peer.js';
 import type { ConnectOptions, Link, Transport } from './types.js';
 
@@ -318,6 +318,18 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
     // Nagle, the EOF waited for the far side's (delayed) ACK of the BYE, ~35 ms, and serve
     // for the EOF before it could exit
     beforeEnd: () => client.setNoDelay(true),
+    // after both BYEs, a far command still at work (serve's moves and run step) goes on
+    // without us: the TCP connection is half-closed behind our channel EOF, with no SSH
+    // DISCONNECT (on which sshd exits at once, dropping what it had not yet written to the
+    // command's stdin). sshd writes what it read to the command, reads our FIN and closes;
+    // the command, which has no pty, is not signalled and finishes. Bounded: a far end that
+    // never closes is dropped after CLOSE_GRACE_MS
+    detach: () => {
+      const sock = (client as unknown as { _sock?: { end(): void; writable?: boolean } })._sock;
+      if (sock?.writable) sock.end();
+      else client.destroy();
+      setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref();
+    },
     teardown: (error) => {
       linkError ??= error
         ? error instanceof SessionError

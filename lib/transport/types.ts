@@ -17,6 +17,21 @@ export interface LinkEnd {
   stderr: string;
   /** what went wrong when ok is false: code 'link', 'unreachable', 'timeout', 'auth', 'host-key', 'peer-refused' … */
   error: SessionError | undefined;
+  /**
+   * true when close({ detachAfterMs }) let the far side go on without us: our output ended
+   * and handed to the transport, the far command not yet exited (its exit status unknown)
+   */
+  detached?: boolean;
+}
+
+export interface CloseOptions {
+  /**
+   * after this long without the far side's end, let it finish on its own (transports that
+   * can: ssh) instead of waiting up to the close grace and tearing the link down. For a
+   * session that ended (both BYEs): what the far side does next (its moves, its run step)
+   * is its own, and a far `mailbag serve` goes on when the connection is gone
+   */
+  detachAfterMs?: number;
 }
 
 export interface Link {
@@ -26,8 +41,8 @@ export interface Link {
   readonly output: Writable;
   /** resolves once the link is torn down, with how it ended; never rejects */
   readonly done: Promise<LinkEnd>;
-  /** end our output, wait (bounded) for the far side to finish, tear down; resolves with `done` */
-  close(): Promise<LinkEnd>;
+  /** end our output, wait (bounded) for the far side to finish, tear down (or detach); resolves with `done` */
+  close(options?: CloseOptions): Promise<LinkEnd>;
   /** tear down now (a dead link, a protocol error); `done` then reports `error` or a 'link' error */
   abort(error?: Error): void;
   /** one line for logs: `ssh mailbag@hub.example.org:22 "mailbag serve --peer home"` */

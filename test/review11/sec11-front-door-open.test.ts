@@ -6,7 +6,7 @@
 // 23cf188): spool dirs 0777, the owner's `mailbag enqueue` exit 0, then another user's
 // `rm -f SPOOL/out/hub/*` removed every queued job — mail lost, while `mailbag status`
 // and `mailbag sync` refuse the spool (75). The MTA keeps the mail safely when told 75.
-// it.fails until req-sec11.md R3.
+// it.fails until req-sec11.md R3; applied: openSetUp stats root, tmp, out, out/PEER.
 import { chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,8 +43,8 @@ describe('sec11: a front door on a spool every user may write', () => {
     ['tmp/', 'tmp'],
     ['out/hub/', 'out/hub'],
   ] as const) {
-    // req-sec11.md R3
-    it.fails(`enqueue and mailbag-uux exit 75 and queue nothing when ${what} is 0777`, async () => {
+    // req-sec11.md R3 (applied by apply11)
+    it(`enqueue and mailbag-uux exit 75 and queue nothing when ${what} is 0777`, async () => {
       const d = join(site.spool, dir);
       chmodSync(d, dir === 'tmp' ? 0o1777 : 0o777);
       try {
