@@ -616,7 +616,7 @@ export class Runner {
         this.log(line);
         continue;
       }
-      const txs = await this.transactionsOf(job);
+      const txs = await this.transactionsOf(job, state);
       if (txs && Object.keys(state.tx).length === 0) {
         // failed as a whole before any delivery (our peer refused it for good): every
         // recipient fails with the recorded reason, as JobRun.fail records it
@@ -646,12 +646,17 @@ export class Runner {
    * job of ours that failed on its way out (from this site, to the peer it is filed under)
    * is read whatever the peer's `accept` (which says what its jobs may run here): its
    * notices go per transaction, to each sender, as each recipient's NOTIFY asks, with ORCPT.
+   * So is a job delivered per transaction (its record `state` holds them), whatever the
+   * configuration says now: read by today's `accept` (rsmtp taken out of it, the peer
+   * removed), its notice went as one for the whole job, to every recipient not accepted,
+   * and told those refused in a transaction already noticed again.
    */
-  async transactionsOf(job: OpenJob): Promise<Transaction[] | undefined> {
+  async transactionsOf(job: OpenJob, state?: RunState): Promise<Transaction[] | undefined> {
     try {
       const c = job.header.command;
       const ours = c === 'rsmtp' && job.header.to === job.ref.peer && job.header.from === this.config.site;
-      const a = ours ? ({ kind: 'builtin', name: 'rsmtp' } as const) : resolveAction(this.config.peers[job.ref.peer], c);
+      const delivered = state !== undefined && Object.keys(state.tx).length > 0 && (c === 'rmail' || c === 'rsmtp');
+      const a = ours || delivered ? ({ kind: 'builtin', name: c as 'rmail' | 'rsmtp' } as const) : resolveAction(this.config.peers[job.ref.peer], c);
       if (a.kind !== 'builtin') return undefined;
       return a.name === 'rmail'
         ? [(await rmailTransaction(job.ref.path, job.payloadOffset, job.header.args)).tx]
@@ -680,7 +685,7 @@ export class Runner {
     const run = new JobRun(this, job, state, d);
     if (state.failed) {
       // a crash after the failure was recorded: finish moving it and the notices
-      return run.fail(state.failed.reason, state.failed.status, await this.transactionsOf(job));
+      return run.fail(state.failed.reason, state.failed.status, await this.transactionsOf(job, state));
     }
     return run.run();
   }
