@@ -3,7 +3,8 @@
 // where the earlier tests left a claim unshown:
 // - the link cut by a TCP proxy many times in a row (20 cuts), with the corpus: every job
 //   once (in/ and the ledgers), and the resumed transfers re-send only what was not yet
-//   received (home receives no byte twice; home sends again at most the flow window a cut);
+//   received (home receives no byte twice; the hub resumes each bag from no less than its
+//   partial held after the cut; home sends again at most the flow window a cut);
 // - `mailbag sync`'s exit 75 when the link breaks mid-transfer, jobs still queued, then 0;
 // - two clients fetching from the hub at the same time do not both take the same mail;
 // - progress on a TTY (and none without one).
@@ -142,14 +143,27 @@ describe.skipIf(!ready)('audit11: over a real sshd', () => {
     let sent = 0;
     let broke = 0;
     let done = false;
+    const hubIn = join(w.hub.root, 'bags', 'in', 'home');
+    const hubPartials = new Map<string, number>();
+    let resumed = 0;
     for (let round = 0; round < 40 && !done; round++) {
       let last: SessionProgress | undefined;
       const onProgress = (p: SessionProgress): void => {
         last = p;
         for (const n of readdirSync(bagDir)) if (n.endsWith('.bag') && !upBags.has(n)) upBags.set(n, statSync(join(bagDir, n)).size);
       };
+      // the hub's answers (ANSWER {"bag", "from"}): where it resumes each bag it holds a partial of
+      const answers: { bag: string; from: number }[] = [];
+      const trace = (line: string): void => {
+        const m = /^home < ANSWER (\{.*\})/.exec(line);
+        if (m) {
+          const a = JSON.parse(m[1]!) as { bag: string; from?: number };
+          if (typeof a.from === 'number') answers.push({ bag: a.bag, from: a.from });
+        }
+      };
+      const heldBefore = new Map(hubPartials);
       try {
-        const r = await syncPeer({ config: h.config, peer: 'hub', onProgress, log: () => {} });
+        const r = await syncPeer({ config: h.config, peer: 'hub', onProgress, trace, log: () => {} });
         done = r.drained && ids(w.hub, 'out', 'home').length === 0 && ids(h.site, 'out', 'hub').length === 0;
       } catch (err) {
         expect((err as { code?: string }).code, String(err)).toMatch(/^(link|timeout|unreachable|locked)$/);
@@ -157,6 +171,17 @@ describe.skipIf(!ready)('audit11: over a real sshd', () => {
         // the far `mailbag serve` notices the cut and lets go of its lock
         await new Promise((r) => setTimeout(r, 300));
       }
+      // the hub resumes each bag from no less than what its partial held after the last cut:
+      // nothing it received is sent to it again
+      for (const a of answers) {
+        const held = heldBefore.get(a.bag);
+        if (held !== undefined) {
+          resumed++;
+          expect(a.from, `bag ${a.bag.slice(0, 12)} resumed from ${a.from}, its partial held ${held}`).toBeGreaterThanOrEqual(held);
+        }
+      }
+      hubPartials.clear();
+      for (const n of readdirSync(hubIn)) if (n.endsWith('.part')) hubPartials.set(n.slice(0, 64), statSync(join(hubIn, n)).size);
       received += last?.receivedBytes ?? 0;
       committed += last?.committedBagBytes ?? 0;
       sent += last?.sentBytes ?? 0;
@@ -178,8 +203,10 @@ describe.skipIf(!ready)('audit11: over a real sshd', () => {
     // home, the sender: beyond each bag once, at most what a cut found in flight (the window)
     const bagBytes = [...upBags.values()].reduce((a, b) => a + b, 0);
     expect(bagBytes).toBeGreaterThan(2_000_000);
-    process.stderr.write(`audit11 cut20: ${proxy.cuts} cuts, ${broke} broken sessions; home received ${received} = committed ${committed}; home sent ${sent} for ${bagBytes} of bags (${sent - bagBytes} again)\n`);
+    process.stderr.write(`audit11 cut20: ${proxy.cuts} cuts, ${broke} broken sessions; home received ${received} = committed ${committed}; home sent ${sent} for ${bagBytes} of bags (${sent - bagBytes} again); ${resumed} resumes of a hub partial, none below what it held\n`);
     expect(sent).toBeGreaterThanOrEqual(bagBytes);
+    // the hub held partials that were resumed (the check above ran)
+    expect(resumed).toBeGreaterThan(0);
     expect(sent - bagBytes).toBeLessThanOrEqual(proxy.cuts * (FLOW_WINDOW + 2 * DATA_CHUNK));
   }, 300_000);
 
