@@ -752,7 +752,9 @@ export class Runner {
           left++;
           continue;
         }
-        await new JobRun(this, job, state, d).fail(`not delivered within the queue lifetime (${hours} h): ${peer} is not a configured peer`, '4.4.7', undefined, 'expired');
+        // one delivered in part before its peer was removed: its notices per transaction,
+        // for the recipients not told yet (transactionsOf reads it by its record)
+        await new JobRun(this, job, state, d).fail(`not delivered within the queue lifetime (${hours} h): ${peer} is not a configured peer`, '4.4.7', await this.transactionsOf(job, state), 'expired');
         summary.failed++;
       }
       if (left > 0) {

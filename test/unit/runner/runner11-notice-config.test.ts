@@ -56,3 +56,21 @@ for (const [what, toml] of [
     expect(notices(s)).toEqual([['r1@y.example'], ['r2@y.example'], ['r2@y.example']]);
   });
 }
+
+it('a job delivered in part whose peer was removed from the configuration expires with a notice for the recipients not told yet', async () => {
+  site = await makeSite();
+  const s = site;
+  const configWith = (peers: string): ReturnType<typeof loadConfig> => {
+    const file = join(s.dir, `${peers.length}.toml`);
+    writeFileSync(file, ['site = "home"', `spool = "${s.spool.root}"`, '[delivery]', 'method = "sendmail"', `sendmail = "${s.config.delivery.sendmail}"`, 'mta = "sendmail"', peers].join('\n'));
+    return loadConfig({ path: file, env: {} });
+  };
+  await s.receive({ command: 'rsmtp', sender: 's@x.example', recipients: ['r1@y.example', 'r2@y.example'] }, BSMTP);
+  await runJobs({ config: configWith('[peers.hub]\ntransport = "command"\ncommand = ["true"]\n'), spool: s.spool, env: { ...s.env, FAKE_SENDMAIL_EXITS: 'r1@y.example=67,r2@y.example=75,0' } });
+  expect(notices(s)).toEqual([['r1@y.example']]);
+  // hub removed while the job waits in in/hub; it expires there (Runner.unknownPeer)
+  const lines: string[] = [];
+  await runJobs({ config: configWith('[peers.other]\ntransport = "command"\ncommand = ["true"]\n'), spool: s.spool, env: { ...s.env, FAKE_SENDMAIL_EXITS: '0' }, now: () => new Date(Date.now() + 30 * 86_400_000), log: (l) => lines.push(l) });
+  expect(lines.join('\n')).toMatch(/expired: not delivered within the queue lifetime .*hub is not a configured peer/);
+  expect(notices(s)).toEqual([['r1@y.example'], ['r2@y.example']]);
+});
