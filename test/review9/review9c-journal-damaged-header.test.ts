@@ -39,7 +39,7 @@ function send(id: string, peer = 'hub'): void {
 /** the generation the journal's header names (the format of lib/lmtp/journal.ts), or undefined */
 function headerGen(): number | undefined {
   const b = readFileSync(journalPath()).subarray(0, 32);
-  if (b.toString('latin1', 0, 23) !== 'mailbag-lmtp-journal 1\n' || b.readUInt32LE(28) !== crc32(b.subarray(0, 28))) return undefined;
+  if (!['mailbag-lmtp-journal 1\n', 'mailbag-lmtp-journal 2\n'].includes(b.toString('latin1', 0, 23)) || b.readUInt32LE(28) !== crc32(b.subarray(0, 28))) return undefined;
   return b.readUInt32LE(24);
 }
 
