@@ -27,8 +27,8 @@ export interface DelivererOptions {
 
 export type Record = (tx: Transaction, results: RecipientResult[]) => Promise<void>;
 
-function allTemporary(tx: Transaction, skip: ReadonlySet<string>, why: string): RecipientResult[] {
-  return tx.recipients.filter((r) => !skip.has(r.address)).map((r) => ({ address: r.address, kind: 'temporary', status: '4.4.1', diagnostic: `x-mailbag; ${why}` }));
+function allTemporary(tx: Transaction, skip: ReadonlySet<string>, why: string, settled: readonly RecipientResult[] = []): RecipientResult[] {
+  return tx.recipients.filter((r) => !skip.has(r.address)).map((r) => settled.find((s) => s.address === r.address) ?? { address: r.address, kind: 'temporary', status: '4.4.1', diagnostic: `x-mailbag; ${why}` });
 }
 
 export class Deliverer {
@@ -81,7 +81,8 @@ export class Deliverer {
         s.close();
         if (!(e instanceof SmtpLinkError)) throw e;
         if (reused && attempt === 0 && !e.afterData) continue;
-        return allTemporary(tx, skip, e.message);
+        // the recipients answered before the link was lost keep their answer (LMTP)
+        return allTemporary(tx, skip, e.message, e.settled);
       }
     }
   }
@@ -127,7 +128,8 @@ export class Deliverer {
     } catch (e) {
       if (!(e instanceof SmtpLinkError)) throw e;
       const why = `${e.message}${stderr ? ` (${stderr.trim().slice(0, 200)})` : ''}`;
-      for (; i < txs.length; i++) await record(txs[i]!, allTemporary(txs[i]!, skip(txs[i]!.index), why));
+      // the transaction the link was lost in keeps the answers that came (a refused RCPT)
+      for (const at = i; i < txs.length; i++) await record(txs[i]!, allTemporary(txs[i]!, skip(txs[i]!.index), why, i === at ? e.settled : []));
     } finally {
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
       await exited;

@@ -23,8 +23,13 @@ export const WRITE_TIMEOUT_MS = 180_000;
 
 /** Thrown when the connection fails or a reply is unreadable: the whole attempt is temporary. */
 export class SmtpLinkError extends Error {
-  /** true when the message end was sent: the server may have taken it (the SMTP window) */
-  constructor(message: string, readonly afterData = false) {
+  /**
+   * `afterData`: the message end was sent: the server may have taken it (the SMTP window).
+   * `settled`: the recipients whose answer came before the link was lost (refused at RCPT;
+   * with LMTP, each one answered after the data): theirs stands, they are not offered the
+   * message again.
+   */
+  constructor(message: string, readonly afterData = false, readonly settled: readonly RecipientResult[] = []) {
     super(message);
   }
 }
@@ -303,7 +308,9 @@ export class SmtpSession {
         for (const a of accepted) results.set(a, resultOfReply(a, r.code, r.text));
       }
     } catch (e) {
-      throw new SmtpLinkError((e as Error).message, true);
+      // an LMTP server that answered some recipients before the link broke delivered to
+      // them: their answers stand (offered again, they would get the message twice)
+      throw new SmtpLinkError((e as Error).message, true, [...results.values()]);
     }
     return todo.map((r) => results.get(r.address)!);
   }
