@@ -50,6 +50,13 @@ export const COMMAND_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CREATED_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 // NUL cannot pass through argv; CR and LF would split a line in every log and in uuxqt
 const FORBIDDEN_CHARS_RE = /[\0\r\n]/;
+// Any other C0 control and DEL: a peer's text printed for the admin (status --jobs,
+// failed) could carry a terminal escape sequence. Addresses never hold one (the front
+// doors refuse them, lib/envelope/address.ts); args may keep TAB, for an action's sake.
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\x01-\x1f\x7f]/;
+// eslint-disable-next-line no-control-regex
+const ARG_CONTROL_RE = /[\x01-\x08\x0b-\x1f\x7f]/;
 
 export function isJobId(s: unknown): s is string {
   return typeof s === 'string' && JOB_ID_RE.test(s);
@@ -64,18 +71,21 @@ function utf8Length(s: string): number {
   return Buffer.byteLength(s, 'utf8');
 }
 
-function checkString(name: string, v: unknown, max: number): string | undefined {
+function checkString(name: string, v: unknown, max: number, controls: RegExp = CONTROL_RE): string | undefined {
   if (typeof v !== 'string') return `${name} must be a string`;
   if (utf8Length(v) > max) return `${name} is longer than ${max} bytes`;
   if (FORBIDDEN_CHARS_RE.test(v)) return `${name} contains NUL, CR or LF`;
+  const c = controls.exec(v);
+  // the code point, never the character: this text is printed (status --jobs, logs)
+  if (c) return `${name} contains a control character (U+${c[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
   return undefined;
 }
 
-function checkList(name: string, v: unknown, maxItems: number, maxItem: number): string | undefined {
+function checkList(name: string, v: unknown, maxItems: number, maxItem: number, controls: RegExp = CONTROL_RE): string | undefined {
   if (!Array.isArray(v)) return `${name} must be an array of strings`;
   if (v.length > maxItems) return `${name} has ${v.length} entries, more than ${maxItems}`;
   for (let i = 0; i < v.length; i++) {
-    const problem = checkString(`${name}[${i}]`, v[i], maxItem);
+    const problem = checkString(`${name}[${i}]`, v[i], maxItem, controls);
     if (problem) return problem;
   }
   return undefined;
@@ -99,7 +109,7 @@ export function jobHeaderProblem(h: unknown): string | undefined {
   }
   if (typeof o.command !== 'string' || !COMMAND_RE.test(o.command)) return 'command must match [a-z0-9][a-z0-9._-]* (at most 64)';
   return (
-    checkList('args', o.args, LIMITS.maxRecipients, LIMITS.maxArgLength) ??
+    checkList('args', o.args, LIMITS.maxRecipients, LIMITS.maxArgLength, ARG_CONTROL_RE) ??
     checkString('sender', o.sender, LIMITS.maxAddressLength) ??
     checkList('recipients', o.recipients, LIMITS.maxRecipients, LIMITS.maxAddressLength)
   );

@@ -8,7 +8,13 @@
 // OSC 8 hyperlink in a recipient came out byte for byte (colours, a clickable fake link;
 // OSC 0 retitles the window, other sequences clear the screen or, on some terminals,
 // answer back into the input).
-// it.fails until req-sec11.md R5.
+// req-sec11.md R5 in two parts. The header part (apply11, lib/job/header.ts): a header
+// whose sender or a recipient holds a C0 control or DEL (args: other than TAB) is refused,
+// so such a job is shown as unreadable and its fields are never printed: the first two
+// cases hold. A C1 control (U+0080–U+009F, e.g. U+009B, CSI on some terminals) is not C0:
+// the header takes it, as the front doors do in an address, and status/failed print it
+// raw: the last two cases, it.fails until the printing part (peerText in lib/cli/status.ts
+// and failed.ts, runner11's files) is applied.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +24,19 @@ import { MAILBAG_BIN, makeSite, requireBuild, runBin, type Site } from '../unit/
 const E = '\x1b';
 let site: Site;
 
-function plantJob(id: string, command: string): void {
+const C0 = {
+  args: [`${E}]0;pwned${E}\\a@y.test`],
+  sender: `s${E}[31mRED${E}[0m@x.test`,
+  recipients: [`r${E}]8;;http://evil.test${E}\\click${E}]8;;${E}\\@y.test`, `x\u009b2J@y.test`],
+};
+// C1 only: CSI (U+009B) clears the screen, OSC (U+009D) … ST (U+009C) retitles the window
+const C1 = {
+  args: ['x\u009b2J@y.test'],
+  sender: 's\u009d0;pwned\u009c@x.test',
+  recipients: ['x\u009b2J@y.test'],
+};
+
+function plantJob(id: string, command: string, fields: typeof C0 = C0): void {
   const dir = join(site.spool, 'in', 'hub');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const header = {
@@ -27,9 +45,7 @@ function plantJob(id: string, command: string): void {
     to: 'home',
     created: new Date().toISOString(),
     command,
-    args: [`${E}]0;pwned${E}\\a@y.test`],
-    sender: `s${E}[31mRED${E}[0m@x.test`,
-    recipients: [`r${E}]8;;http://evil.test${E}\\click${E}]8;;${E}\\@y.test`, `x\u009b2J@y.test`],
+    ...fields,
   };
   writeFileSync(join(dir, id), `mailbag-job 1\n${JSON.stringify(header)}\nFrom s Mon Nov 23 06:35:49 2026\nSubject: t\n\nx\n`, { mode: 0o600 });
 }
@@ -46,22 +62,42 @@ beforeAll(async () => {
 afterAll(() => site?.cleanup());
 
 describe('sec11: job header fields from a peer, printed for the admin', () => {
-  // req-sec11.md R5
-  it.fails('mailbag status --jobs shows no control character of the peer', async () => {
+  // req-sec11.md R5, the header part: the job is unreadable, its fields not printed
+  it('mailbag status --jobs shows no control character of the peer', async () => {
     const r = await runBin(MAILBAG_BIN, ['status', '--jobs', '--config', site.config], '');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('01a2071e3405aaaaesc1');
     expect(r.stdout).not.toMatch(CONTROLS);
   });
 
-  // req-sec11.md R5
-  it.fails('mailbag failed shows no control character of the peer', async () => {
+  // req-sec11.md R5, the header part
+  it('mailbag failed shows no control character of the peer', async () => {
     plantJob('01a2071e3405aaaaesc2', 'evil'); // not in accept: fails for good at the run
     const run = await runBin(MAILBAG_BIN, ['run', '--config', site.config], '');
     expect(run.stdout + run.stderr).toMatch(/01a2071e3405aaaaesc2: failed/);
     const r = await runBin(MAILBAG_BIN, ['failed', '--config', site.config], '');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('01a2071e3405aaaaesc2');
+    expect(r.stdout).not.toMatch(CONTROLS);
+  });
+
+  // req-sec11.md R5, the printing part (lib/cli/status.ts formatJob: peerText), runner11's
+  it.fails('mailbag status --jobs shows no C1 control of the peer', async () => {
+    plantJob('01a2071e3405aaaaesc3', 'rmail', C1);
+    const r = await runBin(MAILBAG_BIN, ['status', '--jobs', '--config', site.config], '');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/01a2071e3405aaaaesc3 {2}rmail {2}from </); // read, not unreadable
+    expect(r.stdout).not.toMatch(CONTROLS);
+  });
+
+  // req-sec11.md R5, the printing part (lib/cli/failed.ts: peerText), runner11's
+  it.fails('mailbag failed shows no C1 control of the peer', async () => {
+    plantJob('01a2071e3405aaaaesc4', 'evil', C1);
+    const run = await runBin(MAILBAG_BIN, ['run', '--config', site.config], '');
+    expect(run.stdout + run.stderr).toMatch(/01a2071e3405aaaaesc4: failed/);
+    const r = await runBin(MAILBAG_BIN, ['failed', '--config', site.config], '');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/01a2071e3405aaaaesc4[^\n]*from </);
     expect(r.stdout).not.toMatch(CONTROLS);
   });
 });
