@@ -954,6 +954,14 @@ class Session {
       } catch (err) {
         if (!(err instanceof BagRefusal)) throw err;
         if (this.settled) return;
+        if (err.overCap) {
+          // over a cap we announced in our HELLO (expanded size, entries, a job's size), which
+          // an honest sender plans within: a decompression bomb, or a broken peer. Refused
+          // and the session goes on, a peer could make us inflate one after another until
+          // MAX_OPEN_OFFERS refusals (hours of a core); it ends here (its partial is gone)
+          this.fail(new SessionError('protocol', `${this.o.peer} sent bag ${offer.bag.slice(0, 12)} past the caps this side announced in its HELLO (${err.message})`), true);
+          return;
+        }
         const r = { bag: offer.bag, code: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) };
         if (!this.refusing(r)) return;
         this.send(encodeRefuse(r));

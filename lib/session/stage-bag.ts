@@ -24,10 +24,19 @@ import { YoungGcPacer } from '../memory.js';
 
 /** Refusal of one incoming bag: sent to the peer as REFUSE with this code. */
 export class BagRefusal extends Error {
-  constructor(readonly code: string, message: string, readonly job?: string) {
+  /**
+   * `overCap`: the bag breaks a cap this side announced in its HELLO (expanded size, entry
+   * count, a job's size), which no honest sender's bag does (it plans within them): the
+   * session ends with ERROR protocol instead of a REFUSE, so a peer cannot make this side
+   * inflate bomb after bomb (req-sec11)
+   */
+  constructor(readonly code: string, message: string, readonly job?: string, readonly overCap = false) {
     super(message);
   }
 }
+
+/** the bag reader's issues for a cap the receiver announced in its HELLO */
+const ANNOUNCED_CAPS = new Set(['too-expanded', 'entry-too-big', 'too-many']);
 
 export interface ReceiveCaps {
   maxBag: number;
@@ -314,7 +323,7 @@ async function writeStaged(path: string, content: AsyncIterable<Uint8Array> | It
   try {
     for await (const chunk of content) {
       size += chunk.byteLength;
-      if (size > max) throw new BagRefusal('too-big', `a job in the bag is larger than ${max} bytes`);
+      if (size > max) throw new BagRefusal('too-big', `a job in the bag is larger than ${max} bytes`, undefined, true);
       let off = 0;
       while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
     }
@@ -501,7 +510,7 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
     await rmQuiet(staging);
     const refusal =
       err instanceof BagRefusal ? err
-      : err instanceof BagError ? new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message)
+      : err instanceof BagError ? new BagRefusal(err.issue === 'bad-hash' ? 'bad-hash' : err.code, err.message, undefined, ANNOUNCED_CAPS.has(err.issue))
       : err instanceof MailbagError && (err.code === 'bad-job' || err.code === 'too-big') ? new BagRefusal(err.code, err.message)
       : undefined;
     if (!refusal) throw err;
@@ -517,14 +526,14 @@ export async function stageFrom(src: PartialSource, req: StageRequest, ops: Stag
 /** A stager's outcome as the stage worker posts it (errors are not structured-cloned whole). */
 export type StageResult =
   | { ok: true; outcome: StageOutcome }
-  | { ok: false; refusal: { code: string; message: string; job?: string } }
+  | { ok: false; refusal: { code: string; message: string; job?: string; overCap?: boolean } }
   | { ok: false; error: { message: string; mailbagCode?: string; errno?: string } };
 
 export function toStageResult(p: Promise<StageOutcome>): Promise<StageResult> {
   return p.then(
     (outcome) => ({ ok: true, outcome }),
     (err: unknown) => {
-      if (err instanceof BagRefusal) return { ok: false, refusal: { code: err.code, message: err.message, ...(err.job === undefined ? {} : { job: err.job }) } };
+      if (err instanceof BagRefusal) return { ok: false, refusal: { code: err.code, message: err.message, ...(err.job === undefined ? {} : { job: err.job }), ...(err.overCap ? { overCap: true } : {}) } };
       const e = err as (Error & { code?: unknown; cause?: { code?: unknown } }) | undefined;
       const errno = typeof e?.cause?.code === 'string' ? e.cause.code : typeof e?.code === 'string' && !(err instanceof MailbagError) ? e.code : undefined;
       return {
@@ -541,7 +550,7 @@ export function toStageResult(p: Promise<StageOutcome>): Promise<StageResult> {
 
 /** The error a posted failure stands for, on the session's thread. */
 export function fromStageFailure(r: Exclude<StageResult, { ok: true }>): Error {
-  if ('refusal' in r) return new BagRefusal(r.refusal.code, r.refusal.message, r.refusal.job);
+  if ('refusal' in r) return new BagRefusal(r.refusal.code, r.refusal.message, r.refusal.job, r.refusal.overCap === true);
   const { message, mailbagCode, errno } = r.error;
   const cause = errno === undefined ? undefined : Object.assign(new Error(message), { code: errno });
   if (mailbagCode !== undefined && mailbagCode !== 'spool' && mailbagCode !== 'spool-full') return new MailbagError(mailbagCode as MailbagError['code'], message, cause ? { cause } : undefined);

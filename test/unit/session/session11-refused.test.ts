@@ -74,7 +74,7 @@ async function script(steps: { send: Buffer[]; until?: (got: Frame[]) => boolean
   const [evil, far] = createPair();
   const s = store(hub, 'home', { accept: ['rmail'] });
   await s.open();
-  const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['gzip'], caps, keepaliveMs: 500, idleTimeoutMs: 5000 });
+  const run = runSession({ link: far, store: s, site: 'hub', peer: 'home', codecs: ['gzip'], caps, keepaliveMs: 500, idleTimeoutMs: 5000, ...(process.env.TRACE ? { trace: (l: string) => process.stderr.write(`${l}\n`) } : {}) });
   run.catch(() => {});
   const got: Frame[] = [];
   const dec = new FrameDecoder();
@@ -135,12 +135,12 @@ describe('a bag offered again after this side said it has it', () => {
   });
 });
 
-function job(over: Partial<JobHeader> = {}): { name: string; bytes: Buffer } {
+function job(over: Partial<JobHeader> = {}, payload = Buffer.from('Subject: x\n\nhi\n')): { name: string; bytes: Buffer } {
   const h: JobHeader = {
     id: newJobId(), from: 'home', to: 'hub', created: new Date().toISOString(), command: 'rmail',
     args: ['a@example.org'], sender: 'e@example.net', recipients: ['a@example.org'], ...over,
   };
-  return { name: h.id, bytes: Buffer.concat([encodeJobHeader(h), Buffer.from('Subject: x\n\nhi\n')]) };
+  return { name: h.id, bytes: Buffer.concat([encodeJobHeader(h), payload]) };
 }
 
 async function bagOf(entries: { name: string; bytes: Buffer }[]): Promise<Buffer> {
@@ -164,6 +164,44 @@ describe('a refused bag offered again', () => {
     const err = got.find((f) => f.type === FRAME.ERROR);
     expect(err && decodeError(err.payload)).toEqual({ code: 'protocol', message: `home offered bag ${hash.slice(0, 12)} again after this side had refused it, in the same session` });
     expect(ids(hub, 'in', 'home')).toEqual([]);
+  });
+});
+
+describe('a bag over the caps this side announced (req-sec11: a decompression bomb)', () => {
+  it('expanding past maxExpanded (every entry under the job cap) ends the session with ERROR protocol; what was committed before stays', async () => {
+    const b = await honestBag([1500], 7);
+    // 12 entries of 200 kB zeros: 2.4 MB expanded against a maxExpanded of 1 MiB
+    const bytes = await bagOf(Array.from({ length: 12 }, () => job({}, Buffer.alloc(200_000))));
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    const { got, hub: res } = await script(
+      [
+        { send: [encodeHello(hello()), offer(b.hash, b.bytes), ...data(b.hash, b.bytes)], until: has(FRAME.ACK) },
+        { send: [offer(hash, bytes, 12), ...data(hash, bytes)], until: (g) => has(FRAME.ERROR)(g) || has(FRAME.REFUSE)(g) },
+      ],
+      { ...SMALL_CAPS, maxExpanded: 1024 * 1024 },
+    );
+    expect(got.filter((f) => f.type === FRAME.REFUSE)).toHaveLength(0);
+    const err = got.find((f) => f.type === FRAME.ERROR);
+    expect(err, `frames: ${got.map((f) => f.type).join(',')}`).toBeDefined();
+    const e = decodeError(err!.payload);
+    expect(e.code).toBe('protocol');
+    expect(e.message).toContain(hash.slice(0, 12));
+    expect(e.message).toMatch(/expands to more than the cap of 1048576 bytes/);
+    expect(e.message).toMatch(/announced/);
+    expect(res.status).toBe('rejected');
+    expect(ids(hub, 'in', 'home')).toEqual(b.jobs);
+    expect(readdirSync(join(hub.root, 'bags', 'in', 'home'))).toEqual([]);
+  });
+
+  it('more entries than maxJobs, or an entry over maxJob: ERROR protocol too', async () => {
+    for (const [entries, what] of [[Array.from({ length: 51 }, () => job()), /more than the cap of 50 entries/], [[job({}, Buffer.alloc(2_400_000))], /over the cap of/]] as const) {
+      const bytes = await bagOf(entries);
+      const hash = createHash('sha256').update(bytes).digest('hex');
+      const { got } = await script([{ send: [encodeHello(hello()), offer(hash, bytes, 1), ...data(hash, bytes)], until: (g) => has(FRAME.ERROR)(g) || has(FRAME.REFUSE)(g) }], { ...SMALL_CAPS, maxExpanded: 64 * 1024 * 1024 });
+      const err = got.find((f) => f.type === FRAME.ERROR);
+      expect(err && decodeError(err.payload), `frames: ${got.map((f) => f.type).join(',')}`).toMatchObject({ code: 'protocol', message: expect.stringMatching(what) });
+      expect(partials()).toEqual([]);
+    }
   });
 });
 
