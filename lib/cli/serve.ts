@@ -35,6 +35,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const cfg = loadConfig({ path: config, env: io.env, cwd: io.cwd });
   if (io.env.MAILBAG_TRACE) io.stderr.write(`${traceTime(new Date(performance.timeOrigin))} serve: process started; ${traceTime()} configuration loaded\n`);
   const link = streamLink(io.stdin, io.stdout, 'stdio');
+  const trace = io.env.MAILBAG_TRACE ? (l: string): void => void io.stderr.write(`${traceTime()} ${l}\n`) : undefined;
   // the session's stage worker (started at its start, unref'd) is stopped when this
   // process is done with it, bounded, rather than left for the exit: anything of it that
   // kept the process alive would hold the link open too, and the dialer would wait
@@ -54,8 +55,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         config: cfg,
         peer,
         link,
-        ...(io.env.MAILBAG_TRACE ? { trace: (l: string) => io.stderr.write(`${traceTime()} ${l}\n`) } : {}),
+        ...(trace ? { trace } : {}),
       });
+      trace?.('serve: session over');
     } catch (err) {
       // a session that broke after this side committed jobs (the link cut after our ACK,
       // the client's disk full): they are delivered now, not at the next session or
@@ -74,6 +76,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (run && (result.received.jobs > 0 || (await jobsWaiting(cfg, peer)))) await runStep();
   } finally {
     await stopStageWorker();
+    trace?.('serve: stage worker stopped');
   }
   return 0;
 }

@@ -95,6 +95,7 @@ async function sync(argv: string[], io: CliIo): Promise<number> {
         ...(progress ? { onProgress: progress.update } : {}),
         ...(trace ? { trace } : {}),
       });
+      trace?.('sync: session over');
     } catch (err) {
       progress?.clear();
       // their senders are owed notices even though the session did not happen; and a

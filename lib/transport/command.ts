@@ -19,7 +19,7 @@ export interface CommandOptions {
   cwd?: string;
   /** after close() or abort(), how long the child gets after SIGTERM before SIGKILL (default 2 s) */
   killGraceMs?: number;
-  /** one line per step (MAILBAG_TRACE): the child spawned */
+  /** one line per step (MAILBAG_TRACE): the child spawned, the child exited */
   trace?: ((line: string) => void) | undefined;
 }
 
@@ -51,9 +51,12 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
   if (options?.signal?.aborted) throw new SessionError('link', `${describe}: connect aborted`);
   const [file, ...args] = o.argv as [string, ...string[]];
   const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env, cwd: o.cwd, shell: false });
+  // a pid: the program is running already (spawn() returns once its exec has succeeded);
+  // said now, not at 'spawn', which comes a turn of the event loop later (10-20 ms on a
+  // busy machine, and the timeline's step from sync's start to the ssh child is this one)
+  if (child.pid !== undefined) o.trace?.(`command: ${basename(file)} spawned (pid ${child.pid})`);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', () => {
-      o.trace?.(`command: ${basename(file)} spawned (pid ${child.pid})`);
       child.off('error', reject);
       resolve();
     });
@@ -70,6 +73,14 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
     input: child.stdout,
     output: child.stdin,
     describe,
+    // after both BYEs (close({ detachAfterMs }), docs/protocol.md §4): our last bytes and our
+    // EOF are in the command's stdin pipe; it forwards them and runs on until the far command
+    // has finished (a far serve's moves and run step), and this process no longer waits for
+    // it, nor stays alive for it or its pipes (still read while it does)
+    detach: () => {
+      child.unref();
+      for (const s of [child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    },
     teardown: (error) => {
       linkError ??= new SessionError('link', `${describe}: ${error ? `aborted: ${error.message}` : 'did not finish in time'}`, { cause: error });
       child.stdin.destroy();
@@ -88,7 +99,8 @@ async function connectCommand(o: CommandOptions, describe: string, options?: Con
   // kept the link from settling after the command had exited, so every session waited out
   // close()'s grace and ended 'did not close'. Once it has exited, its stderr is read a
   // little longer (what it wrote is in the pipe already), then let go
-  child.once('exit', () => {
+  child.once('exit', (code, signal) => {
+    o.trace?.(`command: ${basename(file)} exited (${code !== null ? `status ${code}` : signal ?? 'signal'})`);
     // (after one more turn of the loop's poll phase, so that a loop held up past the timer
     // still reads what the pipe holds before it goes)
     setTimeout(() => setImmediate(() => child.stderr.destroy()), STDERR_AFTER_EXIT_MS).unref();
