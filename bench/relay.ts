@@ -520,6 +520,49 @@ export function traceTimeline(serve: string, sync: string, exitAt?: Date): strin
   return `HELLO at +${s(hello! - start!)} s, HELLO→serve's BYE ${s(byeServe! - hello!)} s, last byte→last ACK ${s(lastAck - lastByte)} s, last ACK→sync's BYE ${s(byeSync! - lastAck)} s, sync's last removal ${removed - byeSync! >= 0 ? '+' : ''}${s(removed - byeSync!)} s from its BYE${toExit}`;
 }
 
+/**
+ * The session's start and end on one clock, from both ends' MAILBAG_TRACE (session 11):
+ * after sync's process start, when it reached the far side (`command: ssh spawned`, or
+ * ssh2's TCP connection opened), when the far serve's process started (sshd, the
+ * account's shell and Node in between), had its configuration, sent its HELLO and read
+ * sync's; and after serve's BYE, when serve's session was over, its stage worker stopped,
+ * the ssh child exited (command transport) and sync's session was over. A step a trace
+ * lacks is left out; undefined without sync's start or serve's BYE.
+ */
+export function traceEnds(serve: string, sync: string): string | undefined {
+  const at = (text: string, re: RegExp): number | undefined => {
+    for (const l of text.split('\n')) {
+      const m = /^(\d\d):(\d\d):(\d\d\.\d+) (.*)$/.exec(l);
+      if (m && re.test(m[4]!)) return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+    }
+    return undefined;
+  };
+  const loaded = (text: string, who: string): number | undefined => {
+    const m = new RegExp(`^\\S+ ${who}: process started; (\\d\\d):(\\d\\d):(\\d\\d\\.\\d+) configuration loaded`, 'm').exec(text);
+    return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : undefined;
+  };
+  const start = at(sync, /^sync: process started/);
+  const bye = at(serve, /^\S+ > BYE/);
+  if (start === undefined || bye === undefined) return undefined;
+  const from = (x: number | undefined, t0: number, label: string): string[] => (x === undefined ? [] : [`${label} ${x - t0 >= 0 ? '+' : ''}${(x - t0).toFixed(3)}`]);
+  const starts = [
+    ...from(loaded(sync, 'sync'), start, "sync's configuration"),
+    ...from(at(sync, /^command: \S+ spawned/), start, 'ssh spawned'),
+    ...from(at(sync, /^ssh: opening a TCP connection/), start, 'TCP opened'),
+    ...from(at(serve, /^serve: process started/), start, 'serve started'),
+    ...from(loaded(serve, 'serve'), start, "serve's configuration"),
+    ...from(at(serve, /^\S+ > HELLO/), start, "serve's HELLO"),
+    ...from(at(serve, /^\S+ < HELLO/), start, "sync's HELLO read"),
+  ];
+  const ends = [
+    ...from(at(serve, /^serve: session over/), bye, "serve's session over"),
+    ...from(at(serve, /^serve: stage worker stopped/), bye, 'its stage worker stopped'),
+    ...from(at(sync, /^command: \S+ exited/), bye, 'ssh exited'),
+    ...from(at(sync, /^sync: session over/), bye, "sync's session over"),
+  ];
+  return `start (s after sync's): ${starts.join(', ')}; end (s after serve's BYE): ${ends.join(', ')}`;
+}
+
 async function relayCorpus(w: World, files: string[], sizeLabel: string, round: number, variant: Variant): Promise<Measured> {
   const s = await makeSites(w, variant);
   try {
@@ -547,6 +590,8 @@ async function relayCorpus(w: World, files: string[], sizeLabel: string, round: 
     if (w.o.trace) {
       const line = traceTimeline(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr, r.exitAt);
       if (line) log(`    run ${w.runNo} timeline: ${line}`);
+      const ends = traceEnds(readFileSync(join(w.o.trace, `run-${w.runNo}-serve.trace`), 'utf8'), r.ran.stderr);
+      if (ends) log(`    run ${w.runNo} ${ends}`);
     }
     if (r.ran.code !== 0) throw new Error(exitReport(VARIANT_LABEL[variant], r.ran));
     const bad = await verifyRelayed(s, q.jobs);
