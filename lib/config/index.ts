@@ -6,14 +6,14 @@
 // In a command run as its own process, started as root on a spool another user owns,
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
-import { readFileSync, readlinkSync, statSync, statfsSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync, statSync, statfsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../errors.js';
 import { LIMITS } from '../limits.js';
-import { becomeSpoolOwner, spoolOwnerSwitchArmed } from '../spool/owner.js';
+import { becomeSpoolOwner, ownerToBecome, spoolOwnerSwitchArmed } from '../spool/owner.js';
 import { formatDuration, parseDuration, parseSize } from './units.js';
 import type {
   Codec, Config, DeliveryConfig, DeliveryMethod, Endpoint, HostPort, LimitsConfig, LmtpConfig,
@@ -68,7 +68,10 @@ export interface LoadConfigOptions {
  * depend on HOME are the owner's).
  */
 export function loadConfig(options: LoadConfigOptions = {}): Config {
-  const config = findConfig(options);
+  const asRoot = process.geteuid?.() === 0;
+  const { config, file } = findConfig(options);
+  // as root, before anything the file names is run or the spool's owner is taken on
+  if (asRoot && file !== undefined) checkRootsFile(file, config);
   if (!spoolOwnerSwitchArmed()) return config;
   let spool: string;
   try {
@@ -79,7 +82,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const owner = becomeSpoolOwner(spool);
   if (!owner) return config;
   try {
-    return findConfig(options);
+    return findConfig(options).config;
   } catch (err) {
     // say why root's command reads as another user (a file only root can read)
     if (err instanceof ConfigError) err.message += ` (read as uid ${owner.uid}${owner.user ? ` (${owner.user})` : ''}, the owner of the spool ${spool}, which this command started as root became)`;
@@ -87,7 +90,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
 }
 
-function findConfig(options: LoadConfigOptions): Config {
+function findConfig(options: LoadConfigOptions): { config: Config; file: string | undefined } {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   // packageRoot() only where the default spool is needed (validate, spoolNotSet): a
@@ -99,12 +102,71 @@ function findConfig(options: LoadConfigOptions): Config {
   if (explicit === '') throw new ConfigError('--config names no file: give the path of the configuration file');
   if (explicit !== undefined) {
     const file = resolve(cwd, explicit);
-    return parseConfig(readConfigFile(file, true)!, file, root);
+    return { config: parseConfig(readConfigFile(file, true)!, file, root), file };
   }
   const system = options.systemFile ?? SYSTEM_CONFIG;
   const text = readConfigFile(system, false);
-  if (text === undefined) return defaultConfig(root);
-  return parseConfig(text, system, root);
+  if (text === undefined) return { config: defaultConfig(root), file: undefined };
+  return { config: parseConfig(text, system, root), file: system };
+}
+
+/** `uid N (name)`, the name from /etc/passwd when it has one (an error's words only) */
+function uidName(uid: number): string {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid));
+    const name = line?.split(':')[0];
+    return name ? `uid ${uid} (${name})` : `uid ${uid}`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
+/**
+ * A command started as root takes a configuration file only when no one but root (and
+ * the spool's owner, whom the command becomes) could have written it: the file names
+ * the programs mailbag runs (delivery.sendmail, actions, a peer's command) and the spool
+ * whose owner a root command becomes, so whoever may write it, or replace it in its
+ * directory, could run their program as root the next time an admin runs any command.
+ * OpenSSH's rule for its own files. The file and the directory it is named in (and the
+ * directory it really is in, through a symbolic link) are owned by root or that owner,
+ * and neither its group nor every user may write them (a directory with the sticky bit
+ * may be: no one can replace root's file there). /dev/null and pipes hold nothing
+ * anyone can put there. A process that is not root keeps the o+w rule (readConfigFile):
+ * a user's own file is theirs.
+ */
+function checkRootsFile(file: string, config: Config): void {
+  const st = statSync(file);
+  if (!st.isFile()) return;
+  let becomes: number | undefined;
+  try {
+    becomes = spoolOwnerSwitchArmed() ? ownerToBecome(config.spool, 0)?.uid : undefined;
+  } catch {
+    becomes = undefined; // no spool set, or one not reachable: root stays root
+  }
+  const trusted = (uid: number): boolean => uid === 0 || uid === becomes;
+  const whom = becomes === undefined ? 'root' : `root or ${uidName(becomes)}, the owner of the spool a command started as root becomes`;
+  const why = 'and it names the spool and the programs a mailbag command started as root runs';
+  if (!trusted(st.uid)) {
+    throw new ConfigError(`the configuration file is owned by ${uidName(st.uid)}, not by ${whom}, ${why}: chown root: ${file} && chmod go-w ${file}`, { file });
+  }
+  if (st.mode & 0o022) {
+    throw new ConfigError(`its group or every user may write the configuration file (mode 0${(st.mode & 0o7777).toString(8)}), ${why}: chmod go-w ${file}`, { file });
+  }
+  const dirs = new Set([dirname(file)]);
+  try {
+    dirs.add(dirname(realpathSync.native(file)));
+  } catch {
+    // read a moment ago: gone since, the next read says so
+  }
+  for (const dir of dirs) {
+    const d = statSync(dir);
+    if (!trusted(d.uid)) {
+      throw new ConfigError(`the configuration file's directory ${dir} is owned by ${uidName(d.uid)}, not by ${whom}, who may replace the file there, ${why}: keep the file in a directory of root's, such as /etc/mailbag`, { file });
+    }
+    if (d.mode & 0o022 && !(d.mode & 0o1000)) {
+      throw new ConfigError(`its group or every user may write the configuration file's directory ${dir} (mode 0${(d.mode & 0o7777).toString(8)}) and so replace the file, ${why}: chmod go-w ${dir}`, { file });
+    }
+  }
 }
 
 /** The configuration used when there is no file: the checkout's spool, the host's name. */
