@@ -435,6 +435,52 @@ function hostPort(t: Table, k: string, text: string): HostPort {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** why lmtpd listens on loopback only: the words of lmtp.listen's and --listen's refusal */
+export const LISTEN_NOT_LOOPBACK =
+  'is not a loopback address: lmtpd has no authentication, and every host that reaches it could send mail through your peers; use 127.0.0.1:PORT, [::1]:PORT or localhost:PORT (or the unix socket)';
+
+/** a dotted IPv4 literal: four decimal octets, no leading zeros */
+const IPV4_RE = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const HEX_GROUP_RE = /^[0-9a-f]{1,4}$/;
+
+/** The eight 16-bit groups of an IPv6 literal (`::` and a dotted IPv4 tail allowed), or undefined. */
+function ipv6Groups(text: string): number[] | undefined {
+  let s = text.toLowerCase();
+  const tail: number[] = [];
+  const dotted = /^(.*:)(\d+\.[\d.]*)$/.exec(s);
+  if (dotted) {
+    if (!IPV4_RE.test(dotted[2]!)) return undefined;
+    const o = dotted[2]!.split('.').map(Number);
+    tail.push(o[0]! * 256 + o[1]!, o[2]! * 256 + o[3]!);
+    s = dotted[1]!.endsWith('::') ? dotted[1]! : dotted[1]!.slice(0, -1);
+  }
+  const want = 8 - tail.length;
+  const halves = s.split('::');
+  if (halves.length > 2) return undefined;
+  const groups = (h: string): string[] => (h === '' ? [] : h.split(':'));
+  const left = groups(halves[0]!);
+  const right = halves.length === 2 ? groups(halves[1]!) : [];
+  if (![...left, ...right].every((g) => HEX_GROUP_RE.test(g))) return undefined;
+  const n = left.length + right.length;
+  if (halves.length === 1 ? n !== want : n > want - 1) return undefined;
+  const hex = [...left, ...Array<string>(want - n).fill('0'), ...right];
+  return [...hex.map((g) => parseInt(g, 16)), ...tail];
+}
+
+/**
+ * true for a loopback host, by its text alone (no DNS): `localhost`, an IPv4 literal in
+ * 127.0.0.0/8, `::1`, or an IPv4-mapped `::ffff:127.x.y.z`. lmtpd's TCP listener takes
+ * only these (lmtp.listen, --listen): it has no authentication.
+ */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  if (IPV4_RE.test(host)) return host.startsWith('127.');
+  const g = ipv6Groups(host);
+  if (!g) return false;
+  const zeros = (k: number): boolean => g.slice(0, k).every((x) => x === 0);
+  return (zeros(7) && g[7] === 1) || (zeros(5) && g[5] === 0xffff && g[6]! >> 8 === 127);
+}
+
 function name(t: Table, k: string, value: string, what: string): string {
   if (!NAME_PATTERN.test(value) || value.length > LIMITS.maxNameLength) {
     t.fail(k, `"${value}" is not a valid ${what} name: use lower-case letters, digits, dots and dashes (at most ${LIMITS.maxNameLength}), starting with a letter or digit`);
@@ -554,6 +600,9 @@ function validateLmtp(t: Table, spool: string, peers: Record<string, PeerConfig>
   }
   const listenText = t.string('listen');
   const listen = listenText === undefined ? undefined : hostPort(t, 'listen', listenText);
+  if (listen && !isLoopbackHost(listen.host)) {
+    t.fail('listen', `"${listenText}" ${LISTEN_NOT_LOOPBACK}`);
+  }
   const maxRecipients = t.integer('max_recipients', 100, 1, 100_000);
   const maxConnections = t.integer('max_connections', 20, 1, 10_000);
   const workers = t.get('workers') === undefined ? undefined : t.integer('workers', 1, 1, 256);
