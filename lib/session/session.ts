@@ -18,7 +18,7 @@ import {
 } from './messages.js';
 import { MAX_OPEN_OFFERS, OFFER_WINDOW, SessionState, type Incoming } from './state.js';
 import { usableCodecs } from '../bag/codec.js';
-import { BagRefusal, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
+import { BagRefusal, LARGE_JOB, PERMANENT_REFUSALS, bagFits, planBags, type PartialWriter, type PendingBag, type QueuedJob, type ReceiveCaps, type SessionStore, type StagedBag, type Stager } from './store.js';
 
 /**
  * incoming bags staged at once by the receiver, each while its bytes arrive. One: the
@@ -567,6 +567,11 @@ class Session {
     const codec = chooseCodec(this.o.codecs, theirs.codecs);
     const caps = { maxBag: theirs.maxBag, maxExpanded: theirs.maxExpanded, maxJobs: theirs.maxJobs, maxJob: theirs.maxJob };
     const inBags = new Set<string>();
+    // a pending bag of a large job (alone in its bag, §3: a cut or crash left it) waits for
+    // the small mail queued since: it is offered with the large bags, after the small ones,
+    // where it went first and held every new small message behind the rest of the
+    // attachment (req-audit11 R1)
+    const largePending: PendingBag[] = [];
     for (const p of pending) {
       if (this.settled) return;
       if (!bagFits(p, theirs.codecs, caps)) {
@@ -574,6 +579,10 @@ class Session {
         continue;
       }
       for (const j of p.jobs) inBags.add(j);
+      if (p.sizes.some((n) => n >= LARGE_JOB)) {
+        largePending.push(p);
+        continue;
+      }
       await this.offerWhenOpen(p);
       if (this.settled) return;
     }
@@ -588,6 +597,11 @@ class Session {
       this.res.unsent = queued.length;
       // the early bags go too
       for (const e of early) await this.o.store.discardBag((await e.sealed).bag);
+      // pending bags are in a codec the peer reads (bagFits)
+      for (const p of largePending) {
+        if (this.settled) return;
+        await this.offerWhenOpen(p);
+      }
     } else {
       // too large for the peer, now and on every later try: failed for good, the sender told.
       // A bag built before HELLO of such a job may still be reading its file (the bag
@@ -608,8 +622,23 @@ class Session {
       for (const slot of building) void slot.then(() => building.delete(slot));
       let offering: Promise<void> = Promise.resolve();
       let sealFailed = false;
+      // the large pending bags, once, in the order of the plan: before its first bag of a
+      // large job, or after its last bag
+      let largeOffered = false;
+      const offerLarge = (): void => {
+        if (largeOffered) return;
+        largeOffered = true;
+        for (const p of largePending) {
+          offering = offering.then(async () => {
+            if (!this.settled && this.state.canOffer(p.bag)) await this.offerWhenOpen(p);
+          });
+        }
+      };
+      const large = (group: readonly QueuedJob[]): boolean => group.some((j) => j.size >= LARGE_JOB);
       // the early bags first, each as soon as it is sealed, in order
       for (const [i, e] of early.entries()) {
+        // (one not kept is discarded below: its jobs are in the plan's bags)
+        if (i < kept && large(e.group)) offerLarge();
         offering = offering.then(async () => {
           const bag = await e.sealed;
           if (this.settled) return;
@@ -632,6 +661,7 @@ class Session {
       if (kept < early.length) await offering.catch(() => undefined);
       try {
         for (const group of plan.bags.slice(kept)) {
+          if (large(group)) offerLarge();
           while (building.size >= BAGS_IN_FLIGHT) await Promise.race(building);
           // a bag that could not be made durable ends the session (below) before the next is built
           if (this.settled || sealFailed) break;
@@ -645,6 +675,8 @@ class Session {
           });
           offering.catch(() => void (sealFailed = true));
         }
+        offerLarge();
+        offering.catch(() => void (sealFailed = true));
         await offering;
         if (this.settled) return;
       } finally {
