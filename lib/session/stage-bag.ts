@@ -282,10 +282,10 @@ export class PartialSource {
     const buf = Buffer.allocUnsafe(n);
     let bytesRead: number;
     if (this.sync) {
-      this.fd ??= fs.openSync(this.path, 'r');
+      this.fd ??= fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       bytesRead = fs.readSync(this.fd, buf, 0, n, this.pos);
     } else {
-      this.fh ??= await open(this.path, 'r');
+      this.fh ??= await open(this.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       bytesRead = (await this.fh.read(buf, 0, n, this.pos)).bytesRead;
     }
     if (bytesRead === 0) throw new SpoolError(`partial bag ${this.path} is shorter than the ${available} bytes written to it`);

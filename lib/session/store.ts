@@ -6,7 +6,7 @@
 
 import { execFile } from 'node:child_process';
 import fs, { constants, createReadStream } from 'node:fs';
-import { open, readdir, readFile, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
@@ -516,20 +516,29 @@ export class SessionStore {
     return join(this.bagsIn, `${bag}.part`);
   }
 
-  /** How many bytes of this bag we hold (a partial longer than the bag is deleted: 0). */
+  /**
+   * How many bytes of this bag we hold (a partial longer than the bag is deleted: 0). Not
+   * through a symbolic link, nor of anything but a plain file (req-sec11: a link planted
+   * there would have DATA written, and staged, through it): such an entry is removed, 0.
+   */
   async partialLength(bag: string, size: number): Promise<number> {
-    const n = await sizeOf(this.partPath(bag));
-    if (n === undefined) return 0;
-    if (n > size) {
+    let st: fs.Stats;
+    try {
+      st = await lstat(this.partPath(bag));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+    if (!st.isFile() || st.size > size) {
       await rmQuiet(this.partPath(bag));
       return 0;
     }
-    return n;
+    return st.size;
   }
 
-  /** Open the partial file for appending bytes from `from` on. */
+  /** Open the partial file for appending bytes from `from` on (never through a symbolic link). */
   async openPartial(bag: string, from: number): Promise<PartialWriter> {
-    const fh = await open(this.partPath(bag), constants.O_WRONLY | constants.O_CREAT, 0o600);
+    const fh = await open(this.partPath(bag), constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     if (from === 0) await fh.truncate(0);
     return new PartialWriter(fh, from);
   }

@@ -11,7 +11,7 @@
 //    refused, stays and is resumed from its length.
 
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
@@ -248,6 +248,26 @@ describe('the partial file of a bag not refused', () => {
     utimesSync(join(hub.root, 'bags', 'in', 'home', `${b.hash}.part`), old, old);
     await store(hub, 'home').open();
     expect(partials()).toEqual([]);
+  });
+});
+
+describe('a symbolic link where a partial file goes (req-sec11, defence in depth)', () => {
+  it('is not followed: removed, the bag asked for from byte 0 and committed, the file it named untouched', async () => {
+    const b = await honestBag([2500, 4000], 9);
+    const target = join(hub.root, '..', 'precious');
+    writeFileSync(target, 'precious bytes\n');
+    await store(hub, 'home').open();
+    symlinkSync(target, join(hub.root, 'bags', 'in', 'home', `${b.hash}.part`));
+    const { got } = await script([
+      { send: [encodeHello(hello()), offer(b.hash, b.bytes, 2)], until: has(FRAME.ANSWER) },
+      { send: data(b.hash, b.bytes), until: (g) => has(FRAME.ACK)(g) || has(FRAME.REFUSE)(g) },
+    ]);
+    const a = got.find((f) => f.type === FRAME.ANSWER);
+    expect(a && decodeAnswer(a.payload)).toEqual({ ok: true, value: { bag: b.hash, from: 0 } });
+    expect(got.some((f) => f.type === FRAME.ACK), `frames: ${got.map((f) => f.type).join(',')}`).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('precious bytes\n');
+    expect(ids(hub, 'in', 'home')).toEqual(b.jobs);
+    expect(() => lstatSync(join(hub.root, 'bags', 'in', 'home', `${b.hash}.part`))).toThrow();
   });
 });
 
