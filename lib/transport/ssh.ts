@@ -310,6 +310,7 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
   let exitCode: number | null = null;
   let signal: string | null = null;
   let linkError: SessionError | undefined;
+  let detached = false;
   const link: BaseLink = new BaseLink({
     input: channel,
     output: channel,
@@ -325,6 +326,7 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
     // the command, which has no pty, is not signalled and finishes. Bounded: a far end that
     // never closes is dropped after CLOSE_GRACE_MS
     detach: () => {
+      detached = true;
       const sock = (client as unknown as { _sock?: { end(): void; writable?: boolean } })._sock;
       if (sock?.writable) sock.end();
       else client.destroy();
@@ -346,6 +348,10 @@ async function connectWith(o: SshOptions, describe: string, options?: ConnectOpt
   });
   channel.on('close', () => client.end());
   client.on('error', (err: Error & { level?: string }) => {
+    // let go (detach): a write of ssh2's after our FIN (a keepalive) fails, and a destroy
+    // here could drop the bytes before the FIN not yet handed to the kernel; the far side's
+    // close, or the bound in detach, ends the connection
+    if (detached) return;
     linkError ??= classifySshError(err, o, true, authHow);
     client.destroy();
   });

@@ -96,10 +96,9 @@ describe.skipIf(!haveAll)('mailbag sync over a real sshd does not wait for the f
 });
 
 describe.skipIf(!haveAll || !existsSync('/usr/bin/ssh'))('the same through transport = "command" (the system ssh)', () => {
-  // it.fails until req-session11 R2 (lib/transport/command.ts: a detach for its link, as
-  // ssh.ts has): the dialer waits the whole CLOSE_GRACE_MS for the ssh child's exit, then
-  // kills it (seen: 11.2 s, exit 0)
-  it.fails('a serve whose run step takes 12 s: sync ends within 3 s, exit 0; serve still delivers every job once', async () => {
+  // before command.ts's detach (req-session11 R2, in b607d8b) the dialer waited the whole
+  // CLOSE_GRACE_MS for the ssh child's exit, then killed it (seen: 11.2 and 11.4 s, exit 0)
+  it('a serve whose run step takes 12 s: sync ends within 3 s, exit 0; serve still delivers every job once', async () => {
     const w = await twoSites('s11-bye-cmd');
     const sent = join(w.dir, 'sent');
     spawnSync('mkdir', [sent]);
