@@ -52,7 +52,7 @@ it.skipIf(!isRoot)('a spool not made yet: the owner of the nearest directory abo
 it.skipIf(!isRoot)('a library caller as root on another user\'s spool stays root (only processIo() arms the switch)', () => {
   const d = tmp();
   chownSync(d, 4321, 4321);
-  const toml = join(d, 'm.toml');
+  const toml = join(tmp(), 'm.toml'); // root's directory: R6 refuses a file in uid 4321's
   writeFileSync(toml, `site = "x"\nspool = ${JSON.stringify(d)}\n`);
   expect(spoolOwnerSwitchArmed()).toBe(false);
   expect(loadConfig({ path: toml, env: {} }).spool).toBe(d);
