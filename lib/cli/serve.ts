@@ -43,8 +43,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // a log line must not end the process when whatever read our stderr is gone (sshd's
   // side of a cut link): the run step after a broken session still has jobs to deliver
   io.stderr.on('error', () => {});
+  // the programs run for the peer's jobs (delivery.sendmail, the actions) do not get the
+  // command the client asked sshd for: $SSH_ORIGINAL_COMMAND is the peer's own text
+  const runEnv = { ...io.env };
+  delete runEnv.SSH_ORIGINAL_COMMAND;
   const runStep = async (): Promise<void> => {
-    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`), io.env);
+    const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`), runEnv);
     // stdout is the link: a killed session's moves that could not be finished go to stderr
     for (const u of summary?.unfinished ?? []) io.stderr.write(`${failureLine(u.error, 'mailbag')}\n`);
   };

@@ -8,7 +8,7 @@
 // here with real sshd and `mailbag sync` (main at 23cf188): the hub's sendmail ran with
 // SSH_ORIGINAL_COMMAND='mailbag serve --peer home; $(touch /tmp/pwned)' — the peer's
 // text. The forced command, the peer identity and the whitelist hold (checked too).
-// it.fails until req-sec11.md R4.
+// req-sec11.md R4, applied.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,7 +57,7 @@ describe.runIf(present)('sec11: serve as a forced command, the peer choosing SSH
   });
 
   // req-sec11.md R4
-  it.fails('the programs run for the peer do not get the peer-chosen SSH_ORIGINAL_COMMAND', () => {
+  it('the programs run for the peer do not get the peer-chosen SSH_ORIGINAL_COMMAND', () => {
     const env = readFileSync(envLog, 'utf8');
     expect(env).not.toContain('SSH_ORIGINAL_COMMAND');
   });
