@@ -886,6 +886,8 @@ class Session {
     this.receiveTotal += offer.size - from;
     this.send(encodeAnswer({ bag: offer.bag, from }));
     this.state.answeredFrom(offer.bag, from);
+    // a bag of many jobs is made durable with one syncfs: its helper starts now
+    this.o.store.expectCommit(offer.jobs);
     // staging starts now, from byte 0 of what we hold, and follows the bytes as they come
     this.startStaging(b);
     if (from === offer.size) this.scheduleCommit(b);

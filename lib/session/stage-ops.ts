@@ -281,6 +281,15 @@ export async function syncfsOnWorker(dir: string): Promise<boolean> {
 }
 
 /**
+ * Start the stage worker's syncfs helper now (it answers at once), for a commit that will
+ * use it: a bag of SYNCFS_MIN jobs or more has been answered (relay11's R2: its spawn at
+ * the first commit was on the critical path). Failures are the commit's to meet.
+ */
+export function warmSyncfsOnWorker(): void {
+  void request((id) => ({ id, k: 'warm' }), () => false).catch(() => undefined);
+}
+
+/**
  * One user's steps (a stager, one bag's moves, one bag's removals): batched, sent to the
  * shared worker or applied here ('caller'), the first failure kept for flush().
  */

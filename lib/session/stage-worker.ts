@@ -25,7 +25,8 @@ export type ToStageWorker =
   | { id: number; k?: undefined; ops: StageOp[]; data?: Uint8Array }
   | { id: number; k: 'applied'; result: StageOpsResult }
   | { id: number; k: 'stage'; req: StageRequest; words: BigInt64Array }
-  | { id: number; k: 'syncfs'; dir: string; timeoutMs: number };
+  | { id: number; k: 'syncfs'; dir: string; timeoutMs: number }
+  | { id: number; k: 'warm' };
 
 export type SyncfsResult = { ok: true } | { ok: false; message: string };
 
@@ -71,6 +72,11 @@ port.on('message', (m: ToStageWorker) => {
     void toStageResult(stageFrom(src, m.req, sink, undefined, () => growth.beat())).then((stage) => port.postMessage({ id: m.id, stage } satisfies FromStageWorker));
   } else if (m.k === 'syncfs') {
     syncfs(m.dir, m.timeoutMs, (syncfs) => port.postMessage({ id: m.id, syncfs } satisfies FromStageWorker));
+  } else if (m.k === 'warm') {
+    // a bag that will be made durable with a syncfs is on its way: the helper's start
+    // (a spawn, 5-37 ms of this thread) overlaps its bytes instead of delaying its commit
+    helper ??= startHelper();
+    port.postMessage({ id: m.id, syncfs: { ok: true } } satisfies FromStageWorker);
   } else {
     port.postMessage({ id: m.id, result: applyStageOps(m.ops, m.data) } satisfies FromStageWorker);
   }

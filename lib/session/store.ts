@@ -20,7 +20,7 @@ import { commitFile, ensureDir, fsyncDir, tmpName } from '../spool/commit.js';
 import { faultPoint } from '../spool/fault.js';
 import { Ledger } from './ledger.js';
 import { BagRefusal, LocalGrowth, PartialSource, fromStageFailure, stageFrom, type ReceiveCaps, type StageOutcome, type StageRequest } from './stage-bag.js';
-import { StageOps, stageOnWorker, stageWhere, syncfsOnWorker } from './stage-ops.js';
+import { StageOps, stageOnWorker, stageWhere, syncfsOnWorker, warmSyncfsOnWorker } from './stage-ops.js';
 import { onTodaysClock, type ClockStep } from './clock.js';
 
 export { BagRefusal, type ReceiveCaps };
@@ -535,6 +535,19 @@ export class SessionStore {
     }
     return st.size;
   }
+
+  /**
+   * A bag of `jobs` jobs has been answered: one of SYNCFS_MIN or more is made durable with
+   * a syncfs on the stage worker, whose helper shell starts now, while the bag arrives
+   * (asked once a session; nothing where fsyncs will be used instead).
+   */
+  expectCommit(jobs: number): void {
+    if (jobs < SYNCFS_MIN || !syncfsWorks || this.syncfsWarmed || this.where() !== 'worker') return;
+    this.syncfsWarmed = true;
+    warmSyncfsOnWorker();
+  }
+
+  private syncfsWarmed = false;
 
   /** Open the partial file for appending bytes from `from` on (never through a symbolic link). */
   async openPartial(bag: string, from: number): Promise<PartialWriter> {
