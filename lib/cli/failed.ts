@@ -3,6 +3,7 @@
 
 import { loadConfig, requirePeer } from '../config/index.js';
 import { eachFailed, type FailedJob } from '../runner/failed.js';
+import { peerText } from '../session/messages.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
@@ -51,9 +52,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   for await (const j of jobs) {
     n++;
-    io.stdout.write(`${j.peer}/${j.id}  ${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}\n`);
+    // a received job's header and the reason (an MTA's output, a peer's REFUSE) are
+    // others' text: no control character reaches the terminal (--json escapes them)
+    io.stdout.write(`${j.peer}/${j.id}  ${peerText(j.command)}  from <${peerText(j.sender)}>  to ${j.recipients.map((r) => `<${peerText(r)}>`).join(' ')}\n`);
     io.stdout.write(`    created ${j.created}, failed ${j.failedAt ?? '?'}, notice ${noticeWords(j)}\n`);
-    io.stdout.write(`    ${j.reason.replace(/[\r\n]+/g, ' ')}\n`);
+    io.stdout.write(`    ${peerText(j.reason.replace(/[\r\n]+/g, ' '))}\n`);
   }
   if (n === 0) io.stdout.write(peer ? `no failed jobs for ${peer}\n` : 'no failed jobs\n');
   return 0;

@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
-import { loadConfig } from '../config/index.js';
+import { isLoopbackHost, LISTEN_NOT_LOOPBACK, loadConfig } from '../config/index.js';
 import { asMailbagError, MailbagError } from '../errors.js';
 import { EX_TEMPFAIL } from '../exit.js';
 import { buildRouter } from '../lmtp/route.js';
@@ -46,7 +46,10 @@ function parseHostPort(text: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new MailbagError('usage', `--listen ${text}: write HOST:PORT, like 127.0.0.1:2424`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  // as lmtp.listen (lib/config/index.ts): no authentication, so loopback only
+  if (!isLoopbackHost(host)) throw new MailbagError('usage', `--listen "${text}" ${LISTEN_NOT_LOOPBACK}`);
+  return { host, port };
 }
 
 export async function main(argv: string[], io: CliIo): Promise<number> {

@@ -18,6 +18,7 @@ import { journalJobs, journalNamesAt } from '../lmtp/journal.js';
 import { lockHeldByLive } from '../spool/lock.js';
 import { jobIdTime } from '../job/id.js';
 import { isJobId } from '../job/header.js';
+import { peerText } from '../session/messages.js';
 import { readState, retryTimeCome } from '../runner/state.js';
 import { QUEUES, Spool, SPOOL_MARKER, type PeerStats, type Queue } from '../spool/spool.js';
 import { spoolErrorFrom } from '../spool/index.js';
@@ -364,7 +365,8 @@ function age(seconds: number): string {
 
 /** The --jobs text of one job: two lines, what it is and where its delivery stands. */
 export function formatJob(j: WaitingJob, now: number = Date.now()): string {
-  const what = j.command === null ? 'unreadable job' : `${j.command}  from <${j.sender}>  to ${j.recipients.map((r) => `<${r}>`).join(' ')}`;
+  // a received job's header is a peer's text: no control character reaches the terminal
+  const what = j.command === null ? 'unreadable job' : `${peerText(j.command)}  from <${peerText(j.sender ?? '')}>  to ${j.recipients.map((r) => `<${peerText(r)}>`).join(' ')}`;
   const parts: string[] = [];
   if (j.startedAt !== null) parts.push(`handed to the MTA at ${j.startedAt}, outcome not recorded (a runner is at it, or was stopped then)`);
   if (j.attempts === 0 && j.startedAt === null) parts.push('not tried yet: the next mailbag run delivers it');
@@ -375,8 +377,8 @@ export function formatJob(j: WaitingJob, now: number = Date.now()): string {
     const ahead = retryTimeCome(j.nextAttempt, new Date(now)) && wait > 0 ? ', set by a clock ahead of this one' : '';
     parts.push(!retryTimeCome(j.nextAttempt, new Date(now)) ? `next attempt ${j.nextAttempt} (in ${age(wait)})` : `next attempt due (${j.nextAttempt}${ahead})`);
   }
-  if (j.lastError !== null) parts.push(`last error: ${j.lastError.replace(/[\r\n]+/g, ' ')}`);
-  if (j.problem !== undefined) parts.push(`cannot read ${j.problem.replace(/[\r\n]+/g, ' ')}`);
+  if (j.lastError !== null) parts.push(`last error: ${peerText(j.lastError.replace(/[\r\n]+/g, ' '))}`);
+  if (j.problem !== undefined) parts.push(`cannot read ${peerText(j.problem.replace(/[\r\n]+/g, ' '))}`);
   return `${j.peer}/${j.id}  ${what}  size ${formatSize(j.bytes)}, received ${age(j.ageSeconds)} ago\n    ${parts.join('; ')}\n`;
 }
 

@@ -4,9 +4,9 @@
 // take any address: "0.0.0.0:2424" (or a host name) binds every interface and makes the
 // site an open relay through its hub. Seen on main at 23cf188: `mailbag lmtpd --no-socket
 // --listen 0.0.0.0:0` logs "listening on 0.0.0.0:42605 … ready" (ss -ltn: 0.0.0.0:42605).
-// it.fails until req-sec11.md R1 (refuse a listen address that is not loopback). The
-// configuration part is applied (apply11: lib/config/index.ts isLoopbackHost); the
-// --listen part (lib/cli/lmtpd.ts parseHostPort, runner11's) is still it.fails.
+// req-sec11.md R1 (refuse a listen address that is not loopback): the configuration part
+// applied by apply11 (lib/config/index.ts isLoopbackHost), the --listen part by apply11b
+// (lib/cli/lmtpd.ts parseHostPort).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,11 +78,11 @@ describe('sec11: lmtpd listens on loopback only', () => {
     }
   });
 
-  // req-sec11.md R1, the --listen part: lib/cli/lmtpd.ts (runner11's), not applied yet
-  it.fails('--listen 0.0.0.0:0 is refused at once, nothing listens', () => {
+  // req-sec11.md R1, the --listen part: lib/cli/lmtpd.ts parseHostPort (applied by apply11b)
+  it('--listen 0.0.0.0:0 is refused at once, nothing listens', () => {
     const cfg = join(dir, 'plain.toml');
     writeFileSync(cfg, `site = "home"\nspool = "${dir}/spool2"\n[peers.hub]\ndomains = ["a.test"]\n`);
-    // today lmtpd starts and serves until the timeout's SIGTERM (spawnSync kills its own child)
+    // before R1 lmtpd started and served until the timeout's SIGKILL (spawnSync kills its own child)
     const r = spawnSync(process.execPath, [mailbagBin, 'lmtpd', '--config', cfg, '--no-socket', '--listen', '0.0.0.0:0'], { encoding: 'utf8', timeout: 8_000, killSignal: 'SIGKILL' });
     expect(r.stderr).not.toMatch(/listening on 0\.0\.0\.0/);
     expect(r.signal).toBeNull();

@@ -13,8 +13,8 @@
 // so such a job is shown as unreadable and its fields are never printed: the first two
 // cases hold. A C1 control (U+0080–U+009F, e.g. U+009B, CSI on some terminals) is not C0:
 // the header takes it, as the front doors do in an address, and status/failed print it
-// raw: the last two cases, it.fails until the printing part (peerText in lib/cli/status.ts
-// and failed.ts, runner11's files) is applied.
+// raw: the last two cases, which hold since the printing part (peerText in lib/cli/status.ts
+// and failed.ts) was applied.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,8 +81,8 @@ describe('sec11: job header fields from a peer, printed for the admin', () => {
     expect(r.stdout).not.toMatch(CONTROLS);
   });
 
-  // req-sec11.md R5, the printing part (lib/cli/status.ts formatJob: peerText), runner11's
-  it.fails('mailbag status --jobs shows no C1 control of the peer', async () => {
+  // req-sec11.md R5, the printing part (lib/cli/status.ts formatJob: peerText; applied by apply11b)
+  it('mailbag status --jobs shows no C1 control of the peer', async () => {
     plantJob('01a2071e3405aaaaesc3', 'rmail', C1);
     const r = await runBin(MAILBAG_BIN, ['status', '--jobs', '--config', site.config], '');
     expect(r.code, r.stderr).toBe(0);
@@ -90,8 +90,8 @@ describe('sec11: job header fields from a peer, printed for the admin', () => {
     expect(r.stdout).not.toMatch(CONTROLS);
   });
 
-  // req-sec11.md R5, the printing part (lib/cli/failed.ts: peerText), runner11's
-  it.fails('mailbag failed shows no C1 control of the peer', async () => {
+  // req-sec11.md R5, the printing part (lib/cli/failed.ts: peerText; applied by apply11b)
+  it('mailbag failed shows no C1 control of the peer', async () => {
     plantJob('01a2071e3405aaaaesc4', 'evil', C1);
     const run = await runBin(MAILBAG_BIN, ['run', '--config', site.config], '');
     expect(run.stdout + run.stderr).toMatch(/01a2071e3405aaaaesc4: failed/);
