@@ -7,7 +7,7 @@ import { peerText } from '../session/messages.js';
 import { Spool } from '../spool/index.js';
 import type { CliIo } from './io.js';
 import { parseCommonArgs } from './options.js';
-import { spoolMade } from './status.js';
+import { jsonSafe, spoolMade } from './status.js';
 
 export const FAILED_USAGE = `Usage: mailbag failed [--config FILE] [--json] [PEER]
 
@@ -46,7 +46,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let n = 0;
   if (json) {
     // the shape JSON.stringify(array, null, 2) gives, one element at a time
-    for await (const j of jobs) io.stdout.write(`${n++ === 0 ? '[\n' : ',\n'}${JSON.stringify(j, null, 2).replace(/^/gm, '  ')}`);
+    for await (const j of jobs) io.stdout.write(`${n++ === 0 ? '[\n' : ',\n'}${jsonSafe(JSON.stringify(j, null, 2)).replace(/^/gm, '  ')}`);
     io.stdout.write(n === 0 ? '[]\n' : '\n]\n');
     return 0;
   }

@@ -363,6 +363,15 @@ function age(seconds: number): string {
   return seconds < 1 ? '0s' : formatDuration(seconds * 1000);
 }
 
+/**
+ * JSON text with DEL and the C1 controls (U+007F–U+009F) written as \u escapes: the same
+ * value, but JSON.stringify escapes only U+0000–U+001F, and a job header's fields (a
+ * peer's text) may hold a C1 control (CSI, OSC …) that --json would put on the terminal.
+ */
+export function jsonSafe(json: string): string {
+  return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The --jobs text of one job: two lines, what it is and where its delivery stands. */
 export function formatJob(j: WaitingJob, now: number = Date.now()): string {
   // a received job's header is a peer's text: no control character reaches the terminal
@@ -450,7 +459,7 @@ async function writeJobs(io: CliIo, config: ReturnType<typeof loadConfig>, peer:
   if (!json) io.stdout.write(`site ${head.site}, spool ${head.spool}\n`);
   else io.stdout.write(`${JSON.stringify(head, null, 2).slice(0, -2)},\n  "jobs": [`);
   for await (const j of each()) {
-    if (json) io.stdout.write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(j, null, 2).replace(/^/gm, '    ')}`);
+    if (json) io.stdout.write(`${n === 0 ? '\n' : ',\n'}${jsonSafe(JSON.stringify(j, null, 2)).replace(/^/gm, '    ')}`);
     else io.stdout.write(formatJob(j, now));
     n++;
   }
