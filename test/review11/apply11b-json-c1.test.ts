@@ -32,6 +32,20 @@ beforeAll(async () => {
 });
 afterAll(() => site?.cleanup());
 
+// req-apply11b.md B1 (lib/runner/runner.ts, runner11's): mailbag run's lines quote a
+// recipient raw, `hub/ID: failed: <x\u009b2J@y.test>: …` (seen on 943903e): it.fails until
+// the runner's log passes its lines through peerText.
+describe('apply11b: mailbag run prints no control character of a peer', () => {
+  it.fails('mailbag run, a job that fails for a recipient', async () => {
+    plantJob('01a2071e3405aaaajsn3', 'rmail');
+    const cfg = join(site.dir, 'false.toml');
+    writeFileSync(cfg, `site = "home"\nspool = ${JSON.stringify(site.spool)}\n[delivery]\nsendmail = "/bin/false"\nmta = "sendmail"\n[peers.hub]\nhost = "hub.example.org"\n`);
+    const r = await runBin(MAILBAG_BIN, ['run', '--config', cfg], '');
+    expect(r.stdout + r.stderr).toMatch(/01a2071e3405aaaajsn3: failed: </);
+    expect(r.stdout + r.stderr).not.toMatch(CONTROLS);
+  });
+});
+
 describe('apply11b: --json output holds no control character of a peer, and the same values', () => {
   it('mailbag status --jobs --json', async () => {
     plantJob('01a2071e3405aaaajsn1', 'rmail');
