@@ -404,6 +404,9 @@ class Session {
             return;
           }
           await this.handle(m.value);
+          // a frame handled is a frame received: a chunk of many frames (10,000 OFFERs, each
+          // a stat) can take longer to handle than the idle limit, and the peer was not silent
+          this.lastRecv = performance.now();
           if (this.settled && !this.ended) return;
         }
       }
