@@ -27,6 +27,7 @@ import { parseLock } from '../spool/lock.js';
 import { Spool, spoolErrorFrom, type JobRef, type OpenJob } from '../spool/index.js';
 import { recordedDiagnostic, RecordReserve, recordSizes } from './reserve.js';
 import { emptyState, endBatch, isBatchName, MAX_BACKOFF_MS, readState, RUN_MAGIC_LINE, removeState, retryTimeCome, startBatch, writeState, type RunState, type TxProgress } from './state.js';
+import { peerText } from '../session/messages.js';
 
 export const BUILTIN_COMMANDS = ['rmail', 'rsmtp'] as const;
 
@@ -470,7 +471,9 @@ export class Runner {
     this.force = o.force ?? false;
     this.env = o.env ?? process.env;
     this.now = o.now ?? (() => new Date());
-    this.log = o.log ?? (() => undefined);
+    const log = o.log;
+    // a job's header is a peer's text: no control character of it reaches a terminal
+    this.log = log ? (line: string): void => log(peerText(line)) : (): void => undefined;
   }
 
   newDeliverer(): Deliverer {

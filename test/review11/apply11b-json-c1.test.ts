@@ -33,10 +33,10 @@ beforeAll(async () => {
 afterAll(() => site?.cleanup());
 
 // req-apply11b.md B1 (lib/runner/runner.ts, runner11's): mailbag run's lines quote a
-// recipient raw, `hub/ID: failed: <x\u009b2J@y.test>: …` (seen on 943903e): it.fails until
+// recipient raw, `hub/ID: failed: <x\u009b2J@y.test>: …` (seen on 943903e). Applied:
 // the runner's log passes its lines through peerText.
 describe('apply11b: mailbag run prints no control character of a peer', () => {
-  it.fails('mailbag run, a job that fails for a recipient', async () => {
+  it('mailbag run, a job that fails for a recipient', async () => {
     plantJob('01a2071e3405aaaajsn3', 'rmail');
     const cfg = join(site.dir, 'false.toml');
     writeFileSync(cfg, `site = "home"\nspool = ${JSON.stringify(site.spool)}\n[delivery]\nsendmail = "/bin/false"\nmta = "sendmail"\n[peers.hub]\nhost = "hub.example.org"\n`);
