@@ -143,7 +143,7 @@ function job(over: Partial<JobHeader> = {}, payload = Buffer.from('Subject: x\n\
   return { name: h.id, bytes: Buffer.concat([encodeJobHeader(h), payload]) };
 }
 
-async function bagOf(entries: { name: string; bytes: Buffer }[]): Promise<Buffer> {
+async function bagOf(entries: readonly { name: string; bytes: Buffer }[]): Promise<Buffer> {
   const pack = tar.pack();
   for (const e of entries) pack.entry({ name: e.name, size: e.bytes.length }, e.bytes);
   pack.finalize();
