@@ -6,7 +6,7 @@
 // In a command run as its own process, started as root on a spool another user owns,
 // loading the configuration is where the process becomes that user (lib/spool/owner.ts).
 
-import { readFileSync, readlinkSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,9 +69,9 @@ export interface LoadConfigOptions {
  */
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const asRoot = process.geteuid?.() === 0;
-  const { config, file } = findConfig(options);
+  const { config, file, st } = findConfig(options);
   // as root, before anything the file names is run or the spool's owner is taken on
-  if (asRoot && file !== undefined) checkRootsFile(file, config);
+  if (asRoot && file !== undefined) checkRootsFile(file, st!, config);
   if (!spoolOwnerSwitchArmed()) return config;
   let spool: string;
   try {
@@ -82,7 +82,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const owner = becomeSpoolOwner(spool);
   if (!owner) return config;
   try {
-    return findConfig(options).config;
+    // read again as the owner: the file read now is checked too (the one checked above may
+    // have been replaced since, by whoever may write a directory above it)
+    const again = findConfig(options);
+    if (asRoot && again.file !== undefined) checkRootsFile(again.file, again.st!, again.config, owner.uid);
+    return again.config;
   } catch (err) {
     // say why root's command reads as another user (a file only root can read)
     if (err instanceof ConfigError) err.message += ` (read as uid ${owner.uid}${owner.user ? ` (${owner.user})` : ''}, the owner of the spool ${spool}, which this command started as root became)`;
@@ -90,7 +94,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
 }
 
-function findConfig(options: LoadConfigOptions): { config: Config; file: string | undefined } {
+function findConfig(options: LoadConfigOptions): { config: Config; file: string | undefined; st?: Stats } {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   // packageRoot() only where the default spool is needed (validate, spoolNotSet): a
@@ -102,12 +106,13 @@ function findConfig(options: LoadConfigOptions): { config: Config; file: string 
   if (explicit === '') throw new ConfigError('--config names no file: give the path of the configuration file');
   if (explicit !== undefined) {
     const file = resolve(cwd, explicit);
-    return { config: parseConfig(readConfigFile(file, true)!, file, root), file };
+    const { text, st } = readConfigFile(file, true)!;
+    return { config: parseConfig(text, file, root), file, st };
   }
   const system = options.systemFile ?? SYSTEM_CONFIG;
-  const text = readConfigFile(system, false);
-  if (text === undefined) return { config: defaultConfig(root), file: undefined };
-  return { config: parseConfig(text, system, root), file: system };
+  const read = readConfigFile(system, false);
+  if (read === undefined) return { config: defaultConfig(root), file: undefined };
+  return { config: parseConfig(read.text, system, root), file: system, st: read.st };
 }
 
 /** `uid N (name)`, the name from /etc/passwd when it has one (an error's words only) */
@@ -134,14 +139,15 @@ function uidName(uid: number): string {
  * anyone can put there. A process that is not root keeps the o+w rule (readConfigFile):
  * a user's own file is theirs.
  */
-function checkRootsFile(file: string, config: Config): void {
-  const st = statSync(file);
+function checkRootsFile(file: string, st: Stats, config: Config, became?: number): void {
   if (!st.isFile()) return;
-  let becomes: number | undefined;
-  try {
-    becomes = spoolOwnerSwitchArmed() ? ownerToBecome(config.spool, 0)?.uid : undefined;
-  } catch {
-    becomes = undefined; // no spool set, or one not reachable: root stays root
+  let becomes: number | undefined = became;
+  if (becomes === undefined) {
+    try {
+      becomes = spoolOwnerSwitchArmed() ? ownerToBecome(config.spool, 0)?.uid : undefined;
+    } catch {
+      becomes = undefined; // no spool set, or one not reachable: root stays root
+    }
   }
   const trusted = (uid: number): boolean => uid === 0 || uid === becomes;
   const whom = becomes === undefined ? 'root' : `root or ${uidName(becomes)}, the owner of the spool a command started as root becomes`;
@@ -152,9 +158,20 @@ function checkRootsFile(file: string, config: Config): void {
   if (st.mode & 0o022) {
     throw new ConfigError(`its group or every user may write the configuration file (mode 0${(st.mode & 0o7777).toString(8)}), ${why}: chmod go-w ${file}`, { file });
   }
-  const dirs = new Set([dirname(file)]);
+  // every directory above it, as named and as it really is, up to / (OpenSSH's safe_path):
+  // whoever may write any of them may replace what is below
+  const dirs = new Set<string>();
+  const above = (d: string): void => {
+    for (;;) {
+      dirs.add(d);
+      const up = dirname(d);
+      if (up === d) return;
+      d = up;
+    }
+  };
+  above(dirname(file));
   try {
-    dirs.add(dirname(realpathSync.native(file)));
+    above(dirname(realpathSync.native(file)));
   } catch {
     // read a moment ago: gone since, the next read says so
   }
@@ -192,10 +209,19 @@ const READ_ERRORS: Record<string, string> = {
   ELOOP: 'too many symbolic links (a loop?)',
 };
 
-function readConfigFile(file: string, required: boolean): string | undefined {
+function readConfigFile(file: string, required: boolean): { text: string; st: Stats } | undefined {
   let text: string;
+  let st: Stats;
   try {
-    text = readFileSync(file, 'utf8');
+    // one descriptor for the text and its stat: a path stat()ed after a read by the path
+    // may name another file by then (a directory above it replaced: req-review11 R1)
+    const fd = openSync(file, 'r');
+    try {
+      st = fstatSync(fd);
+      text = readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // a link whose target is missing (a file system not mounted) is there: not "no file"
@@ -207,7 +233,6 @@ function readConfigFile(file: string, required: boolean): string | undefined {
   }
   // the file names the programs mailbag runs (delivery.sendmail, actions, a peer's command),
   // as the spool's owner or as root: one every user may write is anyone's way to run theirs
-  const st = statSync(file);
   const mode = st.mode;
   // a regular file: /dev/null (0666, for "no settings") or a pipe holds nothing anyone can put there
   if (st.isFile() && mode & 0o002) {
@@ -221,7 +246,7 @@ function readConfigFile(file: string, required: boolean): string | undefined {
       { file },
     );
   }
-  return text;
+  return { text, st };
 }
 
 /** statfs(2) f_type of the file systems whose files' modes come from mount options */

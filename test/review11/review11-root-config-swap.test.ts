@@ -8,7 +8,7 @@
 // delivery.sendmail, a peer's command). OpenSSH, whose rule the docs cite, checks every
 // directory up to / and the descriptor it reads. Seen on 6ad40b9 (load 2.5-3.8): root's
 // loadConfig returned the other user's site within the first 100 loads, in 4 runs of 4.
-// it.fails until req-review11.md R1 (read the file through one descriptor and check that
+// req-review11.md R1 applied (read the file through one descriptor and check that
 // descriptor's fstat; check every directory above the file as OpenSSH's safe_path does).
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'mailbag-review11-swap-'));
 describe.runIf(root)('review11: root and a configuration file swapped under its check', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it.fails('root never takes a file of uid 65534 while a directory above it is flipped', async () => {
+  it('root never takes a file of uid 65534 while a directory above it is flipped', async () => {
     chmodSync(dir, 0o755);
     const spool = join(dir, 'spool');
     const text = (site: string): string => `site = "${site}"\nspool = "${spool}"\n[delivery]\nsendmail = "/usr/sbin/sendmail"\n`;
