@@ -17,16 +17,15 @@ export interface RunnerSite {
 }
 
 const dirs: string[] = [];
-let registered = false;
+// registered as the test file imports this module (while vitest collects the file): a
+// hook registered from inside a running test, as makeRunnerSite did, never ran, and every
+// site stayed in the temp directory (90 of them after one run of the suite)
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
-/** A new site; its directory is removed after the test (call from a test file). */
+/** A new site; its directory is removed after the test. */
 export async function makeRunnerSite(prefix = 'mailbag-runner-fault-'): Promise<RunnerSite> {
-  if (!registered) {
-    registered = true;
-    afterEach(() => {
-      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-    });
-  }
   const dir = mkdtempSync(join(tmpdir(), prefix));
   dirs.push(dir);
   const calls = join(dir, 'calls');
