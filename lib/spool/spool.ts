@@ -196,7 +196,22 @@ export class Spool {
     }
     if (text === undefined) {
       if (!create) throw new SpoolError(`${root} is not a mailbag spool (no ${SPOOL_MARKER} file)`);
-      Spool.checkUnused(root);
+      try {
+        Spool.checkUnused(root);
+      } catch (err) {
+        // Another process may have made the spool between the read above and the look
+        // inside (two front doors on a fresh spool, the MTA delivering in parallel): its
+        // marker is committed before anything else of the spool is made, so a marker there
+        // now means the entries are that spool's, not someone else's files
+        let now: string;
+        try {
+          now = readFileSync(path, 'utf8');
+        } catch {
+          throw err;
+        }
+        Spool.checkMarkerText(path, now);
+        return;
+      }
       await chmod(root, DIR_MODE);
       await ensureDir(join(root, 'tmp'));
       await commitFile(path, Buffer.from(SPOOL_MARKER_CONTENT), { tmpDir: join(root, 'tmp'), label: 'marker' });
