@@ -157,6 +157,8 @@ class JobRun {
     private readonly job: OpenJob,
     private state: RunState,
     private readonly deliverer: Deliverer,
+    /** the peer's pass: a notice that waits for our spool is a failure of the run */
+    private readonly pass: PassState,
   ) {}
 
   private get peer(): string {
@@ -447,9 +449,25 @@ class JobRun {
     faultPoint('runner-after-fail-move');
     // its record took the room held for it (a full spool): the notices go from failed/ in a
     // later run, when a record of them has room (not in this one)
+    let waits: MailbagError | undefined;
     if (this.full) this.r.noticeDeferredNow.add(`${this.peer}/${this.header.id}`);
-    else await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
+    else {
+      try {
+        await this.r.finishFailedNotices(this.deliverer, this.job, this.state, txs);
+      } catch (err) {
+        // our own spool (no room held for the notice's record: nothing of it went out): the
+        // job has failed all the same (recorded, in failed/), and its notice waits there
+        // for the next run (pendingNotices), said and a failure of this one, not a retry
+        const e = asMailbagError(err);
+        if (e.code !== 'spool' && e.code !== 'spool-full') throw e;
+        waits = e;
+      }
+    }
     this.r.log(`${this.peer}/${this.header.id}: ${kind}: ${reason}`);
+    if (waits) {
+      this.r.log(`${this.peer}/${this.header.id}: the notice waits for the next run: ${waits.message}`);
+      spoolFailure(this.pass, `${this.peer}/${this.header.id}`, waits);
+    }
     return 'failed';
   }
 }
@@ -585,7 +603,7 @@ export class Runner {
    * that cannot be read stops only its own notice: said once and recorded when that is for
    * good (nobody can be told), left for the next run when temporary.
    */
-  private async pendingNotices(d: Deliverer, peer: string, pass?: PassState): Promise<void> {
+  private async pendingNotices(d: Deliverer, peer: string, pass: PassState): Promise<void> {
     for (const ref of await this.spool.listJobs('failed', peer)) {
       let state: RunState | undefined;
       try {
@@ -595,10 +613,7 @@ export class Runner {
         // unknown; a failure of the run, as for a job in in/, never skipped in silence
         const e = asMailbagError(err);
         this.log(`${peer}/${ref.id}: ${e.message}`);
-        if (pass) {
-          pass.spoolFailures++;
-          pass.firstSpoolFailure ??= new MailbagError('spool', `${peer}/${ref.id}: ${e.message}`, { cause: e });
-        }
+        spoolFailure(pass, `${peer}/${ref.id}`, new MailbagError('spool', e.message, { cause: e }));
         continue;
       }
       if (!state?.failed || state.failed.noticeSent || state.failed.noticeGivenUp) continue;
@@ -619,25 +634,26 @@ export class Runner {
         this.log(line);
         continue;
       }
-      const txs = await this.transactionsOf(job, state);
-      if (txs && Object.keys(state.tx).length === 0) {
-        // failed as a whole before any delivery (our peer refused it for good): every
-        // recipient fails with the recorded reason, as JobRun.fail records it
-        const { reason, status } = state.failed;
-        for (const tx of txs) {
-          state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: diagnosticOf(reason) })), noticed: false };
-        }
-      }
       try {
+        // a job that cannot be read now (EMFILE, EIO): its notices wait, as below
+        const txs = await this.transactionsOf(job, state);
+        if (txs && Object.keys(state.tx).length === 0) {
+          // failed as a whole before any delivery (our peer refused it for good): every
+          // recipient fails with the recorded reason, as JobRun.fail records it
+          const { reason, status } = state.failed;
+          for (const tx of txs) {
+            state.tx[String(tx.index)] = { accepted: [], failed: tx.recipients.map((r) => ({ address: r.address, status, diagnostic: diagnosticOf(reason) })), noticed: false };
+          }
+        }
         await this.finishFailedNotices(d, job, state, txs);
       } catch (err) {
-        // our own spool (no room for the notice's record, a full disk): the notices wait,
-        // said and a failure of the run, and the jobs in in/ are still run
+        // our own spool (no room for the notice's record, a full disk, a read that failed
+        // for now): the notices wait, said and a failure of the run, and the jobs in in/
+        // are still run
         const e = asMailbagError(err);
-        if (!pass || (e.code !== 'spool' && e.code !== 'spool-full')) throw e;
+        if (e.code !== 'spool' && e.code !== 'spool-full') throw e;
         this.log(`${peer}/${ref.id}: the notice waits for the next run: ${e.message}`);
-        pass.spoolFailures++;
-        pass.firstSpoolFailure ??= new MailbagError(e.code, `${peer}/${ref.id}: ${e.message}`, { cause: e });
+        spoolFailure(pass, `${peer}/${ref.id}`, e);
         // a full spool: the others' notices would meet it too
         if (e.code === 'spool-full') break;
       }
@@ -645,7 +661,8 @@ export class Runner {
   }
 
   /**
-   * The transactions of a built-in job, when it can be read; undefined otherwise. A BSMTP
+   * The transactions of a built-in job; undefined for another job, or one that cannot be
+   * parsed. A read that fails for now throws (a spool error), never undefined. A BSMTP
    * job of ours that failed on its way out (from this site, to the peer it is filed under)
    * is read whatever the peer's `accept` (which says what its jobs may run here): its
    * notices go per transaction, to each sender, as each recipient's NOTIFY asks, with ORCPT.
@@ -664,12 +681,18 @@ export class Runner {
       return a.name === 'rmail'
         ? [(await rmailTransaction(job.ref.path, job.payloadOffset, job.header.args)).tx]
         : (await indexBsmtp(job.ref.path, job.payloadOffset)).transactions;
-    } catch {
-      return undefined;
+    } catch (err) {
+      // a job that cannot be parsed (for good): its notice goes for the whole job. A read
+      // that failed for now (EMFILE, ENFILE, EIO, …) is thrown, a spool error: read as the
+      // whole job, the notice would name recipients already told in their own
+      // transaction's notice (promise 2); it waits for a run that can read the job
+      const e = asMailbagError(err);
+      if (!e.temporary) return undefined;
+      throw e.code === 'spool' || e.code === 'spool-full' ? e : new SpoolError(`reading the job's transactions: ${e.message}`, { cause: err });
     }
   }
 
-  private async runOne(ref: JobRef, d: Deliverer): Promise<'done' | 'retry' | 'failed' | 'skipped'> {
+  private async runOne(ref: JobRef, d: Deliverer, pass: PassState): Promise<'done' | 'retry' | 'failed' | 'skipped'> {
     let job: OpenJob;
     try {
       job = await this.spool.readJob(ref);
@@ -685,7 +708,7 @@ export class Runner {
       return 'failed';
     }
     const state = (await readState(this.spool, ref.peer, ref.id)) ?? emptyState();
-    const run = new JobRun(this, job, state, d);
+    const run = new JobRun(this, job, state, d, pass);
     if (state.failed) {
       // a crash after the failure was recorded: finish moving it and the notices
       return run.fail(state.failed.reason, state.failed.status, await this.transactionsOf(job, state));
@@ -725,7 +748,16 @@ export class Runner {
    * and the notices its failed jobs owe (an expired outgoing job) are sent. Under its
    * runner lock; a runner holding that lock does the same.
    */
-  async unknownPeer(peer: string, summary: RunSummary): Promise<void> {
+  async unknownPeer(peer: string, summary: RunSummary, unfinished: { peer: string; error: MailbagError }[] = []): Promise<void> {
+    const pass: PassState = { busyReported: false, recovery: 'clean', spoolFailures: 0 };
+    try {
+      await this.unknownPeerJobs(peer, summary, pass);
+    } finally {
+      reportSpoolFailures(pass, peer, unfinished);
+    }
+  }
+
+  private async unknownPeerJobs(peer: string, summary: RunSummary, pass: PassState): Promise<void> {
     const refs = await this.spool.listJobs('in', peer);
     let lock;
     try {
@@ -738,7 +770,7 @@ export class Runner {
     }
     const d = this.newDeliverer();
     try {
-      await this.pendingNotices(d, peer);
+      await this.pendingNotices(d, peer, pass);
       const hours = Math.round(this.config.queueLifetimeMs / 3_600_000);
       let left = 0;
       for (const ref of refs) {
@@ -756,8 +788,19 @@ export class Runner {
           continue;
         }
         // one delivered in part before its peer was removed: its notices per transaction,
-        // for the recipients not told yet (transactionsOf reads it by its record)
-        await new JobRun(this, job, state, d).fail(`not delivered within the queue lifetime (${hours} h): ${peer} is not a configured peer`, '4.4.7', await this.transactionsOf(job, state), 'expired');
+        // for the recipients not told yet (transactionsOf reads it by its record). One
+        // that cannot be read now (EMFILE, EIO) fails at the next run, read then
+        let txs: Transaction[] | undefined;
+        try {
+          txs = await this.transactionsOf(job, state);
+        } catch (err) {
+          const e = asMailbagError(err);
+          this.log(`${peer}/${ref.id}: fails at the next run: ${e.message}`);
+          spoolFailure(pass, `${peer}/${ref.id}`, e);
+          summary.skipped++;
+          continue;
+        }
+        await new JobRun(this, job, state, d, pass).fail(`not delivered within the queue lifetime (${hours} h): ${peer} is not a configured peer`, '4.4.7', txs, 'expired');
         summary.failed++;
       }
       if (left > 0) {
@@ -785,8 +828,7 @@ export class Runner {
     try {
       await this.rounds(peer, summary, unfinished, pass);
     } finally {
-      const first = pass.firstSpoolFailure;
-      if (first) unfinished.push({ peer, error: new MailbagError(first.code, `${peer}: ${pass.spoolFailures} job(s) could not be run (${first.message})`, { cause: first }) });
+      reportSpoolFailures(pass, peer, unfinished);
     }
   }
 
@@ -889,7 +931,7 @@ export class Runner {
           for (const ref of batch) {
             let outcome: 'done' | 'retry' | 'failed' | 'skipped';
             try {
-              outcome = await this.runOne(ref, d);
+              outcome = await this.runOne(ref, d, pass);
             } catch (err) {
               // a temporary problem of ours (spool, MTA unreachable): the job stays, unchanged
               const e = asMailbagError(err);
@@ -897,10 +939,7 @@ export class Runner {
               outcome = 'retry';
               // our own spool (a record it cannot read, a full disk): not a retry that ends
               // by itself, a failure of the run (reported once per peer, after the others)
-              if (e.code === 'spool' || e.code === 'spool-full') {
-                pass.spoolFailures++;
-                pass.firstSpoolFailure ??= new MailbagError(e.code, `${peer}/${ref.id}: ${e.message}`, { cause: e });
-              }
+              if (e.code === 'spool' || e.code === 'spool-full') spoolFailure(pass, `${peer}/${ref.id}`, e);
             }
             summary[outcome]++;
           }
@@ -934,6 +973,17 @@ interface PassState {
   /** jobs that could not be run because of our own spool, and the first such error */
   spoolFailures: number;
   firstSpoolFailure?: MailbagError;
+}
+
+/** A job (or its notice) our own spool kept from going on: a failure of the run, said once per peer. */
+function spoolFailure(pass: PassState, what: string, e: MailbagError): void {
+  pass.spoolFailures++;
+  pass.firstSpoolFailure ??= new MailbagError(e.code, `${what}: ${e.message}`, { cause: e });
+}
+
+function reportSpoolFailures(pass: PassState, peer: string, unfinished: { peer: string; error: MailbagError }[]): void {
+  const first = pass.firstSpoolFailure;
+  if (first) unfinished.push({ peer, error: new MailbagError(first.code, `${peer}: ${pass.spoolFailures} job(s) could not be run (${first.message})`, { cause: first }) });
 }
 
 function leftoversKey(l: Leftovers | undefined): string {
@@ -992,7 +1042,7 @@ export async function runJobs(o: RunOptions): Promise<RunSummary> {
     try {
       // jobs of a peer this configuration does not know (removed from it) are not run, and
       // fail once older than queue_lifetime, with their notices
-      if (!Object.hasOwn(o.config.peers, peer)) await runner.unknownPeer(peer, summary);
+      if (!Object.hasOwn(o.config.peers, peer)) await runner.unknownPeer(peer, summary, unfinished);
       else await runner.runPeer(peer, summary, unfinished);
     } catch (err) {
       const cause = asMailbagError(err);
