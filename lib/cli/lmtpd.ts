@@ -16,7 +16,7 @@ import { isLoopbackHost, LISTEN_NOT_LOOPBACK, loadConfig } from '../config/index
 import { asMailbagError, MailbagError } from '../errors.js';
 import { EX_TEMPFAIL } from '../exit.js';
 import { buildRouter } from '../lmtp/route.js';
-import { FD_HEADROOM, LmtpServer, openFiles, removeStaleSocket } from '../lmtp/server.js';
+import { checkSocketDir, FD_HEADROOM, LmtpServer, openFiles, removeStaleSocket, socketUmask } from '../lmtp/server.js';
 import { SpoolLedger } from '../lmtp/ledger.js';
 import { SpoolJobStore } from '../lmtp/spool-store.js';
 import { LmtpJournal, replayJournals, setJobFilesAtOnce, type JournalStats } from '../lmtp/journal.js';
@@ -325,7 +325,10 @@ const START_TIMEOUT_MS = 60_000;
  */
 async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): Promise<number> {
   const { config, socketPath, log, workers: n } = ctx;
-  if (socketPath !== undefined) await removeStaleSocket(socketPath);
+  if (socketPath !== undefined) {
+    checkSocketDir(socketPath);
+    await removeStaleSocket(socketPath);
+  }
   cluster.schedulingPolicy = cluster.SCHED_RR;
   cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
   const alive = new Map<number, Worker>();
@@ -388,11 +391,12 @@ async function runWorkers(ctx: Setup, spool: Spool, stopped: Promise<string>): P
     const w = cluster.fork({ MAILBAG_LMTPD_WORKER: String(i + 1), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || THREAD_POOL });
     alive.set(w.id, w);
   }
-  // the socket appears with the mode bits of the primary's umask: none for others until
-  // chmod. Set after the forks (each spawned at once, inheriting the umask then), before
-  // the workers' requests to bind (messages, handled after this): a worker under 0177 made
-  // every directory 0600, not searchable until its chmod, while the other linked into it
-  const umask = process.umask(0o177);
+  // the socket appears with the mode bits of the primary's umask: made with its mode, never
+  // chmod'ed by path (a chmod follows a link put in its place). Set after the forks (each
+  // spawned at once, inheriting the umask then), before the workers' requests to bind
+  // (messages, handled after this): a worker under 0177 made every directory 0600, not
+  // searchable, while the other linked into it
+  const umask = process.umask(socketUmask(config.lmtp.socketMode));
   let timer: NodeJS.Timeout | undefined;
   const first = await Promise.race([
     allStarted.then(() => 'started'),

@@ -8,8 +8,9 @@
 
 import cluster from 'node:cluster';
 import { createHash, type Hash } from 'node:crypto';
-import { chmodSync, lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
+import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { checkBsmtpEnvelope } from '../bsmtp/envelope.js';
@@ -406,20 +407,39 @@ export class LmtpServer {
 
   /**
    * Listen on a unix socket: a stale socket of a dead listener is replaced, a live one
-   * refused. `shared`: a worker of `lmtpd --workers N`, whose primary process binds the
-   * socket (node:cluster), removed the stale one before and removes the file at the end.
+   * refused, a directory other users may write refused (checkSocketDir). The socket is
+   * made with its mode (the umask of the bind), never chmod'ed by path: a chmod follows a
+   * symbolic link put in the socket's place, and would give the mode to its target.
+   * `shared`: a worker of `lmtpd --workers N`, whose primary process checks the directory,
+   * removes the stale socket and binds it (node:cluster, under socketUmask(mode)), and
+   * removes the file at the end.
    */
   async listenUnix(path: string, mode: number, opts: { shared?: boolean } = {}): Promise<void> {
-    if (!opts.shared) await removeStaleSocket(path);
-    const server = this.makeServer();
-    const old = process.umask(0o177);
-    try {
-      await listen(server, (s) => s.listen(path));
-    } finally {
-      process.umask(old);
+    if (!opts.shared) {
+      checkSocketDir(path);
+      await removeStaleSocket(path);
     }
-    chmodSync(path, mode);
+    const server = this.makeServer();
+    // bind(2) is made within the call (its 'listening' comes after): the umask is ours
+    // for no longer than that, no other code of this process runs meanwhile
+    await listen(server, (s) => {
+      const old = process.umask(socketUmask(mode));
+      try {
+        s.listen(path);
+      } finally {
+        process.umask(old);
+      }
+    });
     this.servers.push({ server, path: opts.shared ? undefined : path });
+    try {
+      checkBoundSocket(path, mode);
+    } catch (err) {
+      // not ours at that path: not served. (Closing it, libuv unlinks the path: a link
+      // there goes, never what it points to.)
+      this.servers.pop();
+      await new Promise<void>((done) => server.close(() => done()));
+      throw err;
+    }
   }
 
   /**
@@ -608,6 +628,76 @@ function listen(server: SMTPServer, start: (s: SMTPServer) => void): Promise<voi
     net.once('listening', onListening);
     start(server);
   });
+}
+
+/** The umask under which bind(2) makes a unix socket of `mode` (0777 less the mode). */
+export function socketUmask(mode: number): number {
+  return 0o777 & ~mode;
+}
+
+/**
+ * After the bind: the path is the socket just made, ours, of its mode. Anything else
+ * there means someone replaced it between the bind and this look (only possible where
+ * another user may write the directory, which checkSocketDir refuses): refused, not
+ * served, and nothing done to what is there.
+ */
+export function checkBoundSocket(path: string, mode: number): void {
+  const st = lstatSync(path);
+  const uid = process.geteuid?.() ?? 0;
+  if (!st.isSocket() || st.uid !== uid || (st.mode & 0o777) !== (mode & 0o777)) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isSocket() ? `a socket of uid ${st.uid}, mode 0${(st.mode & 0o777).toString(8)}` : 'not a socket';
+    throw new ConfigError(`${path} is ${what} right after lmtpd made its socket there: someone else may write its directory; not listening`, { key: 'lmtp.socket' });
+  }
+}
+
+/**
+ * The socket's directory, and each one above it (as named and as it really is, through
+ * symbolic links), is safe from other users: whoever may write the socket's directory
+ * can take the socket's name while lmtpd is down, and the MTA then hands them its mail
+ * (a sticky bit, as on /tmp, does not stop that: the name is free then), or replace the
+ * socket while it runs. So the socket's own directory is owned by root or lmtpd's user
+ * and neither its group nor every user may write it; a directory above it may be
+ * written by others only with the sticky bit (no one else can rename what is ours in it),
+ * as OpenSSH's safe_path. A directory that does not exist is left to the bind to report.
+ */
+export function checkSocketDir(path: string, uid: number = process.geteuid?.() ?? 0): void {
+  const trusted = (u: number): boolean => u === 0 || u === uid;
+  const named = dirname(resolve(path));
+  let real: string;
+  try {
+    real = realpathSync.native(named);
+  } catch {
+    return;
+  }
+  const fix = 'put the socket in a directory only root and lmtpd\'s user may write, such as /run/mailbag (systemd\'s RuntimeDirectory=mailbag; docs/lmtp.md)';
+  for (const dir of new Set([named, real])) {
+    const st = statSync(dir);
+    if (!trusted(st.uid)) {
+      throw new ConfigError(`the socket's directory ${dir} is owned by uid ${st.uid}, who could take the socket's name and so the MTA's mail: ${fix}`, { key: 'lmtp.socket' });
+    }
+    if (st.mode & 0o022) {
+      const who = st.mode & 0o002 ? 'every user' : `its group (gid ${st.gid})`;
+      throw new ConfigError(`${who} may write the socket's directory ${dir} (mode 0${(st.mode & 0o7777).toString(8)}): another user could take the socket's name while lmtpd is down (the sticky bit does not stop that) and so the MTA's mail, or replace it: ${fix}`, { key: 'lmtp.socket' });
+    }
+  }
+  const above = new Set<string>();
+  for (let d of [named, real]) {
+    for (;;) {
+      const up = dirname(d);
+      if (up === d) break;
+      above.add(up);
+      d = up;
+    }
+  }
+  for (const dir of above) {
+    const st = statSync(dir);
+    if (!trusted(st.uid)) {
+      throw new ConfigError(`${dir}, above the socket's directory, is owned by uid ${st.uid}, who could replace what is below it and so take the MTA's mail: ${fix}`, { key: 'lmtp.socket' });
+    }
+    if (st.mode & 0o022 && !(st.mode & 0o1000)) {
+      throw new ConfigError(`its group or every user may write ${dir}, above the socket's directory (mode 0${(st.mode & 0o7777).toString(8)}), and so replace what is below it and take the MTA's mail: chmod go-w ${dir}, or ${fix}`, { key: 'lmtp.socket' });
+    }
+  }
 }
 
 /**
