@@ -129,6 +129,10 @@ export function checkDrained(peer: string, r: SessionResult): number {
     ...r.refusedByPeer.map((x) => `${peer} refused bag ${x.bag.slice(0, 12)}: ${x.message} (${x.code})`),
     ...r.refusedByUs.map((x) => `refused bag ${x.bag.slice(0, 12)} from ${peer}: ${x.message} (${x.code})`),
     ...(r.held.length ? [`${r.held.length} job(s) larger than ${peer} accepts failed (see mailbag failed)`] : []),
+    // a bag refused as a whole, no job of it named (docs/protocol.md §3 step 5)
+    ...(r.alone ? [`${r.alone} job(s) of bags ${peer} refused as a whole go one per bag from the next session on`] : []),
+    ...(r.failedAlone.length ? [`${r.failedAlone.length} job(s) ${peer} refused alone in their bag, while it took others, failed (see mailbag failed)`] : []),
+    ...(r.heldAlone ? [`${r.heldAlone} job(s) ${peer} refused alone in their bag stay queued: it took no bag of this site's in this session (does ${peer} refuse every bag?)`] : []),
     ...(r.busy ? [`${r.busy} bag(s) ${peer} offered past ${MAX_OPEN_OFFERS} at once were refused for now (it offers them again next session)`] : []),
     ...(r.unsent ? [`${r.unsent} job(s) stay queued: ${peer} reads none of the codecs this site writes (its hello lists ${r.peerHello.codecs.join(', ') || 'none it knows'})`] : []),
   ];

@@ -144,6 +144,12 @@ export interface SessionResult {
   refusedByUs: Refuse[];
   /** jobs too large for the peer's caps: moved to failed/PEER, their senders owed a notice */
   held: string[];
+  /** jobs of bags the peer refused as a whole, naming none of them: sent one per bag from the next session on */
+  alone: number;
+  /** jobs the peer refused alone in their bag, naming none, while it took other bags: moved to failed/PEER, their senders owed a notice */
+  failedAlone: string[];
+  /** jobs the peer refused alone in their bag, naming none, in a session where it took no bag of ours: still queued */
+  heldAlone: number;
   /** jobs left queued because the peer reads none of the codecs this side writes (its HELLO) */
   unsent: number;
   /** bags the peer offered past MAX_OPEN_OFFERS open at once: refused for now (REFUSE busy), offered again next session */
@@ -214,6 +220,13 @@ class Session {
   private readonly stageWaiters: (() => void)[] = [];
   private ackChain: Promise<void> = Promise.resolve();
   private busy = 0;
+  /** the jobs to send one per bag (SessionStore.aloneJobs), read with our queue; updated on refusals */
+  private alone: Map<string, number> | undefined;
+  private aloneChain: Promise<void> = Promise.resolve();
+  /** jobs the peer refused alone in their bag, naming none (judgeSuspects) */
+  private readonly suspects: { id: string; reason: string }[] = [];
+  /** bags of ours the peer acknowledged or said it has, in this session */
+  private taken = 0;
   /** bags we refused in this session (not `busy`): at most MAX_OPEN_OFFERS (refusing()) */
   private readonly refusedNow = new Set<string>();
   /**
@@ -247,6 +260,9 @@ class Session {
       refusedByPeer: [],
       refusedByUs: [],
       held: [],
+      alone: 0,
+      failedAlone: [],
+      heldAlone: 0,
       unsent: 0,
       busy: 0,
       wire: { in: 0, out: 0 },
@@ -453,6 +469,7 @@ class Session {
         return;
       case 'answer':
         if ('have' in m.answer) {
+          this.taken++;
           this.wakeSender();
           this.res.sent.have++;
           this.res.sent.skipped += this.ours.get(m.answer.bag)?.size ?? 0;
@@ -464,6 +481,7 @@ class Session {
         }
         return;
       case 'ack':
+        this.taken++;
         this.wakeSender();
         this.onAcked(m.ack.bag);
         // the peer's ACK of our last bag may be the last thing this side waits for (our own
@@ -476,34 +494,76 @@ class Session {
       case 'refuse':
         this.wakeSender();
         this.res.refusedByPeer.push(m.refuse);
-        if (m.refuse.code === 'bad-hash') {
-          this.track(this.o.store.discardBag(m.refuse.bag));
-        } else if (m.refuse.job && PERMANENT_REFUSALS.has(m.refuse.code)) {
-          // one job the peer will never take must not hold the others of its bag back; a job
-          // the refusal names that is not in that bag (another bag's, on its way) is not
-          // failed: the bag is forgotten and its jobs bagged again
-          const ofBag = this.ours.get(m.refuse.bag)?.jobs.includes(m.refuse.job) ?? false;
-          this.track(
-            ofBag
-              ? this.o.store.failRefusedJob(m.refuse.bag, m.refuse.job, `${this.o.peer} refused the job: ${m.refuse.message} (${m.refuse.code})`)
-              : this.o.store.discardBag(m.refuse.bag),
-          );
-        } else if (m.refuse.code === 'too-big') {
-          // the bag as a whole is over the peer's cap on a bag's size. A bag of one job is
-          // made of the same bytes every time: that job fails for good (5.3.4) instead of
-          // being refused again every session. A bag of several is built again, smaller:
-          // planBags keeps a bag's worst-case compressed size under the cap
-          const jobs = this.ours.get(m.refuse.bag)?.jobs ?? [];
-          const only = jobs.length === 1 ? jobs[0] : undefined;
-          this.track(
-            only === undefined
-              ? this.o.store.discardBag(m.refuse.bag)
-              : this.o.store.failRefusedJob(m.refuse.bag, only, `${this.o.peer} refused it: its bag is larger than ${this.o.peer} accepts (${m.refuse.message})`, '5.3.4'),
-          );
-        }
+        this.track(this.onRefused(m.refuse, this.ours.get(m.refuse.bag)?.jobs ?? []));
         this.ours.delete(m.refuse.bag);
         this.checkFinish();
         return;
+    }
+  }
+
+  /**
+   * What a refusal of one of our bags does to its jobs (docs/protocol.md §3 step 5). `busy`:
+   * nothing, the bag is offered again next session. A job of the bag named, for good: that
+   * job fails, the others go in a new bag. Any other refusal is of the bag as a whole: the
+   * same jobs in the same bag would be the same bytes, refused again every session, so they
+   * go one per bag from the next session on (SessionStore.aloneJobs). A job refused so alone
+   * is a suspect, judged at the session's end (judgeSuspects); one refused `bad-hash` alone
+   * is sent once more first, built again and from byte 0 (a partial a crash of the far
+   * machine damaged is refused so). A bag of one job too large for the peer fails at once
+   */
+  private async onRefused(r: Refuse, jobs: readonly string[]): Promise<void> {
+    if (r.code === 'busy') return;
+    const said = `${r.message} (${r.code})`;
+    if (r.job && PERMANENT_REFUSALS.has(r.code) && jobs.includes(r.job)) {
+      // one job the peer will never take must not hold the others of its bag back
+      await this.o.store.failRefusedJob(r.bag, r.job, `${this.o.peer} refused the job: ${said}`);
+      return;
+    }
+    const only = jobs.length === 1 ? jobs[0]! : undefined;
+    if (only !== undefined && r.code === 'too-big') {
+      // over the peer's cap on a bag's size: a bag of one job is made of the same bytes every
+      // time, so the job fails for good (5.3.4). A bag of several goes one per bag below
+      await this.o.store.failRefusedJob(r.bag, only, `${this.o.peer} refused it: its bag is larger than ${this.o.peer} accepts (${r.message})`, '5.3.4');
+      return;
+    }
+    if (jobs.length === 0) {
+      // not a bag of ours under way: forgotten
+      await this.o.store.discardBag(r.bag);
+      return;
+    }
+    // one update of the list at a time: refusals come in pipelined
+    const step = this.aloneChain.then(async () => {
+      const alone = (this.alone ??= await this.o.store.aloneJobs());
+      if (only !== undefined && (r.code !== 'bad-hash' || (alone.get(only) ?? 0) > 0)) {
+        this.suspects.push({ id: only, reason: `${this.o.peer} refused its bag, sent alone, as a whole: ${said}` });
+      }
+      for (const id of jobs) alone.set(id, (alone.get(id) ?? 0) + (r.code === 'bad-hash' && only !== undefined ? 1 : 0));
+      // the list first, then the bag goes: a crash between leaves a pending bag of listed
+      // jobs, which the next session forgets (offerAndBuild)
+      await this.o.store.setAloneJobs(alone);
+      await this.o.store.discardBag(r.bag);
+      if (only === undefined) this.res.alone += jobs.length;
+    });
+    this.aloneChain = step.catch(() => undefined);
+    await step;
+  }
+
+  /**
+   * At the session's end (both BYEs: every refusal is in): the jobs the peer refused alone
+   * in their bag, naming none, fail for good (failed/PEER/, their senders told) when the
+   * peer took some other bag of ours in this session: it takes mail, and not these. When it
+   * took none, the fault may be the peer's alone (a far side that refuses every bag): they
+   * stay queued, alone, until a session shows which, or queue_lifetime ends them, as for a
+   * peer that cannot be reached; every session says so meanwhile
+   */
+  private async judgeSuspects(): Promise<void> {
+    if (this.suspects.length === 0) return;
+    if (this.taken === 0) {
+      this.res.heldAlone = this.suspects.length;
+      return;
+    }
+    for (const s of this.suspects) {
+      if (await this.o.store.failQueuedJob(s.id, s.reason, '5.3.0')) this.res.failedAlone.push(s.id);
     }
   }
 
@@ -553,9 +613,10 @@ class Session {
   private async sender(): Promise<void> {
     const early = this.early();
     try {
-      const { pending, queued: all } = await early.scan;
+      const { pending, queued: all, alone } = await early.scan;
+      this.alone = alone;
       const bags = await early.bags;
-      await this.offerAndBuild(bags, pending, all);
+      await this.offerAndBuild(bags, pending, all, alone);
     } finally {
       // whatever happened, no bag built before HELLO is still being sealed behind our back
       early.stop();
@@ -563,7 +624,7 @@ class Session {
     }
   }
 
-  private async offerAndBuild(early: EarlyBag[], pending: PendingBag[], all: QueuedJob[]): Promise<void> {
+  private async offerAndBuild(early: EarlyBag[], pending: PendingBag[], all: QueuedJob[], alone: ReadonlyMap<string, number>): Promise<void> {
     await this.helloChecked();
     if (this.settled) return;
     const theirs = this.res.peerHello;
@@ -577,7 +638,9 @@ class Session {
     const largePending: PendingBag[] = [];
     for (const p of pending) {
       if (this.settled) return;
-      if (!bagFits(p, theirs.codecs, caps)) {
+      // a bag of several jobs one of which is to go alone: the peer refused a bag of it as a
+      // whole, and a crash came before this bag was forgotten (onRefused)
+      if (!bagFits(p, theirs.codecs, caps) || (p.jobs.length > 1 && p.jobs.some((j) => alone.has(j)))) {
         await this.o.store.discardBag(p.bag);
         continue;
       }
@@ -591,7 +654,7 @@ class Session {
     }
     // the bags built before HELLO that the plan with the peer's codec and caps also makes
     const queued = all.filter((j) => !inBags.has(j.id));
-    const plan = codec ? planBags(queued, caps) : { bags: [], held: [] };
+    const plan = codec ? planBags(queued, caps, alone) : { bags: [], held: [] };
     let kept = 0;
     while (kept < early.length && early[kept]!.codec === codec && sameJobs(early[kept]!.group, plan.bags[kept])) kept++;
     if (!codec) {
@@ -1033,6 +1096,8 @@ class Session {
     this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
     const r = this.res;
     r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0 && r.unsent === 0 && r.busy === 0;
+    // every refusal is in: the suspects are judged while the link closes
+    this.tail(this.aloneChain.then(() => this.judgeSuspects()));
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
     tails.catch(() => {}); // awaited below, after the link has closed
@@ -1126,7 +1191,7 @@ class Session {
  */
 export class EarlySend {
   /** pending bags of earlier sessions and the queued jobs */
-  readonly scan: Promise<{ pending: PendingBag[]; queued: QueuedJob[] }>;
+  readonly scan: Promise<{ pending: PendingBag[]; queued: QueuedJob[]; alone: Map<string, number> }>;
   /** the bags started before stop(), each with its own sealing; resolves at stop() */
   readonly bags: Promise<EarlyBag[]>;
   private stopped = false;
@@ -1138,7 +1203,8 @@ export class EarlySend {
       await o.ready;
       const pending = await o.store.pendingBags();
       const queued = await o.store.queuedJobs(new Set());
-      return { pending, queued };
+      const alone = await o.store.aloneJobs();
+      return { pending, queued, alone };
     })();
     this.scan.catch(() => {});
     this.bags = o.build === false ? this.scan.then(() => []) : this.build();
@@ -1158,12 +1224,12 @@ export class EarlySend {
   }
 
   private async build(): Promise<EarlyBag[]> {
-    const { pending, queued } = await this.scan;
+    const { pending, queued, alone } = await this.scan;
     const codec = this.o.codecs[0];
     if (!codec) return this.built;
     const inPending = new Set(pending.flatMap((p) => p.jobs));
     const building = new Set<Promise<unknown>>();
-    for (const group of planBags(queued.filter((j) => !inPending.has(j.id)), this.o.caps).bags) {
+    for (const group of planBags(queued.filter((j) => !inPending.has(j.id)), this.o.caps, alone).bags) {
       // stop() ends this at once: the bag being built is offered when it is sealed
       while (building.size >= BAGS_IN_FLIGHT && !this.stopped) await Promise.race([...building, this.stopGate.promise]);
       if (this.stopped) break;

@@ -26,6 +26,13 @@ import { onTodaysClock, type ClockStep } from './clock.js';
 export { BagRefusal, type ReceiveCaps };
 
 export const BAG_LIST_MAGIC = 'mailbag-bag 1';
+/**
+ * bags/out/PEER/alone: the jobs of bags PEER refused as a whole (no job of them named), each
+ * sent alone in its own bag from then on, so the one at fault is refused alone and fails
+ * visibly instead of the same bag being refused session after session (docs/protocol.md §3)
+ */
+export const ALONE_FILE = 'alone';
+export const ALONE_MAGIC = 'mailbag-alone 1';
 /** a job this large or larger travels alone in its own bag, after the small ones */
 export const LARGE_JOB = 1024 * 1024;
 /** job bytes packed into one bag of small jobs */
@@ -221,6 +228,7 @@ export class SessionStore {
     }
     for (const name of await readdir(this.bagsOut)) {
       const m = /^([0-9a-f]{64})\.(jobs|bag)$/.exec(name);
+      if (name === ALONE_FILE) continue;
       if (!m) {
         await rmQuiet(join(this.bagsOut, name));
         continue;
@@ -450,6 +458,52 @@ export class SessionStore {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The jobs to send one per bag (ALONE_FILE), each with how many times a bag of it alone
+   * was refused `bad-hash`; only those still queued. Read by the sender at its start.
+   */
+  async aloneJobs(): Promise<Map<string, number>> {
+    const path = join(this.bagsOut, ALONE_FILE);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw new SpoolError(`reading ${path}`, { cause: err });
+    }
+    const lines = text.split('\n');
+    if (lines[0] !== ALONE_MAGIC) throw new SpoolError(`${path}: not a ${ALONE_MAGIC} file (it starts ${JSON.stringify(lines[0]!.slice(0, 40))}); remove it to send its jobs in bags of many again`);
+    const out = new Map<string, number>();
+    let gone = 0;
+    for (const line of lines.slice(1)) {
+      if (line === '') continue;
+      const m = /^(\S+) (\d{1,3})$/.exec(line);
+      if (m && JOB_ID_RE.test(m[1]!) && sizeOfSync(join(this.paths.out, m[1]!)) !== undefined) out.set(m[1]!, Number(m[2]));
+      else gone++;
+    }
+    // jobs acknowledged, failed or removed since: the list shrinks (and goes, once empty)
+    if (gone > 0) await this.setAloneJobs(out);
+    return out;
+  }
+
+  /**
+   * Write the jobs to send one per bag (commit function: tmp, fsync, rename, directory
+   * fsync); none left removes the file. Written before the refused bag is forgotten: a
+   * crash between leaves a pending bag of jobs listed here, which the sender forgets.
+   */
+  async setAloneJobs(jobs: ReadonlyMap<string, number>): Promise<void> {
+    const path = join(this.bagsOut, ALONE_FILE);
+    const live = [...jobs].filter(([id]) => sizeOfSync(join(this.paths.out, id)) !== undefined);
+    if (live.length === 0) {
+      if (sizeOfSync(path) === undefined) return;
+      await rmQuiet(path);
+      await fsyncDir(this.bagsOut);
+      return;
+    }
+    const text = `${ALONE_MAGIC}\n${live.map(([id, n]) => `${id} ${Math.min(n, 999)}\n`).join('')}`;
+    await commitFile(path, Buffer.from(text), { tmpDir: this.paths.tmp, label: 'alone' });
   }
 
   /** Forget a bag (its jobs stay queued and go in a new bag next time). */
@@ -860,9 +914,16 @@ export function worstCompressed(expanded: number): number {
 }
 
 /** Split queued jobs into bags: small ones together (oldest first), each large one alone, after. */
-export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded: number; maxJobs: number; maxJob: number }): { bags: QueuedJob[][]; held: QueuedJob[] } {
+export function planBags(
+  jobs: QueuedJob[],
+  caps: { maxBag: number; maxExpanded: number; maxJobs: number; maxJob: number },
+  alone: { has(id: string): boolean } = new Set<string>(),
+): { bags: QueuedJob[][]; held: QueuedJob[] } {
   const bags: QueuedJob[][] = [];
   const large: QueuedJob[][] = [];
+  // jobs of a bag the peer refused as a whole (SessionStore.aloneJobs): one per bag, after
+  // the small mail's bags, so the one at fault is refused alone
+  const single: QueuedJob[][] = [];
   const held: QueuedJob[] = [];
   const limit = Math.max(1, Math.min(BAG_TARGET, caps.maxBag, caps.maxExpanded));
   // the first bags are small, so the receiver starts committing while later ones are
@@ -881,6 +942,10 @@ export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded:
       large.push([j]);
       continue;
     }
+    if (alone.has(j.id)) {
+      single.push([j]);
+      continue;
+    }
     const grows = expandedSizeOf([j.size]) - expandedSizeOf([]);
     if (
       cur.length > 0 &&
@@ -897,6 +962,6 @@ export function planBags(jobs: QueuedJob[], caps: { maxBag: number; maxExpanded:
   }
   if (cur.length) bags.push(cur);
   large.sort((a, b) => a[0]!.size - b[0]!.size);
-  return { bags: [...bags, ...large], held };
+  return { bags: [...bags, ...single, ...large], held };
 }
 
