@@ -15,6 +15,26 @@ const USAGE = 'usage: mailbag serve --peer NAME [--config FILE] [--no-run]';
 /** a session that failed so committed nothing and leaves the run step to others */
 const NO_RUN_AFTER = new Set(['locked', 'usage', 'unknown-peer']);
 
+/**
+ * The environment of the programs serve runs for the peer's jobs (delivery.sendmail, the
+ * actions): serve's own, without what the client may have chosen through sshd. Not
+ * $SSH_ORIGINAL_COMMAND (the command the client asked for: the peer's own text), nor the
+ * locale: sshd sets the variables AcceptEnv names from the client (Debian's sshd_config:
+ * `AcceptEnv LANG LC_*`; the client sends them with SendEnv, Debian's ssh_config default
+ * `SendEnv LANG LC_*`, or SetEnv), and whether LANG came from the client or the system
+ * cannot be told apart here. Every LANG, LANGUAGE and LC_* is dropped, so the programs
+ * run in the POSIX locale, the one Postfix gives its own daemons (LANG=C): messages in
+ * English, bytes as bytes, whatever the peer asked for.
+ */
+export function peerFreeEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k === 'SSH_ORIGINAL_COMMAND' || k === 'LANG' || k === 'LANGUAGE' || k.startsWith('LC_')) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let peer: string | undefined;
   let config: string | undefined;
@@ -43,10 +63,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   // a log line must not end the process when whatever read our stderr is gone (sshd's
   // side of a cut link): the run step after a broken session still has jobs to deliver
   io.stderr.on('error', () => {});
-  // the programs run for the peer's jobs (delivery.sendmail, the actions) do not get the
-  // command the client asked sshd for: $SSH_ORIGINAL_COMMAND is the peer's own text
-  const runEnv = { ...io.env };
-  delete runEnv.SSH_ORIGINAL_COMMAND;
+  const runEnv = peerFreeEnv(io.env);
   const runStep = async (): Promise<void> => {
     const summary = await runReceivedJobs(cfg, peer, (line) => io.stderr.write(`${line}\n`), runEnv);
     // stdout is the link: a killed session's moves that could not be finished go to stderr
