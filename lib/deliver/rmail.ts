@@ -16,7 +16,7 @@ export function checkRmailRecipients(recipients: string[]): void {
   for (const r of recipients) {
     if (r === '' || r.startsWith('-')) throw new InputError('bad-recipient', `rmail: recipient ${JSON.stringify(r.slice(0, 80))} is empty or begins with "-"`);
     // eslint-disable-next-line no-control-regex
-    if (/[\0-\x1f\x7f]/.test(r)) throw new InputError('bad-recipient', `rmail: recipient ${JSON.stringify(r.slice(0, 80))} has a control character`);
+    if (/[\0-\x1f\x7f-\x9f]/.test(r)) throw new InputError('bad-recipient', `rmail: recipient ${JSON.stringify(r.slice(0, 80))} has a control character`);
     if (Buffer.byteLength(r) > LIMITS.maxAddressLength) throw new InputError('bad-recipient', 'rmail: recipient too long');
   }
 }

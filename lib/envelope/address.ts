@@ -9,9 +9,13 @@ import { LIMITS } from '../limits.js';
 /** which kind of job the address is meant for */
 export type AddressJob = 'rmail' | 'bsmtp';
 
-/** NUL, C0 controls (CR, LF, TAB included) and DEL: never part of an address we carry */
+/**
+ * NUL, C0 controls (CR, LF, TAB included), DEL and the C1 controls (U+0080-U+009F, as
+ * code points: UTF-8's continuation bytes are not C1): never part of an address we
+ * carry; a job header refuses them too (lib/job/header.ts)
+ */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 function describe(address: string): string {
   return JSON.stringify(address.length > 80 ? `${address.slice(0, 80)}…` : address);

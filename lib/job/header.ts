@@ -50,13 +50,16 @@ export const COMMAND_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CREATED_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 // NUL cannot pass through argv; CR and LF would split a line in every log and in uuxqt
 const FORBIDDEN_CHARS_RE = /[\0\r\n]/;
-// Any other C0 control and DEL: a peer's text printed for the admin (status --jobs,
-// failed) could carry a terminal escape sequence. Addresses never hold one (the front
-// doors refuse them, lib/envelope/address.ts); args may keep TAB, for an action's sake.
+// Any other C0 control, DEL and the C1 controls (U+0080-U+009F, code points of the
+// decoded text: the UTF-8 bytes 0x80-0xBF of any other character are no such thing): a
+// peer's text printed for the admin (status --jobs, failed) could carry a terminal escape
+// sequence (ESC, or CSI U+009B and OSC U+009D on terminals that take C1). Addresses never
+// hold one (the front doors refuse them, lib/envelope/address.ts); args may keep TAB,
+// for an action's sake.
 // eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\x01-\x1f\x7f]/;
+const CONTROL_RE = /[\x01-\x1f\x7f-\x9f]/;
 // eslint-disable-next-line no-control-regex
-const ARG_CONTROL_RE = /[\x01-\x08\x0b-\x1f\x7f]/;
+const ARG_CONTROL_RE = /[\x01-\x08\x0b-\x1f\x7f-\x9f]/;
 
 export function isJobId(s: unknown): s is string {
   return typeof s === 'string' && JOB_ID_RE.test(s);
