@@ -170,6 +170,40 @@ export function classifyExit(o: ChildOutcome, what: string): { kind: RecipientRe
   return { kind: 'permanent', status: enhanced?.[1] === '5' ? enhanced[0] : (STATUS_OF_EXIT[o.code ?? -1] ?? '5.3.0'), diagnostic: diag };
 }
 
+/**
+ * Why sendmail would not read `address`, one argument of its command line, as that one
+ * address, or undefined when it would. sendmail parses each recipient argument as an RFC
+ * 822 address list: Postfix's splits `a@y.test,root` (and `a@y.test;root`, `a@y.test
+ * root`, a group `g:a@y.test;root`) into two recipients, wrapped in `<…>` too (what
+ * sendmail's rmail does with a comma), takes `q@x<r@y>` for r@y and drops a comment;
+ * Exim's and sendmail 8's split at commas as well. So a recipient that holds, outside a
+ * quoted string, a `[…]` domain literal or a backslash escape, any of `,;:<>()` or
+ * ASCII white space, or a quote never closed, is not handed over: mailbag would deliver to
+ * addresses other than the one it reports on, and a recipient routed or counted as one
+ * (lmtpd's domains, max_recipients) would reach others (docs/security.md).
+ * `"a,b"@y.test` and `a\,b@y.test` are one address and go through.
+ */
+export function argvAddressProblem(address: string): string | undefined {
+  let quoted = false;
+  let literal = false;
+  for (let i = 0; i < address.length; i++) {
+    const c = address[i]!;
+    if (c === '\\') {
+      if (i === address.length - 1) return 'ends in a backslash';
+      i++;
+    } else if (quoted) {
+      if (c === '"') quoted = false;
+    } else if (literal) {
+      if (c === ']') literal = false;
+    } else if (c === '"') quoted = true;
+    else if (c === '[') literal = true;
+    else if (/[,;:<>() \t\v\f]/.test(c)) return `holds ${c === ' ' ? 'a space' : c === '\t' ? 'a tab' : /[,;:<>()]/.test(c) ? `"${c}"` : 'white space'} outside quotes, which sendmail reads as another address or several`;
+  }
+  if (quoted) return 'has a quote that is never closed';
+  if (literal) return 'has a "[" that is never closed';
+  return undefined;
+}
+
 export interface SendmailOptions {
   program: string;
   mta: MtaKind;
@@ -183,7 +217,14 @@ export interface SendmailOptions {
  * call's outcome is its recipients' result.
  */
 export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<string>, o: SendmailOptions): Promise<RecipientResult[]> {
-  const todo = tx.recipients.filter((r) => !skip.has(r.address));
+  const results: RecipientResult[] = [];
+  const todo = tx.recipients.filter((r) => {
+    if (skip.has(r.address)) return false;
+    const problem = argvAddressProblem(r.address);
+    if (problem === undefined) return true;
+    results.push({ address: r.address, kind: 'permanent', status: '5.1.3', diagnostic: `x-mailbag; not handed to sendmail: the recipient ${problem}` });
+    return false;
+  });
   const dsn = mtaTakesDsnFlags(o.mta);
   const groups = new Map<string, string[]>();
   for (const r of todo) {
@@ -192,7 +233,6 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
   }
   const ret = paramValue(tx.mailParams, 'RET');
   const envidRaw = paramValue(tx.mailParams, 'ENVID');
-  const results: RecipientResult[] = [];
   for (const [notify, recipients] of groups) {
     let todo = recipients;
     // each round answers at least one recipient: Exim names the ones it cannot parse
