@@ -344,6 +344,11 @@ class JobRun {
     this.state.startedAt = fmt(now);
 
     if (action.kind === 'argv') {
+      // room for the attempt's one record (its failure or its retry), held before the
+      // command runs (R2a): a spool that fills meanwhile must not leave a command that
+      // failed for good unrecorded in in/, to be run again by every next attempt until
+      // there is room. No room: the command does not run (the job waits, spool full)
+      await this.holdRoom([]);
       const out = await runChild(action.argv[0]!, actionArgv(action.argv, this.header.args), this.job.payload(), this.r.env);
       faultPoint('runner-after-handover');
       const c = classifyExit(out, action.argv[0]!);
