@@ -9,7 +9,7 @@ import { dispatchPeers, expireQueued, jobsWaiting, peersToExpire, runReceivedJob
 import type { CliIo } from './io.js';
 import { failureLine } from './run.js';
 import { parseCommonArgs } from './options.js';
-import { checkDrained, forOperator, RUN_FLAGS, summaryLine } from './sync.js';
+import { checkDrained, farLines, forOperator, RUN_FLAGS, summaryLine } from './sync.js';
 
 const USAGE = 'usage: mailbag dispatch [--config FILE] [--no-run] [--quiet]';
 
@@ -97,6 +97,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       const owed = leftBehind.delete(e.peer) || expiredHere;
       if (!quiet) io.stdout.write(`${summaryLine(e.peer, e.result, Date.now() - started)}\n`);
       if (run && (owed || e.result.received.jobs > 0 || e.result.refusedByPeer.length > 0 || e.result.held.length > 0)) await runStep(e.peer);
+      // what the far serve said, as far as it has reached us by now (as mailbag sync prints it)
+      if (!quiet) for (const line of farLines(e.peer, e.result)) io.stdout.write(`${line}\n`);
       // as for mailbag sync: what did not cross (refused bags, jobs too large for the peer,
       // failed here) makes the exit status, with the reasons on stderr
       try {

@@ -118,6 +118,9 @@ async function sync(argv: string[], io: CliIo): Promise<number> {
   if (run && (result.received.jobs > 0 || result.refusedByPeer.length > 0 || result.held.length > 0 || expired.length > 0 || (await jobsWaiting(cfg, peer)))) {
     await runStep();
   }
+  // what the far serve said (its run step's lines), as far as it has reached us by now:
+  // nothing is waited for (docs/mailbag-sync.md)
+  if (!quiet) for (const line of farLines(peer, result)) io.stdout.write(`${line}\n`);
   const code = checkDrained(peer, result);
   return unfinished ? asMailbagError(forOperator(unfinished)).exitCode : code;
 }
@@ -137,6 +140,21 @@ export function checkDrained(peer: string, r: SessionResult): number {
     ...(r.unsent ? [`${r.unsent} job(s) stay queued: ${peer} reads none of the codecs this site writes (its hello lists ${r.peerHello.codecs.join(', ') || 'none it knows'})`] : []),
   ];
   throw new SessionError('peer-refused', parts.join('; '));
+}
+
+/**
+ * The far command's stderr after a session, a line each as `PEER said: LINE` (its text is
+ * the peer's: control characters already '?'), and, when the far side was let go still at
+ * work (a serve's run step after both BYEs: docs/protocol.md §4), one line saying that what
+ * it says from then on is not shown here, and where to look
+ */
+export function farLines(peer: string, r: SessionResult): string[] {
+  const far = r.farStderr?.();
+  if (!far) return [];
+  const lines = far.text.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+  const out = lines.map((l) => `${peer} said: ${l}`);
+  if (!far.exited) out.push(`${peer}: its mailbag serve went on after the session (its run step); what it says from then on is not shown here: mailbag status and mailbag failed on ${peer} show how its jobs went`);
+  return out;
 }
 
 export function summaryLine(peer: string, r: SessionResult, ms: number): string {

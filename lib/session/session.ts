@@ -157,6 +157,14 @@ export interface SessionResult {
   wire: { in: number; out: number };
   /** everything offered both ways was acknowledged, nothing refused or held */
   drained: boolean;
+  /**
+   * what the far command wrote to its stderr (the link's last few KiB, control characters
+   * as '?': docs/protocol.md §4), read when called (a far side let go after both BYEs may
+   * still be heard a little: over ssh2 until sshd closes after our end, through a command
+   * such as ssh until the far command exits); `exited`: the far command's end was seen
+   * within FAR_EXIT_WAIT_MS of the BYEs, so this is all it said. Set once the session ended
+   */
+  farStderr?: () => { text: string; exited: boolean };
 }
 
 const PEER_CODES: Record<string, ErrorCode> = {
@@ -1105,7 +1113,10 @@ class Session {
     // it committed into in/PEER/ and hands them to its MTA before it exits): waited for
     // briefly, then the link lets it go on without us (LinkEnd.detached), where it waited up
     // to CLOSE_GRACE_MS and tore the link down
-    await this.link.close({ detachAfterMs: FAR_EXIT_WAIT_MS });
+    const end = await this.link.close({ detachAfterMs: FAR_EXIT_WAIT_MS });
+    // the far side's stderr as it is when asked (the transports keep its tail: lib/transport/link.ts)
+    const tail = (this.link as { stderrTail?: { text(): string } }).stderrTail;
+    r.farStderr = () => ({ text: tail ? tail.text() : end.stderr, exited: !end.detached });
     // both BYEs passed, the link closed or let go; the moves of committed jobs into in/PEER/
     // and the removals of acknowledged ones maybe still under way (the recoveries finish them)
     faultPoint('session-after-bye');
