@@ -27,7 +27,7 @@ afterEach(async () => {
 const haveAll = haveSshd() && need('the built mailbag', [bin], 'run npm run build first (npm test does)');
 
 describe.skipIf(!haveAll)('mailbag sync over a real sshd does not wait for the far serve\'s work after BYE', () => {
-  it('a serve whose run step takes 12 s: sync ends within 3 s, exit 0; serve still delivers every job once', async () => {
+  it('a serve whose run step takes 12 s: sync ends within 7 s (not after the 10 s grace), exit 0; serve still delivers every job once', async () => {
     const t = tempDir('s11-bye');
     cleanups.push(t.remove);
     const hub = await makeSite(t.dir, 'hub');
@@ -55,8 +55,10 @@ describe.skipIf(!haveAll)('mailbag sync over a real sshd does not wait for the f
     const took = performance.now() - t0;
     expect(r.status, r.stderr).toBe(0);
     expect(ids(home, 'out', 'hub')).toEqual([]);
-    // before: 10.3-10.6 s (close()'s grace, then the link torn down)
-    expect(took).toBeLessThan(3000);
+    // before: 10.3-10.6 s (close()'s grace, then the link torn down); after: 1.5-2.5 s, and
+    // 3.3 s in a loaded CI run (stop 16's second run), so the line is drawn at 7 s: well
+    // under the grace the defect waited out, well over what load adds to a session
+    expect(took).toBeLessThan(7000);
     // the far side finishes its work all the same: each job handed to the MTA once, through
     const until = Date.now() + 40_000;
     const done = (): number => readdirSync(sent).filter((n) => n.endsWith('.done')).length;
@@ -98,7 +100,7 @@ describe.skipIf(!haveAll)('mailbag sync over a real sshd does not wait for the f
 describe.skipIf(!haveAll || !existsSync('/usr/bin/ssh'))('the same through transport = "command" (the system ssh)', () => {
   // before command.ts's detach (req-session11 R2, in b607d8b) the dialer waited the whole
   // CLOSE_GRACE_MS for the ssh child's exit, then killed it (seen: 11.2 and 11.4 s, exit 0)
-  it('a serve whose run step takes 12 s: sync ends within 3 s, exit 0; serve still delivers every job once', async () => {
+  it('a serve whose run step takes 12 s: sync ends within 7 s (not after the 10 s grace), exit 0; serve still delivers every job once', async () => {
     const w = await twoSites('s11-bye-cmd');
     const sent = join(w.dir, 'sent');
     spawnSync('mkdir', [sent]);
@@ -120,7 +122,8 @@ describe.skipIf(!haveAll || !existsSync('/usr/bin/ssh'))('the same through trans
     while (Date.now() < until && (done() < up.length || ids(w.hub, 'in', 'home').length > 0)) await new Promise((res) => setTimeout(res, 100));
     expect(done()).toBe(up.length);
     expect(ids(w.hub, 'in', 'home')).toEqual([]);
-    expect(took).toBeLessThan(3000);
+    // before: 11.2-11.4 s; the line at 7 s as in the ssh2 case above
+    expect(took).toBeLessThan(7000);
   }, 90_000);
 });
 
