@@ -21,7 +21,7 @@ import { UucpEnvelopeReader, type UucpEnvelope } from '../envelope/index.js';
 import { detectMta } from '../deliver/mta.js';
 import { DeliveryError, permanentExit } from '../deliver/result.js';
 import { checkRmailRecipients } from '../deliver/rmail.js';
-import { classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
+import { argvAddressProblem, classifyExit, runChild, sendmailArgv } from '../deliver/sendmail.js';
 import { scanOptions } from './argv.js';
 import type { CliIo } from './io.js';
 import { recordBound, RecordReserve } from '../runner/reserve.js';
@@ -177,7 +177,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   checkRmailRecipients(args.recipients);
   const config = loadConfig({ path: args.configPath, env: io.env, cwd: io.cwd });
   const { envelope, message } = await splitEnvelope(io.stdin);
-  if (config.delivery.method !== 'sendmail') return viaSmtp(config, envelope.sender, args.recipients, message, io);
+  // a recipient sendmail would read as other addresses or several (`a@y,root`) goes the
+  // per-recipient way, where it fails alone and its sender is told (docs/security.md)
+  if (config.delivery.method !== 'sendmail' || args.recipients.some((r) => argvAddressProblem(r) !== undefined)) {
+    return viaSmtp(config, envelope.sender, args.recipients, message, io);
+  }
   const program = config.delivery.sendmail;
   const mta = await detectMta(program, config.delivery.mta, io.env);
   const out = await runChild(program, sendmailArgv({ sender: envelope.sender, recipients: args.recipients }, mta), message, io.env);

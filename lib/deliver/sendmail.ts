@@ -184,6 +184,7 @@ export function classifyExit(o: ChildOutcome, what: string): { kind: RecipientRe
  * `"a,b"@y.test` and `a\,b@y.test` are one address and go through.
  */
 export function argvAddressProblem(address: string): string | undefined {
+  address = withoutRoute(address);
   let quoted = false;
   let literal = false;
   for (let i = 0; i < address.length; i++) {
@@ -202,6 +203,16 @@ export function argvAddressProblem(address: string): string | undefined {
   if (quoted) return 'has a quote that is never closed';
   if (literal) return 'has a "[" that is never closed';
   return undefined;
+}
+
+/**
+ * `@a.test,@b.test:user@c.test` → `user@c.test`: an obsolete source route is accepted and
+ * ignored (RFC 5321 §4.1.1.3, Appendix C), as Postfix's sendmail did with it on its command
+ * line. Anything else comes back as it was.
+ */
+export function withoutRoute(address: string): string {
+  const m = /^@[^,:;<>()"\\\s[\]]+(?:,@[^,:;<>()"\\\s[\]]+)*:(.+)$/s.exec(address);
+  return m ? m[1]! : address;
 }
 
 export interface SendmailOptions {
@@ -227,10 +238,22 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
   });
   const dsn = mtaTakesDsnFlags(o.mta);
   const groups = new Map<string, string[]>();
+  // the mailbox handed to sendmail (a source route dropped) → the recipients as the job
+  // names them (`@a:u@x` and `u@x` in one transaction: one mailbox, handed over once, and
+  // its outcome is both recipients')
+  const given = new Map<string, string[]>();
   for (const r of todo) {
     const key = dsn ? (paramValue(r.params, 'NOTIFY') ?? '') : '';
-    groups.set(key, [...(groups.get(key) ?? []), r.address]);
+    const mailbox = withoutRoute(r.address);
+    const named = given.get(mailbox);
+    if (named) {
+      named.push(r.address);
+      continue;
+    }
+    given.set(mailbox, [r.address]);
+    groups.set(key, [...(groups.get(key) ?? []), mailbox]);
   }
+  const namedAs = (mailbox: string): string[] => given.get(mailbox) ?? [mailbox];
   const ret = paramValue(tx.mailParams, 'RET');
   const envidRaw = paramValue(tx.mailParams, 'ENVID');
   for (const [notify, recipients] of groups) {
@@ -242,11 +265,11 @@ export async function deliverWithSendmail(tx: Transaction, skip: ReadonlySet<str
       const c = eximShortage(sizeRefusal(classifyExit(out, 'sendmail'), out, o.mta), out, o.mta);
       const bad = c.kind === 'permanent' && o.mta === 'exim' ? eximBadRecipients(out.output, todo) : new Map<string, string>();
       if (bad.size === 0) {
-        for (const address of todo) results.push({ address, ...c });
+        for (const mailbox of todo) for (const address of namedAs(mailbox)) results.push({ address, ...c });
         break;
       }
       // Exim took none of them for these: they are refused, the others have no answer yet
-      for (const [address, line] of bad) results.push({ address, kind: 'permanent', status: '5.1.3', diagnostic: `x-unix; sendmail exited ${out.code}: ${line}` });
+      for (const [mailbox, line] of bad) for (const address of namedAs(mailbox)) results.push({ address, kind: 'permanent', status: '5.1.3', diagnostic: `x-unix; sendmail exited ${out.code}: ${line}` });
       todo = todo.filter((a) => !bad.has(a));
     }
   }

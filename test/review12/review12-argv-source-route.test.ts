@@ -7,7 +7,7 @@
 // BSMTP reader drops routes, lib/bsmtp/envelope.ts splitPath), so a recipient delivered
 // before b57940b now bounces. The fix (req-review12.md F1): drop a leading route
 // (`@d(,@d)*:`) before the check and hand sendmail the mailbox, the result kept under the
-// recipient as the job names it. it.fails until then.
+// recipient as the job names it. Applied by the lead (session 12).
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import type { Transaction } from '../../lib/deliver/message.js';
 import { havePostfix, POSTFIX_SENDMAIL, startPostfix, type PostfixInstance } from '../helpers/postfix.js';
 
 describe('review12: a source-routed recipient on sendmail\'s command line', () => {
-  it.fails('argvAddressProblem takes a leading source route (RFC 5321: accepted, ignored)', () => {
+  it('argvAddressProblem takes a leading source route (RFC 5321: accepted, ignored)', () => {
     expect(argvAddressProblem('@relay.test:user@maildir.test')).toBeUndefined();
     expect(argvAddressProblem('@a.test,@b.test:user@maildir.test')).toBeUndefined();
   });
@@ -36,7 +36,7 @@ describe.runIf(present)('review12: source route with the real Postfix sendmail',
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.fails('is delivered to its mailbox, as Postfix\'s sendmail did before b57940b', async () => {
+  it('is delivered to its mailbox, as Postfix\'s sendmail did before b57940b', async () => {
     const body = join(dir, 'body');
     writeFileSync(body, 'Subject: review12\n\nhello\n');
     const routed = '@relay.test:user@maildir.test';

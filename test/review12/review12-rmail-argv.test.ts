@@ -6,7 +6,7 @@
 // (runChild(program, sendmailArgv({ recipients: args.recipients }))): one argument
 // `victim@maildir.test,other@maildir.test` reaches two mailboxes with the real Postfix
 // sendmail. The fix (req-review12.md F3): such a recipient goes the per-recipient way
-// (viaSmtp → Deliverer → deliverWithSendmail: refused 5.1.3, its sender told). it.fails.
+// (viaSmtp → Deliverer → deliverWithSendmail: refused 5.1.3, its sender told). Applied by the lead (session 12).
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +29,7 @@ describe.runIf(present)('review12: mailbag rmail, method sendmail, a recipient s
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.fails('is not handed to sendmail as one argument', async () => {
+  it('is not handed to sendmail as one argument', async () => {
     const config = join(dir, 'mailbag.toml');
     writeFileSync(config, `site = "home"\nspool = "${join(dir, 'spool')}"\n[delivery]\nmethod = "sendmail"\nsendmail = "${POSTFIX_SENDMAIL}"\n`);
     await Spool.open(join(dir, 'spool'), { create: true });
