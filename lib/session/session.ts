@@ -231,6 +231,8 @@ class Session {
   /** the jobs to send one per bag (SessionStore.aloneJobs), read with our queue; updated on refusals */
   private alone: Map<string, number> | undefined;
   private aloneChain: Promise<void> = Promise.resolve();
+  /** bags of ours refused as a whole in this session, forgotten once the list is written (settleAlone) */
+  private readonly refusedWhole: string[] = [];
   /** jobs the peer refused alone in their bag, naming none (judgeSuspects) */
   private readonly suspects: { id: string; reason: string }[] = [];
   /** bags of ours the peer acknowledged or said it has, in this session */
@@ -517,7 +519,8 @@ class Session {
    * go one per bag from the next session on (SessionStore.aloneJobs). A job refused so alone
    * is a suspect, judged at the session's end (judgeSuspects); one refused `bad-hash` alone
    * is sent once more first, built again and from byte 0 (a partial a crash of the far
-   * machine damaged is refused so). A bag of one job too large for the peer fails at once
+   * machine damaged is refused so). A bag of one job too large for the peer fails at once.
+   * The list is written once, at the session's end (settleAlone), not per refusal
    */
   private async onRefused(r: Refuse, jobs: readonly string[]): Promise<void> {
     if (r.code === 'busy') return;
@@ -539,21 +542,34 @@ class Session {
       await this.o.store.discardBag(r.bag);
       return;
     }
-    // one update of the list at a time: refusals come in pipelined
+    // one update of the list in memory at a time: refusals come in pipelined
     const step = this.aloneChain.then(async () => {
       const alone = (this.alone ??= await this.o.store.aloneJobs());
       if (only !== undefined && (r.code !== 'bad-hash' || (alone.get(only) ?? 0) > 0)) {
         this.suspects.push({ id: only, reason: `${this.o.peer} refused its bag, sent alone, as a whole: ${said}` });
       }
       for (const id of jobs) alone.set(id, (alone.get(id) ?? 0) + (r.code === 'bad-hash' && only !== undefined ? 1 : 0));
-      // the list first, then the bag goes: a crash between leaves a pending bag of listed
-      // jobs, which the next session forgets (offerAndBuild)
-      await this.o.store.setAloneJobs(alone);
-      await this.o.store.discardBag(r.bag);
+      // written once at the session's end, the bag forgotten after it (settleAlone): a
+      // refusal per bag must not rewrite the whole list (N bags of N listed jobs: N² stats,
+      // N fsyncs). Until then the bag stays pending and its jobs unlisted: a crash offers
+      // it once more next session
+      this.refusedWhole.push(r.bag);
       if (only === undefined) this.res.alone += jobs.length;
     });
     this.aloneChain = step.catch(() => undefined);
     await step;
+  }
+
+  /**
+   * At the session's end (and best effort when it fails): the alone list is written once,
+   * then the bags refused as a whole in this session are forgotten. The list first: a
+   * crash between leaves pending bags of listed jobs, which the next session forgets when
+   * they hold several (offerAndBuild) and offers again when they hold one
+   */
+  private async settleAlone(): Promise<void> {
+    if (this.refusedWhole.length === 0 || !this.alone) return;
+    await this.o.store.setAloneJobs(this.alone);
+    for (const bag of this.refusedWhole.splice(0)) await this.o.store.discardBag(bag);
   }
 
   /**
@@ -1104,8 +1120,9 @@ class Session {
     this.res.wire = { in: this.decoder.bytesIn, out: this.bytesOut };
     const r = this.res;
     r.drained = r.refusedByPeer.length === 0 && r.refusedByUs.length === 0 && r.held.length === 0 && r.unsent === 0 && r.busy === 0;
-    // every refusal is in: the suspects are judged while the link closes
-    this.tail(this.aloneChain.then(() => this.judgeSuspects()));
+    // every refusal is in: the alone list is written once and the suspects are judged
+    // while the link closes
+    this.tail(this.aloneChain.then(() => this.settleAlone()).then(() => this.judgeSuspects()));
     // the link closes while removals and moves run on; the result waits for them
     const tails = Promise.all([...this.tails]);
     tails.catch(() => {}); // awaited below, after the link has closed
@@ -1180,7 +1197,10 @@ class Session {
     // refused its HELLO is done with its spool by then
     for (const b of this.incoming.values()) b.stager?.stop();
     const linkDown = tellPeer ? [this.link.done] : [];
-    void Promise.allSettled([this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged), ...linkDown])
+    // the refusals taken so far: the alone list written once, those bags forgotten (best
+    // effort: left undone, the bags are offered again next session, nothing lost)
+    const alone = this.aloneChain.then(() => this.settleAlone()).catch(() => undefined);
+    void Promise.allSettled([alone, this.reading, this.pumpDone, this.commitChain, this.ackChain, this.senderDone, ...this.tails, ...[...this.incoming.values()].map((b) => b.staged), ...linkDown])
       .then(async () => {
         // a commit that was running when this failed still sends its ACK and starts its
         // moves (a tail) after the line above was read: wait for those too

@@ -490,8 +490,9 @@ export class SessionStore {
 
   /**
    * Write the jobs to send one per bag (commit function: tmp, fsync, rename, directory
-   * fsync); none left removes the file. Written before the refused bag is forgotten: a
-   * crash between leaves a pending bag of jobs listed here, which the sender forgets.
+   * fsync); none left removes the file. Written once per session, at its end, before the
+   * bags refused as a whole in it are forgotten: a crash between leaves pending bags of
+   * jobs listed here, which the sender forgets (those of several jobs) or offers again.
    */
   async setAloneJobs(jobs: ReadonlyMap<string, number>): Promise<void> {
     const path = join(this.bagsOut, ALONE_FILE);
